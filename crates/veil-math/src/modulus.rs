@@ -1,0 +1,338 @@
+//! Word-size modular arithmetic: Barrett reduction of 128-bit products and Shoup
+//! multiplication by precomputed constants.
+//!
+//! Every [`Modulus`] is an odd integer `q` with `2 ≤ q < 2^62`; values passed to its methods
+//! are expected to be reduced (`< q`) unless a method says otherwise.
+
+use crate::error::{MathError, Result};
+
+/// The largest supported modulus bit size (values must stay below 2^62 so that lazy sums of
+/// two reduced values and Shoup products never overflow).
+pub const MAX_MODULUS_BITS: u32 = 62;
+
+/// A modulus with precomputed Barrett constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Modulus {
+    q: u64,
+    /// floor(2^128 / q), low word.
+    ratio_lo: u64,
+    /// floor(2^128 / q), high word.
+    ratio_hi: u64,
+    bits: u32,
+}
+
+/// A constant prepared for Shoup multiplication: `w` and `floor(w · 2^64 / q)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShoupConst {
+    /// The constant itself (reduced modulo q).
+    pub value: u64,
+    /// `floor(value · 2^64 / q)`.
+    pub quotient: u64,
+}
+
+impl Modulus {
+    /// Prepares a modulus. Fails for even moduli, `q < 3` or `q ≥ 2^62`.
+    pub fn new(q: u64) -> Result<Self> {
+        if q < 3 {
+            return Err(MathError::InvalidModulus { modulus: q, reason: "must be at least 3" });
+        }
+        if q % 2 == 0 {
+            return Err(MathError::InvalidModulus { modulus: q, reason: "must be odd" });
+        }
+        if q >> MAX_MODULUS_BITS != 0 {
+            return Err(MathError::InvalidModulus { modulus: q, reason: "must be below 2^62" });
+        }
+        // floor(2^128 / q) = floor((2^128 - 1) / q) because q is odd and does not divide 2^128.
+        let ratio = u128::MAX / u128::from(q);
+        Ok(Self {
+            q,
+            ratio_lo: ratio as u64,
+            ratio_hi: (ratio >> 64) as u64,
+            bits: 64 - q.leading_zeros(),
+        })
+    }
+
+    /// The modulus value.
+    #[inline]
+    pub fn value(&self) -> u64 {
+        self.q
+    }
+
+    /// Number of significant bits of `q`.
+    #[inline]
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// `a + b mod q`.
+    #[inline]
+    pub fn add(&self, a: u64, b: u64) -> u64 {
+        let s = a + b;
+        if s >= self.q {
+            s - self.q
+        } else {
+            s
+        }
+    }
+
+    /// `a - b mod q`.
+    #[inline]
+    pub fn sub(&self, a: u64, b: u64) -> u64 {
+        if a >= b {
+            a - b
+        } else {
+            a + self.q - b
+        }
+    }
+
+    /// `-a mod q`.
+    #[inline]
+    pub fn neg(&self, a: u64) -> u64 {
+        if a == 0 {
+            0
+        } else {
+            self.q - a
+        }
+    }
+
+    /// Reduces any 64-bit value.
+    #[inline]
+    pub fn reduce(&self, a: u64) -> u64 {
+        self.reduce_u128(u128::from(a))
+    }
+
+    /// Reduces any signed 64-bit value to `[0, q)`.
+    #[inline]
+    pub fn reduce_i64(&self, a: i64) -> u64 {
+        let r = self.reduce(a.unsigned_abs());
+        if a < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
+    /// Reduces any signed 128-bit value to `[0, q)`.
+    #[inline]
+    pub fn reduce_i128(&self, a: i128) -> u64 {
+        let r = self.reduce_u128(a.unsigned_abs());
+        if a < 0 {
+            self.neg(r)
+        } else {
+            r
+        }
+    }
+
+    /// Barrett reduction of an arbitrary 128-bit value.
+    #[inline]
+    pub fn reduce_u128(&self, z: u128) -> u64 {
+        let z0 = z as u64;
+        let z1 = (z >> 64) as u64;
+        // Estimate floor(z · ratio / 2^128) from the partial products that reach the top words.
+        let p00_hi = ((u128::from(z0) * u128::from(self.ratio_lo)) >> 64) as u64;
+        let p01 = u128::from(z0) * u128::from(self.ratio_hi);
+        let p10 = u128::from(z1) * u128::from(self.ratio_lo);
+        let mid = u128::from(p00_hi) + u128::from(p01 as u64) + u128::from(p10 as u64);
+        let carry = (mid >> 64) as u64;
+        let quotient = (z1.wrapping_mul(self.ratio_hi))
+            .wrapping_add((p01 >> 64) as u64)
+            .wrapping_add((p10 >> 64) as u64)
+            .wrapping_add(carry);
+        // The estimate is below the true quotient by at most 2.
+        let mut r = z0.wrapping_sub(quotient.wrapping_mul(self.q));
+        while r >= self.q {
+            r -= self.q;
+        }
+        r
+    }
+
+    /// `a · b mod q`.
+    #[inline]
+    pub fn mul(&self, a: u64, b: u64) -> u64 {
+        self.reduce_u128(u128::from(a) * u128::from(b))
+    }
+
+    /// Prepares `w` (any 64-bit value) for fast repeated multiplication.
+    #[inline]
+    pub fn shoup(&self, w: u64) -> ShoupConst {
+        let value = self.reduce(w);
+        ShoupConst { value, quotient: ((u128::from(value) << 64) / u128::from(self.q)) as u64 }
+    }
+
+    /// `a · w mod q` with a Shoup-prepared constant; `a` may be any value below 2^64.
+    #[inline]
+    pub fn mul_shoup(&self, a: u64, w: ShoupConst) -> u64 {
+        let hi = ((u128::from(a) * u128::from(w.quotient)) >> 64) as u64;
+        let r = a.wrapping_mul(w.value).wrapping_sub(hi.wrapping_mul(self.q));
+        if r >= self.q {
+            r - self.q
+        } else {
+            r
+        }
+    }
+
+    /// `a^e mod q`.
+    pub fn pow(&self, a: u64, mut e: u64) -> u64 {
+        let mut base = self.reduce(a);
+        let mut acc = 1 % self.q;
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = self.mul(acc, base);
+            }
+            base = self.mul(base, base);
+            e >>= 1;
+        }
+        acc
+    }
+
+    /// Multiplicative inverse of `a` modulo `q`, if it exists.
+    pub fn inv(&self, a: u64) -> Option<u64> {
+        let a = self.reduce(a);
+        if a == 0 {
+            return None;
+        }
+        // Extended Euclid over signed 128-bit integers.
+        let (mut old_r, mut r) = (i128::from(a), i128::from(self.q));
+        let (mut old_s, mut s) = (1i128, 0i128);
+        while r != 0 {
+            let quot = old_r / r;
+            (old_r, r) = (r, old_r - quot * r);
+            (old_s, s) = (s, old_s - quot * s);
+        }
+        if old_r != 1 {
+            return None;
+        }
+        Some(self.reduce_i128(old_s))
+    }
+
+    /// Maps `a ∈ [0, q)` to its centred representative in `(-q/2, q/2]`.
+    #[inline]
+    pub fn center(&self, a: u64) -> i64 {
+        if a > self.q / 2 {
+            a as i64 - self.q as i64
+        } else {
+            a as i64
+        }
+    }
+
+    /// `a·b + c` accumulated lazily: returns the full 128-bit product sum, to be reduced later
+    /// with [`Modulus::reduce_u128`].
+    #[inline]
+    pub fn mul_wide(a: u64, b: u64) -> u128 {
+        u128::from(a) * u128::from(b)
+    }
+
+    /// Element-wise `out[i] = a[i] · b[i] mod q`.
+    pub fn mul_slices(&self, out: &mut [u64], a: &[u64], b: &[u64]) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = self.mul(x, y);
+        }
+    }
+
+    /// Element-wise `a[i] = a[i] + b[i] mod q`.
+    pub fn add_assign_slices(&self, a: &mut [u64], b: &[u64]) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = self.add(*x, y);
+        }
+    }
+
+    /// Element-wise `a[i] = a[i] - b[i] mod q`.
+    pub fn sub_assign_slices(&self, a: &mut [u64], b: &[u64]) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = self.sub(*x, y);
+        }
+    }
+
+    /// Element-wise `a[i] = b[i] - a[i] mod q`.
+    pub fn rsub_assign_slices(&self, a: &mut [u64], b: &[u64]) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = self.sub(y, *x);
+        }
+    }
+
+    /// Element-wise `a[i] = -a[i] mod q`.
+    pub fn neg_assign_slice(&self, a: &mut [u64]) {
+        for x in a.iter_mut() {
+            *x = self.neg(*x);
+        }
+    }
+
+    /// Element-wise `a[i] = a[i] · w mod q` with a Shoup constant.
+    pub fn mul_shoup_assign_slice(&self, a: &mut [u64], w: ShoupConst) {
+        for x in a.iter_mut() {
+            *x = self.mul_shoup(*x, w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PRIMES: [u64; 4] = [
+        0x3fff_ffff_0000_0001 % (1 << 61) | 1, // odd 61-bit value (not necessarily prime)
+        1_152_921_504_606_748_673,             // 60-bit NTT prime
+        1_099_511_922_689,                     // 40-bit prime
+        65_537,
+    ];
+
+    proptest! {
+        #[test]
+        fn barrett_matches_u128_rem(z in any::<u128>(), i in 0usize..4) {
+            let m = Modulus::new(PRIMES[i]).unwrap();
+            prop_assert_eq!(u128::from(m.reduce_u128(z)), z % u128::from(PRIMES[i]));
+        }
+
+        #[test]
+        fn mul_matches(a in any::<u64>(), b in any::<u64>(), i in 0usize..4) {
+            let q = PRIMES[i];
+            let m = Modulus::new(q).unwrap();
+            let (a, b) = (a % q, b % q);
+            prop_assert_eq!(u128::from(m.mul(a, b)), u128::from(a) * u128::from(b) % u128::from(q));
+        }
+
+        #[test]
+        fn shoup_matches(a in any::<u64>(), w in any::<u64>(), i in 0usize..4) {
+            let q = PRIMES[i];
+            let m = Modulus::new(q).unwrap();
+            let c = m.shoup(w);
+            prop_assert_eq!(m.mul_shoup(a, c), m.mul(m.reduce(a), m.reduce(w)));
+        }
+
+        #[test]
+        fn add_sub_neg_laws(a in any::<u64>(), b in any::<u64>(), i in 0usize..4) {
+            let q = PRIMES[i];
+            let m = Modulus::new(q).unwrap();
+            let (a, b) = (a % q, b % q);
+            prop_assert_eq!(m.sub(m.add(a, b), b), a);
+            prop_assert_eq!(m.add(a, m.neg(a)), 0);
+            prop_assert_eq!(m.reduce_i64(-(a as i64 % 1000)), m.neg(a % 1000 % q));
+        }
+
+        #[test]
+        fn inverse_is_inverse(a in 1u64..u64::MAX) {
+            let q = PRIMES[1];
+            let m = Modulus::new(q).unwrap();
+            let a = a % q;
+            prop_assume!(a != 0);
+            let inv = m.inv(a).unwrap();
+            prop_assert_eq!(m.mul(a, inv), 1);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_moduli() {
+        assert!(Modulus::new(0).is_err());
+        assert!(Modulus::new(10).is_err());
+        assert!(Modulus::new(1 << 63 | 1).is_err());
+    }
+
+    #[test]
+    fn pow_and_center() {
+        let m = Modulus::new(65_537).unwrap();
+        assert_eq!(m.pow(3, 65_536), 1);
+        assert_eq!(m.center(65_536), -1);
+        assert_eq!(m.center(5), 5);
+    }
+}

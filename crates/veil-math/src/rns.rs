@@ -1,0 +1,198 @@
+//! RNS base conversion (for key switching's ModUp / ModDown) and exact CRT composition (for
+//! decoding).
+
+use crate::error::{MathError, Result};
+use crate::modulus::{Modulus, ShoupConst};
+use crate::par::for_each_limb;
+
+/// Fast (approximate) base conversion from basis `A = {a_i}` to basis `B = {b_j}`:
+/// `x ↦ Σ_i [x_i · (A/a_i)^{-1}]_{a_i} · (A/a_i) mod b_j`.
+///
+/// The result equals `x + u·A` for some `0 ≤ u < |A|`; key switching is designed so that the
+/// `u·A` term either vanishes (ModUp with gadget factors) or becomes a small rounding error
+/// (ModDown).
+#[derive(Clone, Debug)]
+pub struct BaseConverter {
+    from: Vec<Modulus>,
+    to: Vec<Modulus>,
+    /// `(A/a_i)^{-1} mod a_i`, Shoup-prepared.
+    inv_hat: Vec<ShoupConst>,
+    /// `hat_mod_to[j][i] = (A/a_i) mod b_j`.
+    hat_mod_to: Vec<Vec<u64>>,
+}
+
+impl BaseConverter {
+    /// Precomputes the conversion. The two bases must be disjoint sets of distinct primes.
+    pub fn new(from: &[Modulus], to: &[Modulus]) -> Result<Self> {
+        if from.is_empty() {
+            return Err(MathError::LengthMismatch { expected: 1, found: 0 });
+        }
+        let mut inv_hat = Vec::with_capacity(from.len());
+        for (i, a) in from.iter().enumerate() {
+            let mut hat = 1u64;
+            for (k, b) in from.iter().enumerate() {
+                if k != i {
+                    hat = a.mul(hat, a.reduce(b.value()));
+                }
+            }
+            let inv = a.inv(hat).ok_or(MathError::InvalidModulus { modulus: a.value(), reason: "primes of a basis must be distinct" })?;
+            inv_hat.push(a.shoup(inv));
+        }
+        let mut hat_mod_to = Vec::with_capacity(to.len());
+        for b in to {
+            if from.iter().any(|a| a.value() == b.value()) {
+                return Err(MathError::InvalidModulus { modulus: b.value(), reason: "bases of a conversion must be disjoint" });
+            }
+            let row = (0..from.len())
+                .map(|i| {
+                    from.iter()
+                        .enumerate()
+                        .filter(|&(k, _)| k != i)
+                        .fold(1u64, |acc, (_, a)| b.mul(acc, b.reduce(a.value())))
+                })
+                .collect();
+            hat_mod_to.push(row);
+        }
+        Ok(Self { from: from.to_vec(), to: to.to_vec(), inv_hat, hat_mod_to })
+    }
+
+    /// Source basis.
+    pub fn from_moduli(&self) -> &[Modulus] {
+        &self.from
+    }
+
+    /// Target basis.
+    pub fn to_moduli(&self) -> &[Modulus] {
+        &self.to
+    }
+
+    /// Converts coefficient-form limbs `input` (`|A| · n` words) to `output` (`|B| · n` words).
+    pub fn convert(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
+        if input.len() != self.from.len() * n {
+            return Err(MathError::LengthMismatch { expected: self.from.len() * n, found: input.len() });
+        }
+        if output.len() != self.to.len() * n {
+            return Err(MathError::LengthMismatch { expected: self.to.len() * n, found: output.len() });
+        }
+        // y_i = x_i · (A/a_i)^{-1} mod a_i
+        let mut y = input.to_vec();
+        let from = &self.from;
+        let inv_hat = &self.inv_hat;
+        for_each_limb(&mut y, n, 2, |i, limb| from[i].mul_shoup_assign_slice(limb, inv_hat[i]));
+        let k = self.from.len();
+        let to = &self.to;
+        let hat = &self.hat_mod_to;
+        for_each_limb(output, n, 2 * k, |j, out| {
+            let b = &to[j];
+            let row = &hat[j];
+            // Products are below 2^124; sum at most 15 of them before reducing.
+            for (c, o) in out.iter_mut().enumerate() {
+                let mut acc: u128 = 0;
+                let mut total = 0u64;
+                for (i, &h) in row.iter().enumerate() {
+                    acc += u128::from(y[i * n + c]) * u128::from(h);
+                    if i % 15 == 14 {
+                        total = b.add(total, b.reduce_u128(acc));
+                        acc = 0;
+                    }
+                }
+                *o = b.add(total, b.reduce_u128(acc));
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Exact CRT composition by Garner's mixed-radix algorithm with balanced digits, giving the
+/// centred representative in `(-Q/2, Q/2]` as an `f64` without catastrophic cancellation.
+#[derive(Clone, Debug)]
+pub struct CrtComposer {
+    moduli: Vec<Modulus>,
+    /// `inv_prefix[i] = (q_0 ··· q_{i-1})^{-1} mod q_i`.
+    inv_prefix: Vec<u64>,
+    /// `q_mod[i][j] = q_j mod q_i` for `j < i`.
+    q_mod: Vec<Vec<u64>>,
+}
+
+impl CrtComposer {
+    /// Precomputes the composition for distinct primes.
+    pub fn new(moduli: &[Modulus]) -> Result<Self> {
+        let mut inv_prefix = Vec::with_capacity(moduli.len());
+        let mut q_mod = Vec::with_capacity(moduli.len());
+        for (i, m) in moduli.iter().enumerate() {
+            let row: Vec<u64> = moduli[..i].iter().map(|q| m.reduce(q.value())).collect();
+            let prefix = row.iter().fold(1u64, |acc, &x| m.mul(acc, x));
+            inv_prefix.push(m.inv(prefix).ok_or(MathError::InvalidModulus { modulus: m.value(), reason: "primes must be distinct" })?);
+            q_mod.push(row);
+        }
+        Ok(Self { moduli: moduli.to_vec(), inv_prefix, q_mod })
+    }
+
+    /// Composes residues `x_i = x mod q_i` into the centred value of `x` as `f64`.
+    pub fn compose_centered(&self, residues: &[u64], digits: &mut Vec<i64>) -> f64 {
+        digits.clear();
+        for (i, m) in self.moduli.iter().enumerate() {
+            // s = Σ_{j<i} a_j · (q_0···q_{j-1}) mod q_i
+            let mut s = 0u64;
+            let mut prod = 1u64;
+            for (j, &a) in digits.iter().enumerate() {
+                s = m.add(s, m.mul(m.reduce_i64(a), prod));
+                prod = m.mul(prod, self.q_mod[i][j]);
+            }
+            let a = m.mul(m.sub(m.reduce(residues[i]), s), self.inv_prefix[i]);
+            digits.push(m.center(a));
+        }
+        let mut v = 0f64;
+        for (i, &a) in digits.iter().enumerate().rev() {
+            v = v * self.moduli[i].value() as f64 + a as f64;
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prime::primes_for_bit_sizes;
+
+    #[test]
+    fn fast_base_conversion_is_exact_up_to_multiples_of_a() {
+        let from = primes_for_bit_sizes(16, &[40, 41, 42]).unwrap();
+        let to = primes_for_bit_sizes(16, &[50, 51]).unwrap();
+        let conv = BaseConverter::new(&from, &to).unwrap();
+        let a_prod: u128 = from.iter().map(|m| u128::from(m.value())).product();
+        let n = 4;
+        let xs: [u128; 4] = [0, 1, 123_456_789_012_345_678_901, a_prod - 1];
+        let mut input = vec![0u64; 3 * n];
+        for (i, m) in from.iter().enumerate() {
+            for (c, &x) in xs.iter().enumerate() {
+                input[i * n + c] = (x % u128::from(m.value())) as u64;
+            }
+        }
+        let mut out = vec![0u64; 2 * n];
+        conv.convert(n, &input, &mut out).unwrap();
+        for (j, b) in to.iter().enumerate() {
+            for (c, &x) in xs.iter().enumerate() {
+                let got = out[j * n + c];
+                let ok = (0..3u128).any(|u| {
+                    let v = (x + u * a_prod) % u128::from(b.value());
+                    v as u64 == got
+                });
+                assert!(ok, "coefficient {c} modulo {}", b.value());
+            }
+        }
+        assert!(BaseConverter::new(&from, &from[..1]).is_err());
+    }
+
+    #[test]
+    fn crt_composition_is_exact_and_centred() {
+        let moduli = primes_for_bit_sizes(16, &[60, 40, 40, 60]).unwrap();
+        let comp = CrtComposer::new(&moduli).unwrap();
+        let mut digits = Vec::new();
+        for x in [0i128, 1, -1, 1 << 100, -(1 << 100) + 12345, 987_654_321_987_654_321] {
+            let residues: Vec<u64> = moduli.iter().map(|m| m.reduce_i128(x)).collect();
+            let v = comp.compose_centered(&residues, &mut digits);
+            assert!((v - x as f64).abs() <= (x as f64).abs() * 1e-15, "{x}: {v}");
+        }
+    }
+}
