@@ -239,6 +239,31 @@ impl RnsPoly {
         Ok(())
     }
 
+    /// `self += a · b` where `a` and `b` may live over a longer basis that starts with
+    /// `self`'s primes (e.g. a key over `q_0..q_L` used at level ℓ < L). All in NTT form.
+    pub fn add_mul_assign_prefix(&mut self, a: &Self, b: &Self) -> Result<()> {
+        self.require(Representation::Ntt)?;
+        for x in [a, b] {
+            if !Arc::ptr_eq(&self.ctx, &x.ctx) {
+                return Err(MathError::ContextMismatch);
+            }
+            x.require(Representation::Ntt)?;
+            if x.primes.len() < self.primes.len() || x.primes[..self.primes.len()] != self.primes[..] {
+                return Err(MathError::BasisMismatch {
+                    expected: self.primes.len(),
+                    expected_primes: self.primes.clone(),
+                    found: x.primes.len(),
+                    found_primes: x.primes.clone(),
+                });
+            }
+        }
+        let n = self.degree();
+        let ctx = self.ctx.clone();
+        let primes = self.primes.clone();
+        for_each_limb(&mut self.data, n, 4, |l, limb| ctx.mul_accumulate(primes[l], limb, a.limb(l), b.limb(l)));
+        Ok(())
+    }
+
     /// `a · b` as a new polynomial (both in NTT form).
     pub fn mul(a: &Self, b: &Self) -> Result<Self> {
         let mut out = Self { ctx: a.ctx.clone(), primes: a.primes.clone(), repr: a.repr, data: vec![0; a.data.len()] };

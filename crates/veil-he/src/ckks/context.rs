@@ -1,0 +1,200 @@
+//! The CKKS context: a parameter set with everything precomputed from it (NTT plans, the
+//! encoder's roots of unity, key-switching base converters for every level, CRT tables).
+//! Build it once and share it (`Arc`); every key, plaintext and ciphertext refers to it by the
+//! parameters' fingerprint.
+
+use std::sync::Arc;
+
+use veil_math::rns::{BaseConverter, CrtComposer};
+use veil_math::sampler::{DiscreteGaussian, DEFAULT_SIGMA};
+use veil_math::{Modulus, RingContext, ShoupConst};
+
+use crate::ckks::params::{hex8, CkksParameters};
+use crate::error::{HeError, Result};
+
+/// Base converters of hybrid key switching at one level.
+#[derive(Debug)]
+pub(crate) struct LevelKeySwitch {
+    /// Per digit: positions (in the extended basis `q_0..q_ℓ, p_0..`) of the digit's primes.
+    pub digit_positions: Vec<Vec<usize>>,
+    /// Per digit: positions of all other primes of the extended basis.
+    pub complement_positions: Vec<Vec<usize>>,
+    /// Per digit: converter from the digit's primes to its complement.
+    pub mod_up: Vec<BaseConverter>,
+    /// Converter from the special primes to `q_0..q_ℓ`.
+    pub mod_down: BaseConverter,
+    /// `P^{-1} mod q_i` for `i ≤ ℓ`.
+    pub p_inv: Vec<ShoupConst>,
+}
+
+/// Precomputed roots for the special FFT of the canonical embedding.
+#[derive(Debug)]
+pub(crate) struct EncoderTables {
+    /// `5^j mod 2N` for `j < N/2`.
+    pub rot_group: Vec<usize>,
+    /// `exp(2πi·k / 2N)` for `k ≤ 2N`, as (re, im).
+    pub roots: Vec<(f64, f64)>,
+}
+
+/// A CKKS parameter set with its precomputations. Create with [`CkksContext::new`].
+#[derive(Debug)]
+pub struct CkksContext {
+    params: CkksParameters,
+    ring: Arc<RingContext>,
+    pub(crate) encoder: EncoderTables,
+    pub(crate) key_switch: Vec<LevelKeySwitch>,
+    pub(crate) crt: Vec<CrtComposer>,
+    pub(crate) gaussian: DiscreteGaussian,
+    /// `P mod q_i` for every ciphertext prime.
+    pub(crate) p_mod_q: Vec<u64>,
+}
+
+impl CkksContext {
+    /// Precomputes everything for `params`.
+    pub fn new(params: CkksParameters) -> Result<Arc<Self>> {
+        let n = params.degree();
+        let all: Vec<Modulus> = params.ciphertext_moduli().iter().chain(params.special_moduli()).copied().collect();
+        let ring = RingContext::new(n, &all)?;
+        let q = params.ciphertext_moduli().to_vec();
+        let p = params.special_moduli().to_vec();
+        let alpha = params.digit_size();
+
+        let mut key_switch = Vec::with_capacity(q.len());
+        for level in 0..q.len() {
+            let ext: Vec<Modulus> = q[..=level].iter().chain(&p).copied().collect();
+            let mut digit_positions = Vec::new();
+            let mut complement_positions = Vec::new();
+            let mut mod_up = Vec::new();
+            let mut start = 0;
+            while start <= level {
+                let end = (start + alpha).min(level + 1);
+                let digit: Vec<usize> = (start..end).collect();
+                let comp: Vec<usize> = (0..ext.len()).filter(|i| !(start..end).contains(i)).collect();
+                let from: Vec<Modulus> = digit.iter().map(|&i| ext[i]).collect();
+                let to: Vec<Modulus> = comp.iter().map(|&i| ext[i]).collect();
+                mod_up.push(BaseConverter::new(&from, &to)?);
+                digit_positions.push(digit);
+                complement_positions.push(comp);
+                start = end;
+            }
+            let mod_down = BaseConverter::new(&p, &q[..=level])?;
+            let p_inv = q[..=level]
+                .iter()
+                .map(|m| {
+                    let pm = p.iter().fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())));
+                    m.inv(pm).map(|x| m.shoup(x)).ok_or(HeError::Internal("special primes not invertible"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            key_switch.push(LevelKeySwitch { digit_positions, complement_positions, mod_up, mod_down, p_inv });
+        }
+        let p_mod_q = q.iter().map(|m| p.iter().fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())))).collect();
+        let crt = (0..q.len()).map(|l| CrtComposer::new(&q[..=l])).collect::<veil_math::Result<Vec<_>>>()?;
+
+        let two_n = 2 * n;
+        let mut rot_group = Vec::with_capacity(n / 2);
+        let mut g = 1usize;
+        for _ in 0..n / 2 {
+            rot_group.push(g);
+            g = g * 5 % two_n;
+        }
+        let roots = (0..=two_n)
+            .map(|k| {
+                let a = 2.0 * std::f64::consts::PI * k as f64 / two_n as f64;
+                (a.cos(), a.sin())
+            })
+            .collect();
+        let gaussian = DiscreteGaussian::new(DEFAULT_SIGMA).ok_or(HeError::Internal("bad sigma"))?;
+        Ok(Arc::new(Self {
+            params,
+            ring,
+            encoder: EncoderTables { rot_group, roots },
+            key_switch,
+            crt,
+            gaussian,
+            p_mod_q,
+        }))
+    }
+
+    /// The parameter set.
+    pub fn params(&self) -> &CkksParameters {
+        &self.params
+    }
+
+    /// The ring context (ciphertext primes first, then special primes).
+    pub fn ring(&self) -> &Arc<RingContext> {
+        &self.ring
+    }
+
+    /// Ring degree N.
+    pub fn degree(&self) -> usize {
+        self.params.degree()
+    }
+
+    /// Number of slots, N/2.
+    pub fn slots(&self) -> usize {
+        self.params.slots()
+    }
+
+    /// Highest level L.
+    pub fn max_level(&self) -> usize {
+        self.params.max_level()
+    }
+
+    /// Fingerprint of the parameters.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.params.fingerprint()
+    }
+
+    /// Prime indices `0..=level` (the ciphertext basis at `level`).
+    pub(crate) fn q_basis(&self, level: usize) -> Vec<usize> {
+        (0..=level).collect()
+    }
+
+    /// Prime indices of the extended basis `q_0..q_ℓ, p_0..p_{k-1}`.
+    pub(crate) fn ext_basis(&self, level: usize) -> Vec<usize> {
+        let l_max = self.max_level();
+        (0..=level).chain(l_max + 1..l_max + 1 + self.params.special_moduli().len()).collect()
+    }
+
+    /// All primes (`q_0..q_L, p_0..`).
+    pub(crate) fn full_basis(&self) -> Vec<usize> {
+        (0..self.ring.num_moduli()).collect()
+    }
+
+    /// The Galois element rotating slots left by `step` (negative: right).
+    pub fn galois_element_for_step(&self, step: i64) -> u64 {
+        let slots = self.slots() as i64;
+        let two_n = 2 * self.degree() as u64;
+        let s = step.rem_euclid(slots) as u64;
+        // 5^s mod 2N by square-and-multiply (2N ≤ 2^17, so products fit in u64).
+        let mut acc = 1u64;
+        let mut base = 5u64;
+        let mut e = s;
+        while e > 0 {
+            if e & 1 == 1 {
+                acc = acc * base % two_n;
+            }
+            base = base * base % two_n;
+            e >>= 1;
+        }
+        acc
+    }
+
+    /// The Galois element of complex conjugation, `2N − 1`.
+    pub fn conjugation_element(&self) -> u64 {
+        2 * self.degree() as u64 - 1
+    }
+
+    /// Checks an object's fingerprint against this context.
+    pub(crate) fn check_fingerprint(&self, found: &[u8; 32]) -> Result<()> {
+        if found != &self.fingerprint() {
+            return Err(HeError::ParameterMismatch { expected: self.params.fingerprint_hex(), found: hex8(found) });
+        }
+        Ok(())
+    }
+
+    /// `log2(q_0 ··· q_level)`.
+    pub fn modulus_bits_at(&self, level: usize) -> f64 {
+        self.params.ciphertext_moduli()[..=level.min(self.max_level())].iter().map(|m| (m.value() as f64).log2()).sum()
+    }
+}

@@ -1,0 +1,329 @@
+//! Keys: secret, public, relinearization, Galois (rotations and conjugation), and the
+//! generator that makes them.
+//!
+//! Switching keys use the hybrid (special-prime) form: for each of the `dnum` digits `D_j` of
+//! the ciphertext modulus, `(b_j, a_j)` over `Q·P` with
+//! `b_j = −a_j·s + e_j + P·[i ∈ D_j]·s'` (limb-wise), so that key switching divides by `P` at
+//! the end and the error stays small. The uniform halves `a_j` are generated from a 32-byte
+//! seed, which is all that is serialized of them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use veil_math::{sampler, Representation, RnsPoly};
+
+use crate::ckks::context::CkksContext;
+use crate::error::{HeError, Result};
+
+/// The secret key `s` (uniform ternary), kept in NTT form over all primes. Zeroized on drop,
+/// never printed, compared in constant time.
+#[derive(Clone)]
+pub struct SecretKey {
+    pub(crate) s: RnsPoly,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey { .. }")
+    }
+}
+
+impl Zeroize for SecretKey {
+    fn zeroize(&mut self) {
+        self.s.zeroize();
+    }
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for SecretKey {}
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        let a: Vec<u8> = self.s.data().iter().flat_map(|x| x.to_le_bytes()).collect();
+        let b: Vec<u8> = other.s.data().iter().flat_map(|x| x.to_le_bytes()).collect();
+        let (a, b) = (Zeroizing::new(a), Zeroizing::new(b));
+        bool::from(a.ct_eq(&b)) && self.fingerprint == other.fingerprint
+    }
+}
+
+impl SecretKey {
+    /// Fingerprint of the parameter set.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+}
+
+/// The public key `(b, a) = (−a·s + e, a)` over the ciphertext primes.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    pub(crate) b: RnsPoly,
+    pub(crate) a: RnsPoly,
+    pub(crate) seed: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl PublicKey {
+    /// Fingerprint of the parameter set.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+}
+
+/// A key-switching key from some `s'` to `s`: one `(b_j, a_j)` pair per digit.
+#[derive(Clone, Debug)]
+pub struct SwitchingKey {
+    pub(crate) b: Vec<RnsPoly>,
+    pub(crate) a: Vec<RnsPoly>,
+    pub(crate) seed: [u8; 32],
+    pub(crate) fingerprint: [u8; 32],
+}
+
+impl SwitchingKey {
+    /// Number of digits (dnum).
+    pub fn digits(&self) -> usize {
+        self.b.len()
+    }
+
+    /// Fingerprint of the parameter set.
+    pub fn fingerprint(&self) -> &[u8; 32] {
+        &self.fingerprint
+    }
+}
+
+/// The relinearization key: switches `s²` to `s`.
+#[derive(Clone, Debug)]
+pub struct RelinearizationKey(pub(crate) SwitchingKey);
+
+impl RelinearizationKey {
+    /// The underlying switching key.
+    pub fn switching_key(&self) -> &SwitchingKey {
+        &self.0
+    }
+}
+
+/// Galois keys: switching keys from `s(X^g)` to `s`, by Galois element `g`.
+#[derive(Clone, Debug, Default)]
+pub struct GaloisKeys {
+    pub(crate) keys: BTreeMap<u64, SwitchingKey>,
+}
+
+impl GaloisKeys {
+    /// Whether a key for Galois element `g` is present.
+    pub fn contains(&self, g: u64) -> bool {
+        self.keys.contains_key(&g)
+    }
+
+    /// The Galois elements present.
+    pub fn elements(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// The key for `g`.
+    pub fn get(&self, g: u64) -> Option<&SwitchingKey> {
+        self.keys.get(&g)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Adds the keys of `other` (same parameters).
+    pub fn extend(&mut self, other: GaloisKeys) {
+        self.keys.extend(other.keys);
+    }
+}
+
+/// Generates a secret key and the keys derived from it. Randomness comes from a
+/// `ChaCha20Rng` seeded by the operating system (or the RNG given to
+/// [`KeyGenerator::with_rng`]).
+pub struct KeyGenerator {
+    ctx: Arc<CkksContext>,
+    sk: SecretKey,
+    rng: ChaCha20Rng,
+}
+
+impl std::fmt::Debug for KeyGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyGenerator { .. }")
+    }
+}
+
+/// Uniform polynomial over `basis` in NTT form from `rng` (deterministic given the RNG state).
+pub(crate) fn uniform_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+    let mut p = RnsPoly::zero(ctx.ring(), basis, Representation::Ntt)?;
+    let moduli = p.moduli();
+    for (l, m) in moduli.iter().enumerate() {
+        sampler::uniform_mod(rng, m, p.limb_mut(l));
+    }
+    Ok(p)
+}
+
+/// A fresh Gaussian error polynomial over `basis`, in NTT form.
+pub(crate) fn error_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+    let mut e = Zeroizing::new(vec![0i64; ctx.degree()]);
+    ctx.gaussian.fill(rng, &mut e);
+    let mut p = RnsPoly::from_signed(ctx.ring(), basis, &e)?;
+    p.to_ntt();
+    Ok(p)
+}
+
+/// A fresh ternary polynomial over `basis`, in NTT form.
+pub(crate) fn ternary_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+    let mut t = Zeroizing::new(vec![0i64; ctx.degree()]);
+    sampler::ternary(rng, &mut t);
+    let mut p = RnsPoly::from_signed(ctx.ring(), basis, &t)?;
+    p.to_ntt();
+    Ok(p)
+}
+
+impl KeyGenerator {
+    /// A generator with a fresh secret key, seeded from the operating system.
+    pub fn new(ctx: &Arc<CkksContext>) -> Result<Self> {
+        Self::with_rng(ctx, ChaCha20Rng::from_os_rng())
+    }
+
+    /// A generator using the given RNG (tests and reproducible experiments).
+    pub fn with_rng(ctx: &Arc<CkksContext>, mut rng: ChaCha20Rng) -> Result<Self> {
+        let s = ternary_poly(ctx, &ctx.full_basis(), &mut rng)?;
+        Ok(Self { ctx: ctx.clone(), sk: SecretKey { s, fingerprint: ctx.fingerprint() }, rng })
+    }
+
+    /// A generator for an existing secret key.
+    pub fn from_secret_key(ctx: &Arc<CkksContext>, sk: SecretKey) -> Result<Self> {
+        ctx.check_fingerprint(&sk.fingerprint)?;
+        Ok(Self { ctx: ctx.clone(), sk, rng: ChaCha20Rng::from_os_rng() })
+    }
+
+    /// The secret key.
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.sk
+    }
+
+    fn fresh_seed(&mut self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        seed
+    }
+
+    /// A public key.
+    pub fn public_key(&mut self) -> Result<PublicKey> {
+        let basis = self.ctx.q_basis(self.ctx.max_level());
+        let seed = self.fresh_seed();
+        let a = uniform_poly(&self.ctx, &basis, &mut ChaCha20Rng::from_seed(seed))?;
+        let mut b = error_poly(&self.ctx, &basis, &mut self.rng)?;
+        let mut a_s = RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?;
+        a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
+        b.sub_assign(&a_s)?;
+        Ok(PublicKey { b, a, seed, fingerprint: self.ctx.fingerprint() })
+    }
+
+    /// A switching key from `s_prime` (NTT form over all primes) to the secret key.
+    pub(crate) fn switching_key(&mut self, s_prime: &RnsPoly) -> Result<SwitchingKey> {
+        let ctx = self.ctx.clone();
+        let full = ctx.full_basis();
+        let top = ctx.key_switch.last().ok_or(HeError::Internal("no key-switching tables"))?;
+        let seed = self.fresh_seed();
+        let mut a_rng = ChaCha20Rng::from_seed(seed);
+        let mut bs = Vec::with_capacity(top.digit_positions.len());
+        let mut as_ = Vec::with_capacity(top.digit_positions.len());
+        for digit in &top.digit_positions {
+            let a = uniform_poly(&ctx, &full, &mut a_rng)?;
+            let mut b = error_poly(&ctx, &full, &mut self.rng)?;
+            let mut a_s = RnsPoly::zero(ctx.ring(), &full, Representation::Ntt)?;
+            a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
+            b.sub_assign(&a_s)?;
+            for &i in digit {
+                let m = ctx.ring().moduli()[i];
+                let factor = m.shoup(ctx.p_mod_q[i]);
+                let sp = s_prime.limb(i);
+                for (x, &y) in b.limb_mut(i).iter_mut().zip(sp) {
+                    *x = m.add(*x, m.mul_shoup(y, factor));
+                }
+            }
+            bs.push(b);
+            as_.push(a);
+        }
+        Ok(SwitchingKey { b: bs, a: as_, seed, fingerprint: ctx.fingerprint() })
+    }
+
+    /// The relinearization key (switches `s²` to `s`).
+    pub fn relin_key(&mut self) -> Result<RelinearizationKey> {
+        let s2 = Zeroizing::new(RnsPoly::mul(&self.sk.s, &self.sk.s)?);
+        Ok(RelinearizationKey(self.switching_key(&s2)?))
+    }
+
+    /// The Galois key for element `g` (odd, modulo 2N).
+    pub fn galois_key_for_element(&mut self, g: u64) -> Result<SwitchingKey> {
+        let sg = Zeroizing::new(self.sk.s.automorphism(g)?);
+        self.switching_key(&sg)
+    }
+
+    /// Galois keys for the given rotation steps (positive: left), plus the conjugation key if
+    /// asked. `progress(done, total)` is called after each key.
+    pub fn galois_keys_with_progress(
+        &mut self,
+        steps: &[i64],
+        conjugation: bool,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<GaloisKeys> {
+        let mut elements: Vec<u64> = steps
+            .iter()
+            .filter(|&&s| s.rem_euclid(self.ctx.slots() as i64) != 0)
+            .map(|&s| self.ctx.galois_element_for_step(s))
+            .collect();
+        if conjugation {
+            elements.push(self.ctx.conjugation_element());
+        }
+        elements.sort_unstable();
+        elements.dedup();
+        let total = elements.len();
+        let mut keys = GaloisKeys::default();
+        for (done, g) in elements.into_iter().enumerate() {
+            let k = self.galois_key_for_element(g)?;
+            keys.keys.insert(g, k);
+            progress(done + 1, total);
+        }
+        Ok(keys)
+    }
+
+    /// Galois keys for the given rotation steps (positive: left).
+    pub fn galois_keys(&mut self, steps: &[i64]) -> Result<GaloisKeys> {
+        self.galois_keys_with_progress(steps, false, &mut |_, _| {})
+    }
+
+    /// The rotation steps `±1, ±2, ±4, …, ±N/4`: any rotation can be composed from them.
+    pub fn power_of_two_steps(ctx: &CkksContext) -> Vec<i64> {
+        let slots = ctx.slots() as i64;
+        let mut steps = Vec::new();
+        let mut s = 1i64;
+        while s < slots {
+            steps.push(s);
+            steps.push(-s);
+            s *= 2;
+        }
+        steps
+    }
+
+    /// Galois keys for all power-of-two steps (both directions) and conjugation.
+    pub fn galois_keys_power_of_two(&mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<GaloisKeys> {
+        let steps = Self::power_of_two_steps(&self.ctx);
+        self.galois_keys_with_progress(&steps, true, progress)
+    }
+}

@@ -1,0 +1,142 @@
+//! Hybrid key switching (special-prime form, configurable decomposition number).
+//!
+//! Switching a polynomial `d` (NTT form over `q_0..q_ℓ`) with a key for `s' → s`:
+//! 1. **Decompose** (ModUp): split the primes into digits `D_j`; lift each digit's residues
+//!    to the whole extended basis `q_0..q_ℓ, p_0..` by fast base conversion and transform.
+//! 2. **Inner product** with the key's `(b_j, a_j)`.
+//! 3. **ModDown**: divide by `P` with the special primes' residues, back to `q_0..q_ℓ`.
+//!
+//! Step 1 depends only on `d`: *hoisted* rotations decompose once and apply many keys, each
+//! with the Galois permutation applied to the digits in NTT form.
+
+use rayon::prelude::*;
+use veil_math::par::{for_each_limb, map_range, should_parallelize};
+use veil_math::{Representation, RnsPoly};
+
+use crate::ckks::context::CkksContext;
+use crate::ckks::keys::SwitchingKey;
+use crate::error::{HeError, Result};
+
+const NTT_COST: usize = 32;
+
+/// A polynomial decomposed into digits, each lifted to the extended basis (NTT form).
+#[derive(Debug)]
+pub(crate) struct Decomposed {
+    pub level: usize,
+    pub digits: Vec<RnsPoly>,
+}
+
+/// Step 1: ModUp of every digit of `d` (NTT form over `q_0..q_ℓ`).
+pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
+    if d.representation() != Representation::Ntt || d.num_limbs() == 0 || d.num_limbs() > ctx.max_level() + 1 {
+        return Err(HeError::Internal("key switching input must be an NTT-form ciphertext polynomial"));
+    }
+    let level = d.num_limbs() - 1;
+    let ks = &ctx.key_switch[level];
+    let n = ctx.degree();
+    let ext = ctx.ext_basis(level);
+    let ring = ctx.ring();
+    let mut d_coeff = d.clone();
+    d_coeff.to_coefficient();
+    let digits = map_range(ks.digit_positions.len(), n * ext.len() * NTT_COST, |j| -> Result<RnsPoly> {
+        let dp = &ks.digit_positions[j];
+        let cp = &ks.complement_positions[j];
+        let mut input = Vec::with_capacity(dp.len() * n);
+        for &p in dp {
+            input.extend_from_slice(d_coeff.limb(p));
+        }
+        let mut conv = vec![0u64; cp.len() * n];
+        ks.mod_up[j].convert(n, &input, &mut conv)?;
+        for_each_limb(&mut conv, n, NTT_COST, |t, limb| ring.ntt_forward(ext[cp[t]], limb));
+        let mut out = RnsPoly::zero(ring, &ext, Representation::Ntt)?;
+        for &p in dp {
+            out.limb_mut(p).copy_from_slice(d.limb(p));
+        }
+        for (t, &p) in cp.iter().enumerate() {
+            out.limb_mut(p).copy_from_slice(&conv[t * n..(t + 1) * n]);
+        }
+        Ok(out)
+    });
+    Ok(Decomposed { level, digits: digits.into_iter().collect::<Result<Vec<_>>>()? })
+}
+
+/// Steps 2 and 3: inner product with `key` (optionally permuting the digits by a Galois
+/// permutation first) and ModDown. Returns `(k_0, k_1)` over `q_0..q_ℓ` with
+/// `k_0 + k_1·s ≈ σ(d)·s'`.
+pub(crate) fn apply(
+    ctx: &CkksContext,
+    dec: &Decomposed,
+    perm: Option<&[u32]>,
+    key: &SwitchingKey,
+) -> Result<(RnsPoly, RnsPoly)> {
+    ctx.check_fingerprint(&key.fingerprint)?;
+    let level = dec.level;
+    if key.b.len() < dec.digits.len() || key.a.len() != key.b.len() {
+        return Err(HeError::Internal("switching key has too few digits"));
+    }
+    let n = ctx.degree();
+    let ext = ctx.ext_basis(level);
+    let ring = ctx.ring();
+    let mut acc0 = RnsPoly::zero(ring, &ext, Representation::Ntt)?;
+    let mut acc1 = RnsPoly::zero(ring, &ext, Representation::Ntt)?;
+    let work = |t: usize, l0: &mut [u64], l1: &mut [u64]| {
+        let prime = ext[t];
+        let mut tmp = vec![0u64; if perm.is_some() { n } else { 0 }];
+        for (j, digit) in dec.digits.iter().enumerate() {
+            let src = digit.limb(t);
+            let src: &[u64] = match perm {
+                Some(p) => {
+                    for (o, &i) in tmp.iter_mut().zip(p) {
+                        *o = src[i as usize];
+                    }
+                    &tmp
+                }
+                None => src,
+            };
+            ring.mul_accumulate(prime, l0, src, key.b[j].limb(prime));
+            ring.mul_accumulate(prime, l1, src, key.a[j].limb(prime));
+        }
+    };
+    let total = n * ext.len() * dec.digits.len() * 4;
+    if should_parallelize(total, ext.len()) {
+        acc0.data_mut()
+            .par_chunks_mut(n)
+            .zip(acc1.data_mut().par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(t, (l0, l1))| work(t, l0, l1));
+    } else {
+        acc0.data_mut().chunks_mut(n).zip(acc1.data_mut().chunks_mut(n)).enumerate().for_each(|(t, (l0, l1))| work(t, l0, l1));
+    }
+    let (k0, k1) = if should_parallelize(total, 2) {
+        rayon::join(|| mod_down(ctx, acc0, level), || mod_down(ctx, acc1, level))
+    } else {
+        (mod_down(ctx, acc0, level), mod_down(ctx, acc1, level))
+    };
+    Ok((k0?, k1?))
+}
+
+/// ModDown: `round(x / P)` from the extended basis back to `q_0..q_ℓ` (NTT form).
+fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Result<RnsPoly> {
+    let ks = &ctx.key_switch[level];
+    let n = ctx.degree();
+    let ring = ctx.ring();
+    let ext = ctx.ext_basis(level);
+    let k = ext.len() - (level + 1);
+    let mut special: Vec<u64> = acc.data()[(level + 1) * n..].to_vec();
+    for_each_limb(&mut special, n, NTT_COST, |t, limb| ring.ntt_inverse(ext[level + 1 + t], limb));
+    debug_assert_eq!(special.len(), k * n);
+    let mut conv = vec![0u64; (level + 1) * n];
+    ks.mod_down.convert(n, &special, &mut conv)?;
+    acc.truncate_limbs(level + 1)?;
+    let moduli = acc.moduli();
+    for_each_limb(acc.data_mut(), n, NTT_COST, |i, limb| {
+        let c = &mut conv[i * n..(i + 1) * n].to_vec();
+        ring.ntt_forward(i, c);
+        let m = &moduli[i];
+        let p_inv = ks.p_inv[i];
+        for (x, &y) in limb.iter_mut().zip(c.iter()) {
+            *x = m.mul_shoup(m.sub(*x, y), p_inv);
+        }
+    });
+    Ok(acc)
+}

@@ -1,0 +1,5 @@
+//! Vectors.
+/// x
+pub struct CkksVector;
+/// y
+pub struct VectorContext;
