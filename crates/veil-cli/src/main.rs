@@ -1,1 +1,50 @@
-fn main() {}
+//! `veil`: protect sensitive data while it is being computed on.
+//!
+//! The binary is glue: each subcommand parses its flags and calls the libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod he;
+mod progress;
+
+/// Veil: compute on data that must stay hidden (homomorphic encryption, MPC, differential
+/// privacy, confidential computing).
+#[derive(Parser, Debug)]
+#[command(name = "veil", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the end-to-end demonstration on built-in data.
+    Demo(demo::DemoArgs),
+    /// Homomorphic encryption (CKKS).
+    He {
+        #[command(subcommand)]
+        command: he::HeCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::He { command } => he::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -95,10 +95,16 @@ impl Modulus {
         }
     }
 
-    /// Reduces any 64-bit value.
+    /// Reduces any 64-bit value (single-word Barrett: one high multiplication).
     #[inline]
     pub fn reduce(&self, a: u64) -> u64 {
-        self.reduce_u128(u128::from(a))
+        // ratio_hi = floor(2^64 / q); the quotient estimate is below the truth by at most 2.
+        let est = ((u128::from(a) * u128::from(self.ratio_hi)) >> 64) as u64;
+        let mut r = a - est * self.q;
+        while r >= self.q {
+            r -= self.q;
+        }
+        r
     }
 
     /// Reduces any signed 64-bit value to `[0, q)`.
@@ -282,6 +288,12 @@ mod tests {
         fn barrett_matches_u128_rem(z in any::<u128>(), i in 0usize..4) {
             let m = Modulus::new(PRIMES[i]).unwrap();
             prop_assert_eq!(u128::from(m.reduce_u128(z)), z % u128::from(PRIMES[i]));
+        }
+
+        #[test]
+        fn reduce_u64_matches(a in any::<u64>(), i in 0usize..4) {
+            let m = Modulus::new(PRIMES[i]).unwrap();
+            prop_assert_eq!(m.reduce(a), a % PRIMES[i]);
         }
 
         #[test]

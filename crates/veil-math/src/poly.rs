@@ -363,6 +363,22 @@ impl RnsPoly {
         });
     }
 
+    /// A copy over the primes `primes` (prime indices, each present in this polynomial).
+    pub fn select_primes(&self, primes: &[usize]) -> Result<Self> {
+        let positions = primes
+            .iter()
+            .map(|p| {
+                self.primes.iter().position(|x| x == p).ok_or(MathError::BasisMismatch {
+                    expected: primes.len(),
+                    expected_primes: primes.to_vec(),
+                    found: self.primes.len(),
+                    found_primes: self.primes.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.select_limbs(&positions)
+    }
+
     /// Keeps only the first `count` limbs (drops the primes at the end of the basis).
     pub fn truncate_limbs(&mut self, count: usize) -> Result<()> {
         if count > self.primes.len() {

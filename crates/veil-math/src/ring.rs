@@ -150,12 +150,13 @@ impl RingContext {
         if g % 2 == 0 {
             return Err(MathError::InvalidGaloisElement { element: g, two_n });
         }
-        let g = g % two_n;
+        let mask = two_n - 1; // 2N is a power of two
+        let g = g & mask;
         Ok(self
             .slot_exponent
             .iter()
             .map(|&e| {
-                let target = (u64::from(e) * g) % two_n;
+                let target = (u64::from(e) * g) & mask;
                 self.slot_of_exponent[((target - 1) / 2) as usize]
             })
             .collect())

@@ -74,6 +74,17 @@ impl BaseConverter {
         if output.len() != self.to.len() * n {
             return Err(MathError::LengthMismatch { expected: self.to.len() * n, found: output.len() });
         }
+        if self.from.len() == 1 {
+            // One source prime: the conversion is a plain reduction of each residue.
+            let to = &self.to;
+            for_each_limb(output, n, 2, |j, out| {
+                let b = &to[j];
+                for (o, &x) in out.iter_mut().zip(input) {
+                    *o = b.reduce(x);
+                }
+            });
+            return Ok(());
+        }
         // y_i = x_i · (A/a_i)^{-1} mod a_i
         let mut y = input.to_vec();
         let from = &self.from;
@@ -85,19 +96,23 @@ impl BaseConverter {
         for_each_limb(output, n, 2 * k, |j, out| {
             let b = &to[j];
             let row = &hat[j];
-            // Products are below 2^124; sum at most 15 of them before reducing.
-            for (c, o) in out.iter_mut().enumerate() {
-                let mut acc: u128 = 0;
-                let mut total = 0u64;
-                for (i, &h) in row.iter().enumerate() {
-                    acc += u128::from(y[i * n + c]) * u128::from(h);
-                    if i % 15 == 14 {
-                        total = b.add(total, b.reduce_u128(acc));
-                        acc = 0;
+            // Products are below 2^124: sum them 15 at a time in 128 bits, then reduce.
+            let mut acc = vec![0u128; n];
+            let mut partial = vec![0u64; n];
+            for (chunk_index, chunk) in row.chunks(15).enumerate() {
+                acc.iter_mut().for_each(|a| *a = 0);
+                for (k, &h) in chunk.iter().enumerate() {
+                    let i = chunk_index * 15 + k;
+                    let yi = &y[i * n..(i + 1) * n];
+                    for (a, &v) in acc.iter_mut().zip(yi) {
+                        *a += u128::from(v) * u128::from(h);
                     }
                 }
-                *o = b.add(total, b.reduce_u128(acc));
+                for (p, &a) in partial.iter_mut().zip(&acc) {
+                    *p = b.add(*p, b.reduce_u128(a));
+                }
             }
+            out.copy_from_slice(&partial);
         });
         Ok(())
     }

@@ -47,6 +47,8 @@ pub struct CkksContext {
     pub(crate) gaussian: DiscreteGaussian,
     /// `P mod q_i` for every ciphertext prime.
     pub(crate) p_mod_q: Vec<u64>,
+    /// `⌊P/2⌋ mod r` for every prime `r` of the context (ciphertext and special).
+    pub(crate) half_p_mod: Vec<u64>,
 }
 
 impl CkksContext {
@@ -88,6 +90,15 @@ impl CkksContext {
             key_switch.push(LevelKeySwitch { digit_positions, complement_positions, mod_up, mod_down, p_inv });
         }
         let p_mod_q = q.iter().map(|m| p.iter().fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())))).collect();
+        // ⌊P/2⌋ = (P − 1)/2 for odd P: compute P mod r, then (P − 1)·2^{-1} mod r.
+        let half_p_mod = all
+            .iter()
+            .map(|r| {
+                let pm = p.iter().fold(1u64, |acc, pi| r.mul(acc, r.reduce(pi.value())));
+                let inv2 = r.inv(2).unwrap_or(0);
+                r.mul(r.sub(pm, 1), inv2)
+            })
+            .collect();
         let crt = (0..q.len()).map(|l| CrtComposer::new(&q[..=l])).collect::<veil_math::Result<Vec<_>>>()?;
 
         let two_n = 2 * n;
@@ -112,6 +123,7 @@ impl CkksContext {
             crt,
             gaussian,
             p_mod_q,
+            half_p_mod,
         }))
     }
 

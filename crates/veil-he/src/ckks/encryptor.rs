@@ -9,6 +9,7 @@ use veil_math::{Representation, RnsPoly};
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::context::CkksContext;
+use crate::ckks::keyswitch::mod_down;
 use crate::ckks::keys::{error_poly, ternary_poly, uniform_poly, PublicKey, SecretKey};
 use crate::error::{HeError, Result};
 
@@ -34,12 +35,17 @@ impl Encryptor {
     /// Encrypts with the given RNG.
     pub fn encrypt_with_rng(&self, pt: &Plaintext, rng: &mut ChaCha20Rng) -> Result<Ciphertext> {
         self.ctx.check_fingerprint(&pt.fingerprint)?;
-        let basis = self.ctx.q_basis(pt.level());
-        let u = ternary_poly(&self.ctx, &basis, rng)?;
-        let mut c0 = error_poly(&self.ctx, &basis, rng)?;
-        let mut c1 = error_poly(&self.ctx, &basis, rng)?;
-        c0.add_mul_assign_prefix(&self.pk.b, &u)?;
-        c1.add_mul_assign_prefix(&self.pk.a, &u)?;
+        // Encrypt zero over q_0..q_ℓ·P, then divide by P: the noise u·e + e_0 + e_1·s shrinks
+        // to a rounding error.
+        let level = pt.level();
+        let ext = self.ctx.ext_basis(level);
+        let u = ternary_poly(&self.ctx, &ext, rng)?;
+        let mut c0 = error_poly(&self.ctx, &ext, rng)?;
+        let mut c1 = error_poly(&self.ctx, &ext, rng)?;
+        c0.add_mul_assign(&self.pk.b.select_primes(&ext)?, &u)?;
+        c1.add_mul_assign(&self.pk.a.select_primes(&ext)?, &u)?;
+        let mut c0 = mod_down(&self.ctx, c0, level)?;
+        let c1 = mod_down(&self.ctx, c1, level)?;
         c0.add_assign(&pt.poly)?;
         Ok(Ciphertext { parts: vec![c0, c1], scale: pt.scale, fingerprint: self.ctx.fingerprint(), seed: None })
     }

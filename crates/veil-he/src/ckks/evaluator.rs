@@ -356,13 +356,27 @@ impl Evaluator {
         Ok(Ciphertext { parts: vec![c0, k1], scale: a.scale, fingerprint: a.fingerprint, seed: None })
     }
 
+    /// One automorphism: permute both parts in NTT form, then key-switch the permuted `c_1`
+    /// (cheaper than permuting the decomposed digits, which only pays off when hoisting).
+    fn apply_galois_single(&self, a: &Ciphertext, g: u64, key: &SwitchingKey) -> Result<Ciphertext> {
+        let perm = self.ctx.ring().ntt_galois_permutation(g)?;
+        let mut c1 = RnsPoly::zero(self.ctx.ring(), a.parts[1].primes(), Representation::Ntt)?;
+        c1.apply_permutation_from(&a.parts[1], &perm);
+        let dec = keyswitch::decompose(&self.ctx, &c1)?;
+        drop(c1);
+        let (k0, k1) = keyswitch::apply(&self.ctx, &dec, None, key)?;
+        let mut c0 = RnsPoly::zero(self.ctx.ring(), a.parts[0].primes(), Representation::Ntt)?;
+        c0.apply_permutation_from(&a.parts[0], &perm);
+        c0.add_assign(&k0)?;
+        Ok(Ciphertext { parts: vec![c0, k1], scale: a.scale, fingerprint: a.fingerprint, seed: None })
+    }
+
     /// Applies the automorphism of Galois element `g` with its key.
     pub fn apply_galois_element(&self, a: &Ciphertext, g: u64, gk: &GaloisKeys) -> Result<Ciphertext> {
         self.check(a)?;
         Self::require_size(a, 2)?;
         let key = gk.get(g).ok_or(HeError::MissingGaloisKey { step: self.step_of_element(g) })?;
-        let dec = keyswitch::decompose(&self.ctx, &a.parts[1])?;
-        self.apply_galois(a, g, key, &dec)
+        self.apply_galois_single(a, g, key)
     }
 
     fn step_of_element(&self, g: u64) -> i64 {
@@ -451,8 +465,7 @@ impl Evaluator {
         Self::require_size(a, 2)?;
         let g = self.ctx.conjugation_element();
         let key = gk.get(g).ok_or(HeError::MissingConjugationKey)?;
-        let dec = keyswitch::decompose(&self.ctx, &a.parts[1])?;
-        self.apply_galois(a, g, key, &dec)
+        self.apply_galois_single(a, g, key)
     }
 
     /// Sum of all slots, replicated in every slot (log2(N/2) rotations by powers of two).

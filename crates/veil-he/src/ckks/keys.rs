@@ -64,7 +64,9 @@ impl SecretKey {
     }
 }
 
-/// The public key `(b, a) = (−a·s + e, a)` over the ciphertext primes.
+/// The public key `(b, a) = (−a·s + e, a)` over all primes, special primes included:
+/// encryption happens over `Q·P` and divides by `P`, which shrinks the fresh noise to the
+/// rounding error (as SEAL does).
 #[derive(Clone, Debug)]
 pub struct PublicKey {
     pub(crate) b: RnsPoly,
@@ -224,7 +226,7 @@ impl KeyGenerator {
 
     /// A public key.
     pub fn public_key(&mut self) -> Result<PublicKey> {
-        let basis = self.ctx.q_basis(self.ctx.max_level());
+        let basis = self.ctx.full_basis();
         let seed = self.fresh_seed();
         let a = uniform_poly(&self.ctx, &basis, &mut ChaCha20Rng::from_seed(seed))?;
         let mut b = error_poly(&self.ctx, &basis, &mut self.rng)?;

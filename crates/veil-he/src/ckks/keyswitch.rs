@@ -116,27 +116,77 @@ pub(crate) fn apply(
 }
 
 /// ModDown: `round(x / P)` from the extended basis back to `q_0..q_ℓ` (NTT form).
-fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Result<RnsPoly> {
+pub(crate) fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Result<RnsPoly> {
     let ks = &ctx.key_switch[level];
     let n = ctx.degree();
     let ring = ctx.ring();
     let ext = ctx.ext_basis(level);
-    let k = ext.len() - (level + 1);
+    let special_start = ctx.max_level() + 1;
+    // Rounding: divide x + ⌊P/2⌋ (added to every coefficient of the special part here, and
+    // compensated below) so that the floor division becomes a rounding one.
     let mut special: Vec<u64> = acc.data()[(level + 1) * n..].to_vec();
-    for_each_limb(&mut special, n, NTT_COST, |t, limb| ring.ntt_inverse(ext[level + 1 + t], limb));
-    debug_assert_eq!(special.len(), k * n);
+    for_each_limb(&mut special, n, NTT_COST, |t, limb| {
+        let prime = ext[level + 1 + t];
+        ring.ntt_inverse(prime, limb);
+        let m = ring.moduli()[prime];
+        let h = ctx.half_p_mod[special_start + t];
+        limb.iter_mut().for_each(|x| *x = m.add(*x, h));
+    });
     let mut conv = vec![0u64; (level + 1) * n];
     ks.mod_down.convert(n, &special, &mut conv)?;
+    for_each_limb(&mut conv, n, NTT_COST, |i, limb| {
+        let m = ring.moduli()[i];
+        let h = ctx.half_p_mod[i];
+        limb.iter_mut().for_each(|x| *x = m.sub(*x, h));
+        ring.ntt_forward(i, limb);
+    });
     acc.truncate_limbs(level + 1)?;
     let moduli = acc.moduli();
-    for_each_limb(acc.data_mut(), n, NTT_COST, |i, limb| {
-        let c = &mut conv[i * n..(i + 1) * n].to_vec();
-        ring.ntt_forward(i, c);
+    for_each_limb(acc.data_mut(), n, 4, |i, limb| {
         let m = &moduli[i];
         let p_inv = ks.p_inv[i];
-        for (x, &y) in limb.iter_mut().zip(c.iter()) {
+        for (x, &y) in limb.iter_mut().zip(&conv[i * n..(i + 1) * n]) {
             *x = m.mul_shoup(m.sub(*x, y), p_inv);
         }
     });
     Ok(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ckks::params::CkksParameters;
+
+    #[test]
+    fn mod_down_divides_by_p_with_rounding() {
+        let params = CkksParameters::builder()
+            .degree(64)
+            .moduli_bits(&[50, 40, 40, 50, 50])
+            .special_primes(2)
+            .insecure_allow_below_128_bit_security()
+            .build()
+            .unwrap();
+        let ctx = CkksContext::new(params).unwrap();
+        let p: i128 = ctx.params().special_moduli().iter().map(|m| i128::from(m.value())).product();
+        for level in [0usize, 2] {
+            let ext = ctx.ext_basis(level);
+            let v: Vec<i128> = (0..64).map(|k| (k as i128 - 32) * 1_000_003).collect();
+            let r: Vec<i128> = (0..64).map(|k| (k as i128 * 7919) % (p / 3) - p / 6).collect();
+            let mut x = RnsPoly::zero(ctx.ring(), &ext, Representation::Coefficient).unwrap();
+            for (l, &pi) in ext.iter().enumerate() {
+                let m = ctx.ring().moduli()[pi];
+                for k in 0..64 {
+                    x.limb_mut(l)[k] = m.reduce_i128(v[k] * p + r[k]);
+                }
+            }
+            x.to_ntt();
+            let mut out = mod_down(&ctx, x, level).unwrap();
+            out.to_coefficient();
+            let m0 = ctx.ring().moduli()[0];
+            for k in 0..64 {
+                let expect = v[k] + (2 * r[k] + p).div_euclid(2 * p);
+                assert!((i128::from(m0.center(out.limb(0)[k])) - expect).abs() <= 1, "level {level} k = {k}: got {} expect {expect}", m0.center(out.limb(0)[k]));
+            }
+        }
+    }
 }

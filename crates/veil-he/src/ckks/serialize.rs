@@ -381,7 +381,7 @@ impl PublicKey {
     /// Reads a public key made for `ctx`'s parameters.
     pub fn from_bytes(ctx: &Arc<CkksContext>, bytes: &[u8]) -> Result<Self> {
         let mut r = reader(bytes, ObjectKind::PublicKey, ctx)?;
-        let basis = ctx.q_basis(ctx.max_level());
+        let basis = ctx.full_basis();
         r.expect_remaining(32 + packed_len(ctx.degree(), &poly_bits(ctx, &basis)))?;
         let seed = r.seed()?;
         let b = r.poly(ctx, &basis)?;

@@ -1,0 +1,224 @@
+//! `veil he …`: homomorphic encryption commands.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use rand_core::{RngCore, SeedableRng};
+use veil_he::ckks::*;
+
+use crate::progress;
+
+#[derive(Subcommand, Debug)]
+pub enum HeCommand {
+    /// Per-operation median timings of CKKS (the names match bench/he_vs_seal.py).
+    Bench(BenchArgs),
+    /// List the named parameter presets.
+    Presets,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Ring degree N (4096 … 65536).
+    #[arg(long, default_value_t = 8192)]
+    pub degree: usize,
+    /// Modulus chain as prime bit sizes, last one special (default depends on N:
+    /// 8192 → 60,40,40,60; 16384 → 60,40×7,60; 32768 → 60,40×19,60). `40x7` repeats.
+    #[arg(long, value_delimiter = ',')]
+    pub moduli: Option<Vec<String>>,
+    /// Scale as a power of two.
+    #[arg(long, default_value_t = 40)]
+    pub scale_bits: u32,
+    /// Timed runs per operation (default: 20 at N ≤ 8192, 10 at 16384, 5 above).
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Print one JSON object per line: {"op", "degree", "median_us", "runs"}.
+    #[arg(long)]
+    pub json: bool,
+    /// Only time these operations (comma-separated names, e.g. `rotate_1,rescale`).
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Option<Vec<String>>,
+}
+
+pub fn run(cmd: HeCommand) -> Result<()> {
+    match cmd {
+        HeCommand::Bench(args) => bench(&args),
+        HeCommand::Presets => {
+            for p in Preset::ALL {
+                let (n, bits, scale) = p.spec();
+                println!("{:<16} N = {n:<6} moduli = {bits:?} scale = 2^{scale}", p.name());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Parses `60,40x7,60`-style chains.
+pub fn parse_moduli(items: &[String]) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for item in items {
+        let item = item.trim();
+        if let Some((b, r)) = item.split_once(['x', '×']) {
+            let bits: u32 = b.trim().parse().with_context(|| format!("bad bit size in {item:?}"))?;
+            let reps: usize = r.trim().parse().with_context(|| format!("bad repeat count in {item:?}"))?;
+            out.extend(std::iter::repeat_n(bits, reps));
+        } else {
+            out.push(item.parse().with_context(|| format!("bad bit size {item:?}"))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The chain the SEAL comparison uses for each degree.
+pub fn default_moduli(degree: usize) -> Result<Vec<u32>> {
+    let chain = |k: usize| {
+        let mut v = vec![60];
+        v.extend(std::iter::repeat_n(40, k));
+        v.push(60);
+        v
+    };
+    Ok(match degree {
+        4096 => vec![40, 20, 40],
+        8192 => chain(2),
+        16384 => chain(7),
+        32768 => chain(19),
+        65536 => chain(40),
+        _ => bail!("no default modulus chain for N = {degree}; pass --moduli"),
+    })
+}
+
+fn median_us(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+/// Times `f` `runs` times after one warm-up call; returns the median in microseconds.
+fn time<T>(runs: usize, mut f: impl FnMut() -> veil_he::Result<T>) -> Result<f64> {
+    let _ = f()?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = f()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(r);
+    }
+    Ok(median_us(&mut samples))
+}
+
+fn bench(args: &BenchArgs) -> Result<()> {
+    let bits = match &args.moduli {
+        Some(m) => parse_moduli(m)?,
+        None => default_moduli(args.degree)?,
+    };
+    let runs = args.runs.unwrap_or(match args.degree {
+        0..=8192 => 20,
+        16384 => 10,
+        _ => 5,
+    });
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let params = CkksParameters::builder()
+        .degree(args.degree)
+        .moduli_bits(&bits)
+        .scale_bits(f64::from(args.scale_bits))
+        .build()
+        .context("invalid CKKS parameters")?;
+    let ctx = CkksContext::new(params)?;
+    let scale = ctx.params().scale();
+    let level = ctx.max_level();
+    let mut keygen = KeyGenerator::new(&ctx)?;
+    let mut report = progress::key_progress(progress::interactive() && args.degree >= 16384);
+    report("public key", 0, 1);
+    let pk = keygen.public_key()?;
+    report("relinearization key", 0, 1);
+    let rlk = keygen.relin_key()?;
+    report("Galois keys", 0, 1);
+    let gk = keygen.galois_keys(&[1])?;
+    report("Galois keys", 1, 1);
+    let encoder = CkksEncoder::new(&ctx);
+    let encryptor = Encryptor::new(&ctx, pk)?;
+    let sym = SymmetricEncryptor::new(&ctx, keygen.secret_key().clone())?;
+    let decryptor = Decryptor::new(&ctx, keygen.secret_key().clone())?;
+    let eval = Evaluator::new(&ctx);
+
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(42);
+    let mut uniform = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+    let slots = ctx.slots();
+    let a: Vec<f64> = (0..slots).map(|_| uniform()).collect();
+    let b: Vec<f64> = (0..slots).map(|_| uniform()).collect();
+    let pa = encoder.encode(&a, scale, level)?;
+    let pb = encoder.encode(&b, scale, level)?;
+    let ca = encryptor.encrypt(&pa)?;
+    let cb = encryptor.encrypt(&pb)?;
+    let prod = eval.multiply_relin(&ca, &cb, &rlk)?;
+
+    let threads = rayon::current_num_threads();
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    let wanted = |op: &str| args.ops.as_ref().is_none_or(|o| o.iter().any(|x| x == op));
+    if wanted("encode") {
+        results.push(("encode", time(runs, || encoder.encode(&a, scale, level))?));
+    }
+    if wanted("decode") {
+        results.push(("decode", time(runs, || encoder.decode(&pa))?));
+    }
+    if wanted("encrypt_pk") {
+        results.push(("encrypt_pk", time(runs, || encryptor.encrypt(&pa))?));
+    }
+    if wanted("encrypt_sk") {
+        results.push(("encrypt_sk", time(runs, || sym.encrypt(&pa))?));
+    }
+    if wanted("decrypt") {
+        results.push(("decrypt", time(runs, || decryptor.decrypt(&ca))?));
+    }
+    if wanted("add") {
+        results.push(("add", time(runs, || eval.add(&ca, &cb))?));
+    }
+    if wanted("multiply_plain") {
+        results.push(("multiply_plain", time(runs, || eval.multiply_plain(&ca, &pb))?));
+    }
+    if wanted("multiply+relin") {
+        results.push(("multiply+relin", time(runs, || eval.multiply_relin(&ca, &cb, &rlk))?));
+    }
+    if wanted("rescale") {
+        results.push(("rescale", time(runs, || eval.rescale(&prod))?));
+    }
+    if wanted("rotate_1") {
+        results.push(("rotate_1", time(runs, || eval.rotate(&ca, 1, &gk))?));
+    }
+    let keygen_runs = runs.min(10);
+    if wanted("keygen_relin") {
+        results.push(("keygen_relin", time(keygen_runs, || keygen.relin_key())?));
+    }
+    if wanted("keygen_galois_1step") {
+        results.push(("keygen_galois_1step", time(keygen_runs, || keygen.galois_keys(&[1]))?));
+    }
+
+    // Precision after one multiply + relinearize + rescale (inputs in [-1, 1]).
+    let out = encoder.decode(&decryptor.decrypt(&eval.rescale(&prod)?)?)?;
+    let max_err = out.iter().zip(a.iter().zip(&b)).map(|(o, (x, y))| (o - x * y).abs()).fold(0.0, f64::max);
+    let precision = max_err.log2();
+
+    if args.json {
+        for (op, us) in &results {
+            let line = serde_json::json!({"op": op, "degree": args.degree, "median_us": (us * 100.0).round() / 100.0, "runs": runs});
+            println!("{line}");
+        }
+        let line = serde_json::json!({"op": "precision_log2_error", "degree": args.degree, "value": (precision * 100.0).round() / 100.0, "runs": 1});
+        println!("{line}");
+    } else {
+        println!("CKKS N = {}, moduli = {:?}, scale = 2^{}, {} thread(s), {} run(s) per op", args.degree, bits, args.scale_bits, threads, runs);
+        println!("{:<22} {:>14}", "operation", "median");
+        for (op, us) in &results {
+            let shown = if *us >= 1000.0 { format!("{:.2} ms", us / 1000.0) } else { format!("{us:.1} µs") };
+            println!("{op:<22} {shown:>14}");
+        }
+        println!("{:<22} {:>14}", "max error (mul+rescale)", format!("2^{precision:.1}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Progress bars for long work (key generation at large N), on stderr and only on a terminal.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress reporter for `(phase, done, total)` callbacks.
+pub fn key_progress(enabled: bool) -> Box<dyn FnMut(&str, usize, usize) + Send> {
+    if !enabled {
+        return Box::new(|_, _, _| {});
+    }
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    Box::new(move |phase, done, total| {
+        bar.set_message(phase.to_string());
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if phase == "Galois keys" && done == total {
+            bar.finish_and_clear();
+        }
+    })
+}
+
+/// Whether progress bars should be shown (stderr is a terminal).
+pub fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
