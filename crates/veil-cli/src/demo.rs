@@ -21,11 +21,15 @@ pub struct DemoArgs {
 
 /// Built-in data: deterministic, realistic-looking normalised readings in [-1, 1].
 fn readings(n: usize) -> Vec<f64> {
-    (0..n).map(|i| ((i as f64 * 0.618_033_988_7).fract() * 2.0 - 1.0) * 0.9).collect()
+    (0..n)
+        .map(|i| ((i as f64 * 0.618_033_988_7).fract() * 2.0 - 1.0) * 0.9)
+        .collect()
 }
 
 fn weights(n: usize) -> Vec<f64> {
-    (0..n).map(|i| ((i as f64 * 0.414_213_562_3 + 0.1).fract() - 0.5) / n as f64 * 8.0).collect()
+    (0..n)
+        .map(|i| ((i as f64 * 0.414_213_562_3 + 0.1).fract() - 0.5) / n as f64 * 8.0)
+        .collect()
 }
 
 fn ms(t: Instant) -> String {
@@ -52,7 +56,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let ctx = VectorContext::builder(CkksContext::new(params)?)
         .progress(progress::key_progress(progress::interactive()))
         .build()?;
-    println!("[clinic]  key generation (public, relinearization, {} Galois keys): {}", ctx.galois_keys().len(), ms(t));
+    println!(
+        "[clinic]  key generation (public, relinearization, {} Galois keys): {}",
+        ctx.galois_keys().len(),
+        ms(t)
+    );
 
     let x = readings(n);
     let w = weights(n);
@@ -60,7 +68,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let ex = CkksVector::encrypt(&ctx, &x)?;
     let ew = CkksVector::encrypt(&ctx, &w)?;
     let wire = ex.to_bytes().len();
-    println!("[clinic]  encrypt {n} readings and {n} weights: {} ({} KB per ciphertext on the wire)", ms(t), wire / 1000);
+    println!(
+        "[clinic]  encrypt {n} readings and {n} weights: {} ({} KB per ciphertext on the wire)",
+        ms(t),
+        wire / 1000
+    );
 
     // The server only holds the public context: it cannot decrypt.
     let server = ctx.make_public();
@@ -72,8 +84,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let sigmoid = [0.5, 0.197, 0.0, -0.004];
     let t = Instant::now();
     let probs = sx.polyval(&sigmoid)?;
-    println!("[server]  encrypted sigmoid polynomial 0.5 + 0.197x − 0.004x³ on every reading: {}", ms(t));
-    println!("[server]  decrypting without the secret key fails: {}", score.decrypt().err().map(|e| e.to_string()).unwrap_or_default());
+    println!(
+        "[server]  encrypted sigmoid polynomial 0.5 + 0.197x − 0.004x³ on every reading: {}",
+        ms(t)
+    );
+    println!(
+        "[server]  decrypting without the secret key fails: {}",
+        score
+            .decrypt()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
 
     let score_back = CkksVector::from_bytes(&ctx, &score.to_bytes())?;
     let probs_back = CkksVector::from_bytes(&ctx, &probs.to_bytes())?;
@@ -83,12 +105,36 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("[clinic]  decrypt results: {}", ms(t));
 
     let want_score: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
-    let want_probs: Vec<f64> = x.iter().map(|&v| sigmoid.iter().rev().fold(0.0, |acc, &c| acc * v + c)).collect();
-    let max_err = got_probs.iter().zip(&want_probs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let want_probs: Vec<f64> = x
+        .iter()
+        .map(|&v| sigmoid.iter().rev().fold(0.0, |acc, &c| acc * v + c))
+        .collect();
+    let max_err = got_probs
+        .iter()
+        .zip(&want_probs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     println!();
-    println!("risk score      encrypted {got_score:+.8}   plaintext {want_score:+.8}   error {:.2e}", (got_score - want_score).abs());
-    println!("sigmoid[0..4]   encrypted {:?}", got_probs.iter().take(4).map(|v| format!("{v:.6}")).collect::<Vec<_>>());
-    println!("                plaintext {:?}", want_probs.iter().take(4).map(|v| format!("{v:.6}")).collect::<Vec<_>>());
+    println!(
+        "risk score      encrypted {got_score:+.8}   plaintext {want_score:+.8}   error {:.2e}",
+        (got_score - want_score).abs()
+    );
+    println!(
+        "sigmoid[0..4]   encrypted {:?}",
+        got_probs
+            .iter()
+            .take(4)
+            .map(|v| format!("{v:.6}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "                plaintext {:?}",
+        want_probs
+            .iter()
+            .take(4)
+            .map(|v| format!("{v:.6}"))
+            .collect::<Vec<_>>()
+    );
     println!("sigmoid         max error over {n} readings: {max_err:.2e}");
     if (got_score - want_score).abs() > 1e-3 || max_err > 1e-3 {
         anyhow::bail!("decrypted results are outside the expected error bound");

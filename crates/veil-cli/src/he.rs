@@ -46,7 +46,10 @@ pub fn run(cmd: HeCommand) -> Result<()> {
         HeCommand::Presets => {
             for p in Preset::ALL {
                 let (n, bits, scale) = p.spec();
-                println!("{:<16} N = {n:<6} moduli = {bits:?} scale = 2^{scale}", p.name());
+                println!(
+                    "{:<16} N = {n:<6} moduli = {bits:?} scale = 2^{scale}",
+                    p.name()
+                );
             }
             Ok(())
         }
@@ -59,11 +62,20 @@ pub fn parse_moduli(items: &[String]) -> Result<Vec<u32>> {
     for item in items {
         let item = item.trim();
         if let Some((b, r)) = item.split_once(['x', '×']) {
-            let bits: u32 = b.trim().parse().with_context(|| format!("bad bit size in {item:?}"))?;
-            let reps: usize = r.trim().parse().with_context(|| format!("bad repeat count in {item:?}"))?;
+            let bits: u32 = b
+                .trim()
+                .parse()
+                .with_context(|| format!("bad bit size in {item:?}"))?;
+            let reps: usize = r
+                .trim()
+                .parse()
+                .with_context(|| format!("bad repeat count in {item:?}"))?;
             out.extend(std::iter::repeat_n(bits, reps));
         } else {
-            out.push(item.parse().with_context(|| format!("bad bit size {item:?}"))?);
+            out.push(
+                item.parse()
+                    .with_context(|| format!("bad bit size {item:?}"))?,
+            );
         }
     }
     Ok(out)
@@ -180,10 +192,16 @@ fn bench(args: &BenchArgs) -> Result<()> {
         results.push(("add", time(runs, || eval.add(&ca, &cb))?));
     }
     if wanted("multiply_plain") {
-        results.push(("multiply_plain", time(runs, || eval.multiply_plain(&ca, &pb))?));
+        results.push((
+            "multiply_plain",
+            time(runs, || eval.multiply_plain(&ca, &pb))?,
+        ));
     }
     if wanted("multiply+relin") {
-        results.push(("multiply+relin", time(runs, || eval.multiply_relin(&ca, &cb, &rlk))?));
+        results.push((
+            "multiply+relin",
+            time(runs, || eval.multiply_relin(&ca, &cb, &rlk))?,
+        ));
     }
     if wanted("rescale") {
         results.push(("rescale", time(runs, || eval.rescale(&prod))?));
@@ -196,12 +214,19 @@ fn bench(args: &BenchArgs) -> Result<()> {
         results.push(("keygen_relin", time(keygen_runs, || keygen.relin_key())?));
     }
     if wanted("keygen_galois_1step") {
-        results.push(("keygen_galois_1step", time(keygen_runs, || keygen.galois_keys(&[1]))?));
+        results.push((
+            "keygen_galois_1step",
+            time(keygen_runs, || keygen.galois_keys(&[1]))?,
+        ));
     }
 
     // Precision after one multiply + relinearize + rescale (inputs in [-1, 1]).
     let out = encoder.decode(&decryptor.decrypt(&eval.rescale(&prod)?)?)?;
-    let max_err = out.iter().zip(a.iter().zip(&b)).map(|(o, (x, y))| (o - x * y).abs()).fold(0.0, f64::max);
+    let max_err = out
+        .iter()
+        .zip(a.iter().zip(&b))
+        .map(|(o, (x, y))| (o - x * y).abs())
+        .fold(0.0, f64::max);
     let precision = max_err.log2();
 
     if args.json {
@@ -212,13 +237,24 @@ fn bench(args: &BenchArgs) -> Result<()> {
         let line = serde_json::json!({"op": "precision_log2_error", "degree": args.degree, "value": (precision * 100.0).round() / 100.0, "runs": 1});
         println!("{line}");
     } else {
-        println!("CKKS N = {}, moduli = {:?}, scale = 2^{}, {} thread(s), {} run(s) per op", args.degree, bits, args.scale_bits, threads, runs);
+        println!(
+            "CKKS N = {}, moduli = {:?}, scale = 2^{}, {} thread(s), {} run(s) per op",
+            args.degree, bits, args.scale_bits, threads, runs
+        );
         println!("{:<22} {:>14}", "operation", "median");
         for (op, us) in &results {
-            let shown = if *us >= 1000.0 { format!("{:.2} ms", us / 1000.0) } else { format!("{us:.1} µs") };
+            let shown = if *us >= 1000.0 {
+                format!("{:.2} ms", us / 1000.0)
+            } else {
+                format!("{us:.1} µs")
+            };
             println!("{op:<22} {shown:>14}");
         }
-        println!("{:<22} {:>14}", "max error (mul+rescale)", format!("2^{precision:.1}"));
+        println!(
+            "{:<22} {:>14}",
+            "max error (mul+rescale)",
+            format!("2^{precision:.1}")
+        );
     }
     Ok(())
 }

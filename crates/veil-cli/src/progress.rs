@@ -3,14 +3,15 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress reporter for `(phase, done, total)` callbacks.
-pub fn key_progress(enabled: bool) -> Box<dyn FnMut(&str, usize, usize) + Send> {
+pub fn key_progress(enabled: bool) -> veil_he::ckks::vector::ProgressFn {
     if !enabled {
         return Box::new(|_, _, _| {});
     }
     let bar = ProgressBar::new(0);
-    let style = ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} ({elapsed})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     bar.set_style(style);
     Box::new(move |phase, done, total| {
         bar.set_message(phase.to_string());

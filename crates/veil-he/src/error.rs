@@ -24,7 +24,9 @@ pub enum HeError {
         max_bits: u32,
     },
     /// Objects from different parameter sets were mixed.
-    #[error("parameter mismatch: object was made for parameter set {found}, this context is {expected}")]
+    #[error(
+        "parameter mismatch: object was made for parameter set {found}, this context is {expected}"
+    )]
     ParameterMismatch {
         /// Fingerprint of this context's parameters (hex).
         expected: String,
@@ -62,7 +64,9 @@ pub enum HeError {
         step: i64,
     },
     /// The conjugation key was not generated.
-    #[error("missing conjugation key; generate it with KeyGenerator::galois_keys_with_conjugation")]
+    #[error(
+        "missing conjugation key; generate it with KeyGenerator::galois_keys_with_conjugation"
+    )]
     MissingConjugationKey,
     /// A ciphertext has the wrong number of parts for the operation.
     #[error("ciphertext has {found} parts, the operation needs {expected}; relinearize after multiplying")]
@@ -96,7 +100,9 @@ pub enum HeError {
     #[error("cannot encode a non-finite value ({0})")]
     NonFiniteValue(f64),
     /// A secret key is needed but the context has none.
-    #[error("this operation needs the secret key, and the context holds none (it was made public)")]
+    #[error(
+        "this operation needs the secret key, and the context holds none (it was made public)"
+    )]
     MissingSecretKey,
     /// A matrix or vector had the wrong shape.
     #[error("shape mismatch: {0}")]

@@ -34,13 +34,22 @@ impl Modulus {
     /// Prepares a modulus. Fails for even moduli, `q < 3` or `q ≥ 2^62`.
     pub fn new(q: u64) -> Result<Self> {
         if q < 3 {
-            return Err(MathError::InvalidModulus { modulus: q, reason: "must be at least 3" });
+            return Err(MathError::InvalidModulus {
+                modulus: q,
+                reason: "must be at least 3",
+            });
         }
         if q % 2 == 0 {
-            return Err(MathError::InvalidModulus { modulus: q, reason: "must be odd" });
+            return Err(MathError::InvalidModulus {
+                modulus: q,
+                reason: "must be odd",
+            });
         }
         if q >> MAX_MODULUS_BITS != 0 {
-            return Err(MathError::InvalidModulus { modulus: q, reason: "must be below 2^62" });
+            return Err(MathError::InvalidModulus {
+                modulus: q,
+                reason: "must be below 2^62",
+            });
         }
         // floor(2^128 / q) = floor((2^128 - 1) / q) because q is odd and does not divide 2^128.
         let ratio = u128::MAX / u128::from(q);
@@ -162,14 +171,19 @@ impl Modulus {
     #[inline]
     pub fn shoup(&self, w: u64) -> ShoupConst {
         let value = self.reduce(w);
-        ShoupConst { value, quotient: ((u128::from(value) << 64) / u128::from(self.q)) as u64 }
+        ShoupConst {
+            value,
+            quotient: ((u128::from(value) << 64) / u128::from(self.q)) as u64,
+        }
     }
 
     /// `a · w mod q` with a Shoup-prepared constant; `a` may be any value below 2^64.
     #[inline]
     pub fn mul_shoup(&self, a: u64, w: ShoupConst) -> u64 {
         let hi = ((u128::from(a) * u128::from(w.quotient)) >> 64) as u64;
-        let r = a.wrapping_mul(w.value).wrapping_sub(hi.wrapping_mul(self.q));
+        let r = a
+            .wrapping_mul(w.value)
+            .wrapping_sub(hi.wrapping_mul(self.q));
         if r >= self.q {
             r - self.q
         } else {
@@ -277,9 +291,9 @@ mod tests {
     use proptest::prelude::*;
 
     const PRIMES: [u64; 4] = [
-        0x3fff_ffff_0000_0001 % (1 << 61) | 1, // odd 61-bit value (not necessarily prime)
-        1_152_921_504_606_748_673,             // 60-bit NTT prime
-        1_099_511_922_689,                     // 40-bit prime
+        (0x3fff_ffff_0000_0001 % (1 << 61)) | 1, // odd 61-bit value (not necessarily prime)
+        1_152_921_504_606_748_673,               // 60-bit NTT prime
+        1_099_511_922_689,                       // 40-bit prime
         65_537,
     ];
 

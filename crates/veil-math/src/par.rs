@@ -24,7 +24,9 @@ where
     }
     let limbs = data.len() / n;
     if should_parallelize(data.len() * cost, limbs) {
-        data.par_chunks_mut(n).enumerate().for_each(|(i, l)| f(i, l));
+        data.par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(i, l)| f(i, l));
     } else {
         data.chunks_mut(n).enumerate().for_each(|(i, l)| f(i, l));
     }

@@ -60,29 +60,53 @@ impl RnsPoly {
         for &i in primes {
             ctx.modulus(i)?;
         }
-        Ok(Self { ctx: ctx.clone(), primes: primes.to_vec(), repr, data: vec![0; primes.len() * ctx.degree()] })
+        Ok(Self {
+            ctx: ctx.clone(),
+            primes: primes.to_vec(),
+            repr,
+            data: vec![0; primes.len() * ctx.degree()],
+        })
     }
 
     /// Builds a polynomial from raw limb data (`primes.len() · N` words, each reduced).
-    pub fn from_limbs(ctx: &Arc<RingContext>, primes: &[usize], repr: Representation, data: Vec<u64>) -> Result<Self> {
+    pub fn from_limbs(
+        ctx: &Arc<RingContext>,
+        primes: &[usize],
+        repr: Representation,
+        data: Vec<u64>,
+    ) -> Result<Self> {
         let n = ctx.degree();
         if data.len() != primes.len() * n {
-            return Err(MathError::LengthMismatch { expected: primes.len() * n, found: data.len() });
+            return Err(MathError::LengthMismatch {
+                expected: primes.len() * n,
+                found: data.len(),
+            });
         }
         for (limb, &i) in data.chunks(n).zip(primes) {
             let q = ctx.modulus(i)?.value();
             if limb.iter().any(|&c| c >= q) {
-                return Err(MathError::InvalidModulus { modulus: q, reason: "a coefficient is not reduced modulo its prime" });
+                return Err(MathError::InvalidModulus {
+                    modulus: q,
+                    reason: "a coefficient is not reduced modulo its prime",
+                });
             }
         }
-        Ok(Self { ctx: ctx.clone(), primes: primes.to_vec(), repr, data })
+        Ok(Self {
+            ctx: ctx.clone(),
+            primes: primes.to_vec(),
+            repr,
+            data,
+        })
     }
 
     /// A coefficient-form polynomial from small signed coefficients (length N).
     pub fn from_signed(ctx: &Arc<RingContext>, primes: &[usize], coeffs: &[i64]) -> Result<Self> {
         let n = ctx.degree();
         if coeffs.len() != n {
-            return Err(MathError::LengthMismatch { expected: n, found: coeffs.len() });
+            return Err(MathError::LengthMismatch {
+                expected: n,
+                found: coeffs.len(),
+            });
         }
         let mut p = Self::zero(ctx, primes, Representation::Coefficient)?;
         let moduli: Vec<Modulus> = primes.iter().map(|&i| ctx.moduli()[i]).collect();
@@ -175,14 +199,20 @@ impl RnsPoly {
             });
         }
         if self.repr != other.repr {
-            return Err(MathError::RepresentationMismatch { expected: self.repr, found: other.repr });
+            return Err(MathError::RepresentationMismatch {
+                expected: self.repr,
+                found: other.repr,
+            });
         }
         Ok(())
     }
 
     fn require(&self, repr: Representation) -> Result<()> {
         if self.repr != repr {
-            return Err(MathError::RepresentationMismatch { expected: repr, found: self.repr });
+            return Err(MathError::RepresentationMismatch {
+                expected: repr,
+                found: self.repr,
+            });
         }
         Ok(())
     }
@@ -192,7 +222,9 @@ impl RnsPoly {
         self.check_compatible(other)?;
         let n = self.degree();
         let moduli = self.moduli();
-        for_each_limb(&mut self.data, n, 1, |l, limb| moduli[l].add_assign_slices(limb, other.limb(l)));
+        for_each_limb(&mut self.data, n, 1, |l, limb| {
+            moduli[l].add_assign_slices(limb, other.limb(l))
+        });
         Ok(())
     }
 
@@ -201,7 +233,9 @@ impl RnsPoly {
         self.check_compatible(other)?;
         let n = self.degree();
         let moduli = self.moduli();
-        for_each_limb(&mut self.data, n, 1, |l, limb| moduli[l].sub_assign_slices(limb, other.limb(l)));
+        for_each_limb(&mut self.data, n, 1, |l, limb| {
+            moduli[l].sub_assign_slices(limb, other.limb(l))
+        });
         Ok(())
     }
 
@@ -209,7 +243,9 @@ impl RnsPoly {
     pub fn neg_assign(&mut self) {
         let n = self.degree();
         let moduli = self.moduli();
-        for_each_limb(&mut self.data, n, 1, |l, limb| moduli[l].neg_assign_slice(limb));
+        for_each_limb(&mut self.data, n, 1, |l, limb| {
+            moduli[l].neg_assign_slice(limb)
+        });
     }
 
     /// `self *= other` (both in NTT form).
@@ -235,7 +271,9 @@ impl RnsPoly {
         let n = self.degree();
         let ctx = self.ctx.clone();
         let primes = self.primes.clone();
-        for_each_limb(&mut self.data, n, 4, |l, limb| ctx.mul_accumulate(primes[l], limb, a.limb(l), b.limb(l)));
+        for_each_limb(&mut self.data, n, 4, |l, limb| {
+            ctx.mul_accumulate(primes[l], limb, a.limb(l), b.limb(l))
+        });
         Ok(())
     }
 
@@ -248,7 +286,9 @@ impl RnsPoly {
                 return Err(MathError::ContextMismatch);
             }
             x.require(Representation::Ntt)?;
-            if x.primes.len() < self.primes.len() || x.primes[..self.primes.len()] != self.primes[..] {
+            if x.primes.len() < self.primes.len()
+                || x.primes[..self.primes.len()] != self.primes[..]
+            {
                 return Err(MathError::BasisMismatch {
                     expected: self.primes.len(),
                     expected_primes: self.primes.clone(),
@@ -260,13 +300,20 @@ impl RnsPoly {
         let n = self.degree();
         let ctx = self.ctx.clone();
         let primes = self.primes.clone();
-        for_each_limb(&mut self.data, n, 4, |l, limb| ctx.mul_accumulate(primes[l], limb, a.limb(l), b.limb(l)));
+        for_each_limb(&mut self.data, n, 4, |l, limb| {
+            ctx.mul_accumulate(primes[l], limb, a.limb(l), b.limb(l))
+        });
         Ok(())
     }
 
     /// `a · b` as a new polynomial (both in NTT form).
     pub fn mul(a: &Self, b: &Self) -> Result<Self> {
-        let mut out = Self { ctx: a.ctx.clone(), primes: a.primes.clone(), repr: a.repr, data: vec![0; a.data.len()] };
+        let mut out = Self {
+            ctx: a.ctx.clone(),
+            primes: a.primes.clone(),
+            repr: a.repr,
+            data: vec![0; a.data.len()],
+        };
         out.add_mul_assign(a, b)?;
         Ok(out)
     }
@@ -275,7 +322,10 @@ impl RnsPoly {
     /// Works in either representation.
     pub fn mul_constants_assign(&mut self, constants: &[u64]) -> Result<()> {
         if constants.len() != self.primes.len() {
-            return Err(MathError::LengthMismatch { expected: self.primes.len(), found: constants.len() });
+            return Err(MathError::LengthMismatch {
+                expected: self.primes.len(),
+                found: constants.len(),
+            });
         }
         let n = self.degree();
         let moduli = self.moduli();
@@ -290,7 +340,10 @@ impl RnsPoly {
     /// constant is the same in every slot; in coefficient form it is added to `X^0` only.
     pub fn add_constants_assign(&mut self, constants: &[u64]) -> Result<()> {
         if constants.len() != self.primes.len() {
-            return Err(MathError::LengthMismatch { expected: self.primes.len(), found: constants.len() });
+            return Err(MathError::LengthMismatch {
+                expected: self.primes.len(),
+                found: constants.len(),
+            });
         }
         let n = self.degree();
         let moduli = self.moduli();
@@ -313,7 +366,9 @@ impl RnsPoly {
         let n = self.degree();
         let ctx = self.ctx.clone();
         let primes = self.primes.clone();
-        for_each_limb(&mut self.data, n, NTT_COST, |l, limb| ctx.ntt_forward(primes[l], limb));
+        for_each_limb(&mut self.data, n, NTT_COST, |l, limb| {
+            ctx.ntt_forward(primes[l], limb)
+        });
         self.repr = Representation::Ntt;
     }
 
@@ -325,7 +380,9 @@ impl RnsPoly {
         let n = self.degree();
         let ctx = self.ctx.clone();
         let primes = self.primes.clone();
-        for_each_limb(&mut self.data, n, NTT_COST, |l, limb| ctx.ntt_inverse(primes[l], limb));
+        for_each_limb(&mut self.data, n, NTT_COST, |l, limb| {
+            ctx.ntt_inverse(primes[l], limb)
+        });
         self.repr = Representation::Coefficient;
     }
 
@@ -336,7 +393,12 @@ impl RnsPoly {
         if g % 2 == 0 {
             return Err(MathError::InvalidGaloisElement { element: g, two_n });
         }
-        let mut out = Self { ctx: self.ctx.clone(), primes: self.primes.clone(), repr: self.repr, data: vec![0; self.data.len()] };
+        let mut out = Self {
+            ctx: self.ctx.clone(),
+            primes: self.primes.clone(),
+            repr: self.repr,
+            data: vec![0; self.data.len()],
+        };
         match self.repr {
             Representation::Ntt => {
                 let perm = self.ctx.ntt_galois_permutation(g)?;
@@ -345,7 +407,9 @@ impl RnsPoly {
             Representation::Coefficient => {
                 let ctx = self.ctx.clone();
                 let primes = self.primes.clone();
-                for_each_limb(&mut out.data, n, 2, |l, limb| ctx.galois_coefficients(primes[l], g, self.limb(l), limb));
+                for_each_limb(&mut out.data, n, 2, |l, limb| {
+                    ctx.galois_coefficients(primes[l], g, self.limb(l), limb)
+                });
             }
         }
         Ok(out)
@@ -368,12 +432,15 @@ impl RnsPoly {
         let positions = primes
             .iter()
             .map(|p| {
-                self.primes.iter().position(|x| x == p).ok_or(MathError::BasisMismatch {
-                    expected: primes.len(),
-                    expected_primes: primes.to_vec(),
-                    found: self.primes.len(),
-                    found_primes: self.primes.clone(),
-                })
+                self.primes
+                    .iter()
+                    .position(|x| x == p)
+                    .ok_or(MathError::BasisMismatch {
+                        expected: primes.len(),
+                        expected_primes: primes.to_vec(),
+                        found: self.primes.len(),
+                        found_primes: self.primes.clone(),
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         self.select_limbs(&positions)
@@ -382,7 +449,10 @@ impl RnsPoly {
     /// Keeps only the first `count` limbs (drops the primes at the end of the basis).
     pub fn truncate_limbs(&mut self, count: usize) -> Result<()> {
         if count > self.primes.len() {
-            return Err(MathError::LengthMismatch { expected: self.primes.len(), found: count });
+            return Err(MathError::LengthMismatch {
+                expected: self.primes.len(),
+                found: count,
+            });
         }
         self.primes.truncate(count);
         self.data.truncate(count * self.degree());
@@ -396,12 +466,20 @@ impl RnsPoly {
         let mut primes = Vec::with_capacity(positions.len());
         for &p in positions {
             if p >= self.primes.len() {
-                return Err(MathError::PrimeIndexOutOfRange { index: p, count: self.primes.len() });
+                return Err(MathError::PrimeIndexOutOfRange {
+                    index: p,
+                    count: self.primes.len(),
+                });
             }
             primes.push(self.primes[p]);
             data.extend_from_slice(self.limb(p));
         }
-        Ok(Self { ctx: self.ctx.clone(), primes, repr: self.repr, data })
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            primes,
+            repr: self.repr,
+            data,
+        })
     }
 
     /// Divides by the last prime of the basis with rounding and drops it (CKKS rescaling,
@@ -411,7 +489,10 @@ impl RnsPoly {
         self.require(Representation::Ntt)?;
         let count = self.primes.len();
         if count < 2 {
-            return Err(MathError::LengthMismatch { expected: 2, found: count });
+            return Err(MathError::LengthMismatch {
+                expected: 2,
+                found: count,
+            });
         }
         let n = self.degree();
         let last_prime = self.primes[count - 1];
@@ -456,9 +537,15 @@ mod tests {
         let c = ctx();
         let mut a = RnsPoly::zero(&c, &[0, 1], Representation::Ntt).unwrap();
         let b = RnsPoly::zero(&c, &[0, 1, 2], Representation::Ntt).unwrap();
-        assert!(matches!(a.add_assign(&b), Err(MathError::BasisMismatch { .. })));
+        assert!(matches!(
+            a.add_assign(&b),
+            Err(MathError::BasisMismatch { .. })
+        ));
         let d = RnsPoly::zero(&c, &[0, 1], Representation::Coefficient).unwrap();
-        assert!(matches!(a.mul_assign(&d), Err(MathError::RepresentationMismatch { .. })));
+        assert!(matches!(
+            a.mul_assign(&d),
+            Err(MathError::RepresentationMismatch { .. })
+        ));
         let other = ctx();
         let e = RnsPoly::zero(&other, &[0, 1], Representation::Ntt).unwrap();
         assert!(matches!(a.add_assign(&e), Err(MathError::ContextMismatch)));
@@ -469,7 +556,9 @@ mod tests {
     fn rescale_divides_with_rounding() {
         let c = ctx();
         let q2 = c.moduli()[2].value() as i64;
-        let coeffs: Vec<i64> = (0..64).map(|k| (k as i64 - 32) * q2 * 1000 + (k as i64 % 5) * (q2 / 4)).collect();
+        let coeffs: Vec<i64> = (0..64)
+            .map(|k| (k as i64 - 32) * q2 * 1000 + (k as i64 % 5) * (q2 / 4))
+            .collect();
         let mut p = RnsPoly::from_signed(&c, &[0, 1, 2], &coeffs).unwrap();
         p.to_ntt();
         p.rescale_by_last().unwrap();

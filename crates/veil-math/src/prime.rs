@@ -57,12 +57,24 @@ pub fn is_prime(n: u64) -> bool {
 /// decreasing order starting just below `2^bits`, skipping any prime in `exclude`.
 ///
 /// This is how SEAL's `CoeffModulus::Create` picks primes for a list of bit sizes.
-pub fn generate_ntt_primes(bits: u32, count: usize, two_n: u64, exclude: &[u64]) -> Result<Vec<u64>> {
+pub fn generate_ntt_primes(
+    bits: u32,
+    count: usize,
+    two_n: u64,
+    exclude: &[u64],
+) -> Result<Vec<u64>> {
     if !(MIN_PRIME_BITS..=MAX_PRIME_BITS).contains(&bits) {
-        return Err(MathError::PrimeBitsOutOfRange { bits, min: MIN_PRIME_BITS, max: MAX_PRIME_BITS });
+        return Err(MathError::PrimeBitsOutOfRange {
+            bits,
+            min: MIN_PRIME_BITS,
+            max: MAX_PRIME_BITS,
+        });
     }
     if two_n < 2 || !two_n.is_power_of_two() || two_n >= 1u64 << (bits - 1) {
-        return Err(MathError::InvalidModulus { modulus: two_n, reason: "2N must be a power of two well below 2^bits" });
+        return Err(MathError::InvalidModulus {
+            modulus: two_n,
+            reason: "2N must be a power of two well below 2^bits",
+        });
     }
     let lower = 1u64 << (bits - 1);
     let mut found = Vec::with_capacity(count);
@@ -75,7 +87,12 @@ pub fn generate_ntt_primes(bits: u32, count: usize, two_n: u64, exclude: &[u64])
         candidate -= two_n;
     }
     if found.len() < count {
-        return Err(MathError::NotEnoughPrimes { bits, two_n, needed: count, found: found.len() });
+        return Err(MathError::NotEnoughPrimes {
+            bits,
+            two_n,
+            needed: count,
+            found: found.len(),
+        });
     }
     Ok(found)
 }
@@ -126,7 +143,13 @@ mod tests {
 
     #[test]
     fn errors_are_reported() {
-        assert!(matches!(generate_ntt_primes(10, 1, 64, &[]), Err(MathError::PrimeBitsOutOfRange { .. })));
-        assert!(matches!(generate_ntt_primes(20, 1000, 1 << 14, &[]), Err(MathError::NotEnoughPrimes { .. })));
+        assert!(matches!(
+            generate_ntt_primes(10, 1, 64, &[]),
+            Err(MathError::PrimeBitsOutOfRange { .. })
+        ));
+        assert!(matches!(
+            generate_ntt_primes(20, 1000, 1 << 14, &[]),
+            Err(MathError::NotEnoughPrimes { .. })
+        ));
     }
 }

@@ -32,7 +32,10 @@ impl std::fmt::Debug for RingContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingContext")
             .field("degree", &self.degree)
-            .field("moduli", &self.moduli.iter().map(|m| m.value()).collect::<Vec<_>>())
+            .field(
+                "moduli",
+                &self.moduli.iter().map(|m| m.value()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -41,18 +44,33 @@ impl RingContext {
     /// Builds the context. Every prime must satisfy `q ≡ 1 (mod 2N)`.
     pub fn new(degree: usize, moduli: &[Modulus]) -> Result<Arc<Self>> {
         if !degree.is_power_of_two() || !(MIN_DEGREE..=MAX_DEGREE).contains(&degree) {
-            return Err(MathError::UnsupportedDegree { degree, min: MIN_DEGREE, max: MAX_DEGREE });
+            return Err(MathError::UnsupportedDegree {
+                degree,
+                min: MIN_DEGREE,
+                max: MAX_DEGREE,
+            });
         }
         let mut plans = Vec::with_capacity(moduli.len());
         for m in moduli {
             if m.value() % (2 * degree as u64) != 1 {
-                return Err(MathError::InvalidModulus { modulus: m.value(), reason: "not ≡ 1 mod 2N" });
+                return Err(MathError::InvalidModulus {
+                    modulus: m.value(),
+                    reason: "not ≡ 1 mod 2N",
+                });
             }
-            let plan = Plan::try_new(degree, m.value())
-                .ok_or(MathError::InvalidModulus { modulus: m.value(), reason: "no negacyclic NTT exists" })?;
+            let plan = Plan::try_new(degree, m.value()).ok_or(MathError::InvalidModulus {
+                modulus: m.value(),
+                reason: "no negacyclic NTT exists",
+            })?;
             plans.push(plan);
         }
-        let mut ctx = Self { degree, moduli: moduli.to_vec(), plans, slot_exponent: Vec::new(), slot_of_exponent: Vec::new() };
+        let mut ctx = Self {
+            degree,
+            moduli: moduli.to_vec(),
+            plans,
+            slot_exponent: Vec::new(),
+            slot_of_exponent: Vec::new(),
+        };
         if !ctx.moduli.is_empty() {
             let (exp, slot) = ctx.slot_order(0)?;
             // All plans must order their slots the same way (they do: the order is a function of
@@ -87,7 +105,9 @@ impl RingContext {
         let mut exp = Vec::with_capacity(n);
         let mut slot = vec![u32::MAX; n];
         for (j, v) in x.iter().enumerate() {
-            let e = *table.get(v).ok_or(MathError::Internal("NTT slot is not a power of the first root"))?;
+            let e = *table.get(v).ok_or(MathError::Internal(
+                "NTT slot is not a power of the first root",
+            ))?;
             if e % 2 == 0 {
                 return Err(MathError::Internal("NTT slot root is not primitive"));
             }
@@ -95,7 +115,9 @@ impl RingContext {
             slot[(e as usize - 1) / 2] = j as u32;
         }
         if slot.contains(&u32::MAX) {
-            return Err(MathError::Internal("NTT slots do not cover all primitive roots"));
+            return Err(MathError::Internal(
+                "NTT slots do not cover all primitive roots",
+            ));
         }
         Ok((exp, slot))
     }
@@ -115,7 +137,10 @@ impl RingContext {
     /// The prime at index `i`.
     #[inline]
     pub fn modulus(&self, i: usize) -> Result<&Modulus> {
-        self.moduli.get(i).ok_or(MathError::PrimeIndexOutOfRange { index: i, count: self.moduli.len() })
+        self.moduli.get(i).ok_or(MathError::PrimeIndexOutOfRange {
+            index: i,
+            count: self.moduli.len(),
+        })
     }
 
     /// Number of primes.
@@ -210,7 +235,9 @@ mod tests {
         let ctx = RingContext::new(n, &moduli).unwrap();
         for (i, m) in moduli.iter().enumerate() {
             let a: Vec<u64> = (0..n as u64).map(|k| m.reduce(k * 7919 + 3)).collect();
-            let b: Vec<u64> = (0..n as u64).map(|k| m.reduce(k * k * 104_729 + 11)).collect();
+            let b: Vec<u64> = (0..n as u64)
+                .map(|k| m.reduce(k * k * 104_729 + 11))
+                .collect();
             let expect = naive_negacyclic(&a, &b, m);
             let (mut fa, mut fb) = (a.clone(), b.clone());
             ctx.ntt_forward(i, &mut fa);

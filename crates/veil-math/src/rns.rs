@@ -25,7 +25,10 @@ impl BaseConverter {
     /// Precomputes the conversion. The two bases must be disjoint sets of distinct primes.
     pub fn new(from: &[Modulus], to: &[Modulus]) -> Result<Self> {
         if from.is_empty() {
-            return Err(MathError::LengthMismatch { expected: 1, found: 0 });
+            return Err(MathError::LengthMismatch {
+                expected: 1,
+                found: 0,
+            });
         }
         let mut inv_hat = Vec::with_capacity(from.len());
         for (i, a) in from.iter().enumerate() {
@@ -35,13 +38,19 @@ impl BaseConverter {
                     hat = a.mul(hat, a.reduce(b.value()));
                 }
             }
-            let inv = a.inv(hat).ok_or(MathError::InvalidModulus { modulus: a.value(), reason: "primes of a basis must be distinct" })?;
+            let inv = a.inv(hat).ok_or(MathError::InvalidModulus {
+                modulus: a.value(),
+                reason: "primes of a basis must be distinct",
+            })?;
             inv_hat.push(a.shoup(inv));
         }
         let mut hat_mod_to = Vec::with_capacity(to.len());
         for b in to {
             if from.iter().any(|a| a.value() == b.value()) {
-                return Err(MathError::InvalidModulus { modulus: b.value(), reason: "bases of a conversion must be disjoint" });
+                return Err(MathError::InvalidModulus {
+                    modulus: b.value(),
+                    reason: "bases of a conversion must be disjoint",
+                });
             }
             let row = (0..from.len())
                 .map(|i| {
@@ -53,7 +62,12 @@ impl BaseConverter {
                 .collect();
             hat_mod_to.push(row);
         }
-        Ok(Self { from: from.to_vec(), to: to.to_vec(), inv_hat, hat_mod_to })
+        Ok(Self {
+            from: from.to_vec(),
+            to: to.to_vec(),
+            inv_hat,
+            hat_mod_to,
+        })
     }
 
     /// Source basis.
@@ -69,10 +83,16 @@ impl BaseConverter {
     /// Converts coefficient-form limbs `input` (`|A| · n` words) to `output` (`|B| · n` words).
     pub fn convert(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
         if input.len() != self.from.len() * n {
-            return Err(MathError::LengthMismatch { expected: self.from.len() * n, found: input.len() });
+            return Err(MathError::LengthMismatch {
+                expected: self.from.len() * n,
+                found: input.len(),
+            });
         }
         if output.len() != self.to.len() * n {
-            return Err(MathError::LengthMismatch { expected: self.to.len() * n, found: output.len() });
+            return Err(MathError::LengthMismatch {
+                expected: self.to.len() * n,
+                found: output.len(),
+            });
         }
         if self.from.len() == 1 {
             // One source prime: the conversion is a plain reduction of each residue.
@@ -89,7 +109,9 @@ impl BaseConverter {
         let mut y = input.to_vec();
         let from = &self.from;
         let inv_hat = &self.inv_hat;
-        for_each_limb(&mut y, n, 2, |i, limb| from[i].mul_shoup_assign_slice(limb, inv_hat[i]));
+        for_each_limb(&mut y, n, 2, |i, limb| {
+            from[i].mul_shoup_assign_slice(limb, inv_hat[i])
+        });
         let k = self.from.len();
         let to = &self.to;
         let hat = &self.hat_mod_to;
@@ -137,10 +159,17 @@ impl CrtComposer {
         for (i, m) in moduli.iter().enumerate() {
             let row: Vec<u64> = moduli[..i].iter().map(|q| m.reduce(q.value())).collect();
             let prefix = row.iter().fold(1u64, |acc, &x| m.mul(acc, x));
-            inv_prefix.push(m.inv(prefix).ok_or(MathError::InvalidModulus { modulus: m.value(), reason: "primes must be distinct" })?);
+            inv_prefix.push(m.inv(prefix).ok_or(MathError::InvalidModulus {
+                modulus: m.value(),
+                reason: "primes must be distinct",
+            })?);
             q_mod.push(row);
         }
-        Ok(Self { moduli: moduli.to_vec(), inv_prefix, q_mod })
+        Ok(Self {
+            moduli: moduli.to_vec(),
+            inv_prefix,
+            q_mod,
+        })
     }
 
     /// Composes residues `x_i = x mod q_i` into the centred value of `x` as `f64`.
@@ -204,7 +233,14 @@ mod tests {
         let moduli = primes_for_bit_sizes(16, &[60, 40, 40, 60]).unwrap();
         let comp = CrtComposer::new(&moduli).unwrap();
         let mut digits = Vec::new();
-        for x in [0i128, 1, -1, 1 << 100, -(1 << 100) + 12345, 987_654_321_987_654_321] {
+        for x in [
+            0i128,
+            1,
+            -1,
+            1 << 100,
+            -(1 << 100) + 12345,
+            987_654_321_987_654_321,
+        ] {
             let residues: Vec<u64> = moduli.iter().map(|m| m.reduce_i128(x)).collect();
             let v = comp.compose_centered(&residues, &mut digits);
             assert!((v - x as f64).abs() <= (x as f64).abs() * 1e-15, "{x}: {v}");

@@ -13,7 +13,11 @@ pub const DEFAULT_SIGMA: f64 = 3.2;
 /// Fills `out` with independent uniform values in `[0, q)` (rejection sampling, unbiased).
 pub fn uniform_mod<R: RngCore + CryptoRng>(rng: &mut R, m: &Modulus, out: &mut [u64]) {
     let q = m.value();
-    let mask = if m.bits() >= 64 { u64::MAX } else { (1u64 << m.bits()) - 1 };
+    let mask = if m.bits() >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << m.bits()) - 1
+    };
     for o in out.iter_mut() {
         loop {
             let v = rng.next_u64() & mask;
@@ -71,7 +75,11 @@ impl DiscreteGaussian {
             cum += if k == 0 { weight(0) } else { 2.0 * weight(k) } / total;
             thresholds.push((cum * 18_446_744_073_709_551_616.0).min(u64::MAX as f64) as u64);
         }
-        Some(Self { sigma, bound, thresholds })
+        Some(Self {
+            sigma,
+            bound,
+            thresholds,
+        })
     }
 
     /// The standard deviation.
@@ -102,7 +110,7 @@ impl DiscreteGaussian {
             magnitude += i64::from(u >= t);
         }
         let sign_bit = (rng.next_u32() & 1) as i64; // 0 or 1
-        // (1 - 2·sign)·magnitude; zero stays zero.
+                                                    // (1 - 2·sign)·magnitude; zero stays zero.
         magnitude * (1 - 2 * sign_bit)
     }
 
@@ -149,7 +157,9 @@ mod tests {
         let stat = chi_square(&counts, &[1.0 / 97.0; 97], 200_000);
         assert!(stat < critical(96), "χ² = {stat}");
         // A biased sampler (v mod q on 7-bit values) must fail the same test.
-        let biased: Vec<u64> = (0..200_000).map(|_| (rng.next_u32() & 127) as u64 % 97).collect();
+        let biased: Vec<u64> = (0..200_000)
+            .map(|_| (rng.next_u32() & 127) as u64 % 97)
+            .collect();
         let mut bc = vec![0u64; 97];
         biased.iter().for_each(|&x| bc[x as usize] += 1);
         assert!(chi_square(&bc, &[1.0 / 97.0; 97], 200_000) > critical(96));
@@ -186,7 +196,10 @@ mod tests {
         let mut obs = Vec::new();
         let mut probs = Vec::new();
         let tail = |c: &std::collections::BTreeMap<i64, u64>, neg: bool| -> u64 {
-            c.iter().filter(|(&k, _)| if neg { k <= -10 } else { k >= 10 }).map(|(_, &v)| v).sum()
+            c.iter()
+                .filter(|(&k, _)| if neg { k <= -10 } else { k >= 10 })
+                .map(|(_, &v)| v)
+                .sum()
         };
         obs.push(tail(&counts, true));
         probs.push((10..=20).map(|k| g.probability(-k)).sum());

@@ -55,7 +55,12 @@ impl CkksContext {
     /// Precomputes everything for `params`.
     pub fn new(params: CkksParameters) -> Result<Arc<Self>> {
         let n = params.degree();
-        let all: Vec<Modulus> = params.ciphertext_moduli().iter().chain(params.special_moduli()).copied().collect();
+        let all: Vec<Modulus> = params
+            .ciphertext_moduli()
+            .iter()
+            .chain(params.special_moduli())
+            .copied()
+            .collect();
         let ring = RingContext::new(n, &all)?;
         let q = params.ciphertext_moduli().to_vec();
         let p = params.special_moduli().to_vec();
@@ -71,7 +76,9 @@ impl CkksContext {
             while start <= level {
                 let end = (start + alpha).min(level + 1);
                 let digit: Vec<usize> = (start..end).collect();
-                let comp: Vec<usize> = (0..ext.len()).filter(|i| !(start..end).contains(i)).collect();
+                let comp: Vec<usize> = (0..ext.len())
+                    .filter(|i| !(start..end).contains(i))
+                    .collect();
                 let from: Vec<Modulus> = digit.iter().map(|&i| ext[i]).collect();
                 let to: Vec<Modulus> = comp.iter().map(|&i| ext[i]).collect();
                 mod_up.push(BaseConverter::new(&from, &to)?);
@@ -83,23 +90,43 @@ impl CkksContext {
             let p_inv = q[..=level]
                 .iter()
                 .map(|m| {
-                    let pm = p.iter().fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())));
-                    m.inv(pm).map(|x| m.shoup(x)).ok_or(HeError::Internal("special primes not invertible"))
+                    let pm = p
+                        .iter()
+                        .fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())));
+                    m.inv(pm)
+                        .map(|x| m.shoup(x))
+                        .ok_or(HeError::Internal("special primes not invertible"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            key_switch.push(LevelKeySwitch { digit_positions, complement_positions, mod_up, mod_down, p_inv });
+            key_switch.push(LevelKeySwitch {
+                digit_positions,
+                complement_positions,
+                mod_up,
+                mod_down,
+                p_inv,
+            });
         }
-        let p_mod_q = q.iter().map(|m| p.iter().fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())))).collect();
+        let p_mod_q = q
+            .iter()
+            .map(|m| {
+                p.iter()
+                    .fold(1u64, |acc, pi| m.mul(acc, m.reduce(pi.value())))
+            })
+            .collect();
         // ⌊P/2⌋ = (P − 1)/2 for odd P: compute P mod r, then (P − 1)·2^{-1} mod r.
         let half_p_mod = all
             .iter()
             .map(|r| {
-                let pm = p.iter().fold(1u64, |acc, pi| r.mul(acc, r.reduce(pi.value())));
+                let pm = p
+                    .iter()
+                    .fold(1u64, |acc, pi| r.mul(acc, r.reduce(pi.value())));
                 let inv2 = r.inv(2).unwrap_or(0);
                 r.mul(r.sub(pm, 1), inv2)
             })
             .collect();
-        let crt = (0..q.len()).map(|l| CrtComposer::new(&q[..=l])).collect::<veil_math::Result<Vec<_>>>()?;
+        let crt = (0..q.len())
+            .map(|l| CrtComposer::new(&q[..=l]))
+            .collect::<veil_math::Result<Vec<_>>>()?;
 
         let two_n = 2 * n;
         let mut rot_group = Vec::with_capacity(n / 2);
@@ -114,7 +141,8 @@ impl CkksContext {
                 (a.cos(), a.sin())
             })
             .collect();
-        let gaussian = DiscreteGaussian::new(DEFAULT_SIGMA).ok_or(HeError::Internal("bad sigma"))?;
+        let gaussian =
+            DiscreteGaussian::new(DEFAULT_SIGMA).ok_or(HeError::Internal("bad sigma"))?;
         Ok(Arc::new(Self {
             params,
             ring,
@@ -165,7 +193,9 @@ impl CkksContext {
     /// Prime indices of the extended basis `q_0..q_ℓ, p_0..p_{k-1}`.
     pub(crate) fn ext_basis(&self, level: usize) -> Vec<usize> {
         let l_max = self.max_level();
-        (0..=level).chain(l_max + 1..l_max + 1 + self.params.special_moduli().len()).collect()
+        (0..=level)
+            .chain(l_max + 1..l_max + 1 + self.params.special_moduli().len())
+            .collect()
     }
 
     /// All primes (`q_0..q_L, p_0..`).
@@ -200,13 +230,19 @@ impl CkksContext {
     /// Checks an object's fingerprint against this context.
     pub(crate) fn check_fingerprint(&self, found: &[u8; 32]) -> Result<()> {
         if found != &self.fingerprint() {
-            return Err(HeError::ParameterMismatch { expected: self.params.fingerprint_hex(), found: hex8(found) });
+            return Err(HeError::ParameterMismatch {
+                expected: self.params.fingerprint_hex(),
+                found: hex8(found),
+            });
         }
         Ok(())
     }
 
     /// `log2(q_0 ··· q_level)`.
     pub fn modulus_bits_at(&self, level: usize) -> f64 {
-        self.params.ciphertext_moduli()[..=level.min(self.max_level())].iter().map(|m| (m.value() as f64).log2()).sum()
+        self.params.ciphertext_moduli()[..=level.min(self.max_level())]
+            .iter()
+            .map(|m| (m.value() as f64).log2())
+            .sum()
     }
 }

@@ -105,19 +105,39 @@ impl CkksEncoder {
     }
 
     /// Encodes complex values (at most N/2) at `scale` and `level`.
-    pub fn encode_complex(&self, values: &[Complex64], scale: f64, level: usize) -> Result<Plaintext> {
+    pub fn encode_complex(
+        &self,
+        values: &[Complex64],
+        scale: f64,
+        level: usize,
+    ) -> Result<Plaintext> {
         let slots = self.slots();
         if values.len() > slots {
-            return Err(HeError::TooManyValues { given: values.len(), slots });
+            return Err(HeError::TooManyValues {
+                given: values.len(),
+                slots,
+            });
         }
         if level > self.ctx.max_level() {
-            return Err(HeError::InvalidParameters(format!("level {level} exceeds the maximum {}", self.ctx.max_level())));
+            return Err(HeError::InvalidParameters(format!(
+                "level {level} exceeds the maximum {}",
+                self.ctx.max_level()
+            )));
         }
         if !(scale.is_finite() && scale >= 1.0) {
-            return Err(HeError::InvalidParameters(format!("scale {scale} must be finite and at least 1")));
+            return Err(HeError::InvalidParameters(format!(
+                "scale {scale} must be finite and at least 1"
+            )));
         }
-        if let Some(bad) = values.iter().find(|v| !v.re.is_finite() || !v.im.is_finite()) {
-            return Err(HeError::NonFiniteValue(if bad.re.is_finite() { bad.im } else { bad.re }));
+        if let Some(bad) = values
+            .iter()
+            .find(|v| !v.re.is_finite() || !v.im.is_finite())
+        {
+            return Err(HeError::NonFiniteValue(if bad.re.is_finite() {
+                bad.im
+            } else {
+                bad.re
+            }));
         }
         let mut vals = vec![Complex64::new(0.0, 0.0); slots];
         vals[..values.len()].copy_from_slice(values);
@@ -132,7 +152,13 @@ impl CkksEncoder {
     }
 
     /// Builds the plaintext from integer-valued (f64) coefficients.
-    fn encode_coefficients(&self, coeffs: &[f64], scale: f64, level: usize, values: &[Complex64]) -> Result<Plaintext> {
+    fn encode_coefficients(
+        &self,
+        coeffs: &[f64],
+        scale: f64,
+        level: usize,
+        values: &[Complex64],
+    ) -> Result<Plaintext> {
         let max_abs = coeffs.iter().fold(0f64, |m, c| m.max(c.abs()));
         let modulus_bits = self.ctx.modulus_bits_at(level);
         if max_abs > 0.0 && max_abs.log2() >= modulus_bits - 1.0 {
@@ -155,7 +181,11 @@ impl CkksEncoder {
             }
         });
         poly.to_ntt();
-        Ok(Plaintext { poly, scale, fingerprint: self.ctx.fingerprint() })
+        Ok(Plaintext {
+            poly,
+            scale,
+            fingerprint: self.ctx.fingerprint(),
+        })
     }
 
     /// Encodes the same real value in every slot (a constant polynomial).
@@ -181,7 +211,11 @@ impl CkksEncoder {
         let level = pt.level();
         let n = self.ctx.degree();
         let slots = self.slots();
-        let crt = self.ctx.crt.get(level).ok_or(HeError::Internal("no CRT table for level"))?;
+        let crt = self
+            .ctx
+            .crt
+            .get(level)
+            .ok_or(HeError::Internal("no CRT table for level"))?;
         let inv_scale = 1.0 / pt.scale;
         let limbs = level + 1;
         let coeffs: Vec<f64> = veil_math::par::map_range(n, n * limbs * limbs, |k| {
@@ -192,7 +226,9 @@ impl CkksEncoder {
             let mut digits = Vec::with_capacity(limbs);
             crt.compose_centered(&residues, &mut digits) * inv_scale
         });
-        let mut vals: Vec<Complex64> = (0..slots).map(|k| Complex64::new(coeffs[k], coeffs[k + slots])).collect();
+        let mut vals: Vec<Complex64> = (0..slots)
+            .map(|k| Complex64::new(coeffs[k], coeffs[k + slots]))
+            .collect();
         self.special_fft(&mut vals);
         Ok(vals)
     }
@@ -236,7 +272,9 @@ mod tests {
         let enc = CkksEncoder::new(&ctx);
         let n = 64;
         let p: Vec<f64> = (0..n).map(|k| ((k * 37 % 11) as f64 - 5.0) / 7.0).collect();
-        let mut vals: Vec<Complex64> = (0..n / 2).map(|k| Complex64::new(p[k], p[k + n / 2])).collect();
+        let mut vals: Vec<Complex64> = (0..n / 2)
+            .map(|k| Complex64::new(p[k], p[k + n / 2]))
+            .collect();
         enc.special_fft(&mut vals);
         for (j, v) in vals.iter().enumerate() {
             let e = ctx.encoder.rot_group[j];
@@ -249,7 +287,9 @@ mod tests {
         }
         let mut back = vals.clone();
         enc.special_ifft(&mut back);
-        let orig: Vec<Complex64> = (0..n / 2).map(|k| Complex64::new(p[k], p[k + n / 2])).collect();
+        let orig: Vec<Complex64> = (0..n / 2)
+            .map(|k| Complex64::new(p[k], p[k + n / 2]))
+            .collect();
         for (a, b) in back.iter().zip(&orig) {
             assert!((a - b).norm() < 1e-12);
         }
@@ -259,7 +299,9 @@ mod tests {
     fn encode_decode_round_trip_at_every_level() {
         let ctx = small_ctx();
         let enc = CkksEncoder::new(&ctx);
-        let values: Vec<Complex64> = (0..32).map(|k| Complex64::new((k as f64).sin() * 3.0, (k as f64).cos())).collect();
+        let values: Vec<Complex64> = (0..32)
+            .map(|k| Complex64::new((k as f64).sin() * 3.0, (k as f64).cos()))
+            .collect();
         for level in 0..=ctx.max_level() {
             let pt = enc.encode_complex(&values, 2f64.powi(40), level).unwrap();
             let back = enc.decode_complex(&pt).unwrap();
@@ -277,9 +319,21 @@ mod tests {
     fn encoding_errors() {
         let ctx = small_ctx();
         let enc = CkksEncoder::new(&ctx);
-        assert!(matches!(enc.encode(&[0.0; 33], 1e10, 0), Err(HeError::TooManyValues { given: 33, slots: 32 })));
-        assert!(matches!(enc.encode(&[f64::NAN], 1e10, 0), Err(HeError::NonFiniteValue(_))));
-        assert!(matches!(enc.encode(&[1e10], 2f64.powi(55), 0), Err(HeError::EncodingOverflow { .. })));
+        assert!(matches!(
+            enc.encode(&[0.0; 33], 1e10, 0),
+            Err(HeError::TooManyValues {
+                given: 33,
+                slots: 32
+            })
+        ));
+        assert!(matches!(
+            enc.encode(&[f64::NAN], 1e10, 0),
+            Err(HeError::NonFiniteValue(_))
+        ));
+        assert!(matches!(
+            enc.encode(&[1e10], 2f64.powi(55), 0),
+            Err(HeError::EncodingOverflow { .. })
+        ));
         assert!(enc.encode(&[1.0], 1e10, 5).is_err());
     }
 }

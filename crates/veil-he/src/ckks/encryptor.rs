@@ -9,8 +9,8 @@ use veil_math::{Representation, RnsPoly};
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::context::CkksContext;
-use crate::ckks::keyswitch::mod_down;
 use crate::ckks::keys::{error_poly, ternary_poly, uniform_poly, PublicKey, SecretKey};
+use crate::ckks::keyswitch::mod_down;
 use crate::error::{HeError, Result};
 
 /// Encrypts plaintexts with the public key: `(b·u + e_0 + m, a·u + e_1)`.
@@ -24,7 +24,10 @@ impl Encryptor {
     /// An encryptor for `pk`.
     pub fn new(ctx: &Arc<CkksContext>, pk: PublicKey) -> Result<Self> {
         ctx.check_fingerprint(&pk.fingerprint)?;
-        Ok(Self { ctx: ctx.clone(), pk })
+        Ok(Self {
+            ctx: ctx.clone(),
+            pk,
+        })
     }
 
     /// Encrypts at the plaintext's level, with randomness from the operating system.
@@ -47,7 +50,12 @@ impl Encryptor {
         let mut c0 = mod_down(&self.ctx, c0, level)?;
         let c1 = mod_down(&self.ctx, c1, level)?;
         c0.add_assign(&pt.poly)?;
-        Ok(Ciphertext { parts: vec![c0, c1], scale: pt.scale, fingerprint: self.ctx.fingerprint(), seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, c1],
+            scale: pt.scale,
+            fingerprint: self.ctx.fingerprint(),
+            seed: None,
+        })
     }
 }
 
@@ -63,7 +71,10 @@ impl SymmetricEncryptor {
     /// An encryptor for `sk`.
     pub fn new(ctx: &Arc<CkksContext>, sk: SecretKey) -> Result<Self> {
         ctx.check_fingerprint(&sk.fingerprint)?;
-        Ok(Self { ctx: ctx.clone(), sk })
+        Ok(Self {
+            ctx: ctx.clone(),
+            sk,
+        })
     }
 
     /// Encrypts at the plaintext's level, with randomness from the operating system.
@@ -83,12 +94,21 @@ impl SymmetricEncryptor {
         a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
         c0.sub_assign(&a_s)?;
         c0.add_assign(&pt.poly)?;
-        Ok(Ciphertext { parts: vec![c0, a], scale: pt.scale, fingerprint: self.ctx.fingerprint(), seed: Some(seed) })
+        Ok(Ciphertext {
+            parts: vec![c0, a],
+            scale: pt.scale,
+            fingerprint: self.ctx.fingerprint(),
+            seed: Some(seed),
+        })
     }
 }
 
 /// The uniform half of a seeded ciphertext.
-pub(crate) fn expand_seeded_a(ctx: &CkksContext, basis: &[usize], seed: [u8; 32]) -> Result<RnsPoly> {
+pub(crate) fn expand_seeded_a(
+    ctx: &CkksContext,
+    basis: &[usize],
+    seed: [u8; 32],
+) -> Result<RnsPoly> {
     uniform_poly(ctx, basis, &mut ChaCha20Rng::from_seed(seed))
 }
 
@@ -103,14 +123,20 @@ impl Decryptor {
     /// A decryptor for `sk`.
     pub fn new(ctx: &Arc<CkksContext>, sk: SecretKey) -> Result<Self> {
         ctx.check_fingerprint(&sk.fingerprint)?;
-        Ok(Self { ctx: ctx.clone(), sk })
+        Ok(Self {
+            ctx: ctx.clone(),
+            sk,
+        })
     }
 
     /// Decrypts to a plaintext at the ciphertext's level and scale.
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Plaintext> {
         self.ctx.check_fingerprint(&ct.fingerprint)?;
         if !(2..=3).contains(&ct.parts.len()) {
-            return Err(HeError::WrongCiphertextSize { expected: 2, found: ct.parts.len() });
+            return Err(HeError::WrongCiphertextSize {
+                expected: 2,
+                found: ct.parts.len(),
+            });
         }
         let mut m = ct.parts[0].clone();
         m.add_mul_assign_prefix(&ct.parts[1], &self.sk.s)?;
@@ -122,6 +148,10 @@ impl Decryptor {
             zeroize::Zeroize::zeroize(&mut s);
             m.add_mul_assign_prefix(&ct.parts[2], &s2)?;
         }
-        Ok(Plaintext { poly: m, scale: ct.scale, fingerprint: ct.fingerprint })
+        Ok(Plaintext {
+            poly: m,
+            scale: ct.scale,
+            fingerprint: ct.fingerprint,
+        })
     }
 }

@@ -33,7 +33,10 @@ fn scales_close(a: f64, b: f64) -> bool {
 impl Evaluator {
     /// An evaluator for the context.
     pub fn new(ctx: &Arc<CkksContext>) -> Self {
-        Self { ctx: ctx.clone(), encoder: CkksEncoder::new(ctx) }
+        Self {
+            ctx: ctx.clone(),
+            encoder: CkksEncoder::new(ctx),
+        }
     }
 
     /// The context.
@@ -49,10 +52,16 @@ impl Evaluator {
         self.check(a)?;
         self.check(b)?;
         if a.level() != b.level() {
-            return Err(HeError::LevelMismatch { left: a.level(), right: b.level() });
+            return Err(HeError::LevelMismatch {
+                left: a.level(),
+                right: b.level(),
+            });
         }
         if !scales_close(a.scale, b.scale) {
-            return Err(HeError::ScaleMismatch { left: a.scale.log2(), right: b.scale.log2() });
+            return Err(HeError::ScaleMismatch {
+                left: a.scale.log2(),
+                right: b.scale.log2(),
+            });
         }
         Ok(())
     }
@@ -61,17 +70,26 @@ impl Evaluator {
         self.check(a)?;
         self.ctx.check_fingerprint(&pt.fingerprint)?;
         if a.level() != pt.level() {
-            return Err(HeError::LevelMismatch { left: a.level(), right: pt.level() });
+            return Err(HeError::LevelMismatch {
+                left: a.level(),
+                right: pt.level(),
+            });
         }
         if same_scale && !scales_close(a.scale, pt.scale) {
-            return Err(HeError::ScaleMismatch { left: a.scale.log2(), right: pt.scale.log2() });
+            return Err(HeError::ScaleMismatch {
+                left: a.scale.log2(),
+                right: pt.scale.log2(),
+            });
         }
         Ok(())
     }
 
     fn require_size(ct: &Ciphertext, size: usize) -> Result<()> {
         if ct.parts.len() != size {
-            return Err(HeError::WrongCiphertextSize { expected: size, found: ct.parts.len() });
+            return Err(HeError::WrongCiphertextSize {
+                expected: size,
+                found: ct.parts.len(),
+            });
         }
         Ok(())
     }
@@ -186,11 +204,19 @@ impl Evaluator {
     fn multiply_by_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
         let bits = self.ctx.modulus_bits_at(a.level());
         if c != 0.0 && c.abs().log2() >= bits - 1.0 {
-            return Err(HeError::EncodingOverflow { value: c, scale_bits: 0.0, level: a.level(), modulus_bits: bits as u32 });
+            return Err(HeError::EncodingOverflow {
+                value: c,
+                scale_bits: 0.0,
+                level: a.level(),
+                modulus_bits: bits as u32,
+            });
         }
         let mut out = a.clone();
         let moduli = out.parts[0].moduli();
-        let consts: Vec<u64> = moduli.iter().map(|m| crate::ckks::encoder_reduce_f64(m, c)).collect();
+        let consts: Vec<u64> = moduli
+            .iter()
+            .map(|m| crate::ckks::encoder_reduce_f64(m, c))
+            .collect();
         for p in out.parts.iter_mut() {
             p.mul_constants_assign(&consts)?;
         }
@@ -208,7 +234,10 @@ impl Evaluator {
         self.check(a)?;
         self.check(b)?;
         if a.level() != b.level() {
-            return Err(HeError::LevelMismatch { left: a.level(), right: b.level() });
+            return Err(HeError::LevelMismatch {
+                left: a.level(),
+                right: b.level(),
+            });
         }
         Self::require_size(a, 2)?;
         Self::require_size(b, 2)?;
@@ -222,7 +251,12 @@ impl Evaluator {
                 Ok(d1)
             },
         );
-        Ok(Ciphertext { parts: vec![d0?, d1?, d2?], scale: a.scale * b.scale, fingerprint: a.fingerprint, seed: None })
+        Ok(Ciphertext {
+            parts: vec![d0?, d1?, d2?],
+            scale: a.scale * b.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// `a²` without relinearization.
@@ -235,7 +269,12 @@ impl Evaluator {
         let twice = d1.clone();
         d1.add_assign(&twice)?;
         let d2 = RnsPoly::mul(a1, a1)?;
-        Ok(Ciphertext { parts: vec![d0, d1, d2], scale: a.scale * a.scale, fingerprint: a.fingerprint, seed: None })
+        Ok(Ciphertext {
+            parts: vec![d0, d1, d2],
+            scale: a.scale * a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// Relinearizes a 3-part ciphertext back to 2 parts.
@@ -251,11 +290,21 @@ impl Evaluator {
         let mut c1 = a.parts[1].clone();
         c0.add_assign(&k0)?;
         c1.add_assign(&k1)?;
-        Ok(Ciphertext { parts: vec![c0, c1], scale: a.scale, fingerprint: a.fingerprint, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, c1],
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// `relinearize(a · b)`.
-    pub fn multiply_relin(&self, a: &Ciphertext, b: &Ciphertext, rlk: &RelinearizationKey) -> Result<Ciphertext> {
+    pub fn multiply_relin(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        rlk: &RelinearizationKey,
+    ) -> Result<Ciphertext> {
         self.relinearize(&self.multiply(a, b)?, rlk)
     }
 
@@ -289,7 +338,10 @@ impl Evaluator {
     pub fn mod_switch_to_level(&self, a: &Ciphertext, level: usize) -> Result<Ciphertext> {
         self.check(a)?;
         if level > a.level() {
-            return Err(HeError::LevelMismatch { left: a.level(), right: level });
+            return Err(HeError::LevelMismatch {
+                left: a.level(),
+                right: level,
+            });
         }
         let mut out = a.clone();
         for p in out.parts.iter_mut() {
@@ -302,7 +354,10 @@ impl Evaluator {
     pub fn mod_switch_plain_to_level(&self, pt: &Plaintext, level: usize) -> Result<Plaintext> {
         self.ctx.check_fingerprint(&pt.fingerprint)?;
         if level > pt.level() {
-            return Err(HeError::LevelMismatch { left: pt.level(), right: level });
+            return Err(HeError::LevelMismatch {
+                left: pt.level(),
+                right: level,
+            });
         }
         let mut out = pt.clone();
         out.poly.truncate_limbs(level + 1)?;
@@ -315,19 +370,28 @@ impl Evaluator {
     pub fn align_to(&self, a: &Ciphertext, level: usize, scale: f64) -> Result<Ciphertext> {
         self.check(a)?;
         if level > a.level() {
-            return Err(HeError::LevelMismatch { left: a.level(), right: level });
+            return Err(HeError::LevelMismatch {
+                left: a.level(),
+                right: level,
+            });
         }
         if scales_close(a.scale, scale) {
             return self.mod_switch_to_level(a, level);
         }
         if level == a.level() {
-            return Err(HeError::ScaleMismatch { left: a.scale.log2(), right: scale.log2() });
+            return Err(HeError::ScaleMismatch {
+                left: a.scale.log2(),
+                right: scale.log2(),
+            });
         }
         let dropped = self.mod_switch_to_level(a, level + 1)?;
         let q = self.ctx.params().ciphertext_moduli()[level + 1].value() as f64;
         let c = (scale * q / a.scale).round();
         if c < 1.0 {
-            return Err(HeError::ScaleMismatch { left: a.scale.log2(), right: scale.log2() });
+            return Err(HeError::ScaleMismatch {
+                left: a.scale.log2(),
+                right: scale.log2(),
+            });
         }
         let mut out = self.rescale(&self.multiply_by_integer_f64(&dropped, c)?)?;
         out.scale = scale;
@@ -347,18 +411,34 @@ impl Evaluator {
 
     // ----- rotations -----
 
-    fn apply_galois(&self, a: &Ciphertext, g: u64, key: &SwitchingKey, dec: &keyswitch::Decomposed) -> Result<Ciphertext> {
+    fn apply_galois(
+        &self,
+        a: &Ciphertext,
+        g: u64,
+        key: &SwitchingKey,
+        dec: &keyswitch::Decomposed,
+    ) -> Result<Ciphertext> {
         let perm = self.ctx.ring().ntt_galois_permutation(g)?;
         let (k0, k1) = keyswitch::apply(&self.ctx, dec, Some(&perm), key)?;
         let mut c0 = RnsPoly::zero(self.ctx.ring(), a.parts[0].primes(), Representation::Ntt)?;
         c0.apply_permutation_from(&a.parts[0], &perm);
         c0.add_assign(&k0)?;
-        Ok(Ciphertext { parts: vec![c0, k1], scale: a.scale, fingerprint: a.fingerprint, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, k1],
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// One automorphism: permute both parts in NTT form, then key-switch the permuted `c_1`
     /// (cheaper than permuting the decomposed digits, which only pays off when hoisting).
-    fn apply_galois_single(&self, a: &Ciphertext, g: u64, key: &SwitchingKey) -> Result<Ciphertext> {
+    fn apply_galois_single(
+        &self,
+        a: &Ciphertext,
+        g: u64,
+        key: &SwitchingKey,
+    ) -> Result<Ciphertext> {
         let perm = self.ctx.ring().ntt_galois_permutation(g)?;
         let mut c1 = RnsPoly::zero(self.ctx.ring(), a.parts[1].primes(), Representation::Ntt)?;
         c1.apply_permutation_from(&a.parts[1], &perm);
@@ -368,20 +448,34 @@ impl Evaluator {
         let mut c0 = RnsPoly::zero(self.ctx.ring(), a.parts[0].primes(), Representation::Ntt)?;
         c0.apply_permutation_from(&a.parts[0], &perm);
         c0.add_assign(&k0)?;
-        Ok(Ciphertext { parts: vec![c0, k1], scale: a.scale, fingerprint: a.fingerprint, seed: None })
+        Ok(Ciphertext {
+            parts: vec![c0, k1],
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// Applies the automorphism of Galois element `g` with its key.
-    pub fn apply_galois_element(&self, a: &Ciphertext, g: u64, gk: &GaloisKeys) -> Result<Ciphertext> {
+    pub fn apply_galois_element(
+        &self,
+        a: &Ciphertext,
+        g: u64,
+        gk: &GaloisKeys,
+    ) -> Result<Ciphertext> {
         self.check(a)?;
         Self::require_size(a, 2)?;
-        let key = gk.get(g).ok_or(HeError::MissingGaloisKey { step: self.step_of_element(g) })?;
+        let key = gk.get(g).ok_or(HeError::MissingGaloisKey {
+            step: self.step_of_element(g),
+        })?;
         self.apply_galois_single(a, g, key)
     }
 
     fn step_of_element(&self, g: u64) -> i64 {
         let slots = self.ctx.slots() as i64;
-        (0..slots).find(|&s| self.ctx.galois_element_for_step(s) == g).unwrap_or(0)
+        (0..slots)
+            .find(|&s| self.ctx.galois_element_for_step(s) == g)
+            .unwrap_or(0)
     }
 
     /// Decomposes `step` into rotations whose keys exist (non-adjacent form over ±2^i, or
@@ -410,8 +504,17 @@ impl Evaluator {
             x >>= 1;
             bit <<= 1;
         }
-        candidates.push(naf.into_iter().filter(|t| t.rem_euclid(slots) != 0).collect());
-        let binary = |v: i64, sign: i64| (0..63).filter(|i| v >> i & 1 == 1).map(|i| sign * (1i64 << i)).collect::<Vec<_>>();
+        candidates.push(
+            naf.into_iter()
+                .filter(|t| t.rem_euclid(slots) != 0)
+                .collect(),
+        );
+        let binary = |v: i64, sign: i64| {
+            (0..63)
+                .filter(|i| v >> i & 1 == 1)
+                .map(|i| sign * (1i64 << i))
+                .collect::<Vec<_>>()
+        };
         candidates.push(binary(s, 1));
         candidates.push(binary(slots - s, -1));
         for c in &candidates {
@@ -419,7 +522,11 @@ impl Evaluator {
                 return Ok(c.clone());
             }
         }
-        let missing = candidates[0].iter().copied().find(|&t| !has(t)).unwrap_or(s);
+        let missing = candidates[0]
+            .iter()
+            .copied()
+            .find(|&t| !has(t))
+            .unwrap_or(s);
         Err(HeError::MissingGaloisKey { step: missing })
     }
 
@@ -438,12 +545,23 @@ impl Evaluator {
 
     /// Many rotations of one ciphertext sharing one decomposition (hoisting). Steps without
     /// their own key fall back to composed rotations.
-    pub fn rotate_hoisted(&self, a: &Ciphertext, steps: &[i64], gk: &GaloisKeys) -> Result<Vec<Ciphertext>> {
+    pub fn rotate_hoisted(
+        &self,
+        a: &Ciphertext,
+        steps: &[i64],
+        gk: &GaloisKeys,
+    ) -> Result<Vec<Ciphertext>> {
         self.check(a)?;
         Self::require_size(a, 2)?;
         let slots = self.ctx.slots() as i64;
-        let need_dec = steps.iter().any(|&s| s.rem_euclid(slots) != 0 && gk.contains(self.ctx.galois_element_for_step(s)));
-        let dec = if need_dec { Some(keyswitch::decompose(&self.ctx, &a.parts[1])?) } else { None };
+        let need_dec = steps
+            .iter()
+            .any(|&s| s.rem_euclid(slots) != 0 && gk.contains(self.ctx.galois_element_for_step(s)));
+        let dec = if need_dec {
+            Some(keyswitch::decompose(&self.ctx, &a.parts[1])?)
+        } else {
+            None
+        };
         steps
             .iter()
             .map(|&s| {
@@ -483,7 +601,13 @@ impl Evaluator {
 
     /// Inner product `Σ a_i·b_i`, replicated in every slot: multiply, relinearize, rescale,
     /// sum the slots. Uses one level.
-    pub fn inner_product(&self, a: &Ciphertext, b: &Ciphertext, rlk: &RelinearizationKey, gk: &GaloisKeys) -> Result<Ciphertext> {
+    pub fn inner_product(
+        &self,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        rlk: &RelinearizationKey,
+        gk: &GaloisKeys,
+    ) -> Result<Ciphertext> {
         let prod = self.rescale(&self.multiply_relin(a, b, rlk)?)?;
         self.sum_slots(&prod, gk)
     }

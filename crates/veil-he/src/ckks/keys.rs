@@ -51,7 +51,12 @@ impl ZeroizeOnDrop for SecretKey {}
 impl PartialEq for SecretKey {
     fn eq(&self, other: &Self) -> bool {
         let a: Vec<u8> = self.s.data().iter().flat_map(|x| x.to_le_bytes()).collect();
-        let b: Vec<u8> = other.s.data().iter().flat_map(|x| x.to_le_bytes()).collect();
+        let b: Vec<u8> = other
+            .s
+            .data()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let (a, b) = (Zeroizing::new(a), Zeroizing::new(b));
         bool::from(a.ct_eq(&b)) && self.fingerprint == other.fingerprint
     }
@@ -168,7 +173,11 @@ impl std::fmt::Debug for KeyGenerator {
 }
 
 /// Uniform polynomial over `basis` in NTT form from `rng` (deterministic given the RNG state).
-pub(crate) fn uniform_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+pub(crate) fn uniform_poly(
+    ctx: &CkksContext,
+    basis: &[usize],
+    rng: &mut ChaCha20Rng,
+) -> Result<RnsPoly> {
     let mut p = RnsPoly::zero(ctx.ring(), basis, Representation::Ntt)?;
     let moduli = p.moduli();
     for (l, m) in moduli.iter().enumerate() {
@@ -178,7 +187,11 @@ pub(crate) fn uniform_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha2
 }
 
 /// A fresh Gaussian error polynomial over `basis`, in NTT form.
-pub(crate) fn error_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+pub(crate) fn error_poly(
+    ctx: &CkksContext,
+    basis: &[usize],
+    rng: &mut ChaCha20Rng,
+) -> Result<RnsPoly> {
     let mut e = Zeroizing::new(vec![0i64; ctx.degree()]);
     ctx.gaussian.fill(rng, &mut e);
     let mut p = RnsPoly::from_signed(ctx.ring(), basis, &e)?;
@@ -187,7 +200,11 @@ pub(crate) fn error_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20R
 }
 
 /// A fresh ternary polynomial over `basis`, in NTT form.
-pub(crate) fn ternary_poly(ctx: &CkksContext, basis: &[usize], rng: &mut ChaCha20Rng) -> Result<RnsPoly> {
+pub(crate) fn ternary_poly(
+    ctx: &CkksContext,
+    basis: &[usize],
+    rng: &mut ChaCha20Rng,
+) -> Result<RnsPoly> {
     let mut t = Zeroizing::new(vec![0i64; ctx.degree()]);
     sampler::ternary(rng, &mut t);
     let mut p = RnsPoly::from_signed(ctx.ring(), basis, &t)?;
@@ -204,13 +221,24 @@ impl KeyGenerator {
     /// A generator using the given RNG (tests and reproducible experiments).
     pub fn with_rng(ctx: &Arc<CkksContext>, mut rng: ChaCha20Rng) -> Result<Self> {
         let s = ternary_poly(ctx, &ctx.full_basis(), &mut rng)?;
-        Ok(Self { ctx: ctx.clone(), sk: SecretKey { s, fingerprint: ctx.fingerprint() }, rng })
+        Ok(Self {
+            ctx: ctx.clone(),
+            sk: SecretKey {
+                s,
+                fingerprint: ctx.fingerprint(),
+            },
+            rng,
+        })
     }
 
     /// A generator for an existing secret key.
     pub fn from_secret_key(ctx: &Arc<CkksContext>, sk: SecretKey) -> Result<Self> {
         ctx.check_fingerprint(&sk.fingerprint)?;
-        Ok(Self { ctx: ctx.clone(), sk, rng: ChaCha20Rng::from_os_rng() })
+        Ok(Self {
+            ctx: ctx.clone(),
+            sk,
+            rng: ChaCha20Rng::from_os_rng(),
+        })
     }
 
     /// The secret key.
@@ -233,14 +261,22 @@ impl KeyGenerator {
         let mut a_s = RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?;
         a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
         b.sub_assign(&a_s)?;
-        Ok(PublicKey { b, a, seed, fingerprint: self.ctx.fingerprint() })
+        Ok(PublicKey {
+            b,
+            a,
+            seed,
+            fingerprint: self.ctx.fingerprint(),
+        })
     }
 
     /// A switching key from `s_prime` (NTT form over all primes) to the secret key.
     pub(crate) fn switching_key(&mut self, s_prime: &RnsPoly) -> Result<SwitchingKey> {
         let ctx = self.ctx.clone();
         let full = ctx.full_basis();
-        let top = ctx.key_switch.last().ok_or(HeError::Internal("no key-switching tables"))?;
+        let top = ctx
+            .key_switch
+            .last()
+            .ok_or(HeError::Internal("no key-switching tables"))?;
         let seed = self.fresh_seed();
         let mut a_rng = ChaCha20Rng::from_seed(seed);
         let mut bs = Vec::with_capacity(top.digit_positions.len());
@@ -262,7 +298,12 @@ impl KeyGenerator {
             bs.push(b);
             as_.push(a);
         }
-        Ok(SwitchingKey { b: bs, a: as_, seed, fingerprint: ctx.fingerprint() })
+        Ok(SwitchingKey {
+            b: bs,
+            a: as_,
+            seed,
+            fingerprint: ctx.fingerprint(),
+        })
     }
 
     /// The relinearization key (switches `s²` to `s`).
@@ -324,7 +365,10 @@ impl KeyGenerator {
     }
 
     /// Galois keys for all power-of-two steps (both directions) and conjugation.
-    pub fn galois_keys_power_of_two(&mut self, progress: &mut dyn FnMut(usize, usize)) -> Result<GaloisKeys> {
+    pub fn galois_keys_power_of_two(
+        &mut self,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<GaloisKeys> {
         let steps = Self::power_of_two_steps(&self.ctx);
         self.galois_keys_with_progress(&steps, true, progress)
     }

@@ -28,8 +28,13 @@ pub(crate) struct Decomposed {
 
 /// Step 1: ModUp of every digit of `d` (NTT form over `q_0..q_ℓ`).
 pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
-    if d.representation() != Representation::Ntt || d.num_limbs() == 0 || d.num_limbs() > ctx.max_level() + 1 {
-        return Err(HeError::Internal("key switching input must be an NTT-form ciphertext polynomial"));
+    if d.representation() != Representation::Ntt
+        || d.num_limbs() == 0
+        || d.num_limbs() > ctx.max_level() + 1
+    {
+        return Err(HeError::Internal(
+            "key switching input must be an NTT-form ciphertext polynomial",
+        ));
     }
     let level = d.num_limbs() - 1;
     let ks = &ctx.key_switch[level];
@@ -38,26 +43,35 @@ pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
     let ring = ctx.ring();
     let mut d_coeff = d.clone();
     d_coeff.to_coefficient();
-    let digits = map_range(ks.digit_positions.len(), n * ext.len() * NTT_COST, |j| -> Result<RnsPoly> {
-        let dp = &ks.digit_positions[j];
-        let cp = &ks.complement_positions[j];
-        let mut input = Vec::with_capacity(dp.len() * n);
-        for &p in dp {
-            input.extend_from_slice(d_coeff.limb(p));
-        }
-        let mut conv = vec![0u64; cp.len() * n];
-        ks.mod_up[j].convert(n, &input, &mut conv)?;
-        for_each_limb(&mut conv, n, NTT_COST, |t, limb| ring.ntt_forward(ext[cp[t]], limb));
-        let mut out = RnsPoly::zero(ring, &ext, Representation::Ntt)?;
-        for &p in dp {
-            out.limb_mut(p).copy_from_slice(d.limb(p));
-        }
-        for (t, &p) in cp.iter().enumerate() {
-            out.limb_mut(p).copy_from_slice(&conv[t * n..(t + 1) * n]);
-        }
-        Ok(out)
-    });
-    Ok(Decomposed { level, digits: digits.into_iter().collect::<Result<Vec<_>>>()? })
+    let digits = map_range(
+        ks.digit_positions.len(),
+        n * ext.len() * NTT_COST,
+        |j| -> Result<RnsPoly> {
+            let dp = &ks.digit_positions[j];
+            let cp = &ks.complement_positions[j];
+            let mut input = Vec::with_capacity(dp.len() * n);
+            for &p in dp {
+                input.extend_from_slice(d_coeff.limb(p));
+            }
+            let mut conv = vec![0u64; cp.len() * n];
+            ks.mod_up[j].convert(n, &input, &mut conv)?;
+            for_each_limb(&mut conv, n, NTT_COST, |t, limb| {
+                ring.ntt_forward(ext[cp[t]], limb)
+            });
+            let mut out = RnsPoly::zero(ring, &ext, Representation::Ntt)?;
+            for &p in dp {
+                out.limb_mut(p).copy_from_slice(d.limb(p));
+            }
+            for (t, &p) in cp.iter().enumerate() {
+                out.limb_mut(p).copy_from_slice(&conv[t * n..(t + 1) * n]);
+            }
+            Ok(out)
+        },
+    );
+    Ok(Decomposed {
+        level,
+        digits: digits.into_iter().collect::<Result<Vec<_>>>()?,
+    })
 }
 
 /// Steps 2 and 3: inner product with `key` (optionally permuting the digits by a Galois
@@ -105,7 +119,11 @@ pub(crate) fn apply(
             .enumerate()
             .for_each(|(t, (l0, l1))| work(t, l0, l1));
     } else {
-        acc0.data_mut().chunks_mut(n).zip(acc1.data_mut().chunks_mut(n)).enumerate().for_each(|(t, (l0, l1))| work(t, l0, l1));
+        acc0.data_mut()
+            .chunks_mut(n)
+            .zip(acc1.data_mut().chunks_mut(n))
+            .enumerate()
+            .for_each(|(t, (l0, l1))| work(t, l0, l1));
     }
     let (k0, k1) = if should_parallelize(total, 2) {
         rayon::join(|| mod_down(ctx, acc0, level), || mod_down(ctx, acc1, level))
@@ -167,11 +185,18 @@ mod tests {
             .build()
             .unwrap();
         let ctx = CkksContext::new(params).unwrap();
-        let p: i128 = ctx.params().special_moduli().iter().map(|m| i128::from(m.value())).product();
+        let p: i128 = ctx
+            .params()
+            .special_moduli()
+            .iter()
+            .map(|m| i128::from(m.value()))
+            .product();
         for level in [0usize, 2] {
             let ext = ctx.ext_basis(level);
             let v: Vec<i128> = (0..64).map(|k| (k as i128 - 32) * 1_000_003).collect();
-            let r: Vec<i128> = (0..64).map(|k| (k as i128 * 7919) % (p / 3) - p / 6).collect();
+            let r: Vec<i128> = (0..64)
+                .map(|k| (k as i128 * 7919) % (p / 3) - p / 6)
+                .collect();
             let mut x = RnsPoly::zero(ctx.ring(), &ext, Representation::Coefficient).unwrap();
             for (l, &pi) in ext.iter().enumerate() {
                 let m = ctx.ring().moduli()[pi];
@@ -185,7 +210,11 @@ mod tests {
             let m0 = ctx.ring().moduli()[0];
             for k in 0..64 {
                 let expect = v[k] + (2 * r[k] + p).div_euclid(2 * p);
-                assert!((i128::from(m0.center(out.limb(0)[k])) - expect).abs() <= 1, "level {level} k = {k}: got {} expect {expect}", m0.center(out.limb(0)[k]));
+                assert!(
+                    (i128::from(m0.center(out.limb(0)[k])) - expect).abs() <= 1,
+                    "level {level} k = {k}: got {} expect {expect}",
+                    m0.center(out.limb(0)[k])
+                );
             }
         }
     }

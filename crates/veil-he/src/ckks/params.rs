@@ -9,7 +9,13 @@ use crate::error::{HeError, Result};
 
 /// Largest `log2(QP)` for 128-bit classical security with a uniform ternary secret, from the
 /// HomomorphicEncryption.org standard (and OpenFHE's extension to 2^16).
-pub const SECURITY_TABLE_128: [(usize, u32); 5] = [(4096, 109), (8192, 218), (16384, 438), (32768, 881), (65536, 1772)];
+pub const SECURITY_TABLE_128: [(usize, u32); 5] = [
+    (4096, 109),
+    (8192, 218),
+    (16384, 438),
+    (32768, 881),
+    (65536, 1772),
+];
 
 /// Smallest and largest prime bit sizes accepted in a modulus chain.
 pub const PRIME_BITS_RANGE: (u32, u32) = (20, 60);
@@ -39,7 +45,12 @@ pub enum Preset {
 
 impl Preset {
     /// All presets.
-    pub const ALL: [Preset; 4] = [Preset::N4096Depth1, Preset::N8192Depth2, Preset::N16384Depth7, Preset::N32768Depth19];
+    pub const ALL: [Preset; 4] = [
+        Preset::N4096Depth1,
+        Preset::N8192Depth2,
+        Preset::N16384Depth7,
+        Preset::N32768Depth19,
+    ];
 
     /// The preset's name as accepted by [`Preset::from_name`].
     pub fn name(self) -> &'static str {
@@ -102,7 +113,14 @@ pub struct CkksParametersBuilder {
 
 impl Default for CkksParametersBuilder {
     fn default() -> Self {
-        Self { degree: 8192, bit_sizes: vec![60, 40, 40, 60], special_count: 1, dnum: None, scale_bits: 40.0, insecure: false }
+        Self {
+            degree: 8192,
+            bit_sizes: vec![60, 40, 40, 60],
+            special_count: 1,
+            dnum: None,
+            scale_bits: 40.0,
+            insecure: false,
+        }
     }
 }
 
@@ -154,7 +172,9 @@ impl CkksParametersBuilder {
         let bad = |m: String| Err(HeError::InvalidParameters(m));
         let n = self.degree;
         if !n.is_power_of_two() || !(16..=65536).contains(&n) {
-            return bad(format!("degree {n} must be a power of two between 2^12 and 2^16"));
+            return bad(format!(
+                "degree {n} must be a power of two between 2^12 and 2^16"
+            ));
         }
         if n < 4096 && !self.insecure {
             return bad(format!(
@@ -175,7 +195,10 @@ impl CkksParametersBuilder {
             return bad(format!("prime bit size {b} is outside {lo}..={hi}"));
         }
         if !(self.scale_bits.is_finite() && self.scale_bits >= 1.0 && self.scale_bits <= 60.0) {
-            return bad(format!("scale 2^{} must be between 2^1 and 2^60", self.scale_bits));
+            return bad(format!(
+                "scale 2^{} must be between 2^1 and 2^60",
+                self.scale_bits
+            ));
         }
         let q_count = self.bit_sizes.len() - self.special_count;
         if f64::from(self.bit_sizes[0]) <= self.scale_bits {
@@ -186,12 +209,17 @@ impl CkksParametersBuilder {
         }
         let dnum = self.dnum.unwrap_or(q_count.div_ceil(self.special_count));
         if dnum == 0 || dnum > q_count {
-            return bad(format!("dnum {dnum} must be between 1 and the number of ciphertext primes ({q_count})"));
+            return bad(format!(
+                "dnum {dnum} must be between 1 and the number of ciphertext primes ({q_count})"
+            ));
         }
         let alpha = q_count.div_ceil(dnum);
         let special_bits: u32 = self.bit_sizes[q_count..].iter().sum();
-        let max_digit_bits: u32 =
-            self.bit_sizes[..q_count].chunks(alpha).map(|c| c.iter().sum::<u32>()).max().unwrap_or(0);
+        let max_digit_bits: u32 = self.bit_sizes[..q_count]
+            .chunks(alpha)
+            .map(|c| c.iter().sum::<u32>())
+            .max()
+            .unwrap_or(0);
         if special_bits < max_digit_bits {
             return bad(format!(
                 "special primes ({special_bits} bits) must be at least as large as each key-switching digit \
@@ -202,7 +230,13 @@ impl CkksParametersBuilder {
         let security = match SECURITY_TABLE_128.iter().find(|(d, _)| *d == n) {
             Some(&(_, max)) if total_bits <= max => SecurityLevel::Bits128,
             _ if self.insecure => SecurityLevel::Insecure,
-            Some(&(_, max_bits)) => return Err(HeError::InsecureParameters { degree: n, total_bits, max_bits }),
+            Some(&(_, max_bits)) => {
+                return Err(HeError::InsecureParameters {
+                    degree: n,
+                    total_bits,
+                    max_bits,
+                })
+            }
             None => return bad(format!("no security bound known for degree {n}")),
         };
         let moduli = primes_for_bit_sizes(n, &self.bit_sizes)?;
@@ -240,7 +274,11 @@ impl CkksParameters {
     /// A named preset.
     pub fn preset(preset: Preset) -> Result<Self> {
         let (n, bits, scale) = preset.spec();
-        Self::builder().degree(n).moduli_bits(&bits).scale_bits(f64::from(scale)).build()
+        Self::builder()
+            .degree(n)
+            .moduli_bits(&bits)
+            .scale_bits(f64::from(scale))
+            .build()
     }
 
     /// Ring degree N.
@@ -300,7 +338,11 @@ impl CkksParameters {
 
     /// log2 of the whole modulus QP.
     pub fn total_bits(&self) -> f64 {
-        self.ciphertext_moduli.iter().chain(&self.special_moduli).map(|m| (m.value() as f64).log2()).sum()
+        self.ciphertext_moduli
+            .iter()
+            .chain(&self.special_moduli)
+            .map(|m| (m.value() as f64).log2())
+            .sum()
     }
 
     /// SHA-256 fingerprint of the parameter set; carried by every key and ciphertext.
@@ -339,8 +381,21 @@ mod tests {
     #[test]
     fn security_table_is_enforced() {
         // 8192 allows 218 bits: [60, 40, 40, 40, 60] = 240 is too many.
-        let err = CkksParameters::builder().moduli_bits(&[60, 40, 40, 40, 60]).build().unwrap_err();
-        assert!(matches!(err, HeError::InsecureParameters { degree: 8192, total_bits: 240, max_bits: 218 }), "{err}");
+        let err = CkksParameters::builder()
+            .moduli_bits(&[60, 40, 40, 40, 60])
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HeError::InsecureParameters {
+                    degree: 8192,
+                    total_bits: 240,
+                    max_bits: 218
+                }
+            ),
+            "{err}"
+        );
         let ok = CkksParameters::builder()
             .moduli_bits(&[60, 40, 40, 40, 60])
             .insecure_allow_below_128_bit_security()
@@ -349,7 +404,12 @@ mod tests {
         assert_eq!(ok.security(), SecurityLevel::Insecure);
         // Exactly at the bound is fine: 32768 → 881 and [60, 40×19, 60] = 880.
         assert!(CkksParameters::preset(Preset::N32768Depth19).is_ok());
-        assert!(CkksParameters::builder().degree(2048).moduli_bits(&[30, 30]).scale_bits(20.0).build().is_err());
+        assert!(CkksParameters::builder()
+            .degree(2048)
+            .moduli_bits(&[30, 30])
+            .scale_bits(20.0)
+            .build()
+            .is_err());
     }
 
     #[test]
@@ -359,7 +419,9 @@ mod tests {
             CkksParameters::builder().moduli_bits(&[60]),
             CkksParameters::builder().moduli_bits(&[60, 70, 60]),
             CkksParameters::builder().moduli_bits(&[30, 40, 60]),
-            CkksParameters::builder().moduli_bits(&[60, 40, 40, 40]).dnum(1),
+            CkksParameters::builder()
+                .moduli_bits(&[60, 40, 40, 40])
+                .dnum(1),
             CkksParameters::builder().special_primes(0),
             CkksParameters::builder().scale_bits(f64::NAN),
         ];

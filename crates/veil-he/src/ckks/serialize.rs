@@ -20,7 +20,9 @@ use veil_math::{Representation, RnsPoly};
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::context::CkksContext;
 use crate::ckks::encryptor::expand_seeded_a;
-use crate::ckks::keys::{uniform_poly, GaloisKeys, PublicKey, RelinearizationKey, SecretKey, SwitchingKey};
+use crate::ckks::keys::{
+    uniform_poly, GaloisKeys, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
+};
 use crate::ckks::params::CkksParameters;
 use crate::error::{HeError, Result};
 
@@ -113,13 +115,23 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn err(&self, reason: impl Into<String>) -> HeError {
-        HeError::Deserialize { what: self.what, reason: reason.into() }
+        HeError::Deserialize {
+            what: self.what,
+            reason: reason.into(),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.err("length overflow"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.err("length overflow"))?;
         if end > self.buf.len() {
-            return Err(self.err(format!("truncated: need {n} more bytes at offset {}, {} left", self.pos, self.buf.len() - self.pos)));
+            return Err(self.err(format!(
+                "truncated: need {n} more bytes at offset {}, {} left",
+                self.pos,
+                self.buf.len() - self.pos
+            )));
         }
         let s = &self.buf[self.pos..end];
         self.pos = end;
@@ -159,7 +171,10 @@ impl<'a> Reader<'a> {
     /// Requires exactly `n` bytes to remain (checked before any allocation).
     fn expect_remaining(&self, n: usize) -> Result<()> {
         if self.remaining() != n {
-            return Err(self.err(format!("expected {n} more bytes, found {}", self.remaining())));
+            return Err(self.err(format!(
+                "expected {n} more bytes, found {}",
+                self.remaining()
+            )));
         }
         Ok(())
     }
@@ -170,12 +185,18 @@ impl<'a> Reader<'a> {
 
     /// Reads the header; returns the fingerprint.
     fn header(&mut self, kind: ObjectKind) -> Result<[u8; 32]> {
-        if self.take(4).map_err(|_| self.err("too short for a header"))? != MAGIC {
+        if self
+            .take(4)
+            .map_err(|_| self.err("too short for a header"))?
+            != MAGIC
+        {
             return Err(self.err("not a Veil object (bad magic)"));
         }
         let version = self.u8()?;
         if version != FORMAT_VERSION {
-            return Err(self.err(format!("unsupported format version {version} (this build reads {FORMAT_VERSION})")));
+            return Err(self.err(format!(
+                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+            )));
         }
         let k = self.u8()?;
         if k != kind as u8 {
@@ -207,24 +228,39 @@ impl<'a> Reader<'a> {
                 acc >>= b;
                 nbits -= b;
                 if v >= m.value() {
-                    return Err(self.err(format!("coefficient {v} is not reduced modulo {}", m.value())));
+                    return Err(self.err(format!(
+                        "coefficient {v} is not reduced modulo {}",
+                        m.value()
+                    )));
                 }
                 *c = v;
             }
         }
-        Ok(RnsPoly::from_limbs(ctx.ring(), basis, Representation::Ntt, data)?)
+        Ok(RnsPoly::from_limbs(
+            ctx.ring(),
+            basis,
+            Representation::Ntt,
+            data,
+        )?)
     }
 }
 
 fn reader<'a>(bytes: &'a [u8], kind: ObjectKind, ctx: &CkksContext) -> Result<Reader<'a>> {
-    let mut r = Reader { buf: bytes, pos: 0, what: kind.name() };
+    let mut r = Reader {
+        buf: bytes,
+        pos: 0,
+        what: kind.name(),
+    };
     let fp = r.header(kind)?;
     ctx.check_fingerprint(&fp)?;
     Ok(r)
 }
 
 fn poly_bits(ctx: &CkksContext, basis: &[usize]) -> Vec<u32> {
-    basis.iter().map(|&i| ctx.ring().moduli()[i].bits()).collect()
+    basis
+        .iter()
+        .map(|&i| ctx.ring().moduli()[i].bits())
+        .collect()
 }
 
 // ---------- parameters ----------
@@ -239,14 +275,20 @@ impl CkksParameters {
         v.push(self.special_moduli().len() as u8);
         v.push(self.dnum() as u8);
         v.extend_from_slice(&self.scale_bits().to_bits().to_le_bytes());
-        v.push(u8::from(self.security() == crate::ckks::params::SecurityLevel::Insecure));
+        v.push(u8::from(
+            self.security() == crate::ckks::params::SecurityLevel::Insecure,
+        ));
         v
     }
 
     /// Reads and re-validates a parameter set; the primes regenerated from it must match the
     /// recorded fingerprint.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader { buf: bytes, pos: 0, what: "parameters" };
+        let mut r = Reader {
+            buf: bytes,
+            pos: 0,
+            what: "parameters",
+        };
         let fp = r.header(ObjectKind::Parameters)?;
         let degree = r.u32()? as usize;
         let count = r.u8()? as usize;
@@ -260,7 +302,12 @@ impl CkksParameters {
             x => return Err(r.err(format!("bad security flag {x}"))),
         };
         r.finish()?;
-        let mut b = CkksParameters::builder().degree(degree).moduli_bits(&bits).special_primes(special).dnum(dnum).scale_bits(scale_bits);
+        let mut b = CkksParameters::builder()
+            .degree(degree)
+            .moduli_bits(&bits)
+            .special_primes(special)
+            .dnum(dnum)
+            .scale_bits(scale_bits);
         if insecure {
             b = b.insecure_allow_below_128_bit_security();
         }
@@ -276,7 +323,10 @@ impl CkksParameters {
 
 fn check_level(r: &Reader<'_>, ctx: &CkksContext, level: usize) -> Result<()> {
     if level > ctx.max_level() {
-        return Err(r.err(format!("level {level} exceeds the parameters' maximum {}", ctx.max_level())));
+        return Err(r.err(format!(
+            "level {level} exceeds the parameters' maximum {}",
+            ctx.max_level()
+        )));
     }
     Ok(())
 }
@@ -308,7 +358,11 @@ impl Plaintext {
         let basis = ctx.q_basis(level);
         r.expect_remaining(packed_len(ctx.degree(), &poly_bits(ctx, &basis)))?;
         let poly = r.poly(ctx, &basis)?;
-        Ok(Plaintext { poly, scale, fingerprint: ctx.fingerprint() })
+        Ok(Plaintext {
+            poly,
+            scale,
+            fingerprint: ctx.fingerprint(),
+        })
     }
 }
 
@@ -355,12 +409,24 @@ impl Ciphertext {
                 let c0 = r.poly(ctx, &basis)?;
                 let seed = r.seed()?;
                 let c1 = expand_seeded_a(ctx, &basis, seed)?;
-                Ok(Ciphertext { parts: vec![c0, c1], scale, fingerprint: ctx.fingerprint(), seed: Some(seed) })
+                Ok(Ciphertext {
+                    parts: vec![c0, c1],
+                    scale,
+                    fingerprint: ctx.fingerprint(),
+                    seed: Some(seed),
+                })
             }
             0 => {
                 r.expect_remaining(plen * size)?;
-                let parts = (0..size).map(|_| r.poly(ctx, &basis)).collect::<Result<Vec<_>>>()?;
-                Ok(Ciphertext { parts, scale, fingerprint: ctx.fingerprint(), seed: None })
+                let parts = (0..size)
+                    .map(|_| r.poly(ctx, &basis))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Ciphertext {
+                    parts,
+                    scale,
+                    fingerprint: ctx.fingerprint(),
+                    seed: None,
+                })
             }
             x => Err(r.err(format!("bad seed flag {x} for a {size}-part ciphertext"))),
         }
@@ -386,7 +452,12 @@ impl PublicKey {
         let seed = r.seed()?;
         let b = r.poly(ctx, &basis)?;
         let a = expand_seeded_a(ctx, &basis, seed)?;
-        Ok(PublicKey { b, a, seed, fingerprint: ctx.fingerprint() })
+        Ok(PublicKey {
+            b,
+            a,
+            seed,
+            fingerprint: ctx.fingerprint(),
+        })
     }
 }
 
@@ -432,7 +503,10 @@ impl SecretKey {
         }
         let mut s = RnsPoly::from_signed(ctx.ring(), &ctx.full_basis(), &coeffs)?;
         s.to_ntt();
-        Ok(SecretKey { s, fingerprint: ctx.fingerprint() })
+        Ok(SecretKey {
+            s,
+            fingerprint: ctx.fingerprint(),
+        })
     }
 }
 
@@ -452,14 +526,26 @@ fn switching_key_len(ctx: &CkksContext) -> usize {
 fn read_switching_key(r: &mut Reader<'_>, ctx: &CkksContext) -> Result<SwitchingKey> {
     let digits = r.u8()? as usize;
     if digits != ctx.params().dnum() {
-        return Err(r.err(format!("key has {digits} digits, the parameters use dnum = {}", ctx.params().dnum())));
+        return Err(r.err(format!(
+            "key has {digits} digits, the parameters use dnum = {}",
+            ctx.params().dnum()
+        )));
     }
     let seed = r.seed()?;
     let full = ctx.full_basis();
-    let b = (0..digits).map(|_| r.poly(ctx, &full)).collect::<Result<Vec<_>>>()?;
+    let b = (0..digits)
+        .map(|_| r.poly(ctx, &full))
+        .collect::<Result<Vec<_>>>()?;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed);
-    let a = (0..digits).map(|_| uniform_poly(ctx, &full, &mut rng)).collect::<Result<Vec<_>>>()?;
-    Ok(SwitchingKey { b, a, seed, fingerprint: ctx.fingerprint() })
+    let a = (0..digits)
+        .map(|_| uniform_poly(ctx, &full, &mut rng))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SwitchingKey {
+        b,
+        a,
+        seed,
+        fingerprint: ctx.fingerprint(),
+    })
 }
 
 impl RelinearizationKey {
@@ -495,7 +581,9 @@ impl GaloisKeys {
         let mut r = reader(bytes, ObjectKind::GaloisKeys, ctx)?;
         let count = r.u32()? as usize;
         let per_key = 8 + switching_key_len(ctx);
-        let expected = count.checked_mul(per_key).ok_or_else(|| r.err("key count overflow"))?;
+        let expected = count
+            .checked_mul(per_key)
+            .ok_or_else(|| r.err("key count overflow"))?;
         r.expect_remaining(expected)?;
         let two_n = 2 * ctx.degree() as u64;
         let mut keys = GaloisKeys::default();

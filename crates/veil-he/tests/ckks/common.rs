@@ -23,7 +23,9 @@ pub fn fixture_with(params: CkksParameters, steps: &[i64], conj: bool, seed: u64
     let mut keygen = KeyGenerator::with_rng(&ctx, ChaCha20Rng::seed_from_u64(seed)).unwrap();
     let pk = keygen.public_key().unwrap();
     let rlk = keygen.relin_key().unwrap();
-    let gk = keygen.galois_keys_with_progress(steps, conj, &mut |_, _| {}).unwrap();
+    let gk = keygen
+        .galois_keys_with_progress(steps, conj, &mut |_, _| {})
+        .unwrap();
     let sk = keygen.secret_key().clone();
     Fixture {
         encoder: CkksEncoder::new(&ctx),
@@ -51,10 +53,14 @@ pub fn small(degree: usize, bits: &[u32], scale_bits: f64) -> CkksParameters {
 
 pub fn values(n: usize, seed: u64) -> Vec<f64> {
     // Deterministic pseudo-random values in [-1, 1].
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
         .collect()
@@ -62,16 +68,24 @@ pub fn values(n: usize, seed: u64) -> Vec<f64> {
 
 impl Fixture {
     pub fn enc(&self, v: &[f64]) -> Ciphertext {
-        let pt = self.encoder.encode(v, self.ctx.params().scale(), self.ctx.max_level()).unwrap();
+        let pt = self
+            .encoder
+            .encode(v, self.ctx.params().scale(), self.ctx.max_level())
+            .unwrap();
         self.encryptor.encrypt(&pt).unwrap()
     }
 
     pub fn dec(&self, ct: &Ciphertext) -> Vec<f64> {
-        self.encoder.decode(&self.decryptor.decrypt(ct).unwrap()).unwrap()
+        self.encoder
+            .decode(&self.decryptor.decrypt(ct).unwrap())
+            .unwrap()
     }
 }
 
 /// Max absolute difference over the first `expect.len()` slots.
 pub fn max_err(got: &[f64], expect: &[f64]) -> f64 {
-    got.iter().zip(expect).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+    got.iter()
+        .zip(expect)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
 }

@@ -1,6 +1,13 @@
 //! Integration tests of the CKKS scheme: every operation decrypts to the plaintext result
 //! within its error bound.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
 mod common;
 mod operations;
 mod serialization;

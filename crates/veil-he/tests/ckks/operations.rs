@@ -5,7 +5,9 @@ use veil_he::ckks::*;
 use veil_he::HeError;
 
 fn fx() -> Fixture {
-    let steps = KeyGenerator::power_of_two_steps(&CkksContext::new(small(1024, &[60, 40, 40, 40, 60], 40.0)).unwrap());
+    let steps = KeyGenerator::power_of_two_steps(
+        &CkksContext::new(small(1024, &[60, 40, 40, 40, 60], 40.0)).unwrap(),
+    );
     let mut all = steps;
     all.push(3);
     fixture_with(small(1024, &[60, 40, 40, 40, 60], 40.0), &all, true, 7)
@@ -16,7 +18,11 @@ fn encrypt_decrypt_public_and_secret_key() {
     let f = fx();
     let v = values(512, 1);
     let ct = f.enc(&v);
-    assert!(max_err(&f.dec(&ct), &v) < 1e-7, "{}", max_err(&f.dec(&ct), &v));
+    assert!(
+        max_err(&f.dec(&ct), &v) < 1e-7,
+        "{}",
+        max_err(&f.dec(&ct), &v)
+    );
     let pt = f.encoder.encode(&v, f.ctx.params().scale(), 2).unwrap();
     let ct = f.sym.encrypt(&pt).unwrap();
     assert!(ct.is_seeded());
@@ -54,21 +60,44 @@ fn multiplicative_operations() {
     let m3 = f.eval.multiply(&ca, &cb).unwrap();
     assert_eq!(m3.size(), 3);
     assert!(max_err(&f.dec(&m3), &prod) < 1e-6);
-    let m = f.eval.rescale(&f.eval.relinearize(&m3, &f.rlk).unwrap()).unwrap();
+    let m = f
+        .eval
+        .rescale(&f.eval.relinearize(&m3, &f.rlk).unwrap())
+        .unwrap();
     assert_eq!((m.size(), m.level()), (2, f.ctx.max_level() - 1));
     let e = max_err(&f.dec(&m), &prod);
     assert!(e < 2f64.powi(-20), "mult error {e}");
     // square
     let sq: Vec<f64> = a.iter().map(|x| x * x).collect();
-    let s = f.eval.rescale(&f.eval.relinearize(&f.eval.square(&ca).unwrap(), &f.rlk).unwrap()).unwrap();
+    let s = f
+        .eval
+        .rescale(
+            &f.eval
+                .relinearize(&f.eval.square(&ca).unwrap(), &f.rlk)
+                .unwrap(),
+        )
+        .unwrap();
     assert!(max_err(&f.dec(&s), &sq) < 2f64.powi(-20));
     // ct × pt
-    let pb = f.encoder.encode(&b, f.ctx.params().scale(), ca.level()).unwrap();
-    let mp = f.eval.rescale(&f.eval.multiply_plain(&ca, &pb).unwrap()).unwrap();
+    let pb = f
+        .encoder
+        .encode(&b, f.ctx.params().scale(), ca.level())
+        .unwrap();
+    let mp = f
+        .eval
+        .rescale(&f.eval.multiply_plain(&ca, &pb).unwrap())
+        .unwrap();
     assert!(max_err(&f.dec(&mp), &prod) < 2f64.powi(-20));
     // ct × scalar
     let scaled: Vec<f64> = a.iter().map(|x| x * -1.75).collect();
-    let ms = f.eval.rescale(&f.eval.multiply_scalar(&ca, -1.75, f.ctx.params().scale()).unwrap()).unwrap();
+    let ms = f
+        .eval
+        .rescale(
+            &f.eval
+                .multiply_scalar(&ca, -1.75, f.ctx.params().scale())
+                .unwrap(),
+        )
+        .unwrap();
     assert!(max_err(&f.dec(&ms), &scaled) < 2f64.powi(-20));
     let tripled: Vec<f64> = a.iter().map(|x| x * 3.0).collect();
     let mi = f.eval.multiply_integer(&ca, 3).unwrap();
@@ -83,13 +112,19 @@ fn depth_to_the_last_level_then_out_of_levels() {
     let mut ct = f.enc(&a);
     let mut expect = a.clone();
     for _ in 0..f.ctx.max_level() {
-        ct = f.eval.rescale(&f.eval.multiply_relin(&ct, &ct, &f.rlk).unwrap()).unwrap();
+        ct = f
+            .eval
+            .rescale(&f.eval.multiply_relin(&ct, &ct, &f.rlk).unwrap())
+            .unwrap();
         expect.iter_mut().for_each(|x| *x *= *x);
         let e = max_err(&f.dec(&ct), &expect);
         assert!(e < 2f64.powi(-16), "level {}: error {e}", ct.level());
     }
     assert_eq!(ct.level(), 0);
-    assert!(matches!(f.eval.rescale(&ct), Err(HeError::OutOfLevels { needed: 1, left: 0 })));
+    assert!(matches!(
+        f.eval.rescale(&ct),
+        Err(HeError::OutOfLevels { needed: 1, left: 0 })
+    ));
 }
 
 #[test]
@@ -97,9 +132,18 @@ fn mismatches_are_errors() {
     let f = fx();
     let a = f.enc(&values(8, 7));
     let b = f.eval.mod_switch_to_next(&a).unwrap();
-    assert!(matches!(f.eval.add(&a, &b), Err(HeError::LevelMismatch { .. })));
-    let c = f.eval.rescale(&f.eval.multiply_relin(&a, &a, &f.rlk).unwrap()).unwrap();
-    assert!(matches!(f.eval.add(&b, &c), Err(HeError::ScaleMismatch { .. })));
+    assert!(matches!(
+        f.eval.add(&a, &b),
+        Err(HeError::LevelMismatch { .. })
+    ));
+    let c = f
+        .eval
+        .rescale(&f.eval.multiply_relin(&a, &a, &f.rlk).unwrap())
+        .unwrap();
+    assert!(matches!(
+        f.eval.add(&b, &c),
+        Err(HeError::ScaleMismatch { .. })
+    ));
     // Align fixes both.
     let (x, y) = f.eval.align(&a, &c).unwrap();
     let sum = f.eval.add(&x, &y).unwrap();
@@ -109,12 +153,24 @@ fn mismatches_are_errors() {
     // Another parameter set.
     let other = fixture_with(small(1024, &[60, 40, 60], 40.0), &[], false, 8);
     let z = other.enc(&[1.0]);
-    assert!(matches!(f.eval.add(&a, &z), Err(HeError::ParameterMismatch { .. })));
-    assert!(matches!(f.decryptor.decrypt(&z), Err(HeError::ParameterMismatch { .. })));
+    assert!(matches!(
+        f.eval.add(&a, &z),
+        Err(HeError::ParameterMismatch { .. })
+    ));
+    assert!(matches!(
+        f.decryptor.decrypt(&z),
+        Err(HeError::ParameterMismatch { .. })
+    ));
     // Missing keys.
     let none = GaloisKeys::default();
-    assert!(matches!(f.eval.rotate(&a, 5, &none), Err(HeError::MissingGaloisKey { .. })));
-    assert!(matches!(f.eval.conjugate(&a, &none), Err(HeError::MissingConjugationKey)));
+    assert!(matches!(
+        f.eval.rotate(&a, 5, &none),
+        Err(HeError::MissingGaloisKey { .. })
+    ));
+    assert!(matches!(
+        f.eval.conjugate(&a, &none),
+        Err(HeError::MissingConjugationKey)
+    ));
 }
 
 #[test]
@@ -127,7 +183,9 @@ fn every_rotation_step_at_small_degree() {
     let ct = f.enc(&v);
     for step in -32i64..=32 {
         let r = f.eval.rotate(&ct, step, &f.gk).unwrap();
-        let expect: Vec<f64> = (0..32).map(|i| v[(i as i64 + step).rem_euclid(32) as usize]).collect();
+        let expect: Vec<f64> = (0..32)
+            .map(|i| v[(i as i64 + step).rem_euclid(32) as usize])
+            .collect();
         let e = max_err(&f.dec(&r), &expect);
         assert!(e < 1e-6, "step {step}: error {e}");
     }
@@ -144,7 +202,9 @@ fn hoisted_rotations_equal_plain_rotations() {
         let plain = f.eval.rotate(&ct, *s, &f.gk).unwrap();
         let (dh, dp) = (f.dec(h), f.dec(&plain));
         assert!(max_err(&dh, &dp) < 1e-7, "step {s}");
-        let expect: Vec<f64> = (0..512).map(|i| v[(i as i64 + s).rem_euclid(512) as usize]).collect();
+        let expect: Vec<f64> = (0..512)
+            .map(|i| v[(i as i64 + s).rem_euclid(512) as usize])
+            .collect();
         assert!(max_err(&dh, &expect) < 1e-6, "step {s}");
     }
 }
@@ -152,11 +212,19 @@ fn hoisted_rotations_equal_plain_rotations() {
 #[test]
 fn conjugation_sum_and_inner_product() {
     let f = fx();
-    let z: Vec<num_complex::Complex64> = (0..512).map(|k| num_complex::Complex64::new((k as f64 * 0.01).sin(), (k as f64 * 0.02).cos())).collect();
-    let pt = f.encoder.encode_complex(&z, f.ctx.params().scale(), f.ctx.max_level()).unwrap();
+    let z: Vec<num_complex::Complex64> = (0..512)
+        .map(|k| num_complex::Complex64::new((k as f64 * 0.01).sin(), (k as f64 * 0.02).cos()))
+        .collect();
+    let pt = f
+        .encoder
+        .encode_complex(&z, f.ctx.params().scale(), f.ctx.max_level())
+        .unwrap();
     let ct = f.encryptor.encrypt(&pt).unwrap();
     let conj = f.eval.conjugate(&ct, &f.gk).unwrap();
-    let back = f.encoder.decode_complex(&f.decryptor.decrypt(&conj).unwrap()).unwrap();
+    let back = f
+        .encoder
+        .decode_complex(&f.decryptor.decrypt(&conj).unwrap())
+        .unwrap();
     for (a, b) in back.iter().zip(&z) {
         assert!((a - b.conj()).norm() < 1e-6);
     }
@@ -165,7 +233,11 @@ fn conjugation_sum_and_inner_product() {
     let (ca, cb) = (f.enc(&a), f.enc(&b));
     let total: f64 = a.iter().sum();
     let s = f.dec(&f.eval.sum_slots(&ca, &f.gk).unwrap());
-    assert!(s.iter().all(|x| (x - total).abs() < 1e-5), "{} vs {total}", s[0]);
+    assert!(
+        s.iter().all(|x| (x - total).abs() < 1e-5),
+        "{} vs {total}",
+        s[0]
+    );
     let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
     let ip = f.dec(&f.eval.inner_product(&ca, &cb, &f.rlk, &f.gk).unwrap());
     assert!((ip[0] - dot).abs() < 1e-4, "{} vs {dot}", ip[0]);
@@ -187,11 +259,16 @@ fn hybrid_key_switching_with_several_special_primes() {
     let a = values(512, 15);
     let ca = f.enc(&a);
     let sq: Vec<f64> = a.iter().map(|x| x * x).collect();
-    let m = f.eval.rescale(&f.eval.multiply_relin(&ca, &ca, &f.rlk).unwrap()).unwrap();
+    let m = f
+        .eval
+        .rescale(&f.eval.multiply_relin(&ca, &ca, &f.rlk).unwrap())
+        .unwrap();
     assert!(max_err(&f.dec(&m), &sq) < 2f64.powi(-18));
     // A rotation at level 2 (digit 1 has only one prime left), and at level 1.
     let r = f.eval.rotate(&m, -3, &f.gk).unwrap();
-    let expect: Vec<f64> = (0..512).map(|i| sq[(i as i64 - 3).rem_euclid(512) as usize]).collect();
+    let expect: Vec<f64> = (0..512)
+        .map(|i| sq[(i as i64 - 3).rem_euclid(512) as usize])
+        .collect();
     assert!(max_err(&f.dec(&r), &expect) < 2f64.powi(-18));
     let low = f.eval.mod_switch_to_level(&r, 1).unwrap();
     let r2 = f.eval.rotate(&low, 1, &f.gk).unwrap();

@@ -20,7 +20,10 @@ fn round_trips() {
     let m = f.eval.multiply(&ct, &ct).unwrap();
     let mb = Ciphertext::from_bytes(&f.ctx, &m.to_bytes()).unwrap();
     assert_eq!(mb.size(), 3);
-    let low = f.eval.rescale(&f.eval.relinearize(&mb, &f.rlk).unwrap()).unwrap();
+    let low = f
+        .eval
+        .rescale(&f.eval.relinearize(&mb, &f.rlk).unwrap())
+        .unwrap();
     let lb = Ciphertext::from_bytes(&f.ctx, &low.to_bytes()).unwrap();
     assert_eq!(lb.level(), 1);
     let sq: Vec<f64> = v.iter().map(|x| x * x).collect();
@@ -40,9 +43,18 @@ fn round_trips() {
     assert_eq!(gk.len(), f.gk.len());
     let ct2 = Ciphertext::from_bytes(&ctx2, &ct.to_bytes()).unwrap();
     let ev2 = Evaluator::new(&ctx2);
-    let r = ev2.rotate(&ev2.rescale(&ev2.multiply_relin(&ct2, &ct2, &rlk).unwrap()).unwrap(), 1, &gk).unwrap();
+    let r = ev2
+        .rotate(
+            &ev2.rescale(&ev2.multiply_relin(&ct2, &ct2, &rlk).unwrap())
+                .unwrap(),
+            1,
+            &gk,
+        )
+        .unwrap();
     let dec2 = Decryptor::new(&ctx2, sk).unwrap();
-    let got = CkksEncoder::new(&ctx2).decode(&dec2.decrypt(&r).unwrap()).unwrap();
+    let got = CkksEncoder::new(&ctx2)
+        .decode(&dec2.decrypt(&r).unwrap())
+        .unwrap();
     let expect: Vec<f64> = (0..512).map(|i| sq[(i + 1) % 512]).collect();
     assert!(max_err(&got, &expect) < 1e-6);
     // Public key: encryptions under the deserialized key decrypt.
@@ -53,7 +65,9 @@ fn round_trips() {
     };
     let pk = PublicKey::from_bytes(&ctx3, &pk_bytes).unwrap();
     let enc = Encryptor::new(&ctx3, pk).unwrap();
-    let c = enc.encrypt(&f.encoder.encode(&v, f.ctx.params().scale(), 2).unwrap()).unwrap();
+    let c = enc
+        .encrypt(&f.encoder.encode(&v, f.ctx.params().scale(), 2).unwrap())
+        .unwrap();
     assert!(max_err(&f.dec(&c), &v) < 1e-7);
 }
 
@@ -65,7 +79,9 @@ fn packed_and_seeded_sizes() {
     let mut kg = KeyGenerator::new(&ctx).unwrap();
     let pk = kg.public_key().unwrap();
     let enc = Encryptor::new(&ctx, pk).unwrap();
-    let pt = CkksEncoder::new(&ctx).encode(&[1.0], 2f64.powi(40), 2).unwrap();
+    let pt = CkksEncoder::new(&ctx)
+        .encode(&[1.0], 2f64.powi(40), 2)
+        .unwrap();
     let ct = enc.encrypt(&pt).unwrap();
     let bytes = ct.to_bytes();
     assert_eq!(bytes.len(), 2 * 8192 * (60 + 40 + 40) / 8 + 38 + 11);
@@ -83,7 +99,10 @@ fn hostile_inputs_are_errors() {
     let bytes = ct.to_bytes();
     // Truncated at every prefix length of the header and some of the body.
     for len in (0..60).chain([bytes.len() / 2, bytes.len() - 1]) {
-        assert!(Ciphertext::from_bytes(&f.ctx, &bytes[..len]).is_err(), "prefix {len}");
+        assert!(
+            Ciphertext::from_bytes(&f.ctx, &bytes[..len]).is_err(),
+            "prefix {len}"
+        );
     }
     // Trailing garbage.
     let mut long = bytes.clone();
@@ -93,16 +112,25 @@ fn hostile_inputs_are_errors() {
     for (pos, val) in [(0usize, b'X'), (4, 9), (5, 4)] {
         let mut b = bytes.clone();
         b[pos] = val;
-        assert!(matches!(Ciphertext::from_bytes(&f.ctx, &b), Err(HeError::Deserialize { .. })));
+        assert!(matches!(
+            Ciphertext::from_bytes(&f.ctx, &b),
+            Err(HeError::Deserialize { .. })
+        ));
     }
     // Wrong parameter set.
     let other = fixture_with(small(1024, &[60, 40, 60], 40.0), &[], false, 3);
-    assert!(matches!(Ciphertext::from_bytes(&other.ctx, &bytes), Err(HeError::ParameterMismatch { .. })));
+    assert!(matches!(
+        Ciphertext::from_bytes(&other.ctx, &bytes),
+        Err(HeError::ParameterMismatch { .. })
+    ));
     // Level beyond the maximum, bad sizes and scales.
     for (pos, val) in [(38usize, 9u8), (39, 7), (39, 1)] {
         let mut b = bytes.clone();
         b[pos] = val;
-        assert!(Ciphertext::from_bytes(&f.ctx, &b).is_err(), "byte {pos} = {val}");
+        assert!(
+            Ciphertext::from_bytes(&f.ctx, &b).is_err(),
+            "byte {pos} = {val}"
+        );
     }
     let mut nan = bytes.clone();
     nan[40..48].copy_from_slice(&f64::NAN.to_bits().to_le_bytes());

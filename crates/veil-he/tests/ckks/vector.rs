@@ -13,7 +13,10 @@ fn ctx() -> Arc<VectorContext> {
         let ckks = CkksContext::new(params).unwrap();
         let mut steps = CkksVector::matmul_rotation_steps(16, 8);
         steps.extend(CkksVector::matmul_rotation_steps(10, 3));
-        VectorContext::builder(ckks).rotation_steps(&steps).build().unwrap()
+        VectorContext::builder(ckks)
+            .rotation_steps(&steps)
+            .build()
+            .unwrap()
     })
     .clone()
 }
@@ -31,18 +34,46 @@ fn arithmetic_with_vectors_plains_and_scalars() {
         let e = max_err(&got, &expect);
         assert!(e < tol, "error {e}");
     };
-    check(&x + &y, a.iter().zip(&b).map(|(p, q)| p + q).collect(), 1e-7);
-    check(&x - &y, a.iter().zip(&b).map(|(p, q)| p - q).collect(), 1e-7);
-    check(&x * &y, a.iter().zip(&b).map(|(p, q)| p * q).collect(), 1e-6);
-    check(&x + b.as_slice(), a.iter().zip(&b).map(|(p, q)| p + q).collect(), 1e-7);
-    check(&x * b.as_slice(), a.iter().zip(&b).map(|(p, q)| p * q).collect(), 1e-6);
+    check(
+        &x + &y,
+        a.iter().zip(&b).map(|(p, q)| p + q).collect(),
+        1e-7,
+    );
+    check(
+        &x - &y,
+        a.iter().zip(&b).map(|(p, q)| p - q).collect(),
+        1e-7,
+    );
+    check(
+        &x * &y,
+        a.iter().zip(&b).map(|(p, q)| p * q).collect(),
+        1e-6,
+    );
+    check(
+        &x + b.as_slice(),
+        a.iter().zip(&b).map(|(p, q)| p + q).collect(),
+        1e-7,
+    );
+    check(
+        &x * b.as_slice(),
+        a.iter().zip(&b).map(|(p, q)| p * q).collect(),
+        1e-6,
+    );
     check(&x * 3.5, a.iter().map(|p| p * 3.5).collect(), 1e-6);
     check(&x + 3.5, a.iter().map(|p| p + 3.5).collect(), 1e-7);
     check(-&x, a.iter().map(|p| -p).collect(), 1e-7);
     // Mixed levels are aligned automatically.
     let xy = (&x * &y).unwrap();
-    check(&xy + &x, a.iter().zip(&b).map(|(p, q)| p * q + p).collect(), 1e-6);
-    check(&(&xy * &x).unwrap() - &y, a.iter().zip(&b).map(|(p, q)| p * q * p - q).collect(), 1e-5);
+    check(
+        &xy + &x,
+        a.iter().zip(&b).map(|(p, q)| p * q + p).collect(),
+        1e-6,
+    );
+    check(
+        &(&xy * &x).unwrap() - &y,
+        a.iter().zip(&b).map(|(p, q)| p * q * p - q).collect(),
+        1e-5,
+    );
 }
 
 #[test]
@@ -71,22 +102,28 @@ fn polyval_has_minimal_depth_and_is_accurate() {
     let a = values(50, 5);
     let x = CkksVector::encrypt(&c, &a).unwrap();
     let cases: Vec<Vec<f64>> = vec![
-        vec![0.5, 0.197, 0.0, -0.004],                         // sigmoid approximation, degree 3
-        vec![1.0, -2.0, 0.5, 0.25, -0.125, 0.3, 0.0, 0.7],     // degree 7: depth 3
-        vec![0.0, 0.0, 0.0, 0.0, 1.0],                         // x^4: depth 3
-        vec![2.0],                                             // constant
+        vec![0.5, 0.197, 0.0, -0.004], // sigmoid approximation, degree 3
+        vec![1.0, -2.0, 0.5, 0.25, -0.125, 0.3, 0.0, 0.7], // degree 7: depth 3
+        vec![0.0, 0.0, 0.0, 0.0, 1.0], // x^4: depth 3
+        vec![2.0],                     // constant
     ];
     for coeffs in cases {
         let y = x.polyval(&coeffs).unwrap();
         let degree = coeffs.iter().rposition(|&c| c != 0.0).unwrap_or(0);
         let depth = (usize::BITS - degree.max(1).leading_zeros()) as usize;
         assert_eq!(x.level() - y.level(), depth, "{coeffs:?}");
-        let expect: Vec<f64> = a.iter().map(|&t| coeffs.iter().rev().fold(0.0, |acc, &c| acc * t + c)).collect();
+        let expect: Vec<f64> = a
+            .iter()
+            .map(|&t| coeffs.iter().rev().fold(0.0, |acc, &c| acc * t + c))
+            .collect();
         let e = max_err(&y.decrypt().unwrap(), &expect);
         assert!(e < 1e-4, "{coeffs:?}: error {e}");
     }
     let too_deep = vec![1.0; 40];
-    assert!(matches!(x.polyval(&too_deep), Err(HeError::OutOfLevels { needed: 6, left: 4 })));
+    assert!(matches!(
+        x.polyval(&too_deep),
+        Err(HeError::OutOfLevels { needed: 6, left: 4 })
+    ));
 }
 
 #[test]
@@ -99,7 +136,9 @@ fn matmul_with_plain_matrix() {
         let y = x.matmul(&mat).unwrap();
         assert_eq!(y.len(), m);
         assert_eq!(y.level(), x.level() - 1);
-        let expect: Vec<f64> = (0..m).map(|j| (0..n).map(|i| v[i] * mat[i][j]).sum()).collect();
+        let expect: Vec<f64> = (0..m)
+            .map(|j| (0..n).map(|i| v[i] * mat[i][j]).sum())
+            .collect();
         let e = max_err(&y.decrypt().unwrap(), &expect);
         assert!(e < 1e-5, "{n}x{m}: error {e}");
         // The result's unused slots are clean: a following dot product is right.
@@ -108,7 +147,10 @@ fn matmul_with_plain_matrix() {
         assert!((s - expect.iter().sum::<f64>()).abs() < 1e-4);
     }
     let x = CkksVector::encrypt(&c, &[1.0, 2.0]).unwrap();
-    assert!(matches!(x.matmul(&[vec![1.0]]), Err(HeError::ShapeMismatch(_))));
+    assert!(matches!(
+        x.matmul(&[vec![1.0]]),
+        Err(HeError::ShapeMismatch(_))
+    ));
 }
 
 #[test]
@@ -118,7 +160,9 @@ fn rotation_is_cyclic_over_the_vector() {
     let x = CkksVector::encrypt(&c, &v).unwrap();
     for step in [1i64, 5, -2, 12, 13] {
         let got = x.rotate(step).unwrap().decrypt().unwrap();
-        let expect: Vec<f64> = (0..12).map(|i| v[(i as i64 + step).rem_euclid(12) as usize]).collect();
+        let expect: Vec<f64> = (0..12)
+            .map(|i| v[(i as i64 + step).rem_euclid(12) as usize])
+            .collect();
         assert!(max_err(&got, &expect) < 1e-6, "step {step}");
         // Sum after rotation equals the sum.
         let s = x.rotate(step).unwrap().sum().unwrap().decrypt().unwrap()[0];
@@ -130,7 +174,10 @@ fn rotation_is_cyclic_over_the_vector() {
 fn errors_are_clear() {
     let c = ctx();
     let too_long = vec![0.0; c.ckks().slots() + 1];
-    assert!(matches!(CkksVector::encrypt(&c, &too_long), Err(HeError::TooManyValues { .. })));
+    assert!(matches!(
+        CkksVector::encrypt(&c, &too_long),
+        Err(HeError::TooManyValues { .. })
+    ));
     let x = CkksVector::encrypt(&c, &[1.0, 2.0]).unwrap();
     let y = CkksVector::encrypt(&c, &[1.0, 2.0, 3.0]).unwrap();
     assert!(matches!(&x + &y, Err(HeError::ShapeMismatch(_))));
