@@ -73,25 +73,18 @@ impl Modulus {
         self.bits
     }
 
-    /// `a + b mod q`.
+    /// `a + b mod q` (branch-free, vectorizes).
     #[inline]
     pub fn add(&self, a: u64, b: u64) -> u64 {
         let s = a + b;
-        if s >= self.q {
-            s - self.q
-        } else {
-            s
-        }
+        s.min(s.wrapping_sub(self.q))
     }
 
-    /// `a - b mod q`.
+    /// `a - b mod q` (branch-free, vectorizes).
     #[inline]
     pub fn sub(&self, a: u64, b: u64) -> u64 {
-        if a >= b {
-            a - b
-        } else {
-            a + self.q - b
-        }
+        let d = a.wrapping_sub(b);
+        d.min(d.wrapping_add(self.q))
     }
 
     /// `-a mod q`.

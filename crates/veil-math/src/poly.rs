@@ -328,12 +328,45 @@ impl RnsPoly {
             });
         }
         let n = self.degree();
-        let moduli = self.moduli();
+        let ctx = self.ctx.clone();
+        let primes = self.primes.clone();
         for_each_limb(&mut self.data, n, 2, |l, limb| {
-            let w = moduli[l].shoup(constants[l]);
-            moduli[l].mul_shoup_assign_slice(limb, w);
+            let c = ctx.moduli()[primes[l]].reduce(constants[l]);
+            ctx.mul_constant_assign(primes[l], limb, c);
         });
         Ok(())
+    }
+
+    /// `a + b` as a new polynomial, in one pass.
+    pub fn sum(a: &Self, b: &Self) -> Result<Self> {
+        a.check_compatible(b)?;
+        let moduli = a.moduli();
+        let mut data = Vec::with_capacity(a.data.len());
+        for (l, m) in moduli.iter().enumerate() {
+            data.extend(a.limb(l).iter().zip(b.limb(l)).map(|(&x, &y)| m.add(x, y)));
+        }
+        Ok(Self {
+            ctx: a.ctx.clone(),
+            primes: a.primes.clone(),
+            repr: a.repr,
+            data,
+        })
+    }
+
+    /// `a - b` as a new polynomial, in one pass.
+    pub fn difference(a: &Self, b: &Self) -> Result<Self> {
+        a.check_compatible(b)?;
+        let moduli = a.moduli();
+        let mut data = Vec::with_capacity(a.data.len());
+        for (l, m) in moduli.iter().enumerate() {
+            data.extend(a.limb(l).iter().zip(b.limb(l)).map(|(&x, &y)| m.sub(x, y)));
+        }
+        Ok(Self {
+            ctx: a.ctx.clone(),
+            primes: a.primes.clone(),
+            repr: a.repr,
+            data,
+        })
     }
 
     /// Adds the constant polynomial `constants[l]` (per limb) to `self`. In NTT form a
@@ -513,10 +546,11 @@ impl RnsPoly {
             let mut t: Vec<u64> = last.iter().map(|&c| m.sub(m.reduce(c), h_mod)).collect();
             ctx.ntt_forward(primes[l], &mut t);
             // inverse exists: distinct primes.
-            let inv = m.shoup(m.inv(q_last.value()).unwrap_or(0));
+            let inv = m.inv(q_last.value()).unwrap_or(0);
             for (x, &y) in limb.iter_mut().zip(&t) {
-                *x = m.mul_shoup(m.sub(*x, y), inv);
+                *x = m.sub(*x, y);
             }
+            ctx.mul_constant_assign(primes[l], limb, inv);
         });
         Ok(())
     }

@@ -168,6 +168,24 @@ impl RingContext {
         self.plans[i].mul_accumulate(acc, a, b);
     }
 
+    /// `data[k] = data[k] · c mod q_i` with the SIMD product kernel (`c` reduced).
+    pub fn mul_constant_assign(&self, i: usize, data: &mut [u64], c: u64) {
+        const CHUNK: usize = 64;
+        let constant = [c; CHUNK];
+        let mut tmp = [0u64; CHUNK];
+        let mut chunks = data.chunks_exact_mut(CHUNK);
+        for chunk in &mut chunks {
+            tmp.fill(0);
+            self.plans[i].mul_accumulate(&mut tmp, chunk, &constant);
+            chunk.copy_from_slice(&tmp);
+        }
+        let m = &self.moduli[i];
+        let w = m.shoup(c);
+        for x in chunks.into_remainder() {
+            *x = m.mul_shoup(*x, w);
+        }
+    }
+
     /// The permutation implementing the Galois automorphism `X ↦ X^g` on NTT-form limbs:
     /// `out[j] = in[perm[j]]`.
     pub fn ntt_galois_permutation(&self, g: u64) -> Result<Vec<u32>> {
@@ -248,6 +266,24 @@ mod tests {
             assert_eq!(prod, expect);
             ctx.ntt_inverse(i, &mut fa);
             assert_eq!(fa, a);
+        }
+    }
+
+    #[test]
+    fn simd_constant_product_matches_scalar() {
+        let n = 256;
+        let moduli = primes_for_bit_sizes(n, &[60, 40]).unwrap();
+        let ctx = RingContext::new(n, &moduli).unwrap();
+        for (i, m) in moduli.iter().enumerate() {
+            let a: Vec<u64> = (0..200u64)
+                .map(|k| m.reduce(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
+                .collect();
+            let c = m.reduce(0x1234_5678_9abc_def1);
+            let mut b = a.clone();
+            ctx.mul_constant_assign(i, &mut b, c);
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(m.mul(*x, c), *y);
+            }
         }
     }
 

@@ -57,16 +57,20 @@ impl CkksEncoder {
         let rot = &self.ctx.encoder.rot_group;
         bit_reverse(vals);
         let mut len = 2;
+        let mut twiddles = Vec::with_capacity(size / 2);
         while len <= size {
             let lenh = len >> 1;
             let lenq = len << 2;
-            for i in (0..size).step_by(len) {
-                for j in 0..lenh {
-                    let idx = (rot[j] % lenq) * m / lenq;
-                    let u = vals[i + j];
-                    let v = vals[i + j + lenh] * self.root(idx);
-                    vals[i + j] = u + v;
-                    vals[i + j + lenh] = u - v;
+            // lenq and m are powers of two: (r mod lenq)·m/lenq without divisions.
+            let shift = (m / lenq).trailing_zeros();
+            twiddles.clear();
+            twiddles.extend((0..lenh).map(|j| self.root((rot[j] & (lenq - 1)) << shift)));
+            for chunk in vals.chunks_exact_mut(len) {
+                let (lo, hi) = chunk.split_at_mut(lenh);
+                for ((u, v), w) in lo.iter_mut().zip(hi.iter_mut()).zip(&twiddles) {
+                    let t = *v * w;
+                    *v = *u - t;
+                    *u += t;
                 }
             }
             len <<= 1;
@@ -79,16 +83,19 @@ impl CkksEncoder {
         let m = 2 * self.ctx.degree();
         let rot = &self.ctx.encoder.rot_group;
         let mut len = size;
+        let mut twiddles = Vec::with_capacity(size / 2);
         while len >= 2 {
             let lenh = len >> 1;
             let lenq = len << 2;
-            for i in (0..size).step_by(len) {
-                for j in 0..lenh {
-                    let idx = (lenq - (rot[j] % lenq)) * m / lenq;
-                    let u = vals[i + j] + vals[i + j + lenh];
-                    let v = (vals[i + j] - vals[i + j + lenh]) * self.root(idx);
-                    vals[i + j] = u;
-                    vals[i + j + lenh] = v;
+            let shift = (m / lenq).trailing_zeros();
+            twiddles.clear();
+            twiddles.extend((0..lenh).map(|j| self.root((lenq - (rot[j] & (lenq - 1))) << shift)));
+            for chunk in vals.chunks_exact_mut(len) {
+                let (lo, hi) = chunk.split_at_mut(lenh);
+                for ((u, v), w) in lo.iter_mut().zip(hi.iter_mut()).zip(&twiddles) {
+                    let s = *u + *v;
+                    *v = (*u - *v) * w;
+                    *u = s;
                 }
             }
             len >>= 1;

@@ -103,9 +103,20 @@ impl Evaluator {
 
     /// `a + b` (same level and scale; sizes may differ).
     pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        let mut out = a.clone();
-        self.add_assign(&mut out, b)?;
-        Ok(out)
+        self.check_pair(a, b)?;
+        let parts = (0..a.parts.len().max(b.parts.len()))
+            .map(|i| match (a.parts.get(i), b.parts.get(i)) {
+                (Some(x), Some(y)) => Ok(RnsPoly::sum(x, y)?),
+                (Some(x), None) | (None, Some(x)) => Ok(x.clone()),
+                (None, None) => Err(HeError::Internal("ciphertext part out of range")),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ciphertext {
+            parts,
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// `a += b`.
@@ -125,17 +136,24 @@ impl Evaluator {
     /// `a − b`.
     pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
-        let mut out = a.clone();
-        for (i, p) in b.parts.iter().enumerate() {
-            if i < out.parts.len() {
-                out.parts[i].sub_assign(p)?;
-            } else {
-                let mut q = p.clone();
-                q.neg_assign();
-                out.parts.push(q);
-            }
-        }
-        Ok(Self::unseeded(out))
+        let parts = (0..a.parts.len().max(b.parts.len()))
+            .map(|i| match (a.parts.get(i), b.parts.get(i)) {
+                (Some(x), Some(y)) => Ok(RnsPoly::difference(x, y)?),
+                (Some(x), None) => Ok(x.clone()),
+                (None, Some(y)) => {
+                    let mut q = y.clone();
+                    q.neg_assign();
+                    Ok(q)
+                }
+                (None, None) => Err(HeError::Internal("ciphertext part out of range")),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ciphertext {
+            parts,
+            scale: a.scale,
+            fingerprint: a.fingerprint,
+            seed: None,
+        })
     }
 
     /// `−a`.

@@ -162,10 +162,10 @@ pub(crate) fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Res
     let moduli = acc.moduli();
     for_each_limb(acc.data_mut(), n, 4, |i, limb| {
         let m = &moduli[i];
-        let p_inv = ks.p_inv[i];
         for (x, &y) in limb.iter_mut().zip(&conv[i * n..(i + 1) * n]) {
-            *x = m.mul_shoup(m.sub(*x, y), p_inv);
+            *x = m.sub(*x, y);
         }
+        ring.mul_constant_assign(i, limb, ks.p_inv[i].value);
     });
     Ok(acc)
 }
