@@ -145,10 +145,12 @@ impl BaseConverter {
 #[derive(Clone, Debug)]
 pub struct CrtComposer {
     moduli: Vec<Modulus>,
-    /// `inv_prefix[i] = (q_0 ··· q_{i-1})^{-1} mod q_i`.
-    inv_prefix: Vec<u64>,
-    /// `q_mod[i][j] = q_j mod q_i` for `j < i`.
-    q_mod: Vec<Vec<u64>>,
+    /// How many leading primes have a product below 2^120 (fast path in `i128`).
+    small: usize,
+    /// `prefix[i][j] = q_0 ··· q_{j-1} mod q_i` for `j < i`, Shoup-prepared.
+    prefix: Vec<Vec<ShoupConst>>,
+    /// `(q_0 ··· q_{i-1})^{-1} mod q_i`, Shoup-prepared.
+    inv_prefix_shoup: Vec<ShoupConst>,
 }
 
 impl CrtComposer {
@@ -165,27 +167,77 @@ impl CrtComposer {
             })?);
             q_mod.push(row);
         }
+        let mut bits = 0u32;
+        let small = moduli
+            .iter()
+            .take_while(|m| {
+                bits += m.bits();
+                bits <= 120
+            })
+            .count();
+        let prefix = moduli
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut p = 1u64;
+                (0..i)
+                    .map(|j| {
+                        let c = m.shoup(p);
+                        p = m.mul(p, q_mod[i][j]);
+                        c
+                    })
+                    .collect()
+            })
+            .collect();
+        let inv_prefix_shoup = moduli
+            .iter()
+            .zip(&inv_prefix)
+            .map(|(m, &x)| m.shoup(x))
+            .collect();
         Ok(Self {
             moduli: moduli.to_vec(),
-            inv_prefix,
-            q_mod,
+            small,
+            prefix,
+            inv_prefix_shoup,
         })
     }
 
-    /// Composes residues `x_i = x mod q_i` into the centred value of `x` as `f64`.
-    pub fn compose_centered(&self, residues: &[u64], digits: &mut Vec<i64>) -> f64 {
+    /// Balanced mixed-radix digits of `residues` over the first `count` primes.
+    fn digits(&self, residues: &[u64], count: usize, digits: &mut Vec<i64>) {
         digits.clear();
-        for (i, m) in self.moduli.iter().enumerate() {
+        for (i, m) in self.moduli.iter().enumerate().take(count) {
             // s = Σ_{j<i} a_j · (q_0···q_{j-1}) mod q_i
             let mut s = 0u64;
-            let mut prod = 1u64;
-            for (j, &a) in digits.iter().enumerate() {
-                s = m.add(s, m.mul(m.reduce_i64(a), prod));
-                prod = m.mul(prod, self.q_mod[i][j]);
+            for (&a, &p) in digits.iter().zip(&self.prefix[i]) {
+                s = m.add(s, m.mul_shoup(m.reduce_i64(a), p));
             }
-            let a = m.mul(m.sub(m.reduce(residues[i]), s), self.inv_prefix[i]);
+            let a = m.mul_shoup(m.sub(m.reduce(residues[i]), s), self.inv_prefix_shoup[i]);
             digits.push(m.center(a));
         }
+    }
+
+    /// Composes residues `x_i = x mod q_i` into the centred value of `x` as `f64`.
+    ///
+    /// Fast path: when the value fits the leading primes whose product is below 2^120 (the
+    /// usual case when decoding CKKS), it is composed in `i128` from those and checked against
+    /// every other residue — by CRT uniqueness a match proves it exact. Otherwise the full
+    /// mixed-radix composition runs.
+    pub fn compose_centered(&self, residues: &[u64], digits: &mut Vec<i64>) -> f64 {
+        if self.small > 0 && self.small < self.moduli.len() {
+            self.digits(residues, self.small, digits);
+            let mut v: i128 = 0;
+            for (i, &a) in digits.iter().enumerate().rev() {
+                v = v * i128::from(self.moduli[i].value()) + i128::from(a);
+            }
+            if self.moduli[self.small..]
+                .iter()
+                .zip(&residues[self.small..])
+                .all(|(m, &r)| m.reduce_i128(v) == r)
+            {
+                return v as f64;
+            }
+        }
+        self.digits(residues, self.moduli.len(), digits);
         let mut v = 0f64;
         for (i, &a) in digits.iter().enumerate().rev() {
             v = v * self.moduli[i].value() as f64 + a as f64;

@@ -225,14 +225,20 @@ impl CkksEncoder {
             .ok_or(HeError::Internal("no CRT table for level"))?;
         let inv_scale = 1.0 / pt.scale;
         let limbs = level + 1;
-        let coeffs: Vec<f64> = veil_math::par::map_range(n, n * limbs * limbs, |k| {
-            let mut residues = Vec::with_capacity(limbs);
-            for l in 0..limbs {
-                residues.push(poly.limb(l)[k]);
-            }
+        const CHUNK: usize = 512;
+        let chunks = veil_math::par::map_range(n.div_ceil(CHUNK), n * limbs * 4, |c| {
+            let mut residues = vec![0u64; limbs];
             let mut digits = Vec::with_capacity(limbs);
-            crt.compose_centered(&residues, &mut digits) * inv_scale
+            (c * CHUNK..((c + 1) * CHUNK).min(n))
+                .map(|k| {
+                    for (l, r) in residues.iter_mut().enumerate() {
+                        *r = poly.limb(l)[k];
+                    }
+                    crt.compose_centered(&residues, &mut digits) * inv_scale
+                })
+                .collect::<Vec<f64>>()
         });
+        let coeffs: Vec<f64> = chunks.into_iter().flatten().collect();
         let mut vals: Vec<Complex64> = (0..slots)
             .map(|k| Complex64::new(coeffs[k], coeffs[k + slots]))
             .collect();
