@@ -218,7 +218,16 @@ impl Evaluator {
         Ok(out)
     }
 
-    /// Multiplies by an integer (given as an integer-valued f64); scale unchanged.
+    /// Multiplies every slot by an integer given as an integer-valued `f64` (it may exceed
+    /// 2^63); the scale is unchanged and no level is used.
+    pub fn multiply_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        self.check(a)?;
+        if !c.is_finite() || c.fract() != 0.0 {
+            return Err(HeError::NonFiniteValue(c));
+        }
+        self.multiply_by_integer_f64(a, c)
+    }
+
     fn multiply_by_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
         let bits = self.ctx.modulus_bits_at(a.level());
         if c != 0.0 && c.abs().log2() >= bits - 1.0 {

@@ -447,10 +447,19 @@ impl CkksVector {
         Ok(self.with(out, self.len, true))
     }
 
-    /// Evaluates the polynomial `Σ coeffs[i]·x^i` on every element, with the minimal
-    /// multiplicative depth `ceil(log2(degree + 1))`: the polynomial is split recursively at the
-    /// largest power of two, `p = q·x^{2^k} + r`, with the powers `x^{2^k}` computed once by
-    /// squaring (about degree/2 + log2(degree) ciphertext multiplications).
+    /// Evaluates the polynomial `Σ coeffs[i]·x^i` on every element with the minimal
+    /// multiplicative depth `ceil(log2(degree + 1))`, by baby-step giant-step:
+    ///
+    /// - baby steps `x^1 … x^{b−1}` (`b = 2^⌈D/2⌉`) and giant steps `x^{2^i}`, each power at
+    ///   its own minimal depth;
+    /// - the polynomial is split at its largest power of two, `p = q·x^{2^{D−1}} + r`, where
+    ///   `q` must fit depth `D−1` and `r` may use depth `D`;
+    /// - a part whose degree is below `b` and whose depth budget exceeds its baby powers'
+    ///   depth is a leaf: a linear combination of baby steps with integer-scaled constants
+    ///   and a single rescale, no ciphertext product.
+    ///
+    /// The result therefore uses exactly `ceil(log2(degree + 1))` levels, and about
+    /// `degree / b + b + log2(degree)` ciphertext multiplications.
     pub fn polyval(&self, coeffs: &[f64]) -> Result<Self> {
         if let Some(&bad) = coeffs.iter().find(|c| !c.is_finite()) {
             return Err(HeError::NonFiniteValue(bad));
@@ -463,37 +472,91 @@ impl CkksVector {
             coeffs.push(0.0);
         }
         let degree = coeffs.len() - 1;
-        let depth = (usize::BITS - degree.max(1).leading_zeros()) as usize; // ceil(log2(d+1))
+        let depth = ceil_log2(degree + 1).max(1);
         if depth > self.level() {
             return Err(HeError::OutOfLevels {
                 needed: depth,
                 left: self.level(),
             });
         }
-        // powers[i] = x^{2^i}
-        let mut powers = vec![self.clone()];
-        for i in 1..depth {
-            let next = powers[i - 1].square()?;
-            powers.push(next);
-        }
-        self.poly_rec(&coeffs, depth, &powers)
+        let baby = 1usize << depth.div_ceil(2);
+        let mut powers = PowerCache {
+            base: self.clone(),
+            powers: Vec::new(),
+        };
+        let out = self.poly_eval(&coeffs, depth, baby, &mut powers)?;
+        debug_assert_eq!(out.level(), self.level() - depth);
+        Ok(out)
     }
 
-    fn poly_rec(&self, coeffs: &[f64], depth: usize, powers: &[Self]) -> Result<Self> {
-        if depth <= 1 {
-            let c0 = coeffs.first().copied().unwrap_or(0.0);
-            let c1 = coeffs.get(1).copied().unwrap_or(0.0);
-            return powers[0].mul_scalar(c1)?.add_scalar(c0);
+    /// Evaluates `coeffs` (degree < 2^budget) to a vector exactly `budget` levels below `self`.
+    fn poly_eval(
+        &self,
+        coeffs: &[f64],
+        budget: usize,
+        baby: usize,
+        powers: &mut PowerCache,
+    ) -> Result<Self> {
+        let degree = coeffs.iter().rposition(|&c| c != 0.0).unwrap_or(0);
+        if degree < baby && ceil_log2(degree.max(1)) < budget {
+            return self.poly_leaf(&coeffs[..=degree], budget, powers);
         }
-        let split = 1usize << (depth - 1);
-        let (low, high) = coeffs.split_at(split.min(coeffs.len()));
-        let r = self.poly_rec(low, depth - 1, powers)?;
-        if high.iter().all(|&c| c == 0.0) {
-            let target = self.level() - depth;
-            return Ok(r.with(r.at_level(target)?, r.len, r.dirty));
+        // Split at the largest power of two the degree needs; any slack in the budget is
+        // spent aligning the result down at the end.
+        let need = ceil_log2(degree + 1);
+        let split = 1usize << (need - 1);
+        let (low, high) = coeffs[..=degree].split_at(split);
+        let r = self.poly_eval(low, need, baby, powers)?;
+        let q = self.poly_eval(high, need - 1, baby, powers)?;
+        let giant = powers.get(split)?;
+        let res = q.mul(&giant)?.add(&r)?;
+        if need == budget {
+            return Ok(res);
         }
-        let q = self.poly_rec(high, depth - 1, powers)?;
-        q.mul(&powers[depth - 1])?.add(&r)
+        let target = self.level() - budget;
+        let ct = res.at_level(target)?;
+        Ok(res.with(ct, res.len, res.dirty))
+    }
+
+    /// `Σ c_j·x^j` from baby steps: each `x^j` is brought to level `T + 1`, multiplied by the
+    /// integer `round(c_j · Δ_T · q_{T+1} / scale(x^j))`, summed, and rescaled once to level
+    /// `T = level − budget` with the canonical scale.
+    fn poly_leaf(&self, coeffs: &[f64], budget: usize, powers: &mut PowerCache) -> Result<Self> {
+        let ev = self.ev();
+        let target = self.level() - budget;
+        let q_next = self.ctx.ckks.params().ciphertext_moduli()[target + 1].value() as f64;
+        let leaf_scale = self.ctx.scale_at(target) * q_next;
+        let mut acc: Option<Ciphertext> = None;
+        let terms: Vec<(usize, f64)> = coeffs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, &c)| c != 0.0)
+            .map(|(j, &c)| (j, c))
+            .collect();
+        // A constant still needs a ciphertext to live in: use x · 0.
+        let terms = if terms.is_empty() {
+            vec![(1, 0.0)]
+        } else {
+            terms
+        };
+        for (j, c) in terms {
+            let xj = powers.get(j)?;
+            let at = ev.mod_switch_to_level(&xj.ct, target + 1)?;
+            let factor = (c * leaf_scale / at.scale()).round();
+            let mut term = ev.multiply_integer_f64(&at, factor)?;
+            term.set_scale(leaf_scale);
+            match acc.as_mut() {
+                Some(a) => ev.add_assign(a, &term)?,
+                None => acc = Some(term),
+            }
+        }
+        let mut acc = acc.ok_or(HeError::Internal("empty polynomial leaf"))?;
+        if coeffs[0] != 0.0 {
+            let pt = self.plain(&vec![coeffs[0]; self.len], leaf_scale, target + 1)?;
+            acc = ev.add_plain(&acc, &pt)?;
+        }
+        self.rescaled(acc, self.len, self.dirty)
     }
 
     /// Rotation steps `matmul` uses for a `len × cols` matrix; generate keys for them with
@@ -644,6 +707,44 @@ impl CkksVector {
             len,
             dirty,
         })
+    }
+}
+
+/// `ceil(log2(n))` for `n ≥ 1`.
+fn ceil_log2(n: usize) -> usize {
+    (usize::BITS - (n.max(1) - 1).leading_zeros()) as usize
+}
+
+/// Powers `x^j` of one vector, each computed once at its minimal depth `ceil(log2 j)`.
+struct PowerCache {
+    base: CkksVector,
+    powers: Vec<Option<CkksVector>>,
+}
+
+impl PowerCache {
+    fn get(&mut self, j: usize) -> Result<CkksVector> {
+        if j == 1 {
+            return Ok(self.base.clone());
+        }
+        if j == 0 {
+            return Err(HeError::Internal("x^0 is not a ciphertext power"));
+        }
+        if let Some(Some(p)) = self.powers.get(j) {
+            return Ok(p.clone());
+        }
+        let high = 1usize << (usize::BITS - 1 - (j - 1).leading_zeros()); // largest power of two < j
+        let p = if high * 2 == j {
+            self.get(high)?.square()?
+        } else {
+            let a = self.get(high)?;
+            let b = self.get(j - high)?;
+            a.mul(&b)?
+        };
+        if self.powers.len() <= j {
+            self.powers.resize(j + 1, None);
+        }
+        self.powers[j] = Some(p.clone());
+        Ok(p)
     }
 }
 

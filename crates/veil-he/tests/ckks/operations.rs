@@ -275,3 +275,49 @@ fn hybrid_key_switching_with_several_special_primes() {
     let expect2: Vec<f64> = (0..512).map(|i| expect[(i + 1) % 512]).collect();
     assert!(max_err(&f.dec(&r2), &expect2) < 2f64.powi(-18));
 }
+
+#[test]
+fn single_threaded_results_are_identical() {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    let f = fx();
+    let pt = f
+        .encoder
+        .encode(&values(512, 30), f.ctx.params().scale(), f.ctx.max_level())
+        .unwrap();
+    let run = || {
+        let a = f
+            .encryptor
+            .encrypt_with_rng(&pt, &mut ChaCha20Rng::seed_from_u64(1))
+            .unwrap();
+        let b = f
+            .sym
+            .encrypt_with_rng(&pt, &mut ChaCha20Rng::seed_from_u64(2))
+            .unwrap();
+        let m = f
+            .eval
+            .rescale(&f.eval.multiply_relin(&a, &b, &f.rlk).unwrap())
+            .unwrap();
+        let r = f.eval.rotate_hoisted(&m, &[1, 3, -1], &f.gk).unwrap();
+        let s = f.eval.sum_slots(&r[1], &f.gk).unwrap();
+        (
+            m.to_bytes(),
+            r.iter().map(Ciphertext::to_bytes).collect::<Vec<_>>(),
+            s.to_bytes(),
+        )
+    };
+    let multi = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap()
+        .install(run);
+    let single = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(run);
+    assert!(
+        multi == single,
+        "single- and multi-threaded evaluation differ"
+    );
+}

@@ -106,6 +106,18 @@ fn polyval_has_minimal_depth_and_is_accurate() {
         vec![1.0, -2.0, 0.5, 0.25, -0.125, 0.3, 0.0, 0.7], // degree 7: depth 3
         vec![0.0, 0.0, 0.0, 0.0, 1.0], // x^4: depth 3
         vec![2.0],                     // constant
+        // degree 15: depth 4, mixing leaves and splits
+        (0..16)
+            .map(|k| {
+                if k % 3 == 0 {
+                    0.0
+                } else {
+                    1.0 / (k as f64 + 1.0)
+                }
+            })
+            .collect(),
+        // degree 11 with a zero top half below it
+        vec![0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5],
     ];
     for coeffs in cases {
         let y = x.polyval(&coeffs).unwrap();
