@@ -26,9 +26,9 @@ pub struct BenchArgs {
     /// 8192 → 60,40,40,60; 16384 → 60,40×7,60; 32768 → 60,40×19,60). `40x7` repeats.
     #[arg(long, value_delimiter = ',')]
     pub moduli: Option<Vec<String>>,
-    /// Scale as a power of two.
-    #[arg(long, default_value_t = 40)]
-    pub scale_bits: u32,
+    /// Scale as a power of two (default 40; 20 with N = 4096's default chain [40, 20, 40]).
+    #[arg(long)]
+    pub scale_bits: Option<u32>,
     /// Timed runs per operation (default: 20 at N ≤ 8192, 10 at 16384, 5 above).
     #[arg(long)]
     pub runs: Option<usize>,
@@ -127,6 +127,13 @@ fn bench(args: &BenchArgs) -> Result<()> {
         Some(m) => parse_moduli(m)?,
         None => default_moduli(args.degree)?,
     };
+    let scale_bits = args
+        .scale_bits
+        .unwrap_or(if args.degree == 4096 && args.moduli.is_none() {
+            20
+        } else {
+            40
+        });
     let runs = args.runs.unwrap_or(match args.degree {
         0..=8192 => 20,
         16384 => 10,
@@ -138,7 +145,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     let params = CkksParameters::builder()
         .degree(args.degree)
         .moduli_bits(&bits)
-        .scale_bits(f64::from(args.scale_bits))
+        .scale_bits(f64::from(scale_bits))
         .build()
         .context("invalid CKKS parameters")?;
     let ctx = CkksContext::new(params)?;
@@ -239,7 +246,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         println!(
             "CKKS N = {}, moduli = {:?}, scale = 2^{}, {} thread(s), {} run(s) per op",
-            args.degree, bits, args.scale_bits, threads, runs
+            args.degree, bits, scale_bits, threads, runs
         );
         println!("{:<22} {:>14}", "operation", "median");
         for (op, us) in &results {

@@ -1,0 +1,104 @@
+//! The `veil` command end to end, as a user runs it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::process::Command;
+
+fn veil(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn demo_runs_and_reports_small_errors() {
+    let out = veil(&["demo", "--patients", "256"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("OK: the server computed on data it never saw."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("needs the secret key"),
+        "the server must fail to decrypt: {stdout}"
+    );
+}
+
+#[test]
+fn bench_json_has_every_operation() {
+    let out = veil(&["he", "bench", "--degree", "4096", "--runs", "1", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut ops = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["degree"], 4096);
+        assert!(v["runs"].as_u64().unwrap() >= 1);
+        let op = v["op"].as_str().unwrap().to_string();
+        if op == "precision_log2_error" {
+            // N = 4096 with scale 2^20 is the low-precision preset.
+            assert!(v["value"].as_f64().unwrap() < -5.0);
+        } else {
+            assert!(v["median_us"].as_f64().unwrap() > 0.0, "{line}");
+        }
+        ops.push(op);
+    }
+    for expected in [
+        "encode",
+        "encrypt_pk",
+        "encrypt_sk",
+        "decrypt",
+        "add",
+        "multiply_plain",
+        "multiply+relin",
+        "rescale",
+        "rotate_1",
+        "keygen_relin",
+        "keygen_galois_1step",
+    ] {
+        assert!(
+            ops.iter().any(|o| o == expected),
+            "missing {expected} in {ops:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    for args in [
+        vec!["he", "bench", "--degree", "3000"],
+        vec![
+            "he",
+            "bench",
+            "--degree",
+            "8192",
+            "--moduli",
+            "60,40,40,40,40,60",
+        ],
+        vec!["he", "bench", "--moduli", "sixty"],
+        vec!["he", "bench", "--runs", "0"],
+        vec!["demo", "--patients", "0"],
+    ] {
+        let out = veil(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
