@@ -19,6 +19,8 @@ pub struct BaseConverter {
     inv_hat: Vec<ShoupConst>,
     /// `hat_mod_to[j][i] = (A/a_i) mod b_j`.
     hat_mod_to: Vec<Vec<u64>>,
+    /// `A mod b_j`.
+    a_mod_to: Vec<u64>,
 }
 
 impl BaseConverter {
@@ -62,11 +64,19 @@ impl BaseConverter {
                 .collect();
             hat_mod_to.push(row);
         }
+        let a_mod_to = to
+            .iter()
+            .map(|b| {
+                from.iter()
+                    .fold(1u64, |acc, a| b.mul(acc, b.reduce(a.value())))
+            })
+            .collect();
         Ok(Self {
             from: from.to_vec(),
             to: to.to_vec(),
             inv_hat,
             hat_mod_to,
+            a_mod_to,
         })
     }
 
@@ -82,6 +92,24 @@ impl BaseConverter {
 
     /// Converts coefficient-form limbs `input` (`|A| · n` words) to `output` (`|B| · n` words).
     pub fn convert(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.convert_impl(n, input, output, false)
+    }
+
+    /// Like [`convert`](Self::convert), but lifts each `[x_i·(A/a_i)^{-1}]_{a_i}` to its
+    /// centred representative, so the result is `x + u·A` with `|u| ≤ |A|/2`: the lifted
+    /// value is centred around zero. Key switching uses it for ModUp, which halves the noise
+    /// the digits contribute.
+    pub fn convert_centered(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.convert_impl(n, input, output, true)
+    }
+
+    fn convert_impl(
+        &self,
+        n: usize,
+        input: &[u64],
+        output: &mut [u64],
+        centered: bool,
+    ) -> Result<()> {
         if input.len() != self.from.len() * n {
             return Err(MathError::LengthMismatch {
                 expected: self.from.len() * n,
@@ -95,12 +123,17 @@ impl BaseConverter {
             });
         }
         if self.from.len() == 1 {
-            // One source prime: the conversion is a plain reduction of each residue.
+            // One source prime: the conversion is a plain reduction of each residue
+            // (minus `a` for residues above `a/2` when centring).
             let to = &self.to;
+            let a = self.from[0].value();
+            let half = if centered { a / 2 } else { u64::MAX };
             for_each_limb(output, n, 2, |j, out| {
                 let b = &to[j];
+                let a_mod_b = b.reduce(a);
                 for (o, &x) in out.iter_mut().zip(input) {
-                    *o = b.reduce(x);
+                    let r = b.reduce(x);
+                    *o = if x > half { b.sub(r, a_mod_b) } else { r };
                 }
             });
             return Ok(());
@@ -132,6 +165,16 @@ impl BaseConverter {
                 }
                 for (p, &a) in partial.iter_mut().zip(&acc) {
                     *p = b.add(*p, b.reduce_u128(a));
+                }
+            }
+            if centered {
+                // Each y_i above a_i/2 stands for y_i − a_i: subtract a_i·(A/a_i) = A once per such i.
+                let a_mod_b = self.a_mod_to[j];
+                for (c, p) in partial.iter_mut().enumerate() {
+                    let count = (0..k)
+                        .filter(|&i| y[i * n + c] > from[i].value() / 2)
+                        .count() as u64;
+                    *p = b.sub(*p, b.mul(b.reduce(count), a_mod_b));
                 }
             }
             out.copy_from_slice(&partial);
@@ -278,6 +321,31 @@ mod tests {
             }
         }
         assert!(BaseConverter::new(&from, &from[..1]).is_err());
+        // Centred: x + u·A with u in (−|A|, |A|), and for a single prime exactly the centred lift.
+        conv.convert_centered(n, &input, &mut out).unwrap();
+        for (j, b) in to.iter().enumerate() {
+            for (c, &x) in xs.iter().enumerate() {
+                let got = out[j * n + c];
+                let ok = (-3i128..3).any(|u| {
+                    let v = (x as i128 + u * a_prod as i128).rem_euclid(i128::from(b.value()));
+                    v as u64 == got
+                });
+                assert!(ok, "centred coefficient {c} modulo {}", b.value());
+            }
+        }
+        let single = BaseConverter::new(&from[..1], &to).unwrap();
+        let a = from[0].value();
+        let vals = [0u64, 1, a / 2, a / 2 + 1, a - 1];
+        let mut o = vec![0u64; 2 * vals.len()];
+        single.convert_centered(vals.len(), &vals, &mut o).unwrap();
+        for (c, &x) in vals.iter().enumerate() {
+            let centred = if x > a / 2 {
+                x as i128 - a as i128
+            } else {
+                x as i128
+            };
+            assert_eq!(o[c], to[0].reduce_i128(centred));
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
                 input.extend_from_slice(d_coeff.limb(p));
             }
             let mut conv = vec![0u64; cp.len() * n];
-            ks.mod_up[j].convert(n, &input, &mut conv)?;
+            ks.mod_up[j].convert_centered(n, &input, &mut conv)?;
             for_each_limb(&mut conv, n, NTT_COST, |t, limb| {
                 ring.ntt_forward(ext[cp[t]], limb)
             });

@@ -10,5 +10,6 @@
 
 mod common;
 mod operations;
+mod properties;
 mod serialization;
 mod vector;
