@@ -1,28 +1,47 @@
-//! Feeds arbitrary bytes to the key readers (public, secret, relinearization, Galois).
+//! Feeds hostile bytes to the key readers (public, secret, relinearization, Galois), both raw
+//! and as edits of valid serialized keys (first byte: which key; next two: truncation; then
+//! (position, value) overwrites).
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use veil_he::ckks::{CkksContext, CkksParameters, GaloisKeys, PublicKey, RelinearizationKey, SecretKey};
 
-fn context() -> &'static Arc<CkksContext> {
-    static CTX: OnceLock<Arc<CkksContext>> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let params = CkksParameters::builder()
-            .degree(64)
-            .moduli_bits(&[60, 40, 60])
-            .insecure_allow_below_128_bit_security()
-            .build()
-            .expect("valid fuzz parameters");
-        CkksContext::new(params).expect("context")
+mod edits;
+use veil_he::ckks::{CkksContext, CkksParameters, GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey};
+
+struct Fixture {
+    ctx: Arc<CkksContext>,
+    samples: Vec<Vec<u8>>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let params = edits::fuzz_parameters();
+        let ctx = CkksContext::new(params).expect("context");
+        let mut kg = KeyGenerator::new(&ctx).expect("keygen");
+        let samples = vec![
+            kg.public_key().expect("pk").to_bytes(),
+            kg.secret_key().to_bytes().expect("sk").to_vec(),
+            kg.relin_key().expect("rlk").to_bytes(),
+            kg.galois_keys(&[1, -2]).expect("gk").to_bytes(&ctx),
+        ];
+        Fixture { ctx, samples }
     })
 }
 
-fuzz_target!(|data: &[u8]| {
-    let ctx = context();
+fn read_all(ctx: &Arc<CkksContext>, data: &[u8]) {
     let _ = PublicKey::from_bytes(ctx, data);
     let _ = SecretKey::from_bytes(ctx, data);
     let _ = RelinearizationKey::from_bytes(ctx, data);
     let _ = GaloisKeys::from_bytes(ctx, data);
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    read_all(&f.ctx, data);
+    if let Some(obj) = edits::edited(&f.samples, data) {
+        read_all(&f.ctx, &obj);
+    }
 });

@@ -101,13 +101,21 @@ impl Evaluator {
 
     // ----- addition -----
 
-    /// `a + b` (same level and scale; sizes may differ).
-    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+    /// Part-wise `a ± b` for ciphertexts of possibly different sizes (2 or 3 parts).
+    fn combine(&self, a: &Ciphertext, b: &Ciphertext, subtract: bool) -> Result<Ciphertext> {
         self.check_pair(a, b)?;
         let parts = (0..a.parts.len().max(b.parts.len()))
             .map(|i| match (a.parts.get(i), b.parts.get(i)) {
+                (Some(x), Some(y)) if subtract => Ok(RnsPoly::difference(x, y)?),
                 (Some(x), Some(y)) => Ok(RnsPoly::sum(x, y)?),
-                (Some(x), None) | (None, Some(x)) => Ok(x.clone()),
+                (Some(x), None) => Ok(x.clone()),
+                (None, Some(y)) => {
+                    let mut q = y.clone();
+                    if subtract {
+                        q.neg_assign();
+                    }
+                    Ok(q)
+                }
                 (None, None) => Err(HeError::Internal("ciphertext part out of range")),
             })
             .collect::<Result<Vec<_>>>()?;
@@ -117,6 +125,11 @@ impl Evaluator {
             fingerprint: a.fingerprint,
             seed: None,
         })
+    }
+
+    /// `a + b` (same level and scale; sizes may differ).
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.combine(a, b, false)
     }
 
     /// `a += b`.
@@ -135,25 +148,7 @@ impl Evaluator {
 
     /// `a − b`.
     pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
-        self.check_pair(a, b)?;
-        let parts = (0..a.parts.len().max(b.parts.len()))
-            .map(|i| match (a.parts.get(i), b.parts.get(i)) {
-                (Some(x), Some(y)) => Ok(RnsPoly::difference(x, y)?),
-                (Some(x), None) => Ok(x.clone()),
-                (None, Some(y)) => {
-                    let mut q = y.clone();
-                    q.neg_assign();
-                    Ok(q)
-                }
-                (None, None) => Err(HeError::Internal("ciphertext part out of range")),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Ciphertext {
-            parts,
-            scale: a.scale,
-            fingerprint: a.fingerprint,
-            seed: None,
-        })
+        self.combine(a, b, true)
     }
 
     /// `−a`.
