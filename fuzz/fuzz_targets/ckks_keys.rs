@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 
 mod edits;
-use veil_he::ckks::{CkksContext, CkksParameters, GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey};
+use veil_he::ckks::{CkksContext, GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey};
 
 struct Fixture {
     ctx: Arc<CkksContext>,
