@@ -37,6 +37,7 @@ pub mod prime;
 pub mod ring;
 pub mod rns;
 pub mod sampler;
+pub mod simd;
 
 pub use error::{MathError, Result};
 pub use modulus::{Modulus, ShoupConst};

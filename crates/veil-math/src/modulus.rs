@@ -5,6 +5,7 @@
 //! are expected to be reduced (`< q`) unless a method says otherwise.
 
 use crate::error::{MathError, Result};
+use crate::simd::vectorize;
 
 /// The largest supported modulus bit size (values must stay below 2^62 so that lazy sums of
 /// two reduced values and Shoup products never overflow).
@@ -242,18 +243,84 @@ impl Modulus {
         }
     }
 
-    /// Element-wise `a[i] = a[i] + b[i] mod q`.
+    /// Element-wise `a[i] = a[i] + b[i] mod q` (vectorized).
     pub fn add_assign_slices(&self, a: &mut [u64], b: &[u64]) {
-        for (x, &y) in a.iter_mut().zip(b) {
-            *x = self.add(*x, y);
-        }
+        let q = self.q;
+        vectorize(|| {
+            for (x, &y) in a.iter_mut().zip(b) {
+                let s = *x + y;
+                *x = s.min(s.wrapping_sub(q));
+            }
+        })
     }
 
-    /// Element-wise `a[i] = a[i] - b[i] mod q`.
+    /// Element-wise `a[i] = a[i] - b[i] mod q` (vectorized).
     pub fn sub_assign_slices(&self, a: &mut [u64], b: &[u64]) {
-        for (x, &y) in a.iter_mut().zip(b) {
-            *x = self.sub(*x, y);
-        }
+        let q = self.q;
+        vectorize(|| {
+            for (x, &y) in a.iter_mut().zip(b) {
+                let d = x.wrapping_sub(y);
+                *x = d.min(d.wrapping_add(q));
+            }
+        })
+    }
+
+    /// Appends `a[i] + b[i] mod q` to `out` (vectorized).
+    pub fn extend_sum(&self, out: &mut Vec<u64>, a: &[u64], b: &[u64]) {
+        let q = self.q;
+        let start = out.len();
+        out.resize(start + a.len().min(b.len()), 0);
+        let dst = &mut out[start..];
+        vectorize(|| {
+            for ((o, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+                let s = x + y;
+                *o = s.min(s.wrapping_sub(q));
+            }
+        })
+    }
+
+    /// Appends `a[i] - b[i] mod q` to `out` (vectorized).
+    pub fn extend_difference(&self, out: &mut Vec<u64>, a: &[u64], b: &[u64]) {
+        let q = self.q;
+        let start = out.len();
+        out.resize(start + a.len().min(b.len()), 0);
+        let dst = &mut out[start..];
+        vectorize(|| {
+            for ((o, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+                let d = x.wrapping_sub(y);
+                *o = d.min(d.wrapping_add(q));
+            }
+        })
+    }
+
+    /// `a[i] = a[i] + c mod q` for a reduced constant `c` (vectorized).
+    pub fn add_constant_slice(&self, a: &mut [u64], c: u64) {
+        let q = self.q;
+        vectorize(|| {
+            for x in a.iter_mut() {
+                let s = *x + c;
+                *x = s.min(s.wrapping_sub(q));
+            }
+        })
+    }
+
+    /// `out[i] = input[i] mod q` for signed inputs of magnitude below 2^62 (vectorized).
+    pub fn reduce_i64_slice(&self, out: &mut [u64], input: &[i64]) {
+        let q = self.q;
+        let inv = 1.0 / q as f64;
+        vectorize(|| {
+            for (o, &x) in out.iter_mut().zip(input) {
+                let mag = x.unsigned_abs();
+                let est = ((mag as f64) * inv) as u64;
+                let r = mag.wrapping_sub(est.wrapping_mul(q)) as i64;
+                let r = if r < 0 { r + q as i64 } else { r };
+                let r = (if r >= q as i64 { r - q as i64 } else { r }) as u64;
+                // negate for negative inputs (0 stays 0)
+                let neg = q.wrapping_sub(r);
+                let neg = neg.min(neg.wrapping_sub(q));
+                *o = if x < 0 { neg } else { r };
+            }
+        })
     }
 
     /// Element-wise `a[i] = b[i] - a[i] mod q`.
@@ -263,11 +330,16 @@ impl Modulus {
         }
     }
 
-    /// Element-wise `a[i] = -a[i] mod q`.
+    /// Element-wise `a[i] = -a[i] mod q` (vectorized).
     pub fn neg_assign_slice(&self, a: &mut [u64]) {
-        for x in a.iter_mut() {
-            *x = self.neg(*x);
-        }
+        let q = self.q;
+        vectorize(|| {
+            for x in a.iter_mut() {
+                // q - x, or 0 for x = 0
+                let d = q.wrapping_sub(*x);
+                *x = d.min(d.wrapping_sub(q));
+            }
+        })
     }
 
     /// Element-wise `a[i] = a[i] · w mod q` with a Shoup constant.
@@ -275,6 +347,22 @@ impl Modulus {
         for x in a.iter_mut() {
             *x = self.mul_shoup(*x, w);
         }
+    }
+
+    /// `out[i] = input[i] mod q` for inputs below 2^62 (vectorized: the quotient is estimated
+    /// in double precision, off by at most one, and corrected).
+    pub fn reduce_slice(&self, out: &mut [u64], input: &[u64]) {
+        let q = self.q;
+        let inv = 1.0 / q as f64;
+        vectorize(|| {
+            for (o, &x) in out.iter_mut().zip(input) {
+                let est = ((x as f64) * inv) as u64;
+                let r = x.wrapping_sub(est.wrapping_mul(q)) as i64;
+                let r = if r < 0 { r + q as i64 } else { r };
+                let r = if r >= q as i64 { r - q as i64 } else { r };
+                *o = r as u64;
+            }
+        })
     }
 }
 
@@ -301,6 +389,46 @@ mod tests {
         fn reduce_u64_matches(a in any::<u64>(), i in 0usize..4) {
             let m = Modulus::new(PRIMES[i]).unwrap();
             prop_assert_eq!(m.reduce(a), a % PRIMES[i]);
+        }
+
+        #[test]
+        fn slice_kernels_match_scalar(v in prop::collection::vec(any::<u64>(), 1..40), i in 0usize..4) {
+            let q = PRIMES[i];
+            let m = Modulus::new(q).unwrap();
+            let a: Vec<u64> = v.iter().map(|x| x % q).collect();
+            let b: Vec<u64> = v.iter().rev().map(|x| x % q).collect();
+            let mut s = a.clone();
+            m.add_assign_slices(&mut s, &b);
+            let mut d = a.clone();
+            m.sub_assign_slices(&mut d, &b);
+            let mut n = a.clone();
+            m.neg_assign_slice(&mut n);
+            let mut es = Vec::new();
+            m.extend_sum(&mut es, &a, &b);
+            let mut ed = Vec::new();
+            m.extend_difference(&mut ed, &a, &b);
+            let signed: Vec<i64> = v.iter().map(|&x| (x as i64) >> 2).collect();
+            let mut rs = vec![0u64; signed.len()];
+            m.reduce_i64_slice(&mut rs, &signed);
+            for (k, &x) in signed.iter().enumerate() {
+                prop_assert_eq!(rs[k], m.reduce_i64(x));
+            }
+            let mut ac = a.clone();
+            m.add_constant_slice(&mut ac, b[0]);
+            for k in 0..a.len() {
+                prop_assert_eq!(ac[k], m.add(a[k], b[0]));
+            }
+            let small: Vec<u64> = v.iter().map(|x| x >> 2).collect();
+            let mut r = vec![0u64; small.len()];
+            m.reduce_slice(&mut r, &small);
+            for k in 0..a.len() {
+                prop_assert_eq!(s[k], m.add(a[k], b[k]));
+                prop_assert_eq!(es[k], s[k]);
+                prop_assert_eq!(d[k], m.sub(a[k], b[k]));
+                prop_assert_eq!(ed[k], d[k]);
+                prop_assert_eq!(n[k], m.neg(a[k]));
+                prop_assert_eq!(r[k], small[k] % q);
+            }
         }
 
         #[test]

@@ -112,9 +112,7 @@ impl RnsPoly {
         let moduli: Vec<Modulus> = primes.iter().map(|&i| ctx.moduli()[i]).collect();
         for_each_limb(&mut p.data, n, 2, |l, limb| {
             let m = &moduli[l];
-            for (o, &c) in limb.iter_mut().zip(coeffs) {
-                *o = m.reduce_i64(c);
-            }
+            m.reduce_i64_slice(limb, coeffs);
         });
         Ok(p)
     }
@@ -343,7 +341,7 @@ impl RnsPoly {
         let moduli = a.moduli();
         let mut data = Vec::with_capacity(a.data.len());
         for (l, m) in moduli.iter().enumerate() {
-            data.extend(a.limb(l).iter().zip(b.limb(l)).map(|(&x, &y)| m.add(x, y)));
+            m.extend_sum(&mut data, a.limb(l), b.limb(l));
         }
         Ok(Self {
             ctx: a.ctx.clone(),
@@ -359,7 +357,7 @@ impl RnsPoly {
         let moduli = a.moduli();
         let mut data = Vec::with_capacity(a.data.len());
         for (l, m) in moduli.iter().enumerate() {
-            data.extend(a.limb(l).iter().zip(b.limb(l)).map(|(&x, &y)| m.sub(x, y)));
+            m.extend_difference(&mut data, a.limb(l), b.limb(l));
         }
         Ok(Self {
             ctx: a.ctx.clone(),
@@ -454,9 +452,11 @@ impl RnsPoly {
         let n = self.degree();
         for_each_limb(&mut self.data, n, 2, |l, limb| {
             let s = src.limb(l);
-            for (o, &p) in limb.iter_mut().zip(perm) {
-                *o = s[p as usize];
-            }
+            crate::simd::vectorize(|| {
+                for (o, &p) in limb.iter_mut().zip(perm) {
+                    *o = s.get(p as usize).copied().unwrap_or(0);
+                }
+            })
         });
     }
 
@@ -534,22 +534,20 @@ impl RnsPoly {
         self.ctx.ntt_inverse(last_prime, &mut last);
         // r = [x + h]_{q_last} with h = floor(q_last / 2) turns the floor into a rounding.
         let h = q_last.value() / 2;
-        for c in last.iter_mut() {
-            *c = q_last.add(*c, h);
-        }
+        q_last.add_constant_slice(&mut last, h);
         self.truncate_limbs(count - 1)?;
         let ctx = self.ctx.clone();
         let primes = self.primes.clone();
         for_each_limb(&mut self.data, n, NTT_COST, |l, limb| {
             let m = ctx.moduli()[primes[l]];
             let h_mod = m.reduce(h);
-            let mut t: Vec<u64> = last.iter().map(|&c| m.sub(m.reduce(c), h_mod)).collect();
+            let mut t = vec![0u64; last.len()];
+            m.reduce_slice(&mut t, &last);
+            m.add_constant_slice(&mut t, m.neg(h_mod));
             ctx.ntt_forward(primes[l], &mut t);
-            // inverse exists: distinct primes.
+            m.sub_assign_slices(limb, &t);
+            // The inverse exists: the primes are distinct.
             let inv = m.inv(q_last.value()).unwrap_or(0);
-            for (x, &y) in limb.iter_mut().zip(&t) {
-                *x = m.sub(*x, y);
-            }
             ctx.mul_constant_assign(primes[l], limb, inv);
         });
         Ok(())

@@ -131,9 +131,16 @@ impl BaseConverter {
             for_each_limb(output, n, 2, |j, out| {
                 let b = &to[j];
                 let a_mod_b = b.reduce(a);
-                for (o, &x) in out.iter_mut().zip(input) {
-                    let r = b.reduce(x);
-                    *o = if x > half { b.sub(r, a_mod_b) } else { r };
+                b.reduce_slice(out, input);
+                if centered {
+                    let q = b.value();
+                    crate::simd::vectorize(|| {
+                        for (o, &x) in out.iter_mut().zip(input) {
+                            let fix = if x > half { a_mod_b } else { 0 };
+                            let d = o.wrapping_sub(fix);
+                            *o = d.min(d.wrapping_add(q));
+                        }
+                    });
                 }
             });
             return Ok(());

@@ -265,14 +265,18 @@ impl Evaluator {
         Self::require_size(b, 2)?;
         let (a0, a1) = (&a.parts[0], &a.parts[1]);
         let (b0, b1) = (&b.parts[0], &b.parts[1]);
-        let ((d0, d2), d1) = rayon::join(
-            || (RnsPoly::mul(a0, b0), RnsPoly::mul(a1, b1)),
-            || -> veil_math::Result<RnsPoly> {
-                let mut d1 = RnsPoly::mul(a0, b1)?;
-                d1.add_mul_assign(a1, b0)?;
-                Ok(d1)
-            },
-        );
+        let outer = || (RnsPoly::mul(a0, b0), RnsPoly::mul(a1, b1));
+        let cross = || -> veil_math::Result<RnsPoly> {
+            let mut d1 = RnsPoly::mul(a0, b1)?;
+            d1.add_mul_assign(a1, b0)?;
+            Ok(d1)
+        };
+        let work = a0.data().len() * 4;
+        let ((d0, d2), d1) = if veil_math::par::should_parallelize(work, 2) {
+            rayon::join(outer, cross)
+        } else {
+            (outer(), cross())
+        };
         Ok(Ciphertext {
             parts: vec![d0?, d1?, d2?],
             scale: a.scale * b.scale,

@@ -147,24 +147,20 @@ pub(crate) fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Res
         let prime = ext[level + 1 + t];
         ring.ntt_inverse(prime, limb);
         let m = ring.moduli()[prime];
-        let h = ctx.half_p_mod[special_start + t];
-        limb.iter_mut().for_each(|x| *x = m.add(*x, h));
+        m.add_constant_slice(limb, ctx.half_p_mod[special_start + t]);
     });
     let mut conv = vec![0u64; (level + 1) * n];
     ks.mod_down.convert(n, &special, &mut conv)?;
     for_each_limb(&mut conv, n, NTT_COST, |i, limb| {
         let m = ring.moduli()[i];
-        let h = ctx.half_p_mod[i];
-        limb.iter_mut().for_each(|x| *x = m.sub(*x, h));
+        m.add_constant_slice(limb, m.neg(ctx.half_p_mod[i]));
         ring.ntt_forward(i, limb);
     });
     acc.truncate_limbs(level + 1)?;
     let moduli = acc.moduli();
     for_each_limb(acc.data_mut(), n, 4, |i, limb| {
         let m = &moduli[i];
-        for (x, &y) in limb.iter_mut().zip(&conv[i * n..(i + 1) * n]) {
-            *x = m.sub(*x, y);
-        }
+        m.sub_assign_slices(limb, &conv[i * n..(i + 1) * n]);
         ring.mul_constant_assign(i, limb, ks.p_inv[i].value);
     });
     Ok(acc)
