@@ -36,6 +36,7 @@ fn read_all(ctx: &Arc<CkksContext>, data: &[u8]) {
     let _ = SecretKey::from_bytes(ctx, data);
     let _ = RelinearizationKey::from_bytes(ctx, data);
     let _ = GaloisKeys::from_bytes(ctx, data);
+    let _ = veil_he::ckks::VectorContext::from_public_bytes(data, None);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -37,9 +37,9 @@ fn ms(t: Instant) -> String {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
-    println!("== Veil demo: homomorphic encryption (CKKS) ==");
+    outln!("== Veil demo: homomorphic encryption (CKKS) ==");
     let params = CkksParameters::preset(Preset::N8192Depth2)?;
-    println!(
+    outln!(
         "parameters: {} (N = {}, moduli {:?}, scale 2^{}, {:?}, fingerprint {})",
         Preset::N8192Depth2.name(),
         params.degree(),
@@ -56,7 +56,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let ctx = VectorContext::builder(CkksContext::new(params)?)
         .progress(progress::key_progress(progress::interactive()))
         .build()?;
-    println!(
+    outln!(
         "[clinic]  key generation (public, relinearization, {} Galois keys): {}",
         ctx.galois_keys().len(),
         ms(t)
@@ -68,27 +68,30 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let ex = CkksVector::encrypt(&ctx, &x)?;
     let ew = CkksVector::encrypt(&ctx, &w)?;
     let wire = ex.to_bytes().len();
-    println!(
+    outln!(
         "[clinic]  encrypt {n} readings and {n} weights: {} ({} KB per ciphertext on the wire)",
         ms(t),
         wire / 1000
     );
 
-    // The server only holds the public context: it cannot decrypt.
-    let server = ctx.make_public();
+    // The server only receives the public context (parameters, public, relinearization and
+    // Galois keys): it cannot decrypt.
+    let public = ctx.public_to_bytes();
+    let server = VectorContext::from_public_bytes(&public, None)?;
+    outln!("[clinic]  public context sent to the server: {:.1} MB (keys' uniform halves travel as seeds)", public.len() as f64 / 1e6);
     let sx = CkksVector::from_bytes(&server, &ex.to_bytes())?;
     let sw = CkksVector::from_bytes(&server, &ew.to_bytes())?;
     let t = Instant::now();
     let score = sx.dot(&sw)?;
-    println!("[server]  encrypted dot product (risk score): {}", ms(t));
+    outln!("[server]  encrypted dot product (risk score): {}", ms(t));
     let sigmoid = [0.5, 0.197, 0.0, -0.004];
     let t = Instant::now();
     let probs = sx.polyval(&sigmoid)?;
-    println!(
+    outln!(
         "[server]  encrypted sigmoid polynomial 0.5 + 0.197x − 0.004x³ on every reading: {}",
         ms(t)
     );
-    println!(
+    outln!(
         "[server]  decrypting without the secret key fails: {}",
         score
             .decrypt()
@@ -102,7 +105,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let t = Instant::now();
     let got_score = score_back.decrypt()?[0];
     let got_probs = probs_back.decrypt()?;
-    println!("[clinic]  decrypt results: {}", ms(t));
+    outln!("[clinic]  decrypt results: {}", ms(t));
 
     let want_score: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
     let want_probs: Vec<f64> = x
@@ -114,12 +117,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .zip(&want_probs)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
-    println!();
-    println!(
+    outln!();
+    outln!(
         "risk score      encrypted {got_score:+.8}   plaintext {want_score:+.8}   error {:.2e}",
         (got_score - want_score).abs()
     );
-    println!(
+    outln!(
         "sigmoid[0..4]   encrypted {:?}",
         got_probs
             .iter()
@@ -127,7 +130,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             .map(|v| format!("{v:.6}"))
             .collect::<Vec<_>>()
     );
-    println!(
+    outln!(
         "                plaintext {:?}",
         want_probs
             .iter()
@@ -135,10 +138,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             .map(|v| format!("{v:.6}"))
             .collect::<Vec<_>>()
     );
-    println!("sigmoid         max error over {n} readings: {max_err:.2e}");
+    outln!("sigmoid         max error over {n} readings: {max_err:.2e}");
     if (got_score - want_score).abs() > 1e-3 || max_err > 1e-3 {
         anyhow::bail!("decrypted results are outside the expected error bound");
     }
-    println!("\nOK: the server computed on data it never saw.");
+    outln!("\nOK: the server computed on data it never saw.");
     Ok(())
 }

@@ -46,7 +46,7 @@ pub fn run(cmd: HeCommand) -> Result<()> {
         HeCommand::Presets => {
             for p in Preset::ALL {
                 let (n, bits, scale) = p.spec();
-                println!(
+                outln!(
                     "{:<16} N = {n:<6} moduli = {bits:?} scale = 2^{scale}",
                     p.name()
                 );
@@ -239,25 +239,29 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if args.json {
         for (op, us) in &results {
             let line = serde_json::json!({"op": op, "degree": args.degree, "median_us": (us * 100.0).round() / 100.0, "runs": runs});
-            println!("{line}");
+            outln!("{line}");
         }
         let line = serde_json::json!({"op": "precision_log2_error", "degree": args.degree, "value": (precision * 100.0).round() / 100.0, "runs": 1});
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!(
+        outln!(
             "CKKS N = {}, moduli = {:?}, scale = 2^{}, {} thread(s), {} run(s) per op",
-            args.degree, bits, scale_bits, threads, runs
+            args.degree,
+            bits,
+            scale_bits,
+            threads,
+            runs
         );
-        println!("{:<22} {:>14}", "operation", "median");
+        outln!("{:<22} {:>14}", "operation", "median");
         for (op, us) in &results {
             let shown = if *us >= 1000.0 {
                 format!("{:.2} ms", us / 1000.0)
             } else {
                 format!("{us:.1} µs")
             };
-            println!("{op:<22} {shown:>14}");
+            outln!("{op:<22} {shown:>14}");
         }
-        println!(
+        outln!(
             "{:<22} {:>14}",
             "max error (mul+rescale)",
             format!("2^{precision:.1}")

@@ -30,6 +30,11 @@ impl Encryptor {
         })
     }
 
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.pk
+    }
+
     /// Encrypts at the plaintext's level, with randomness from the operating system.
     pub fn encrypt(&self, pt: &Plaintext) -> Result<Ciphertext> {
         self.encrypt_with_rng(pt, &mut ChaCha20Rng::from_os_rng())
@@ -127,6 +132,11 @@ impl Decryptor {
             ctx: ctx.clone(),
             sk,
         })
+    }
+
+    /// The secret key (handle with care).
+    pub fn secret_key(&self) -> &SecretKey {
+        &self.sk
     }
 
     /// Decrypts to a plaintext at the ciphertext's level and scale.

@@ -155,6 +155,75 @@ impl VectorContext {
         })
     }
 
+    /// Serializes what a computing party needs: the parameters and the public,
+    /// relinearization and Galois keys (no secret key). Read it back with
+    /// [`VectorContext::from_public_bytes`].
+    pub fn public_to_bytes(&self) -> Vec<u8> {
+        let parts = [
+            self.ckks.params().to_bytes(),
+            self.encryptor.public_key().to_bytes(),
+            self.rlk.to_bytes(),
+            self.gk.to_bytes(&self.ckks),
+        ];
+        let mut out = Vec::new();
+        out.extend_from_slice(b"VEILCTX1");
+        for p in &parts {
+            out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// Rebuilds a public context (no secret key) from [`VectorContext::public_to_bytes`];
+    /// `secret_key`, if given, must be the serialized secret key of the same parameters
+    /// (the data owner's side).
+    pub fn from_public_bytes(bytes: &[u8], secret_key: Option<&[u8]>) -> Result<Arc<Self>> {
+        let bad = |r: &str| HeError::Deserialize {
+            what: "vector context",
+            reason: r.to_string(),
+        };
+        let body = bytes
+            .strip_prefix(b"VEILCTX1")
+            .ok_or_else(|| bad("bad magic or version"))?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
+        let mut rest = body;
+        for _ in 0..4 {
+            if rest.len() < 8 {
+                return Err(bad("truncated"));
+            }
+            let (len, tail) = rest.split_at(8);
+            let mut l = [0u8; 8];
+            l.copy_from_slice(len);
+            let len = usize::try_from(u64::from_le_bytes(l)).map_err(|_| bad("length overflow"))?;
+            if tail.len() < len {
+                return Err(bad("truncated"));
+            }
+            let (part, tail) = tail.split_at(len);
+            parts.push(part);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let params = crate::ckks::CkksParameters::from_bytes(parts[0])?;
+        let ckks = CkksContext::new(params)?;
+        let pk = crate::ckks::keys::PublicKey::from_bytes(&ckks, parts[1])?;
+        let rlk = RelinearizationKey::from_bytes(&ckks, parts[2])?;
+        let gk = GaloisKeys::from_bytes(&ckks, parts[3])?;
+        let sk = secret_key
+            .map(|b| crate::ckks::keys::SecretKey::from_bytes(&ckks, b))
+            .transpose()?;
+        Self::from_keys(&ckks, pk, sk, rlk, gk)
+    }
+
+    /// The serialized secret key (a zeroizing buffer), if this context holds one.
+    pub fn secret_key_bytes(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        self.decryptor
+            .as_ref()
+            .map(|d| d.secret_key().to_bytes())
+            .transpose()
+    }
+
     /// Whether this context can decrypt.
     pub fn has_secret_key(&self) -> bool {
         self.decryptor.is_some()

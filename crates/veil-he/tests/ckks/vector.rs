@@ -206,3 +206,32 @@ fn errors_are_clear() {
     }
     assert!(matches!(deep.square(), Err(HeError::OutOfLevels { .. })));
 }
+
+#[test]
+fn contexts_travel_between_parties() {
+    let c = ctx();
+    // The data owner ships the public context; the server rebuilds it without a secret key.
+    let wire = c.public_to_bytes();
+    let server = VectorContext::from_public_bytes(&wire, None).unwrap();
+    assert!(!server.has_secret_key());
+    let x = CkksVector::encrypt(&c, &[1.5, -2.0, 0.25]).unwrap();
+    let on_server = CkksVector::from_bytes(&server, &x.to_bytes()).unwrap();
+    let result = on_server.square().unwrap().sum().unwrap();
+    assert!(matches!(result.decrypt(), Err(HeError::MissingSecretKey)));
+    // The owner, restarted from the public context and its saved secret key, decrypts.
+    let sk = c.secret_key_bytes().unwrap().unwrap();
+    let owner = VectorContext::from_public_bytes(&wire, Some(&sk)).unwrap();
+    let back = CkksVector::from_bytes(&owner, &result.to_bytes())
+        .unwrap()
+        .decrypt()
+        .unwrap();
+    assert!((back[0] - (2.25 + 4.0 + 0.0625)).abs() < 1e-5);
+    // Hostile context bytes are errors.
+    for cut in [0, 7, 8, 20, wire.len() - 1] {
+        assert!(VectorContext::from_public_bytes(&wire[..cut], None).is_err());
+    }
+    let mut extra = wire.clone();
+    extra.push(1);
+    assert!(VectorContext::from_public_bytes(&extra, None).is_err());
+    assert!(server.secret_key_bytes().unwrap().is_none());
+}
