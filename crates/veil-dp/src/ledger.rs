@@ -1,0 +1,248 @@
+//! The privacy-budget ledger: per dataset (and optionally per analyst), persisted, with an
+//! atomic check-and-charge that runs **before** any noisy value is computed.
+//!
+//! The embedded ledger is a SQLite file. A charge runs in a `BEGIN IMMEDIATE` transaction, so
+//! concurrent charges — from threads or from separate processes sharing the file — are
+//! serialized: the total spent never exceeds the budget, and a rejected charge writes nothing.
+//!
+//! Amounts are stored as integers (ε in units of 10⁻¹², δ in units of 10⁻¹⁸), charges rounded
+//! up and budgets rounded down, so sums are exact: no floating-point drift can let a sequence
+//! of charges slip past the budget.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{delta as check_delta, DpError, Result};
+
+const EPS_UNIT: f64 = 1e12;
+const DELTA_UNIT: f64 = 1e18;
+/// The analyst name that stands for "everyone" (the dataset's total budget).
+const ALL: &str = "*";
+
+fn eps_up(e: f64) -> i64 {
+    (e * EPS_UNIT).ceil() as i64
+}
+fn eps_down(e: f64) -> i64 {
+    (e * EPS_UNIT).floor() as i64
+}
+fn delta_up(d: f64) -> i64 {
+    (d * DELTA_UNIT).ceil() as i64
+}
+fn delta_down(d: f64) -> i64 {
+    (d * DELTA_UNIT).floor() as i64
+}
+
+/// What remains of a budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Remaining {
+    /// ε left.
+    pub epsilon: f64,
+    /// δ left.
+    pub delta: f64,
+}
+
+/// One recorded charge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Charge {
+    /// Dataset.
+    pub dataset: String,
+    /// Analyst.
+    pub analyst: String,
+    /// ε charged.
+    pub epsilon: f64,
+    /// δ charged.
+    pub delta: f64,
+    /// What was released (e.g. the query text).
+    pub note: String,
+    /// Unix time in seconds.
+    pub at: u64,
+}
+
+/// A budget ledger in a SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteLedger {
+    path: PathBuf,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let ledger = Self {
+            path: path.as_ref().to_path_buf(),
+        };
+        let conn = ledger.connect()?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS budgets (
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
+                 PRIMARY KEY (dataset, analyst));
+             CREATE TABLE IF NOT EXISTS charges (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
+                 note TEXT NOT NULL, at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges (dataset, analyst);",
+        )?;
+        Ok(ledger)
+    }
+
+    /// The file backing the ledger.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        Ok(conn)
+    }
+
+    /// Sets the total budget of `dataset` (`analyst = None`) or one analyst's budget on it.
+    pub fn set_budget(
+        &self,
+        dataset: &str,
+        analyst: Option<&str>,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()> {
+        if !(epsilon.is_finite() && epsilon >= 0.0) {
+            return Err(DpError::InvalidParameter(format!(
+                "budget ε must be finite and non-negative, got {epsilon}"
+            )));
+        }
+        check_delta("budget δ", delta)?;
+        let who = analyst.unwrap_or(ALL);
+        if who == ALL && analyst.is_some() {
+            return Err(DpError::InvalidParameter(
+                "\"*\" is reserved for the dataset's total budget".into(),
+            ));
+        }
+        self.connect()?.execute(
+            "INSERT INTO budgets (dataset, analyst, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
+            params![dataset, who, eps_down(epsilon), delta_down(delta)],
+        )?;
+        Ok(())
+    }
+
+    fn remaining_in(tx: &Connection, dataset: &str, analyst: &str) -> Result<Option<(i64, i64)>> {
+        let budget: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT epsilon, delta FROM budgets WHERE dataset = ?1 AND analyst = ?2",
+                params![dataset, analyst],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((be, bd)) = budget else {
+            return Ok(None);
+        };
+        let (se, sd): (i64, i64) = if analyst == ALL {
+            tx.query_row(
+                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM charges WHERE dataset = ?1",
+                params![dataset],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        } else {
+            tx.query_row(
+                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM charges WHERE dataset = ?1 AND analyst = ?2",
+                params![dataset, analyst],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        };
+        Ok(Some((be - se, bd - sd)))
+    }
+
+    fn to_remaining((e, d): (i64, i64)) -> Remaining {
+        Remaining {
+            epsilon: e.max(0) as f64 / EPS_UNIT,
+            delta: d.max(0) as f64 / DELTA_UNIT,
+        }
+    }
+
+    /// Atomically checks that both the dataset's total budget and (if set) the analyst's own
+    /// budget can pay `(epsilon, delta)`, and records the charge. On
+    /// [`DpError::BudgetExhausted`] nothing is recorded. Returns what the dataset has left.
+    pub fn charge(
+        &self,
+        dataset: &str,
+        analyst: &str,
+        epsilon: f64,
+        delta: f64,
+        note: &str,
+    ) -> Result<Remaining> {
+        if !(epsilon.is_finite() && epsilon >= 0.0) {
+            return Err(DpError::InvalidParameter(format!(
+                "ε must be finite and non-negative, got {epsilon}"
+            )));
+        }
+        check_delta("δ", delta)?;
+        if analyst == ALL {
+            return Err(DpError::InvalidParameter(
+                "\"*\" is not an analyst name".into(),
+            ));
+        }
+        let (ce, cd) = (eps_up(epsilon), delta_up(delta));
+        let mut conn = self.connect()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let total = Self::remaining_in(&tx, dataset, ALL)?
+            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
+        let own = Self::remaining_in(&tx, dataset, analyst)?;
+        for (limit, who) in [
+            (Some(total), String::new()),
+            (own, format!(" (analyst {analyst:?})")),
+        ] {
+            let Some((re, rd)) = limit else { continue };
+            if ce > re || cd > rd {
+                let r = Self::to_remaining((re, rd));
+                return Err(DpError::BudgetExhausted {
+                    dataset: dataset.to_string(),
+                    analyst: who,
+                    requested_epsilon: epsilon,
+                    requested_delta: delta,
+                    remaining_epsilon: r.epsilon,
+                    remaining_delta: r.delta,
+                });
+            }
+        }
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        tx.execute(
+            "INSERT INTO charges (dataset, analyst, epsilon, delta, note, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![dataset, analyst, ce, cd, note, at as i64],
+        )?;
+        tx.commit()?;
+        Ok(Self::to_remaining((total.0 - ce, total.1 - cd)))
+    }
+
+    /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
+    pub fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
+        let conn = self.connect()?;
+        let left = Self::remaining_in(&conn, dataset, analyst.unwrap_or(ALL))?
+            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
+        Ok(Self::to_remaining(left))
+    }
+
+    /// All charges on a dataset, oldest first.
+    pub fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
+        let conn = self.connect()?;
+        let mut stmt = conn.prepare(
+            "SELECT dataset, analyst, epsilon, delta, note, at FROM charges WHERE dataset = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![dataset], |r| {
+            Ok(Charge {
+                dataset: r.get(0)?,
+                analyst: r.get(1)?,
+                epsilon: r.get::<_, i64>(2)? as f64 / EPS_UNIT,
+                delta: r.get::<_, i64>(3)? as f64 / DELTA_UNIT,
+                note: r.get(4)?,
+                at: r.get::<_, i64>(5)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+}
