@@ -143,5 +143,68 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         anyhow::bail!("decrypted results are outside the expected error bound");
     }
     outln!("\nOK: the server computed on data it never saw.");
+    outln!();
+    dp_demo(args.patients)
+}
+
+/// Differential privacy: local DP telemetry, then budgeted central releases.
+fn dp_demo(patients: usize) -> Result<()> {
+    use veil_dp::ledger::SqliteLedger;
+    use veil_dp::local::{estimate_fraction, BitReporter};
+    use veil_dp::mechanisms::LaplaceMechanism;
+
+    outln!("== Veil demo: differential privacy ==");
+    // Local DP: every patient's device randomizes "has the symptom" before sending it.
+    let epsilon = 1.0;
+    let reporter = BitReporter::new(epsilon)?;
+    let truth: Vec<bool> = readings(patients).iter().map(|&r| r > 0.3).collect();
+    let t = Instant::now();
+    let reports = truth
+        .iter()
+        .map(|&b| reporter.report(b))
+        .collect::<veil_dp::Result<Vec<bool>>>()?;
+    let est = estimate_fraction(&reports, epsilon)?;
+    let true_rate = truth.iter().filter(|&&b| b).count() as f64 / patients as f64;
+    let (lo, hi) = est.ci95();
+    outln!(
+        "[devices] {patients} randomized reports at ε = {epsilon} (local DP): {}",
+        ms(t)
+    );
+    outln!(
+        "[server]  symptom prevalence estimate {:.3} (95% CI {lo:.3} … {hi:.3}); true rate {true_rate:.3}",
+        est.value
+    );
+
+    // Central DP with a budget: the ledger charges before any noise is drawn.
+    let dir = std::env::temp_dir().join(format!("veil-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ledger = SqliteLedger::open(dir.join("budget.db"))?;
+    ledger.set_budget("patients", None, 1.0, 1e-6)?;
+    let count = LaplaceMechanism::new(1.0, 0.3)?;
+    let true_count = truth.iter().filter(|&&b| b).count() as i64;
+    for q in 1..=4 {
+        let result = veil_dp::release(
+            &ledger,
+            "patients",
+            "analyst",
+            "COUNT(symptom)",
+            &count.cost(),
+            1e-6,
+            || count.release_integer(true_count),
+        );
+        match result {
+            Ok(v) => {
+                let left = ledger.remaining("patients", None)?;
+                outln!(
+                    "[analyst] query {q}: noisy count {v} (true {true_count}, ±{:.1} at 95%), ε left {:.2}",
+                    count.confidence_half_width(0.05),
+                    left.epsilon
+                );
+            }
+            Err(e) => outln!("[analyst] query {q}: refused, nothing charged: {e}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir)?;
+    outln!("\nOK: every release was paid for before its noise was drawn.");
     Ok(())
 }
