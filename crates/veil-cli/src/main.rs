@@ -21,6 +21,7 @@ macro_rules! outln {
     }};
 }
 
+mod attest;
 mod demo;
 mod he;
 mod progress;
@@ -43,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         command: he::HeCommand,
     },
+    /// Confidential computing: verify attestation evidence.
+    Attest {
+        #[command(subcommand)]
+        command: attest::AttestCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::He { command } => he::run(command),
+        Command::Attest { command } => attest::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -102,3 +102,125 @@ fn bad_input_is_an_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+fn vectors() -> String {
+    format!("{}/../veil-tee/tests/vectors", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn attest_verify_real_quotes() {
+    let v = vectors();
+    let out = veil(&[
+        "attest",
+        "verify",
+        &format!("{v}/tdx_quote"),
+        "--collateral",
+        &format!("{v}/tdx_quote_collateral.json"),
+        "--at",
+        "2025-07-01T00:00:00Z",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["tee"], "tdx");
+    assert_eq!(claims["tcb_status"], "UpToDate");
+    // Refused: exit 1, the exact reason on stderr, nothing on stdout.
+    let out = veil(&[
+        "attest",
+        "verify",
+        &format!("{v}/tdx_quote_outdated"),
+        "--collateral",
+        &format!("{v}/tdx_quote_outdated_collateral.json"),
+        "--at",
+        "2026-03-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rejected") && stderr.contains("TCB"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // Missing collateral, bad time, unknown file: errors, not panics.
+    for args in [
+        vec!["attest", "verify", &format!("{v}/sgx_quote")],
+        vec![
+            "attest",
+            "verify",
+            &format!("{v}/README.md"),
+            "--collateral",
+            &format!("{v}/sgx_quote_collateral.json"),
+        ],
+        vec!["attest", "verify", "/nonexistent", "--at", "yesterday"],
+    ] {
+        let out = veil(&args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}
+
+#[test]
+fn attest_simulate_then_verify() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let workload = dir.join("workload.wat");
+    std::fs::write(&workload, "(module)").unwrap();
+    let evidence = dir.join("evidence.bin");
+    let seed = "07".repeat(32);
+    let out = veil(&[
+        "attest",
+        "simulate",
+        "--workload",
+        workload.to_str().unwrap(),
+        "--nonce",
+        "n1",
+        "--public-key",
+        "aabb",
+        "--platform-seed",
+        &seed,
+        "--out",
+        evidence.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("platform_key   "))
+        .unwrap()
+        .to_string();
+    let out = veil(&[
+        "attest",
+        "verify",
+        evidence.to_str().unwrap(),
+        "--sim-platform-key",
+        &key,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["tee"], "sim");
+    let wrong = "08".repeat(32);
+    let out = veil(&[
+        "attest",
+        "verify",
+        evidence.to_str().unwrap(),
+        "--sim-platform-key",
+        &wrong,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_dir_all(dir).unwrap();
+}

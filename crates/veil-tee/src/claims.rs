@@ -1,0 +1,52 @@
+//! What verified evidence proves.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The kind of trusted execution environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeeKind {
+    /// Intel SGX enclave.
+    Sgx,
+    /// Intel TDX trust domain.
+    Tdx,
+    /// Veil's simulated TEE (software only, **no hardware protection**).
+    Sim,
+}
+
+impl TeeKind {
+    /// The name used in claims and policies.
+    pub fn name(self) -> &'static str {
+        match self {
+            TeeKind::Sgx => "sgx",
+            TeeKind::Tdx => "tdx",
+            TeeKind::Sim => "sim",
+        }
+    }
+}
+
+/// Typed claims from evidence that passed verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifiedClaims {
+    /// Which TEE produced the evidence.
+    pub tee: TeeKind,
+    /// Code measurements by name (hex): `mr_enclave`, `mr_signer` (SGX); `mr_td`,
+    /// `rtmr0..3`, `mr_seam` (TDX); `measurement` (simulated).
+    pub measurements: BTreeMap<String, String>,
+    /// The signer's identity (hex): MRSIGNER for SGX, MRSIGNERSEAM for TDX.
+    pub signer: Option<String>,
+    /// Product id (SGX ISV_PROD_ID).
+    pub product_id: Option<u16>,
+    /// Security version (SGX ISV_SVN, simulated SVN).
+    pub security_version: Option<u16>,
+    /// Whether the TEE runs in debug mode (its memory is then readable by the host).
+    pub debug: bool,
+    /// TCB status from the collateral (`UpToDate`, `SWHardeningNeeded`, …; `Simulated`).
+    pub tcb_status: String,
+    /// Intel security advisories that apply to the platform.
+    pub advisory_ids: Vec<String>,
+    /// The 64 bytes of report data the TEE bound into the evidence (hex).
+    pub report_data: String,
+}

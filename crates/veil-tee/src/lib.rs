@@ -1,0 +1,23 @@
+//! # veil-tee: confidential computing
+//!
+//! Code in a trusted execution environment proves what it is with *evidence*: a report of
+//! its measurements and 64 bytes of its own data, signed by the hardware. This crate turns
+//! evidence into typed, verified claims — or a precise reason for rejecting it.
+//!
+//! - [`evidence::detect`] tells the kind of evidence from its header.
+//! - [`evidence::dcap::DcapVerifier`] (feature `dcap`): Intel SGX quotes v3 and TDX quotes
+//!   v4/v5 through the pure-Rust `dcap-qvl`, offline against stored collateral at a given time.
+//! - [`evidence::sim`] (feature `sim`): a clearly labelled simulated TEE for demos and tests;
+//!   its claims always say `tee: "sim"`.
+//! - [`binding`]: the report data must equal `SHA-512(nonce ‖ public key ‖ runtime data)`.
+//!
+//! SEV-SNP verification, the attestation service, the key broker and measured workloads are
+//! the next steps (see the project's issues).
+
+pub mod binding;
+pub mod claims;
+pub mod error;
+pub mod evidence;
+
+pub use claims::{TeeKind, VerifiedClaims};
+pub use error::{Result, TeeError};

@@ -1,0 +1,142 @@
+//! Verification of real recorded SGX/TDX evidence and of simulated evidence, including
+//! tampered, truncated and mismatched inputs, which must be rejected for a specific reason.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use veil_tee::binding::{check_binding, expected_report_data};
+use veil_tee::evidence::dcap::DcapVerifier;
+use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_tee::evidence::{detect, EvidenceKind, Verifier};
+use veil_tee::{TeeError, TeeKind};
+
+const JULY_2025: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z
+const MARCH_2026: u64 = 1_772_323_200; // 2026-03-01T00:00:00Z
+const JAN_2027: u64 = 1_798_761_600; // 2027-01-01T00:00:00Z
+
+fn vector(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/vectors/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn verifier(name: &str) -> DcapVerifier {
+    DcapVerifier::from_collateral_json(&String::from_utf8(vector(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn real_sgx_quote_verifies_with_its_tcb_status() {
+    let quote = vector("sgx_quote");
+    assert_eq!(detect(&quote).unwrap(), EvidenceKind::SgxQuote);
+    let claims = verifier("sgx_quote_collateral.json")
+        .verify(&quote, JULY_2025)
+        .unwrap();
+    assert_eq!(claims.tee, TeeKind::Sgx);
+    assert_eq!(claims.tcb_status, "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(claims.measurements["mr_enclave"].len(), 64);
+    assert_eq!(claims.report_data.len(), 128);
+    assert!(claims.product_id.is_some() && claims.security_version.is_some());
+    // The same quote after the CRL expired is refused.
+    let err = verifier("sgx_quote_collateral.json")
+        .verify(&quote, JAN_2027)
+        .unwrap_err();
+    assert!(matches!(err, TeeError::Rejected(_)), "{err}");
+}
+
+#[test]
+fn real_tdx_quotes_verify_or_are_refused_as_recorded() {
+    let quote = vector("tdx_quote");
+    assert_eq!(detect(&quote).unwrap(), EvidenceKind::TdxQuote);
+    let claims = verifier("tdx_quote_collateral.json")
+        .verify(&quote, JULY_2025)
+        .unwrap();
+    assert_eq!(claims.tee, TeeKind::Tdx);
+    assert_eq!(claims.tcb_status, "UpToDate");
+    for m in ["mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
+        assert_eq!(claims.measurements[m].len(), 96, "{m}");
+    }
+    let outdated = vector("tdx_quote_outdated");
+    let err = verifier("tdx_quote_outdated_collateral.json")
+        .verify(&outdated, MARCH_2026)
+        .unwrap_err();
+    assert!(matches!(err, TeeError::Rejected(_)), "{err}");
+}
+
+#[test]
+fn tampered_truncated_and_mismatched_evidence_is_rejected() {
+    let quote = vector("sgx_quote");
+    let v = verifier("sgx_quote_collateral.json");
+    // A flipped byte in the signed report body (the report data region) breaks the signature.
+    let mut flipped = quote.clone();
+    flipped[400] ^= 0x01;
+    assert!(matches!(
+        v.verify(&flipped, JULY_2025),
+        Err(TeeError::Rejected(_))
+    ));
+    // Truncations at many lengths: always an error, never a panic.
+    for len in [0, 10, 47, 48, 100, 432, 436, 1000, quote.len() - 1] {
+        assert!(v.verify(&quote[..len], JULY_2025).is_err(), "length {len}");
+    }
+    // The SGX quote with the TDX collateral.
+    let tdx_collateral = verifier("tdx_quote_collateral.json");
+    assert!(tdx_collateral.verify(&quote, JULY_2025).is_err());
+    // Garbage collateral.
+    assert!(matches!(
+        DcapVerifier::from_collateral_json("{}"),
+        Err(TeeError::InvalidCollateral(_))
+    ));
+    assert!(matches!(
+        detect(b"not a quote at all, just some text padding it out ......"),
+        Err(TeeError::UnknownEvidence(_))
+    ));
+}
+
+#[test]
+fn simulated_evidence_verifies_binds_and_says_sim() {
+    let platform = SimulatedPlatform::from_seed(&[7u8; 32]);
+    let nonce = b"nonce-123";
+    let pk = b"workload public key";
+    let rd = expected_report_data(nonce, pk, b"");
+    let evidence = platform.issue(&[0xab; 48], &rd, false, 3);
+    assert_eq!(detect(&evidence).unwrap(), EvidenceKind::Simulated);
+    let v = SimVerifier::new(&platform.public_key()).unwrap();
+    let claims = v.verify(&evidence, 0).unwrap();
+    assert_eq!(claims.tee, TeeKind::Sim);
+    assert_eq!(claims.tcb_status, "Simulated");
+    assert_eq!(claims.security_version, Some(3));
+    assert!(!claims.debug);
+    check_binding(&claims, nonce, pk, b"").unwrap();
+    assert_eq!(
+        check_binding(&claims, b"other nonce", pk, b""),
+        Err(TeeError::BindingMismatch)
+    );
+    assert_eq!(
+        check_binding(&claims, nonce, b"another key", b""),
+        Err(TeeError::BindingMismatch)
+    );
+    // Length-prefixing: moving bytes between fields changes the binding.
+    assert_ne!(
+        expected_report_data(b"ab", b"c", b""),
+        expected_report_data(b"a", b"bc", b"")
+    );
+    // Tampering, truncation and a different platform key are rejected.
+    let mut t = evidence.clone();
+    t[20] ^= 1;
+    assert!(matches!(v.verify(&t, 0), Err(TeeError::Rejected(_))));
+    assert!(v.verify(&evidence[..evidence.len() - 1], 0).is_err());
+    let other = SimVerifier::new(&SimulatedPlatform::from_seed(&[8u8; 32]).public_key()).unwrap();
+    assert!(matches!(
+        other.verify(&evidence, 0),
+        Err(TeeError::Rejected(_))
+    ));
+    // The DCAP verifier does not accept simulated evidence.
+    assert!(verifier("sgx_quote_collateral.json")
+        .verify(&evidence, JULY_2025)
+        .is_err());
+}
