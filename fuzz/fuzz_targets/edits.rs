@@ -24,6 +24,7 @@ pub fn edited(samples: &[Vec<u8>], data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The small, insecure parameter set the targets use (fast; fuzzing needs no security).
+#[allow(dead_code, reason = "not every target builds a CKKS context")]
 pub fn fuzz_parameters() -> veil_he::ckks::CkksParameters {
     veil_he::ckks::CkksParameters::builder()
         .degree(64)
