@@ -9,6 +9,7 @@
 //!   Microsoft's Windows telemetry (Ding, Kulkarni, Yekhanin, NeurIPS 2017).
 
 use crate::error::{positive, DpError, Result};
+use crate::mechanisms::RandomizedResponse;
 use crate::noise::bernoulli;
 
 /// An unbiased estimate with its standard error.
@@ -31,30 +32,29 @@ impl Estimate {
 }
 
 /// Client side of randomized response: reports its bit truthfully with probability
-/// `e^ε/(1 + e^ε)`.
+/// `e^ε/(1 + e^ε)` (the [`RandomizedResponse`] mechanism, run on the device).
 #[derive(Clone, Debug)]
 pub struct BitReporter {
-    keep: f64,
+    rr: RandomizedResponse,
 }
 
 impl BitReporter {
     /// ε-LDP reporter.
     pub fn new(epsilon: f64) -> Result<Self> {
-        positive("ε", epsilon)?;
         Ok(Self {
-            keep: 1.0 / (1.0 + (-epsilon).exp()),
+            rr: RandomizedResponse::new(epsilon)?,
         })
     }
 
     /// The randomized report of `bit`.
     pub fn report(&self, bit: bool) -> Result<bool> {
-        Ok(if bernoulli(self.keep)? { bit } else { !bit })
+        self.rr.randomize(bit)
     }
 }
 
 /// Server side of randomized response: the fraction of true bits among the clients.
 pub fn estimate_fraction(reports: &[bool], epsilon: f64) -> Result<Estimate> {
-    let keep = BitReporter::new(epsilon)?.keep;
+    let keep = RandomizedResponse::new(epsilon)?.keep_probability();
     let n = reports.len();
     if n == 0 {
         return Err(DpError::InvalidParameter("no reports".into()));

@@ -6,6 +6,17 @@ use crate::accountant::{epsilon_to_zcdp, Cost};
 use crate::error::{positive, DpError, Result};
 use crate::noise::{bernoulli, discrete_gaussian, discrete_laplace, Grid};
 
+/// Snaps `value` to the grid, adds integer noise in grid units, and maps back.
+fn release_on_grid(grid: Grid, value: f64, noise: impl FnOnce() -> Result<i64>) -> Result<f64> {
+    if !value.is_finite() {
+        return Err(DpError::InvalidParameter(format!(
+            "cannot release non-finite value {value}"
+        )));
+    }
+    let n = grid.snap(value)?;
+    Ok(grid.value(n.saturating_add(noise()?)))
+}
+
 /// The Laplace mechanism in its floating-point-safe form: discrete Laplace noise on a grid
 /// (integer queries: no grid at all). ε-DP for queries of L1 sensitivity `sensitivity`.
 #[derive(Clone, Debug)]
@@ -42,14 +53,9 @@ impl LaplaceMechanism {
 
     /// Releases a real value.
     pub fn release(&self, value: f64) -> Result<f64> {
-        if !value.is_finite() {
-            return Err(DpError::InvalidParameter(format!(
-                "cannot release non-finite value {value}"
-            )));
-        }
-        let n = self.grid.snap(value)?;
-        let z = discrete_laplace(self.scale() / self.grid.spacing())?;
-        Ok(self.grid.value(n.saturating_add(z)))
+        release_on_grid(self.grid, value, || {
+            discrete_laplace(self.scale() / self.grid.spacing())
+        })
     }
 
     /// Releases an integer value (for integer sensitivity, e.g. counts): no grid needed.
@@ -103,14 +109,9 @@ impl GaussianMechanism {
 
     /// Releases a real value.
     pub fn release(&self, value: f64) -> Result<f64> {
-        if !value.is_finite() {
-            return Err(DpError::InvalidParameter(format!(
-                "cannot release non-finite value {value}"
-            )));
-        }
-        let n = self.grid.snap(value)?;
-        let z = discrete_gaussian(self.sigma() / self.grid.spacing())?;
-        Ok(self.grid.value(n.saturating_add(z)))
+        release_on_grid(self.grid, value, || {
+            discrete_gaussian(self.sigma() / self.grid.spacing())
+        })
     }
 
     /// Half-width of the 95% confidence interval (1.96 σ).

@@ -310,11 +310,7 @@ impl Modulus {
         let inv = 1.0 / q as f64;
         vectorize(|| {
             for (o, &x) in out.iter_mut().zip(input) {
-                let mag = x.unsigned_abs();
-                let est = ((mag as f64) * inv) as u64;
-                let r = mag.wrapping_sub(est.wrapping_mul(q)) as i64;
-                let r = if r < 0 { r + q as i64 } else { r };
-                let r = (if r >= q as i64 { r - q as i64 } else { r }) as u64;
+                let r = reduce_by_float(x.unsigned_abs(), q, inv);
                 // negate for negative inputs (0 stays 0)
                 let neg = q.wrapping_sub(r);
                 let neg = neg.min(neg.wrapping_sub(q));
@@ -356,14 +352,20 @@ impl Modulus {
         let inv = 1.0 / q as f64;
         vectorize(|| {
             for (o, &x) in out.iter_mut().zip(input) {
-                let est = ((x as f64) * inv) as u64;
-                let r = x.wrapping_sub(est.wrapping_mul(q)) as i64;
-                let r = if r < 0 { r + q as i64 } else { r };
-                let r = if r >= q as i64 { r - q as i64 } else { r };
-                *o = r as u64;
+                *o = reduce_by_float(x, q, inv);
             }
         })
     }
+}
+
+/// `x mod q` for `x < 2^62`: the quotient is estimated in double precision (off by at most
+/// one either way) and corrected; branch-free so that it vectorizes.
+#[inline(always)]
+fn reduce_by_float(x: u64, q: u64, inv_q: f64) -> u64 {
+    let est = ((x as f64) * inv_q) as u64;
+    let r = x.wrapping_sub(est.wrapping_mul(q)) as i64;
+    let r = if r < 0 { r + q as i64 } else { r };
+    (if r >= q as i64 { r - q as i64 } else { r }) as u64
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ pub const SECURITY_TABLE_128: [(usize, u32); 5] = [
     (65536, 1772),
 ];
 
+/// Most primes a modulus chain may have (ciphertext and special primes together), as in SEAL.
+pub const MAX_PRIMES: usize = 64;
+
 /// Smallest and largest prime bit sizes accepted in a modulus chain.
 pub const PRIME_BITS_RANGE: (u32, u32) = (20, 60);
 
@@ -179,6 +182,12 @@ impl CkksParametersBuilder {
         if n < 4096 && !self.insecure {
             return bad(format!(
                 "degree {n} is below 4096, which cannot reach 128-bit security; opt in with insecure_allow_below_128_bit_security()"
+            ));
+        }
+        if self.bit_sizes.len() > MAX_PRIMES {
+            return bad(format!(
+                "the modulus chain has {} primes; at most {MAX_PRIMES} are supported (as in SEAL)",
+                self.bit_sizes.len()
             ));
         }
         if self.special_count == 0 {
@@ -424,6 +433,10 @@ mod tests {
                 .dnum(1),
             CkksParameters::builder().special_primes(0),
             CkksParameters::builder().scale_bits(f64::NAN),
+            CkksParameters::builder()
+                .degree(65536)
+                .moduli_bits(&[30; 65])
+                .insecure_allow_below_128_bit_security(),
         ];
         for c in cases {
             let e = c.clone().build().unwrap_err();
