@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use veil_tee::evidence::dcap::DcapVerifier;
 use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_tee::evidence::snp::SnpVerifier;
 use veil_tee::evidence::{detect, Verifier};
 
 mod edits;
@@ -16,6 +17,7 @@ struct Fixture {
     sgx: DcapVerifier,
     tdx: DcapVerifier,
     sim: SimVerifier,
+    snp: SnpVerifier,
     samples: Vec<Vec<u8>>,
 }
 
@@ -32,7 +34,13 @@ fn fixture() -> &'static Fixture {
             sgx: DcapVerifier::from_collateral_json(&text("sgx_quote_collateral.json")).expect("collateral"),
             tdx: DcapVerifier::from_collateral_json(&text("tdx_quote_collateral.json")).expect("collateral"),
             sim: SimVerifier::new(&platform.public_key()).expect("key"),
-            samples: vec![read("sgx_quote"), read("tdx_quote"), platform.issue(&[1; 48], &[2; 64], false, 1)],
+            snp: SnpVerifier::from_vcek_der(&read("snp-test-vcek.der")).expect("vcek"),
+            samples: vec![
+                read("sgx_quote"),
+                read("tdx_quote"),
+                read("snp-test-report.bin"),
+                platform.issue(&[1; 48], &[2; 64], false, 1),
+            ],
         }
     })
 }
@@ -42,6 +50,7 @@ fn check(f: &Fixture, data: &[u8]) {
     let _ = f.sgx.verify(data, JULY_2025);
     let _ = f.tdx.verify(data, JULY_2025);
     let _ = f.sim.verify(data, JULY_2025);
+    let _ = f.snp.verify(data, JULY_2025);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,7 @@ use veil_tee::evidence::{detect, EvidenceKind, Verifier};
 
 #[derive(Subcommand, Debug)]
 pub enum AttestCommand {
-    /// Verify evidence (SGX quote v3, TDX quote v4/v5, or simulated) and print its claims;
+    /// Verify evidence (SGX quote v3, TDX quote v4/v5, SEV-SNP report, or simulated) and print its claims;
     /// exit 1 with the reason if it is rejected.
     Verify(VerifyArgs),
     /// Produce evidence from Veil's simulated TEE (software only, for demos and tests): the
@@ -55,6 +55,9 @@ pub struct VerifyArgs {
     /// info and QE identity with their signatures).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// For SEV-SNP reports: the VCEK certificate (DER, as AMD's KDS serves it).
+    #[arg(long)]
+    pub vcek: Option<PathBuf>,
     /// Verify as of this time (RFC 3339, e.g. 2025-07-01T00:00:00Z); default: now.
     #[arg(long)]
     pub at: Option<String>,
@@ -126,6 +129,14 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             let json = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read collateral {}", path.display()))?;
             DcapVerifier::from_collateral_json(&json)?.verify(&evidence, now)?
+        }
+        EvidenceKind::SnpReport => {
+            let Some(path) = &args.vcek else {
+                bail!("SEV-SNP evidence needs --vcek FILE (the VCEK certificate, DER)");
+            };
+            let der = std::fs::read(path)
+                .with_context(|| format!("cannot read VCEK {}", path.display()))?;
+            veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?.verify(&evidence, now)?
         }
         EvidenceKind::Simulated => {
             let Some(key) = &args.sim_platform_key else {

@@ -146,6 +146,23 @@ fn attest_verify_real_quotes() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+    // SEV-SNP with its VCEK.
+    let out = veil(&[
+        "attest",
+        "verify",
+        &format!("{v}/snp-test-report.bin"),
+        "--vcek",
+        &format!("{v}/snp-test-vcek.der"),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["tee"], "snp");
     // Missing collateral, bad time, unknown file: errors, not panics.
     for args in [
         vec!["attest", "verify", &format!("{v}/sgx_quote")],

@@ -12,6 +12,8 @@ pub enum TeeKind {
     Sgx,
     /// Intel TDX trust domain.
     Tdx,
+    /// AMD SEV-SNP confidential VM.
+    Snp,
     /// Veil's simulated TEE (software only, **no hardware protection**).
     Sim,
 }
@@ -22,6 +24,7 @@ impl TeeKind {
         match self {
             TeeKind::Sgx => "sgx",
             TeeKind::Tdx => "tdx",
+            TeeKind::Snp => "snp",
             TeeKind::Sim => "sim",
         }
     }

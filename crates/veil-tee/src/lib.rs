@@ -7,12 +7,14 @@
 //! - [`evidence::detect`] tells the kind of evidence from its header.
 //! - [`evidence::dcap::DcapVerifier`] (feature `dcap`): Intel SGX quotes v3 and TDX quotes
 //!   v4/v5 through the pure-Rust `dcap-qvl`, offline against stored collateral at a given time.
+//! - [`evidence::snp::SnpVerifier`] (feature `snp`): AMD SEV-SNP reports, signature by the
+//!   VCEK and the VCEK's chain to AMD's roots, with the `sev` crate (pure-Rust crypto).
 //! - [`evidence::sim`] (feature `sim`): a clearly labelled simulated TEE for demos and tests;
 //!   its claims always say `tee: "sim"`.
 //! - [`binding`]: the report data must equal `SHA-512(nonce ‖ public key ‖ runtime data)`.
 //!
-//! SEV-SNP verification, the attestation service, the key broker and measured workloads are
-//! the next steps (see the project's issues).
+//! The attestation service, the key broker and measured workloads are the next steps (see the
+//! project's issues).
 
 pub mod binding;
 pub mod claims;

@@ -140,3 +140,45 @@ fn simulated_evidence_verifies_binds_and_says_sim() {
         .verify(&evidence, JULY_2025)
         .is_err());
 }
+
+#[test]
+fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
+    use veil_tee::evidence::snp::SnpVerifier;
+    let report = vector("snp-test-report.bin");
+    assert_eq!(detect(&report).unwrap(), EvidenceKind::SnpReport);
+    let v = SnpVerifier::from_vcek_der(&vector("snp-test-vcek.der")).unwrap();
+    let claims = v.verify(&report, JULY_2025).unwrap();
+    assert_eq!(claims.tee, TeeKind::Snp);
+    assert_eq!(claims.measurements["measurement"].len(), 96);
+    assert_eq!(claims.report_data.len(), 128);
+    assert!(
+        claims.tcb_status.starts_with("Reported("),
+        "{}",
+        claims.tcb_status
+    );
+    // A flipped measurement byte breaks the signature.
+    let mut tampered = report.clone();
+    tampered[0x90] ^= 1;
+    assert!(matches!(
+        v.verify(&tampered, JULY_2025),
+        Err(TeeError::Rejected(_))
+    ));
+    // Truncated reports and random bytes are errors, not panics.
+    for len in [0, 100, 0x2a0, report.len() - 1] {
+        assert!(v.verify(&report[..len], JULY_2025).is_err(), "length {len}");
+    }
+    // A VCEK that AMD did not sign is refused, whichever report it is used with.
+    match SnpVerifier::from_vcek_der(&vector("snp-test-vcek-invalid-legacy.der")) {
+        Ok(bad) => assert!(matches!(
+            bad.verify(&report, JULY_2025),
+            Err(TeeError::Rejected(_))
+        )),
+        Err(e) => assert!(matches!(e, TeeError::InvalidCollateral(_))),
+    }
+    // A VLEK-signed report cannot be checked against the VCEK, nor the VLEK (ASVK not built in).
+    let vlek_report = vector("snp-test-vlek-report.bin");
+    assert!(v.verify(&vlek_report, JULY_2025).is_err());
+    if let Ok(vlek) = SnpVerifier::from_vcek_der(&vector("snp-test-vlek.der")) {
+        assert!(vlek.verify(&vlek_report, JULY_2025).is_err());
+    }
+}

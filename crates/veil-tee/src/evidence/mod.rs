@@ -4,6 +4,8 @@
 pub mod dcap;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "snp")]
+pub mod snp;
 
 use crate::claims::VerifiedClaims;
 use crate::error::{Result, TeeError};
@@ -18,6 +20,8 @@ pub enum EvidenceKind {
     SgxQuote,
     /// Intel TDX quote (version 4 or 5).
     TdxQuote,
+    /// AMD SEV-SNP attestation report.
+    SnpReport,
     /// Veil's simulated TEE report.
     Simulated,
 }
@@ -32,6 +36,11 @@ pub fn detect(evidence: &[u8]) -> Result<EvidenceKind> {
             "{} bytes is too short for a quote header",
             evidence.len()
         )));
+    }
+    // An SNP report is 1184 bytes and starts with a 32-bit version (2, 3 or 5).
+    let v32 = u32::from_le_bytes([evidence[0], evidence[1], evidence[2], evidence[3]]);
+    if evidence.len() == 1184 && matches!(v32, 2 | 3 | 5) {
+        return Ok(EvidenceKind::SnpReport);
     }
     let version = u16::from_le_bytes([evidence[0], evidence[1]]);
     let tee_type = u32::from_le_bytes([evidence[4], evidence[5], evidence[6], evidence[7]]);
