@@ -26,19 +26,19 @@ const JULY_2025: u64 = 1_751_328_000;
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/veil-tee/tests/vectors");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
         let read = |n: &str| std::fs::read(format!("{dir}/{n}")).expect("vector");
         let text = |n: &str| String::from_utf8(read(n)).expect("utf-8");
         let platform = SimulatedPlatform::from_seed(&[3u8; 32]);
         Fixture {
-            sgx: DcapVerifier::from_collateral_json(&text("sgx_quote_collateral.json")).expect("collateral"),
-            tdx: DcapVerifier::from_collateral_json(&text("tdx_quote_collateral.json")).expect("collateral"),
+            sgx: DcapVerifier::from_collateral_json(&text("dcap/sgx_quote_collateral.json")).expect("collateral"),
+            tdx: DcapVerifier::from_collateral_json(&text("dcap/tdx_quote_collateral.json")).expect("collateral"),
             sim: SimVerifier::new(&platform.public_key()).expect("key"),
-            snp: SnpVerifier::from_vcek_der(&read("snp-test-vcek.der")).expect("vcek"),
+            snp: SnpVerifier::from_vcek_der(&read("trustee/snp-test-vcek.der")).expect("vcek"),
             samples: vec![
-                read("sgx_quote"),
-                read("tdx_quote"),
-                read("snp-test-report.bin"),
+                read("dcap/sgx_quote"),
+                read("dcap/tdx_quote"),
+                read("trustee/snp-test-report.bin"),
                 platform.issue(&[1; 48], &[2; 64], false, 1),
             ],
         }
@@ -51,6 +51,7 @@ fn check(f: &Fixture, data: &[u8]) {
     let _ = f.tdx.verify(data, JULY_2025);
     let _ = f.sim.verify(data, JULY_2025);
     let _ = f.snp.verify(data, JULY_2025);
+    let _ = veil_tee::evidence::dcap::inspect_unverified(data);
 }
 
 fuzz_target!(|data: &[u8]| {

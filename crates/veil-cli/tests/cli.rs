@@ -103,19 +103,27 @@ fn bad_input_is_an_error_not_a_panic() {
     }
 }
 
-fn vectors() -> String {
-    format!("{}/../veil-tee/tests/vectors", env!("CARGO_MANIFEST_DIR"))
+/// The recorded evidence beside the repository (`../shared/vectors`), or `VEIL_VECTORS`.
+fn vectors() -> Option<String> {
+    let dir = std::env::var("VEIL_VECTORS")
+        .unwrap_or_else(|_| format!("{}/../../../shared/vectors", env!("CARGO_MANIFEST_DIR")));
+    if std::path::Path::new(&dir).join("dcap").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: recorded evidence not found at {dir} (set VEIL_VECTORS)");
+        None
+    }
 }
 
 #[test]
 fn attest_verify_real_quotes() {
-    let v = vectors();
+    let Some(v) = vectors() else { return };
     let out = veil(&[
         "attest",
         "verify",
-        &format!("{v}/tdx_quote"),
+        &format!("{v}/dcap/tdx_quote"),
         "--collateral",
-        &format!("{v}/tdx_quote_collateral.json"),
+        &format!("{v}/dcap/tdx_quote_collateral.json"),
         "--at",
         "2025-07-01T00:00:00Z",
         "--format",
@@ -133,9 +141,9 @@ fn attest_verify_real_quotes() {
     let out = veil(&[
         "attest",
         "verify",
-        &format!("{v}/tdx_quote_outdated"),
+        &format!("{v}/dcap/tdx_quote_outdated"),
         "--collateral",
-        &format!("{v}/tdx_quote_outdated_collateral.json"),
+        &format!("{v}/dcap/tdx_quote_outdated_collateral.json"),
         "--at",
         "2026-03-01T00:00:00Z",
     ]);
@@ -150,9 +158,9 @@ fn attest_verify_real_quotes() {
     let out = veil(&[
         "attest",
         "verify",
-        &format!("{v}/snp-test-report.bin"),
+        &format!("{v}/trustee/snp-test-report.bin"),
         "--vcek",
-        &format!("{v}/snp-test-vcek.der"),
+        &format!("{v}/trustee/snp-test-vcek.der"),
         "--format",
         "json",
     ]);
@@ -165,13 +173,13 @@ fn attest_verify_real_quotes() {
     assert_eq!(claims["tee"], "snp");
     // Missing collateral, bad time, unknown file: errors, not panics.
     for args in [
-        vec!["attest", "verify", &format!("{v}/sgx_quote")],
+        vec!["attest", "verify", &format!("{v}/dcap/sgx_quote")],
         vec![
             "attest",
             "verify",
             &format!("{v}/README.md"),
             "--collateral",
-            &format!("{v}/sgx_quote_collateral.json"),
+            &format!("{v}/dcap/sgx_quote_collateral.json"),
         ],
         vec!["attest", "verify", "/nonexistent", "--at", "yesterday"],
     ] {

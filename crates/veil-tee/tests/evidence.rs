@@ -18,23 +18,50 @@ const JULY_2025: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z
 const MARCH_2026: u64 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const JAN_2027: u64 = 1_798_761_600; // 2027-01-01T00:00:00Z
 
-fn vector(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/vectors/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+/// The recorded evidence lives beside the repository in `../shared/vectors/` (others' published
+/// data, not copied here); `VEIL_VECTORS` points elsewhere.
+fn vectors_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+        std::path::PathBuf::from,
+    );
+    if dir.join("dcap").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "skipped: recorded evidence not found at {} (set VEIL_VECTORS to the shared/vectors folder)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Reads `dcap/sgx_quote`-style names; `None` (test skipped) without the vectors folder.
+fn vector(name: &str) -> Option<Vec<u8>> {
+    let dir = vectors_dir()?;
+    Some(std::fs::read(dir.join(name)).unwrap())
 }
 
 fn verifier(name: &str) -> DcapVerifier {
-    DcapVerifier::from_collateral_json(&String::from_utf8(vector(name)).unwrap()).unwrap()
+    let json = String::from_utf8(vector(name).unwrap()).unwrap();
+    DcapVerifier::from_collateral_json(&json).unwrap()
+}
+
+/// Binds the vector or returns from the test (skipped) when the vectors are absent.
+macro_rules! vector_or_skip {
+    ($name:expr) => {
+        match vector($name) {
+            Some(v) => v,
+            None => return,
+        }
+    };
 }
 
 #[test]
 fn real_sgx_quote_verifies_with_its_tcb_status() {
-    let quote = vector("sgx_quote");
+    let quote = vector_or_skip!("dcap/sgx_quote");
     assert_eq!(detect(&quote).unwrap(), EvidenceKind::SgxQuote);
-    let claims = verifier("sgx_quote_collateral.json")
+    let claims = verifier("dcap/sgx_quote_collateral.json")
         .verify(&quote, JULY_2025)
         .unwrap();
     assert_eq!(claims.tee, TeeKind::Sgx);
@@ -43,7 +70,7 @@ fn real_sgx_quote_verifies_with_its_tcb_status() {
     assert_eq!(claims.report_data.len(), 128);
     assert!(claims.product_id.is_some() && claims.security_version.is_some());
     // The same quote after the CRL expired is refused.
-    let err = verifier("sgx_quote_collateral.json")
+    let err = verifier("dcap/sgx_quote_collateral.json")
         .verify(&quote, JAN_2027)
         .unwrap_err();
     assert!(matches!(err, TeeError::Rejected(_)), "{err}");
@@ -51,9 +78,9 @@ fn real_sgx_quote_verifies_with_its_tcb_status() {
 
 #[test]
 fn real_tdx_quotes_verify_or_are_refused_as_recorded() {
-    let quote = vector("tdx_quote");
+    let quote = vector_or_skip!("dcap/tdx_quote");
     assert_eq!(detect(&quote).unwrap(), EvidenceKind::TdxQuote);
-    let claims = verifier("tdx_quote_collateral.json")
+    let claims = verifier("dcap/tdx_quote_collateral.json")
         .verify(&quote, JULY_2025)
         .unwrap();
     assert_eq!(claims.tee, TeeKind::Tdx);
@@ -61,8 +88,8 @@ fn real_tdx_quotes_verify_or_are_refused_as_recorded() {
     for m in ["mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
         assert_eq!(claims.measurements[m].len(), 96, "{m}");
     }
-    let outdated = vector("tdx_quote_outdated");
-    let err = verifier("tdx_quote_outdated_collateral.json")
+    let outdated = vector_or_skip!("dcap/tdx_quote_outdated");
+    let err = verifier("dcap/tdx_quote_outdated_collateral.json")
         .verify(&outdated, MARCH_2026)
         .unwrap_err();
     assert!(matches!(err, TeeError::Rejected(_)), "{err}");
@@ -70,8 +97,8 @@ fn real_tdx_quotes_verify_or_are_refused_as_recorded() {
 
 #[test]
 fn tampered_truncated_and_mismatched_evidence_is_rejected() {
-    let quote = vector("sgx_quote");
-    let v = verifier("sgx_quote_collateral.json");
+    let quote = vector_or_skip!("dcap/sgx_quote");
+    let v = verifier("dcap/sgx_quote_collateral.json");
     // A flipped byte in the signed report body (the report data region) breaks the signature.
     let mut flipped = quote.clone();
     flipped[400] ^= 0x01;
@@ -84,7 +111,7 @@ fn tampered_truncated_and_mismatched_evidence_is_rejected() {
         assert!(v.verify(&quote[..len], JULY_2025).is_err(), "length {len}");
     }
     // The SGX quote with the TDX collateral.
-    let tdx_collateral = verifier("tdx_quote_collateral.json");
+    let tdx_collateral = verifier("dcap/tdx_quote_collateral.json");
     assert!(tdx_collateral.verify(&quote, JULY_2025).is_err());
     // Garbage collateral.
     assert!(matches!(
@@ -136,7 +163,7 @@ fn simulated_evidence_verifies_binds_and_says_sim() {
         Err(TeeError::Rejected(_))
     ));
     // The DCAP verifier does not accept simulated evidence.
-    assert!(verifier("sgx_quote_collateral.json")
+    assert!(verifier("dcap/sgx_quote_collateral.json")
         .verify(&evidence, JULY_2025)
         .is_err());
 }
@@ -144,9 +171,9 @@ fn simulated_evidence_verifies_binds_and_says_sim() {
 #[test]
 fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
     use veil_tee::evidence::snp::SnpVerifier;
-    let report = vector("snp-test-report.bin");
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
     assert_eq!(detect(&report).unwrap(), EvidenceKind::SnpReport);
-    let v = SnpVerifier::from_vcek_der(&vector("snp-test-vcek.der")).unwrap();
+    let v = SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vcek.der")).unwrap();
     let claims = v.verify(&report, JULY_2025).unwrap();
     assert_eq!(claims.tee, TeeKind::Snp);
     assert_eq!(claims.measurements["measurement"].len(), 96);
@@ -168,7 +195,7 @@ fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
         assert!(v.verify(&report[..len], JULY_2025).is_err(), "length {len}");
     }
     // A VCEK that AMD did not sign is refused, whichever report it is used with.
-    match SnpVerifier::from_vcek_der(&vector("snp-test-vcek-invalid-legacy.der")) {
+    match SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vcek-invalid-legacy.der")) {
         Ok(bad) => assert!(matches!(
             bad.verify(&report, JULY_2025),
             Err(TeeError::Rejected(_))
@@ -176,9 +203,64 @@ fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
         Err(e) => assert!(matches!(e, TeeError::InvalidCollateral(_))),
     }
     // A VLEK-signed report cannot be checked against the VCEK, nor the VLEK (ASVK not built in).
-    let vlek_report = vector("snp-test-vlek-report.bin");
+    let vlek_report = vector_or_skip!("trustee/snp-test-vlek-report.bin");
     assert!(v.verify(&vlek_report, JULY_2025).is_err());
-    if let Ok(vlek) = SnpVerifier::from_vcek_der(&vector("snp-test-vlek.der")) {
+    if let Ok(vlek) = SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vlek.der")) {
         assert!(vlek.verify(&vlek_report, JULY_2025).is_err());
+    }
+}
+
+#[test]
+fn trustee_tdx_quote_fields_match_trustees_parsed_claims() {
+    use veil_tee::evidence::dcap::inspect_unverified;
+    let quote = vector_or_skip!("trustee/tdx_quote_4.dat");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&vector_or_skip!("trustee/parse_tdx_claims_expected.json")).unwrap();
+    assert_eq!(detect(&quote).unwrap(), EvidenceKind::TdxQuote);
+    let fields = inspect_unverified(&quote).unwrap();
+    let mut compared = 0;
+    for part in ["header", "body"] {
+        for (name, value) in expected["quote"][part].as_object().unwrap() {
+            assert_eq!(
+                fields.get(name).map(String::as_str),
+                value.as_str(),
+                "quote.{part}.{name}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 21, "every header and body field compared");
+    assert_eq!(
+        fields["report_data"],
+        expected["report_data"].as_str().unwrap()
+    );
+    // Trustee reports this TD as a debug TD: TDATTRIBUTES.DEBUG is bit 0.
+    let td_attributes = hex::decode(&fields["td_attributes"]).unwrap();
+    assert_eq!(
+        td_attributes[0] & 1 == 1,
+        expected["td_attributes"]["debug"].as_bool().unwrap()
+    );
+
+    // The dcap-qvl TDX quote: the fields the verifier vouches for agree with the raw parse.
+    let tdx = vector_or_skip!("dcap/tdx_quote");
+    let claims = verifier("dcap/tdx_quote_collateral.json")
+        .verify(&tdx, JULY_2025)
+        .unwrap();
+    let raw = inspect_unverified(&tdx).unwrap();
+    assert_eq!(claims.measurements["mr_td"], raw["mr_td"]);
+    assert_eq!(claims.measurements["rtmr0"], raw["rtmr_0"]);
+    assert_eq!(claims.report_data, raw["report_data"]);
+
+    // The other Trustee quotes parse (their collateral is incomplete, so they are not verified).
+    for name in ["trustee/tdx_quote_5.dat", "trustee/occlum_quote.dat"] {
+        let q = vector_or_skip!(name);
+        let f = inspect_unverified(&q).unwrap();
+        assert_eq!(f["report_data"].len(), 128, "{name}");
+    }
+    let sgx = inspect_unverified(&vector_or_skip!("trustee/occlum_quote.dat")).unwrap();
+    assert_eq!(sgx["mr_enclave"].len(), 64);
+    // Truncations of a parseable quote: errors, never panics.
+    for len in [0, 47, 48, 300, 600, quote.len() / 2] {
+        assert!(inspect_unverified(&quote[..len]).is_err(), "length {len}");
     }
 }

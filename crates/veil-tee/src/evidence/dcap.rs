@@ -36,6 +36,75 @@ fn hex48(v: &[u8; 48]) -> String {
     hex::encode(v)
 }
 
+/// Parses a quote **without verifying anything** and returns its header and body fields as
+/// hex strings, named as Intel's documentation and Confidential Containers' Trustee name them
+/// (`mr_td`, `rtmr_0`, `tcb_svn`, `td_attributes`, `report_data`, …; `mr_enclave`,
+/// `mr_signer`, … for SGX).
+///
+/// For inspection and debugging only: nothing here is trustworthy until [`DcapVerifier`]
+/// accepted the quote.
+pub fn inspect_unverified(quote: &[u8]) -> Result<BTreeMap<String, String>> {
+    if quote.len() > MAX_QUOTE_LEN {
+        return Err(TeeError::UnknownEvidence(format!(
+            "quote of {} bytes exceeds {MAX_QUOTE_LEN}",
+            quote.len()
+        )));
+    }
+    let parsed = std::panic::catch_unwind(|| dcap_qvl::quote::Quote::parse(quote))
+        .map_err(|_| TeeError::UnknownEvidence("malformed quote (the parser gave up)".into()))?
+        .map_err(|e| TeeError::UnknownEvidence(format!("malformed quote: {e:#}")))?;
+    let h = &parsed.header;
+    let mut f = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        f.insert(k.to_string(), v);
+    };
+    put("version", hex::encode(h.version.to_le_bytes()));
+    put(
+        "att_key_type",
+        hex::encode(h.attestation_key_type.to_le_bytes()),
+    );
+    put("tee_type", hex::encode(h.tee_type.to_le_bytes()));
+    // Bytes 8..12: QE SVN and PCE SVN for SGX, reserved for TDX.
+    let mut svns = h.qe_svn.to_le_bytes().to_vec();
+    svns.extend_from_slice(&h.pce_svn.to_le_bytes());
+    put(
+        if h.tee_type == 0x81 {
+            "reserved"
+        } else {
+            "qe_pce_svn"
+        },
+        hex::encode(svns),
+    );
+    put("vendor_id", hex::encode(h.qe_vendor_id));
+    put("user_data", hex::encode(h.user_data));
+    if let Some(td) = parsed.report.as_td10() {
+        put("tcb_svn", hex::encode(td.tee_tcb_svn));
+        put("mr_seam", hex48(&td.mr_seam));
+        put("mrsigner_seam", hex48(&td.mr_signer_seam));
+        put("seam_attributes", hex::encode(td.seam_attributes));
+        put("td_attributes", hex::encode(td.td_attributes));
+        put("xfam", hex::encode(td.xfam));
+        put("mr_td", hex48(&td.mr_td));
+        put("mr_config_id", hex48(&td.mr_config_id));
+        put("mr_owner", hex48(&td.mr_owner));
+        put("mr_owner_config", hex48(&td.mr_owner_config));
+        put("rtmr_0", hex48(&td.rt_mr0));
+        put("rtmr_1", hex48(&td.rt_mr1));
+        put("rtmr_2", hex48(&td.rt_mr2));
+        put("rtmr_3", hex48(&td.rt_mr3));
+        put("report_data", hex::encode(td.report_data));
+    } else if let Some(sgx) = parsed.report.as_sgx() {
+        put("cpu_svn", hex::encode(sgx.cpu_svn));
+        put("attributes", hex::encode(sgx.attributes));
+        put("mr_enclave", hex::encode(sgx.mr_enclave));
+        put("mr_signer", hex::encode(sgx.mr_signer));
+        put("isv_prod_id", hex::encode(sgx.isv_prod_id.to_le_bytes()));
+        put("isv_svn", hex::encode(sgx.isv_svn.to_le_bytes()));
+        put("report_data", hex::encode(sgx.report_data));
+    }
+    Ok(f)
+}
+
 impl Verifier for DcapVerifier {
     fn verify(&self, quote: &[u8], now: u64) -> Result<VerifiedClaims> {
         if quote.len() > MAX_QUOTE_LEN {
