@@ -163,9 +163,11 @@ fn simulated_evidence_verifies_binds_and_says_sim() {
         Err(TeeError::Rejected(_))
     ));
     // The DCAP verifier does not accept simulated evidence.
-    assert!(verifier("dcap/sgx_quote_collateral.json")
-        .verify(&evidence, JULY_2025)
-        .is_err());
+    if vectors_dir().is_some() {
+        assert!(verifier("dcap/sgx_quote_collateral.json")
+            .verify(&evidence, JULY_2025)
+            .is_err());
+    }
 }
 
 #[test]
