@@ -24,6 +24,49 @@ pub enum TeeError {
         "report data mismatch: the evidence does not bind this nonce, public key and runtime data"
     )]
     BindingMismatch,
+    /// The policy refused the claims.
+    #[error("policy {policy} denied: {}", reasons.join("; "))]
+    PolicyDenied {
+        /// The policy's name.
+        policy: String,
+        /// Every rule that failed.
+        reasons: Vec<String>,
+    },
+    /// A policy could not be read or evaluated.
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(String),
+    /// The nonce is unknown, expired or was already used.
+    #[error("nonce rejected: {0}")]
+    NonceRejected(String),
+    /// An attestation token failed verification.
+    #[error("token rejected: {0}")]
+    TokenRejected(String),
+    /// The key broker holds no (active) secret of this name.
+    #[error("no secret named {0:?} (unknown or revoked)")]
+    SecretNotFound(String),
+    /// The secret store could not be read or written.
+    #[error("secret store: {0}")]
+    Store(String),
+    /// The audit log could not be written, or does not verify.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// A request was malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A cryptographic operation failed.
+    #[error("cryptographic failure: {0}")]
+    Crypto(&'static str),
+    /// A server refused the request.
+    #[error("refused by the server (HTTP {status}): {reason}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The server's reason.
+        reason: String,
+    },
+    /// A network operation failed.
+    #[error("network: {0}")]
+    Network(String),
     /// A bug in Veil. Please report it.
     #[error("internal error (a bug in veil-tee): {0}")]
     Internal(&'static str),

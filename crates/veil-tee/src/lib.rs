@@ -13,13 +13,32 @@
 //!   its claims always say `tee: "sim"`.
 //! - [`binding`]: the report data must equal `SHA-512(nonce ‖ public key ‖ runtime data)`.
 //!
-//! The attestation service, the key broker and measured workloads are the next steps (see the
-//! project's issues).
+//!
+//! With the `service` feature (default):
+//!
+//! - [`policy`]: TOML allow-lists and Rego policies (with `regorus`) over claims.
+//! - [`token`]: attestation tokens (JWT, ES256/ES384) and their JWKS.
+//! - [`service`]: the attestation service — nonces, `POST /attest`, tokens, audit log (axum).
+//! - [`kbs`]: the key broker — secrets encrypted at rest, release policies, HPKE release to
+//!   the key bound in the evidence.
+//! - [`audit`]: hash-chained audit logs; [`client`]: HTTP clients and a simulated workload.
 
+#[cfg(feature = "service")]
+pub mod audit;
 pub mod binding;
 pub mod claims;
+#[cfg(feature = "service")]
+pub mod client;
 pub mod error;
 pub mod evidence;
+#[cfg(feature = "service")]
+pub mod kbs;
+#[cfg(feature = "service")]
+pub mod policy;
+#[cfg(feature = "service")]
+pub mod service;
+#[cfg(feature = "service")]
+pub mod token;
 
 pub use claims::{TeeKind, VerifiedClaims};
 pub use error::{Result, TeeError};

@@ -1,0 +1,149 @@
+//! HTTP clients of the attestation service and the key broker, and a simulated workload that
+//! goes through the whole flow: nonce → evidence binding its key → token → key release.
+
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::binding::expected_report_data;
+use crate::error::{Result, TeeError};
+use crate::evidence::sim::SimulatedPlatform;
+use crate::kbs::{ReleaseRequest, ReleasedSecret, WorkloadKeyPair};
+use crate::service::{
+    decode_b64, encode_b64, AttestRequest, AttestResponse, ErrorBody, NonceResponse,
+};
+use crate::token::TokenVerifier;
+
+fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| TeeError::Network(e.to_string()))
+}
+
+async fn read<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| TeeError::Network(format!("{url}: {e}")))?;
+    if status.is_success() {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TeeError::Network(format!("{url}: unexpected response: {e}")))
+    } else {
+        let reason = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
+            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            |b| b.error,
+        );
+        Err(TeeError::Refused {
+            status: status.as_u16(),
+            reason,
+        })
+    }
+}
+
+fn net(url: &str, e: reqwest::Error) -> TeeError {
+    TeeError::Network(format!("{url}: {e}"))
+}
+
+/// Fetches a JWKS and trusts its keys.
+pub async fn fetch_jwks(url: &str) -> Result<TokenVerifier> {
+    let resp = client()?.get(url).send().await.map_err(|e| net(url, e))?;
+    let jwks: crate::token::Jwks = read(url, resp).await?;
+    TokenVerifier::new(&jwks)
+}
+
+/// `GET {service}/nonce`.
+pub async fn fetch_nonce(service: &str) -> Result<NonceResponse> {
+    let url = format!("{}/nonce", service.trim_end_matches('/'));
+    let resp = client()?.get(&url).send().await.map_err(|e| net(&url, e))?;
+    read(&url, resp).await
+}
+
+/// `POST {service}/attest`.
+pub async fn attest(service: &str, request: &AttestRequest) -> Result<AttestResponse> {
+    let url = format!("{}/attest", service.trim_end_matches('/'));
+    let resp = client()?
+        .post(&url)
+        .json(request)
+        .send()
+        .await
+        .map_err(|e| net(&url, e))?;
+    read(&url, resp).await
+}
+
+/// `POST {kbs}/release/{name}` with `token`.
+pub async fn release(kbs: &str, name: &str, token: &str) -> Result<ReleasedSecret> {
+    let url = format!("{}/release/{name}", kbs.trim_end_matches('/'));
+    let resp = client()?
+        .post(&url)
+        .json(&ReleaseRequest {
+            token: token.to_string(),
+        })
+        .send()
+        .await
+        .map_err(|e| net(&url, e))?;
+    read(&url, resp).await
+}
+
+/// A workload in the simulated TEE: a measurement, a security version and a fresh HPKE key.
+#[derive(Debug)]
+pub struct SimulatedWorkload {
+    platform: SimulatedPlatform,
+    measurement: [u8; 48],
+    security_version: u16,
+    key: WorkloadKeyPair,
+}
+
+impl SimulatedWorkload {
+    /// A workload with this measurement on `platform`, with a fresh key pair.
+    pub fn new(platform: SimulatedPlatform, measurement: [u8; 48], security_version: u16) -> Self {
+        Self {
+            platform,
+            measurement,
+            security_version,
+            key: WorkloadKeyPair::generate(),
+        }
+    }
+
+    /// The workload's HPKE key pair.
+    pub fn key(&self) -> &WorkloadKeyPair {
+        &self.key
+    }
+
+    /// Builds the attestation request for `nonce` (base64url): evidence binding the nonce and
+    /// the workload's public key.
+    pub fn attest_request(&self, nonce: &str) -> Result<AttestRequest> {
+        let nonce_bytes = decode_b64("nonce", nonce)?;
+        let pk = self.key.public_bytes();
+        let report_data = expected_report_data(&nonce_bytes, &pk, b"");
+        let evidence = self.platform.issue(
+            &self.measurement,
+            &report_data,
+            false,
+            self.security_version,
+        );
+        Ok(AttestRequest {
+            evidence: encode_b64(&evidence),
+            nonce: nonce.to_string(),
+            runtime_public_key: encode_b64(&pk),
+            runtime_data: String::new(),
+        })
+    }
+
+    /// Gets a nonce, attests, and returns the token.
+    pub async fn attest(&self, service: &str) -> Result<AttestResponse> {
+        let nonce = fetch_nonce(service).await?;
+        attest(service, &self.attest_request(&nonce.nonce)?).await
+    }
+
+    /// Asks the broker for `name` with `token` and opens the wrapped secret.
+    pub async fn fetch_secret(
+        &self,
+        kbs: &str,
+        name: &str,
+        token: &str,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let released = release(kbs, name, token).await?;
+        self.key.open(&released)
+    }
+}
