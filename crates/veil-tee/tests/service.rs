@@ -1,0 +1,375 @@
+//! End to end over HTTP on loopback: a simulated workload gets a nonce, attests, receives a
+//! token and has a secret released to its attested key; every way of getting it wrong is
+//! refused with its reason and audited.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use veil_tee::audit::{verify_log, AuditLog};
+use veil_tee::client::{self, SimulatedWorkload};
+use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_tee::kbs::{KeyBroker, SecretStore};
+use veil_tee::policy::Policy;
+use veil_tee::service::{self, AttestationService, Verifiers};
+use veil_tee::token::{TokenAlgorithm, TokenIssuer};
+use veil_tee::TeeError;
+
+const GOOD: [u8; 48] = [0x11; 48];
+const BAD: [u8; 48] = [0x22; 48];
+
+struct Env {
+    attest_url: String,
+    kbs_url: String,
+    clock: Arc<AtomicU64>,
+    dir: std::path::PathBuf,
+    platform_seed: [u8; 32],
+}
+
+async fn spawn(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(service::serve(listener, router, std::future::pending()));
+    format!("http://{addr}")
+}
+
+async fn start(name: &str, alg: TokenAlgorithm) -> Env {
+    let dir = std::env::temp_dir().join(format!("veil-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let platform_seed = [9u8; 32];
+    let platform = SimulatedPlatform::from_seed(&platform_seed);
+    let clock = Arc::new(AtomicU64::new(1_800_000_000));
+    let c = clock.clone();
+    let policy = Policy::toml(
+        "room.toml",
+        &format!(
+            "tee = [\"sim\"]\nmin_security_version = 2\n[measurements]\nmeasurement = [\"{}\"]\n",
+            hex::encode(GOOD)
+        ),
+    )
+    .unwrap();
+    let verifiers = Verifiers {
+        sim: vec![SimVerifier::new(&platform.public_key()).unwrap()],
+        ..Verifiers::default()
+    };
+    let svc = AttestationService::new(
+        verifiers,
+        policy,
+        TokenIssuer::generate(alg).unwrap(),
+        AuditLog::open(&dir.join("attest.jsonl")).unwrap(),
+    )
+    .with_lifetimes(30, 120)
+    .with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    let attest_url = spawn(service::router(Arc::new(svc))).await;
+
+    let store = SecretStore::open(&dir.join("kbs")).unwrap();
+    store
+        .put(
+            "model-key",
+            b"the model key",
+            "toml",
+            "release.toml",
+            &format!(
+                "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{}\"]\n",
+                hex::encode(GOOD)
+            ),
+            0,
+        )
+        .unwrap();
+    store
+        .put(
+            "other-key",
+            b"for another workload",
+            "rego",
+            "other.rego",
+            "package kbs\nimport rego.v1\nallow if input.measurements.measurement == \"00\"\nallow_sim := true\n",
+            0,
+        )
+        .unwrap();
+    let jwks_url = format!("{attest_url}/.well-known/jwks.json");
+    let verifier = client::fetch_jwks(&jwks_url).await.unwrap();
+    let c = clock.clone();
+    let broker = KeyBroker::new(
+        store,
+        verifier,
+        Some(jwks_url),
+        AuditLog::open(&dir.join("kbs.jsonl")).unwrap(),
+    )
+    .with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    let kbs_url = spawn(veil_tee::kbs::router(Arc::new(broker))).await;
+    Env {
+        attest_url,
+        kbs_url,
+        clock,
+        dir,
+        platform_seed,
+    }
+}
+
+fn refused(e: &TeeError, status: u16, needle: &str) {
+    match e {
+        TeeError::Refused { status: s, reason } => {
+            assert_eq!(*s, status, "{reason}");
+            assert!(reason.contains(needle), "{reason:?} lacks {needle:?}");
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_workload_attests_and_receives_its_key_over_http() {
+    for alg in [TokenAlgorithm::ES256, TokenAlgorithm::ES384] {
+        let env = start(&format!("flow-{alg:?}"), alg).await;
+        let platform = || SimulatedPlatform::from_seed(&env.platform_seed);
+        let workload = SimulatedWorkload::new(platform(), GOOD, 3);
+
+        let resp = workload.attest(&env.attest_url).await.unwrap();
+        assert_eq!(resp.claims.evidence.tee, veil_tee::TeeKind::Sim);
+        assert_eq!(resp.claims.policy.name, "room.toml");
+        let secret = workload
+            .fetch_secret(&env.kbs_url, "model-key", &resp.token)
+            .await
+            .unwrap();
+        assert_eq!(secret.as_slice(), b"the model key");
+
+        // The wrapped secret is useless to anyone but the attested key.
+        let released = client::release(&env.kbs_url, "model-key", &resp.token)
+            .await
+            .unwrap();
+        let eavesdropper = SimulatedWorkload::new(platform(), GOOD, 3);
+        assert!(eavesdropper.key().open(&released).is_err());
+
+        // A secret whose policy wants another measurement: refused, with the reason.
+        let e = workload
+            .fetch_secret(&env.kbs_url, "other-key", &resp.token)
+            .await
+            .unwrap_err();
+        refused(&e, 403, "allow is not true");
+        // Unknown secret.
+        let e = client::release(&env.kbs_url, "nope", &resp.token)
+            .await
+            .unwrap_err();
+        refused(&e, 404, "no secret named");
+
+        // A measurement not in the policy gets no token, hence nothing.
+        let intruder = SimulatedWorkload::new(platform(), BAD, 3);
+        let e = intruder.attest(&env.attest_url).await.unwrap_err();
+        refused(&e, 403, "measurement measurement");
+        // Too old a security version.
+        let old = SimulatedWorkload::new(platform(), GOOD, 1);
+        refused(
+            &old.attest(&env.attest_url).await.unwrap_err(),
+            403,
+            "security version 1 is below 2",
+        );
+        // Evidence from an untrusted platform.
+        let rogue = SimulatedWorkload::new(SimulatedPlatform::from_seed(&[1; 32]), GOOD, 3);
+        refused(
+            &rogue.attest(&env.attest_url).await.unwrap_err(),
+            403,
+            "evidence rejected",
+        );
+
+        // A replayed nonce.
+        let nonce = client::fetch_nonce(&env.attest_url).await.unwrap();
+        let req = workload.attest_request(&nonce.nonce).unwrap();
+        client::attest(&env.attest_url, &req).await.unwrap();
+        refused(
+            &client::attest(&env.attest_url, &req).await.unwrap_err(),
+            401,
+            "replay",
+        );
+        // Evidence bound to another key than the one presented (a relay attack).
+        let nonce = client::fetch_nonce(&env.attest_url).await.unwrap();
+        let mut relayed = workload.attest_request(&nonce.nonce).unwrap();
+        relayed.runtime_public_key =
+            veil_tee::service::encode_b64(&eavesdropper.key().public_bytes());
+        refused(
+            &client::attest(&env.attest_url, &relayed).await.unwrap_err(),
+            403,
+            "report data mismatch",
+        );
+        // An expired nonce.
+        let nonce = client::fetch_nonce(&env.attest_url).await.unwrap();
+        env.clock.fetch_add(31, Ordering::SeqCst);
+        let req = workload.attest_request(&nonce.nonce).unwrap();
+        refused(
+            &client::attest(&env.attest_url, &req).await.unwrap_err(),
+            401,
+            "expired",
+        );
+        // An expired token.
+        let fresh = workload.attest(&env.attest_url).await.unwrap();
+        env.clock.fetch_add(121, Ordering::SeqCst);
+        refused(
+            &workload
+                .fetch_secret(&env.kbs_url, "model-key", &fresh.token)
+                .await
+                .unwrap_err(),
+            401,
+            "expired",
+        );
+        // A token signed by another key (not the service's).
+        let forger = TokenIssuer::generate(alg).unwrap();
+        let mut claims = fresh.claims.clone();
+        claims.exp += 10_000;
+        let forged = forger.sign(&claims).unwrap();
+        refused(
+            &client::release(&env.kbs_url, "model-key", &forged)
+                .await
+                .unwrap_err(),
+            401,
+            "does not trust",
+        );
+        // Malformed requests are 400s, not crashes.
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/attest", env.attest_url))
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let r = http
+            .post(format!("{}/release/model-key", env.kbs_url))
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+
+        // Both audit logs verify and hold every decision.
+        let attest_log = verify_log(&env.dir.join("attest.jsonl")).unwrap();
+        let issued = attest_log
+            .iter()
+            .filter(|e| e.event == "token_issued")
+            .count();
+        let refusals = attest_log
+            .iter()
+            .filter(|e| e.event == "attestation_refused")
+            .count();
+        assert_eq!((issued, refusals), (3, 6), "{attest_log:#?}");
+        let kbs_log = verify_log(&env.dir.join("kbs.jsonl")).unwrap();
+        assert_eq!(
+            kbs_log
+                .iter()
+                .filter(|e| e.event == "secret_released")
+                .count(),
+            2
+        );
+        assert!(kbs_log.iter().any(|e| e.event == "release_refused"
+            && e.details["reason"].as_str().unwrap().contains("expired")));
+        std::fs::remove_dir_all(&env.dir).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_secrets_are_not_released() {
+    let env = start("revoke", TokenAlgorithm::ES256).await;
+    let workload =
+        SimulatedWorkload::new(SimulatedPlatform::from_seed(&env.platform_seed), GOOD, 2);
+    let token = workload.attest(&env.attest_url).await.unwrap().token;
+    SecretStore::open(&env.dir.join("kbs"))
+        .unwrap()
+        .revoke("model-key")
+        .unwrap();
+    refused(
+        &workload
+            .fetch_secret(&env.kbs_url, "model-key", &token)
+            .await
+            .unwrap_err(),
+        404,
+        "revoked",
+    );
+    std::fs::remove_dir_all(&env.dir).unwrap();
+}
+
+fn shared_vector(name: &str) -> Option<Vec<u8>> {
+    let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+        std::path::PathBuf::from,
+    );
+    match std::fs::read(dir.join(name)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            eprintln!("skipped: {} unavailable ({e})", dir.join(name).display());
+            None
+        }
+    }
+}
+
+#[test]
+fn real_sgx_quote_through_the_service_is_judged_by_policy_and_binding() {
+    use veil_tee::evidence::dcap::DcapVerifier;
+    use veil_tee::service::{encode_b64, AttestRequest};
+    let (Some(quote), Some(collateral)) = (
+        shared_vector("dcap/sgx_quote"),
+        shared_vector("dcap/sgx_quote_collateral.json"),
+    ) else {
+        return;
+    };
+    let verifier =
+        DcapVerifier::from_collateral_json(std::str::from_utf8(&collateral).unwrap()).unwrap();
+    let service = |policy: &str| {
+        AttestationService::new(
+            Verifiers {
+                dcap: vec![verifier.clone()],
+                verify_at: Some(1_751_328_000),
+                ..Verifiers::default()
+            },
+            Policy::toml("p.toml", policy).unwrap(),
+            TokenIssuer::generate(TokenAlgorithm::ES256).unwrap(),
+            AuditLog::in_memory(),
+        )
+    };
+    let request = |svc: &AttestationService| AttestRequest {
+        evidence: encode_b64(&quote),
+        nonce: svc.nonce().unwrap().nonce,
+        runtime_public_key: encode_b64(&[7u8; 32]),
+        runtime_data: String::new(),
+    };
+    // The recorded quote does not bind our nonce: refused for that, whatever the policy.
+    let strict = service("tee = [\"sgx\"]");
+    let err = strict.attest(&request(&strict)).unwrap_err();
+    assert_eq!(err, TeeError::BindingMismatch);
+    assert_eq!(strict.audit().len(), 1);
+
+    // The policy decision on the real claims: a strict policy refuses the out-of-date TCB
+    // status, a policy that accepts it lets it through.
+    let claims = serde_json::to_value(
+        veil_tee::evidence::Verifier::verify(&verifier, &quote, 1_751_328_000).unwrap(),
+    )
+    .unwrap();
+    let err = Policy::toml("strict.toml", "tee = [\"sgx\"]")
+        .unwrap()
+        .evaluate(&claims)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TCB status \"ConfigurationAndSWHardeningNeeded\""),
+        "{err}"
+    );
+    Policy::toml(
+        "relaxed.toml",
+        "tee = [\"sgx\"]\ntcb_status = [\"UpToDate\", \"ConfigurationAndSWHardeningNeeded\"]",
+    )
+    .unwrap()
+    .evaluate(&claims)
+    .unwrap();
+    // Without collateral for DCAP, the service says what is missing.
+    let none = AttestationService::new(
+        Verifiers::default(),
+        Policy::toml("p.toml", "").unwrap(),
+        TokenIssuer::generate(TokenAlgorithm::ES256).unwrap(),
+        AuditLog::in_memory(),
+    );
+    let err = none.attest(&request(&none)).unwrap_err().to_string();
+    assert!(err.contains("collateral"), "{err}");
+}
