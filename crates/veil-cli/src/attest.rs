@@ -18,6 +18,10 @@ pub enum AttestCommand {
     /// measurement is SHA-384 of the workload file, the report data binds the nonce and
     /// public key. Prints the simulated platform's public key.
     Simulate(SimulateArgs),
+    /// Run the attestation service: nonces, `POST /attest` → policy → signed token (JWT), JWKS.
+    Serve(crate::services::AttestServeArgs),
+    /// Act as a simulated workload: get a nonce, attest to the service, print the token.
+    Request(crate::services::AttestRequestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +77,8 @@ pub fn run(cmd: AttestCommand) -> Result<()> {
     match cmd {
         AttestCommand::Verify(args) => verify(&args),
         AttestCommand::Simulate(args) => simulate(&args),
+        AttestCommand::Serve(args) => crate::services::attest_serve(&args),
+        AttestCommand::Request(args) => crate::services::attest_request(&args),
     }
 }
 

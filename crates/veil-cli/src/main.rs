@@ -25,6 +25,7 @@ mod attest;
 mod demo;
 mod he;
 mod progress;
+mod services;
 
 /// Veil: compute on data that must stay hidden (homomorphic encryption, MPC, differential
 /// privacy, confidential computing).
@@ -44,10 +45,15 @@ enum Command {
         #[command(subcommand)]
         command: he::HeCommand,
     },
-    /// Confidential computing: verify attestation evidence.
+    /// Confidential computing: verify evidence, run the attestation service.
     Attest {
         #[command(subcommand)]
         command: attest::AttestCommand,
+    },
+    /// Confidential computing: the key broker (secure key release to attested workloads).
+    Kbs {
+        #[command(subcommand)]
+        command: services::KbsCommand,
     },
 }
 
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::He { command } => he::run(command),
         Command::Attest { command } => attest::run(command),
+        Command::Kbs { command } => services::kbs(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,423 @@
+//! `veil attest serve|request` and `veil kbs serve|put|list|revoke|get`: the attestation
+//! service, the key broker, and a simulated workload client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use sha2::{Digest, Sha384};
+use veil_tee::audit::AuditLog;
+use veil_tee::client::SimulatedWorkload;
+use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_tee::kbs::{KeyBroker, SecretStore};
+use veil_tee::policy::Policy;
+use veil_tee::service::{AttestationService, Verifiers};
+use veil_tee::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+
+use crate::attest::Format;
+
+#[derive(Args, Debug)]
+pub struct AttestServeArgs {
+    /// Address to listen on (loopback by default; put TLS in front of it to expose it).
+    #[arg(long, default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// The attestation policy: a TOML allow-list, or Rego if the file ends in `.rego`.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// SGX/TDX collateral (dcap-qvl JSON); repeat for several platforms.
+    #[arg(long)]
+    pub collateral: Vec<PathBuf>,
+    /// SEV-SNP VCEK certificate (DER); repeat for several chips.
+    #[arg(long)]
+    pub vcek: Vec<PathBuf>,
+    /// Trust a simulated platform key (hex); repeat for several. Simulated evidence still
+    /// needs a policy that allows `sim` by name.
+    #[arg(long)]
+    pub sim_platform_key: Vec<String>,
+    /// Verify DCAP/SNP collateral as of this time (RFC 3339) instead of now: for recorded
+    /// evidence whose collateral has expired.
+    #[arg(long)]
+    pub verify_at: Option<String>,
+    /// Token signing key (PKCS#8 DER); generated and written (mode 0600) if absent.
+    #[arg(long, default_value = "veil-attest-signing.key")]
+    pub signing_key: PathBuf,
+    /// Token signature algorithm: ES256 or ES384.
+    #[arg(long, default_value = "ES256")]
+    pub alg: String,
+    /// How long a nonce stays valid (e.g. 60s).
+    #[arg(long, default_value = "60s")]
+    pub nonce_ttl: humantime::Duration,
+    /// How long a token stays valid (e.g. 5m).
+    #[arg(long, default_value = "5m")]
+    pub token_ttl: humantime::Duration,
+    /// Audit log (JSON lines, hash-chained); appended to.
+    #[arg(long, default_value = "veil-attest-audit.jsonl")]
+    pub audit_log: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct AttestRequestArgs {
+    /// The attestation service's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8470")]
+    pub service: String,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Write the token here (default: print it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A simulated workload: its code and the simulated platform it runs on.
+#[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    /// The workload's code: its measurement is SHA-384 of these bytes.
+    #[arg(long)]
+    pub workload: PathBuf,
+    /// The simulated platform's 32-byte seed (hex).
+    #[arg(long)]
+    pub platform_seed: String,
+    /// The workload's security version.
+    #[arg(long, default_value_t = 1)]
+    pub svn: u16,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KbsCommand {
+    /// Run the key broker: `POST /release/{name}` with an attestation token.
+    Serve(KbsServeArgs),
+    /// Store a secret with its release policy (replaces and un-revokes an existing one).
+    Put(KbsPutArgs),
+    /// List secrets (names, sizes, policies; never values).
+    List(KbsListArgs),
+    /// Revoke a secret: it is never released again.
+    Revoke(KbsRevokeArgs),
+    /// Act as a simulated workload: attest, then have a secret released to it and open it.
+    Get(KbsGetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KbsServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8471")]
+    pub listen: SocketAddr,
+    /// The secret store directory.
+    #[arg(long, default_value = "veil-kbs")]
+    pub store: PathBuf,
+    /// The attestation service's JWKS: a URL (fetched now and again when a token names an
+    /// unknown key) or a file.
+    #[arg(long)]
+    pub jwks: String,
+    /// Audit log (default: audit.jsonl in the store).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct KbsPutArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The secret store directory.
+    #[arg(long, default_value = "veil-kbs")]
+    pub store: PathBuf,
+    /// Release policy: a TOML allow-list, or Rego if the file ends in `.rego`.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Read the value from this file.
+    #[arg(long, conflicts_with = "generate")]
+    pub value_file: Option<PathBuf>,
+    /// Generate a random value of this many bytes (e.g. a 32-byte data key).
+    #[arg(long)]
+    pub generate: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct KbsListArgs {
+    /// The secret store directory.
+    #[arg(long, default_value = "veil-kbs")]
+    pub store: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct KbsRevokeArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The secret store directory.
+    #[arg(long, default_value = "veil-kbs")]
+    pub store: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct KbsGetArgs {
+    /// The secret's name.
+    pub name: String,
+    /// The key broker's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8471")]
+    pub kbs: String,
+    /// The attestation service's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8470")]
+    pub service: String,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Where to write the secret.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn unix(t: &str, flag: &str) -> Result<u64> {
+    Ok(humantime::parse_rfc3339(t)
+        .with_context(|| format!("{flag} {t:?} is not an RFC 3339 time"))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
+}
+
+fn hex32(text: &str, flag: &str) -> Result<[u8; 32]> {
+    let bytes = hex::decode(text.trim()).with_context(|| format!("{flag} is not hex"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{flag} must be 32 bytes (64 hex characters)"))
+}
+
+fn signing_key(path: &Path, alg: TokenAlgorithm) -> Result<TokenIssuer> {
+    if path.exists() {
+        let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return TokenIssuer::from_pkcs8(alg, &der)
+            .with_context(|| format!("{} (is it a {alg:?} key?)", path.display()));
+    }
+    let issuer = TokenIssuer::generate(alg)?;
+    write_private(path, issuer.pkcs8_der())?;
+    eprintln!("generated a new {alg:?} signing key in {}", path.display());
+    Ok(issuer)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
+    let policy = Policy::from_file(&args.policy)?;
+    let mut verifiers = Verifiers::default();
+    for path in &args.collateral {
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read collateral {}", path.display()))?;
+        verifiers
+            .dcap
+            .push(veil_tee::evidence::dcap::DcapVerifier::from_collateral_json(&json)?);
+    }
+    for path in &args.vcek {
+        let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        verifiers
+            .snp
+            .push(veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?);
+    }
+    for key in &args.sim_platform_key {
+        verifiers
+            .sim
+            .push(SimVerifier::new(&hex32(key, "--sim-platform-key")?)?);
+    }
+    verifiers.verify_at = args
+        .verify_at
+        .as_deref()
+        .map(|t| unix(t, "--verify-at"))
+        .transpose()?;
+    let issuer = signing_key(&args.signing_key, TokenAlgorithm::parse(&args.alg)?)?;
+    let audit = AuditLog::open(&args.audit_log)?;
+    let service = AttestationService::new(verifiers, policy, issuer, audit)
+        .with_lifetimes(args.nonce_ttl.as_secs(), args.token_ttl.as_secs());
+    let router = veil_tee::service::router(Arc::new(service));
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "attestation service on http://{addr} (JWKS at /.well-known/jwks.json); Ctrl-C stops"
+        );
+        veil_tee::service::serve(listener, router, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+pub fn attest_request(args: &AttestRequestArgs) -> Result<()> {
+    let workload = workload(&args.workload)?;
+    let resp = runtime()?.block_on(workload.attest(&args.service))?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &resp.token)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            outln!(
+                "token written to {} (expires {})",
+                path.display(),
+                resp.claims.exp
+            );
+        }
+        None => outln!("{}", resp.token),
+    }
+    Ok(())
+}
+
+fn workload(args: &WorkloadArgs) -> Result<SimulatedWorkload> {
+    let code = std::fs::read(&args.workload)
+        .with_context(|| format!("cannot read {}", args.workload.display()))?;
+    let platform = SimulatedPlatform::from_seed(&hex32(&args.platform_seed, "--platform-seed")?);
+    Ok(SimulatedWorkload::new(
+        platform,
+        Sha384::digest(&code).into(),
+        args.svn,
+    ))
+}
+
+pub fn kbs(cmd: KbsCommand) -> Result<()> {
+    match cmd {
+        KbsCommand::Serve(args) => kbs_serve(&args),
+        KbsCommand::Put(args) => {
+            let store = SecretStore::open(&args.store)?;
+            let value = match (&args.value_file, args.generate) {
+                (Some(path), None) => zeroize::Zeroizing::new(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                (None, Some(n)) => {
+                    if n == 0 || n > veil_tee::kbs::MAX_SECRET_LEN {
+                        bail!(
+                            "--generate takes 1 to {} bytes",
+                            veil_tee::kbs::MAX_SECRET_LEN
+                        );
+                    }
+                    let mut v = zeroize::Zeroizing::new(vec![0u8; n]);
+                    rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut v)
+                        .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+                    v
+                }
+                _ => bail!("give the value with --value-file FILE or --generate BYTES"),
+            };
+            let text = std::fs::read_to_string(&args.policy)
+                .with_context(|| format!("cannot read {}", args.policy.display()))?;
+            let kind = if args.policy.extension().is_some_and(|e| e == "rego") {
+                "rego"
+            } else {
+                "toml"
+            };
+            let policy_name = args
+                .policy
+                .file_name()
+                .map_or_else(|| "policy".into(), |n| n.to_string_lossy().into_owned());
+            store.put(
+                &args.name,
+                &value,
+                kind,
+                &policy_name,
+                &text,
+                veil_tee::service::unix_now(),
+            )?;
+            outln!(
+                "stored {} ({} bytes, policy {policy_name})",
+                args.name,
+                value.len()
+            );
+            Ok(())
+        }
+        KbsCommand::List(args) => {
+            let list = SecretStore::open(&args.store)?.list()?;
+            match args.format {
+                Format::Json => outln!("{}", serde_json::to_string(&list)?),
+                Format::Text => {
+                    outln!(
+                        "{:<24} {:>8}  {:<8} {:<20} policy sha256",
+                        "name",
+                        "bytes",
+                        "state",
+                        "policy"
+                    );
+                    for s in list {
+                        outln!(
+                            "{:<24} {:>8}  {:<8} {:<20} {}",
+                            s.name,
+                            s.len,
+                            if s.revoked { "revoked" } else { "active" },
+                            s.policy,
+                            &s.policy_sha256[..16]
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        KbsCommand::Revoke(args) => {
+            SecretStore::open(&args.store)?.revoke(&args.name)?;
+            outln!("revoked {}", args.name);
+            Ok(())
+        }
+        KbsCommand::Get(args) => {
+            let workload = workload(&args.workload)?;
+            let secret = runtime()?.block_on(async {
+                let token = workload.attest(&args.service).await?.token;
+                workload.fetch_secret(&args.kbs, &args.name, &token).await
+            })?;
+            write_private(&args.out, &secret)?;
+            outln!(
+                "{} ({} bytes) released to the attested key, written to {}",
+                args.name,
+                secret.len(),
+                args.out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
+    let store = SecretStore::open(&args.store)?;
+    let audit_path = args
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| args.store.join("audit.jsonl"));
+    let audit = AuditLog::open(&audit_path)?;
+    let rt = runtime()?;
+    let is_url = args.jwks.starts_with("http://") || args.jwks.starts_with("https://");
+    let verifier = if is_url {
+        rt.block_on(veil_tee::client::fetch_jwks(&args.jwks))
+            .with_context(|| format!("cannot fetch the JWKS from {}", args.jwks))?
+    } else {
+        let json = std::fs::read_to_string(&args.jwks)
+            .with_context(|| format!("cannot read {}", args.jwks))?;
+        TokenVerifier::from_jwks_json(&json)?
+    };
+    let broker = KeyBroker::new(store, verifier, is_url.then(|| args.jwks.clone()), audit);
+    let router = veil_tee::kbs::router(Arc::new(broker));
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!("key broker on http://{addr} (POST /release/NAME); Ctrl-C stops");
+        veil_tee::service::serve(listener, router, shutdown_signal()).await?;
+        Ok(())
+    })
+}
