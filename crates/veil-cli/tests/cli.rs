@@ -34,6 +34,11 @@ fn demo_runs_and_reports_small_errors() {
         stdout.contains("needs the secret key"),
         "the server must fail to decrypt: {stdout}"
     );
+    assert!(
+        stdout.contains("only it can open it")
+            && stdout.contains("[intruder] same platform, other code: refused"),
+        "the CC part must release to the workload and refuse the intruder: {stdout}"
+    );
 }
 
 #[test]
@@ -248,4 +253,225 @@ fn attest_simulate_then_verify() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A server process killed when the test ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `veil <args>` and waits for the line announcing its URL on stderr.
+fn start_server(args: &[&str], announce: &str) -> (Server, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("server exited before announcing its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix(announce) {
+            let url = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining stderr so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (server, url);
+        }
+    }
+}
+
+#[test]
+fn attestation_service_and_key_broker_as_separate_processes() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-cc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let seed = "07".repeat(32);
+    std::fs::write(p("model.wasm"), b"(module ;; agreed model)").unwrap();
+    std::fs::write(p("other.wasm"), b"(module ;; something else)").unwrap();
+    // The simulated platform's key, and the measurement of the agreed workload.
+    let out = veil(&[
+        "attest",
+        "simulate",
+        "--workload",
+        &p("model.wasm"),
+        "--platform-seed",
+        &seed,
+        "--out",
+        &p("ev.bin"),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (measurement, platform_key) = (field("measurement"), field("platform_key"));
+    let policy = format!("tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{measurement}\"]\n");
+    std::fs::write(p("policy.toml"), &policy).unwrap();
+
+    let (_attest, attest_url) = start_server(
+        &[
+            "attest",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            &p("policy.toml"),
+            "--sim-platform-key",
+            &platform_key,
+            "--signing-key",
+            &p("signing.key"),
+            "--alg",
+            "ES384",
+            "--audit-log",
+            &p("attest.jsonl"),
+        ],
+        "attestation service on ",
+    );
+    let out = veil(&[
+        "kbs",
+        "put",
+        "dataset-key",
+        "--store",
+        &p("kbs"),
+        "--policy",
+        &p("policy.toml"),
+        "--generate",
+        "32",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_kbs, kbs_url) = start_server(
+        &[
+            "kbs",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &p("kbs"),
+            "--jwks",
+            &format!("{attest_url}/.well-known/jwks.json"),
+        ],
+        "key broker on ",
+    );
+    let get = |workload: &str, out_file: &str| {
+        veil(&[
+            "kbs",
+            "get",
+            "dataset-key",
+            "--kbs",
+            &kbs_url,
+            "--service",
+            &attest_url,
+            "--workload",
+            &p(workload),
+            "--platform-seed",
+            &seed,
+            "--out",
+            &p(out_file),
+        ])
+    };
+    let out = get("model.wasm", "released.key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(p("released.key")).unwrap().len(), 32);
+    // Other code: no token, no key, the reason on stderr.
+    let out = get("other.wasm", "stolen.key");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("policy policy.toml denied"), "{stderr}");
+    assert!(!std::path::Path::new(&p("stolen.key")).exists());
+    // A token on its own, then list and revoke.
+    let out = veil(&[
+        "attest",
+        "request",
+        "--service",
+        &attest_url,
+        "--workload",
+        &p("model.wasm"),
+        "--platform-seed",
+        &seed,
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split('.')
+            .count(),
+        3
+    );
+    let out = veil(&["kbs", "list", "--store", &p("kbs"), "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "dataset-key");
+    assert_eq!(list[0]["revoked"], false);
+    assert!(
+        veil(&["kbs", "revoke", "dataset-key", "--store", &p("kbs")])
+            .status
+            .success()
+    );
+    let out = get("model.wasm", "after-revoke.key");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    // Bad input: errors, not panics.
+    for args in [
+        vec!["kbs", "revoke", "nope", "--store", &p("kbs")],
+        vec![
+            "kbs",
+            "put",
+            "x",
+            "--store",
+            &p("kbs"),
+            "--policy",
+            &p("missing.toml"),
+            "--generate",
+            "8",
+        ],
+        vec![
+            "kbs",
+            "put",
+            "x",
+            "--store",
+            &p("kbs"),
+            "--policy",
+            &p("policy.toml"),
+        ],
+        vec![
+            "attest",
+            "serve",
+            "--policy",
+            &p("model.wasm"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let out = veil(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
