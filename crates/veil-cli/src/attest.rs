@@ -22,6 +22,9 @@ pub enum AttestCommand {
     Serve(crate::services::AttestServeArgs),
     /// Act as a simulated workload: get a nonce, attest to the service, print the token.
     Request(crate::services::AttestRequestArgs),
+    /// Measure the attestation service and key broker on loopback: attestations per second
+    /// and key release latency, with simulated evidence.
+    Bench(crate::services::AttestBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +82,7 @@ pub fn run(cmd: AttestCommand) -> Result<()> {
         AttestCommand::Simulate(args) => simulate(&args),
         AttestCommand::Serve(args) => crate::services::attest_serve(&args),
         AttestCommand::Request(args) => crate::services::attest_request(&args),
+        AttestCommand::Bench(args) => crate::services::attest_bench(&args),
     }
 }
 

@@ -214,13 +214,11 @@ fn dp_demo(patients: usize) -> Result<()> {
 /// service over HTTP, receives a token, and the key broker releases the dataset key wrapped to
 /// the key bound in its evidence; a workload with other code gets nothing.
 fn cc_demo() -> Result<()> {
-    use std::sync::Arc;
-
     use sha2::{Digest, Sha384};
     use veil_tee::audit::AuditLog;
     use veil_tee::client::SimulatedWorkload;
     use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
-    use veil_tee::kbs::{KeyBroker, SecretStore};
+    use veil_tee::kbs::SecretStore;
     use veil_tee::policy::Policy;
     use veil_tee::service::{AttestationService, Verifiers};
     use veil_tee::token::{TokenAlgorithm, TokenIssuer};
@@ -270,32 +268,13 @@ fn cc_demo() -> Result<()> {
         .enable_all()
         .build()?;
     let outcome: Result<()> = rt.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.changed().await;
-        };
-        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let attest_url = format!("http://{}", l1.local_addr()?);
-        let h1 = tokio::spawn(veil_tee::service::serve(
-            l1,
-            veil_tee::service::router(Arc::new(service)),
-            stop(stop_rx.clone()),
-        ));
-        let verifier =
-            veil_tee::client::fetch_jwks(&format!("{attest_url}/.well-known/jwks.json")).await?;
-        let broker = KeyBroker::new(
+        let services = crate::services::LocalServices::start(
+            service,
             store,
-            verifier,
-            None,
             AuditLog::open(&dir.join("kbs-audit.jsonl"))?,
-        );
-        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let kbs_url = format!("http://{}", l2.local_addr()?);
-        let h2 = tokio::spawn(veil_tee::service::serve(
-            l2,
-            veil_tee::kbs::router(Arc::new(broker)),
-            stop(stop_rx),
-        ));
+        )
+        .await?;
+        let (attest_url, kbs_url) = (services.attest_url.clone(), services.kbs_url.clone());
         outln!("[services] attestation service {attest_url}, key broker {kbs_url}");
 
         let t = Instant::now();
@@ -325,9 +304,7 @@ fn cc_demo() -> Result<()> {
             Ok(_) => anyhow::bail!("a workload with other code was attested"),
             Err(e) => outln!("[intruder] same platform, other code: refused — {e}"),
         }
-        let _ = stop_tx.send(true);
-        let _ = h1.await;
-        let _ = h2.await;
+        services.stop().await;
         Ok(())
     });
     outcome?;

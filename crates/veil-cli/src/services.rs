@@ -421,3 +421,270 @@ fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
         Ok(())
     })
 }
+
+/// The attestation service and the key broker running in this process on loopback ports.
+pub struct LocalServices {
+    /// The attestation service's URL.
+    pub attest_url: String,
+    /// The key broker's URL.
+    pub kbs_url: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<veil_tee::Result<()>>>,
+}
+
+impl LocalServices {
+    /// Starts both on 127.0.0.1 (ephemeral ports); the broker trusts the service's JWKS.
+    pub async fn start(
+        service: AttestationService,
+        store: SecretStore,
+        kbs_audit: AuditLog,
+    ) -> Result<Self> {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.changed().await;
+        };
+        let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let attest_url = format!("http://{}", l1.local_addr()?);
+        let h1 = tokio::spawn(veil_tee::service::serve(
+            l1,
+            veil_tee::service::router(Arc::new(service)),
+            until(rx.clone()),
+        ));
+        let verifier =
+            veil_tee::client::fetch_jwks(&format!("{attest_url}/.well-known/jwks.json")).await?;
+        let broker = KeyBroker::new(store, verifier, None, kbs_audit);
+        let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let kbs_url = format!("http://{}", l2.local_addr()?);
+        let h2 = tokio::spawn(veil_tee::service::serve(
+            l2,
+            veil_tee::kbs::router(Arc::new(broker)),
+            until(rx),
+        ));
+        Ok(Self {
+            attest_url,
+            kbs_url,
+            stop,
+            handles: vec![h1, h2],
+        })
+    }
+
+    /// Stops both and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AttestBenchArgs {
+    /// Attestations (nonce + evidence → token) to time.
+    #[arg(long, default_value_t = 4000)]
+    pub attestations: usize,
+    /// Key releases to time.
+    #[arg(long, default_value_t = 2000)]
+    pub releases: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Timing {
+    op: &'static str,
+    count: usize,
+    concurrency: usize,
+    seconds: f64,
+    latencies_ms: Vec<f64>,
+}
+
+impl Timing {
+    fn quantile(&self, q: f64) -> f64 {
+        let mut v = self.latencies_ms.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Runs `count` operations from `concurrency` workloads; `op` gets the worker's workload and
+/// its token.
+async fn drive<F, Fut>(
+    op: &'static str,
+    count: usize,
+    concurrency: usize,
+    make: impl Fn() -> Result<SimulatedWorkload>,
+    attest_url: &str,
+    f: F,
+) -> Result<Timing>
+where
+    F: Fn(Arc<SimulatedWorkload>, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = veil_tee::Result<()>> + Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    let mut ready = Vec::new();
+    for _ in 0..concurrency {
+        let w = Arc::new(make()?.with_http_client(veil_tee::client::http_client()?));
+        let token = w.attest(attest_url).await?.token;
+        ready.push((w, token));
+    }
+    let start = std::time::Instant::now();
+    for (w, token) in ready {
+        let (next, f) = (next.clone(), f.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let t = std::time::Instant::now();
+                f(w.clone(), token.clone()).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok::<_, veil_tee::TeeError>(lat)
+        }));
+    }
+    let mut latencies_ms = Vec::with_capacity(count);
+    for h in workers {
+        latencies_ms.extend(h.await.context("benchmark worker failed")??);
+    }
+    Ok(Timing {
+        op,
+        count,
+        concurrency,
+        seconds: start.elapsed().as_secs_f64(),
+        latencies_ms,
+    })
+}
+
+pub fn attest_bench(args: &AttestBenchArgs) -> Result<()> {
+    if args.attestations == 0 || args.releases == 0 || args.concurrency == 0 {
+        bail!("--attestations, --releases and --concurrency must be at least 1");
+    }
+    let dir = std::env::temp_dir().join(format!("veil-attest-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, seed.as_mut())
+        .map_err(|e| anyhow::anyhow!("no system randomness: {e}"))?;
+    let measurement: [u8; 48] = Sha384::digest(b"benchmark workload").into();
+    let policy_text = format!(
+        "tee = [\"sim\"]\nmin_security_version = 1\n[measurements]\nmeasurement = [\"{}\"]\n",
+        hex::encode(measurement)
+    );
+    let service = AttestationService::new(
+        Verifiers {
+            sim: vec![SimVerifier::new(
+                &SimulatedPlatform::from_seed(&seed).public_key(),
+            )?],
+            ..Verifiers::default()
+        },
+        Policy::toml("bench.toml", &policy_text)?,
+        TokenIssuer::generate(TokenAlgorithm::ES256)?,
+        AuditLog::open(&dir.join("attest.jsonl"))?,
+    );
+    let store = SecretStore::open(&dir.join("kbs"))?;
+    store.put("key", &[7u8; 32], "toml", "bench.toml", &policy_text, 0)?;
+    let make = || {
+        Ok(SimulatedWorkload::new(
+            SimulatedPlatform::from_seed(&seed),
+            measurement,
+            1,
+        ))
+    };
+    let rt = runtime()?;
+    let results = rt.block_on(async {
+        let services =
+            LocalServices::start(service, store, AuditLog::open(&dir.join("kbs.jsonl"))?).await?;
+        let (a, k) = (services.attest_url.clone(), services.kbs_url.clone());
+        let attest_op = {
+            let a = a.clone();
+            move |w: Arc<SimulatedWorkload>, _t: String| {
+                let a = a.clone();
+                async move { w.attest(&a).await.map(|_| ()) }
+            }
+        };
+        let release_op = {
+            let k = k.clone();
+            move |w: Arc<SimulatedWorkload>, t: String| {
+                let k = k.clone();
+                async move { w.fetch_secret(&k, "key", &t).await.map(|_| ()) }
+            }
+        };
+        // Warm up connections and caches.
+        drive("warmup", 200, args.concurrency, make, &a, attest_op.clone()).await?;
+        let mut out = Vec::new();
+        let n_seq = args.attestations.min(500);
+        out.push(drive("attest", n_seq, 1, make, &a, attest_op.clone()).await?);
+        out.push(
+            drive(
+                "attest",
+                args.attestations,
+                args.concurrency,
+                make,
+                &a,
+                attest_op,
+            )
+            .await?,
+        );
+        let r_seq = args.releases.min(500);
+        out.push(drive("release", r_seq, 1, make, &a, release_op.clone()).await?);
+        out.push(
+            drive(
+                "release",
+                args.releases,
+                args.concurrency,
+                make,
+                &a,
+                release_op,
+            )
+            .await?,
+        );
+        services.stop().await;
+        Ok::<_, anyhow::Error>(out)
+    })?;
+    let entries = veil_tee::audit::verify_log(&dir.join("attest.jsonl"))?.len();
+    std::fs::remove_dir_all(&dir)?;
+    if !args.json {
+        outln!(
+            "attestation service and key broker on loopback, simulated evidence, ES256 tokens, audit log on disk ({entries} entries, chain verified); clients share the same {} cores",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        );
+        outln!(
+            "{:<9} {:>7} {:>12} {:>10} {:>10} {:>10}",
+            "op",
+            "clients",
+            "count",
+            "per_sec",
+            "p50_ms",
+            "p99_ms"
+        );
+    }
+    for t in &results {
+        let per_sec = t.count as f64 / t.seconds;
+        if args.json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "op": t.op, "concurrency": t.concurrency, "count": t.count,
+                    "per_sec": (per_sec * 10.0).round() / 10.0,
+                    "p50_ms": (t.quantile(0.5) * 1000.0).round() / 1000.0,
+                    "p99_ms": (t.quantile(0.99) * 1000.0).round() / 1000.0,
+                })
+            );
+        } else {
+            outln!(
+                "{:<9} {:>7} {:>12} {:>10.0} {:>10.3} {:>10.3}",
+                t.op,
+                t.concurrency,
+                t.count,
+                per_sec,
+                t.quantile(0.5),
+                t.quantile(0.99)
+            );
+        }
+    }
+    Ok(())
+}

@@ -13,7 +13,10 @@ use crate::service::{
 };
 use crate::token::TokenVerifier;
 
-fn client() -> Result<reqwest::Client> {
+/// A new HTTP client (30 s timeout). Clients pool connections: keep one per task that makes
+/// many requests (as [`SimulatedWorkload`] does); a pooled connection must not outlive the
+/// async runtime it was made in.
+pub fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
@@ -47,22 +50,38 @@ fn net(url: &str, e: reqwest::Error) -> TeeError {
 
 /// Fetches a JWKS and trusts its keys.
 pub async fn fetch_jwks(url: &str) -> Result<TokenVerifier> {
-    let resp = client()?.get(url).send().await.map_err(|e| net(url, e))?;
+    let resp = http_client()?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| net(url, e))?;
     let jwks: crate::token::Jwks = read(url, resp).await?;
     TokenVerifier::new(&jwks)
 }
 
 /// `GET {service}/nonce`.
 pub async fn fetch_nonce(service: &str) -> Result<NonceResponse> {
+    fetch_nonce_with(&http_client()?, service).await
+}
+
+async fn fetch_nonce_with(client: &reqwest::Client, service: &str) -> Result<NonceResponse> {
     let url = format!("{}/nonce", service.trim_end_matches('/'));
-    let resp = client()?.get(&url).send().await.map_err(|e| net(&url, e))?;
+    let resp = client.get(&url).send().await.map_err(|e| net(&url, e))?;
     read(&url, resp).await
 }
 
 /// `POST {service}/attest`.
 pub async fn attest(service: &str, request: &AttestRequest) -> Result<AttestResponse> {
+    attest_with(&http_client()?, service, request).await
+}
+
+async fn attest_with(
+    client: &reqwest::Client,
+    service: &str,
+    request: &AttestRequest,
+) -> Result<AttestResponse> {
     let url = format!("{}/attest", service.trim_end_matches('/'));
-    let resp = client()?
+    let resp = client
         .post(&url)
         .json(request)
         .send()
@@ -73,8 +92,17 @@ pub async fn attest(service: &str, request: &AttestRequest) -> Result<AttestResp
 
 /// `POST {kbs}/release/{name}` with `token`.
 pub async fn release(kbs: &str, name: &str, token: &str) -> Result<ReleasedSecret> {
+    release_with(&http_client()?, kbs, name, token).await
+}
+
+async fn release_with(
+    client: &reqwest::Client,
+    kbs: &str,
+    name: &str,
+    token: &str,
+) -> Result<ReleasedSecret> {
     let url = format!("{}/release/{name}", kbs.trim_end_matches('/'));
-    let resp = client()?
+    let resp = client
         .post(&url)
         .json(&ReleaseRequest {
             token: token.to_string(),
@@ -92,6 +120,7 @@ pub struct SimulatedWorkload {
     measurement: [u8; 48],
     security_version: u16,
     key: WorkloadKeyPair,
+    http: Option<reqwest::Client>,
 }
 
 impl SimulatedWorkload {
@@ -102,7 +131,18 @@ impl SimulatedWorkload {
             measurement,
             security_version,
             key: WorkloadKeyPair::generate(),
+            http: None,
         }
+    }
+
+    /// Reuses `client` (and its pooled connections) for every request.
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    fn http(&self) -> Result<reqwest::Client> {
+        self.http.clone().map_or_else(http_client, Ok)
     }
 
     /// The workload's HPKE key pair.
@@ -132,8 +172,9 @@ impl SimulatedWorkload {
 
     /// Gets a nonce, attests, and returns the token.
     pub async fn attest(&self, service: &str) -> Result<AttestResponse> {
-        let nonce = fetch_nonce(service).await?;
-        attest(service, &self.attest_request(&nonce.nonce)?).await
+        let client = self.http()?;
+        let nonce = fetch_nonce_with(&client, service).await?;
+        attest_with(&client, service, &self.attest_request(&nonce.nonce)?).await
     }
 
     /// Asks the broker for `name` with `token` and opens the wrapped secret.
@@ -143,7 +184,7 @@ impl SimulatedWorkload {
         name: &str,
         token: &str,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let released = release(kbs, name, token).await?;
+        let released = release_with(&self.http()?, kbs, name, token).await?;
         self.key.open(&released)
     }
 }

@@ -291,14 +291,11 @@ fn rego_violations(engine: &regorus::Engine, package: &str, claims: &Value) -> R
     };
     let mut why = Vec::new();
     if !eval_true(&mut e, "allow")? {
-        match e.eval_rule(format!("{package}.reasons")) {
-            Ok(v) => {
-                let json = v.to_json_str().unwrap_or_default();
-                if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&json) {
-                    why.extend(items.iter().filter_map(|i| i.as_str().map(String::from)));
-                }
+        if let Ok(v) = e.eval_rule(format!("{package}.reasons")) {
+            let json = v.to_json_str().unwrap_or_default();
+            if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&json) {
+                why.extend(items.iter().filter_map(|i| i.as_str().map(String::from)));
             }
-            Err(_) => {}
         }
         if why.is_empty() {
             why.push(format!("{package}.allow is not true"));

@@ -21,6 +21,8 @@ const MAX_REPORT_LEN: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct SnpVerifier {
     vcek: Certificate,
+    /// The chain check (two RSA-4096 and one ECDSA P-384 signature), done once.
+    chain: std::sync::OnceLock<Result<()>>,
 }
 
 impl SnpVerifier {
@@ -29,11 +31,14 @@ impl SnpVerifier {
     pub fn from_vcek_der(der: &[u8]) -> Result<Self> {
         let vcek = Certificate::from_der(der)
             .map_err(|e| TeeError::InvalidCollateral(format!("VCEK: {e}")))?;
-        Ok(Self { vcek })
+        Ok(Self {
+            vcek,
+            chain: std::sync::OnceLock::new(),
+        })
     }
 
     /// The AMD chain (ARK → ASK) that signs this VCEK, if any built-in product line does.
-    fn chain(&self) -> Result<Chain> {
+    fn check_chain(&self) -> Result<()> {
         let lines = [
             (builtin::milan::ark(), builtin::milan::ask()),
             (builtin::genoa::ark(), builtin::genoa::ask()),
@@ -48,7 +53,7 @@ impl SnpVerifier {
                 vek: self.vcek.clone(),
             };
             if (&chain).verify().is_ok() {
-                return Ok(chain);
+                return Ok(());
             }
         }
         Err(TeeError::Rejected(
@@ -68,8 +73,8 @@ impl Verifier for SnpVerifier {
         let report = std::panic::catch_unwind(|| AttestationReport::from_bytes(evidence))
             .map_err(|_| TeeError::Rejected("malformed SNP report (the parser gave up)".into()))?
             .map_err(|e| TeeError::Rejected(format!("malformed SNP report: {e}")))?;
-        let chain = self.chain()?;
-        (&chain, &report).verify().map_err(|e| {
+        self.chain.get_or_init(|| self.check_chain()).clone()?;
+        (&self.vcek, &report).verify().map_err(|e| {
             TeeError::Rejected(format!(
                 "SNP report signature does not verify with the VCEK: {e}"
             ))
