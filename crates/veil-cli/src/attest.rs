@@ -65,6 +65,15 @@ pub struct VerifyArgs {
     /// For SEV-SNP reports: the VCEK certificate (DER, as AMD's KDS serves it).
     #[arg(long)]
     pub vcek: Option<PathBuf>,
+    /// Fetch SGX/TDX collateral from this PCCS (v4 API) instead of --collateral.
+    #[arg(long, conflicts_with = "collateral")]
+    pub pccs: Option<String>,
+    /// Extra trusted CA (PEM) for a PCCS with a self-signed certificate.
+    #[arg(long, requires = "pccs")]
+    pub pccs_ca: Option<PathBuf>,
+    /// Save the collateral fetched from the PCCS (JSON, readable by --collateral).
+    #[arg(long, requires = "pccs")]
+    pub save_collateral: Option<PathBuf>,
     /// Verify as of this time (RFC 3339, e.g. 2025-07-01T00:00:00Z); default: now.
     #[arg(long)]
     pub at: Option<String>,
@@ -114,6 +123,25 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Fetches the collateral for `quote` from a PCCS.
+pub fn fetch_collateral(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    quote: &[u8],
+) -> Result<DcapVerifier> {
+    let ca_pem = ca
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let client = veil_tee::pccs::PccsClient::new(url, ca_pem.as_deref())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let collateral = rt
+        .block_on(client.fetch(quote))
+        .with_context(|| format!("cannot fetch collateral from {url}"))?;
+    Ok(DcapVerifier::from_collateral(collateral))
+}
+
 fn verify(args: &VerifyArgs) -> Result<()> {
     let evidence = std::fs::read(&args.evidence)
         .with_context(|| format!("cannot read evidence {}", args.evidence.display()))?;
@@ -133,12 +161,21 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     let kind = detect(&evidence)?;
     let claims = match kind {
         EvidenceKind::SgxQuote | EvidenceKind::TdxQuote => {
-            let Some(path) = &args.collateral else {
-                bail!("{kind:?} evidence needs --collateral FILE (offline verification against stored collateral)");
-            };
-            let json = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read collateral {}", path.display()))?;
-            DcapVerifier::from_collateral_json(&json)?.verify(&evidence, now)?
+            if let Some(url) = &args.pccs {
+                let verifier = fetch_collateral(url, args.pccs_ca.as_deref(), &evidence)?;
+                if let Some(path) = &args.save_collateral {
+                    std::fs::write(path, verifier.collateral_json()?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                verifier.verify(&evidence, now)?
+            } else {
+                let Some(path) = &args.collateral else {
+                    bail!("{kind:?} evidence needs --collateral FILE (offline verification against stored collateral) or --pccs URL");
+                };
+                let json = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read collateral {}", path.display()))?;
+                DcapVerifier::from_collateral_json(&json)?.verify(&evidence, now)?
+            }
         }
         EvidenceKind::SnpReport => {
             let Some(path) = &args.vcek else {

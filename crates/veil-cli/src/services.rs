@@ -29,6 +29,15 @@ pub struct AttestServeArgs {
     /// SGX/TDX collateral (dcap-qvl JSON); repeat for several platforms.
     #[arg(long)]
     pub collateral: Vec<PathBuf>,
+    /// Fetch SGX/TDX collateral from this PCCS (v4 API) for quotes no --collateral verifies.
+    #[arg(long)]
+    pub pccs: Option<String>,
+    /// Extra trusted CA (PEM) for a PCCS with a self-signed certificate.
+    #[arg(long, requires = "pccs")]
+    pub pccs_ca: Option<PathBuf>,
+    /// How long fetched collateral is reused per platform (e.g. 1h).
+    #[arg(long, default_value = "1h")]
+    pub pccs_cache: humantime::Duration,
     /// SEV-SNP VCEK certificate (DER); repeat for several chips.
     #[arg(long)]
     pub vcek: Vec<PathBuf>,
@@ -240,6 +249,18 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         verifiers
             .sim
             .push(SimVerifier::new(&hex32(key, "--sim-platform-key")?)?);
+    }
+    if let Some(url) = &args.pccs {
+        let ca = args
+            .pccs_ca
+            .as_ref()
+            .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+            .transpose()?;
+        let client = veil_tee::pccs::PccsClient::new(url, ca.as_deref())?;
+        verifiers.pccs = Some(veil_tee::pccs::CollateralCache::new(
+            client,
+            args.pccs_cache.as_secs(),
+        ));
     }
     verifiers.verify_at = args
         .verify_at

@@ -187,6 +187,14 @@ fn attest_verify_real_quotes() {
             &format!("{v}/dcap/sgx_quote_collateral.json"),
         ],
         vec!["attest", "verify", "/nonexistent", "--at", "yesterday"],
+        // An unreachable PCCS (loopback, nothing listening): a clear error.
+        vec![
+            "attest",
+            "verify",
+            &format!("{v}/dcap/sgx_quote"),
+            "--pccs",
+            "http://127.0.0.1:9",
+        ],
     ] {
         let out = veil(&args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
         assert_eq!(out.status.code(), Some(1), "{args:?}");

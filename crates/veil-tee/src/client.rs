@@ -13,10 +13,17 @@ use crate::service::{
 };
 use crate::token::TokenVerifier;
 
+/// Makes `ring` the process's rustls crypto provider (HTTPS), unless one is installed already.
+pub fn install_crypto_provider() {
+    // An error means another provider was installed first, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A new HTTP client (30 s timeout). Clients pool connections: keep one per task that makes
 /// many requests (as [`SimulatedWorkload`] does); a pooled connection must not outlive the
 /// async runtime it was made in.
 pub fn http_client() -> Result<reqwest::Client> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()

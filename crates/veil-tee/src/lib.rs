@@ -22,6 +22,7 @@
 //! - [`kbs`]: the key broker — secrets encrypted at rest, release policies, HPKE release to
 //!   the key bound in the evidence.
 //! - [`audit`]: hash-chained audit logs; [`client`]: HTTP clients and a simulated workload.
+//! - [`pccs`]: fetch DCAP collateral for a quote from a PCCS (optional; verification is offline).
 
 #[cfg(feature = "service")]
 pub mod audit;
@@ -33,6 +34,8 @@ pub mod error;
 pub mod evidence;
 #[cfg(feature = "service")]
 pub mod kbs;
+#[cfg(all(feature = "service", feature = "dcap"))]
+pub mod pccs;
 #[cfg(feature = "service")]
 pub mod policy;
 #[cfg(feature = "service")]

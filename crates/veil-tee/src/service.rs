@@ -79,6 +79,9 @@ pub struct Verifiers {
     pub snp: Vec<crate::evidence::snp::SnpVerifier>,
     /// Simulated platform keys.
     pub sim: Vec<crate::evidence::sim::SimVerifier>,
+    /// Fetch SGX/TDX collateral from a PCCS when no stored collateral verifies a quote.
+    #[cfg(feature = "dcap")]
+    pub pccs: Option<crate::pccs::CollateralCache>,
     /// Fixed verification time for DCAP/SNP collateral (recorded evidence); `None`: now.
     pub verify_at: Option<u64>,
 }
@@ -119,12 +122,28 @@ impl Verifiers {
                 "simulated platform key (the service trusts no simulated platform)",
             ),
             #[cfg(feature = "dcap")]
-            EvidenceKind::SgxQuote | EvidenceKind::TdxQuote => first_success(
-                self.dcap.iter().map(|v| v as &dyn Verifier).collect(),
-                evidence,
-                at,
-                "DCAP collateral (the service was started without --collateral)",
-            ),
+            EvidenceKind::SgxQuote | EvidenceKind::TdxQuote => {
+                let stored = first_success(
+                    self.dcap.iter().map(|v| v as &dyn Verifier).collect(),
+                    evidence,
+                    at,
+                    "DCAP collateral (the service was started without --collateral or --pccs)",
+                );
+                match (&self.pccs, stored) {
+                    (_, Ok(claims)) => Ok(claims),
+                    (Some(cache), Err(stored_err)) => {
+                        let fetched = cache.verifier_for(evidence, now)?;
+                        fetched.verify(evidence, at).map_err(|e| {
+                            if self.dcap.is_empty() {
+                                e
+                            } else {
+                                TeeError::Rejected(format!("{e} (stored collateral: {stored_err})"))
+                            }
+                        })
+                    }
+                    (None, Err(e)) => Err(e),
+                }
+            }
             #[cfg(feature = "snp")]
             EvidenceKind::SnpReport => first_success(
                 self.snp.iter().map(|v| v as &dyn Verifier).collect(),

@@ -229,7 +229,7 @@ async fn simulated_workload_attests_and_receives_its_key_over_http() {
             "does not trust",
         );
         // Malformed requests are 400s, not crashes.
-        let http = reqwest::Client::new();
+        let http = client::http_client().unwrap();
         let r = http
             .post(format!("{}/attest", env.attest_url))
             .body("{not json")

@@ -30,6 +30,19 @@ impl DcapVerifier {
             serde_json::from_str(json).map_err(|e| TeeError::InvalidCollateral(e.to_string()))?;
         Ok(Self { collateral })
     }
+
+    /// A verifier over collateral fetched or built in code (e.g. by
+    /// [`crate::pccs::PccsClient::fetch`]).
+    pub fn from_collateral(collateral: QuoteCollateralV3) -> Self {
+        Self { collateral }
+    }
+
+    /// The collateral as JSON, in the form [`DcapVerifier::from_collateral_json`] reads (to
+    /// save fetched collateral for offline use).
+    pub fn collateral_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.collateral)
+            .map_err(|e| TeeError::InvalidCollateral(e.to_string()))
+    }
 }
 
 fn hex48(v: &[u8; 48]) -> String {
