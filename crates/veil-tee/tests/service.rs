@@ -177,6 +177,21 @@ async fn simulated_workload_attests_and_receives_its_key_over_http() {
             "evidence rejected",
         );
 
+        // A debug-mode TEE (its memory is readable by the host), otherwise identical.
+        let nonce = client::fetch_nonce(&env.attest_url).await.unwrap();
+        let mut req = workload.attest_request(&nonce.nonce).unwrap();
+        let raw_nonce = veil_tee::service::decode_b64("nonce", &nonce.nonce).unwrap();
+        let rd = veil_tee::binding::expected_report_data(
+            &raw_nonce,
+            &workload.key().public_bytes(),
+            b"",
+        );
+        req.evidence = veil_tee::service::encode_b64(&platform().issue(&GOOD, &rd, true, 3));
+        refused(
+            &client::attest(&env.attest_url, &req).await.unwrap_err(),
+            403,
+            "debug mode",
+        );
         // A replayed nonce.
         let nonce = client::fetch_nonce(&env.attest_url).await.unwrap();
         let req = workload.attest_request(&nonce.nonce).unwrap();
@@ -255,7 +270,7 @@ async fn simulated_workload_attests_and_receives_its_key_over_http() {
             .iter()
             .filter(|e| e.event == "attestation_refused")
             .count();
-        assert_eq!((issued, refusals), (3, 6), "{attest_log:#?}");
+        assert_eq!((issued, refusals), (3, 7), "{attest_log:#?}");
         let kbs_log = verify_log(&env.dir.join("kbs.jsonl")).unwrap();
         assert_eq!(
             kbs_log
