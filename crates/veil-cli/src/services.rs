@@ -212,17 +212,8 @@ fn signing_key(path: &Path, alg: TokenAlgorithm) -> Result<TokenIssuer> {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("cannot write {}", path.display()))
+    veil_tee::kbs::write_private(path, bytes)
+        .with_context(|| format!("cannot write {} (it must not exist yet)", path.display()))
 }
 
 async fn shutdown_signal() {

@@ -423,7 +423,9 @@ impl SecretStore {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `path` (which must not exist) readable by its owner only (mode 0600 on Unix) and
+/// writes `bytes`: for keys and secrets.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

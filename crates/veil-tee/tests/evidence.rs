@@ -18,29 +18,8 @@ const JULY_2025: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z
 const MARCH_2026: u64 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const JAN_2027: u64 = 1_798_761_600; // 2027-01-01T00:00:00Z
 
-/// The recorded evidence lives beside the repository in `../shared/vectors/` (others' published
-/// data, not copied here); `VEIL_VECTORS` points elsewhere.
-fn vectors_dir() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-        std::path::PathBuf::from,
-    );
-    if dir.join("dcap").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: recorded evidence not found at {} (set VEIL_VECTORS to the shared/vectors folder)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// Reads `dcap/sgx_quote`-style names; `None` (test skipped) without the vectors folder.
-fn vector(name: &str) -> Option<Vec<u8>> {
-    let dir = vectors_dir()?;
-    Some(std::fs::read(dir.join(name)).unwrap())
-}
+mod common;
+use common::{vector, vectors_dir};
 
 fn verifier(name: &str) -> DcapVerifier {
     let json = String::from_utf8(vector(name).unwrap()).unwrap();

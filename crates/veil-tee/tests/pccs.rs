@@ -9,6 +9,8 @@
     reason = "tests fail by panicking"
 )]
 
+mod common;
+
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
@@ -19,20 +21,6 @@ use veil_tee::pccs::PccsClient;
 use veil_tee::TeeError;
 
 const JULY_2025: u64 = 1_751_328_000;
-
-fn shared(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-        std::path::PathBuf::from,
-    );
-    match std::fs::read(dir.join(name)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            eprintln!("skipped: {} unavailable ({e})", dir.join(name).display());
-            None
-        }
-    }
-}
 
 fn chain_header(name: &'static str, pem: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -107,8 +95,8 @@ async fn mock_pccs(c: serde_json::Value, tamper: bool) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_from_a_pccs_verifies_like_the_stored_file() {
     let (Some(quote), Some(json)) = (
-        shared("dcap/sgx_quote"),
-        shared("dcap/sgx_quote_collateral.json"),
+        common::vector("dcap/sgx_quote"),
+        common::vector("dcap/sgx_quote_collateral.json"),
     ) else {
         return;
     };

@@ -9,6 +9,8 @@
     reason = "tests fail by panicking"
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -306,27 +308,13 @@ async fn revoked_secrets_are_not_released() {
     std::fs::remove_dir_all(&env.dir).unwrap();
 }
 
-fn shared_vector(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-        std::path::PathBuf::from,
-    );
-    match std::fs::read(dir.join(name)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            eprintln!("skipped: {} unavailable ({e})", dir.join(name).display());
-            None
-        }
-    }
-}
-
 #[test]
 fn real_sgx_quote_through_the_service_is_judged_by_policy_and_binding() {
     use veil_tee::evidence::dcap::DcapVerifier;
     use veil_tee::service::{encode_b64, AttestRequest};
     let (Some(quote), Some(collateral)) = (
-        shared_vector("dcap/sgx_quote"),
-        shared_vector("dcap/sgx_quote_collateral.json"),
+        common::vector("dcap/sgx_quote"),
+        common::vector("dcap/sgx_quote_collateral.json"),
     ) else {
         return;
     };
