@@ -64,6 +64,9 @@ pub enum TeeError {
         /// The server's reason.
         reason: String,
     },
+    /// A workload could not be compiled, was stopped, or failed.
+    #[error("workload: {0}")]
+    Workload(String),
     /// A network operation failed.
     #[error("network: {0}")]
     Network(String),

@@ -22,6 +22,8 @@
 //! - [`kbs`]: the key broker — secrets encrypted at rest, release policies, HPKE release to
 //!   the key bound in the evidence.
 //! - [`audit`]: hash-chained audit logs; [`client`]: HTTP clients and a simulated workload.
+//! - [`workload`] (feature `workload`): measured WebAssembly workloads (wasmtime) with fuel and
+//!   memory limits, no ambient authority, HPKE-sealed inputs and sealing to the measurement.
 //! - [`pccs`]: fetch DCAP collateral for a quote from a PCCS (optional; verification is offline).
 
 #[cfg(feature = "service")]
@@ -42,6 +44,8 @@ pub mod policy;
 pub mod service;
 #[cfg(feature = "service")]
 pub mod token;
+#[cfg(feature = "workload")]
+pub mod workload;
 
 pub use claims::{TeeKind, VerifiedClaims};
 pub use error::{Result, TeeError};

@@ -51,6 +51,18 @@ impl SimulatedPlatform {
         }
     }
 
+    /// The platform's sealing secret (derived from its key): what a hardware TEE's key
+    /// derivation provides. Workloads derive their sealing keys from it and their measurement.
+    pub fn sealing_secret(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let mut seed = zeroize::Zeroizing::new(self.key.to_bytes());
+        let mut h = Sha256::new();
+        h.update(b"veil-sim-sealing-secret-v1");
+        h.update(seed.as_ref());
+        seed.as_mut().fill(0);
+        zeroize::Zeroizing::new(h.finalize().into())
+    }
+
     /// The platform's public key: the trust anchor verifiers need.
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()

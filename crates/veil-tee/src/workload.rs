@@ -1,0 +1,708 @@
+//! Measured WebAssembly workloads: the portable unit of confidential code.
+//!
+//! A workload is a WebAssembly module run by `wasmtime` with a fuel budget and a memory limit
+//! and **no ambient authority**: no WASI, so no file system, no network, no environment; a
+//! clock only if the launch configuration grants it. Inputs and outputs pass through this
+//! host interface (module `veil`):
+//!
+//! | import | signature | what |
+//! |---|---|---|
+//! | `input_count` | `() -> i32` | number of inputs |
+//! | `input_len` | `(i: i32) -> i32` | byte length of input `i` (-1 if there is none) |
+//! | `input_read` | `(i: i32, ptr: i32, len: i32) -> i32` | copies up to `len` bytes of input `i` to `memory[ptr..]`, returns the count |
+//! | `output_write` | `(ptr: i32, len: i32) -> i32` | appends `memory[ptr..ptr+len]` to the output (capped at [`MAX_OUTPUT`]) |
+//! | `log` | `(ptr: i32, len: i32)` | a UTF-8 diagnostic line (kept, at most 64 lines) |
+//! | `clock_ms` | `() -> i64` | Unix time in milliseconds — **only when granted** |
+//!
+//! The module exports its `memory` and `run: () -> i32` (0 = success; anything else is the
+//! workload's own error code).
+//!
+//! Its **measurement** is SHA-384 over the module's binary and its launch configuration (fuel,
+//! memory limit, grants), so a policy pins both the code and the limits it runs under. At
+//! launch the runtime generates an ephemeral HPKE key pair and asks the TEE for evidence whose
+//! report data binds nonce ‖ public key ‖ measurement; inputs arrive sealed to that key and
+//! exist in the clear only inside the runtime. Data a workload seals can be unsealed only by
+//! the same measurement on the same platform.
+//!
+//! Here the TEE is simulated. On real hardware the same runtime runs inside an SGX enclave
+//! (Gramine), or in an SEV-SNP / TDX confidential VM, and the evidence comes from the
+//! hardware (`/dev/attestation/quote`, `/dev/sev-guest`, `/dev/tdx_guest`) instead of
+//! [`SimulatedPlatform`]; the sealing secret from the hardware's key derivation (EGETKEY,
+//! `MSG_KEY_REQ`), not from the simulated platform's seed.
+
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha384};
+use wasmtime::{Caller, Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use zeroize::Zeroizing;
+
+use crate::binding::expected_report_data;
+use crate::error::{Result, TeeError};
+use crate::evidence::sim::SimulatedPlatform;
+use crate::kbs::{ReleasedSecret, WorkloadKeyPair};
+
+/// Largest output a workload may write.
+pub const MAX_OUTPUT: usize = 16 << 20;
+/// Largest module accepted.
+pub const MAX_MODULE: usize = 64 << 20;
+
+/// How a workload is launched; part of its measurement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchConfig {
+    /// Fuel (roughly, WebAssembly instructions) the run may consume.
+    pub fuel: u64,
+    /// Largest linear memory, in bytes.
+    pub max_memory_bytes: u64,
+    /// Whether `veil.clock_ms` is available.
+    #[serde(default)]
+    pub grant_clock: bool,
+}
+
+impl Default for LaunchConfig {
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000_000,
+            max_memory_bytes: 256 << 20,
+            grant_clock: false,
+        }
+    }
+}
+
+/// A compiled workload and its measurement.
+#[derive(Clone)]
+pub struct Workload {
+    engine: Engine,
+    module: Module,
+    config: LaunchConfig,
+    measurement: [u8; 48],
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload")
+            .field("measurement", &hex::encode(self.measurement))
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The measurement of a module binary under a launch configuration.
+pub fn measure(wasm: &[u8], config: &LaunchConfig) -> [u8; 48] {
+    let mut h = Sha384::new();
+    h.update(b"veil-workload-v1");
+    h.update((wasm.len() as u64).to_le_bytes());
+    h.update(wasm);
+    for v in [
+        config.fuel,
+        config.max_memory_bytes,
+        u64::from(config.grant_clock),
+    ] {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+fn workload_err(what: &str, e: impl std::fmt::Display) -> TeeError {
+    TeeError::Workload(format!("{what}: {e}"))
+}
+
+impl Workload {
+    /// Compiles a module given as WebAssembly binary or text (`.wat`, assembled with `wat`).
+    pub fn new(module: &[u8], config: LaunchConfig) -> Result<Self> {
+        if module.len() > MAX_MODULE {
+            return Err(TeeError::Workload(format!(
+                "module of {} bytes exceeds {MAX_MODULE}",
+                module.len()
+            )));
+        }
+        let wasm =
+            wat::parse_bytes(module).map_err(|e| workload_err("assembling the module", e))?;
+        let mut engine_config = Config::new();
+        engine_config.consume_fuel(true);
+        let engine = Engine::new(&engine_config).map_err(|e| workload_err("engine", e))?;
+        let module =
+            Module::new(&engine, &wasm).map_err(|e| workload_err("compiling the module", e))?;
+        let measurement = measure(&wasm, &config);
+        Ok(Self {
+            engine,
+            module,
+            config,
+            measurement,
+        })
+    }
+
+    /// Reads and compiles a module file.
+    pub fn from_file(path: &Path, config: LaunchConfig) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| TeeError::Workload(format!("{}: {e}", path.display())))?;
+        Self::new(&bytes, config)
+    }
+
+    /// The measurement (SHA-384 of module and launch configuration).
+    pub fn measurement(&self) -> [u8; 48] {
+        self.measurement
+    }
+
+    /// The launch configuration.
+    pub fn config(&self) -> &LaunchConfig {
+        &self.config
+    }
+
+    /// Runs the workload once on plaintext inputs (inside the runtime) and returns its output.
+    pub fn run(&self, inputs: Vec<Zeroizing<Vec<u8>>>) -> Result<RunOutput> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(self.config.max_memory_bytes).unwrap_or(usize::MAX))
+            .instances(1)
+            .tables(4)
+            .memories(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState {
+            inputs,
+            output: Vec::new(),
+            logs: Vec::new(),
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(self.config.fuel)
+            .map_err(|e| workload_err("fuel", e))?;
+        let mut linker: Linker<HostState> = Linker::new(&self.engine);
+        link_host(&mut linker, self.config.grant_clock)?;
+        let instance = linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| explain(&e, &self.config, "instantiating the workload"))?;
+        let run = instance
+            .get_typed_func::<(), i32>(&mut store, "run")
+            .map_err(|e| workload_err("the module must export `run: () -> i32`", e))?;
+        let code = run
+            .call(&mut store, ())
+            .map_err(|e| explain(&e, &self.config, "running the workload"))?;
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let state = store.into_data();
+        if code != 0 {
+            return Err(TeeError::Workload(format!(
+                "the workload returned error code {code}{}",
+                if state.logs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (log: {})", state.logs.join(" | "))
+                }
+            )));
+        }
+        Ok(RunOutput {
+            output: Zeroizing::new(state.output),
+            logs: state.logs,
+            fuel_used: self.config.fuel.saturating_sub(fuel_left),
+        })
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The bytes the workload wrote with `output_write`.
+    pub output: Zeroizing<Vec<u8>>,
+    /// Its log lines.
+    pub logs: Vec<String>,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+}
+
+struct HostState {
+    inputs: Vec<Zeroizing<Vec<u8>>>,
+    output: Vec<u8>,
+    logs: Vec<String>,
+    limits: StoreLimits,
+}
+
+fn explain(e: &wasmtime::Error, config: &LaunchConfig, what: &str) -> TeeError {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::OutOfFuel {
+            return TeeError::Workload(format!(
+                "{what}: the workload ran out of fuel (limit {}) and was stopped",
+                config.fuel
+            ));
+        }
+    }
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
+        return TeeError::Workload(format!(
+            "{what}: the workload exceeded its memory limit of {} bytes and was stopped",
+            config.max_memory_bytes
+        ));
+    }
+    if text.contains("clock_ms") && !config.grant_clock {
+        return TeeError::Workload(format!(
+            "{what}: the workload imports veil.clock_ms, which its launch configuration does not grant"
+        ));
+    }
+    if text.contains("unknown import") {
+        return TeeError::Workload(format!(
+            "{what}: {text} (the runtime offers only the `veil` host interface: no WASI, no file system, no network)"
+        ));
+    }
+    TeeError::Workload(format!("{what}: {text}"))
+}
+
+fn memory(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<wasmtime::Memory> {
+    caller
+        .get_export("memory")
+        .and_then(wasmtime::Extern::into_memory)
+        .ok_or_else(|| wasmtime::Error::msg("the workload exports no `memory`"))
+}
+
+fn link_host(linker: &mut Linker<HostState>, grant_clock: bool) -> Result<()> {
+    let err = |e| workload_err("linking the host interface", e);
+    linker
+        .func_wrap("veil", "input_count", |caller: Caller<'_, HostState>| {
+            i32::try_from(caller.data().inputs.len()).unwrap_or(i32::MAX)
+        })
+        .map_err(err)?;
+    linker
+        .func_wrap(
+            "veil",
+            "input_len",
+            |caller: Caller<'_, HostState>, i: i32| -> i32 {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| caller.data().inputs.get(i))
+                    .map_or(-1, |v| i32::try_from(v.len()).unwrap_or(-1))
+            },
+        )
+        .map_err(err)?;
+    linker
+        .func_wrap(
+            "veil",
+            "input_read",
+            |mut caller: Caller<'_, HostState>,
+             i: i32,
+             ptr: i32,
+             len: i32|
+             -> wasmtime::Result<i32> {
+                let mem = memory(&mut caller)?;
+                let start = usize::try_from(ptr)
+                    .map_err(|_| wasmtime::Error::msg("input_read: negative pointer"))?;
+                let (memory_bytes, state) = mem.data_and_store_mut(&mut caller);
+                let Some(input) = usize::try_from(i).ok().and_then(|i| state.inputs.get(i)) else {
+                    return Ok(-1);
+                };
+                let n = usize::try_from(len).unwrap_or(0).min(input.len());
+                let dest = memory_bytes
+                    .get_mut(start..start.saturating_add(n))
+                    .ok_or_else(|| wasmtime::Error::msg("input_read: out of bounds"))?;
+                dest.copy_from_slice(&input[..n]);
+                Ok(i32::try_from(n).unwrap_or(i32::MAX))
+            },
+        )
+        .map_err(err)?;
+    linker
+        .func_wrap(
+            "veil",
+            "output_write",
+            |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+                let mem = memory(&mut caller)?;
+                let (start, n) = (
+                    usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("negative pointer"))?,
+                    usize::try_from(len).map_err(|_| wasmtime::Error::msg("negative length"))?,
+                );
+                let data = mem
+                    .data(&caller)
+                    .get(start..start.saturating_add(n))
+                    .ok_or_else(|| wasmtime::Error::msg("output_write: out of bounds"))?
+                    .to_vec();
+                let out = &mut caller.data_mut().output;
+                if out.len() + data.len() > MAX_OUTPUT {
+                    return Err(wasmtime::Error::msg(format!(
+                        "output larger than {MAX_OUTPUT} bytes"
+                    )));
+                }
+                out.extend_from_slice(&data);
+                Ok(len)
+            },
+        )
+        .map_err(err)?;
+    linker
+        .func_wrap(
+            "veil",
+            "log",
+            |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+                let mem = memory(&mut caller)?;
+                let start = usize::try_from(ptr).unwrap_or(usize::MAX);
+                let n = usize::try_from(len).unwrap_or(0).min(1024);
+                let line = mem
+                    .data(&caller)
+                    .get(start..start.saturating_add(n))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                let logs = &mut caller.data_mut().logs;
+                if logs.len() < 64 {
+                    logs.push(line);
+                }
+                Ok(())
+            },
+        )
+        .map_err(err)?;
+    if grant_clock {
+        linker
+            .func_wrap("veil", "clock_ms", || -> i64 {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            })
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A workload launched in the (simulated) TEE: its ephemeral key pair and the evidence binding
+/// its measurement and public key.
+pub struct LaunchedWorkload {
+    workload: Workload,
+    key: WorkloadKeyPair,
+    sealing_key: Zeroizing<[u8; 32]>,
+    evidence: Vec<u8>,
+}
+
+impl std::fmt::Debug for LaunchedWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchedWorkload")
+            .field("workload", &self.workload)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LaunchedWorkload {
+    /// Launches `workload` on `platform`: a fresh key pair, and evidence whose report data binds
+    /// `nonce`, the public key and `runtime_data`.
+    pub fn launch(
+        workload: Workload,
+        platform: &SimulatedPlatform,
+        security_version: u16,
+        nonce: &[u8],
+        runtime_data: &[u8],
+    ) -> Self {
+        let key = WorkloadKeyPair::generate();
+        let report_data = expected_report_data(nonce, &key.public_bytes(), runtime_data);
+        let evidence = platform.issue(&workload.measurement, &report_data, false, security_version);
+        let sealing_key = sealing_key(&platform.sealing_secret(), &workload.measurement);
+        Self {
+            workload,
+            key,
+            sealing_key,
+            evidence,
+        }
+    }
+
+    /// The evidence to present to the attestation service.
+    pub fn evidence(&self) -> &[u8] {
+        &self.evidence
+    }
+
+    /// The workload's public key (HPKE X25519), bound in the evidence.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.key.public_bytes()
+    }
+
+    /// The workload.
+    pub fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    /// Opens inputs sealed to this workload's key and runs it.
+    pub fn run_sealed(&self, inputs: &[ReleasedSecret]) -> Result<RunOutput> {
+        let plain = inputs
+            .iter()
+            .map(|i| self.key.open(i))
+            .collect::<Result<Vec<_>>>()?;
+        self.workload.run(plain)
+    }
+
+    /// Seals `data` so that only this measurement on this platform can unseal it.
+    pub fn seal(&self, data: &[u8]) -> Result<Vec<u8>> {
+        seal_with(&self.sealing_key, data)
+    }
+
+    /// Unseals data sealed by the same measurement on the same platform.
+    pub fn unseal(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        unseal_with(&self.sealing_key, sealed)
+    }
+}
+
+const SEAL_MAGIC: &[u8; 6] = b"VSEAL1";
+
+fn sealing_key(platform_secret: &[u8; 32], measurement: &[u8; 48]) -> Zeroizing<[u8; 32]> {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(b"veil-seal-v1"), platform_secret);
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
+    if hk.expand(measurement, key.as_mut()).is_err() {
+        key.as_mut().fill(0);
+    }
+    key
+}
+
+fn seal_with(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
+    let mut nonce = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| TeeError::Crypto("no system randomness"))?;
+    let ct = ChaCha20Poly1305::new(Key::from_slice(key))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: data,
+                aad: SEAL_MAGIC,
+            },
+        )
+        .map_err(|_| TeeError::Crypto("sealing failed"))?;
+    let mut out = SEAL_MAGIC.to_vec();
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn unseal_with(key: &[u8; 32], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    if sealed.len() < SEAL_MAGIC.len() + 12 + 16 || !sealed.starts_with(SEAL_MAGIC) {
+        return Err(TeeError::Workload("not sealed data".into()));
+    }
+    let (nonce, ct) = sealed[SEAL_MAGIC.len()..].split_at(12);
+    ChaCha20Poly1305::new(Key::from_slice(key))
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: SEAL_MAGIC,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            TeeError::Workload(
+                "unsealing failed: sealed by another measurement or platform, or tampered".into(),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATS: &str = include_str!("../workloads/stats.wat");
+
+    fn column(values: &[f64]) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn floats(bytes: &[u8]) -> Vec<f64> {
+        bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn stats_workload_computes_joint_statistics() {
+        let w = Workload::new(STATS.as_bytes(), LaunchConfig::default()).unwrap();
+        let a: Vec<f64> = (0..1000).map(|i| f64::from(i) * 0.5).collect();
+        let b: Vec<f64> = (0..500).map(|i| 100.0 + f64::from(i)).collect();
+        let out = w.run(vec![column(&a), column(&b)]).unwrap();
+        let r = floats(&out.output);
+        let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        let n = all.len() as f64;
+        let mean = all.iter().sum::<f64>() / n;
+        let var = all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        assert_eq!(r[0], n);
+        assert!((r[1] - mean).abs() < 1e-9 * mean.abs());
+        assert!((r[2] - var).abs() < 1e-9 * var);
+        assert_eq!((r[3], r[4]), (0.0, 599.0));
+        assert_eq!(r[5..].iter().sum::<f64>(), n);
+        let width = 599.0 / 10.0;
+        let bin0 = all.iter().filter(|&&x| x < width).count() as f64;
+        assert_eq!(r[5], bin0);
+        assert!(out.fuel_used > 0);
+        // A column that is not whole f64s is the workload's own error.
+        let bad = Zeroizing::new(vec![0u8; 7]);
+        let err = w.run(vec![bad]).unwrap_err().to_string();
+        assert!(err.contains("error code 1"), "{err}");
+    }
+
+    /// Three parties' rows: 3 standardized features, labels from a noisy linear rule.
+    fn party_rows(party: u64, n: usize) -> Vec<[f64; 4]> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ party;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        };
+        (0..n)
+            .map(|_| {
+                let x = [next() * 1.7, next() * 1.7, next() * 1.7];
+                let z = 1.5 * x[0] - 2.0 * x[1] + 0.5 * x[2] + 0.3 + 0.8 * next();
+                [x[0], x[1], x[2], if z > 0.0 { 1.0 } else { 0.0 }]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn logreg_workload_trains_like_plaintext() {
+        const LOGREG: &str = include_str!("../workloads/logreg.wat");
+        let parties: Vec<Vec<[f64; 4]>> = (0..3).map(|p| party_rows(p, 400)).collect();
+        let inputs: Vec<Zeroizing<Vec<u8>>> = parties
+            .iter()
+            .map(|rows| {
+                let mut v = vec![3.0];
+                v.extend(rows.iter().flatten());
+                column(&v)
+            })
+            .collect();
+        let w = Workload::new(LOGREG.as_bytes(), LaunchConfig::default()).unwrap();
+        let out = floats(&w.run(inputs.clone()).unwrap().output);
+        assert_eq!(out.len(), 5);
+        // The same model trained in plaintext on the pooled rows.
+        let rows: Vec<[f64; 4]> = parties.concat();
+        let (mut wt, mut b) = ([0.0f64; 3], 0.0f64);
+        let n = rows.len() as f64;
+        for _ in 0..500 {
+            let (mut g, mut gb) = ([0.0f64; 3], 0.0f64);
+            for r in &rows {
+                let z = b + wt[0] * r[0] + wt[1] * r[1] + wt[2] * r[2];
+                let e = 1.0 / (1.0 + (-z).exp()) - r[3];
+                for j in 0..3 {
+                    g[j] += e * r[j];
+                }
+                gb += e;
+            }
+            for j in 0..3 {
+                wt[j] -= 0.5 * g[j] / n;
+            }
+            b -= 0.5 * gb / n;
+        }
+        let acc = rows
+            .iter()
+            .filter(|r| {
+                ((b + wt[0] * r[0] + wt[1] * r[1] + wt[2] * r[2] >= 0.0) as u8 as f64) == r[3]
+            })
+            .count() as f64
+            / n;
+        for j in 0..3 {
+            assert!(
+                (out[j] - wt[j]).abs() < 1e-9,
+                "w{j}: {} vs {}",
+                out[j],
+                wt[j]
+            );
+        }
+        assert!((out[3] - b).abs() < 1e-9);
+        assert!((out[4] - acc).abs() <= 0.01, "accuracy {} vs {acc}", out[4]);
+        assert!(acc > 0.85, "the model learned the rule: {acc}");
+        // Mismatched feature counts are the workload's error, not a crash.
+        let mut bad = inputs.clone();
+        bad[1] = column(&[2.0, 1.0, 1.0, 0.0]);
+        assert!(w.run(bad).is_err());
+    }
+
+    #[test]
+    fn fuel_memory_and_authority_are_limited() {
+        let spin = "(module (memory (export \"memory\") 1) (func (export \"run\") (result i32) (loop $l (br $l)) (i32.const 0)))";
+        let w = Workload::new(
+            spin.as_bytes(),
+            LaunchConfig {
+                fuel: 1_000_000,
+                ..LaunchConfig::default()
+            },
+        )
+        .unwrap();
+        let err = w.run(vec![]).unwrap_err().to_string();
+        assert!(err.contains("ran out of fuel"), "{err}");
+
+        let greedy = "(module (memory (export \"memory\") 1) (func (export \"run\") (result i32) (drop (memory.grow (i32.const 100))) (i32.const 0)))";
+        let w = Workload::new(
+            greedy.as_bytes(),
+            LaunchConfig {
+                max_memory_bytes: 1 << 20,
+                ..LaunchConfig::default()
+            },
+        )
+        .unwrap();
+        let err = w.run(vec![]).unwrap_err().to_string();
+        assert!(err.contains("memory limit"), "{err}");
+
+        let clock = "(module (import \"veil\" \"clock_ms\" (func $c (result i64))) (memory (export \"memory\") 1) (func (export \"run\") (result i32) (drop (call $c)) (i32.const 0)))";
+        let denied = Workload::new(clock.as_bytes(), LaunchConfig::default()).unwrap();
+        let err = denied.run(vec![]).unwrap_err().to_string();
+        assert!(err.contains("does not grant"), "{err}");
+        let granted = LaunchConfig {
+            grant_clock: true,
+            ..LaunchConfig::default()
+        };
+        let allowed = Workload::new(clock.as_bytes(), granted).unwrap();
+        allowed.run(vec![]).unwrap();
+        // Granting the clock changes the measurement.
+        assert_ne!(denied.measurement(), allowed.measurement());
+
+        let wasi = "(module (import \"wasi_snapshot_preview1\" \"fd_write\" (func (param i32 i32 i32 i32) (result i32))) (memory (export \"memory\") 1) (func (export \"run\") (result i32) (i32.const 0)))";
+        let err = Workload::new(wasi.as_bytes(), LaunchConfig::default())
+            .unwrap()
+            .run(vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no WASI"), "{err}");
+        assert!(Workload::new(b"(module (func", LaunchConfig::default()).is_err());
+    }
+
+    #[test]
+    fn launch_binds_the_key_and_sealing_follows_the_measurement() {
+        use crate::evidence::sim::SimVerifier;
+        use crate::evidence::Verifier;
+        let platform = SimulatedPlatform::from_seed(&[4; 32]);
+        let w = Workload::new(STATS.as_bytes(), LaunchConfig::default()).unwrap();
+        let launched = LaunchedWorkload::launch(w.clone(), &platform, 1, b"nonce", b"");
+        let claims = SimVerifier::new(&platform.public_key())
+            .unwrap()
+            .verify(launched.evidence(), 0)
+            .unwrap();
+        assert_eq!(
+            claims.measurements["measurement"],
+            hex::encode(w.measurement())
+        );
+        crate::binding::check_binding(&claims, b"nonce", &launched.public_key(), b"").unwrap();
+
+        // Inputs sealed to the attested key run; sealed data unseals only for the same code.
+        let input = crate::kbs::seal_to(&launched.public_key(), "input", &column(&[1.0, 2.0, 3.0]))
+            .unwrap();
+        let out = launched.run_sealed(&[input]).unwrap();
+        assert_eq!(floats(&out.output)[1], 2.0);
+        let sealed = launched.seal(b"model state").unwrap();
+        let again = LaunchedWorkload::launch(w, &platform, 1, b"other", b"");
+        assert_eq!(again.unseal(&sealed).unwrap().as_slice(), b"model state");
+        let other_code = Workload::new(
+            STATS
+                .replace(
+                    "(memory (export \"memory\") 1)",
+                    "(memory (export \"memory\") 2)",
+                )
+                .as_bytes(),
+            LaunchConfig::default(),
+        )
+        .unwrap();
+        let other = LaunchedWorkload::launch(other_code, &platform, 1, b"n", b"");
+        assert!(other.unseal(&sealed).is_err());
+        let other_platform = LaunchedWorkload::launch(
+            Workload::new(STATS.as_bytes(), LaunchConfig::default()).unwrap(),
+            &SimulatedPlatform::from_seed(&[5; 32]),
+            1,
+            b"n",
+            b"",
+        );
+        assert!(other_platform.unseal(&sealed).is_err());
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(again.unseal(&tampered).is_err());
+    }
+}
