@@ -7,7 +7,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use veil_tee::kbs::{seal_to, WorkloadKeyPair};
-use veil_tee::workload::{LaunchConfig, Workload};
+use veil_tee::workload::{seal_upload, LaunchConfig, Workload};
 use zeroize::Zeroizing;
 
 const STATS: &str = include_str!("../workloads/stats.wat");
@@ -128,6 +128,9 @@ fn overhead(c: &mut Criterion) {
     let pk = key.public_bytes();
     g.bench_function("hpke_chacha20poly1305_4MiB", |b| {
         b.iter(|| seal_to(&pk, "upload", black_box(&data)).unwrap())
+    });
+    g.bench_function("envelope_hpke_aes256gcm_4MiB", |b| {
+        b.iter(|| seal_upload(&pk, "upload", black_box(&data)).unwrap())
     });
     let aes = ring::aead::LessSafeKey::new(
         ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[9u8; 32]).unwrap(),
