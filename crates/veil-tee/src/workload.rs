@@ -761,7 +761,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            floats(&launched.run_uploads(&[upload.clone()]).unwrap().output)[1],
+            floats(
+                &launched
+                    .run_uploads(std::slice::from_ref(&upload))
+                    .unwrap()
+                    .output
+            )[1],
             5.0
         );
         let mut relabelled = upload.clone();
