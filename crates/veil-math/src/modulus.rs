@@ -40,7 +40,7 @@ impl Modulus {
                 reason: "must be at least 3",
             });
         }
-        if q % 2 == 0 {
+        if q.is_multiple_of(2) {
             return Err(MathError::InvalidModulus {
                 modulus: q,
                 reason: "must be odd",

@@ -421,7 +421,7 @@ impl RnsPoly {
     pub fn automorphism(&self, g: u64) -> Result<Self> {
         let n = self.degree();
         let two_n = 2 * n as u64;
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return Err(MathError::InvalidGaloisElement { element: g, two_n });
         }
         let mut out = Self {

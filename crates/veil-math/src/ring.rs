@@ -190,7 +190,7 @@ impl RingContext {
     /// `out[j] = in[perm[j]]`.
     pub fn ntt_galois_permutation(&self, g: u64) -> Result<Vec<u32>> {
         let two_n = 2 * self.degree as u64;
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return Err(MathError::InvalidGaloisElement { element: g, two_n });
         }
         let mask = two_n - 1; // 2N is a power of two
