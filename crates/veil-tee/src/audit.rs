@@ -32,10 +32,16 @@ pub struct AuditEntry {
     pub details: Value,
     /// SHA-256 (hex) of the previous line, or zeros for the first.
     pub prev: String,
+    /// Ed25519 signature (hex) over this entry serialized without `sig`, when the log is
+    /// signed (data rooms sign with the workload's attested audit key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sig: Option<String>,
 }
 
 struct State {
     file: Option<File>,
+    /// The lines of an in-memory log.
+    memory: Vec<String>,
     seq: u64,
     prev: String,
 }
@@ -44,6 +50,7 @@ struct State {
 pub struct AuditLog {
     path: Option<PathBuf>,
     state: Mutex<State>,
+    signer: Option<ed25519_dalek::SigningKey>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -73,9 +80,11 @@ impl AuditLog {
             path: Some(path.to_path_buf()),
             state: Mutex::new(State {
                 file: Some(file),
+                memory: Vec::new(),
                 seq,
                 prev,
             }),
+            signer: None,
         })
     }
 
@@ -85,10 +94,27 @@ impl AuditLog {
             path: None,
             state: Mutex::new(State {
                 file: None,
+                memory: Vec::new(),
                 seq: 0,
                 prev: GENESIS.to_string(),
             }),
+            signer: None,
         }
+    }
+
+    /// Signs every entry appended from now on with `key` (Ed25519).
+    #[must_use]
+    pub fn with_signer(mut self, key: ed25519_dalek::SigningKey) -> Self {
+        self.signer = Some(key);
+        self
+    }
+
+    /// The number of entries and the SHA-256 (hex) of the last line: what the writer
+    /// vouches for, so that a reader can detect a truncated copy.
+    pub fn head(&self) -> (u64, String) {
+        self.state
+            .lock()
+            .map_or_else(|_| (0, GENESIS.to_string()), |s| (s.seq, s.prev.clone()))
     }
 
     /// The file, if any.
@@ -106,19 +132,39 @@ impl AuditLog {
         self.len() == 0
     }
 
+    /// The whole log as text (JSON lines): the file's contents, or the in-memory lines.
+    pub fn text(&self) -> Result<String> {
+        match &self.path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| TeeError::Audit(format!("{}: {e}", p.display()))),
+            None => self
+                .state
+                .lock()
+                .map(|s| s.memory.concat())
+                .map_err(|_| TeeError::Audit("a writer panicked".into())),
+        }
+    }
+
     /// Appends an entry. A decision must not be acted on if this fails.
     pub fn append(&self, time: u64, event: &str, details: Value) -> Result<()> {
         let mut s = self
             .state
             .lock()
             .map_err(|_| TeeError::Audit("a writer panicked".into()))?;
-        let entry = AuditEntry {
+        let mut entry = AuditEntry {
             seq: s.seq,
             time,
             event: event.to_string(),
             details,
             prev: s.prev.clone(),
+            sig: None,
         };
+        if let Some(key) = &self.signer {
+            use ed25519_dalek::Signer as _;
+            let unsigned =
+                serde_json::to_vec(&entry).map_err(|e| TeeError::Audit(e.to_string()))?;
+            entry.sig = Some(hex::encode(key.sign(&unsigned).to_bytes()));
+        }
         let mut line = serde_json::to_string(&entry).map_err(|e| TeeError::Audit(e.to_string()))?;
         let hash = hex::encode(Sha256::digest(line.as_bytes()));
         line.push('\n');
@@ -126,6 +172,8 @@ impl AuditLog {
             f.write_all(line.as_bytes())
                 .and_then(|()| f.flush())
                 .map_err(|e| TeeError::Audit(format!("write: {e}")))?;
+        } else {
+            s.memory.push(line);
         }
         s.seq += 1;
         s.prev = hash;
@@ -148,12 +196,29 @@ fn last_line_hash(path: &Path) -> Result<String> {
 /// Reads and verifies a whole log: sequence numbers from 0, each `prev` the hash of the line
 /// before. Returns the entries, or the first line where the chain breaks.
 pub fn verify_log(path: &Path) -> Result<Vec<AuditEntry>> {
-    let file = File::open(path).map_err(|e| TeeError::Audit(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TeeError::Audit(format!("{}: {e}", path.display())))?;
+    verify_entries(&text, None)
+}
+
+/// The SHA-256 (hex) of the last line of a log's text (zeros for an empty log).
+pub fn last_hash(text: &str) -> String {
+    text.lines().last().map_or_else(
+        || GENESIS.to_string(),
+        |l| hex::encode(Sha256::digest(l.as_bytes())),
+    )
+}
+
+/// Verifies a log given as text: the chain, and, when `signer` is given, that every entry
+/// carries a valid signature by that key.
+pub fn verify_entries(
+    text: &str,
+    signer: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Vec<AuditEntry>> {
     let mut prev = GENESIS.to_string();
     let mut entries = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| TeeError::Audit(format!("line {}: {e}", i + 1)))?;
-        let entry: AuditEntry = serde_json::from_str(&line)
+    for (i, line) in text.lines().enumerate() {
+        let entry: AuditEntry = serde_json::from_str(line)
             .map_err(|e| TeeError::Audit(format!("line {}: not an audit entry: {e}", i + 1)))?;
         if entry.seq != i as u64 {
             return Err(TeeError::Audit(format!(
@@ -168,10 +233,31 @@ pub fn verify_log(path: &Path) -> Result<Vec<AuditEntry>> {
                 i + 1
             )));
         }
+        if let Some(key) = signer {
+            check_signature(&entry, key).map_err(|why| {
+                TeeError::Audit(format!("line {}: {why} (entry edited or forged)", i + 1))
+            })?;
+        }
         prev = hex::encode(Sha256::digest(line.as_bytes()));
         entries.push(entry);
     }
     Ok(entries)
+}
+
+fn check_signature(
+    entry: &AuditEntry,
+    key: &ed25519_dalek::VerifyingKey,
+) -> std::result::Result<(), &'static str> {
+    let sig = entry.sig.as_deref().ok_or("unsigned entry")?;
+    let sig: [u8; 64] = hex::decode(sig)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("malformed signature")?;
+    let mut unsigned = entry.clone();
+    unsigned.sig = None;
+    let bytes = serde_json::to_vec(&unsigned).map_err(|_| "unserializable entry")?;
+    key.verify_strict(&bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| "bad signature")
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub fn http_client() -> Result<reqwest::Client> {
         .map_err(|e| TeeError::Network(e.to_string()))
 }
 
-async fn read<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {
+pub(crate) async fn read<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {
     let status = resp.status();
     let bytes = resp
         .bytes()
@@ -51,7 +51,7 @@ async fn read<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result
     }
 }
 
-fn net(url: &str, e: reqwest::Error) -> TeeError {
+pub(crate) fn net(url: &str, e: reqwest::Error) -> TeeError {
     TeeError::Network(format!("{url}: {e}"))
 }
 

@@ -67,6 +67,13 @@ pub enum TeeError {
     /// A workload could not be compiled, was stopped, or failed.
     #[error("workload: {0}")]
     Workload(String),
+    /// A data room refused a party, an upload or a request (identity, signature, manifest,
+    /// recipient).
+    #[error("room refused: {0}")]
+    RoomRefused(String),
+    /// A data room cannot do this now (waiting for uploads, already ran, already uploaded).
+    #[error("room not ready: {0}")]
+    RoomState(String),
     /// A network operation failed.
     #[error("network: {0}")]
     Network(String),

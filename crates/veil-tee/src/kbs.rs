@@ -90,6 +90,19 @@ impl WorkloadKeyPair {
         Self { private, public }
     }
 
+    /// The key pair from a stored 32-byte X25519 private key.
+    pub fn from_private_bytes(bytes: &[u8]) -> Result<Self> {
+        let private = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(bytes)
+            .map_err(|_| TeeError::BadRequest("not an X25519 private key".into()))?;
+        let public = X25519HkdfSha256::sk_to_pk(&private);
+        Ok(Self { private, public })
+    }
+
+    /// The private key's bytes, for storing the pair (zeroized when dropped).
+    pub fn private_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.private.to_bytes().to_vec())
+    }
+
     /// The public key (32 bytes).
     pub fn public_bytes(&self) -> Vec<u8> {
         self.public.to_bytes().to_vec()

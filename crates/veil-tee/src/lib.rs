@@ -24,6 +24,9 @@
 //! - [`audit`]: hash-chained audit logs; [`client`]: HTTP clients and a simulated workload.
 //! - [`workload`] (feature `workload`): measured WebAssembly workloads (wasmtime) with fuel and
 //!   memory limits, no ambient authority, HPKE-sealed inputs and sealing to the measurement.
+//! - [`room`] (feature `workload`): multi-party data rooms — a manifest the parties agree on,
+//!   attested upload of signed, encrypted data, outputs sealed to named recipients, and a
+//!   signed, hash-chained audit log.
 //! - [`pccs`]: fetch DCAP collateral for a quote from a PCCS (optional; verification is offline).
 
 #[cfg(feature = "service")]
@@ -40,6 +43,8 @@ pub mod kbs;
 pub mod pccs;
 #[cfg(feature = "service")]
 pub mod policy;
+#[cfg(feature = "workload")]
+pub mod room;
 #[cfg(feature = "service")]
 pub mod service;
 #[cfg(feature = "service")]

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -42,7 +42,7 @@ use crate::token::PolicyRef;
 const MAX_POLICY_LEN: usize = 1 << 20;
 
 /// The TOML allow-list form of a policy.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AllowList {
     /// Accepted TEE kinds (`sgx`, `tdx`, `snp`, `sim`). Empty: every hardware TEE, never `sim`.

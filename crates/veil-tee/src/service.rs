@@ -426,7 +426,10 @@ pub fn status_of(e: &TeeError) -> StatusCode {
         | TeeError::BindingMismatch
         | TeeError::PolicyDenied { .. }
         | TeeError::MissingInput(_)
-        | TeeError::VerifierNotEnabled(..) => StatusCode::FORBIDDEN,
+        | TeeError::VerifierNotEnabled(..)
+        | TeeError::RoomRefused(_) => StatusCode::FORBIDDEN,
+        TeeError::RoomState(_) => StatusCode::CONFLICT,
+        TeeError::Workload(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -443,6 +446,9 @@ pub fn kind_of(e: &TeeError) -> &'static str {
         TeeError::BindingMismatch => "binding_mismatch",
         TeeError::PolicyDenied { .. } => "policy_denied",
         TeeError::MissingInput(_) | TeeError::VerifierNotEnabled(..) => "not_verifiable",
+        TeeError::RoomRefused(_) => "room_refused",
+        TeeError::RoomState(_) => "room_state",
+        TeeError::Workload(_) => "workload_failed",
         _ => "internal",
     }
 }

@@ -367,6 +367,7 @@ pub struct LaunchedWorkload {
     key: WorkloadKeyPair,
     sealing_key: Zeroizing<[u8; 32]>,
     evidence: Vec<u8>,
+    security_version: u16,
 }
 
 impl std::fmt::Debug for LaunchedWorkload {
@@ -397,7 +398,35 @@ impl LaunchedWorkload {
             key,
             sealing_key,
             evidence,
+            security_version,
         }
+    }
+
+    /// Fresh evidence from `platform` (the one it was launched on) for the same key: report
+    /// data binding a verifier's `nonce`, the public key and `runtime_data`.
+    pub fn attest(
+        &self,
+        platform: &SimulatedPlatform,
+        nonce: &[u8],
+        runtime_data: &[u8],
+    ) -> Vec<u8> {
+        let report_data = expected_report_data(nonce, &self.key.public_bytes(), runtime_data);
+        platform.issue(
+            &self.workload.measurement,
+            &report_data,
+            false,
+            self.security_version,
+        )
+    }
+
+    /// Opens data HPKE-sealed to this workload's key (inside the TEE).
+    pub fn open(&self, sealed: &ReleasedSecret) -> Result<Zeroizing<Vec<u8>>> {
+        self.key.open(sealed)
+    }
+
+    /// Opens an upload sealed to this workload's key ([`seal_upload`]) inside the TEE.
+    pub fn open_upload(&self, upload: &SealedUpload) -> Result<Zeroizing<Vec<u8>>> {
+        open_upload(&self.key, upload)
     }
 
     /// The evidence to present to the attestation service.

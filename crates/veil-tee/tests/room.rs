@@ -1,0 +1,377 @@
+//! Data rooms end to end over HTTP on loopback: three parties verify the room, upload signed
+//! and encrypted data, one asks for the run, the named recipients read the output; every way
+//! of getting it wrong is refused, and the signed audit log detects tampering.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::sync::Arc;
+
+use veil_tee::evidence::sim::SimulatedPlatform;
+use veil_tee::room::{
+    self, builtin, check_audit_text, decode_output, encode_csv, Manifest, PartyKey, RoomClient,
+    RoomServer, RoomSpec,
+};
+use veil_tee::workload::LaunchConfig;
+use veil_tee::TeeError;
+
+const SEED: [u8; 32] = [7; 32];
+
+fn parties() -> Vec<PartyKey> {
+    ["hospital-a", "hospital-b", "hospital-c"]
+        .iter()
+        .map(|n| PartyKey::generate(n).unwrap())
+        .collect()
+}
+
+fn spec(parties: &[PartyKey], code: &str, launch: LaunchConfig) -> RoomSpec {
+    let b = builtin(code).unwrap();
+    RoomSpec {
+        name: "joint study".into(),
+        file: format!("builtin:{code}"),
+        input: b.input,
+        output_labels: b.output_labels.iter().map(|s| (*s).to_string()).collect(),
+        launch,
+        parties: parties.iter().map(PartyKey::public).collect(),
+        output_to: vec!["hospital-a".into(), "hospital-b".into()],
+        sim_platform_keys: vec![hex::encode(
+            SimulatedPlatform::from_seed(&SEED).public_key(),
+        )],
+        min_security_version: Some(1),
+    }
+}
+
+fn manifest_text(parties: &[PartyKey], code: &str, launch: LaunchConfig) -> String {
+    let wat = builtin(code).unwrap().wat;
+    Manifest::create(wat.as_bytes(), spec(parties, code, launch), 1_800_000_000)
+        .unwrap()
+        .to_toml()
+        .unwrap()
+}
+
+struct Room {
+    url: String,
+    server: Arc<RoomServer>,
+}
+
+async fn serve(manifest: &str, code: &str, audit: Option<&std::path::Path>) -> Room {
+    let server = Arc::new(
+        RoomServer::launch(
+            manifest,
+            builtin(code).unwrap().wat.as_bytes(),
+            SimulatedPlatform::from_seed(&SEED),
+            1,
+            audit,
+        )
+        .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(room::serve(
+        listener,
+        server.clone(),
+        std::future::pending(),
+    ));
+    Room { url, server }
+}
+
+fn csv(values: &[f64]) -> String {
+    let mut s = "glucose\n".to_string();
+    for v in values {
+        s.push_str(&format!("{v}\n"));
+    }
+    s
+}
+
+fn refused_status(e: &TeeError) -> u16 {
+    match e {
+        TeeError::Refused { status, .. } => *status,
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_parties_compute_joint_statistics() {
+    let dir = std::env::temp_dir().join(format!("veil-room-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit_path = dir.join("audit.jsonl");
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let room = serve(&text, "stats", Some(&audit_path)).await;
+    // A room's log starts at its launch: an existing file is not continued.
+    assert!(RoomServer::launch(
+        &text,
+        builtin("stats").unwrap().wat.as_bytes(),
+        SimulatedPlatform::from_seed(&SEED),
+        1,
+        Some(&audit_path)
+    )
+    .is_err());
+
+    let data: Vec<Vec<f64>> = vec![
+        (0..300).map(|i| 4.0 + f64::from(i) * 0.01).collect(),
+        (0..200).map(|i| 5.0 + f64::from(i) * 0.02).collect(),
+        (0..100).map(|i| 9.0 - f64::from(i) * 0.03).collect(),
+    ];
+    let client = RoomClient::new(&room.url, &text).unwrap();
+    let verified = client.verify().await.unwrap();
+    assert_eq!(verified.room_id, room.server.room_id());
+    assert_eq!(verified.audit_key.to_bytes(), room.server.audit_key());
+
+    // Running before everyone uploaded is refused, naming who is missing.
+    let e = client.run(&keys[0]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 409, "{e}");
+    assert!(
+        e.to_string().contains("hospital-a, hospital-b, hospital-c"),
+        "{e}"
+    );
+
+    for (k, values) in keys.iter().zip(&data) {
+        let input = encode_csv(client.manifest().code.input, &csv(values), None).unwrap();
+        let receipt = client.upload(k, "glucose.csv", &input).await.unwrap();
+        assert_eq!(receipt.party, k.name());
+    }
+    // A second upload by the same party is refused.
+    let e = client
+        .upload(&keys[1], "again.csv", b"\0\0\0\0\0\0\0\0")
+        .await
+        .unwrap_err();
+    assert_eq!(refused_status(&e), 409, "{e}");
+
+    let summary = client.run(&keys[2]).await.unwrap();
+    assert_eq!(summary.output_to, ["hospital-a", "hospital-b"]);
+    let e = client.run(&keys[0]).await.unwrap_err();
+    assert!(e.to_string().contains("already ran"), "{e}");
+
+    // The recipients read the statistics of the pooled data.
+    let all: Vec<f64> = data.concat();
+    let n = all.len() as f64;
+    let mean = all.iter().sum::<f64>() / n;
+    let var = all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    for k in &keys[..2] {
+        let out = client.fetch_output(k).await.unwrap();
+        let values = decode_output(client.manifest(), &out).unwrap();
+        assert_eq!(values[0], ("count".to_string(), n));
+        assert_eq!(values[1].0, "mean");
+        assert!((values[1].1 - mean).abs() < 1e-9);
+        assert!((values[2].1 - var).abs() < 1e-9);
+        assert_eq!(values[3].1, 4.0);
+    }
+    // hospital-c contributed data but is not a recipient.
+    let e = client.fetch_output(&keys[2]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 403, "{e}");
+    assert!(e.to_string().contains("not a recipient"), "{e}");
+
+    // The audit log tells the whole story, signed by the attested key.
+    let entries = client.audit().await.unwrap();
+    let events: Vec<&str> = entries.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events[0], "room_created");
+    assert_eq!(events.iter().filter(|e| **e == "upload").count(), 3);
+    assert_eq!(events.iter().filter(|e| **e == "run").count(), 1);
+    assert_eq!(
+        events.iter().filter(|e| **e == "output_released").count(),
+        2
+    );
+    assert_eq!(events.iter().filter(|e| **e == "output_refused").count(), 1);
+    assert!(events.contains(&"attestation"));
+    let upload = entries.iter().find(|e| e.event == "upload").unwrap();
+    let a_input = encode_csv(room::InputFormat::F64Column, &csv(&data[0]), None).unwrap();
+    assert_eq!(
+        upload.details["data_sha256"],
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a_input))
+    );
+
+    // Tampering with the log is detected: edit, drop, reorder, truncate, forged signature.
+    let log = std::fs::read_to_string(&audit_path).unwrap();
+    let (count, head) = room.server.audit_log().head();
+    let key = verified.audit_key;
+    check_audit_text(&log, &key, count, &head).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let join = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let edited = lines[3].replacen("\"time\":", "\"time\":1", 1);
+    let mut v = lines.clone();
+    v[3] = &edited;
+    assert!(check_audit_text(&join(&v), &key, count, &head).is_err());
+    let mut v = lines.clone();
+    v.remove(2);
+    assert!(check_audit_text(&join(&v), &key, count, &head).is_err());
+    let mut v = lines.clone();
+    v.swap(2, 3);
+    assert!(check_audit_text(&join(&v), &key, count, &head).is_err());
+    let truncated = &lines[..lines.len() - 1];
+    let e = check_audit_text(&join(truncated), &key, count, &head).unwrap_err();
+    assert!(e.to_string().contains("truncated"), "{e}");
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+    assert!(check_audit_text(&log, &stranger, count, &head).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_code_or_another_room_gets_no_data_path() {
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let room = serve(&text, "stats", None).await;
+
+    // A party whose manifest names other code (so another room id) is refused before upload.
+    let other = manifest_text(&keys, "logreg", LaunchConfig::default());
+    let client = RoomClient::new(&room.url, &other).unwrap();
+    let e = client
+        .upload(&keys[0], "x.csv", &[0u8; 8])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no data path"), "{e}");
+    // The evidence itself is checked against the manifest's measurement.
+    let mine = Manifest::parse(&text).unwrap();
+    let mut wrong = mine.clone();
+    wrong.code.measurement = Manifest::parse(&other).unwrap().code.measurement;
+    let nonce = [5u8; 32];
+    let ev = room
+        .server
+        .attest(&room::NonceRequest {
+            nonce: veil_tee::service::encode_b64(&nonce),
+        })
+        .unwrap();
+    let e = room::verify_room_evidence(&wrong, &room.server.room_id(), &nonce, &ev, 0).unwrap_err();
+    assert!(e.to_string().contains("no data path"), "{e}");
+    // The right manifest but a stale nonce or another room id: the binding fails.
+    assert!(room::verify_room_evidence(&mine, &room.server.room_id(), &[6u8; 32], &ev, 0).is_err());
+    assert!(room::verify_room_evidence(&mine, &[0u8; 32], &nonce, &ev, 0).is_err());
+    // Evidence from an untrusted platform is refused.
+    let mut untrusted = mine.clone();
+    untrusted.trust.sim_platform_keys = vec![hex::encode([1u8; 32])];
+    assert!(
+        room::verify_room_evidence(&untrusted, &room.server.room_id(), &nonce, &ev, 0).is_err()
+    );
+    // Launching the room with a module that is not the manifest's is refused.
+    assert!(RoomServer::launch(
+        &text,
+        builtin("logreg").unwrap().wat.as_bytes(),
+        SimulatedPlatform::from_seed(&SEED),
+        1,
+        None
+    )
+    .is_err());
+
+    // An upload prepared for one room and replayed into another (same code, same parties).
+    let text2 = manifest_text(&keys, "stats", LaunchConfig::default());
+    let room2 = serve(&text2, "stats", None).await;
+    let client = RoomClient::new(&room.url, &text).unwrap();
+    let verified = client.verify().await.unwrap();
+    let (_, body) = client
+        .prepare_upload(&verified, &keys[0], "a.csv", &1.5f64.to_le_bytes())
+        .unwrap();
+    let e = room2.server.upload(&body).unwrap_err();
+    assert!(e.to_string().contains("replayed into another room"), "{e}");
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/upload", room2.url))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // A tampered ciphertext, or a header re-signed by nobody, is refused.
+    let mut tampered = body.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert!(room.server.upload(&tampered).is_err());
+    let mut forged = body.clone();
+    let pos = forged.windows(10).position(|w| w == b"hospital-a").unwrap();
+    forged[pos + 9] = b'b';
+    assert!(room.server.upload(&forged).is_err());
+    assert!(room.server.upload(b"\0\0\0\xffgarbage").is_err());
+    // The genuine body is accepted once; replaying it is refused.
+    room.server.upload(&body).unwrap();
+    let e = room.server.upload(&body).unwrap_err();
+    assert!(e.to_string().contains("already uploaded"), "{e}");
+    // A party's key that is not the manifest's key cannot upload.
+    let impostor = PartyKey::generate("hospital-b").unwrap();
+    assert!(client.upload(&impostor, "b.csv", &[0u8; 8]).await.is_err());
+    // Nothing but hospital-a's one upload reached the room.
+    let uploads = room
+        .server
+        .audit_log()
+        .text()
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"upload\""))
+        .count();
+    assert_eq!(uploads, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_out_of_fuel_is_stopped_and_audited() {
+    let keys = parties();
+    let launch = LaunchConfig {
+        fuel: 20_000,
+        ..LaunchConfig::default()
+    };
+    let text = manifest_text(&keys, "stats", launch);
+    let room = serve(&text, "stats", None).await;
+    let client = RoomClient::new(&room.url, &text).unwrap();
+    let column: Vec<u8> = (0..10_000)
+        .flat_map(|i| f64::from(i).to_le_bytes())
+        .collect();
+    for k in &keys {
+        client.upload(k, "big.csv", &column).await.unwrap();
+    }
+    let e = client.run(&keys[0]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 422, "{e}");
+    assert!(e.to_string().contains("ran out of fuel"), "{e}");
+    let entries = client.audit().await.unwrap();
+    assert!(entries.iter().any(|e| e.event == "run_failed"));
+    // Nothing to fetch.
+    assert!(client.fetch_output(&keys[0]).await.is_err());
+}
+
+#[test]
+fn manifests_party_keys_and_csv_are_validated() {
+    let keys = parties();
+    let text = manifest_text(&keys, "logreg", LaunchConfig::default());
+    let m = Manifest::parse(&text).unwrap();
+    assert_eq!(m.parties.len(), 3);
+    assert_eq!(Manifest::parse(&m.to_toml().unwrap()).unwrap(), m);
+    // Edits that break the manifest are named.
+    let bad = text.replace("output_to = [", "output_to = [\"nobody\", ");
+    assert!(Manifest::parse(&bad)
+        .unwrap_err()
+        .to_string()
+        .contains("not a party"));
+    assert!(Manifest::parse(&text.replace("version = 1", "version = 9")).is_err());
+    assert!(Manifest::parse(&format!("{text}\nextra = 1\n")).is_err());
+    let mut dup = m.clone();
+    dup.parties.push(dup.parties[0].clone());
+    assert!(dup.validate().is_err());
+    assert!(PartyKey::generate("no spaces").is_err());
+
+    // Party key files round-trip; a damaged one is an error.
+    let k = &keys[0];
+    let again = PartyKey::from_text(&k.to_text().unwrap()).unwrap();
+    assert_eq!(again.public(), k.public());
+    assert!(PartyKey::from_text("name = \"x\"").is_err());
+
+    // CSV encodings.
+    let rows = encode_csv(
+        room::InputFormat::F64LabelledRows,
+        "x1,x2,y\n0.5,1,1\n-2,3.5,0\n",
+        None,
+    )
+    .unwrap();
+    let f: Vec<f64> = rows
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(f, [2.0, 0.5, 1.0, 1.0, -2.0, 3.5, 0.0]);
+    let col = encode_csv(room::InputFormat::F64Column, "a,b\n1,2\n3,4\n", Some("b")).unwrap();
+    assert_eq!(col.len(), 16);
+    assert_eq!(f64::from_le_bytes(col[8..].try_into().unwrap()), 4.0);
+    assert!(encode_csv(room::InputFormat::F64Column, "a,b\n1,2\n", None).is_err());
+    assert!(encode_csv(room::InputFormat::F64Column, "a\n1\nx\n", None).is_err());
+    assert!(encode_csv(room::InputFormat::F64Column, "a\n1\nNaN\n", None).is_err());
+    assert!(encode_csv(room::InputFormat::F64LabelledRows, "1,2\n3\n", None).is_err());
+    assert!(encode_csv(room::InputFormat::F64Column, "", None).is_err());
+}
