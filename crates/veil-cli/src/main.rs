@@ -25,6 +25,7 @@ mod attest;
 mod demo;
 mod he;
 mod progress;
+mod room;
 mod services;
 
 /// Veil: compute on data that must stay hidden (homomorphic encryption, MPC, differential
@@ -55,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: services::KbsCommand,
     },
+    /// Confidential computing: multi-party data rooms (agreed code in an attested TEE, signed
+    /// and encrypted uploads, outputs to named recipients, signed audit log).
+    Room {
+        #[command(subcommand)]
+        command: room::RoomCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +78,7 @@ fn main() -> ExitCode {
         Command::He { command } => he::run(command),
         Command::Attest { command } => attest::run(command),
         Command::Kbs { command } => services::kbs(command),
+        Command::Room { command } => room::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -177,7 +177,7 @@ pub struct KbsGetArgs {
     pub out: PathBuf,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -192,7 +192,7 @@ fn unix(t: &str, flag: &str) -> Result<u64> {
         .unwrap_or(0))
 }
 
-fn hex32(text: &str, flag: &str) -> Result<[u8; 32]> {
+pub(crate) fn hex32(text: &str, flag: &str) -> Result<[u8; 32]> {
     let bytes = hex::decode(text.trim()).with_context(|| format!("{flag} is not hex"))?;
     bytes
         .try_into()
@@ -211,12 +211,12 @@ fn signing_key(path: &Path, alg: TokenAlgorithm) -> Result<TokenIssuer> {
     Ok(issuer)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     veil_tee::kbs::write_private(path, bytes)
         .with_context(|| format!("cannot write {} (it must not exist yet)", path.display()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 

@@ -290,7 +290,7 @@ fn start_server(args: &[&str], announce: &str) -> (Server, String) {
             .next()
             .expect("server exited before announcing its address")
             .unwrap();
-        if let Some(rest) = line.strip_prefix(announce) {
+        if let Some(rest) = line.find(announce).map(|i| &line[i + announce.len()..]) {
             let url = rest.split_whitespace().next().unwrap().to_string();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
@@ -481,5 +481,182 @@ fn attestation_service_and_key_broker_as_separate_processes() {
             "{args:?}: {stderr}"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn data_room_with_three_party_processes() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-room-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let ok = |args: &[&str]| {
+        let out = veil(args);
+        assert!(
+            out.status.success(),
+            "veil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let parties = ["hospital-a", "hospital-b", "hospital-c"];
+    for name in parties {
+        ok(&["room", "keygen", "--party", name, "--dir", &p("")]);
+    }
+    let text = ok(&["room", "platform", "--out", &p("platform.seed")]);
+    let platform_key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("platform key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let create = |code: &str, out: &str| {
+        ok(&[
+            "room",
+            "create",
+            "--code",
+            code,
+            "--party",
+            "hospital-a",
+            "--party",
+            "hospital-b",
+            "--party",
+            "hospital-c",
+            "--keys-dir",
+            &p(""),
+            "--output-to",
+            "hospital-a,hospital-b",
+            "--sim-platform-key",
+            &platform_key,
+            "--out",
+            &p(out),
+        ])
+    };
+    create("builtin:stats", "room.toml");
+    create("builtin:logreg", "other-room.toml");
+    // Creating over an existing manifest is refused.
+    assert!(!veil(&[
+        "room",
+        "create",
+        "--code",
+        "builtin:stats",
+        "--party",
+        "hospital-a",
+        "--output-to",
+        "hospital-a",
+        "--keys-dir",
+        &p(""),
+        "--sim-platform-key",
+        &platform_key,
+        "--out",
+        &p("room.toml"),
+    ])
+    .status
+    .success());
+
+    let (_room, url) = start_server(
+        &[
+            "room",
+            "serve",
+            "--manifest",
+            &p("room.toml"),
+            "--platform-seed-file",
+            &p("platform.seed"),
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-log",
+            &p("audit.jsonl"),
+        ],
+        " on ",
+    );
+    let client = |cmd: &str, party: Option<&str>, extra: &[&str]| {
+        let mut args = vec!["room", cmd, "--url", &url];
+        let manifest = p("room.toml");
+        args.extend(["--manifest", &manifest]);
+        let key = party.map(|n| p(&format!("{n}.key")));
+        if let Some(k) = &key {
+            args.extend(["--key", k]);
+        }
+        args.extend(extra);
+        veil(&args)
+    };
+    let out = client("verify", None, &["--format", "json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["claims"]["tee"], "sim");
+
+    // A party holding a manifest for other code gets no data path.
+    std::fs::write(p("a.csv"), "id,glucose\n1,5.5\n2,6.5\n3,7.5\n").unwrap();
+    let out = veil(&[
+        "room",
+        "upload",
+        "--url",
+        &url,
+        "--manifest",
+        &p("other-room.toml"),
+        "--key",
+        &p("hospital-a.key"),
+        "--data",
+        &p("a.csv"),
+        "--column",
+        "glucose",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no data path"));
+
+    // Each party uploads from its own process.
+    std::fs::write(p("b.csv"), "glucose\n4.5\n8.5\n").unwrap();
+    std::fs::write(p("c.csv"), "glucose\n10\n").unwrap();
+    for (party, file, extra) in [
+        ("hospital-a", "a.csv", vec!["--column", "glucose"]),
+        ("hospital-b", "b.csv", vec![]),
+        ("hospital-c", "c.csv", vec![]),
+    ] {
+        let data = p(file);
+        let mut args = vec!["--data", data.as_str()];
+        args.extend(extra);
+        let out = client("upload", Some(party), &args);
+        assert!(
+            out.status.success(),
+            "{party}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(client("run", Some("hospital-b"), &[]).status.success());
+    // Recipients read the pooled statistics; hospital-c is not a recipient.
+    for party in ["hospital-a", "hospital-b"] {
+        let out = client("fetch-output", Some(party), &["--format", "json"]);
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["count"], 6.0);
+        assert!((v["mean"].as_f64().unwrap() - 42.5 / 6.0).abs() < 1e-12);
+        assert_eq!(v["max"], 10.0);
+    }
+    let out = client("fetch-output", Some("hospital-c"), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a recipient"));
+
+    let out = client("audit", None, &[]);
+    assert!(out.status.success());
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert!(history.contains("audit log verified"), "{history}");
+    for needle in [
+        "room_created",
+        "hospital-c uploaded c.csv",
+        "output released to hospital-b",
+    ] {
+        assert!(history.contains(needle), "{needle}: {history}");
+    }
+    // The operator edits the log on disk: every reader notices.
+    let log = std::fs::read_to_string(p("audit.jsonl")).unwrap();
+    std::fs::write(
+        p("audit.jsonl"),
+        log.replacen("hospital-c", "hospital-x", 1),
+    )
+    .unwrap();
+    let out = client("audit", None, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
