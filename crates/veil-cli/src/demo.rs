@@ -348,7 +348,11 @@ fn room_demo() -> Result<()> {
             name: "joint glucose study".into(),
             file: "builtin:stats".into(),
             input: stats.input,
-            output_labels: stats.output_labels.iter().map(|s| (*s).to_string()).collect(),
+            output_labels: stats
+                .output_labels
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
             launch: veil_tee::workload::LaunchConfig::default(),
             parties: keys.iter().map(PartyKey::public).collect(),
             output_to: vec!["hospital-a".into(), "hospital-b".into()],
@@ -363,7 +367,13 @@ fn room_demo() -> Result<()> {
         &manifest.code.measurement[..16],
         names.join(", ")
     );
-    let room = Arc::new(RoomServer::launch(&text, stats.wat.as_bytes(), platform, 1, None)?);
+    let room = Arc::new(RoomServer::launch(
+        &text,
+        stats.wat.as_bytes(),
+        platform,
+        1,
+        None,
+    )?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
