@@ -1344,7 +1344,7 @@ pub fn encode_csv(format: InputFormat, text: &str, column: Option<&str>) -> Resu
 /// The output as labelled f64 values (`value[i]` where the manifest names none), or `None`
 /// when it is not a whole number of f64s.
 pub fn decode_output(manifest: &Manifest, output: &[u8]) -> Option<Vec<(String, f64)>> {
-    if output.is_empty() || output.len() % 8 != 0 {
+    if output.is_empty() || !output.len().is_multiple_of(8) {
         return None;
     }
     Some(
