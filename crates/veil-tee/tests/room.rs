@@ -162,6 +162,28 @@ async fn three_parties_compute_joint_statistics() {
         assert!((values[2].1 - var).abs() < 1e-9);
         assert_eq!(values[3].1, 4.0);
     }
+    // The sealed output opens only with a recipient's own key.
+    let now = veil_tee::service::unix_now();
+    let resp = room
+        .server
+        .output(&room::SignedRequest::new(
+            &room.server.room_id(),
+            &keys[0],
+            "fetch-output",
+            now,
+        ))
+        .unwrap();
+    assert!(keys[0].open(&resp.sealed).is_ok());
+    assert!(keys[1].open(&resp.sealed).is_err());
+    assert!(keys[2].open(&resp.sealed).is_err());
+    // A request signed by a but claiming to be c, or stale, is refused.
+    let mut forged =
+        room::SignedRequest::new(&room.server.room_id(), &keys[0], "fetch-output", now);
+    forged.party = "hospital-c".into();
+    assert!(room.server.output(&forged).is_err());
+    let stale =
+        room::SignedRequest::new(&room.server.room_id(), &keys[0], "fetch-output", now - 3600);
+    assert!(room.server.output(&stale).is_err());
     // hospital-c contributed data but is not a recipient.
     let e = client.fetch_output(&keys[2]).await.unwrap_err();
     assert_eq!(refused_status(&e), 403, "{e}");
@@ -175,7 +197,8 @@ async fn three_parties_compute_joint_statistics() {
     assert_eq!(events.iter().filter(|e| **e == "run").count(), 1);
     assert_eq!(
         events.iter().filter(|e| **e == "output_released").count(),
-        2
+        3,
+        "a twice (once directly), b once"
     );
     assert_eq!(events.iter().filter(|e| **e == "output_refused").count(), 1);
     assert!(events.contains(&"attestation"));
@@ -326,6 +349,41 @@ async fn a_workload_out_of_fuel_is_stopped_and_audited() {
     assert!(entries.iter().any(|e| e.event == "run_failed"));
     // Nothing to fetch.
     assert!(client.fetch_output(&keys[0]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_parties_train_a_logistic_regression_from_csv() {
+    let keys = parties();
+    let text = manifest_text(&keys, "logreg", LaunchConfig::default());
+    let room = serve(&text, "logreg", None).await;
+    let client = RoomClient::new(&room.url, &text).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    for k in &keys {
+        let mut csv = "age,bmi,glucose,diabetic\n".to_string();
+        for _ in 0..300 {
+            let x = [next(), next(), next()];
+            let y = u8::from(2.0 * x[0] - x[1] + 0.5 * x[2] + 0.3 * next() > 0.0);
+            csv.push_str(&format!("{},{},{},{y}\n", x[0], x[1], x[2]));
+        }
+        let input = encode_csv(client.manifest().code.input, &csv, None).unwrap();
+        client.upload(k, "patients.csv", &input).await.unwrap();
+    }
+    client.run(&keys[0]).await.unwrap();
+    let out = client.fetch_output(&keys[1]).await.unwrap();
+    let values = decode_output(client.manifest(), &out).unwrap();
+    assert_eq!(values.len(), 5, "3 weights, bias, accuracy");
+    let accuracy = values[4].1;
+    assert!(accuracy > 0.85, "accuracy {accuracy}");
+    assert!(
+        values[0].1 > 0.0 && values[1].1 < 0.0,
+        "learned the signs: {values:?}"
+    );
 }
 
 #[test]

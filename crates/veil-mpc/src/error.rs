@@ -1,0 +1,49 @@
+//! The error type of `veil-mpc`.
+
+/// What went wrong in a computation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MpcError {
+    /// A value cannot be encoded in fixed point (not finite, or too large).
+    #[error("cannot encode {value} in fixed point with {frac_bits} fractional bits: {why}")]
+    Encoding {
+        /// The value.
+        value: f64,
+        /// Fractional bits.
+        frac_bits: u32,
+        /// Why.
+        why: &'static str,
+    },
+    /// Parameters are out of range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// Operands do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A party sent something that does not fit the protocol (wrong length, missing message).
+    #[error("party {party} sent a malformed message in {phase}: {why}")]
+    Malformed {
+        /// The sender.
+        party: usize,
+        /// Protocol phase.
+        phase: String,
+        /// Why.
+        why: String,
+    },
+    /// A party stopped answering or disconnected.
+    #[error("party {party} is gone during {phase}: {why}")]
+    PartyGone {
+        /// The party.
+        party: usize,
+        /// Protocol phase.
+        phase: String,
+        /// Why.
+        why: String,
+    },
+    /// The dealer could not provide correlated randomness.
+    #[error("dealer: {0}")]
+    Dealer(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, MpcError>;

@@ -1,0 +1,29 @@
+//! # veil-mpc: secure multi-party computation
+//!
+//! Several parties compute on **additive secret shares** over the ring `Z_2^64`: a value `x`
+//! is held as `x_0 + x_1 + … + x_{N-1} (mod 2^64)`, each share uniformly random on its own, so
+//! no coalition of fewer than all parties learns anything. Reals are fixed-point numbers
+//! ([`fixed::FixedPoint`], 16 fractional bits by default) with an exact decode, negative
+//! values included.
+//!
+//! - [`sharing`]: splitting and reconstructing.
+//! - [`dealer`]: the "third party providing random masks" — Beaver triples, matrix triples,
+//!   truncation pairs. Each party's part is expanded from a 32-byte seed (ChaCha20); only the
+//!   last party receives one correction share per item.
+//! - [`protocol`]: the operations on shared tensors (add, multiply by public, Beaver
+//!   multiplication, square, dot and matrix products in one round, sum, fixed-point
+//!   truncation with at most one unit of error in the last place, opening to all or to one
+//!   party). Protocol code talks to the other parties only through the [`protocol::Exchange`]
+//!   trait: it hands over outgoing messages and gets incoming ones; it never touches sockets.
+//! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
+//!   tests and single-machine use.
+
+pub mod dealer;
+pub mod error;
+pub mod fixed;
+pub mod memory;
+pub mod protocol;
+pub mod sharing;
+
+pub use error::{MpcError, Result};
+pub use fixed::FixedPoint;

@@ -1,0 +1,641 @@
+//! Operations on secret-shared tensors.
+//!
+//! A [`Party`] holds its shares and its stream of correlated randomness, and runs each
+//! operation in rounds: it hands its outgoing messages to an [`Exchange`] and continues with
+//! what the other parties sent. Which transport carries them (in-process channels, TCP with
+//! TLS) is the exchange's business.
+//!
+//! Fixed-point multiplication is a Beaver multiplication (one round) followed by a
+//! **dealer-assisted truncation** (one round): with a mask `r` from the dealer, together with
+//! shares of `r >> f` and of `r`'s top bit, the parties open `c = x + 2^62 + r` — uniformly
+//! random, so it reveals nothing — and compute `x >> f` from `c >> f`, `r >> f` and whether the
+//! addition wrapped (known from the top bits of `c` and `r`). The result is off by at most one
+//! unit in the last place, never by a wrap-around's `2^64 / 2^f` (the failure of the local
+//! share shift). It requires `|x| < 2^62` before truncation: products of values below
+//! `2^(31 - f)` in magnitude (≈ 32,768 at 16 fractional bits).
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{SeedableRng, TryRngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::dealer::{Material, PartyRandomness, Request};
+use crate::error::{MpcError, Result};
+use crate::fixed::FixedPoint;
+use crate::sharing::share;
+
+/// How a party talks to the others and to the dealer. Implementations carry messages; they
+/// do not compute.
+pub trait Exchange {
+    /// This party's index (0-based).
+    fn id(&self) -> usize;
+    /// Number of parties.
+    fn parties(&self) -> usize;
+    /// One round: sends `outgoing[j]` to party `j` (this party's own entry and empty vectors
+    /// are not sent) and returns what each party sent to this one (own entry empty). Every
+    /// party calls it the same number of times, in the same order.
+    fn exchange(&mut self, phase: &str, outgoing: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>>;
+    /// The dealer's correction for `request`: `Some` for the last party, `None` for the
+    /// others (whose parts come from their seeds alone).
+    fn dealer(&mut self, request: &Request) -> Result<Option<Vec<u64>>>;
+}
+
+/// This party's additive share of a tensor (zeroized on drop).
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Shared {
+    share: Vec<u64>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shared(len {})", self.share.len())
+    }
+}
+
+impl Shared {
+    /// A share from its elements (as received from elsewhere).
+    pub fn from_share(share: Vec<u64>) -> Self {
+        Self { share }
+    }
+
+    /// The share's elements (random on their own).
+    pub fn share(&self) -> &[u64] {
+        &self.share
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.share.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.share.is_empty()
+    }
+}
+
+/// Traffic and rounds of one kind of operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    /// Times the operation ran.
+    pub calls: u64,
+    /// Communication rounds.
+    pub rounds: u64,
+    /// Bytes this party sent to other parties.
+    pub bytes_sent: u64,
+    /// Bytes of dealer corrections this party received.
+    pub dealer_bytes: u64,
+}
+
+/// Per-operation statistics of a party.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// By operation name.
+    pub ops: BTreeMap<&'static str, OpStats>,
+}
+
+impl Stats {
+    /// Everything together.
+    pub fn total(&self) -> OpStats {
+        self.ops.values().fold(OpStats::default(), |a, b| OpStats {
+            calls: a.calls + b.calls,
+            rounds: a.rounds + b.rounds,
+            bytes_sent: a.bytes_sent + b.bytes_sent,
+            dealer_bytes: a.dealer_bytes + b.dealer_bytes,
+        })
+    }
+}
+
+/// Wrapping matrix product of row-major `a` (`m × k`) and `b` (`k × n`) in `Z_2^64`.
+pub fn matmul_plain(a: &[u64], b: &[u64], m: usize, k: usize, n: usize) -> Vec<u64> {
+    let mut out = vec![0u64; m * n];
+    for i in 0..m {
+        let row = &mut out[i * n..(i + 1) * n];
+        for (l, &x) in a[i * k..(i + 1) * k].iter().enumerate() {
+            for (o, &y) in row.iter_mut().zip(&b[l * n..(l + 1) * n]) {
+                *o = o.wrapping_add(x.wrapping_mul(y));
+            }
+        }
+    }
+    out
+}
+
+fn add_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
+}
+
+fn sub_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect()
+}
+
+/// One party of a computation.
+pub struct Party<E: Exchange> {
+    ex: E,
+    rand: PartyRandomness,
+    fixed: FixedPoint,
+    rng: ChaCha20Rng,
+    stats: Stats,
+    op: &'static str,
+}
+
+impl<E: Exchange> std::fmt::Debug for Party<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Party")
+            .field("id", &self.ex.id())
+            .field("parties", &self.ex.parties())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: Exchange> Party<E> {
+    /// A party using `exchange`, its dealer `seed`, and the fixed-point format.
+    pub fn new(exchange: E, seed: &[u8; 32], fixed: FixedPoint) -> Result<Self> {
+        let (id, n) = (exchange.id(), exchange.parties());
+        if n < 2 || id >= n {
+            return Err(MpcError::InvalidParameter(format!(
+                "party {id} of {n}: need at least 2 parties and an id below their number"
+            )));
+        }
+        let mut os_seed = [0u8; 32];
+        rand_core::OsRng
+            .try_fill_bytes(&mut os_seed)
+            .map_err(|e| MpcError::InvalidParameter(format!("no system randomness: {e}")))?;
+        let rng = ChaCha20Rng::from_seed(os_seed);
+        os_seed.zeroize();
+        Ok(Self {
+            rand: PartyRandomness::new(seed, id == n - 1),
+            ex: exchange,
+            fixed,
+            rng,
+            stats: Stats::default(),
+            op: "other",
+        })
+    }
+
+    /// This party's index.
+    pub fn id(&self) -> usize {
+        self.ex.id()
+    }
+
+    /// Number of parties.
+    pub fn parties(&self) -> usize {
+        self.ex.parties()
+    }
+
+    /// The fixed-point format.
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    /// Traffic and rounds so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The exchange (e.g. to close it).
+    pub fn exchange_mut(&mut self) -> &mut E {
+        &mut self.ex
+    }
+
+    fn begin(&mut self, op: &'static str) -> &'static str {
+        let outer = self.op;
+        if outer == "other" {
+            self.op = op;
+            self.stats.ops.entry(op).or_default().calls += 1;
+        }
+        outer
+    }
+
+    fn end(&mut self, outer: &'static str) {
+        self.op = outer;
+    }
+
+    fn round(&mut self, outgoing: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>> {
+        let me = self.id();
+        let bytes: usize = outgoing
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != me)
+            .map(|(_, v)| v.len() * 8)
+            .sum();
+        let entry = self.stats.ops.entry(self.op).or_default();
+        entry.rounds += 1;
+        entry.bytes_sent += bytes as u64;
+        self.ex.exchange(self.op, outgoing)
+    }
+
+    fn material(&mut self, request: &Request) -> Result<Material> {
+        let correction = self.ex.dealer(request)?;
+        if let Some(c) = &correction {
+            self.stats.ops.entry(self.op).or_default().dealer_bytes += (c.len() * 8) as u64;
+        }
+        self.rand.next(request, correction)
+    }
+
+    fn check_len(&self, party: usize, got: usize, want: usize) -> Result<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(MpcError::Malformed {
+                party,
+                phase: self.op.into(),
+                why: format!("{got} elements where {want} were expected"),
+            })
+        }
+    }
+
+    /// Broadcasts `mine` and returns the element-wise sum of everyone's (an opening).
+    fn open_vec(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
+        let n = self.parties();
+        let me = self.id();
+        let incoming = self.round(
+            (0..n)
+                .map(|j| if j == me { Vec::new() } else { mine.to_vec() })
+                .collect(),
+        )?;
+        let mut total = mine.to_vec();
+        for (j, v) in incoming.iter().enumerate() {
+            if j == me {
+                continue;
+            }
+            self.check_len(j, v.len(), mine.len())?;
+            total = add_vec(&total, v);
+        }
+        Ok(total)
+    }
+
+    /// Secret-shares `values` (ring elements) held by `owner`; the others pass `None` and the
+    /// length. One round.
+    pub fn input_raw(
+        &mut self,
+        owner: usize,
+        values: Option<&[u64]>,
+        len: usize,
+    ) -> Result<Shared> {
+        let outer = self.begin("input");
+        let n = self.parties();
+        if owner >= n {
+            return Err(MpcError::InvalidParameter(format!("no party {owner}")));
+        }
+        let out = if self.id() == owner {
+            let values = values.ok_or_else(|| {
+                MpcError::InvalidParameter("the owner must give its values".into())
+            })?;
+            if values.len() != len {
+                return Err(MpcError::Shape(format!(
+                    "{} values where {len} were announced",
+                    values.len()
+                )));
+            }
+            let mut shares = share(values, n, &mut self.rng);
+            let mine = std::mem::take(&mut shares[owner]);
+            self.round(shares)?;
+            mine
+        } else {
+            let incoming = self.round(vec![Vec::new(); n])?;
+            let mine = incoming[owner].clone();
+            self.check_len(owner, mine.len(), len)?;
+            mine
+        };
+        self.end(outer);
+        Ok(Shared::from_share(out))
+    }
+
+    /// Secret-shares reals held by `owner` in fixed point. One round.
+    pub fn input(&mut self, owner: usize, values: Option<&[f64]>, len: usize) -> Result<Shared> {
+        let encoded = values.map(|v| self.fixed.encode_all(v)).transpose()?;
+        self.input_raw(owner, encoded.as_deref(), len)
+    }
+
+    /// A public constant as a sharing (party 0 holds it).
+    pub fn constant_raw(&self, values: &[u64]) -> Shared {
+        Shared::from_share(if self.id() == 0 {
+            values.to_vec()
+        } else {
+            vec![0; values.len()]
+        })
+    }
+
+    /// A public real constant as a sharing.
+    pub fn constant(&self, values: &[f64]) -> Result<Shared> {
+        Ok(self.constant_raw(&self.fixed.encode_all(values)?))
+    }
+
+    fn same_len(x: &Shared, y: &Shared) -> Result<()> {
+        if x.len() == y.len() {
+            Ok(())
+        } else {
+            Err(MpcError::Shape(format!(
+                "{} and {} elements",
+                x.len(),
+                y.len()
+            )))
+        }
+    }
+
+    /// `x + y`.
+    pub fn add(&self, x: &Shared, y: &Shared) -> Result<Shared> {
+        Self::same_len(x, y)?;
+        Ok(Shared::from_share(add_vec(&x.share, &y.share)))
+    }
+
+    /// `x - y`.
+    pub fn sub(&self, x: &Shared, y: &Shared) -> Result<Shared> {
+        Self::same_len(x, y)?;
+        Ok(Shared::from_share(sub_vec(&x.share, &y.share)))
+    }
+
+    /// `x + c` for public ring elements `c`.
+    pub fn add_public_raw(&self, x: &Shared, c: &[u64]) -> Result<Shared> {
+        if c.len() != x.len() {
+            return Err(MpcError::Shape(format!(
+                "{} and {} elements",
+                x.len(),
+                c.len()
+            )));
+        }
+        Ok(if self.id() == 0 {
+            Shared::from_share(add_vec(&x.share, c))
+        } else {
+            x.clone()
+        })
+    }
+
+    /// `x + c` for public reals.
+    pub fn add_public(&self, x: &Shared, c: &[f64]) -> Result<Shared> {
+        self.add_public_raw(x, &self.fixed.encode_all(c)?)
+    }
+
+    /// `x · k` for public integers `k` (no truncation needed).
+    pub fn mul_public_int(&self, x: &Shared, k: &[i64]) -> Result<Shared> {
+        if k.len() != x.len() {
+            return Err(MpcError::Shape(format!(
+                "{} and {} elements",
+                x.len(),
+                k.len()
+            )));
+        }
+        Ok(Shared::from_share(
+            x.share
+                .iter()
+                .zip(k)
+                .map(|(s, k)| s.wrapping_mul(*k as u64))
+                .collect(),
+        ))
+    }
+
+    /// `x · c` for public reals `c` (fixed point; one round for the truncation).
+    pub fn mul_public(&mut self, x: &Shared, c: &[f64]) -> Result<Shared> {
+        if c.len() != x.len() {
+            return Err(MpcError::Shape(format!(
+                "{} and {} elements",
+                x.len(),
+                c.len()
+            )));
+        }
+        let outer = self.begin("mul_public");
+        let enc = self.fixed.encode_all(c)?;
+        let raw = Shared::from_share(
+            x.share
+                .iter()
+                .zip(&enc)
+                .map(|(s, k)| s.wrapping_mul(*k))
+                .collect(),
+        );
+        let out = self.truncate(&raw);
+        self.end(outer);
+        out
+    }
+
+    /// The sum of all elements (a 1-element sharing). Local.
+    pub fn sum(&self, x: &Shared) -> Shared {
+        Shared::from_share(vec![x.share.iter().fold(0u64, |a, b| a.wrapping_add(*b))])
+    }
+
+    /// Opens `x` to every party (one round).
+    pub fn open_raw(&mut self, x: &Shared) -> Result<Vec<u64>> {
+        let outer = self.begin("open");
+        let out = self.open_vec(&x.share);
+        self.end(outer);
+        out
+    }
+
+    /// Opens a fixed-point `x` to every party.
+    pub fn open(&mut self, x: &Shared) -> Result<Vec<f64>> {
+        let raw = self.open_raw(x)?;
+        Ok(self.fixed.decode_all(&raw))
+    }
+
+    /// Opens `x` to party `to` only (one round): `Some` there, `None` elsewhere.
+    pub fn reveal_to_raw(&mut self, x: &Shared, to: usize) -> Result<Option<Vec<u64>>> {
+        let n = self.parties();
+        if to >= n {
+            return Err(MpcError::InvalidParameter(format!("no party {to}")));
+        }
+        let outer = self.begin("reveal_to");
+        let me = self.id();
+        let outgoing = (0..n)
+            .map(|j| {
+                if j == to && j != me {
+                    x.share.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let incoming = self.round(outgoing);
+        let out = incoming.and_then(|incoming| {
+            if me != to {
+                return Ok(None);
+            }
+            let mut total = x.share.clone();
+            for (j, v) in incoming.iter().enumerate() {
+                if j != me {
+                    self.check_len(j, v.len(), x.len())?;
+                    total = add_vec(&total, v);
+                }
+            }
+            Ok(Some(total))
+        });
+        self.end(outer);
+        out
+    }
+
+    /// Opens a fixed-point `x` to party `to` only.
+    pub fn reveal_to(&mut self, x: &Shared, to: usize) -> Result<Option<Vec<f64>>> {
+        Ok(self
+            .reveal_to_raw(x, to)?
+            .map(|v| self.fixed.decode_all(&v)))
+    }
+
+    /// Divides a fixed-point product by `2^f` (one round; error at most one unit in the last
+    /// place; requires `|x| < 2^62`).
+    pub fn truncate(&mut self, x: &Shared) -> Result<Shared> {
+        let f = self.fixed.frac_bits();
+        let outer = self.begin("truncate");
+        let out = (|| {
+            let n = x.len();
+            let Material::Truncation { r, shifted, msb } =
+                self.material(&Request::Truncation { n, frac_bits: f })?
+            else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            const OFFSET: u64 = 1 << 62;
+            let me = self.id();
+            let masked: Vec<u64> = x
+                .share
+                .iter()
+                .zip(&r)
+                .map(|(x, r)| {
+                    let v = x.wrapping_add(*r);
+                    if me == 0 {
+                        v.wrapping_add(OFFSET)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            let c = self.open_vec(&masked)?;
+            Ok(Shared::from_share(
+                c.iter()
+                    .zip(shifted.iter().zip(&msb))
+                    .map(|(c, (s, m))| {
+                        // The addition wrapped iff r's top bit is set and c's is not.
+                        let wrapped = if c >> 63 == 0 { *m } else { 0 };
+                        let mut v = wrapped.wrapping_shl(64 - f).wrapping_sub(*s);
+                        if me == 0 {
+                            v = v.wrapping_add(c >> f).wrapping_sub(OFFSET >> f);
+                        }
+                        v
+                    })
+                    .collect(),
+            ))
+        })();
+        self.end(outer);
+        out
+    }
+
+    /// Ring product `x · y` element-wise (Beaver; one round; no truncation).
+    pub fn mul_raw(&mut self, x: &Shared, y: &Shared) -> Result<Shared> {
+        Self::same_len(x, y)?;
+        let outer = self.begin("mul");
+        let out = (|| {
+            let n = x.len();
+            let Material::Triple { a, b, c } = self.material(&Request::Triples { n })? else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            let mut mine = sub_vec(&x.share, &a);
+            mine.extend(sub_vec(&y.share, &b));
+            let opened = self.open_vec(&mine)?;
+            let (d, e) = opened.split_at(n);
+            let me = self.id();
+            Ok(Shared::from_share(
+                (0..n)
+                    .map(|i| {
+                        let mut z = c[i]
+                            .wrapping_add(d[i].wrapping_mul(b[i]))
+                            .wrapping_add(e[i].wrapping_mul(a[i]));
+                        if me == 0 {
+                            z = z.wrapping_add(d[i].wrapping_mul(e[i]));
+                        }
+                        z
+                    })
+                    .collect(),
+            ))
+        })();
+        self.end(outer);
+        out
+    }
+
+    /// Fixed-point `x · y` element-wise (two rounds).
+    pub fn mul(&mut self, x: &Shared, y: &Shared) -> Result<Shared> {
+        let outer = self.begin("mul");
+        let out = self.mul_raw(x, y).and_then(|p| self.truncate(&p));
+        self.end(outer);
+        out
+    }
+
+    /// Fixed-point `x²` element-wise (square pairs: half the traffic of a product; two rounds).
+    pub fn square(&mut self, x: &Shared) -> Result<Shared> {
+        let outer = self.begin("square");
+        let out = (|| {
+            let n = x.len();
+            let Material::Square { a, aa } = self.material(&Request::Squares { n })? else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            let d = self.open_vec(&sub_vec(&x.share, &a))?;
+            let me = self.id();
+            // x² = (d + a)² = a² + 2·d·a + d².
+            let raw = Shared::from_share(
+                (0..n)
+                    .map(|i| {
+                        let mut z = aa[i].wrapping_add(d[i].wrapping_mul(a[i]).wrapping_mul(2));
+                        if me == 0 {
+                            z = z.wrapping_add(d[i].wrapping_mul(d[i]));
+                        }
+                        z
+                    })
+                    .collect(),
+            );
+            self.truncate(&raw)
+        })();
+        self.end(outer);
+        out
+    }
+
+    /// Fixed-point matrix product of `x` (`m × k`, row-major) and `y` (`k × n`) with a matrix
+    /// triple: one round for the product, one for the truncation.
+    pub fn matmul(
+        &mut self,
+        x: &Shared,
+        y: &Shared,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Shared> {
+        if x.len() != m.saturating_mul(k) || y.len() != k.saturating_mul(n) {
+            return Err(MpcError::Shape(format!(
+                "{} × {} times {} × {} needs {} and {} elements, not {} and {}",
+                m,
+                k,
+                k,
+                n,
+                m * k,
+                k * n,
+                x.len(),
+                y.len()
+            )));
+        }
+        let outer = self.begin("matmul");
+        let out = (|| {
+            let Material::Triple { a, b, c } = self.material(&Request::MatrixTriple { m, k, n })?
+            else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            let mut mine = sub_vec(&x.share, &a);
+            mine.extend(sub_vec(&y.share, &b));
+            let opened = self.open_vec(&mine)?;
+            let (d, e) = opened.split_at(m * k);
+            // Z = C + D·B + A·E (+ D·E at party 0).
+            let mut z = add_vec(&c, &matmul_plain(d, &b, m, k, n));
+            z = add_vec(&z, &matmul_plain(&a, e, m, k, n));
+            if self.id() == 0 {
+                z = add_vec(&z, &matmul_plain(d, e, m, k, n));
+            }
+            self.truncate(&Shared::from_share(z))
+        })();
+        self.end(outer);
+        out
+    }
+
+    /// Fixed-point dot product of two vectors (a 1-element sharing; one matrix triple).
+    pub fn dot(&mut self, x: &Shared, y: &Shared) -> Result<Shared> {
+        Self::same_len(x, y)?;
+        let k = x.len();
+        let outer = self.begin("dot");
+        let out = self.matmul(x, y, 1, k, 1);
+        self.end(outer);
+        out
+    }
+}
