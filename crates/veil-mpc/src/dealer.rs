@@ -13,6 +13,24 @@ use zeroize::Zeroizing;
 use crate::error::{MpcError, Result};
 use crate::protocol::matmul_plain;
 
+/// Bit widths of the chunks of a comparison mask's low 63 bits, least significant first.
+pub const COMPARISON_CHUNKS: [u32; 16] = [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3];
+/// Elements of one mask's one-hot chunk encodings (`Σ 2^width`).
+pub const ONE_HOT_LEN: usize = 15 * 16 + 8;
+
+/// The one-hot encodings of the chunks of `r`'s low 63 bits, concatenated.
+pub fn one_hot_chunks(r: u64) -> [u64; ONE_HOT_LEN] {
+    let mut out = [0u64; ONE_HOT_LEN];
+    let (mut shift, mut offset) = (0u32, 0usize);
+    for w in COMPARISON_CHUNKS {
+        let v = ((r >> shift) & ((1u64 << w) - 1)) as usize;
+        out[offset + v] = 1;
+        shift += w;
+        offset += 1 << w;
+    }
+    out
+}
+
 /// Largest number of ring elements one request may ask for.
 pub const MAX_REQUEST: usize = 1 << 26;
 
@@ -38,6 +56,12 @@ pub enum Request {
         /// Columns of B.
         n: usize,
     },
+    /// `n` comparison masks: `r`, the one-hot encoding of each chunk of `r`'s low 63 bits
+    /// ([`COMPARISON_CHUNKS`]), and `r`'s top bit.
+    Comparison {
+        /// How many.
+        n: usize,
+    },
     /// `n` truncation masks `(r, r >> f, msb(r))` for `f` fractional bits.
     Truncation {
         /// How many.
@@ -54,6 +78,7 @@ impl Request {
             Self::Triples { n } | Self::Squares { n } => n,
             Self::MatrixTriple { m, n, .. } => m.saturating_mul(n),
             Self::Truncation { n, .. } => n.saturating_mul(2),
+            Self::Comparison { n } => n.saturating_mul(ONE_HOT_LEN + 1),
         }
     }
 
@@ -65,6 +90,7 @@ impl Request {
                 .saturating_mul(k)
                 .saturating_add(k.saturating_mul(n))
                 .saturating_add(m.saturating_mul(n)),
+            Self::Comparison { n } => n.saturating_mul(ONE_HOT_LEN + 2),
             Self::Truncation { n, frac_bits } => {
                 if !(1..=62).contains(&frac_bits) {
                     return Err(MpcError::Dealer(format!(
@@ -101,6 +127,16 @@ pub enum Material {
         a: Vec<u64>,
         /// a².
         aa: Vec<u64>,
+    },
+    /// Shares of `r`, of the one-hot chunk encodings of its low 63 bits (`n ×`
+    /// [`ONE_HOT_LEN`], element-major), and of its top bit.
+    Comparison {
+        /// r.
+        r: Vec<u64>,
+        /// One-hot chunks.
+        one_hot: Vec<u64>,
+        /// Top bit of r (0 or 1).
+        msb: Vec<u64>,
     },
     /// Shares of `r`, `r >> f` and `msb(r)`.
     Truncation {
@@ -183,6 +219,16 @@ impl PartyRandomness {
                 let b = draw(&mut self.prg, k * n);
                 let c = corrected(m * n, &mut self.prg, self.last)?;
                 Material::Triple { a, b, c }
+            }
+            Request::Comparison { n } => {
+                let r = draw(&mut self.prg, n);
+                let mut both = corrected(n * (ONE_HOT_LEN + 1), &mut self.prg, self.last)?;
+                let msb = both.split_off(n * ONE_HOT_LEN);
+                Material::Comparison {
+                    r,
+                    one_hot: both,
+                    msb,
+                }
             }
             Request::Truncation { n, .. } => {
                 let r = draw(&mut self.prg, n);
@@ -288,6 +334,26 @@ impl Dealer {
                     .map(|(a, s)| a.wrapping_mul(*a).wrapping_sub(*s))
                     .collect())
             }
+            Request::Comparison { n } => {
+                let len = n * (ONE_HOT_LEN + 1);
+                let (mut r, mut others) = (vec![0u64; n], vec![0u64; len]);
+                for (i, prg) in self.parties.iter_mut().enumerate() {
+                    sum_into(&mut r, &draw(prg, n));
+                    if i != last {
+                        sum_into(&mut others, &draw(prg, len));
+                    }
+                }
+                let mut want = Vec::with_capacity(len);
+                for r in &r {
+                    want.extend_from_slice(&one_hot_chunks(*r));
+                }
+                want.extend(r.iter().map(|r| r >> 63));
+                Ok(want
+                    .iter()
+                    .zip(&others)
+                    .map(|(w, o)| w.wrapping_sub(*o))
+                    .collect())
+            }
             Request::Truncation { n, frac_bits } => {
                 let (mut r, mut shifted, mut msb) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
                 for (i, prg) in self.parties.iter_mut().enumerate() {
@@ -387,6 +453,30 @@ mod tests {
                 assert_eq!(msb[i], r[i] >> 63);
             }
         }
+    }
+
+    #[test]
+    fn comparison_masks_encode_their_chunks() {
+        for n in [2, 3] {
+            let m = materials(n, &Request::Comparison { n: 20 });
+            fn part(i: usize) -> impl Fn(&Material) -> &Vec<u64> {
+                move |x| match x {
+                    Material::Comparison { r, one_hot, msb } => [r, one_hot, msb][i],
+                    _ => unreachable!(),
+                }
+            }
+            let r = total(&m.iter().map(part(0)).collect::<Vec<_>>());
+            let oh = total(&m.iter().map(part(1)).collect::<Vec<_>>());
+            let msb = total(&m.iter().map(part(2)).collect::<Vec<_>>());
+            for i in 0..20 {
+                assert_eq!(
+                    &oh[i * ONE_HOT_LEN..(i + 1) * ONE_HOT_LEN],
+                    &one_hot_chunks(r[i])
+                );
+                assert_eq!(msb[i], r[i] >> 63);
+            }
+        }
+        assert_eq!(one_hot_chunks(0).iter().sum::<u64>(), 16);
     }
 
     #[test]

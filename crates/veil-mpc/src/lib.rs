@@ -15,9 +15,12 @@
 //!   truncation with at most one unit of error in the last place, opening to all or to one
 //!   party). Protocol code talks to the other parties only through the [`protocol::Exchange`]
 //!   trait: it hands over outgoing messages and gets incoming ones; it never touches sockets.
+//! - [`compare`]: `<`, `=`, sign, ReLU, max, argmax and max-pooling in a constant number of
+//!   rounds (6 per comparison) with dealer-provided one-hot masks.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
 
+pub mod compare;
 pub mod dealer;
 pub mod error;
 pub mod fixed;

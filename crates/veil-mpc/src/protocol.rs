@@ -198,7 +198,7 @@ impl<E: Exchange> Party<E> {
         &mut self.ex
     }
 
-    fn begin(&mut self, op: &'static str) -> &'static str {
+    pub(crate) fn begin(&mut self, op: &'static str) -> &'static str {
         let outer = self.op;
         if outer == "other" {
             self.op = op;
@@ -207,7 +207,7 @@ impl<E: Exchange> Party<E> {
         outer
     }
 
-    fn end(&mut self, outer: &'static str) {
+    pub(crate) fn end(&mut self, outer: &'static str) {
         self.op = outer;
     }
 
@@ -225,7 +225,7 @@ impl<E: Exchange> Party<E> {
         self.ex.exchange(self.op, outgoing)
     }
 
-    fn material(&mut self, request: &Request) -> Result<Material> {
+    pub(crate) fn material(&mut self, request: &Request) -> Result<Material> {
         let correction = self.ex.dealer(request)?;
         if let Some(c) = &correction {
             self.stats.ops.entry(self.op).or_default().dealer_bytes += (c.len() * 8) as u64;
@@ -233,7 +233,7 @@ impl<E: Exchange> Party<E> {
         self.rand.next(request, correction)
     }
 
-    fn check_len(&self, party: usize, got: usize, want: usize) -> Result<()> {
+    pub(crate) fn check_len(&self, party: usize, got: usize, want: usize) -> Result<()> {
         if got == want {
             Ok(())
         } else {
@@ -246,7 +246,7 @@ impl<E: Exchange> Party<E> {
     }
 
     /// Broadcasts `mine` and returns the element-wise sum of everyone's (an opening).
-    fn open_vec(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
+    pub(crate) fn open_vec(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
         let n = self.parties();
         let me = self.id();
         let incoming = self.round(
