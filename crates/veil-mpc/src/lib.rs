@@ -17,9 +17,12 @@
 //!   trait: it hands over outgoing messages and gets incoming ones; it never touches sockets.
 //! - [`compare`]: `<`, `=`, sign, ReLU, max, argmax and max-pooling in a constant number of
 //!   rounds (6 per comparison) with dealer-provided one-hot masks.
+//! - [`approx`]: exp, reciprocal, division, sigmoid, inverse square root and square root by
+//!   limits and Newton iterations.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
 
+pub mod approx;
 pub mod compare;
 pub mod dealer;
 pub mod error;
