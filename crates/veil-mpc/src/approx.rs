@@ -153,6 +153,6 @@ impl<E: Exchange> Party<E> {
             return Err(MpcError::Shape("the mean of nothing".into()));
         }
         let total = self.sum(x);
-        self.mul_public(&total, &[1.0 / x.len() as f64])
+        self.mul_public_scalar(&total, 1.0 / x.len() as f64)
     }
 }

@@ -19,6 +19,8 @@
 //!   rounds (6 per comparison) with dealer-provided one-hot masks.
 //! - [`approx`]: exp, reciprocal, division, sigmoid, inverse square root and square root by
 //!   limits and Newton iterations.
+//! - [`ml`]: joint statistics (sum, mean, variance, histogram), logistic regression trained on
+//!   rows split across parties, MLP inference with ReLU.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
 
@@ -28,6 +30,7 @@ pub mod dealer;
 pub mod error;
 pub mod fixed;
 pub mod memory;
+pub mod ml;
 pub mod protocol;
 pub mod sharing;
 
