@@ -41,7 +41,7 @@ impl<E: Exchange> Party<E> {
         bins: usize,
     ) -> Result<Statistics> {
         let n = x.len();
-        if n < 2 || bins == 0 || !(low < high) {
+        if n < 2 || bins == 0 || low.partial_cmp(&high) != Some(std::cmp::Ordering::Less) {
             return Err(MpcError::InvalidParameter(format!(
                 "statistics need at least 2 values, 1 bin and low < high (got {n}, {bins}, [{low}, {high}))"
             )));
@@ -78,14 +78,8 @@ impl<E: Exchange> Party<E> {
             let me = self.id();
             let mut hist = Vec::with_capacity(bins);
             let mut prev = 0u64;
-            for k in 0..bins {
-                let upto = if k + 1 < bins {
-                    counts_below[k]
-                } else if me == 0 {
-                    n as u64
-                } else {
-                    0
-                };
+            let total = if me == 0 { n as u64 } else { 0 };
+            for upto in counts_below.iter().copied().chain(std::iter::once(total)) {
                 hist.push(upto.wrapping_sub(prev));
                 prev = upto;
             }
