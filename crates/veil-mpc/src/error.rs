@@ -40,6 +40,13 @@ pub enum MpcError {
         /// Why.
         why: String,
     },
+    /// A connection could not be set up, or a peer failed the checks (certificate, identity,
+    /// configuration).
+    #[error("network: {0}")]
+    Network(String),
+    /// The session configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The dealer could not provide correlated randomness.
     #[error("dealer: {0}")]
     Dealer(String),

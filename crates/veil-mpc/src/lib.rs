@@ -21,16 +21,20 @@
 //!   limits and Newton iterations.
 //! - [`ml`]: joint statistics (sum, mean, variance, histogram), logistic regression trained on
 //!   rows split across parties, MLP inference with ReLU.
+//! - [`net`]: the real transport — TCP with mutual TLS (rustls), session-hash check at
+//!   connection, framed messages with timeouts; [`config`]: `parties.toml` and test certificates.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
 
 pub mod approx;
 pub mod compare;
+pub mod config;
 pub mod dealer;
 pub mod error;
 pub mod fixed;
 pub mod memory;
 pub mod ml;
+pub mod net;
 pub mod protocol;
 pub mod sharing;
 
