@@ -23,6 +23,7 @@
 //!   rows split across parties, MLP inference with ReLU.
 //! - [`net`]: the real transport — TCP with mutual TLS (rustls), session-hash check at
 //!   connection, framed messages with timeouts; [`config`]: `parties.toml` and test certificates.
+//! - [`psi`]: private set intersection (or its size only) by Diffie–Hellman over Ristretto255.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
 
@@ -36,6 +37,7 @@ pub mod memory;
 pub mod ml;
 pub mod net;
 pub mod protocol;
+pub mod psi;
 pub mod sharing;
 
 pub use error::{MpcError, Result};

@@ -617,6 +617,23 @@ pub fn connect_party(
     id: usize,
     program: &str,
 ) -> Result<(NetExchange, Zeroizing<[u8; 32]>)> {
+    let (ex, seed) = connect_all(config, id, program, true)?;
+    let seed = seed.ok_or_else(|| MpcError::Dealer("no seed".into()))?;
+    Ok((ex, seed))
+}
+
+/// Connects party `id` to the other parties only (protocols that need no dealer, such as
+/// private set intersection).
+pub fn connect_peers(config: &SessionConfig, id: usize, program: &str) -> Result<NetExchange> {
+    Ok(connect_all(config, id, program, false)?.0)
+}
+
+fn connect_all(
+    config: &SessionConfig,
+    id: usize,
+    program: &str,
+    with_dealer: bool,
+) -> Result<(NetExchange, Option<Zeroizing<[u8; 32]>>)> {
     let n = config.parties();
     if id >= n {
         return Err(MpcError::Config(format!("party {id}: there are {n}")));
@@ -668,6 +685,9 @@ pub fn connect_party(
             }
             streams[j] = Some(s);
         }
+        if !with_dealer {
+            return Ok::<_, MpcError>((streams, None, None));
+        }
         let mut dealer = connect(
             &tls,
             &config.dealer.address,
@@ -685,13 +705,15 @@ pub fn connect_party(
             .as_slice()
             .try_into()
             .map_err(|_| MpcError::Dealer("malformed seed".into()))?;
-        Ok::<_, MpcError>((streams, dealer, Zeroizing::new(seed)))
+        Ok((streams, Some(dealer), Some(Zeroizing::new(seed))))
     })?;
     let peers = streams
         .into_iter()
         .map(|s| s.map(|s| spawn_link(&rt, s)))
         .collect();
-    let dealer = (id == n - 1).then(|| spawn_link(&rt, dealer_stream));
+    let dealer = dealer_stream
+        .filter(|_| id == n - 1)
+        .map(|s| spawn_link(&rt, s));
     Ok((
         NetExchange {
             id,

@@ -265,6 +265,34 @@ impl<E: Exchange> Party<E> {
         Ok(total)
     }
 
+    /// Tells every party how many elements each party will contribute (public sizes): one
+    /// round. Returns the lengths in party order.
+    pub fn exchange_lengths(&mut self, mine: usize) -> Result<Vec<usize>> {
+        let outer = self.begin("lengths");
+        let out = (|| {
+            let n = self.parties();
+            let me = self.id();
+            let incoming = self.round(vec![vec![mine as u64]; n])?;
+            (0..n)
+                .map(|j| {
+                    if j == me {
+                        return Ok(mine);
+                    }
+                    match incoming[j].as_slice() {
+                        [len] if *len <= crate::dealer::MAX_REQUEST as u64 => Ok(*len as usize),
+                        _ => Err(MpcError::Malformed {
+                            party: j,
+                            phase: "lengths".into(),
+                            why: "not a length".into(),
+                        }),
+                    }
+                })
+                .collect()
+        })();
+        self.end(outer);
+        out
+    }
+
     /// Secret-shares `values` (ring elements) held by `owner`; the others pass `None` and the
     /// length. One round.
     pub fn input_raw(

@@ -1,0 +1,69 @@
+//! Private set intersection with known answers: partial, empty and full overlaps, duplicates,
+//! cardinality only; and over the TLS transport.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use veil_mpc::memory::run;
+use veil_mpc::{psi, FixedPoint};
+
+fn ids(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+    range.map(|i| format!("patient-{i}").into_bytes()).collect()
+}
+
+fn psi_run(
+    receiver: Vec<Vec<u8>>,
+    sender: Vec<Vec<u8>>,
+    cardinality_only: bool,
+) -> (psi::PsiOutcome, usize) {
+    let out = run(2, FixedPoint::default(), move |p| {
+        if p.id() == 0 {
+            Ok((
+                Some(psi::receive(
+                    p.exchange_mut(),
+                    1,
+                    &receiver,
+                    cardinality_only,
+                )?),
+                0,
+            ))
+        } else {
+            Ok((
+                None,
+                psi::send(p.exchange_mut(), 0, &sender, cardinality_only)?,
+            ))
+        }
+    })
+    .unwrap();
+    (out[0].0.clone().unwrap(), out[1].1)
+}
+
+#[test]
+fn intersections_are_exact() {
+    let (o, seen) = psi_run(ids(0..100), ids(60..300), false);
+    let mut got = o.intersection.clone();
+    got.sort();
+    let mut want = ids(60..100);
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!((o.size, o.other_set_size, seen), (40, 240, 100));
+
+    let (o, _) = psi_run(ids(0..50), ids(50..80), false);
+    assert!(o.intersection.is_empty() && o.size == 0);
+
+    let mut dup = ids(0..20);
+    dup.extend(ids(0..20));
+    let (o, seen) = psi_run(dup, ids(0..20), false);
+    assert_eq!((o.size, seen), (20, 20), "duplicates count once");
+
+    let (o, _) = psi_run(ids(0..30), ids(10..40), true);
+    assert_eq!(o.size, 20);
+    assert!(o.intersection.is_empty(), "only the size");
+
+    let (o, _) = psi_run(Vec::new(), ids(0..5), false);
+    assert_eq!(o.size, 0);
+}
