@@ -24,6 +24,7 @@ macro_rules! outln {
 mod attest;
 mod demo;
 mod he;
+mod mpc;
 mod progress;
 mod room;
 mod services;
@@ -56,6 +57,14 @@ enum Command {
         #[command(subcommand)]
         command: services::KbsCommand,
     },
+    /// Secure multi-party computation: parties compute on secret shares over mutual TLS.
+    Mpc {
+        #[command(subcommand)]
+        command: mpc::MpcCommand,
+    },
+    /// Private set intersection between two parties (the receiver learns the common
+    /// identifiers, or only their number).
+    Psi(mpc::PsiArgs),
     /// Confidential computing: multi-party data rooms (agreed code in an attested TEE, signed
     /// and encrypted uploads, outputs to named recipients, signed audit log).
     Room {
@@ -79,6 +88,8 @@ fn main() -> ExitCode {
         Command::Attest { command } => attest::run(command),
         Command::Kbs { command } => services::kbs(command),
         Command::Room { command } => room::run(command),
+        Command::Mpc { command } => mpc::run(command),
+        Command::Psi(args) => mpc::psi(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

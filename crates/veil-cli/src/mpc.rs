@@ -1,0 +1,734 @@
+//! `veil mpc …` and `veil psi`: secure multi-party computation between processes over mutual
+//! TLS (see `veil_mpc`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use veil_mpc::config::{init, SessionConfig};
+use veil_mpc::net::{connect_party, connect_peers, run_dealer, NetExchange};
+use veil_mpc::protocol::{Party, Shared};
+
+use crate::attest::Format;
+
+#[derive(Subcommand, Debug)]
+pub enum MpcCommand {
+    /// Write a local test session: a CA, per-party and dealer certificates, parties.toml.
+    Init(InitArgs),
+    /// Run one party (an OS process; start one per party, plus the dealer).
+    Party(PartyArgs),
+    /// Run the dealer of correlated randomness.
+    Dealer(DealerArgs),
+    /// Start the dealer and every party as local processes and print the results.
+    Run(RunArgs),
+    /// Measure operations with N party processes and the dealer on loopback (real TLS).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Number of parties.
+    #[arg(long, default_value_t = 3)]
+    pub parties: usize,
+    /// Party names (comma-separated; default p0, p1, …).
+    #[arg(long, value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// Directory to write (must not hold a session yet).
+    #[arg(long, default_value = "mpc-session")]
+    pub dir: PathBuf,
+    /// The dealer's port; parties use the next ones.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+}
+
+/// What the parties compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Program {
+    /// Sum, mean, variance, standard deviation, histogram of the parties' columns.
+    Stats,
+    /// Logistic regression trained on the parties' rows (features…, 0/1 label).
+    Logreg,
+    /// Timing of the basic operations (random data).
+    Bench,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProgramArgs {
+    /// The computation (every party and the dealer must give the same one and the same
+    /// options: they are part of the session hash).
+    #[arg(long, value_enum)]
+    pub program: Program,
+    /// stats: low end of the histogram.
+    #[arg(long, default_value_t = 0.0)]
+    pub low: f64,
+    /// stats: high end of the histogram.
+    #[arg(long, default_value_t = 100.0)]
+    pub high: f64,
+    /// stats: number of bins.
+    #[arg(long, default_value_t = 10)]
+    pub bins: usize,
+    /// logreg: gradient-descent epochs.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// logreg: learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// bench: elements of the batched multiplication.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub bench_mul: usize,
+    /// bench: comparisons per batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub bench_lt: usize,
+}
+
+impl ProgramArgs {
+    /// The canonical description hashed into the session.
+    fn spec(&self) -> String {
+        match self.program {
+            Program::Stats => format!(
+                "stats low={} high={} bins={}",
+                self.low, self.high, self.bins
+            ),
+            Program::Logreg => format!("logreg epochs={} rate={}", self.epochs, self.rate),
+            Program::Bench => format!("bench mul={} lt={}", self.bench_mul, self.bench_lt),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PartyArgs {
+    /// The session configuration.
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    /// This party's id (its position in parties.toml, from 0).
+    #[arg(long)]
+    pub id: usize,
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// This party's data (CSV).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// stats: the CSV column (default: the only, or first numeric, column).
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Print bytes sent and rounds per operation (stderr).
+    #[arg(long)]
+    pub stats: bool,
+    /// Output format of the results.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct DealerArgs {
+    /// The session configuration.
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub program: ProgramArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The session configuration.
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub program: ProgramArgs,
+    /// Each party's CSV, in party order (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub inputs: Vec<PathBuf>,
+    /// stats: the CSV column.
+    #[arg(long)]
+    pub column: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Number of party processes.
+    #[arg(long, default_value_t = 2)]
+    pub parties: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Elements of the batched multiplication.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub mul: usize,
+    /// Comparisons per batch.
+    #[arg(long, default_value_t = 10_000)]
+    pub lt: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct PsiArgs {
+    /// Which side: the receiver learns the intersection, the sender learns nothing.
+    #[arg(long, value_enum)]
+    pub role: PsiRole,
+    /// A two-party session configuration (party 0 receives, party 1 sends).
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    /// Identifiers, one per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Learn only the size of the intersection.
+    #[arg(long)]
+    pub cardinality_only: bool,
+    /// Receiver: write the intersection here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The two sides of PSI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PsiRole {
+    /// Learns the intersection (party 0).
+    Receiver,
+    /// Helps, learns nothing but the other set's size (party 1).
+    Sender,
+}
+
+pub fn run(cmd: MpcCommand) -> Result<()> {
+    match cmd {
+        MpcCommand::Init(a) => {
+            let names: Vec<String> = if a.names.is_empty() {
+                (0..a.parties).map(|i| format!("p{i}")).collect()
+            } else {
+                a.names.clone()
+            };
+            if a.dir.join("parties.toml").exists() {
+                bail!("{} already holds a session", a.dir.display());
+            }
+            let path = init(&a.dir, &names, a.base_port)?;
+            outln!("session       {}", path.display());
+            outln!("parties       {} ({})", names.len(), names.join(", "));
+            outln!(
+                "certificates  {} (CA key discarded: nobody can add a party)",
+                a.dir.display()
+            );
+            Ok(())
+        }
+        MpcCommand::Party(a) => party(&a),
+        MpcCommand::Dealer(a) => {
+            let config = SessionConfig::load(&a.config)?;
+            let report = run_dealer(&config, &a.program.spec())?;
+            eprintln!(
+                "dealer: {} requests, {} bytes of corrections to the last party",
+                report.requests, report.correction_bytes
+            );
+            Ok(())
+        }
+        MpcCommand::Run(a) => run_local(&a),
+        MpcCommand::Bench(a) => bench(&a),
+    }
+}
+
+/// Numeric columns of a CSV: the header (if any) and the rows.
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .peekable();
+    let first: Vec<String> = lines
+        .peek()
+        .map(|l| l.split(',').map(|c| c.trim().to_string()).collect())
+        .unwrap_or_default();
+    let header = if first.iter().any(|c| c.parse::<f64>().is_err()) {
+        lines.next();
+        first
+    } else {
+        Vec::new()
+    };
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let row = line
+            .split(',')
+            .map(|c| {
+                c.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .with_context(|| {
+                        format!("{}: row {}: {c:?} is not a number", path.display(), i + 1)
+                    })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        if rows
+            .first()
+            .is_some_and(|r: &Vec<f64>| r.len() != row.len())
+        {
+            bail!("{}: row {} has {} cells", path.display(), i + 1, row.len());
+        }
+        rows.push(row);
+    }
+    Ok((header, rows))
+}
+
+fn column(path: &Path, name: Option<&str>) -> Result<Vec<f64>> {
+    let (header, rows) = read_csv(path)?;
+    let j = match name {
+        Some(n) => header
+            .iter()
+            .position(|h| h == n)
+            .with_context(|| format!("{} has no column {n:?}", path.display()))?,
+        None => 0,
+    };
+    Ok(rows.iter().map(|r| r[j]).collect())
+}
+
+fn print_stats(party: &Party<NetExchange>) {
+    for (op, s) in &party.stats().ops {
+        eprintln!(
+            "party {} {op:<12} calls {:>5}  rounds {:>6}  sent {:>12} B  dealer {:>12} B",
+            party.id(),
+            s.calls,
+            s.rounds,
+            s.bytes_sent,
+            s.dealer_bytes
+        );
+    }
+    let t = party.stats().total();
+    eprintln!(
+        "party {} total        rounds {:>6}  sent {:>12} B  dealer {:>12} B",
+        party.id(),
+        t.rounds,
+        t.bytes_sent,
+        t.dealer_bytes
+    );
+}
+
+/// Opens `x` to the parties that learn results; `Some` at those.
+fn reveal(
+    p: &mut Party<NetExchange>,
+    config: &SessionConfig,
+    x: &Shared,
+) -> Result<Option<Vec<u64>>> {
+    let mut mine = None;
+    for to in 0..p.parties() {
+        if config.learns_results(to) {
+            if let Some(v) = p.reveal_to_raw(x, to)? {
+                mine = Some(v);
+            }
+        }
+    }
+    Ok(mine)
+}
+
+fn party(a: &PartyArgs) -> Result<()> {
+    let config = SessionConfig::load(&a.config)?;
+    let spec = a.program.spec();
+    let (ex, seed) = connect_party(&config, a.id, &spec)?;
+    let mut p = Party::new(ex, &seed, config.fixed())?;
+    drop(seed);
+    let fp = config.fixed();
+    let result = match a.program.program {
+        Program::Stats => {
+            let path = a.input.as_ref().context("stats needs --input FILE.csv")?;
+            let col = column(path, a.column.as_deref())?;
+            let lens = p.exchange_lengths(col.len())?;
+            let mut parts = Vec::new();
+            for (owner, len) in lens.iter().enumerate() {
+                parts.push(p.input(owner, (owner == a.id).then_some(&col[..]), *len)?);
+            }
+            let all = p.concat(&parts);
+            let s = p.statistics(&all, a.program.low, a.program.high, a.program.bins)?;
+            let summary = p.concat(&[s.sum, s.mean, s.variance]);
+            let values = reveal(&mut p, &config, &summary)?;
+            let hist = reveal(&mut p, &config, &s.histogram)?;
+            values.zip(hist).map(|(v, h)| {
+                let v = fp.decode_all(&v);
+                serde_json::json!({
+                    "count": s.count,
+                    "sum": v[0],
+                    "mean": v[1],
+                    "variance": v[2],
+                    "std_dev": v[2].max(0.0).sqrt(),
+                    "histogram": h,
+                    "low": a.program.low,
+                    "high": a.program.high,
+                })
+            })
+        }
+        Program::Logreg => {
+            let path = a.input.as_ref().context("logreg needs --input FILE.csv")?;
+            let (_, rows) = read_csv(path)?;
+            let width = rows.first().map_or(0, Vec::len);
+            let widths = p.exchange_lengths(width)?;
+            if widths.iter().any(|w| *w != width) || width < 2 {
+                bail!(
+                    "every party needs the same number of columns (features…, label): {widths:?}"
+                );
+            }
+            let counts = p.exchange_lengths(rows.len())?;
+            let d = width; // features + bias column
+            let x: Vec<f64> = rows
+                .iter()
+                .flat_map(|r| r[..width - 1].iter().copied().chain(std::iter::once(1.0)))
+                .collect();
+            let y: Vec<f64> = rows.iter().map(|r| r[width - 1]).collect();
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            for (owner, n) in counts.iter().enumerate() {
+                let mine = owner == a.id;
+                xs.push(p.input(owner, mine.then_some(&x[..]), n * d)?);
+                ys.push(p.input(owner, mine.then_some(&y[..]), *n)?);
+            }
+            let (x, y) = (p.concat(&xs), p.concat(&ys));
+            let w = p.train_logistic_regression(&x, &y, d, a.program.epochs, a.program.rate)?;
+            reveal(&mut p, &config, &w)?.map(|w| {
+                let w = fp.decode_all(&w);
+                let correct = rows
+                    .iter()
+                    .filter(|r| {
+                        let z: f64 = r[..width - 1]
+                            .iter()
+                            .zip(&w)
+                            .map(|(a, b)| a * b)
+                            .sum::<f64>()
+                            + w[d - 1];
+                        (z >= 0.0) == (r[width - 1] >= 0.5)
+                    })
+                    .count();
+                serde_json::json!({
+                    "weights": &w[..d - 1],
+                    "bias": w[d - 1],
+                    "rows": counts.iter().sum::<usize>(),
+                    "accuracy_on_my_rows": correct as f64 / rows.len().max(1) as f64,
+                })
+            })
+        }
+        Program::Bench => bench_party(&mut p, &a.program)?,
+    };
+    if a.stats {
+        print_stats(&p);
+    }
+    if let Some(r) = result {
+        match a.format {
+            Format::Json => outln!("{r}"),
+            Format::Text => match r.as_object() {
+                Some(map) if a.program.program != Program::Bench => {
+                    outln!("party {} ({}) learns:", a.id, config.parties[a.id].name);
+                    for (k, v) in map {
+                        outln!("  {k:<20} {v}");
+                    }
+                }
+                _ => outln!("{r}"),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Times the basic operations; party 0 returns the JSON lines.
+fn bench_party(
+    p: &mut Party<NetExchange>,
+    args: &ProgramArgs,
+) -> Result<Option<serde_json::Value>> {
+    let n = p.parties();
+    let mut lines = Vec::new();
+    let data = |len: usize| -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 7919) % 2000) as f64 / 100.0 - 10.0)
+            .collect()
+    };
+    let mut timed = |p: &mut Party<NetExchange>,
+                     op: &'static str,
+                     count: usize,
+                     run: &mut dyn FnMut(&mut Party<NetExchange>) -> veil_mpc::Result<()>|
+     -> Result<()> {
+        let before = p.stats().total();
+        let t = Instant::now();
+        run(p)?;
+        let secs = t.elapsed().as_secs_f64();
+        let after = p.stats().total();
+        lines.push(serde_json::json!({
+            "op": op,
+            "parties": n,
+            "per_sec": count as f64 / secs,
+            "bytes_per_op_per_party": (after.bytes_sent - before.bytes_sent) as f64 / count as f64,
+            "dealer_bytes_per_op": (after.dealer_bytes - before.dealer_bytes) as f64 / count as f64,
+            "rounds": after.rounds - before.rounds,
+            "seconds": secs,
+        }));
+        Ok(())
+    };
+    let m = args.bench_mul;
+    let x = p.input(0, (p.id() == 0).then_some(&data(m)[..]), m)?;
+    let y = p.input(0, (p.id() == 0).then_some(&data(m)[..]), m)?;
+    timed(p, "mul", m, &mut |p| p.mul(&x, &y).map(drop))?;
+    let k = 128;
+    let a = p.input(0, (p.id() == 0).then_some(&data(k * k)[..]), k * k)?;
+    timed(p, "matmul_128", 1, &mut |p| {
+        p.matmul(&a, &a, k, k, k).map(drop)
+    })?;
+    let c = args.bench_lt;
+    let v = p.input(0, (p.id() == 0).then_some(&data(c)[..]), c)?;
+    timed(p, "lt", c, &mut |p| p.ltz(&v).map(drop))?;
+    timed(p, "relu", c, &mut |p| p.relu(&v).map(drop))?;
+    // One epoch of logistic regression on 2000 rows × 20 features (as CrypTen's figure).
+    let (rows, d) = (2000, 21);
+    let feats: Vec<f64> = data(rows * d).iter().map(|v| v / 10.0).collect();
+    let labels: Vec<f64> = (0..rows).map(|i| (i % 2) as f64).collect();
+    let xs = p.input(0, (p.id() == 0).then_some(&feats[..]), rows * d)?;
+    let ys = p.input(0, (p.id() == 0).then_some(&labels[..]), rows)?;
+    timed(p, "logreg_epoch", 1, &mut |p| {
+        p.train_logistic_regression(&xs, &ys, d, 1, 1.0).map(drop)
+    })?;
+    Ok((p.id() == 0).then(|| serde_json::Value::Array(lines)))
+}
+
+/// Spawns `veil` with `args`, stdout captured.
+fn spawn(args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find the veil executable")?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start a party process")
+}
+
+fn program_flags(p: &ProgramArgs) -> Vec<String> {
+    let program = match p.program {
+        Program::Stats => "stats",
+        Program::Logreg => "logreg",
+        Program::Bench => "bench",
+    };
+    vec![
+        "--program".into(),
+        program.into(),
+        "--low".into(),
+        p.low.to_string(),
+        "--high".into(),
+        p.high.to_string(),
+        "--bins".into(),
+        p.bins.to_string(),
+        "--epochs".into(),
+        p.epochs.to_string(),
+        "--rate".into(),
+        p.rate.to_string(),
+        "--bench-mul".into(),
+        p.bench_mul.to_string(),
+        "--bench-lt".into(),
+        p.bench_lt.to_string(),
+    ]
+}
+
+/// Starts the dealer and the parties as processes; returns each party's stdout.
+pub fn run_processes(
+    config: &Path,
+    program: &ProgramArgs,
+    inputs: &[PathBuf],
+    column: Option<&str>,
+    json: bool,
+) -> Result<Vec<String>> {
+    let session = SessionConfig::load(config)?;
+    let n = session.parties();
+    let cfg = config.to_string_lossy().into_owned();
+    let mut dealer_args = vec![
+        "mpc".into(),
+        "dealer".into(),
+        "--config".into(),
+        cfg.clone(),
+    ];
+    dealer_args.extend(program_flags(program));
+    let dealer = spawn(&dealer_args)?;
+    let mut parties = Vec::new();
+    for id in 0..n {
+        let mut args = vec![
+            "mpc".into(),
+            "party".into(),
+            "--config".into(),
+            cfg.clone(),
+            "--id".into(),
+            id.to_string(),
+        ];
+        args.extend(program_flags(program));
+        if let Some(path) = inputs.get(id) {
+            args.extend(["--input".into(), path.to_string_lossy().into_owned()]);
+        }
+        if let Some(c) = column {
+            args.extend(["--column".into(), c.to_string()]);
+        }
+        if json {
+            args.extend(["--format".into(), "json".into()]);
+        }
+        parties.push(spawn(&args)?);
+    }
+    let mut outputs = Vec::new();
+    let mut failures = Vec::new();
+    for (id, child) in parties.into_iter().enumerate() {
+        let out = child.wait_with_output().context("waiting for a party")?;
+        if !out.status.success() {
+            failures.push(format!(
+                "party {id}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let dealer = dealer
+        .wait_with_output()
+        .context("waiting for the dealer")?;
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    if !dealer.status.success() {
+        bail!("dealer: {}", String::from_utf8_lossy(&dealer.stderr).trim());
+    }
+    Ok(outputs)
+}
+
+fn run_local(a: &RunArgs) -> Result<()> {
+    let session = SessionConfig::load(&a.config)?;
+    if a.program.program != Program::Bench && a.inputs.len() != session.parties() {
+        bail!("give one --inputs file per party ({})", session.parties());
+    }
+    let outputs = run_processes(
+        &a.config,
+        &a.program,
+        &a.inputs,
+        a.column.as_deref(),
+        matches!(a.format, Format::Json),
+    )?;
+    for out in outputs {
+        let out = out.trim();
+        if !out.is_empty() {
+            outln!("{out}");
+        }
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A throwaway session on free loopback ports in a temp dir.
+pub fn temp_session(tag: &str, parties: usize, names: &[&str]) -> Result<(PathBuf, PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("veil-mpc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names: Vec<String> = if names.is_empty() {
+        (0..parties).map(|i| format!("p{i}")).collect()
+    } else {
+        names.iter().map(|s| (*s).to_string()).collect()
+    };
+    let path = init(&dir, &names, 20000)?;
+    let mut config = SessionConfig::load(&path)?;
+    config.dealer.address = format!("127.0.0.1:{}", free_port()?);
+    for p in &mut config.parties {
+        p.address = format!("127.0.0.1:{}", free_port()?);
+    }
+    std::fs::write(&path, toml::to_string(&config)?)?;
+    Ok((dir, path))
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    if a.parties < 2 {
+        bail!("--parties must be at least 2");
+    }
+    let (dir, path) = temp_session("bench", a.parties, &[])?;
+    let program = ProgramArgs {
+        program: Program::Bench,
+        low: 0.0,
+        high: 100.0,
+        bins: 10,
+        epochs: 1,
+        rate: 1.0,
+        bench_mul: a.mul,
+        bench_lt: a.lt,
+    };
+    let outputs = run_processes(&path, &program, &[], None, true)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: serde_json::Value =
+        serde_json::from_str(outputs[0].trim()).context("party 0's report")?;
+    for line in lines.as_array().into_iter().flatten() {
+        if a.json {
+            outln!("{line}");
+        } else {
+            outln!(
+                "{:<14} {:>14.1}/s  {:>10.1} B/op/party  {:>4} rounds  ({} parties)",
+                line["op"].as_str().unwrap_or("?"),
+                line["per_sec"].as_f64().unwrap_or(0.0),
+                line["bytes_per_op_per_party"].as_f64().unwrap_or(0.0),
+                line["rounds"],
+                line["parties"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `veil psi`.
+pub fn psi(a: &PsiArgs) -> Result<()> {
+    let config = SessionConfig::load(&a.config)?;
+    if config.parties() != 2 {
+        bail!(
+            "PSI is between 2 parties; {} lists {}",
+            a.config.display(),
+            config.parties()
+        );
+    }
+    let text = std::fs::read_to_string(&a.input)
+        .with_context(|| format!("cannot read {}", a.input.display()))?;
+    let items: Vec<Vec<u8>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    let program = if a.cardinality_only {
+        "psi cardinality"
+    } else {
+        "psi"
+    };
+    let id = match a.role {
+        PsiRole::Receiver => 0,
+        PsiRole::Sender => 1,
+    };
+    let mut ex = connect_peers(&config, id, program)?;
+    match a.role {
+        PsiRole::Sender => {
+            let theirs = veil_mpc::psi::send(&mut ex, 0, &items, a.cardinality_only)?;
+            eprintln!("psi: helped the receiver ({theirs} identifiers); learned nothing else");
+        }
+        PsiRole::Receiver => {
+            let out = veil_mpc::psi::receive(&mut ex, 1, &items, a.cardinality_only)?;
+            eprintln!(
+                "psi: {} common identifiers (you have {}, the sender {})",
+                out.size,
+                items.len(),
+                out.other_set_size
+            );
+            if a.cardinality_only {
+                outln!("{}", out.size);
+            } else {
+                let mut lines: Vec<String> = out
+                    .intersection
+                    .iter()
+                    .map(|i| String::from_utf8_lossy(i).into_owned())
+                    .collect();
+                lines.sort();
+                match &a.out {
+                    Some(path) => std::fs::write(path, lines.join("\n") + "\n")
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                    None => {
+                        for l in lines {
+                            outln!("{l}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
