@@ -660,3 +660,157 @@ fn data_room_with_three_party_processes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("audit log"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-mpc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // Sessions on free ports: init writes consecutive ports from --base-port.
+    let session = |name: &str, n: usize| {
+        let base = loop {
+            let b = free();
+            if (1..=n as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()) {
+                break b;
+            }
+        };
+        let out = veil(&[
+            "mpc",
+            "init",
+            "--parties",
+            &n.to_string(),
+            "--dir",
+            &p(name),
+            "--base-port",
+            &base.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p(&format!("{name}/parties.toml"))
+    };
+    let three = session("s3", 3);
+    for (i, values) in ["5.5\n6.5\n7.5\n", "4\n9\n", "10\n"].iter().enumerate() {
+        std::fs::write(p(&format!("in{i}.csv")), format!("glucose\n{values}")).unwrap();
+    }
+    let out = veil(&[
+        "mpc",
+        "run",
+        "--config",
+        &three,
+        "--program",
+        "stats",
+        "--low",
+        "0",
+        "--high",
+        "12",
+        "--bins",
+        "4",
+        "--inputs",
+        &format!("{},{},{}", p("in0.csv"), p("in1.csv"), p("in2.csv")),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "every party learns the result: {text}");
+    for v in &lines {
+        assert_eq!(v["count"], 6);
+        assert!((v["mean"].as_f64().unwrap() - 42.5 / 6.0).abs() < 1e-4);
+        assert_eq!(v["histogram"], serde_json::json!([0, 2, 2, 2]));
+    }
+
+    // A party killed mid-protocol: the others stop, naming it.
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_veil"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let bench = [
+        "--program",
+        "bench",
+        "--bench-mul",
+        "3000000",
+        "--bench-lt",
+        "100000",
+    ];
+    let mut dealer_args = vec!["mpc", "dealer", "--config", &three];
+    dealer_args.extend(bench);
+    let mut dealer = spawn(&dealer_args);
+    let mut parties: Vec<_> = (0..3)
+        .map(|i| {
+            let id = i.to_string();
+            let mut args = vec!["mpc", "party", "--config", &three, "--id", &id];
+            args.extend(bench);
+            spawn(&args)
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    parties[2].kill().unwrap();
+    let started = std::time::Instant::now();
+    for child in parties.drain(..2) {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("party 2"), "{err}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "no hang"
+    );
+    let _ = parties[0].wait();
+    let _ = dealer.kill();
+    let _ = dealer.wait();
+
+    // PSI between two processes.
+    let two = session("s2", 2);
+    std::fs::write(p("mine.txt"), "ann\nbob\ncat\ndan\n").unwrap();
+    std::fs::write(p("theirs.txt"), "cat\neve\nann\nfay\n").unwrap();
+    let sender = spawn(&[
+        "psi",
+        "--role",
+        "sender",
+        "--config",
+        &two,
+        "--input",
+        &p("theirs.txt"),
+    ]);
+    let out = veil(&[
+        "psi",
+        "--role",
+        "receiver",
+        "--config",
+        &two,
+        "--input",
+        &p("mine.txt"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ann\ncat\n");
+    assert!(sender.wait_with_output().unwrap().status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
