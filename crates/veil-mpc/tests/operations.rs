@@ -211,3 +211,38 @@ fn bad_arguments_are_errors() {
     })
     .is_err());
 }
+
+#[test]
+fn communication_is_the_protocol_floor() {
+    for n in [2usize, 3, 5] {
+        let out = run(n, FixedPoint::default(), |p| {
+            let len = 1000;
+            let v: Vec<u64> = (0..len as u64).collect();
+            let x = p.input_raw(0, (p.id() == 0).then_some(&v[..]), len)?;
+            let before = p.stats().total();
+            p.mul_raw(&x, &x)?;
+            let mid = p.stats().total();
+            let (m, k, nn) = (8, 16, 4);
+            let a = p.input_raw(0, (p.id() == 0).then_some(&v[..m * k]), m * k)?;
+            let b = p.input_raw(0, (p.id() == 0).then_some(&v[..k * nn]), k * nn)?;
+            let start = p.stats().total();
+            p.matmul(&a, &b, m, k, nn)?;
+            let end = p.stats().total();
+            Ok((
+                mid.bytes_sent - before.bytes_sent,
+                mid.rounds - before.rounds,
+                end.bytes_sent - start.bytes_sent,
+                end.rounds - start.rounds,
+            ))
+        })
+        .unwrap();
+        for (mul_bytes, mul_rounds, mm_bytes, mm_rounds) in out {
+            // Beaver: 2 ring elements per product to each of the n - 1 others, one round.
+            assert_eq!(mul_bytes, (2 * (n - 1) * 1000 * 8) as u64);
+            assert_eq!(mul_rounds, 1);
+            // Matrix triple: (mk + kn) elements, not mkn; then m·n for the truncation.
+            assert_eq!(mm_bytes, ((8 * 16 + 16 * 4 + 8 * 4) * (n - 1) * 8) as u64);
+            assert_eq!(mm_rounds, 2);
+        }
+    }
+}
