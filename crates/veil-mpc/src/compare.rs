@@ -23,13 +23,44 @@ impl<E: Exchange> Party<E> {
     /// Opens `x + r` for a comparison mask; returns `c` and the mask material.
     fn masked_open(&mut self, x: &Shared) -> Result<(Vec<u64>, Vec<u64>, Vec<u64>)> {
         let n = x.len();
-        let Material::Comparison { r, one_hot, msb } = self.material(&Request::Comparison { n })?
-        else {
+        let request = Request::Comparison { n };
+        let mut material = self.material_begin(&request)?;
+        let Material::Comparison { r, .. } = &material else {
             return Err(MpcError::Dealer("wrong material".into()));
         };
-        let masked: Vec<u64> = x.share().iter().zip(&r).map(|(a, b)| add(*a, *b)).collect();
+        let masked: Vec<u64> = x.share().iter().zip(r).map(|(a, b)| add(*a, *b)).collect();
         let c = self.open_vec(&masked)?;
+        self.material_end(&request, &mut material)?;
+        let Material::Comparison { one_hot, msb, .. } = material else {
+            return Err(MpcError::Dealer("wrong material".into()));
+        };
         Ok((c, one_hot, msb))
+    }
+
+    /// What [`Party::ltz`] takes from the dealer for `n` elements, in order.
+    fn ltz_requests(n: usize) -> Vec<Request> {
+        let mut out = vec![Request::Comparison { n }];
+        let mut blocks = COMPARISON_CHUNKS.len();
+        while blocks > 1 {
+            // One product per pair for "less than", one per pair but the lowest for "equal".
+            out.push(Request::Triples {
+                n: (blocks - 1) * n,
+            });
+            blocks /= 2;
+        }
+        out.push(Request::Triples { n });
+        out
+    }
+
+    /// What [`Party::eqz`] takes from the dealer for `n` elements, in order.
+    fn eqz_requests(n: usize) -> Vec<Request> {
+        let mut out = vec![Request::Comparison { n }];
+        let mut blocks = COMPARISON_CHUNKS.len() + 1;
+        while blocks > 1 {
+            out.push(Request::Triples { n: blocks / 2 * n });
+            blocks = blocks / 2 + blocks % 2;
+        }
+        out
     }
 
     /// Per element and chunk (least significant first): shares of `[c_j < r_j]` and
@@ -56,29 +87,42 @@ impl<E: Exchange> Party<E> {
     /// Shares of `[x < 0]` (0 or 1) for every element (6 rounds).
     pub fn ltz(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("lt");
+        let out = self
+            .prefetch(&Self::ltz_requests(x.len()))
+            .and_then(|()| self.ltz_prefetched(x));
+        self.end(outer);
+        out
+    }
+
+    /// [`Party::ltz`] once its dealer requests are sent.
+    fn ltz_prefetched(&mut self, x: &Shared) -> Result<Shared> {
+        let outer = self.begin("lt");
         let out = (|| {
             let (c, one_hot, r_msb) = self.masked_open(x)?;
             let (mut lt, mut eq) = Self::chunk_relations(&c, &one_hot);
-            // Combine adjacent chunks (hi = odd index) until one remains: 4 rounds.
+            let n = c.len();
+            // Combine adjacent blocks (hi = odd index) until one remains: 4 rounds. The lowest
+            // block's "equal" is never needed (nothing below it to carry into).
+            eq[0] = Vec::new();
             while lt.len() > 1 {
                 let pairs = lt.len() / 2;
-                let mut left = Vec::new();
-                let mut right = Vec::new();
+                let mut left = Vec::with_capacity((2 * pairs - 1) * n);
+                let mut right = Vec::with_capacity((2 * pairs - 1) * n);
                 for p in 0..pairs {
-                    // eq_hi · lt_lo, then eq_hi · eq_lo
+                    // eq_hi · lt_lo
                     left.extend_from_slice(&eq[2 * p + 1]);
                     right.extend_from_slice(&lt[2 * p]);
+                }
+                for p in 1..pairs {
+                    // eq_hi · eq_lo
                     left.extend_from_slice(&eq[2 * p + 1]);
                     right.extend_from_slice(&eq[2 * p]);
                 }
                 let prod = self.mul_raw(&Shared::from_share(left), &Shared::from_share(right))?;
-                let n = c.len();
                 let mut next_lt = Vec::with_capacity(pairs);
-                let mut next_eq = Vec::with_capacity(pairs);
+                let mut next_eq = vec![Vec::new()];
                 for p in 0..pairs {
-                    let base = 2 * p * n;
-                    let lt_lo_term = &prod.share()[base..base + n];
-                    let eq_prod = &prod.share()[base + n..base + 2 * n];
+                    let lt_lo_term = &prod.share()[p * n..(p + 1) * n];
                     next_lt.push(
                         lt[2 * p + 1]
                             .iter()
@@ -86,7 +130,10 @@ impl<E: Exchange> Party<E> {
                             .map(|(a, b)| add(*a, *b))
                             .collect(),
                     );
-                    next_eq.push(eq_prod.to_vec());
+                    if p > 0 {
+                        let base = (pairs + p - 1) * n;
+                        next_eq.push(prod.share()[base..base + n].to_vec());
+                    }
                 }
                 lt = next_lt;
                 eq = next_eq;
@@ -132,6 +179,7 @@ impl<E: Exchange> Party<E> {
     pub fn eqz(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("eq");
         let out = (|| {
+            self.prefetch(&Self::eqz_requests(x.len()))?;
             let (c, one_hot, r_msb) = self.masked_open(x)?;
             let (_, mut eq) = Self::chunk_relations(&c, &one_hot);
             let me = self.id();
@@ -202,7 +250,10 @@ impl<E: Exchange> Party<E> {
     pub fn relu(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("relu");
         let out = (|| {
-            let neg = self.ltz(x)?;
+            let mut requests = Self::ltz_requests(x.len());
+            requests.push(Request::Triples { n: x.len() });
+            self.prefetch(&requests)?;
+            let neg = self.ltz_prefetched(x)?;
             let one = self.constant_raw(&vec![1; x.len()]);
             let pos = self.sub(&one, &neg)?;
             self.mul_raw(x, &pos)

@@ -8,6 +8,7 @@
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::error::{MpcError, Result};
@@ -82,7 +83,7 @@ impl Request {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let total = match *self {
             Self::Triples { n } => n.saturating_mul(3),
             Self::Squares { n } => n.saturating_mul(2),
@@ -152,6 +153,49 @@ pub enum Material {
 /// A 32-byte seed (zeroized on drop).
 pub type Seed = Zeroizing<[u8; 32]>;
 
+/// Elements per piece of parallel stream expansion.
+const CHUNK: usize = 1 << 14;
+
+/// Fills `out` with the stream's next `out.len()` ring elements (little-endian words).
+fn fill(prg: &mut ChaCha20Rng, out: &mut [u64]) {
+    prg.fill_bytes(bytemuck::cast_slice_mut(out));
+    #[cfg(target_endian = "big")]
+    for x in out.iter_mut() {
+        *x = u64::from_le(*x);
+    }
+}
+
+/// Fills `out` with the ring elements that start `offset` elements after word `start` of
+/// `prg`'s stream, without moving `prg` (ChaCha seeks in constant time).
+fn expand_at(prg: &ChaCha20Rng, start: u128, offset: usize, out: &mut [u64]) {
+    let mut p = prg.clone();
+    p.set_word_pos(start + 2 * offset as u128);
+    fill(&mut p, out);
+}
+
+/// The stream's next `n` ring elements, expanded in parallel pieces.
+fn draw(prg: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
+    let mut out = vec![0u64; n];
+    let start = prg.get_word_pos();
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, piece)| expand_at(prg, start, i * CHUNK, piece));
+    prg.set_word_pos(start + 2 * n as u128);
+    out
+}
+
+/// How many elements of each kind one request takes from a party's stream: the parts every
+/// party expands from its seed come first, then the parts that only the first `N - 1`
+/// parties expand (the last party gets them as the dealer's correction).
+fn layout(request: &Request) -> (usize, usize) {
+    let seeded = match *request {
+        Request::Triples { n } => 2 * n,
+        Request::Squares { n } | Request::Comparison { n } | Request::Truncation { n, .. } => n,
+        Request::MatrixTriple { m, k, n } => m * k + k * n,
+    };
+    (seeded, request.correction_len())
+}
+
 /// A party's stream of correlated randomness.
 pub struct PartyRandomness {
     prg: ChaCha20Rng,
@@ -164,10 +208,6 @@ impl std::fmt::Debug for PartyRandomness {
             .field("last", &self.last)
             .finish_non_exhaustive()
     }
-}
-
-fn draw(prg: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
-    (0..n).map(|_| prg.next_u64()).collect()
 }
 
 impl PartyRandomness {
@@ -184,63 +224,110 @@ impl PartyRandomness {
         self.last
     }
 
+    /// This party's share of the next item as far as its seed gives it: everything for the
+    /// first `N - 1` parties; for the last party, the derived parts (`c` of a triple, the
+    /// shifted mask and top bit of a truncation, the one-hot chunks and top bit of a
+    /// comparison) are left empty until [`PartyRandomness::complete`] adds the correction.
+    /// The parts that are opened first (`a`, `b`, `r`) never wait for the dealer.
+    pub fn seeded(&mut self, request: &Request) -> Result<Material> {
+        request.check()?;
+        let (_, corrected) = layout(request);
+        let prg = &mut self.prg;
+        let mut material = match *request {
+            Request::Triples { n } => {
+                let a = draw(prg, n);
+                let b = draw(prg, n);
+                Material::Triple {
+                    a,
+                    b,
+                    c: Vec::new(),
+                }
+            }
+            Request::Squares { n } => Material::Square {
+                a: draw(prg, n),
+                aa: Vec::new(),
+            },
+            Request::MatrixTriple { m, k, n } => {
+                let a = draw(prg, m * k);
+                let b = draw(prg, k * n);
+                Material::Triple {
+                    a,
+                    b,
+                    c: Vec::new(),
+                }
+            }
+            Request::Comparison { n } => Material::Comparison {
+                r: draw(prg, n),
+                one_hot: Vec::new(),
+                msb: Vec::new(),
+            },
+            Request::Truncation { n, .. } => Material::Truncation {
+                r: draw(prg, n),
+                shifted: Vec::new(),
+                msb: Vec::new(),
+            },
+        };
+        if !self.last {
+            let derived = draw(prg, corrected);
+            Self::place(request, &mut material, derived)?;
+        }
+        Ok(material)
+    }
+
+    /// Adds the dealer's correction (the last party) to what [`PartyRandomness::seeded`]
+    /// gave; nothing to add for the other parties.
+    pub fn complete(
+        &self,
+        request: &Request,
+        material: &mut Material,
+        correction: Option<Vec<u64>>,
+    ) -> Result<()> {
+        if !self.last {
+            return match correction {
+                None => Ok(()),
+                Some(_) => Err(MpcError::Dealer(
+                    "a correction for a party that expands its own share".into(),
+                )),
+            };
+        }
+        match correction {
+            Some(c) if c.len() == request.correction_len() => Self::place(request, material, c),
+            Some(c) => Err(MpcError::Dealer(format!(
+                "correction of {} elements where {} were expected",
+                c.len(),
+                request.correction_len()
+            ))),
+            None => Err(MpcError::Dealer("the last party got no correction".into())),
+        }
+    }
+
+    /// Puts the derived parts (drawn or corrected) into the material.
+    fn place(request: &Request, material: &mut Material, mut derived: Vec<u64>) -> Result<()> {
+        match (request, material) {
+            (
+                Request::Triples { .. } | Request::MatrixTriple { .. },
+                Material::Triple { c, .. },
+            ) => *c = derived,
+            (Request::Squares { .. }, Material::Square { aa, .. }) => *aa = derived,
+            (Request::Comparison { n }, Material::Comparison { one_hot, msb, .. }) => {
+                *msb = derived.split_off(n * ONE_HOT_LEN);
+                *one_hot = derived;
+            }
+            (Request::Truncation { n, .. }, Material::Truncation { shifted, msb, .. }) => {
+                *msb = derived.split_off(*n);
+                *shifted = derived;
+            }
+            _ => return Err(MpcError::Dealer("material does not fit the request".into())),
+        }
+        Ok(())
+    }
+
     /// This party's share of the next item: expanded from the seed, plus the dealer's
     /// correction for the last party.
     pub fn next(&mut self, request: &Request, correction: Option<Vec<u64>>) -> Result<Material> {
-        request.check()?;
-        let corrected = |len: usize, prg: &mut ChaCha20Rng, last: bool| -> Result<Vec<u64>> {
-            if !last {
-                return Ok(draw(prg, len));
-            }
-            match &correction {
-                Some(c) if c.len() == request.correction_len() => Ok(c.clone()),
-                Some(c) => Err(MpcError::Dealer(format!(
-                    "correction of {} elements where {} were expected",
-                    c.len(),
-                    request.correction_len()
-                ))),
-                None => Err(MpcError::Dealer("the last party got no correction".into())),
-            }
-        };
-        Ok(match *request {
-            Request::Triples { n } => {
-                let a = draw(&mut self.prg, n);
-                let b = draw(&mut self.prg, n);
-                let c = corrected(n, &mut self.prg, self.last)?;
-                Material::Triple { a, b, c }
-            }
-            Request::Squares { n } => {
-                let a = draw(&mut self.prg, n);
-                let aa = corrected(n, &mut self.prg, self.last)?;
-                Material::Square { a, aa }
-            }
-            Request::MatrixTriple { m, k, n } => {
-                let a = draw(&mut self.prg, m * k);
-                let b = draw(&mut self.prg, k * n);
-                let c = corrected(m * n, &mut self.prg, self.last)?;
-                Material::Triple { a, b, c }
-            }
-            Request::Comparison { n } => {
-                let r = draw(&mut self.prg, n);
-                let mut both = corrected(n * (ONE_HOT_LEN + 1), &mut self.prg, self.last)?;
-                let msb = both.split_off(n * ONE_HOT_LEN);
-                Material::Comparison {
-                    r,
-                    one_hot: both,
-                    msb,
-                }
-            }
-            Request::Truncation { n, .. } => {
-                let r = draw(&mut self.prg, n);
-                let both = corrected(2 * n, &mut self.prg, self.last)?;
-                let (shifted, msb) = both.split_at(n);
-                Material::Truncation {
-                    r,
-                    shifted: shifted.to_vec(),
-                    msb: msb.to_vec(),
-                }
-            }
-        })
+        let mut m = self.seeded(request)?;
+        self.complete(request, &mut m, correction)?;
+        Ok(m)
     }
 }
 
@@ -260,6 +347,40 @@ impl std::fmt::Debug for Dealer {
 fn sum_into(total: &mut [u64], part: &[u64]) {
     for (t, p) in total.iter_mut().zip(part) {
         *t = t.wrapping_add(*p);
+    }
+}
+
+/// The parties' streams at the start of one request, for summing pieces of them.
+struct Streams<'a> {
+    prgs: &'a [ChaCha20Rng],
+    starts: Vec<u128>,
+}
+
+impl Streams<'_> {
+    /// `out` = the sum over the parties (the last one too if `with_last`) of the elements at
+    /// `offset` of this request's part of their streams.
+    fn sum(&self, out: &mut [u64], offset: usize, with_last: bool, scratch: &mut Vec<u64>) {
+        out.fill(0);
+        scratch.resize(out.len(), 0);
+        let last = self.prgs.len() - 1;
+        for (i, prg) in self.prgs.iter().enumerate() {
+            if i == last && !with_last {
+                continue;
+            }
+            expand_at(prg, self.starts[i], offset, &mut scratch[..out.len()]);
+            sum_into(out, &scratch[..out.len()]);
+        }
+    }
+
+    /// [`Streams::sum`] into a new vector, in parallel pieces.
+    fn sum_all(&self, len: usize, offset: usize, with_last: bool) -> Vec<u64> {
+        let mut out = vec![0u64; len];
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (i, piece)| {
+                self.sum(piece, offset + i * CHUNK, with_last, scratch)
+            });
+        out
     }
 }
 
@@ -288,90 +409,110 @@ impl Dealer {
         }
     }
 
-    /// The last party's correction for the next item.
+    /// The last party's correction for the next item. Every party's stream is expanded in
+    /// pieces, in parallel, and summed piece by piece (nothing the size of the request is
+    /// allocated per party).
     pub fn correction(&mut self, request: &Request) -> Result<Vec<u64>> {
         request.check()?;
-        let last = self.parties.len() - 1;
+        let (seeded, corrected) = layout(request);
+        let streams = Streams {
+            prgs: &self.parties,
+            starts: self.parties.iter().map(ChaCha20Rng::get_word_pos).collect(),
+        };
+        let mut out = vec![0u64; corrected];
         match *request {
             Request::Triples { n } => {
-                let (mut a, mut b, mut c) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
-                for (i, prg) in self.parties.iter_mut().enumerate() {
-                    sum_into(&mut a, &draw(prg, n));
-                    sum_into(&mut b, &draw(prg, n));
-                    if i != last {
-                        sum_into(&mut c, &draw(prg, n));
-                    }
-                }
-                Ok(a.iter()
-                    .zip(&b)
-                    .zip(&c)
-                    .map(|((a, b), c)| a.wrapping_mul(*b).wrapping_sub(*c))
-                    .collect())
-            }
-            Request::MatrixTriple { m, k, n } => {
-                let (mut a, mut b, mut c) =
-                    (vec![0u64; m * k], vec![0u64; k * n], vec![0u64; m * n]);
-                for (i, prg) in self.parties.iter_mut().enumerate() {
-                    sum_into(&mut a, &draw(prg, m * k));
-                    sum_into(&mut b, &draw(prg, k * n));
-                    if i != last {
-                        sum_into(&mut c, &draw(prg, m * n));
-                    }
-                }
-                let ab = matmul_plain(&a, &b, m, k, n);
-                Ok(ab.iter().zip(&c).map(|(p, c)| p.wrapping_sub(*c)).collect())
+                out.par_chunks_mut(CHUNK).enumerate().for_each_init(
+                    || (Vec::new(), vec![0u64; CHUNK], vec![0u64; CHUNK], vec![0u64; CHUNK]),
+                    |(scratch, a, b, c), (i, piece)| {
+                        let (lo, len) = (i * CHUNK, piece.len());
+                        streams.sum(&mut a[..len], lo, true, scratch);
+                        streams.sum(&mut b[..len], n + lo, true, scratch);
+                        streams.sum(&mut c[..len], 2 * n + lo, false, scratch);
+                        for (j, o) in piece.iter_mut().enumerate() {
+                            *o = a[j].wrapping_mul(b[j]).wrapping_sub(c[j]);
+                        }
+                    },
+                );
             }
             Request::Squares { n } => {
-                let (mut a, mut aa) = (vec![0u64; n], vec![0u64; n]);
-                for (i, prg) in self.parties.iter_mut().enumerate() {
-                    sum_into(&mut a, &draw(prg, n));
-                    if i != last {
-                        sum_into(&mut aa, &draw(prg, n));
-                    }
-                }
-                Ok(a.iter()
-                    .zip(&aa)
-                    .map(|(a, s)| a.wrapping_mul(*a).wrapping_sub(*s))
-                    .collect())
+                out.par_chunks_mut(CHUNK).enumerate().for_each_init(
+                    || (Vec::new(), vec![0u64; CHUNK], vec![0u64; CHUNK]),
+                    |(scratch, a, aa), (i, piece)| {
+                        let (lo, len) = (i * CHUNK, piece.len());
+                        streams.sum(&mut a[..len], lo, true, scratch);
+                        streams.sum(&mut aa[..len], n + lo, false, scratch);
+                        for (j, o) in piece.iter_mut().enumerate() {
+                            *o = a[j].wrapping_mul(a[j]).wrapping_sub(aa[j]);
+                        }
+                    },
+                );
+            }
+            Request::MatrixTriple { m, k, n } => {
+                let a = streams.sum_all(m * k, 0, true);
+                let b = streams.sum_all(k * n, m * k, true);
+                let c = streams.sum_all(m * n, seeded, false);
+                let ab = matmul_plain(&a, &b, m, k, n);
+                out.par_iter_mut()
+                    .zip(ab.par_iter().zip(&c))
+                    .for_each(|(o, (p, c))| *o = p.wrapping_sub(*c));
             }
             Request::Comparison { n } => {
-                let len = n * (ONE_HOT_LEN + 1);
-                let (mut r, mut others) = (vec![0u64; n], vec![0u64; len]);
-                for (i, prg) in self.parties.iter_mut().enumerate() {
-                    sum_into(&mut r, &draw(prg, n));
-                    if i != last {
-                        sum_into(&mut others, &draw(prg, len));
-                    }
-                }
-                let mut want = Vec::with_capacity(len);
-                for r in &r {
-                    want.extend_from_slice(&one_hot_chunks(*r));
-                }
-                want.extend(r.iter().map(|r| r >> 63));
-                Ok(want
-                    .iter()
-                    .zip(&others)
-                    .map(|(w, o)| w.wrapping_sub(*o))
-                    .collect())
+                let (one_hot, msb) = out.split_at_mut(n * ONE_HOT_LEN);
+                const PIECE: usize = CHUNK / ONE_HOT_LEN;
+                one_hot
+                    .par_chunks_mut(PIECE * ONE_HOT_LEN)
+                    .zip(msb.par_chunks_mut(PIECE))
+                    .enumerate()
+                    .for_each_init(
+                        || (Vec::new(), vec![0u64; PIECE], vec![0u64; PIECE * ONE_HOT_LEN]),
+                        |(scratch, r, oh), (i, (oh_piece, msb_piece))| {
+                            let (lo, len) = (i * PIECE, msb_piece.len());
+                            streams.sum(&mut r[..len], lo, true, scratch);
+                            let oh = &mut oh[..len * ONE_HOT_LEN];
+                            streams.sum(oh, seeded + lo * ONE_HOT_LEN, false, scratch);
+                            streams.sum(msb_piece, seeded + n * ONE_HOT_LEN + lo, false, scratch);
+                            for (j, r) in r[..len].iter().enumerate() {
+                                let want = one_hot_chunks(*r);
+                                let range = j * ONE_HOT_LEN..(j + 1) * ONE_HOT_LEN;
+                                for ((o, w), s) in
+                                    oh_piece[range.clone()].iter_mut().zip(&want).zip(&oh[range])
+                                {
+                                    *o = w.wrapping_sub(*s);
+                                }
+                                msb_piece[j] = (r >> 63).wrapping_sub(msb_piece[j]);
+                            }
+                        },
+                    );
             }
             Request::Truncation { n, frac_bits } => {
-                let (mut r, mut shifted, mut msb) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
-                for (i, prg) in self.parties.iter_mut().enumerate() {
-                    sum_into(&mut r, &draw(prg, n));
-                    if i != last {
-                        sum_into(&mut shifted, &draw(prg, n));
-                        sum_into(&mut msb, &draw(prg, n));
-                    }
-                }
-                let mut out: Vec<u64> = r
-                    .iter()
-                    .zip(&shifted)
-                    .map(|(r, s)| (r >> frac_bits).wrapping_sub(*s))
-                    .collect();
-                out.extend(r.iter().zip(&msb).map(|(r, m)| (r >> 63).wrapping_sub(*m)));
-                Ok(out)
+                let (shifted, msb) = out.split_at_mut(n);
+                shifted
+                    .par_chunks_mut(CHUNK)
+                    .zip(msb.par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .for_each_init(
+                        || (Vec::new(), vec![0u64; CHUNK]),
+                        |(scratch, r), (i, (s_piece, m_piece))| {
+                            let (lo, len) = (i * CHUNK, s_piece.len());
+                            streams.sum(&mut r[..len], lo, true, scratch);
+                            streams.sum(s_piece, n + lo, false, scratch);
+                            streams.sum(m_piece, 2 * n + lo, false, scratch);
+                            for (j, r) in r[..len].iter().enumerate() {
+                                s_piece[j] = (r >> frac_bits).wrapping_sub(s_piece[j]);
+                                m_piece[j] = (r >> 63).wrapping_sub(m_piece[j]);
+                            }
+                        },
+                    );
             }
         }
+        let last = self.parties.len() - 1;
+        for (i, prg) in self.parties.iter_mut().enumerate() {
+            let used = if i == last { seeded } else { seeded + corrected };
+            let start = prg.get_word_pos();
+            prg.set_word_pos(start + 2 * used as u128);
+        }
+        Ok(out)
     }
 }
 

@@ -69,12 +69,18 @@ impl Exchange for MemoryExchange {
         Ok(incoming)
     }
 
-    fn dealer(&mut self, request: &Request) -> Result<Option<Vec<u64>>> {
-        let Some((tx, rx)) = &self.dealer else {
-            return Ok(None);
+    fn dealer_request(&mut self, request: &Request) -> Result<()> {
+        let Some((tx, _)) = &self.dealer else {
+            return Ok(());
         };
         tx.send(request.clone())
-            .map_err(|_| MpcError::Dealer("the dealer stopped".into()))?;
+            .map_err(|_| MpcError::Dealer("the dealer stopped".into()))
+    }
+
+    fn dealer_correction(&mut self) -> Result<Option<Vec<u64>>> {
+        let Some((_, rx)) = &self.dealer else {
+            return Ok(None);
+        };
         rx.recv_timeout(self.timeout)
             .map_err(|_| MpcError::Dealer("the dealer did not answer".into()))?
             .map(Some)

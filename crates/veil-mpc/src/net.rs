@@ -360,15 +360,23 @@ fn spawn_link(rt: &tokio::runtime::Runtime, stream: Stream) -> Link {
     Link { tx, rx, writer }
 }
 
+/// Ring elements as little-endian bytes (one copy on little-endian machines).
 fn to_bytes(v: &[u64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    #[cfg(target_endian = "little")]
+    return bytemuck::cast_slice(v).to_vec();
+    #[cfg(target_endian = "big")]
+    return v.iter().flat_map(|x| x.to_le_bytes()).collect();
 }
 
+/// Little-endian bytes as ring elements; `None` unless whole elements.
 fn from_bytes(b: &[u8]) -> Option<Vec<u64>> {
     if !b.len().is_multiple_of(8) {
         return None;
     }
-    Some(
+    #[cfg(target_endian = "little")]
+    return Some(bytemuck::pod_collect_to_vec(b));
+    #[cfg(target_endian = "big")]
+    return Some(
         b.chunks_exact(8)
             .map(|c| {
                 let mut w = [0u8; 8];
@@ -376,7 +384,7 @@ fn from_bytes(b: &[u8]) -> Option<Vec<u64>> {
                 u64::from_le_bytes(w)
             })
             .collect(),
-    )
+    );
 }
 
 fn encode_request(r: &Request) -> Vec<u64> {
@@ -415,7 +423,8 @@ pub struct NetExchange {
     peers: Vec<Option<Link>>,
     dealer: Option<Link>,
     round: u64,
-    dealer_round: u64,
+    dealer_sent: u64,
+    dealer_received: u64,
     timeout: Duration,
     // Declared last: dropped after the links, so their tasks end cleanly.
     _rt: tokio::runtime::Runtime,
@@ -433,7 +442,7 @@ impl std::fmt::Debug for NetExchange {
 impl NetExchange {
     fn receive(&self, link: &Link, from: Role, phase: &str) -> Result<Vec<u8>> {
         let expected = match from {
-            Role::Dealer => self.dealer_round,
+            Role::Dealer => self.dealer_received,
             Role::Party(_) => self.round,
         };
         let gone = |why: String| match from {
@@ -577,19 +586,32 @@ impl Exchange for NetExchange {
         Ok(incoming)
     }
 
-    fn dealer(&mut self, request: &Request) -> Result<Option<Vec<u64>>> {
+    fn dealer_request(&mut self, request: &Request) -> Result<()> {
+        let Some(link) = &self.dealer else {
+            return Ok(());
+        };
+        // Dealer requests have their own sequence (only the last party makes them).
+        self.dealer_sent += 1;
+        link.tx
+            .send((self.dealer_sent, to_bytes(&encode_request(request))))
+            .map_err(|_| MpcError::Dealer("connection closed".into()))
+    }
+
+    fn dealer_correction(&mut self) -> Result<Option<Vec<u64>>> {
         let Some(link) = &self.dealer else {
             return Ok(None);
         };
-        // Dealer requests have their own sequence (only the last party makes them).
-        self.dealer_round += 1;
-        link.tx
-            .send((self.dealer_round, to_bytes(&encode_request(request))))
-            .map_err(|_| MpcError::Dealer("connection closed".into()))?;
-        let body = self.receive(link, Role::Dealer, "dealer request")?;
-        let correction =
-            from_bytes(&body).ok_or_else(|| MpcError::Dealer("malformed correction".into()))?;
-        Ok(Some(correction))
+        self.dealer_received += 1;
+        let got = self
+            .receive(link, Role::Dealer, "dealer request")
+            .and_then(|body| {
+                from_bytes(&body).ok_or_else(|| MpcError::Dealer("malformed correction".into()))
+            });
+        if let Err(e) = &got {
+            // The other parties would otherwise wait for this one until their timeout.
+            self.abort(e);
+        }
+        got.map(Some)
     }
 }
 
@@ -721,7 +743,8 @@ fn connect_all(
             peers,
             dealer,
             round: 0,
-            dealer_round: 0,
+            dealer_sent: 0,
+            dealer_received: 0,
             timeout,
             _rt: rt,
         },

@@ -14,7 +14,7 @@
 //! share shift). It requires `|x| < 2^62` before truncation: products of values below
 //! `2^(31 - f)` in magnitude (≈ 32,768 at 16 fractional bits).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{SeedableRng, TryRngCore};
@@ -36,9 +36,13 @@ pub trait Exchange {
     /// are not sent) and returns what each party sent to this one (own entry empty). Every
     /// party calls it the same number of times, in the same order.
     fn exchange(&mut self, phase: &str, outgoing: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>>;
-    /// The dealer's correction for `request`: `Some` for the last party, `None` for the
-    /// others (whose parts come from their seeds alone).
-    fn dealer(&mut self, request: &Request) -> Result<Option<Vec<u64>>>;
+    /// Sends `request` to the dealer (the last party does; for the others, whose parts come
+    /// from their seeds alone, nothing). The dealer answers requests in the order sent, so
+    /// several may be outstanding: the dealer computes the next while the parties work.
+    fn dealer_request(&mut self, request: &Request) -> Result<()>;
+    /// The dealer's correction for the oldest request not yet answered: `Some` for the last
+    /// party, `None` (at once) for the others.
+    fn dealer_correction(&mut self) -> Result<Option<Vec<u64>>>;
 }
 
 /// This party's additive share of a tensor (zeroized on drop).
@@ -125,6 +129,12 @@ fn add_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
 }
 
+fn add_assign(a: &mut [u64], b: &[u64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.wrapping_add(*y);
+    }
+}
+
 fn sub_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect()
 }
@@ -137,6 +147,8 @@ pub struct Party<E: Exchange> {
     rng: ChaCha20Rng,
     stats: Stats,
     op: &'static str,
+    /// Requests sent to the dealer ahead of the operation that uses them, oldest first.
+    prefetched: VecDeque<Request>,
 }
 
 impl<E: Exchange> std::fmt::Debug for Party<E> {
@@ -170,6 +182,7 @@ impl<E: Exchange> Party<E> {
             rng,
             stats: Stats::default(),
             op: "other",
+            prefetched: VecDeque::new(),
         })
     }
 
@@ -225,12 +238,40 @@ impl<E: Exchange> Party<E> {
         self.ex.exchange(self.op, outgoing)
     }
 
-    pub(crate) fn material(&mut self, request: &Request) -> Result<Material> {
-        let correction = self.ex.dealer(request)?;
+    /// Asks the dealer now for items that operations about to run will take, in the order
+    /// they will take them, so the dealer computes them while this party works.
+    pub(crate) fn prefetch(&mut self, requests: &[Request]) -> Result<()> {
+        for r in requests {
+            r.check()?;
+            self.ex.dealer_request(r)?;
+            self.prefetched.push_back(r.clone());
+        }
+        Ok(())
+    }
+
+    /// This party's seeded share of the next item (see [`PartyRandomness::seeded`]); the
+    /// request goes to the dealer unless it was prefetched. Finish with
+    /// [`Party::material_end`] once the masked values are opened.
+    pub(crate) fn material_begin(&mut self, request: &Request) -> Result<Material> {
+        match self.prefetched.pop_front() {
+            Some(r) if r == *request => {}
+            Some(r) => {
+                return Err(MpcError::Dealer(format!(
+                    "out of order: {request:?} taken where {r:?} was prefetched"
+                )))
+            }
+            None => self.ex.dealer_request(request)?,
+        }
+        self.rand.seeded(request)
+    }
+
+    /// Completes `material` with the dealer's correction (the last party).
+    pub(crate) fn material_end(&mut self, request: &Request, material: &mut Material) -> Result<()> {
+        let correction = self.ex.dealer_correction()?;
         if let Some(c) = &correction {
             self.stats.ops.entry(self.op).or_default().dealer_bytes += (c.len() * 8) as u64;
         }
-        self.rand.next(request, correction)
+        self.rand.complete(request, material, correction)
     }
 
     pub(crate) fn check_len(&self, party: usize, got: usize, want: usize) -> Result<()> {
@@ -260,7 +301,7 @@ impl<E: Exchange> Party<E> {
                 continue;
             }
             self.check_len(j, v.len(), mine.len())?;
-            total = add_vec(&total, v);
+            add_assign(&mut total, v);
         }
         Ok(total)
     }
@@ -544,9 +585,9 @@ impl<E: Exchange> Party<E> {
         let outer = self.begin("truncate");
         let out = (|| {
             let n = x.len();
-            let Material::Truncation { r, shifted, msb } =
-                self.material(&Request::Truncation { n, frac_bits: f })?
-            else {
+            let request = Request::Truncation { n, frac_bits: f };
+            let mut material = self.material_begin(&request)?;
+            let Material::Truncation { r, .. } = &material else {
                 return Err(MpcError::Dealer("wrong material".into()));
             };
             const OFFSET: u64 = 1 << 62;
@@ -554,7 +595,7 @@ impl<E: Exchange> Party<E> {
             let masked: Vec<u64> = x
                 .share
                 .iter()
-                .zip(&r)
+                .zip(r)
                 .map(|(x, r)| {
                     let v = x.wrapping_add(*r);
                     if me == 0 {
@@ -565,6 +606,10 @@ impl<E: Exchange> Party<E> {
                 })
                 .collect();
             let c = self.open_vec(&masked)?;
+            self.material_end(&request, &mut material)?;
+            let Material::Truncation { shifted, msb, .. } = material else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
             Ok(Shared::from_share(
                 c.iter()
                     .zip(shifted.iter().zip(&msb))
@@ -590,12 +635,19 @@ impl<E: Exchange> Party<E> {
         let outer = self.begin("mul");
         let out = (|| {
             let n = x.len();
-            let Material::Triple { a, b, c } = self.material(&Request::Triples { n })? else {
+            let request = Request::Triples { n };
+            let mut material = self.material_begin(&request)?;
+            let Material::Triple { a, b, .. } = &material else {
                 return Err(MpcError::Dealer("wrong material".into()));
             };
-            let mut mine = sub_vec(&x.share, &a);
-            mine.extend(sub_vec(&y.share, &b));
+            let mut mine = Vec::with_capacity(2 * n);
+            mine.extend(x.share.iter().zip(a).map(|(x, a)| x.wrapping_sub(*a)));
+            mine.extend(y.share.iter().zip(b).map(|(y, b)| y.wrapping_sub(*b)));
             let opened = self.open_vec(&mine)?;
+            self.material_end(&request, &mut material)?;
+            let Material::Triple { a, b, c } = material else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
             let (d, e) = opened.split_at(n);
             let me = self.id();
             Ok(Shared::from_share(
@@ -618,8 +670,14 @@ impl<E: Exchange> Party<E> {
 
     /// Fixed-point `x · y` element-wise (two rounds).
     pub fn mul(&mut self, x: &Shared, y: &Shared) -> Result<Shared> {
+        Self::same_len(x, y)?;
         let outer = self.begin("mul");
-        let out = self.mul_raw(x, y).and_then(|p| self.truncate(&p));
+        let n = x.len();
+        let frac_bits = self.fixed.frac_bits();
+        let out = self
+            .prefetch(&[Request::Triples { n }, Request::Truncation { n, frac_bits }])
+            .and_then(|()| self.mul_raw(x, y))
+            .and_then(|p| self.truncate(&p));
         self.end(outer);
         out
     }
@@ -629,10 +687,18 @@ impl<E: Exchange> Party<E> {
         let outer = self.begin("square");
         let out = (|| {
             let n = x.len();
-            let Material::Square { a, aa } = self.material(&Request::Squares { n })? else {
+            let request = Request::Squares { n };
+            let frac_bits = self.fixed.frac_bits();
+            self.prefetch(&[request.clone(), Request::Truncation { n, frac_bits }])?;
+            let mut material = self.material_begin(&request)?;
+            let Material::Square { a, .. } = &material else {
                 return Err(MpcError::Dealer("wrong material".into()));
             };
-            let d = self.open_vec(&sub_vec(&x.share, &a))?;
+            let d = self.open_vec(&sub_vec(&x.share, a))?;
+            self.material_end(&request, &mut material)?;
+            let Material::Square { a, aa } = material else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
             let me = self.id();
             // x² = (d + a)² = a² + 2·d·a + d².
             let raw = Shared::from_share(
@@ -677,13 +743,26 @@ impl<E: Exchange> Party<E> {
         }
         let outer = self.begin("matmul");
         let out = (|| {
-            let Material::Triple { a, b, c } = self.material(&Request::MatrixTriple { m, k, n })?
-            else {
+            let request = Request::MatrixTriple { m, k, n };
+            let frac_bits = self.fixed.frac_bits();
+            self.prefetch(&[
+                request.clone(),
+                Request::Truncation {
+                    n: m * n,
+                    frac_bits,
+                },
+            ])?;
+            let mut material = self.material_begin(&request)?;
+            let Material::Triple { a, b, .. } = &material else {
                 return Err(MpcError::Dealer("wrong material".into()));
             };
-            let mut mine = sub_vec(&x.share, &a);
-            mine.extend(sub_vec(&y.share, &b));
+            let mut mine = sub_vec(&x.share, a);
+            mine.extend(sub_vec(&y.share, b));
             let opened = self.open_vec(&mine)?;
+            self.material_end(&request, &mut material)?;
+            let Material::Triple { a, b, c } = material else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
             let (d, e) = opened.split_at(m * k);
             // Z = C + D·B + A·E (+ D·E at party 0).
             let mut z = add_vec(&c, &matmul_plain(d, &b, m, k, n));
