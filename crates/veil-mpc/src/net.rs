@@ -511,6 +511,25 @@ impl NetExchange {
     }
 }
 
+impl NetExchange {
+    /// **Hazmat, for fault-injection tests**: sends party `to` one raw frame (`round`,
+    /// `payload`) outside the protocol, as a faulty or malicious party would. Nothing a
+    /// computation needs.
+    #[doc(hidden)]
+    pub fn hazmat_send_raw_frame(&self, to: usize, round: u64, payload: Vec<u8>) -> Result<()> {
+        let link = self
+            .peers
+            .get(to)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| MpcError::InvalidParameter(format!("no connection to party {to}")))?;
+        link.tx.send((round, payload)).map_err(|_| MpcError::PartyGone {
+            party: to,
+            phase: "raw frame".into(),
+            why: "connection closed".into(),
+        })
+    }
+}
+
 impl Drop for NetExchange {
     fn drop(&mut self) {
         // Close the queues and let the writers flush what was queued (an abort, the last

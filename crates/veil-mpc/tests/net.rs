@@ -173,3 +173,44 @@ fn a_party_that_disappears_stops_the_others_with_its_name() {
     }
     std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
+
+/// Party 1 sends party 0 a frame that is not whole ring elements and party 2 a frame of the
+/// wrong round: both stop with an error naming party 1 and the phase, nobody hangs.
+fn tampering(p: &mut Party<veil_mpc::net::NetExchange>) -> Result<Vec<usize>> {
+    if p.id() == 1 {
+        let ex = p.exchange_mut();
+        ex.hazmat_send_raw_frame(0, 1, vec![1, 2, 3, 4, 5])?;
+        ex.hazmat_send_raw_frame(2, 7, vec![0; 8])?;
+        return Ok(Vec::new());
+    }
+    p.exchange_lengths(5)
+}
+
+#[test]
+fn a_tampered_frame_stops_every_party_naming_the_sender() {
+    let path = session("tamper", 3, 10);
+    let started = std::time::Instant::now();
+    let (_, results) = run_session(
+        vec![path.clone(), path.clone(), path.clone()],
+        &path,
+        vec!["tamper".into(); 3],
+        tampering,
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "no hang");
+    match &results[0] {
+        Err(MpcError::Malformed { party: 1, phase, why }) => {
+            assert_eq!(phase, "lengths");
+            assert!(why.contains("not whole ring elements"), "{why}");
+        }
+        other => panic!("party 0: {other:?}"),
+    }
+    match &results[2] {
+        Err(MpcError::Malformed { party: 1, phase, why }) => {
+            assert_eq!(phase, "lengths");
+            assert!(why.contains("round 7"), "{why}");
+        }
+        Err(MpcError::PartyGone { party: 1, .. }) => {}
+        other => panic!("party 2: {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}

@@ -1,5 +1,5 @@
 //! Private set intersection with known answers: partial, empty and full overlaps, duplicates,
-//! cardinality only; and over the TLS transport.
+//! cardinality only (in-process; the CLI tests run it between processes over TLS).
 
 #![allow(
     clippy::unwrap_used,
@@ -54,6 +54,14 @@ fn intersections_are_exact() {
 
     let (o, _) = psi_run(ids(0..50), ids(50..80), false);
     assert!(o.intersection.is_empty() && o.size == 0);
+
+    let (o, _) = psi_run(ids(0..50), ids(0..50), false);
+    assert_eq!(o.size, 50, "full overlap");
+    let mut got = o.intersection.clone();
+    got.sort();
+    let mut want = ids(0..50);
+    want.sort();
+    assert_eq!(got, want);
 
     let mut dup = ids(0..20);
     dup.extend(ids(0..20));
