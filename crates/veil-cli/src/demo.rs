@@ -255,6 +255,7 @@ fn mpc_demo() -> Result<()> {
         bins: 5,
         epochs: 20,
         rate: 1.0,
+        model_owner: None,
         bench_mul: 0,
         bench_lt: 0,
     };

@@ -50,6 +50,9 @@ pub enum Program {
     Stats,
     /// Logistic regression trained on the parties' rows (features…, 0/1 label).
     Logreg,
+    /// Inference of a two-layer perceptron with ReLU: the model owner's weights (JSON) on the
+    /// other parties' rows (CSV of features); each party learns the classes of its own rows.
+    Mlp,
     /// Timing of the basic operations (random data).
     Bench,
 }
@@ -75,6 +78,9 @@ pub struct ProgramArgs {
     /// logreg: learning rate.
     #[arg(long, default_value_t = 1.0)]
     pub rate: f64,
+    /// mlp: the party holding the model (default: the last).
+    #[arg(long)]
+    pub model_owner: Option<usize>,
     /// bench: elements of the batched multiplication.
     #[arg(long, default_value_t = 1_000_000)]
     pub bench_mul: usize,
@@ -92,6 +98,7 @@ impl ProgramArgs {
                 self.low, self.high, self.bins
             ),
             Program::Logreg => format!("logreg epochs={} rate={}", self.epochs, self.rate),
+            Program::Mlp => format!("mlp owner={:?}", self.model_owner),
             Program::Bench => format!("bench mul={} lt={}", self.bench_mul, self.bench_lt),
         }
     }
@@ -403,6 +410,7 @@ fn party(a: &PartyArgs) -> Result<()> {
                 })
             })
         }
+        Program::Mlp => mlp_party(&mut p, a)?,
         Program::Bench => bench_party(&mut p, &a.program)?,
     };
     if a.stats {
@@ -423,6 +431,143 @@ fn party(a: &PartyArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A two-layer perceptron's weights, as the model owner gives them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlpModel {
+    /// `inputs × hidden`.
+    w1: Vec<Vec<f64>>,
+    /// `hidden`.
+    b1: Vec<f64>,
+    /// `hidden × classes`.
+    w2: Vec<Vec<f64>>,
+    /// `classes`.
+    b2: Vec<f64>,
+}
+
+impl MlpModel {
+    fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the model {}", path.display()))?;
+        let m: Self = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: a model is {{\"w1\": [[…]], \"b1\": […], \"w2\": [[…]], \"b2\": […]}}",
+                path.display()
+            )
+        })?;
+        let (inputs, hidden, classes) = m.shape();
+        let rect = |w: &[Vec<f64>], cols: usize| w.iter().all(|r| r.len() == cols);
+        if inputs == 0 || hidden == 0 || classes == 0 {
+            bail!("{}: empty layers", path.display());
+        }
+        if !rect(&m.w1, hidden) || m.w2.len() != hidden || !rect(&m.w2, classes) {
+            bail!(
+                "{}: w1 must be inputs × hidden ({inputs} × {hidden}) and w2 hidden × classes ({hidden} × {classes})",
+                path.display()
+            );
+        }
+        let all = m.w1.iter().chain(&m.w2).flatten().chain(&m.b1).chain(&m.b2);
+        if all.clone().any(|v| !v.is_finite()) {
+            bail!("{}: weights must be finite numbers", path.display());
+        }
+        Ok(m)
+    }
+
+    /// (inputs, hidden, classes).
+    fn shape(&self) -> (usize, usize, usize) {
+        (self.w1.len(), self.b1.len(), self.b2.len())
+    }
+}
+
+/// `veil mpc party --program mlp`: the owner's model on the other parties' rows; each data
+/// party learns its rows' scores and classes, the owner learns how many rows there were.
+fn mlp_party(p: &mut Party<NetExchange>, a: &PartyArgs) -> Result<Option<serde_json::Value>> {
+    let n = p.parties();
+    let owner = a.program.model_owner.unwrap_or(n - 1);
+    if owner >= n {
+        bail!("--model-owner {owner}: there are {n} parties");
+    }
+    let me = a.id;
+    let path = a.input.as_ref().context(if me == owner {
+        "the model owner needs --input MODEL.json"
+    } else {
+        "mlp needs --input ROWS.csv (features)"
+    })?;
+    let model = if me == owner {
+        Some(MlpModel::load(path)?)
+    } else {
+        None
+    };
+    let (inputs, hidden, classes) = model.as_ref().map_or((0, 0, 0), MlpModel::shape);
+    // The model's shape is public; its weights are not.
+    let inputs = p.exchange_lengths(inputs)?[owner];
+    let hidden = p.exchange_lengths(hidden)?[owner];
+    let classes = p.exchange_lengths(classes)?[owner];
+    let rows = if me == owner {
+        Vec::new()
+    } else {
+        let (_, rows) = read_csv(path)?;
+        if let Some(r) = rows.first().filter(|r| r.len() != inputs) {
+            bail!(
+                "{}: rows of {} features for a model of {inputs} inputs",
+                path.display(),
+                r.len()
+            );
+        }
+        rows
+    };
+    let counts = p.exchange_lengths(rows.len())?;
+    let batch: usize = counts.iter().sum();
+    if batch == 0 {
+        bail!("no party brought rows to classify");
+    }
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let mut xs = Vec::new();
+    for (j, c) in counts.iter().enumerate() {
+        xs.push(p.input(j, (j == me).then_some(&flat[..]), c * inputs)?);
+    }
+    let x = p.concat(&xs);
+    let weights = |f: fn(&MlpModel) -> Vec<f64>| model.as_ref().map(f);
+    let w1 = weights(|m| m.w1.iter().flatten().copied().collect());
+    let b1 = weights(|m| m.b1.clone());
+    let w2 = weights(|m| m.w2.iter().flatten().copied().collect());
+    let b2 = weights(|m| m.b2.clone());
+    let w1 = p.input(owner, w1.as_deref(), inputs * hidden)?;
+    let b1 = p.input(owner, b1.as_deref(), hidden)?;
+    let w2 = p.input(owner, w2.as_deref(), hidden * classes)?;
+    let b2 = p.input(owner, b2.as_deref(), classes)?;
+    let (scores, onehot) =
+        p.mlp_predict(&x, (&w1, &b1), (&w2, &b2), batch, inputs, hidden, classes)?;
+    // Each party's rows' results go to that party only.
+    let mut mine = None;
+    let mut start = 0;
+    for (j, c) in counts.iter().enumerate() {
+        let range = start * classes..(start + c) * classes;
+        start += c;
+        if *c == 0 {
+            continue;
+        }
+        let s = Shared::from_share(scores.share()[range.clone()].to_vec());
+        let o = Shared::from_share(onehot.share()[range].to_vec());
+        let s = p.reveal_to(&s, j)?;
+        let o = p.reveal_to_raw(&o, j)?;
+        if let (Some(s), Some(o)) = (s, o) {
+            mine = Some((s, o));
+        }
+    }
+    Ok(Some(match mine {
+        Some((s, o)) => {
+            let classes_of: Vec<usize> = o
+                .chunks(classes)
+                .map(|row| row.iter().position(|b| *b == 1).unwrap_or(0))
+                .collect();
+            let scores: Vec<&[f64]> = s.chunks(classes).collect();
+            serde_json::json!({ "predictions": classes_of, "scores": scores })
+        }
+        None => serde_json::json!({ "rows_classified": batch }),
+    }))
 }
 
 /// Times the basic operations; party 0 returns the JSON lines.
@@ -454,6 +599,7 @@ fn bench_party(
             "bytes_per_op_per_party": (after.bytes_sent - before.bytes_sent) as f64 / count as f64,
             "dealer_bytes_per_op": (after.dealer_bytes - before.dealer_bytes) as f64 / count as f64,
             "rounds": after.rounds - before.rounds,
+            "ms_per_round": secs * 1e3 / (after.rounds - before.rounds).max(1) as f64,
             "seconds": secs,
         }));
         Ok(())
@@ -471,6 +617,17 @@ fn bench_party(
     let v = p.input(0, (p.id() == 0).then_some(&data(c)[..]), c)?;
     timed(p, "lt", c, &mut |p| p.ltz(&v).map(drop))?;
     timed(p, "relu", c, &mut |p| p.relu(&v).map(drop))?;
+    // Latency: a chain of dependent fixed-point multiplications of one element (each needs
+    // the previous result: two rounds apiece, nothing to batch).
+    let chain = 100;
+    let one = p.input(0, (p.id() == 0).then_some(&[1.0001][..]), 1)?;
+    timed(p, "mul_dependent", chain, &mut |p| {
+        let mut z = one.clone();
+        for _ in 0..chain {
+            z = p.mul(&z, &one)?;
+        }
+        Ok(())
+    })?;
     // One epoch of logistic regression on 2000 rows × 20 features (as CrypTen's figure).
     let (rows, d) = (2000, 21);
     let feats: Vec<f64> = data(rows * d).iter().map(|v| v / 10.0).collect();
@@ -499,9 +656,10 @@ fn program_flags(p: &ProgramArgs) -> Vec<String> {
     let program = match p.program {
         Program::Stats => "stats",
         Program::Logreg => "logreg",
+        Program::Mlp => "mlp",
         Program::Bench => "bench",
     };
-    vec![
+    let mut flags: Vec<String> = vec![
         "--program".into(),
         program.into(),
         "--low".into(),
@@ -518,7 +676,11 @@ fn program_flags(p: &ProgramArgs) -> Vec<String> {
         p.bench_mul.to_string(),
         "--bench-lt".into(),
         p.bench_lt.to_string(),
-    ]
+    ];
+    if let Some(owner) = p.model_owner {
+        flags.extend(["--model-owner".into(), owner.to_string()]);
+    }
+    flags
 }
 
 /// Starts the dealer and the parties as processes; returns each party's stdout.
@@ -644,6 +806,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
         bins: 10,
         epochs: 1,
         rate: 1.0,
+        model_owner: None,
         bench_mul: a.mul,
         bench_lt: a.lt,
     };

@@ -738,7 +738,69 @@ fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
         assert_eq!(v["histogram"], serde_json::json!([0, 2, 2, 2]));
     }
 
-    // A party killed mid-protocol: the others stop, naming it.
+    // MLP inference: parties 0 and 1 bring rows, party 2 the model; each learns its own rows'
+    // classes only.
+    std::fs::write(p("rows0.csv"), "x1,x2\n3,1\n0.5,2\n").unwrap();
+    std::fs::write(p("rows1.csv"), "-1,4\n5,-2\n").unwrap();
+    std::fs::write(
+        p("model.json"),
+        r#"{"w1": [[1, 0], [0, 1]], "b1": [0, 0], "w2": [[1, 0], [0, 1]], "b2": [0, 0.25]}"#,
+    )
+    .unwrap();
+    let out = veil(&[
+        "mpc",
+        "run",
+        "--config",
+        &three,
+        "--program",
+        "mlp",
+        "--inputs",
+        &format!("{},{},{}", p("rows0.csv"), p("rows1.csv"), p("model.json")),
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["predictions"], serde_json::json!([0, 1]), "{text}");
+    assert_eq!(lines[1]["predictions"], serde_json::json!([1, 0]), "{text}");
+    assert_eq!(lines[2], serde_json::json!({"rows_classified": 4}), "{text}");
+    // scores = relu(x) + b2
+    let want = [[3.0, 1.25], [0.5, 2.25]];
+    for (row, w) in lines[0]["scores"].as_array().unwrap().iter().zip(want) {
+        for (got, w) in row.as_array().unwrap().iter().zip(w) {
+            assert!((got.as_f64().unwrap() - w).abs() < 1e-3, "{text}");
+        }
+    }
+    // A model of the wrong shape is refused with the reason.
+    std::fs::write(p("bad.json"), r#"{"w1": [[1], [0, 1]], "b1": [0], "w2": [[1]], "b2": [0]}"#)
+        .unwrap();
+    let out = veil(&[
+        "mpc",
+        "run",
+        "--config",
+        &three,
+        "--program",
+        "mlp",
+        "--inputs",
+        &format!("{},{},{}", p("rows0.csv"), p("rows1.csv"), p("bad.json")),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("inputs × hidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A party killed mid-protocol (a long training): the others stop, naming it.
     let spawn = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_veil"))
             .args(args)
@@ -747,22 +809,20 @@ fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
             .spawn()
             .unwrap()
     };
-    let bench = [
-        "--program",
-        "bench",
-        "--bench-mul",
-        "3000000",
-        "--bench-lt",
-        "100000",
-    ];
+    let long = ["--program", "logreg", "--epochs", "1000000"];
+    for i in 0..3 {
+        std::fs::write(p(&format!("train{i}.csv")), "0.5,1\n-0.5,0\n0.25,1\n").unwrap();
+    }
     let mut dealer_args = vec!["mpc", "dealer", "--config", &three];
-    dealer_args.extend(bench);
+    dealer_args.extend(long);
     let mut dealer = spawn(&dealer_args);
     let mut parties: Vec<_> = (0..3)
         .map(|i| {
             let id = i.to_string();
+            let input = p(&format!("train{i}.csv"));
             let mut args = vec!["mpc", "party", "--config", &three, "--id", &id];
-            args.extend(bench);
+            args.extend(long);
+            args.extend(["--input", input.as_str()]);
             spawn(&args)
         })
         .collect();
