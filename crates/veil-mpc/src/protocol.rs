@@ -112,15 +112,24 @@ impl Stats {
 }
 
 /// Wrapping matrix product of row-major `a` (`m × k`) and `b` (`k × n`) in `Z_2^64`.
+/// Rows in parallel (`rayon`) once the product is large enough to be worth it.
 pub fn matmul_plain(a: &[u64], b: &[u64], m: usize, k: usize, n: usize) -> Vec<u64> {
+    use rayon::prelude::*;
     let mut out = vec![0u64; m * n];
-    for i in 0..m {
-        let row = &mut out[i * n..(i + 1) * n];
+    if n == 0 {
+        return out;
+    }
+    let row = |(i, row): (usize, &mut [u64])| {
         for (l, &x) in a[i * k..(i + 1) * k].iter().enumerate() {
             for (o, &y) in row.iter_mut().zip(&b[l * n..(l + 1) * n]) {
                 *o = o.wrapping_add(x.wrapping_mul(y));
             }
         }
+    };
+    if m * k * n >= 1 << 18 {
+        out.par_chunks_mut(n).enumerate().for_each(row);
+    } else {
+        out.chunks_mut(n).enumerate().for_each(row);
     }
     out
 }
