@@ -2,16 +2,19 @@
 //!
 //! The sign of `x` is its top bit. With a dealer mask `r` the parties open `c = x + r`
 //! (uniformly random: it reveals nothing), so `x = c - r` and
-//! `msb(x) = msb(c) ⊕ msb(r) ⊕ [c mod 2^63 < r mod 2^63]`. The dealer gives the bits of `r`'s
-//! low 63 bits as one-hot encodings of 4-bit chunks: against the *public* chunk of `c`, "less
-//! than" and "equal" of each chunk are sums of one-hot entries — no communication — and the 16
-//! chunks combine from the top in a tree of Beaver products (`lt = lt_hi + eq_hi · lt_lo`,
-//! `eq = eq_hi · eq_lo`), four rounds. A comparison takes **6 rounds** in all (open, four tree
-//! levels, the final XOR), independent of the bit length's logarithm of a binary adder, and
-//! works for every `x` in the ring, with no range assumption. Results are shared bits (0 or 1
-//! as ring integers), usable directly as multiplicands.
+//! `msb(x) = msb(c) ⊕ msb(r) ⊕ [c mod 2^63 < r mod 2^63]`. The dealer also gives `r`'s bits as
+//! XOR shares, **bit-sliced** ([`crate::bits`]: one 64-bit word holds one bit of 64
+//! elements). Against the *public* bits of `c`, "less than" and "equal" of each bit are local
+//! (`r_i ∧ ¬c_i`, `r_i ⊕ c_i ⊕ 1`); the 63 bits combine in a tree of AND gates
+//! (`lt = lt_hi ⊕ eq_hi ∧ lt_lo`, `eq = eq_hi ∧ eq_lo`), six rounds, each AND gate evaluated
+//! for 64 elements by one word operation with a binary Beaver triple. The resulting XOR-shared
+//! bit becomes an additive one with a daBit (one more round). A comparison takes **8 rounds**
+//! (open, six tree levels, the conversion), sends about 38 bytes per party and takes about 31
+//! bytes of correction from the dealer, for every `x` in the ring with no range assumption.
+//! Results are shared bits (0 or 1 as ring integers), usable directly as multiplicands.
 
-use crate::dealer::{Material, Request, COMPARISON_CHUNKS, ONE_HOT_LEN};
+use crate::bits;
+use crate::dealer::{Material, Request};
 use crate::error::{MpcError, Result};
 use crate::protocol::{Exchange, Party, Shared};
 
@@ -19,9 +22,72 @@ fn add(a: u64, b: u64) -> u64 {
     a.wrapping_add(b)
 }
 
+/// XOR-shared bit planes of one block of a comparison tree: "less than" and (unless the
+/// block is the lowest, whose "equal" is never needed) "equal".
+type Block = (Vec<u64>, Option<Vec<u64>>);
+
 impl<E: Exchange> Party<E> {
+    /// Broadcasts XOR shares and returns their XOR (a binary opening).
+    fn open_xor(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
+        let n = self.parties();
+        let me = self.id();
+        let incoming = self.round(
+            (0..n)
+                .map(|j| if j == me { Vec::new() } else { mine.to_vec() })
+                .collect(),
+        )?;
+        let mut total = mine.to_vec();
+        for (j, v) in incoming.iter().enumerate() {
+            if j == me {
+                continue;
+            }
+            self.check_len(j, v.len(), mine.len())?;
+            for (t, x) in total.iter_mut().zip(v) {
+                *t ^= x;
+            }
+        }
+        Ok(total)
+    }
+
+    /// `x ∧ y` on XOR-shared bit-words, 64 gates per word (one round, binary Beaver triple).
+    fn and_bits(&mut self, x: &[u64], y: &[u64]) -> Result<Vec<u64>> {
+        let words = x.len();
+        if y.len() != words {
+            return Err(MpcError::Shape(format!(
+                "AND of {words} and {} words",
+                y.len()
+            )));
+        }
+        let request = Request::BinaryTriples { words };
+        let mut material = self.material_begin(&request)?;
+        let Material::BinaryTriple { a, b, .. } = &material else {
+            return Err(MpcError::Dealer("wrong material".into()));
+        };
+        let mut mine = Vec::with_capacity(2 * words);
+        mine.extend(x.iter().zip(a).map(|(x, a)| x ^ a));
+        mine.extend(y.iter().zip(b).map(|(y, b)| y ^ b));
+        let opened = self.open_xor(&mine)?;
+        self.material_end(&request, &mut material)?;
+        let Material::BinaryTriple { a, b, c } = material else {
+            return Err(MpcError::Dealer("wrong material".into()));
+        };
+        let (d, e) = opened.split_at(words);
+        let first = self.id() == 0;
+        Ok((0..words)
+            .map(|k| {
+                // x ∧ y = (d ⊕ a) ∧ (e ⊕ b) = c ⊕ d∧b ⊕ e∧a ⊕ d∧e
+                let z = c[k] ^ (d[k] & b[k]) ^ (e[k] & a[k]);
+                if first {
+                    z ^ (d[k] & e[k])
+                } else {
+                    z
+                }
+            })
+            .collect())
+    }
+
     /// Opens `x + r` for a comparison mask; returns `c` and the mask material.
-    fn masked_open(&mut self, x: &Shared) -> Result<(Vec<u64>, Vec<u64>, Vec<u64>)> {
+    fn masked_open(&mut self, x: &Shared) -> Result<(Vec<u64>, Material)> {
         let n = x.len();
         let request = Request::Comparison { n };
         let mut material = self.material_begin(&request)?;
@@ -31,60 +97,126 @@ impl<E: Exchange> Party<E> {
         let masked: Vec<u64> = x.share().iter().zip(r).map(|(a, b)| add(*a, *b)).collect();
         let c = self.open_vec(&masked)?;
         self.material_end(&request, &mut material)?;
-        let Material::Comparison { one_hot, msb, .. } = material else {
+        Ok((c, material))
+    }
+
+    /// The additive share (0 or 1 as a ring element) of each XOR-shared bit of `plane`, with
+    /// the mask's daBits: opens `e = b ⊕ s` (one round) and computes `e + s - 2·e·s`.
+    fn bits_to_ring(&mut self, plane: &[u64], mask: &Material, n: usize) -> Result<Shared> {
+        let Material::Comparison { s_bits, s, .. } = mask else {
             return Err(MpcError::Dealer("wrong material".into()));
         };
-        Ok((c, one_hot, msb))
+        let masked: Vec<u64> = plane.iter().zip(s_bits).map(|(b, s)| b ^ s).collect();
+        let e = self.open_xor(&masked)?;
+        let first = u64::from(self.id() == 0);
+        Ok(Shared::from_share(
+            (0..n)
+                .map(|i| {
+                    if bits::bit(&e, i) == 1 {
+                        first.wrapping_sub(s[i])
+                    } else {
+                        s[i]
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// Combines blocks (least significant first) pairwise until one remains; returns its
+    /// "less than". One round per level; an odd top block passes up unchanged.
+    fn lt_tree(&mut self, mut blocks: Vec<Block>, w: usize) -> Result<Vec<u64>> {
+        while blocks.len() > 1 {
+            let pairs = blocks.len() / 2;
+            let mut left = Vec::with_capacity(2 * pairs * w);
+            let mut right = Vec::with_capacity(2 * pairs * w);
+            let missing = || MpcError::Dealer("comparison tree out of shape".into());
+            for p in 0..pairs {
+                // eq_hi ∧ lt_lo
+                left.extend_from_slice(blocks[2 * p + 1].1.as_ref().ok_or_else(missing)?);
+                right.extend_from_slice(&blocks[2 * p].0);
+            }
+            for p in 1..pairs {
+                // eq_hi ∧ eq_lo
+                left.extend_from_slice(blocks[2 * p + 1].1.as_ref().ok_or_else(missing)?);
+                right.extend_from_slice(blocks[2 * p].1.as_ref().ok_or_else(missing)?);
+            }
+            let prod = self.and_bits(&left, &right)?;
+            let mut next: Vec<Block> = Vec::with_capacity(pairs + 1);
+            for p in 0..pairs {
+                let lt: Vec<u64> = blocks[2 * p + 1]
+                    .0
+                    .iter()
+                    .zip(&prod[p * w..(p + 1) * w])
+                    .map(|(a, b)| a ^ b)
+                    .collect();
+                let eq = (p > 0).then(|| {
+                    let base = (pairs + p - 1) * w;
+                    prod[base..base + w].to_vec()
+                });
+                next.push((lt, eq));
+            }
+            if blocks.len() % 2 == 1 {
+                if let Some(top) = blocks.pop() {
+                    next.push(top);
+                }
+            }
+            blocks = next;
+        }
+        Ok(blocks.pop().map(|b| b.0).unwrap_or_default())
+    }
+
+    /// ANDs planes pairwise until one remains (one round per level).
+    fn and_tree(&mut self, mut planes: Vec<Vec<u64>>, w: usize) -> Result<Vec<u64>> {
+        while planes.len() > 1 {
+            let pairs = planes.len() / 2;
+            let (mut left, mut right) = (Vec::new(), Vec::new());
+            for p in 0..pairs {
+                left.extend_from_slice(&planes[2 * p]);
+                right.extend_from_slice(&planes[2 * p + 1]);
+            }
+            let prod = self.and_bits(&left, &right)?;
+            let mut next: Vec<Vec<u64>> = prod.chunks(w.max(1)).map(<[u64]>::to_vec).collect();
+            next.truncate(pairs);
+            if planes.len() % 2 == 1 {
+                if let Some(top) = planes.pop() {
+                    next.push(top);
+                }
+            }
+            planes = next;
+        }
+        Ok(planes.pop().unwrap_or_default())
     }
 
     /// What [`Party::ltz`] takes from the dealer for `n` elements, in order.
     fn ltz_requests(n: usize) -> Vec<Request> {
+        let w = bits::words(n);
         let mut out = vec![Request::Comparison { n }];
-        let mut blocks = COMPARISON_CHUNKS.len();
+        let mut blocks = 63;
         while blocks > 1 {
-            // One product per pair for "less than", one per pair but the lowest for "equal".
-            out.push(Request::Triples {
-                n: (blocks - 1) * n,
+            let pairs = blocks / 2;
+            out.push(Request::BinaryTriples {
+                words: (2 * pairs - 1) * w,
             });
-            blocks /= 2;
+            blocks = pairs + blocks % 2;
         }
-        out.push(Request::Triples { n });
         out
     }
 
     /// What [`Party::eqz`] takes from the dealer for `n` elements, in order.
     fn eqz_requests(n: usize) -> Vec<Request> {
+        let w = bits::words(n);
         let mut out = vec![Request::Comparison { n }];
-        let mut blocks = COMPARISON_CHUNKS.len() + 1;
-        while blocks > 1 {
-            out.push(Request::Triples { n: blocks / 2 * n });
-            blocks = blocks / 2 + blocks % 2;
+        let mut planes = 64;
+        while planes > 1 {
+            out.push(Request::BinaryTriples {
+                words: planes / 2 * w,
+            });
+            planes = planes / 2 + planes % 2;
         }
         out
     }
 
-    /// Per element and chunk (least significant first): shares of `[c_j < r_j]` and
-    /// `[c_j = r_j]` — linear in the one-hot shares.
-    fn chunk_relations(c: &[u64], one_hot: &[u64]) -> (Vec<Vec<u64>>, Vec<Vec<u64>>) {
-        let mut lt = vec![Vec::with_capacity(c.len()); COMPARISON_CHUNKS.len()];
-        let mut eq = vec![Vec::with_capacity(c.len()); COMPARISON_CHUNKS.len()];
-        for (i, c) in c.iter().enumerate() {
-            let oh = &one_hot[i * ONE_HOT_LEN..(i + 1) * ONE_HOT_LEN];
-            let (mut shift, mut offset) = (0u32, 0usize);
-            for (j, w) in COMPARISON_CHUNKS.iter().enumerate() {
-                let size = 1usize << w;
-                let cj = ((c >> shift) & ((1u64 << w) - 1)) as usize;
-                let chunk = &oh[offset..offset + size];
-                lt[j].push(chunk[cj + 1..].iter().fold(0u64, |a, b| add(a, *b)));
-                eq[j].push(chunk[cj]);
-                shift += w;
-                offset += size;
-            }
-        }
-        (lt, eq)
-    }
-
-    /// Shares of `[x < 0]` (0 or 1) for every element (6 rounds).
+    /// Shares of `[x < 0]` (0 or 1) for every element (8 rounds).
     pub fn ltz(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("lt");
         let out = self
@@ -98,72 +230,41 @@ impl<E: Exchange> Party<E> {
     fn ltz_prefetched(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("lt");
         let out = (|| {
-            let (c, one_hot, r_msb) = self.masked_open(x)?;
-            let (mut lt, mut eq) = Self::chunk_relations(&c, &one_hot);
-            let n = c.len();
-            // Combine adjacent blocks (hi = odd index) until one remains: 4 rounds. The lowest
-            // block's "equal" is never needed (nothing below it to carry into).
-            eq[0] = Vec::new();
-            while lt.len() > 1 {
-                let pairs = lt.len() / 2;
-                let mut left = Vec::with_capacity((2 * pairs - 1) * n);
-                let mut right = Vec::with_capacity((2 * pairs - 1) * n);
-                for p in 0..pairs {
-                    // eq_hi · lt_lo
-                    left.extend_from_slice(&eq[2 * p + 1]);
-                    right.extend_from_slice(&lt[2 * p]);
-                }
-                for p in 1..pairs {
-                    // eq_hi · eq_lo
-                    left.extend_from_slice(&eq[2 * p + 1]);
-                    right.extend_from_slice(&eq[2 * p]);
-                }
-                let prod = self.mul_raw(&Shared::from_share(left), &Shared::from_share(right))?;
-                let mut next_lt = Vec::with_capacity(pairs);
-                let mut next_eq = vec![Vec::new()];
-                for p in 0..pairs {
-                    let lt_lo_term = &prod.share()[p * n..(p + 1) * n];
-                    next_lt.push(
-                        lt[2 * p + 1]
-                            .iter()
-                            .zip(lt_lo_term)
-                            .map(|(a, b)| add(*a, *b))
-                            .collect(),
-                    );
-                    if p > 0 {
-                        let base = (pairs + p - 1) * n;
-                        next_eq.push(prod.share()[base..base + n].to_vec());
-                    }
-                }
-                lt = next_lt;
-                eq = next_eq;
-            }
-            let borrow = lt.pop().unwrap_or_default();
-            // msb(x) = s ⊕ borrow with s = msb(c) ⊕ msb(r) (linear in msb(r)); a ⊕ b = a + b - 2ab.
-            let me = self.id();
-            let s: Vec<u64> = c
-                .iter()
-                .zip(&r_msb)
-                .map(|(c, m)| {
-                    if c >> 63 == 0 {
-                        *m
+            let n = x.len();
+            let w = bits::words(n);
+            let (c, mask) = self.masked_open(x)?;
+            let Material::Comparison { r_bits, .. } = &mask else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            let c_bits = bits::to_planes(&c);
+            let first = self.id() == 0;
+            // Bit i of the low 63: lt_i = r_i ∧ ¬c_i, eq_i = r_i ⊕ c_i ⊕ 1 (c public).
+            let blocks: Vec<Block> = (0..63)
+                .map(|i| {
+                    let (r, c) = (&r_bits[i * w..(i + 1) * w], &c_bits[i * w..(i + 1) * w]);
+                    let lt = r.iter().zip(c).map(|(r, c)| r & !c).collect();
+                    let eq = (i > 0).then(|| {
+                        r.iter()
+                            .zip(c)
+                            .map(|(r, c)| if first { r ^ !c } else { *r })
+                            .collect()
+                    });
+                    (lt, eq)
+                })
+                .collect();
+            let borrow = self.lt_tree(blocks, w)?;
+            // msb(x) = msb(c) ⊕ msb(r) ⊕ borrow.
+            let msb: Vec<u64> = (0..w)
+                .map(|k| {
+                    let v = r_bits[63 * w + k] ^ borrow[k];
+                    if first {
+                        v ^ c_bits[63 * w + k]
                     } else {
-                        let one = u64::from(me == 0);
-                        one.wrapping_sub(*m)
+                        v
                     }
                 })
                 .collect();
-            let sb = self.mul_raw(
-                &Shared::from_share(s.clone()),
-                &Shared::from_share(borrow.clone()),
-            )?;
-            Ok(Shared::from_share(
-                s.iter()
-                    .zip(&borrow)
-                    .zip(sb.share())
-                    .map(|((s, b), p)| add(*s, *b).wrapping_sub(p.wrapping_mul(2)))
-                    .collect(),
-            ))
+            self.bits_to_ring(&msb, &mask, n)
         })();
         self.end(outer);
         out
@@ -175,47 +276,31 @@ impl<E: Exchange> Party<E> {
         self.ltz(&d)
     }
 
-    /// Shares of `[x = 0]` (0 or 1) for every element (6 rounds).
+    /// Shares of `[x = 0]` (0 or 1) for every element (8 rounds): `x = 0` exactly when all 64
+    /// bits of `c = x + r` equal those of `r`.
     pub fn eqz(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("eq");
         let out = (|| {
-            self.prefetch(&Self::eqz_requests(x.len()))?;
-            let (c, one_hot, r_msb) = self.masked_open(x)?;
-            let (_, mut eq) = Self::chunk_relations(&c, &one_hot);
-            let me = self.id();
-            // The top bit must match too: [c_63 = r_63].
-            eq.push(
-                c.iter()
-                    .zip(&r_msb)
-                    .map(|(c, m)| {
-                        if c >> 63 == 1 {
-                            *m
-                        } else {
-                            u64::from(me == 0).wrapping_sub(*m)
-                        }
-                    })
-                    .collect(),
-            );
-            let n = c.len();
-            while eq.len() > 1 {
-                let pairs = eq.len() / 2;
-                let (mut left, mut right) = (Vec::new(), Vec::new());
-                for p in 0..pairs {
-                    left.extend_from_slice(&eq[2 * p]);
-                    right.extend_from_slice(&eq[2 * p + 1]);
-                }
-                let prod = self.mul_raw(&Shared::from_share(left), &Shared::from_share(right))?;
-                let mut next: Vec<Vec<u64>> =
-                    prod.share().chunks(n.max(1)).map(<[u64]>::to_vec).collect();
-                next.truncate(pairs);
-                if eq.len() % 2 == 1 {
-                    if let Some(last) = eq.pop() {
-                        next.push(last);
-                    }
-                }
-                eq = next;
-            }
-            Ok(Shared::from_share(eq.pop().unwrap_or_default()))
+            let n = x.len();
+            let w = bits::words(n);
+            self.prefetch(&Self::eqz_requests(n))?;
+            let (c, mask) = self.masked_open(x)?;
+            let Material::Comparison { r_bits, .. } = &mask else {
+                return Err(MpcError::Dealer("wrong material".into()));
+            };
+            let c_bits = bits::to_planes(&c);
+            let first = self.id() == 0;
+            let planes: Vec<Vec<u64>> = (0..64)
+                .map(|i| {
+                    let (r, c) = (&r_bits[i * w..(i + 1) * w], &c_bits[i * w..(i + 1) * w]);
+                    r.iter()
+                        .zip(c)
+                        .map(|(r, c)| if first { r ^ !c } else { *r })
+                        .collect()
+                })
+                .collect();
+            let eq = self.and_tree(planes, w)?;
+            self.bits_to_ring(&eq, &mask, n)
         })();
         self.end(outer);
         out
@@ -227,7 +312,7 @@ impl<E: Exchange> Party<E> {
         self.eqz(&d)
     }
 
-    /// The sign of each element: -1, 0 or 1 (as ring integers; 12 rounds, the two tests run
+    /// The sign of each element: -1, 0 or 1 (as ring integers; 16 rounds, the two tests run
     /// one after the other).
     pub fn sign(&mut self, x: &Shared) -> Result<Shared> {
         let neg = self.ltz(x)?;
@@ -246,7 +331,7 @@ impl<E: Exchange> Party<E> {
         self.add(y, &bd)
     }
 
-    /// `max(x, 0)` element-wise (7 rounds).
+    /// `max(x, 0)` element-wise (9 rounds).
     pub fn relu(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("relu");
         let out = (|| {
@@ -262,7 +347,7 @@ impl<E: Exchange> Party<E> {
         out
     }
 
-    /// `max(x, y)` element-wise (7 rounds).
+    /// `max(x, y)` element-wise (9 rounds).
     pub fn max2(&mut self, x: &Shared, y: &Shared) -> Result<Shared> {
         let x_lt_y = self.lt(x, y)?;
         self.select(&x_lt_y, y, x)

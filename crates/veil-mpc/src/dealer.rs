@@ -11,26 +11,9 @@ use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
+use crate::bits;
 use crate::error::{MpcError, Result};
 use crate::protocol::matmul_plain;
-
-/// Bit widths of the chunks of a comparison mask's low 63 bits, least significant first.
-pub const COMPARISON_CHUNKS: [u32; 16] = [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3];
-/// Elements of one mask's one-hot chunk encodings (`Σ 2^width`).
-pub const ONE_HOT_LEN: usize = 15 * 16 + 8;
-
-/// The one-hot encodings of the chunks of `r`'s low 63 bits, concatenated.
-pub fn one_hot_chunks(r: u64) -> [u64; ONE_HOT_LEN] {
-    let mut out = [0u64; ONE_HOT_LEN];
-    let (mut shift, mut offset) = (0u32, 0usize);
-    for w in COMPARISON_CHUNKS {
-        let v = ((r >> shift) & ((1u64 << w) - 1)) as usize;
-        out[offset + v] = 1;
-        shift += w;
-        offset += 1 << w;
-    }
-    out
-}
 
 /// Largest number of ring elements one request may ask for.
 pub const MAX_REQUEST: usize = 1 << 26;
@@ -57,11 +40,18 @@ pub enum Request {
         /// Columns of B.
         n: usize,
     },
-    /// `n` comparison masks: `r`, the one-hot encoding of each chunk of `r`'s low 63 bits
-    /// ([`COMPARISON_CHUNKS`]), and `r`'s top bit.
+    /// `n` comparison masks: `r` (additive shares), the 64 bit planes of `r` (XOR shares, see
+    /// [`crate::bits`]), and a random bit `s` per element both as XOR shares (one plane) and
+    /// as additive shares (a "daBit": it brings a shared bit from XOR to additive shares).
     Comparison {
         /// How many.
         n: usize,
+    },
+    /// AND triples on bit-words: `words` words each of XOR-shared `a`, `b` and `c = a & b`
+    /// (64 AND gates per word).
+    BinaryTriples {
+        /// How many words.
+        words: usize,
     },
     /// `n` truncation masks `(r, r >> f, msb(r))` for `f` fractional bits.
     Truncation {
@@ -79,7 +69,8 @@ impl Request {
             Self::Triples { n } | Self::Squares { n } => n,
             Self::MatrixTriple { m, n, .. } => m.saturating_mul(n),
             Self::Truncation { n, .. } => n.saturating_mul(2),
-            Self::Comparison { n } => n.saturating_mul(ONE_HOT_LEN + 1),
+            Self::Comparison { n } => bits::words(n).saturating_mul(64).saturating_add(n),
+            Self::BinaryTriples { words } => words,
         }
     }
 
@@ -91,7 +82,10 @@ impl Request {
                 .saturating_mul(k)
                 .saturating_add(k.saturating_mul(n))
                 .saturating_add(m.saturating_mul(n)),
-            Self::Comparison { n } => n.saturating_mul(ONE_HOT_LEN + 2),
+            Self::Comparison { n } => n
+                .saturating_mul(2)
+                .saturating_add(bits::words(n).saturating_mul(65)),
+            Self::BinaryTriples { words } => words.saturating_mul(3),
             Self::Truncation { n, frac_bits } => {
                 if !(1..=62).contains(&frac_bits) {
                     return Err(MpcError::Dealer(format!(
@@ -129,15 +123,25 @@ pub enum Material {
         /// a².
         aa: Vec<u64>,
     },
-    /// Shares of `r`, of the one-hot chunk encodings of its low 63 bits (`n ×`
-    /// [`ONE_HOT_LEN`], element-major), and of its top bit.
+    /// Shares of a comparison mask (see [`Request::Comparison`]).
     Comparison {
-        /// r.
+        /// r (additive).
         r: Vec<u64>,
-        /// One-hot chunks.
-        one_hot: Vec<u64>,
-        /// Top bit of r (0 or 1).
-        msb: Vec<u64>,
+        /// The random bits s, one plane (XOR).
+        s_bits: Vec<u64>,
+        /// The 64 bit planes of r (XOR).
+        r_bits: Vec<u64>,
+        /// The same bits s as ring elements 0 or 1 (additive).
+        s: Vec<u64>,
+    },
+    /// XOR shares of AND triples on bit-words.
+    BinaryTriple {
+        /// a.
+        a: Vec<u64>,
+        /// b.
+        b: Vec<u64>,
+        /// c = a & b.
+        c: Vec<u64>,
     },
     /// Shares of `r`, `r >> f` and `msb(r)`.
     Truncation {
@@ -190,7 +194,9 @@ fn draw(prg: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
 fn layout(request: &Request) -> (usize, usize) {
     let seeded = match *request {
         Request::Triples { n } => 2 * n,
-        Request::Squares { n } | Request::Comparison { n } | Request::Truncation { n, .. } => n,
+        Request::Squares { n } | Request::Truncation { n, .. } => n,
+        Request::Comparison { n } => n + bits::words(n),
+        Request::BinaryTriples { words } => 2 * words,
         Request::MatrixTriple { m, k, n } => m * k + k * n,
     };
     (seeded, request.correction_len())
@@ -256,11 +262,25 @@ impl PartyRandomness {
                     c: Vec::new(),
                 }
             }
-            Request::Comparison { n } => Material::Comparison {
-                r: draw(prg, n),
-                one_hot: Vec::new(),
-                msb: Vec::new(),
-            },
+            Request::Comparison { n } => {
+                let r = draw(prg, n);
+                let s_bits = draw(prg, bits::words(n));
+                Material::Comparison {
+                    r,
+                    s_bits,
+                    r_bits: Vec::new(),
+                    s: Vec::new(),
+                }
+            }
+            Request::BinaryTriples { words } => {
+                let a = draw(prg, words);
+                let b = draw(prg, words);
+                Material::BinaryTriple {
+                    a,
+                    b,
+                    c: Vec::new(),
+                }
+            }
             Request::Truncation { n, .. } => Material::Truncation {
                 r: draw(prg, n),
                 shifted: Vec::new(),
@@ -309,10 +329,11 @@ impl PartyRandomness {
                 Material::Triple { c, .. },
             ) => *c = derived,
             (Request::Squares { .. }, Material::Square { aa, .. }) => *aa = derived,
-            (Request::Comparison { n }, Material::Comparison { one_hot, msb, .. }) => {
-                *msb = derived.split_off(n * ONE_HOT_LEN);
-                *one_hot = derived;
+            (Request::Comparison { n }, Material::Comparison { r_bits, s, .. }) => {
+                *s = derived.split_off(64 * bits::words(*n));
+                *r_bits = derived;
             }
+            (Request::BinaryTriples { .. }, Material::BinaryTriple { c, .. }) => *c = derived,
             (Request::Truncation { n, .. }, Material::Truncation { shifted, msb, .. }) => {
                 *msb = derived.split_off(*n);
                 *shifted = derived;
@@ -360,6 +381,18 @@ impl Streams<'_> {
     /// `out` = the sum over the parties (the last one too if `with_last`) of the elements at
     /// `offset` of this request's part of their streams.
     fn sum(&self, out: &mut [u64], offset: usize, with_last: bool, scratch: &mut Vec<u64>) {
+        self.combine(out, offset, with_last, scratch, false);
+    }
+
+    /// [`Streams::sum`] with XOR (`xor`) or wrapping addition.
+    fn combine(
+        &self,
+        out: &mut [u64],
+        offset: usize,
+        with_last: bool,
+        scratch: &mut Vec<u64>,
+        xor: bool,
+    ) {
         out.fill(0);
         scratch.resize(out.len(), 0);
         let last = self.prgs.len() - 1;
@@ -368,17 +401,28 @@ impl Streams<'_> {
                 continue;
             }
             expand_at(prg, self.starts[i], offset, &mut scratch[..out.len()]);
-            sum_into(out, &scratch[..out.len()]);
+            if xor {
+                for (t, p) in out.iter_mut().zip(scratch.iter()) {
+                    *t ^= *p;
+                }
+            } else {
+                sum_into(out, &scratch[..out.len()]);
+            }
         }
     }
 
     /// [`Streams::sum`] into a new vector, in parallel pieces.
     fn sum_all(&self, len: usize, offset: usize, with_last: bool) -> Vec<u64> {
+        self.combine_all(len, offset, with_last, false)
+    }
+
+    /// [`Streams::combine`] into a new vector, in parallel pieces.
+    fn combine_all(&self, len: usize, offset: usize, with_last: bool, xor: bool) -> Vec<u64> {
         let mut out = vec![0u64; len];
         out.par_chunks_mut(CHUNK)
             .enumerate()
             .for_each_init(Vec::new, |scratch, (i, piece)| {
-                self.sum(piece, offset + i * CHUNK, with_last, scratch)
+                self.combine(piece, offset + i * CHUNK, with_last, scratch, xor)
             });
         out
     }
@@ -458,32 +502,30 @@ impl Dealer {
                     .for_each(|(o, (p, c))| *o = p.wrapping_sub(*c));
             }
             Request::Comparison { n } => {
-                let (one_hot, msb) = out.split_at_mut(n * ONE_HOT_LEN);
-                const PIECE: usize = CHUNK / ONE_HOT_LEN;
-                one_hot
-                    .par_chunks_mut(PIECE * ONE_HOT_LEN)
-                    .zip(msb.par_chunks_mut(PIECE))
+                let w = bits::words(n);
+                let r = streams.sum_all(n, 0, true);
+                let s_bits = streams.combine_all(w, n, true, true);
+                let others_bits = streams.combine_all(64 * w, seeded, false, true);
+                let others_s = streams.sum_all(n, seeded + 64 * w, false);
+                let planes = bits::to_planes(&r);
+                let (corr_bits, corr_s) = out.split_at_mut(64 * w);
+                corr_bits
+                    .par_iter_mut()
+                    .zip(planes.par_iter().zip(&others_bits))
+                    .for_each(|(o, (p, q))| *o = p ^ q);
+                corr_s
+                    .par_iter_mut()
                     .enumerate()
-                    .for_each_init(
-                        || (Vec::new(), vec![0u64; PIECE], vec![0u64; PIECE * ONE_HOT_LEN]),
-                        |(scratch, r, oh), (i, (oh_piece, msb_piece))| {
-                            let (lo, len) = (i * PIECE, msb_piece.len());
-                            streams.sum(&mut r[..len], lo, true, scratch);
-                            let oh = &mut oh[..len * ONE_HOT_LEN];
-                            streams.sum(oh, seeded + lo * ONE_HOT_LEN, false, scratch);
-                            streams.sum(msb_piece, seeded + n * ONE_HOT_LEN + lo, false, scratch);
-                            for (j, r) in r[..len].iter().enumerate() {
-                                let want = one_hot_chunks(*r);
-                                let range = j * ONE_HOT_LEN..(j + 1) * ONE_HOT_LEN;
-                                for ((o, w), s) in
-                                    oh_piece[range.clone()].iter_mut().zip(&want).zip(&oh[range])
-                                {
-                                    *o = w.wrapping_sub(*s);
-                                }
-                                msb_piece[j] = (r >> 63).wrapping_sub(msb_piece[j]);
-                            }
-                        },
-                    );
+                    .zip(&others_s)
+                    .for_each(|((i, o), q)| *o = bits::bit(&s_bits, i).wrapping_sub(*q));
+            }
+            Request::BinaryTriples { words } => {
+                let a = streams.combine_all(words, 0, true, true);
+                let b = streams.combine_all(words, words, true, true);
+                let c = streams.combine_all(words, 2 * words, false, true);
+                out.par_iter_mut()
+                    .zip(a.par_iter().zip(&b).zip(&c))
+                    .for_each(|(o, ((a, b), c))| *o = (a & b) ^ c);
             }
             Request::Truncation { n, frac_bits } => {
                 let (shifted, msb) = out.split_at_mut(n);
@@ -596,28 +638,60 @@ mod tests {
         }
     }
 
+    fn xor_total(parts: &[&Vec<u64>]) -> Vec<u64> {
+        let mut t = vec![0u64; parts[0].len()];
+        for p in parts {
+            for (t, p) in t.iter_mut().zip(p.iter()) {
+                *t ^= p;
+            }
+        }
+        t
+    }
+
     #[test]
-    fn comparison_masks_encode_their_chunks() {
-        for n in [2, 3] {
-            let m = materials(n, &Request::Comparison { n: 20 });
+    fn comparison_masks_carry_their_bits_and_dabits() {
+        for n in [2, 3, 5] {
+            let count = 100;
+            let m = materials(n, &Request::Comparison { n: count });
             fn part(i: usize) -> impl Fn(&Material) -> &Vec<u64> {
                 move |x| match x {
-                    Material::Comparison { r, one_hot, msb } => [r, one_hot, msb][i],
+                    Material::Comparison {
+                        r,
+                        s_bits,
+                        r_bits,
+                        s,
+                    } => [r, s_bits, r_bits, s][i],
                     _ => unreachable!(),
                 }
             }
             let r = total(&m.iter().map(part(0)).collect::<Vec<_>>());
-            let oh = total(&m.iter().map(part(1)).collect::<Vec<_>>());
-            let msb = total(&m.iter().map(part(2)).collect::<Vec<_>>());
-            for i in 0..20 {
-                assert_eq!(
-                    &oh[i * ONE_HOT_LEN..(i + 1) * ONE_HOT_LEN],
-                    &one_hot_chunks(r[i])
-                );
-                assert_eq!(msb[i], r[i] >> 63);
+            let s_bits = xor_total(&m.iter().map(part(1)).collect::<Vec<_>>());
+            let r_bits = xor_total(&m.iter().map(part(2)).collect::<Vec<_>>());
+            let s = total(&m.iter().map(part(3)).collect::<Vec<_>>());
+            let w = bits::words(count);
+            for i in 0..count {
+                for j in 0..64 {
+                    assert_eq!(bits::bit(&r_bits[j * w..(j + 1) * w], i), (r[i] >> j) & 1);
+                }
+                assert_eq!(s[i], bits::bit(&s_bits, i), "daBit {i}");
+            }
+            // The random bits are not all equal.
+            assert!(s.iter().any(|b| *b == 1) && s.iter().any(|b| *b == 0));
+
+            let m = materials(n, &Request::BinaryTriples { words: 7 });
+            fn bt(i: usize) -> impl Fn(&Material) -> &Vec<u64> {
+                move |x| match x {
+                    Material::BinaryTriple { a, b, c } => [a, b, c][i],
+                    _ => unreachable!(),
+                }
+            }
+            let a = xor_total(&m.iter().map(bt(0)).collect::<Vec<_>>());
+            let b = xor_total(&m.iter().map(bt(1)).collect::<Vec<_>>());
+            let c = xor_total(&m.iter().map(bt(2)).collect::<Vec<_>>());
+            for k in 0..7 {
+                assert_eq!(c[k], a[k] & b[k]);
             }
         }
-        assert_eq!(one_hot_chunks(0).iter().sum::<u64>(), 16);
     }
 
     #[test]

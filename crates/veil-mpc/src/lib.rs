@@ -28,6 +28,7 @@
 //!   tests and single-machine use.
 
 pub mod approx;
+pub mod bits;
 pub mod compare;
 pub mod config;
 pub mod dealer;

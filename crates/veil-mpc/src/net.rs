@@ -394,6 +394,7 @@ fn encode_request(r: &Request) -> Vec<u64> {
         Request::MatrixTriple { m, k, n } => vec![2, m as u64, k as u64, n as u64],
         Request::Comparison { n } => vec![3, n as u64],
         Request::Truncation { n, frac_bits } => vec![4, n as u64, u64::from(frac_bits)],
+        Request::BinaryTriples { words } => vec![5, words as u64],
     }
 }
 
@@ -408,6 +409,7 @@ fn decode_request(v: &[u64]) -> Option<Request> {
             n: u(3)?,
         },
         (3, 2) => Request::Comparison { n: u(1)? },
+        (5, 2) => Request::BinaryTriples { words: u(1)? },
         (4, 3) => Request::Truncation {
             n: u(1)?,
             frac_bits: u32::try_from(*v.get(2)?).ok()?,
@@ -880,6 +882,7 @@ mod tests {
             Request::Squares { n: 1 },
             Request::MatrixTriple { m: 2, k: 3, n: 4 },
             Request::Comparison { n: 9 },
+            Request::BinaryTriples { words: 4 },
             Request::Truncation {
                 n: 3,
                 frac_bits: 16,

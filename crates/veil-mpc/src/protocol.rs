@@ -233,7 +233,7 @@ impl<E: Exchange> Party<E> {
         self.op = outer;
     }
 
-    fn round(&mut self, outgoing: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn round(&mut self, outgoing: Vec<Vec<u64>>) -> Result<Vec<Vec<u64>>> {
         let me = self.id();
         let bytes: usize = outgoing
             .iter()

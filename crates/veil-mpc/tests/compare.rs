@@ -44,8 +44,13 @@ fn less_than_zero_and_equality_are_exact_on_the_whole_ring() {
             let x = p.input_raw(0, (p.id() == 0).then_some(&v2[..]), v2.len())?;
             let neg = p.ltz(&x)?;
             let zero = p.eqz(&x)?;
-            let rounds = p.stats().ops["lt"].rounds;
-            Ok((p.open_raw(&neg)?, p.open_raw(&zero)?, rounds))
+            let lt = p.stats().ops["lt"];
+            let eq = p.stats().ops["eq"];
+            assert_eq!(eq.rounds, 8, "constant rounds");
+            // Bit-sliced: about 38 bytes per comparison to each other party (not 500).
+            let per = lt.bytes_sent as f64 / (v2.len() * (p.parties() - 1)) as f64;
+            assert!(per <= 40.0, "{per} bytes per comparison");
+            Ok((p.open_raw(&neg)?, p.open_raw(&zero)?, lt.rounds))
         })
         .unwrap();
         for (neg, zero, rounds) in &out {
@@ -53,7 +58,7 @@ fn less_than_zero_and_equality_are_exact_on_the_whole_ring() {
                 assert_eq!(neg[i], u64::from((*x as i64) < 0), "ltz({})", *x as i64);
                 assert_eq!(zero[i], u64::from(*x == 0), "eqz({})", *x as i64);
             }
-            assert_eq!(*rounds, 6, "constant rounds");
+            assert_eq!(*rounds, 8, "constant rounds");
         }
     }
 }
