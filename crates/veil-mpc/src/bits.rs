@@ -69,9 +69,9 @@ mod tests {
         }
         let before = a;
         transpose64(&mut a);
-        for j in 0..64 {
-            for k in 0..64 {
-                assert_eq!((a[j] >> k) & 1, (before[k] >> j) & 1, "bit ({j}, {k})");
+        for (j, row) in a.iter().enumerate() {
+            for (k, col) in before.iter().enumerate() {
+                assert_eq!((row >> k) & 1, (col >> j) & 1, "bit ({j}, {k})");
             }
         }
         transpose64(&mut a);

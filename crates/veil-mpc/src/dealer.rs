@@ -676,7 +676,7 @@ mod tests {
                 assert_eq!(s[i], bits::bit(&s_bits, i), "daBit {i}");
             }
             // The random bits are not all equal.
-            assert!(s.iter().any(|b| *b == 1) && s.iter().any(|b| *b == 0));
+            assert!(s.contains(&1) && s.contains(&0));
 
             let m = materials(n, &Request::BinaryTriples { words: 7 });
             fn bt(i: usize) -> impl Fn(&Material) -> &Vec<u64> {
