@@ -198,7 +198,8 @@ def run_veil_psi(exe, n):
         cfg = str(d / "s" / "parties.toml")
         t = time.perf_counter()
         sender = subprocess.Popen([exe, "psi", "--role", "sender", "--config", cfg,
-                                   "--input", str(d / "s.txt")], stdout=subprocess.DEVNULL)
+                                   "--input", str(d / "s.txt"), "--cardinality-only"],
+                                  stdout=subprocess.DEVNULL)
         res = subprocess.run([exe, "psi", "--role", "receiver", "--config", cfg, "--input",
                               str(d / "r.txt"), "--cardinality-only"],
                              capture_output=True, text=True, timeout=3600)

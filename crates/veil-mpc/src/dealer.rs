@@ -1,12 +1,17 @@
 //! The dealer: correlated randomness from a third party that sees no data.
 //!
-//! Every party's part of every item is expanded, in order, from a 32-byte seed (ChaCha20) the
+//! Every party's part of every item is expanded, in order, from a 32-byte seed (ChaCha12) the
 //! dealer gave it; the dealer expands the same streams, so for the first `N - 1` parties
 //! nothing but the seed ever crosses the network. The last party's share of each derived value
 //! (the product of a triple, the shifted mask of a truncation pair) is a **correction** the
 //! dealer computes and sends: one ring element per item.
 
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::ChaCha12Rng;
+
+/// The stream cipher that expands seeds: ChaCha with 12 rounds, as `rand`'s `StdRng` — the
+/// best known attacks reach 7 rounds, and it expands 1.6× faster than ChaCha20, which matters
+/// when the parties and the dealer expand tens of megabytes per batched operation.
+type Prg = ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
@@ -161,7 +166,7 @@ pub type Seed = Zeroizing<[u8; 32]>;
 const CHUNK: usize = 1 << 14;
 
 /// Fills `out` with the stream's next `out.len()` ring elements (little-endian words).
-fn fill(prg: &mut ChaCha20Rng, out: &mut [u64]) {
+fn fill(prg: &mut Prg, out: &mut [u64]) {
     prg.fill_bytes(bytemuck::cast_slice_mut(out));
     #[cfg(target_endian = "big")]
     for x in out.iter_mut() {
@@ -171,14 +176,14 @@ fn fill(prg: &mut ChaCha20Rng, out: &mut [u64]) {
 
 /// Fills `out` with the ring elements that start `offset` elements after word `start` of
 /// `prg`'s stream, without moving `prg` (ChaCha seeks in constant time).
-fn expand_at(prg: &ChaCha20Rng, start: u128, offset: usize, out: &mut [u64]) {
+fn expand_at(prg: &Prg, start: u128, offset: usize, out: &mut [u64]) {
     let mut p = prg.clone();
     p.set_word_pos(start + 2 * offset as u128);
     fill(&mut p, out);
 }
 
 /// The stream's next `n` ring elements, expanded in parallel pieces.
-fn draw(prg: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
+fn draw(prg: &mut Prg, n: usize) -> Vec<u64> {
     let mut out = vec![0u64; n];
     let start = prg.get_word_pos();
     out.par_chunks_mut(CHUNK)
@@ -204,7 +209,7 @@ fn layout(request: &Request) -> (usize, usize) {
 
 /// A party's stream of correlated randomness.
 pub struct PartyRandomness {
-    prg: ChaCha20Rng,
+    prg: Prg,
     last: bool,
 }
 
@@ -220,7 +225,7 @@ impl PartyRandomness {
     /// The stream of a party from its seed; `last` for the party that receives corrections.
     pub fn new(seed: &[u8; 32], last: bool) -> Self {
         Self {
-            prg: ChaCha20Rng::from_seed(*seed),
+            prg: Prg::from_seed(*seed),
             last,
         }
     }
@@ -354,7 +359,7 @@ impl PartyRandomness {
 
 /// The dealer: replicas of every party's stream.
 pub struct Dealer {
-    parties: Vec<ChaCha20Rng>,
+    parties: Vec<Prg>,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -373,7 +378,7 @@ fn sum_into(total: &mut [u64], part: &[u64]) {
 
 /// The parties' streams at the start of one request, for summing pieces of them.
 struct Streams<'a> {
-    prgs: &'a [ChaCha20Rng],
+    prgs: &'a [Prg],
     starts: Vec<u128>,
 }
 
@@ -449,7 +454,7 @@ impl Dealer {
     /// A dealer replaying the given seeds.
     pub fn from_seeds(seeds: &[Seed]) -> Self {
         Self {
-            parties: seeds.iter().map(|s| ChaCha20Rng::from_seed(**s)).collect(),
+            parties: seeds.iter().map(|s| Prg::from_seed(**s)).collect(),
         }
     }
 
@@ -461,7 +466,7 @@ impl Dealer {
         let (seeded, corrected) = layout(request);
         let streams = Streams {
             prgs: &self.parties,
-            starts: self.parties.iter().map(ChaCha20Rng::get_word_pos).collect(),
+            starts: self.parties.iter().map(Prg::get_word_pos).collect(),
         };
         let mut out = vec![0u64; corrected];
         match *request {
@@ -563,7 +568,7 @@ mod tests {
     use super::*;
 
     fn materials(n: usize, req: &Request) -> Vec<Material> {
-        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let mut rng = Prg::seed_from_u64(3);
         let (mut dealer, seeds) = Dealer::new(n, &mut rng).unwrap();
         let correction = dealer.correction(req).unwrap();
         seeds
@@ -696,7 +701,7 @@ mod tests {
 
     #[test]
     fn bad_requests_and_corrections_are_errors() {
-        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let mut rng = Prg::seed_from_u64(4);
         let (mut dealer, seeds) = Dealer::new(2, &mut rng).unwrap();
         assert!(dealer
             .correction(&Request::Triples { n: MAX_REQUEST })

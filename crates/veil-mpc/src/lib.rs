@@ -8,15 +8,17 @@
 //!
 //! - [`sharing`]: splitting and reconstructing.
 //! - [`dealer`]: the "third party providing random masks" — Beaver triples, matrix triples,
-//!   truncation pairs. Each party's part is expanded from a 32-byte seed (ChaCha20); only the
-//!   last party receives one correction share per item.
+//!   truncation pairs, comparison masks with bits and daBits, binary triples. Each party's
+//!   part is expanded from a 32-byte seed (ChaCha12); only the last party receives one
+//!   correction share per item, and it may ask ahead so the dealer works while it computes.
 //! - [`protocol`]: the operations on shared tensors (add, multiply by public, Beaver
 //!   multiplication, square, dot and matrix products in one round, sum, fixed-point
 //!   truncation with at most one unit of error in the last place, opening to all or to one
 //!   party). Protocol code talks to the other parties only through the [`protocol::Exchange`]
 //!   trait: it hands over outgoing messages and gets incoming ones; it never touches sockets.
 //! - [`compare`]: `<`, `=`, sign, ReLU, max, argmax and max-pooling in a constant number of
-//!   rounds (6 per comparison) with dealer-provided one-hot masks.
+//!   rounds (8 per comparison): the dealer's mask comes with its bits as bit-sliced XOR shares
+//!   ([`bits`]), combined by a tree of AND gates with binary triples, 64 gates per word.
 //! - [`approx`]: exp, reciprocal, division, sigmoid, inverse square root and square root by
 //!   limits and Newton iterations.
 //! - [`ml`]: joint statistics (sum, mean, variance, histogram), logistic regression trained on

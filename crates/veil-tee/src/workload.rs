@@ -177,7 +177,7 @@ impl Workload {
             .build();
         let state = HostState {
             inputs,
-            output: Vec::new(),
+            output: Zeroizing::new(Vec::new()),
             logs: Vec::new(),
             limits,
         };
@@ -213,7 +213,7 @@ impl Workload {
             )));
         }
         Ok(RunOutput {
-            output: Zeroizing::new(state.output),
+            output: std::mem::take(&mut state.output),
             logs: state.logs,
             fuel_used: self.config.fuel.saturating_sub(fuel_left),
         })
@@ -241,7 +241,7 @@ pub struct RunOutput {
 
 struct HostState {
     inputs: Vec<Zeroizing<Vec<u8>>>,
-    output: Vec<u8>,
+    output: Zeroizing<Vec<u8>>,
     logs: Vec<String>,
     limits: StoreLimits,
 }
@@ -346,11 +346,22 @@ fn link_host(linker: &mut Linker<HostState>, grant_clock: bool) -> Result<()> {
                     .get(start..start.saturating_add(n))
                     .ok_or_else(|| wasmtime::Error::msg("output_write: out of bounds"))?
                     .to_vec();
+                // The output is plaintext: no copy of it outlives the run unwiped.
+                let data = Zeroizing::new(data);
                 let out = &mut caller.data_mut().output;
                 if out.len() + data.len() > MAX_OUTPUT {
                     return Err(wasmtime::Error::msg(format!(
                         "output larger than {MAX_OUTPUT} bytes"
                     )));
+                }
+                if out.len() + data.len() > out.capacity() {
+                    // Grow into a new buffer so the old one is zeroized, not left behind by a
+                    // reallocation.
+                    let mut grown = Zeroizing::new(Vec::with_capacity(
+                        (out.len() + data.len()).max(2 * out.capacity()).min(MAX_OUTPUT),
+                    ));
+                    grown.extend_from_slice(out);
+                    *out = grown;
                 }
                 out.extend_from_slice(&data);
                 Ok(len)
