@@ -39,6 +39,16 @@ fn demo_runs_and_reports_small_errors() {
             && stdout.contains("[intruder] same platform, other code: refused"),
         "the CC part must release to the workload and refuse the intruder: {stdout}"
     );
+    assert!(
+        stdout.contains("OK: the data went only to the agreed code")
+            && stdout.contains("[audit] room log verifies"),
+        "the data-room part must run and its audit log verify: {stdout}"
+    );
+    assert!(
+        stdout.contains("OK: joint results without pooling the data")
+            && stdout.contains("OK: every release was paid for before its noise was drawn."),
+        "the MPC and DP parts must run: {stdout}"
+    );
 }
 
 #[test]

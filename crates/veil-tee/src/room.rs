@@ -529,6 +529,9 @@ pub struct RoomEvidence {
     pub audit_key: String,
 }
 
+/// Bytes of random salt in front of every upload's plaintext.
+pub const SALT_LEN: usize = 32;
+
 /// What an upload says about itself; signed by the party.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -539,7 +542,9 @@ pub struct UploadHeader {
     pub party: String,
     /// A label (e.g. the file name).
     pub label: String,
-    /// SHA-256 (hex) of the plaintext.
+    /// SHA-256 (hex) of the upload's random salt followed by the plaintext (the salt is the
+    /// first [`SALT_LEN`] bytes inside the ciphertext): it commits to the data without letting
+    /// anyone who sees it confirm a guess of the data.
     pub data_sha256: String,
     /// The data key, HPKE-sealed to the workload key.
     pub wrapped_key: ReleasedSecret,
@@ -580,7 +585,7 @@ pub struct Receipt {
     pub party: String,
     /// Label.
     pub label: String,
-    /// SHA-256 of the plaintext the room decrypted (hex).
+    /// The salted SHA-256 of the data the room decrypted (hex; see [`UploadHeader`]).
     pub data_sha256: String,
     /// Signature (hex) by the audit key.
     pub signature: String,
@@ -917,7 +922,10 @@ impl RoomServer {
         if data_sha256 != header.data_sha256 {
             return Err(refused("the decrypted data does not match the signed hash"));
         }
-        let sealed = self.launched.seal(&plain)?;
+        let data = plain
+            .get(SALT_LEN..)
+            .ok_or_else(|| refused("the upload is shorter than its salt"))?;
+        let sealed = self.launched.seal(data)?;
         drop(plain);
         let mut state = self.lock()?;
         if state.outputs.is_some() || state.uploads.contains_key(&header.party) {
@@ -1512,16 +1520,24 @@ impl RoomClient {
         label: &str,
         data: &[u8],
     ) -> Result<(UploadHeader, Vec<u8>)> {
+        // A random salt travels inside the ciphertext: the signed hash commits to salt ‖ data,
+        // so whoever sees headers, receipts or the audit log cannot confirm a guess of
+        // low-entropy data by hashing it.
+        let mut salted = Zeroizing::new(Vec::with_capacity(SALT_LEN + data.len()));
+        salted.resize(SALT_LEN, 0);
+        rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut salted[..])
+            .map_err(|_| TeeError::Crypto("no system randomness"))?;
+        salted.extend_from_slice(data);
         let sealed = crate::workload::seal_upload(
             &room.workload_key,
             &upload_label(&room.room_id, party.name(), label),
-            data,
+            &salted,
         )?;
         let mut header = UploadHeader {
             room_id: hex::encode(room.room_id),
             party: party.name().into(),
             label: label.into(),
-            data_sha256: hex::encode(Sha256::digest(data)),
+            data_sha256: hex::encode(Sha256::digest(salted.as_slice())),
             wrapped_key: sealed.wrapped_key,
             nonce: hex::encode(sealed.nonce),
             ciphertext_sha256: hex::encode(Sha256::digest(&sealed.ciphertext)),

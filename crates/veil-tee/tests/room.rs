@@ -131,10 +131,12 @@ async fn three_parties_compute_joint_statistics() {
         "{e}"
     );
 
+    let mut receipts = Vec::new();
     for (k, values) in keys.iter().zip(&data) {
         let input = encode_csv(client.manifest().code.input, &csv(values), None).unwrap();
         let receipt = client.upload(k, "glucose.csv", &input).await.unwrap();
         assert_eq!(receipt.party, k.name());
+        receipts.push(receipt);
     }
     // A second upload by the same party is refused.
     let e = client
@@ -204,7 +206,10 @@ async fn three_parties_compute_joint_statistics() {
     assert!(events.contains(&"attestation"));
     let upload = entries.iter().find(|e| e.event == "upload").unwrap();
     let a_input = encode_csv(room::InputFormat::F64Column, &csv(&data[0]), None).unwrap();
-    assert_eq!(
+    // The log commits to each upload with the hash the party signed and got back in its
+    // receipt; it is salted, so the log does not let anyone confirm a guess of the data.
+    assert_eq!(upload.details["data_sha256"], receipts[0].data_sha256);
+    assert_ne!(
         upload.details["data_sha256"],
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a_input))
     );
@@ -348,6 +353,31 @@ async fn a_workload_out_of_fuel_is_stopped_and_audited() {
     let entries = client.audit().await.unwrap();
     assert!(entries.iter().any(|e| e.event == "run_failed"));
     // Nothing to fetch.
+    assert!(client.fetch_output(&keys[0]).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_over_its_memory_limit_is_stopped_and_audited() {
+    let keys = parties();
+    let launch = LaunchConfig {
+        max_memory_bytes: 1 << 20,
+        ..LaunchConfig::default()
+    };
+    let text = manifest_text(&keys, "stats", launch);
+    let room = serve(&text, "stats", None).await;
+    let client = RoomClient::new(&room.url, &text).unwrap();
+    // 3 × 100k values (2.4 MB) do not fit in 1 MiB of linear memory.
+    let column: Vec<u8> = (0..100_000)
+        .flat_map(|i| f64::from(i).to_le_bytes())
+        .collect();
+    for k in &keys {
+        client.upload(k, "big.csv", &column).await.unwrap();
+    }
+    let e = client.run(&keys[0]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 422, "{e}");
+    assert!(e.to_string().contains("memory limit"), "{e}");
+    let entries = client.audit().await.unwrap();
+    assert!(entries.iter().any(|e| e.event == "run_failed"));
     assert!(client.fetch_output(&keys[0]).await.is_err());
 }
 
