@@ -782,7 +782,11 @@ fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0]["predictions"], serde_json::json!([0, 1]), "{text}");
     assert_eq!(lines[1]["predictions"], serde_json::json!([1, 0]), "{text}");
-    assert_eq!(lines[2], serde_json::json!({"rows_classified": 4}), "{text}");
+    assert_eq!(
+        lines[2],
+        serde_json::json!({"rows_classified": 4}),
+        "{text}"
+    );
     // scores = relu(x) + b2
     let want = [[3.0, 1.25], [0.5, 2.25]];
     for (row, w) in lines[0]["scores"].as_array().unwrap().iter().zip(want) {
@@ -791,8 +795,11 @@ fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
         }
     }
     // A model of the wrong shape is refused with the reason.
-    std::fs::write(p("bad.json"), r#"{"w1": [[1], [0, 1]], "b1": [0], "w2": [[1]], "b2": [0]}"#)
-        .unwrap();
+    std::fs::write(
+        p("bad.json"),
+        r#"{"w1": [[1], [0, 1]], "b1": [0], "w2": [[1]], "b2": [0]}"#,
+    )
+    .unwrap();
     let out = veil(&[
         "mpc",
         "run",

@@ -29,24 +29,7 @@ type Block = (Vec<u64>, Option<Vec<u64>>);
 impl<E: Exchange> Party<E> {
     /// Broadcasts XOR shares and returns their XOR (a binary opening).
     fn open_xor(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
-        let n = self.parties();
-        let me = self.id();
-        let incoming = self.round(
-            (0..n)
-                .map(|j| if j == me { Vec::new() } else { mine.to_vec() })
-                .collect(),
-        )?;
-        let mut total = mine.to_vec();
-        for (j, v) in incoming.iter().enumerate() {
-            if j == me {
-                continue;
-            }
-            self.check_len(j, v.len(), mine.len())?;
-            for (t, x) in total.iter_mut().zip(v) {
-                *t ^= x;
-            }
-        }
-        Ok(total)
+        self.open_with(mine, |t, x| *t ^= x)
     }
 
     /// `x ∧ y` on XOR-shared bit-words, 64 gates per word (one round, binary Beaver triple).

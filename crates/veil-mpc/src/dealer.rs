@@ -472,7 +472,14 @@ impl Dealer {
         match *request {
             Request::Triples { n } => {
                 out.par_chunks_mut(CHUNK).enumerate().for_each_init(
-                    || (Vec::new(), vec![0u64; CHUNK], vec![0u64; CHUNK], vec![0u64; CHUNK]),
+                    || {
+                        (
+                            Vec::new(),
+                            vec![0u64; CHUNK],
+                            vec![0u64; CHUNK],
+                            vec![0u64; CHUNK],
+                        )
+                    },
                     |(scratch, a, b, c), (i, piece)| {
                         let (lo, len) = (i * CHUNK, piece.len());
                         streams.sum(&mut a[..len], lo, true, scratch);
@@ -555,7 +562,11 @@ impl Dealer {
         }
         let last = self.parties.len() - 1;
         for (i, prg) in self.parties.iter_mut().enumerate() {
-            let used = if i == last { seeded } else { seeded + corrected };
+            let used = if i == last {
+                seeded
+            } else {
+                seeded + corrected
+            };
             let start = prg.get_word_pos();
             prg.set_word_pos(start + 2 * used as u128);
         }

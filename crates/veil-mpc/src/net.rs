@@ -519,16 +519,17 @@ impl NetExchange {
     /// computation needs.
     #[doc(hidden)]
     pub fn hazmat_send_raw_frame(&self, to: usize, round: u64, payload: Vec<u8>) -> Result<()> {
-        let link = self
-            .peers
-            .get(to)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| MpcError::InvalidParameter(format!("no connection to party {to}")))?;
-        link.tx.send((round, payload)).map_err(|_| MpcError::PartyGone {
-            party: to,
-            phase: "raw frame".into(),
-            why: "connection closed".into(),
-        })
+        let link =
+            self.peers.get(to).and_then(Option::as_ref).ok_or_else(|| {
+                MpcError::InvalidParameter(format!("no connection to party {to}"))
+            })?;
+        link.tx
+            .send((round, payload))
+            .map_err(|_| MpcError::PartyGone {
+                party: to,
+                phase: "raw frame".into(),
+                why: "connection closed".into(),
+            })
     }
 }
 

@@ -138,12 +138,6 @@ fn add_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect()
 }
 
-fn add_assign(a: &mut [u64], b: &[u64]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x = x.wrapping_add(*y);
-    }
-}
-
 fn sub_vec(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(x, y)| x.wrapping_sub(*y)).collect()
 }
@@ -275,7 +269,11 @@ impl<E: Exchange> Party<E> {
     }
 
     /// Completes `material` with the dealer's correction (the last party).
-    pub(crate) fn material_end(&mut self, request: &Request, material: &mut Material) -> Result<()> {
+    pub(crate) fn material_end(
+        &mut self,
+        request: &Request,
+        material: &mut Material,
+    ) -> Result<()> {
         let correction = self.ex.dealer_correction()?;
         if let Some(c) = &correction {
             self.stats.ops.entry(self.op).or_default().dealer_bytes += (c.len() * 8) as u64;
@@ -297,6 +295,15 @@ impl<E: Exchange> Party<E> {
 
     /// Broadcasts `mine` and returns the element-wise sum of everyone's (an opening).
     pub(crate) fn open_vec(&mut self, mine: &[u64]) -> Result<Vec<u64>> {
+        self.open_with(mine, |t, x| *t = t.wrapping_add(x))
+    }
+
+    /// Broadcasts `mine` and folds everyone's into it element-wise with `combine`.
+    pub(crate) fn open_with(
+        &mut self,
+        mine: &[u64],
+        combine: fn(&mut u64, u64),
+    ) -> Result<Vec<u64>> {
         let n = self.parties();
         let me = self.id();
         let incoming = self.round(
@@ -310,7 +317,9 @@ impl<E: Exchange> Party<E> {
                 continue;
             }
             self.check_len(j, v.len(), mine.len())?;
-            add_assign(&mut total, v);
+            for (t, x) in total.iter_mut().zip(v) {
+                combine(t, *x);
+            }
         }
         Ok(total)
     }

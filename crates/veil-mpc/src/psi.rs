@@ -45,7 +45,11 @@ fn secret_scalar() -> Result<Zeroizing<Scalar>> {
 
 fn hash_to_group(item: &[u8]) -> RistrettoPoint {
     use sha2::Digest;
-    RistrettoPoint::from_hash(Sha512::new().chain_update(b"veil-psi-v1\0").chain_update(item))
+    RistrettoPoint::from_hash(
+        Sha512::new()
+            .chain_update(b"veil-psi-v1\0")
+            .chain_update(item),
+    )
 }
 
 /// Half of a secret scalar: `P · (s/2)` is computed, and doubling it on the way to the

@@ -196,16 +196,27 @@ fn a_tampered_frame_stops_every_party_naming_the_sender() {
         vec!["tamper".into(); 3],
         tampering,
     );
-    assert!(started.elapsed() < std::time::Duration::from_secs(8), "no hang");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "no hang"
+    );
     match &results[0] {
-        Err(MpcError::Malformed { party: 1, phase, why }) => {
+        Err(MpcError::Malformed {
+            party: 1,
+            phase,
+            why,
+        }) => {
             assert_eq!(phase, "lengths");
             assert!(why.contains("not whole ring elements"), "{why}");
         }
         other => panic!("party 0: {other:?}"),
     }
     match &results[2] {
-        Err(MpcError::Malformed { party: 1, phase, why }) => {
+        Err(MpcError::Malformed {
+            party: 1,
+            phase,
+            why,
+        }) => {
             assert_eq!(phase, "lengths");
             assert!(why.contains("round 7"), "{why}");
         }

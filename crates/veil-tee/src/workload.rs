@@ -358,7 +358,9 @@ fn link_host(linker: &mut Linker<HostState>, grant_clock: bool) -> Result<()> {
                     // Grow into a new buffer so the old one is zeroized, not left behind by a
                     // reallocation.
                     let mut grown = Zeroizing::new(Vec::with_capacity(
-                        (out.len() + data.len()).max(2 * out.capacity()).min(MAX_OUTPUT),
+                        (out.len() + data.len())
+                            .max(2 * out.capacity())
+                            .min(MAX_OUTPUT),
                     ));
                     grown.extend_from_slice(out);
                     *out = grown;

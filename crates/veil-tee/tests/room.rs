@@ -331,17 +331,14 @@ async fn other_code_or_another_room_gets_no_data_path() {
     assert_eq!(uploads, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workload_out_of_fuel_is_stopped_and_audited() {
+/// Three parties upload `values` each to a stats room launched with `launch`; the run must
+/// be stopped with an error containing `why`, audited, with nothing to fetch.
+async fn run_is_stopped(launch: LaunchConfig, values: u32, why: &str) {
     let keys = parties();
-    let launch = LaunchConfig {
-        fuel: 20_000,
-        ..LaunchConfig::default()
-    };
     let text = manifest_text(&keys, "stats", launch);
     let room = serve(&text, "stats", None).await;
     let client = RoomClient::new(&room.url, &text).unwrap();
-    let column: Vec<u8> = (0..10_000)
+    let column: Vec<u8> = (0..values)
         .flat_map(|i| f64::from(i).to_le_bytes())
         .collect();
     for k in &keys {
@@ -349,7 +346,7 @@ async fn a_workload_out_of_fuel_is_stopped_and_audited() {
     }
     let e = client.run(&keys[0]).await.unwrap_err();
     assert_eq!(refused_status(&e), 422, "{e}");
-    assert!(e.to_string().contains("ran out of fuel"), "{e}");
+    assert!(e.to_string().contains(why), "{e}");
     let entries = client.audit().await.unwrap();
     assert!(entries.iter().any(|e| e.event == "run_failed"));
     // Nothing to fetch.
@@ -357,28 +354,22 @@ async fn a_workload_out_of_fuel_is_stopped_and_audited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_out_of_fuel_is_stopped_and_audited() {
+    let launch = LaunchConfig {
+        fuel: 20_000,
+        ..LaunchConfig::default()
+    };
+    run_is_stopped(launch, 10_000, "ran out of fuel").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_over_its_memory_limit_is_stopped_and_audited() {
-    let keys = parties();
+    // 3 × 100k values (2.4 MB) do not fit in 1 MiB of linear memory.
     let launch = LaunchConfig {
         max_memory_bytes: 1 << 20,
         ..LaunchConfig::default()
     };
-    let text = manifest_text(&keys, "stats", launch);
-    let room = serve(&text, "stats", None).await;
-    let client = RoomClient::new(&room.url, &text).unwrap();
-    // 3 × 100k values (2.4 MB) do not fit in 1 MiB of linear memory.
-    let column: Vec<u8> = (0..100_000)
-        .flat_map(|i| f64::from(i).to_le_bytes())
-        .collect();
-    for k in &keys {
-        client.upload(k, "big.csv", &column).await.unwrap();
-    }
-    let e = client.run(&keys[0]).await.unwrap_err();
-    assert_eq!(refused_status(&e), 422, "{e}");
-    assert!(e.to_string().contains("memory limit"), "{e}");
-    let entries = client.audit().await.unwrap();
-    assert!(entries.iter().any(|e| e.event == "run_failed"));
-    assert!(client.fetch_output(&keys[0]).await.is_err());
+    run_is_stopped(launch, 100_000, "memory limit").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
