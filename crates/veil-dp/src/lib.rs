@@ -11,8 +11,8 @@
 //! - [`accountant`]: pure, approximate (basic and advanced composition), zCDP with conversion
 //!   to (ε, δ), parallel composition.
 //! - [`ledger`]: a persistent per-dataset and per-analyst budget with an atomic
-//!   check-and-charge; [`release`] charges first and computes the noisy value only once the
-//!   charge succeeded.
+//!   check-and-charge, in SQLite (embedded) or PostgreSQL (shared, feature `postgres`);
+//!   [`release`] charges first and computes the noisy value only once the charge succeeded.
 //! - [`local`]: local DP for telemetry (randomized response, a frequency oracle, 1-bit means).
 //!
 //! ```no_run

@@ -2,13 +2,13 @@
 
 use crate::accountant::Cost;
 use crate::error::Result;
-use crate::ledger::SqliteLedger;
+use crate::ledger::Ledger;
 
 /// Charges `cost` (converted to (ε, δ) at `delta_for_zcdp` for zCDP costs) to the ledger and
 /// only then runs `compute`, which draws the noise. If the budget cannot pay, `compute` never
 /// runs and nothing is charged.
 pub fn release<T>(
-    ledger: &SqliteLedger,
+    ledger: &(impl Ledger + ?Sized),
     dataset: &str,
     analyst: &str,
     note: &str,

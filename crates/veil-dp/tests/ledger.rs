@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use veil_dp::accountant::Cost;
-use veil_dp::ledger::SqliteLedger;
+use veil_dp::ledger::{Ledger, SqliteLedger};
 use veil_dp::mechanisms::LaplaceMechanism;
 use veil_dp::{release, DpError};
 
@@ -24,18 +24,19 @@ fn temp_ledger(name: &str) -> (SqliteLedger, PathBuf) {
     (SqliteLedger::open(&path).unwrap(), dir)
 }
 
-#[test]
-fn thirty_two_concurrent_queries_never_overspend() {
-    let (ledger, dir) = temp_ledger("concurrent");
+/// 32 threads, each with its own connection (as separate processes would have), charge 0.1
+/// three times each against a total of 1.0: exactly ten charges pass, the rest are refused,
+/// and what was recorded never exceeds the budget.
+fn thirty_two_concurrent_queries(open: &(dyn Fn() -> Box<dyn Ledger + Send> + Sync)) {
+    let ledger = open();
     ledger.set_budget("persons", None, 1.0, 1e-5).unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let rejected = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..32)
-        .map(|t| {
-            // Each thread opens its own connection, as separate processes would.
-            let ledger = SqliteLedger::open(ledger.path()).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..32 {
             let (accepted, rejected) = (accepted.clone(), rejected.clone());
-            std::thread::spawn(move || {
+            scope.spawn(move || {
+                let ledger = open();
                 for q in 0..3 {
                     match ledger.charge(
                         "persons",
@@ -51,12 +52,9 @@ fn thirty_two_concurrent_queries_never_overspend() {
                         Err(e) => panic!("unexpected error: {e}"),
                     };
                 }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+            });
+        }
+    });
     // 0.1 fits exactly ten times in 1.0 (integer accounting: no float drift lets an 11th in).
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
     assert_eq!(rejected.load(Ordering::SeqCst), 96 - 10);
@@ -66,7 +64,184 @@ fn thirty_two_concurrent_queries_never_overspend() {
     assert!(spent <= 1.0 + 1e-12, "spent {spent}");
     let left = ledger.remaining("persons", None).unwrap();
     assert!(left.epsilon.abs() < 1e-9);
+}
+
+/// Analyst budgets under the total, and refusals that record nothing.
+fn analyst_and_total_budgets(ledger: &dyn Ledger) {
+    ledger.set_budget("d", None, 1.0, 1e-6).unwrap();
+    ledger.set_budget("d", Some("bob"), 0.3, 1e-6).unwrap();
+    ledger.charge("d", "bob", 0.25, 0.0, "q1").unwrap();
+    let err = ledger.charge("d", "bob", 0.25, 0.0, "q2").unwrap_err();
+    assert!(
+        matches!(err, DpError::BudgetExhausted { ref analyst, .. } if analyst.contains("bob")),
+        "{err}"
+    );
+    for _ in 0..3 {
+        ledger.charge("d", "alice", 0.25, 0.0, "q").unwrap();
+    }
+    let err = ledger.charge("d", "alice", 0.01, 0.0, "q").unwrap_err();
+    assert!(
+        matches!(err, DpError::BudgetExhausted { ref analyst, .. } if analyst.is_empty()),
+        "{err}"
+    );
+    assert_eq!(
+        ledger.history("d").unwrap().len(),
+        4,
+        "refusals record nothing"
+    );
+    assert!(ledger.remaining("d", None).unwrap().epsilon.abs() < 1e-9);
+    assert!((ledger.remaining("d", Some("bob")).unwrap().epsilon - 0.05).abs() < 1e-9);
+    assert!(matches!(
+        ledger.charge("other", "alice", 0.1, 0.0, ""),
+        Err(DpError::UnknownDataset(_))
+    ));
+    assert!(ledger.charge("d", "alice", -0.1, 0.0, "").is_err());
+    assert!(ledger.charge("d", "alice", 0.1, 1.5, "").is_err());
+    assert!(ledger.charge("d", "*", 0.1, 0.0, "").is_err());
+    assert!(ledger.set_budget("d", Some("*"), 1.0, 0.0).is_err());
+}
+
+#[test]
+fn thirty_two_concurrent_queries_never_overspend() {
+    let (ledger, dir) = temp_ledger("concurrent");
+    let path = ledger.path().to_path_buf();
+    thirty_two_concurrent_queries(&|| Box::new(SqliteLedger::open(&path).unwrap()));
+    let (ledger, dir2) = temp_ledger("budgets");
+    analyst_and_total_budgets(&ledger);
     std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(dir2).unwrap();
+}
+
+/// A PostgreSQL server of our own on a loopback port, in a temporary directory (Debian's
+/// `postgresql` package: `initdb` and `pg_ctl` under `/usr/lib/postgresql/*/bin`; run as the
+/// `postgres` user when the tests run as root, since PostgreSQL refuses to run as root).
+struct Postgres {
+    dir: PathBuf,
+    ctl: std::process::Command,
+    url: String,
+}
+
+impl Postgres {
+    fn start(name: &str) -> Option<Self> {
+        use std::process::Command;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()?;
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let cmd = |tool: &str| {
+            let mut c = if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+                c
+            } else {
+                Command::new(bin.join(tool))
+            };
+            c.stdout(std::process::Stdio::null());
+            c
+        };
+        let dir = std::env::temp_dir().join(format!("veil-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if root {
+            let ok = Command::new("chown")
+                .args(["postgres:"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown of the PostgreSQL directory");
+        }
+        let data = dir.join("data");
+        let ok = cmd("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "veil", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut ctl = cmd("pg_ctl");
+        ctl.arg("-D").arg(&data);
+        let ok = cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
+                dir.display()
+            ))
+            .arg("start")
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "pg_ctl start: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
+        Some(Self {
+            url: format!("host=127.0.0.1 port={port} user=veil dbname=postgres"),
+            dir,
+            ctl,
+        })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.ctl.args(["-m", "immediate", "stop"]).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn the_postgres_ledger_never_overspends_under_32_connections() {
+    use veil_dp::ledger::postgres::PostgresLedger;
+    let Some(server) = Postgres::start("ledger") else {
+        // CI installs PostgreSQL (.ci/run); elsewhere the test needs Debian's package.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL (initdb, pg_ctl) is not installed"
+        );
+        eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
+        return;
+    };
+    let url = server.url.clone();
+    thirty_two_concurrent_queries(&|| Box::new(PostgresLedger::connect(&url).unwrap()));
+    let ledger = PostgresLedger::connect(&server.url).unwrap();
+    analyst_and_total_budgets(&ledger);
+    // The ledger is shared: a new connection sees every charge.
+    let other = PostgresLedger::connect(&server.url).unwrap();
+    assert_eq!(other.history("persons").unwrap().len(), 10);
+    // A release charges the shared ledger before it computes.
+    other.set_budget("z", None, 0.5, 0.0).unwrap();
+    let m = LaplaceMechanism::new(1.0, 0.5).unwrap();
+    release(&other, "z", "a", "count", &m.cost(), 1e-6, || {
+        m.release_integer(7)
+    })
+    .unwrap();
+    let computed = AtomicUsize::new(0);
+    assert!(release(&other, "z", "a", "count", &m.cost(), 1e-6, || {
+        computed.fetch_add(1, Ordering::SeqCst);
+        m.release_integer(7)
+    })
+    .is_err());
+    assert_eq!(
+        computed.load(Ordering::SeqCst),
+        0,
+        "refused before computing"
+    );
+    assert!(PostgresLedger::connect("host=127.0.0.1 port=1 user=veil").is_err());
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! The privacy-budget ledger: per dataset (and optionally per analyst), persisted, with an
 //! atomic check-and-charge that runs **before** any noisy value is computed.
 //!
-//! The embedded ledger is a SQLite file. A charge runs in a `BEGIN IMMEDIATE` transaction, so
-//! concurrent charges — from threads or from separate processes sharing the file — are
-//! serialized: the total spent never exceeds the budget, and a rejected charge writes nothing.
+//! [`Ledger`] is what a release needs; two stores implement it. The embedded one is a SQLite
+//! file ([`SqliteLedger`]): a charge runs in a `BEGIN IMMEDIATE` transaction, so concurrent
+//! charges — from threads or from separate processes sharing the file — are serialized. The
+//! shared one for a multi-user service is PostgreSQL (`postgres::PostgresLedger`, feature
+//! `postgres`): a charge locks the dataset's budget row (`SELECT … FOR UPDATE`) in its
+//! transaction. Either way the total spent never exceeds the budget, and a rejected charge
+//! writes nothing.
 //!
 //! Amounts are stored as integers (ε in units of 10⁻¹², δ in units of 10⁻¹⁸), charges rounded
 //! up and budgets rounded down, so sums are exact: no floating-point drift can let a sequence
@@ -20,6 +24,107 @@ const EPS_UNIT: f64 = 1e12;
 const DELTA_UNIT: f64 = 1e18;
 /// The analyst name that stands for "everyone" (the dataset's total budget).
 const ALL: &str = "*";
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+/// A persistent privacy-budget store with an atomic check-and-charge.
+pub trait Ledger {
+    /// Sets the total budget of `dataset` (`analyst = None`) or one analyst's budget on it.
+    fn set_budget(
+        &self,
+        dataset: &str,
+        analyst: Option<&str>,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()>;
+    /// Atomically checks that both the dataset's total budget and (if set) the analyst's own
+    /// budget can pay `(epsilon, delta)`, and records the charge. On
+    /// [`DpError::BudgetExhausted`] nothing is recorded. Returns what the dataset has left.
+    fn charge(
+        &self,
+        dataset: &str,
+        analyst: &str,
+        epsilon: f64,
+        delta: f64,
+        note: &str,
+    ) -> Result<Remaining>;
+    /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
+    fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining>;
+    /// All charges on a dataset, oldest first.
+    fn history(&self, dataset: &str) -> Result<Vec<Charge>>;
+}
+
+/// Checks a budget to set; returns the row's analyst name and the amounts in units.
+fn budget_row(analyst: Option<&str>, epsilon: f64, delta: f64) -> Result<(&str, i64, i64)> {
+    if !(epsilon.is_finite() && epsilon >= 0.0) {
+        return Err(DpError::InvalidParameter(format!(
+            "budget ε must be finite and non-negative, got {epsilon}"
+        )));
+    }
+    check_delta("budget δ", delta)?;
+    let who = analyst.unwrap_or(ALL);
+    if who == ALL && analyst.is_some() {
+        return Err(DpError::InvalidParameter(
+            "\"*\" is reserved for the dataset's total budget".into(),
+        ));
+    }
+    Ok((who, eps_down(epsilon), delta_down(delta)))
+}
+
+/// Checks a charge; returns its amounts in units (rounded up).
+fn charge_units(analyst: &str, epsilon: f64, delta: f64) -> Result<(i64, i64)> {
+    if !(epsilon.is_finite() && epsilon >= 0.0) {
+        return Err(DpError::InvalidParameter(format!(
+            "ε must be finite and non-negative, got {epsilon}"
+        )));
+    }
+    check_delta("δ", delta)?;
+    if analyst == ALL {
+        return Err(DpError::InvalidParameter(
+            "\"*\" is not an analyst name".into(),
+        ));
+    }
+    Ok((eps_up(epsilon), delta_up(delta)))
+}
+
+/// Refuses a charge of `units` that does not fit in one of the remaining budgets (in units).
+fn check_fits(
+    left: [(Option<(i64, i64)>, String); 2],
+    units: (i64, i64),
+    dataset: &str,
+    (epsilon, delta): (f64, f64),
+) -> Result<()> {
+    for (limit, who) in left {
+        let Some((re, rd)) = limit else { continue };
+        if units.0 > re || units.1 > rd {
+            let r = to_remaining((re, rd));
+            return Err(DpError::BudgetExhausted {
+                dataset: dataset.to_string(),
+                analyst: who,
+                requested_epsilon: epsilon,
+                requested_delta: delta,
+                remaining_epsilon: r.epsilon,
+                remaining_delta: r.delta,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn to_remaining((e, d): (i64, i64)) -> Remaining {
+    Remaining {
+        epsilon: e.max(0) as f64 / EPS_UNIT,
+        delta: d.max(0) as f64 / DELTA_UNIT,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 fn eps_up(e: f64) -> i64 {
     (e * EPS_UNIT).ceil() as i64
@@ -108,22 +213,11 @@ impl SqliteLedger {
         epsilon: f64,
         delta: f64,
     ) -> Result<()> {
-        if !(epsilon.is_finite() && epsilon >= 0.0) {
-            return Err(DpError::InvalidParameter(format!(
-                "budget ε must be finite and non-negative, got {epsilon}"
-            )));
-        }
-        check_delta("budget δ", delta)?;
-        let who = analyst.unwrap_or(ALL);
-        if who == ALL && analyst.is_some() {
-            return Err(DpError::InvalidParameter(
-                "\"*\" is reserved for the dataset's total budget".into(),
-            ));
-        }
+        let (who, e, d) = budget_row(analyst, epsilon, delta)?;
         self.connect()?.execute(
             "INSERT INTO budgets (dataset, analyst, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
-            params![dataset, who, eps_down(epsilon), delta_down(delta)],
+            params![dataset, who, e, d],
         )?;
         Ok(())
     }
@@ -155,13 +249,6 @@ impl SqliteLedger {
         Ok(Some((be - se, bd - sd)))
     }
 
-    fn to_remaining((e, d): (i64, i64)) -> Remaining {
-        Remaining {
-            epsilon: e.max(0) as f64 / EPS_UNIT,
-            delta: d.max(0) as f64 / DELTA_UNIT,
-        }
-    }
-
     /// Atomically checks that both the dataset's total budget and (if set) the analyst's own
     /// budget can pay `(epsilon, delta)`, and records the charge. On
     /// [`DpError::BudgetExhausted`] nothing is recorded. Returns what the dataset has left.
@@ -173,50 +260,27 @@ impl SqliteLedger {
         delta: f64,
         note: &str,
     ) -> Result<Remaining> {
-        if !(epsilon.is_finite() && epsilon >= 0.0) {
-            return Err(DpError::InvalidParameter(format!(
-                "ε must be finite and non-negative, got {epsilon}"
-            )));
-        }
-        check_delta("δ", delta)?;
-        if analyst == ALL {
-            return Err(DpError::InvalidParameter(
-                "\"*\" is not an analyst name".into(),
-            ));
-        }
-        let (ce, cd) = (eps_up(epsilon), delta_up(delta));
+        let (ce, cd) = charge_units(analyst, epsilon, delta)?;
         let mut conn = self.connect()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let total = Self::remaining_in(&tx, dataset, ALL)?
             .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
         let own = Self::remaining_in(&tx, dataset, analyst)?;
-        for (limit, who) in [
-            (Some(total), String::new()),
-            (own, format!(" (analyst {analyst:?})")),
-        ] {
-            let Some((re, rd)) = limit else { continue };
-            if ce > re || cd > rd {
-                let r = Self::to_remaining((re, rd));
-                return Err(DpError::BudgetExhausted {
-                    dataset: dataset.to_string(),
-                    analyst: who,
-                    requested_epsilon: epsilon,
-                    requested_delta: delta,
-                    remaining_epsilon: r.epsilon,
-                    remaining_delta: r.delta,
-                });
-            }
-        }
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        check_fits(
+            [
+                (Some(total), String::new()),
+                (own, format!(" (analyst {analyst:?})")),
+            ],
+            (ce, cd),
+            dataset,
+            (epsilon, delta),
+        )?;
         tx.execute(
             "INSERT INTO charges (dataset, analyst, epsilon, delta, note, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![dataset, analyst, ce, cd, note, at as i64],
+            params![dataset, analyst, ce, cd, note, now_secs() as i64],
         )?;
         tx.commit()?;
-        Ok(Self::to_remaining((total.0 - ce, total.1 - cd)))
+        Ok(to_remaining((total.0 - ce, total.1 - cd)))
     }
 
     /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
@@ -224,7 +288,7 @@ impl SqliteLedger {
         let conn = self.connect()?;
         let left = Self::remaining_in(&conn, dataset, analyst.unwrap_or(ALL))?
             .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
-        Ok(Self::to_remaining(left))
+        Ok(to_remaining(left))
     }
 
     /// All charges on a dataset, oldest first.
@@ -244,5 +308,36 @@ impl SqliteLedger {
             })
         })?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+}
+
+impl Ledger for SqliteLedger {
+    fn set_budget(
+        &self,
+        dataset: &str,
+        analyst: Option<&str>,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()> {
+        SqliteLedger::set_budget(self, dataset, analyst, epsilon, delta)
+    }
+
+    fn charge(
+        &self,
+        dataset: &str,
+        analyst: &str,
+        epsilon: f64,
+        delta: f64,
+        note: &str,
+    ) -> Result<Remaining> {
+        SqliteLedger::charge(self, dataset, analyst, epsilon, delta, note)
+    }
+
+    fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
+        SqliteLedger::remaining(self, dataset, analyst)
+    }
+
+    fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
+        SqliteLedger::history(self, dataset)
     }
 }
