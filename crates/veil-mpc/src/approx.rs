@@ -22,8 +22,10 @@ impl<E: Exchange> Party<E> {
         vec![v; x.len()]
     }
 
-    /// `e^x` (17 rounds). The relative error is about `x²/512` (under 1% for `|x| ≤ 2.2`, 5%
-    /// at `|x| = 5`; for negative `x` the absolute error stays below 0.002); `x` must stay in
+    /// `e^x` (17 rounds). The relative error is about `x²/512` from the approximation
+    /// `(1 + x/256)^256` (under 1% for `|x| ≤ 2.2`, 5% at `|x| = 5`) plus up to 0.4% from
+    /// fixed-point rounding (one unit in the last place of `x/256`, amplified by the eight
+    /// squarings); for negative `x` the absolute error stays below 0.005. `x` must stay in
     /// `[-256, 10]`.
     pub fn exp(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("exp");

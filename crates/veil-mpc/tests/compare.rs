@@ -64,13 +64,20 @@ fn less_than_zero_and_equality_are_exact_on_the_whole_ring() {
 }
 
 #[test]
-fn relu_max_argmax_and_pooling() {
+fn relu_max_argmax_and_pooling_for_2_3_and_5_parties() {
+    for n in [2, 3, 5] {
+        relu_max_argmax_and_pooling(n);
+    }
+}
+
+fn relu_max_argmax_and_pooling(n: usize) {
     let x: Vec<f64> = vec![-3.5, 0.0, 2.25, -0.001, 7.0, 7.0, -8.0, 1.5, 0.5];
     let y: Vec<f64> = vec![1.0, -1.0, 2.25, -0.002, 6.5, 8.0, -9.0, 1.0, 0.75];
     let (x2, y2) = (x.clone(), y.clone());
-    let out = run(3, FixedPoint::default(), move |p| {
+    let out = run(n, FixedPoint::default(), move |p| {
         let sx = p.input(0, (p.id() == 0).then_some(&x2[..]), x2.len())?;
-        let sy = p.input(2, (p.id() == 2).then_some(&y2[..]), y2.len())?;
+        let last = p.parties() - 1;
+        let sy = p.input(last, (p.id() == last).then_some(&y2[..]), y2.len())?;
         let relu = p.relu(&sx)?;
         let max = p.max2(&sx, &sy)?;
         let lt = p.lt(&sx, &sy)?;
