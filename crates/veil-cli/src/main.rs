@@ -23,6 +23,7 @@ macro_rules! outln {
 
 mod attest;
 mod demo;
+mod dp;
 mod he;
 mod mpc;
 mod progress;
@@ -56,6 +57,11 @@ enum Command {
     Kbs {
         #[command(subcommand)]
         command: services::KbsCommand,
+    },
+    /// Differential privacy: budgets (and, next, DP SQL) over a dataset's metadata.
+    Dp {
+        #[command(subcommand)]
+        command: dp::DpCommand,
     },
     /// Secure multi-party computation: parties compute on secret shares over mutual TLS.
     Mpc {
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
         Command::Attest { command } => attest::run(command),
         Command::Kbs { command } => services::kbs(command),
         Command::Room { command } => room::run(command),
+        Command::Dp { command } => dp::run(command),
         Command::Mpc { command } => mpc::run(command),
         Command::Psi(args) => mpc::psi(&args),
     };

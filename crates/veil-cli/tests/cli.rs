@@ -891,3 +891,75 @@ fn mpc_parties_as_processes_stats_psi_and_a_killed_party() {
     assert!(sender.wait_with_output().unwrap().status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dp_budget_shows_the_ledger_of_a_metadata_file() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-dp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = dir.join("persons.toml");
+    std::fs::write(
+        &meta,
+        "[budget]\nepsilon = 2.0\ndelta = 1e-6\n\n[table.persons]\nprivacy_unit = \"person_id\"\n\
+         max_rows_per_unit = 1\n\n[table.persons.columns]\nperson_id = { type = \"int\" }\n\
+         age = { type = \"int\", lower = 0, upper = 100 }\n",
+    )
+    .unwrap();
+    let m = meta.to_string_lossy().into_owned();
+    let json = |args: &[&str]| {
+        let out = veil(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = json(&["dp", "budget", "--metadata", &m, "--format", "json"]);
+    assert_eq!(v["dataset"], "persons");
+    assert_eq!(v["remaining_epsilon"], 2.0);
+    assert_eq!(v["charges"], serde_json::json!([]));
+    // The ledger defaults to a SQLite file beside the metadata; charges made there show up.
+    let db = dir.join("persons.budget.db");
+    assert!(db.exists());
+    let ledger = veil_dp::ledger::SqliteLedger::open(&db).unwrap();
+    ledger
+        .charge(
+            "persons",
+            "alice",
+            0.5,
+            1e-7,
+            "SELECT COUNT(*) FROM persons",
+        )
+        .unwrap();
+    let v = json(&["dp", "budget", "--metadata", &m, "--format", "json"]);
+    assert!((v["remaining_epsilon"].as_f64().unwrap() - 1.5).abs() < 1e-9);
+    assert!((v["spent_epsilon"].as_f64().unwrap() - 0.5).abs() < 1e-9);
+    assert_eq!(v["charges"][0]["analyst"], "alice");
+    let out = veil(&["dp", "budget", "--metadata", &m]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("remaining  ε 1.5") && text.contains("SELECT COUNT(*)"),
+        "{text}"
+    );
+    // Lowering the total in the metadata applies; what was spent stays spent.
+    std::fs::write(
+        &meta,
+        std::fs::read_to_string(&meta)
+            .unwrap()
+            .replace("epsilon = 2.0", "epsilon = 0.4"),
+    )
+    .unwrap();
+    let v = json(&["dp", "budget", "--metadata", &m, "--format", "json"]);
+    assert_eq!(v["remaining_epsilon"], 0.0);
+    // Bad metadata: a clear error naming the problem, non-zero exit.
+    std::fs::write(&meta, "[budget]\nepsilon = -1\n[table.t]\nprivacy_unit = \"id\"\nmax_rows_per_unit = 1\n[table.t.columns]\nid = { type = \"int\" }\n").unwrap();
+    let out = veil(&["dp", "budget", "--metadata", &m]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[budget] epsilon must be a positive number"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
