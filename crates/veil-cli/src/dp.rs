@@ -16,6 +16,22 @@ pub enum DpCommand {
     /// Show a dataset's privacy budget: total (from the metadata), spent, remaining, and every
     /// charge.
     Budget(BudgetArgs),
+    /// Write the synthetic sample dataset (persons.csv, generated here from a seed) and its
+    /// metadata (persons.toml).
+    Sample(SampleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Directory to write persons.csv and persons.toml into.
+    #[arg(long, default_value = "data")]
+    pub dir: PathBuf,
+    /// Number of persons (one row each).
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: u64,
+    /// Seed of the generator (same seed, same file).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +51,7 @@ pub struct BudgetArgs {
 pub fn run(cmd: DpCommand) -> Result<()> {
     match cmd {
         DpCommand::Budget(a) => budget(&a),
+        DpCommand::Sample(a) => sample(&a),
     }
 }
 
@@ -133,5 +150,31 @@ fn budget(a: &BudgetArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn sample(a: &SampleArgs) -> Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    let csv = a.dir.join("persons.csv");
+    let meta = a.dir.join("persons.toml");
+    let file =
+        std::fs::File::create(&csv).with_context(|| format!("cannot write {}", csv.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    veil_dp_sql::sample::write_persons(&mut out, a.rows, a.seed)?;
+    out.flush()?;
+    std::fs::write(&meta, veil_dp_sql::sample::PERSONS_METADATA)
+        .with_context(|| format!("cannot write {}", meta.display()))?;
+    outln!(
+        "{}  ({} synthetic persons, seed {})",
+        csv.display(),
+        a.rows,
+        a.seed
+    );
+    outln!(
+        "{}  (metadata: budget, privacy unit, bounds)",
+        meta.display()
+    );
     Ok(())
 }

@@ -897,12 +897,18 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
     let dir = std::env::temp_dir().join(format!("veil-cli-dp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // The sample dataset and its metadata come from `veil dp sample`.
+    let d = dir.to_string_lossy().into_owned();
+    let out = veil(&["dp", "sample", "--dir", &d, "--rows", "500"]);
+    assert!(out.status.success());
+    let rows = std::fs::read_to_string(dir.join("persons.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 501);
     let meta = dir.join("persons.toml");
     std::fs::write(
         &meta,
-        "[budget]\nepsilon = 2.0\ndelta = 1e-6\n\n[table.persons]\nprivacy_unit = \"person_id\"\n\
-         max_rows_per_unit = 1\n\n[table.persons.columns]\nperson_id = { type = \"int\" }\n\
-         age = { type = \"int\", lower = 0, upper = 100 }\n",
+        std::fs::read_to_string(&meta)
+            .unwrap()
+            .replace("epsilon = 10.0", "epsilon = 2.0"),
     )
     .unwrap();
     let m = meta.to_string_lossy().into_owned();

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod metadata;
+pub mod sample;
 
 pub use error::{Result, SqlError};
 pub use metadata::Metadata;
