@@ -108,7 +108,10 @@ fn program(p: &mut Party<Hostile<'_>>, op: u8) -> Result<()> {
         4 => p.argmax(&x).map(drop),
         5 => p.exp(&x).map(drop),
         6 => p.matmul(&x, &y, 1, len, 1).map(drop),
-        _ => p.open(&p.square(&x)?).map(drop),
+        _ => {
+            let s = p.square(&x)?;
+            p.open(&s).map(drop)
+        }
     }
 }
 
