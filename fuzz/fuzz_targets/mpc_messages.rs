@@ -87,10 +87,7 @@ impl Exchange for Hostile<'_> {
         if self.id != self.n - 1 {
             return Ok(None);
         }
-        let like = self
-            .requests
-            .pop_front()
-            .map_or(0, |r| r.correction_len());
+        let like = self.requests.pop_front().map_or(0, |r| r.correction_len());
         Ok(Some(self.vector(like)))
     }
 }
@@ -99,7 +96,11 @@ fn program(p: &mut Party<Hostile<'_>>, op: u8) -> Result<()> {
     let len = p.exchange_lengths(3)?[0].min(64);
     let values: Vec<f64> = (0..len).map(|i| i as f64 - 1.5).collect();
     let x = p.input(0, (p.id() == 0).then_some(&values[..]), len)?;
-    let y = p.input(p.parties() - 1, (p.id() == p.parties() - 1).then_some(&values[..]), len)?;
+    let y = p.input(
+        p.parties() - 1,
+        (p.id() == p.parties() - 1).then_some(&values[..]),
+        len,
+    )?;
     match op % 8 {
         0 => p.mul(&x, &y).map(drop),
         1 => p.ltz(&x).map(drop),
@@ -129,7 +130,11 @@ fuzz_target!(|data: &[u8]| {
     };
     if head & 0b100 != 0 {
         // PSI between two parties: party 0 receives, party 1 sends.
-        let mut ex = Hostile { n: 2, id: id % 2, ..ex };
+        let mut ex = Hostile {
+            n: 2,
+            id: id % 2,
+            ..ex
+        };
         let items: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
         let _ = if ex.id == 0 {
             psi::receive(&mut ex, 1, &items, head & 0b1000 != 0).map(drop)

@@ -247,22 +247,8 @@ pub fn dataset_name(path: &Path) -> String {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = r#"
-[budget]                      # total for this dataset, enforced by the ledger
-epsilon = 10.0
-delta = 1e-5
-
-[table.persons]
-privacy_unit = "person_id"
-max_rows_per_unit = 1         # enforced by the engine, never assumed
-
-[table.persons.columns]
-person_id = { type = "int" }
-age = { type = "int", lower = 0, upper = 100 }
-income = { type = "float", lower = 0, upper = 500000 }
-sex = { type = "string", public_keys = ["F", "M"] }   # public key set
-state = { type = "string" }                           # private key set
-"#;
+    /// The documented shape, exactly (the sample dataset's metadata).
+    const EXAMPLE: &str = crate::sample::PERSONS_METADATA;
 
     #[test]
     fn the_documented_shape_parses() {
