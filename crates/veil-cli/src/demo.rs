@@ -204,14 +204,89 @@ fn dp_demo(patients: usize) -> Result<()> {
             Err(e) => outln!("[analyst] query {q}: refused, nothing charged: {e}"),
         }
     }
-    std::fs::remove_dir_all(&dir)?;
     outln!("\nOK: every release was paid for before its noise was drawn.");
+    dp_sql_demo(&dir)?;
+    std::fs::remove_dir_all(&dir)?;
     outln!();
     cc_demo()?;
     outln!();
     room_demo()?;
     outln!();
     mpc_demo()
+}
+
+/// DP SQL: an analyst's SQL over a synthetic table, answered with noise and charged to the
+/// dataset's budget; a query that would release rows is refused and costs nothing.
+fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
+    use veil_dp::ledger::{Ledger, SqliteLedger};
+    use veil_dp_sql::{Engine, Metadata, QueryOptions};
+
+    outln!("\n-- DP SQL over a synthetic persons table (embedded DataFusion) --");
+    let csv = dir.join("persons.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    veil_dp_sql::sample::write_persons(&mut out, 20_000, 1)?;
+    std::io::Write::flush(&mut out)?;
+    drop(out);
+    let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA)?;
+    let ledger = SqliteLedger::open(dir.join("persons.budget.db"))?;
+    ledger.set_budget("persons", None, meta.budget.epsilon, meta.budget.delta)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let engine = Engine::embedded(meta, &[("persons".into(), csv.as_path())]).await?;
+        let options = QueryOptions {
+            epsilon: 1.0,
+            delta: 1e-6,
+        };
+        for sql in [
+            "SELECT COUNT(*) AS persons, AVG(income) AS mean_income FROM persons WHERE age >= 65",
+            "SELECT sex, COUNT(*) AS n, MEDIAN(age) AS median_age FROM persons GROUP BY sex",
+            "SELECT state, COUNT(*) AS n FROM persons GROUP BY state ORDER BY n DESC LIMIT 3",
+        ] {
+            let t = Instant::now();
+            let r = engine
+                .query(&ledger, "persons", "analyst", sql, options)
+                .await?;
+            outln!("[analyst] {sql}  ({})", ms(t));
+            for line in r.to_table()?.lines() {
+                outln!("          {line}");
+            }
+            let acc: Vec<String> = r
+                .accuracy
+                .iter()
+                .filter_map(|(c, h)| h.map(|h| format!("{c} ±{h:.1}")))
+                .collect();
+            outln!(
+                "          ε {} δ {:e} charged, 95%: {}; ε left {:.1}",
+                r.epsilon,
+                r.delta,
+                acc.join(", "),
+                r.remaining_epsilon
+            );
+        }
+        let before = ledger.remaining("persons", None)?;
+        match engine
+            .query(
+                &ledger,
+                "persons",
+                "analyst",
+                "SELECT * FROM persons WHERE age > 80",
+                options,
+            )
+            .await
+        {
+            Ok(_) => anyhow::bail!("a row-level query was answered"),
+            Err(e) => outln!("[analyst] SELECT * … refused: {e}"),
+        }
+        let after = ledger.remaining("persons", None)?;
+        if after.epsilon != before.epsilon {
+            anyhow::bail!("a refused query was charged");
+        }
+        anyhow::Ok(())
+    })?;
+    outln!("\nOK: SQL answered with noise, every answer charged first; row-level output refused for free.");
+    Ok(())
 }
 
 /// MPC: three hospitals as separate processes over mutual TLS compute a joint mean and train

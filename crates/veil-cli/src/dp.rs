@@ -16,6 +16,12 @@ pub enum DpCommand {
     /// Show a dataset's privacy budget: total (from the metadata), spent, remaining, and every
     /// charge.
     Budget(BudgetArgs),
+    /// Answer a SQL query with differential privacy (noisy aggregates, charged to the budget
+    /// before anything is computed).
+    Query(QueryArgs),
+    /// Time queries through the DP engine (one engine, every run charged to the ledger):
+    /// latency per query, for comparisons with other DP SQL systems.
+    Bench(BenchArgs),
     /// Write the synthetic sample dataset (persons.csv, generated here from a seed) and its
     /// metadata (persons.toml).
     Sample(SampleArgs),
@@ -32,6 +38,72 @@ pub struct SampleArgs {
     /// Seed of the generator (same seed, same file).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// How `veil dp query` prints its answer.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryFormat {
+    /// A text table, then the cost and the accuracy.
+    Table,
+    /// One JSON object: columns, rows, epsilon, delta, remaining_epsilon, remaining_delta,
+    /// accuracy.
+    Json,
+}
+
+/// Where the data is, what a query may spend, and who asks.
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    /// The dataset's metadata (TOML: [budget], [table.NAME], columns with bounds).
+    #[arg(long)]
+    pub metadata: PathBuf,
+    /// A table of the metadata and its data file: NAME=FILE (.csv with a header line, or
+    /// .parquet). Repeat for joins. Not used with --backend.
+    #[arg(long = "table", value_name = "NAME=FILE")]
+    pub tables: Vec<String>,
+    /// ε each query may spend (split over the noisy measurements it needs).
+    #[arg(long)]
+    pub epsilon: f64,
+    /// δ for τ-thresholding of private grouping keys (spent only when the query groups by
+    /// a column without public_keys).
+    #[arg(long, default_value_t = 1e-6)]
+    pub delta: f64,
+    /// The ledger: a SQLite file (default: NAME.budget.db beside the metadata) or a
+    /// PostgreSQL URL.
+    #[arg(long)]
+    pub ledger: Option<String>,
+    /// Run the bounded statistics on a PostgreSQL server (postgres://user@host:port/db)
+    /// instead of the embedded engine over files.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Who is asking (charged to this analyst's own budget too, if one is set).
+    #[arg(long, default_value = "analyst")]
+    pub analyst: String,
+}
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub format: QueryFormat,
+    /// The SQL query (SELECT with aggregates).
+    pub sql: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How many times to run each query (each run is charged).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// One JSON object per run: {"sql", "run", "ms", "rows"}.
+    #[arg(long)]
+    pub json: bool,
+    /// The queries.
+    #[arg(required = true)]
+    pub sql: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +123,8 @@ pub struct BudgetArgs {
 pub fn run(cmd: DpCommand) -> Result<()> {
     match cmd {
         DpCommand::Budget(a) => budget(&a),
+        DpCommand::Query(a) => query(&a),
+        DpCommand::Bench(a) => bench(&a),
         DpCommand::Sample(a) => sample(&a),
     }
 }
@@ -148,6 +222,134 @@ fn budget(a: &BudgetArgs) -> Result<()> {
                     c.note
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The `NAME=FILE` pairs of `--table`.
+fn table_args(tables: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    tables
+        .iter()
+        .map(|t| match t.split_once('=') {
+            Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                Ok((name.to_string(), PathBuf::from(path)))
+            }
+            _ => {
+                anyhow::bail!("--table takes NAME=FILE (e.g. persons=data/persons.csv), not {t:?}")
+            }
+        })
+        .collect()
+}
+
+/// The ledger, the dataset's name and the engine that `DataArgs` describe.
+fn engine(
+    a: &DataArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Box<dyn Ledger>, String, veil_dp_sql::Engine)> {
+    let (meta, name, ledger, _) = dataset(&a.metadata, a.ledger.as_deref())?;
+    let tables = table_args(&a.tables)?;
+    let engine = rt.block_on(async {
+        match &a.backend {
+            Some(url) => {
+                if !tables.is_empty() {
+                    anyhow::bail!(
+                        "--table is for files; with --backend the tables are read from the server"
+                    );
+                }
+                Ok(veil_dp_sql::Engine::postgres(meta, url).await?)
+            }
+            None => {
+                if tables.is_empty() {
+                    anyhow::bail!("give the data: --table NAME=FILE (or --backend postgres://…)");
+                }
+                let pairs: Vec<(String, &Path)> = tables
+                    .iter()
+                    .map(|(n, p)| (n.clone(), p.as_path()))
+                    .collect();
+                Ok(veil_dp_sql::Engine::embedded(meta, &pairs).await?)
+            }
+        }
+    })?;
+    Ok((ledger, name, engine))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
+    veil_dp_sql::QueryOptions {
+        epsilon: a.epsilon,
+        delta: a.delta,
+    }
+}
+
+fn query(a: &QueryArgs) -> Result<()> {
+    let rt = runtime()?;
+    let (ledger, name, engine) = engine(&a.data, &rt)?;
+    let result = rt.block_on(engine.query(
+        ledger.as_ref(),
+        &name,
+        &a.data.analyst,
+        &a.sql,
+        options(&a.data),
+    ))?;
+    match a.format {
+        QueryFormat::Json => outln!("{}", result.to_json()?),
+        QueryFormat::Table => {
+            outln!("{}", result.to_table()?);
+            outln!(
+                "cost       ε {}  δ {:e}   (remaining ε {}  δ {:e})",
+                result.epsilon,
+                result.delta,
+                result.remaining_epsilon,
+                result.remaining_delta
+            );
+            for (column, half) in &result.accuracy {
+                match half {
+                    Some(h) => outln!("accuracy   {column}: ± {h:.3} (95% confidence, noise only)"),
+                    None => outln!("accuracy   {column}: no closed form"),
+                }
+            }
+            if let Some(tau) = result.threshold {
+                outln!("threshold  private keys released only above a noisy count of {tau:.1}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bench(a: &BenchArgs) -> Result<()> {
+    let rt = runtime()?;
+    let (ledger, name, engine) = engine(&a.data, &rt)?;
+    for sql in &a.sql {
+        let mut times = Vec::with_capacity(a.runs);
+        for run in 0..a.runs {
+            let t = std::time::Instant::now();
+            let r = rt.block_on(engine.query(
+                ledger.as_ref(),
+                &name,
+                &a.data.analyst,
+                sql,
+                options(&a.data),
+            ))?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            times.push(ms);
+            if a.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({"sql": sql, "run": run, "ms": ms, "rows": r.rows()?})
+                );
+            }
+        }
+        if !a.json {
+            times.sort_by(f64::total_cmp);
+            let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+            outln!("{median:>9.2} ms  median of {}  {sql}", a.runs);
         }
     }
     Ok(())

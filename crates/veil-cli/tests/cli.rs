@@ -969,3 +969,177 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dp_query_answers_refuses_and_charges_through_the_cli() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-dpq-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    assert!(veil(&["dp", "sample", "--dir", &d, "--rows", "3000"])
+        .status
+        .success());
+    let m = dir.join("persons.toml").to_string_lossy().into_owned();
+    let t = format!("persons={}", dir.join("persons.csv").display());
+    let q = |extra: &[&str], sql: &str| {
+        let mut args = vec!["dp", "query", "--metadata", &m, "--table", &t];
+        args.extend_from_slice(extra);
+        args.push(sql);
+        veil(&args)
+    };
+    // JSON: one object with the documented keys.
+    let out = q(
+        &["--epsilon", "1", "--format", "json"],
+        "SELECT sex, COUNT(*) AS n FROM persons GROUP BY sex ORDER BY sex",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "columns",
+        "rows",
+        "epsilon",
+        "delta",
+        "remaining_epsilon",
+        "remaining_delta",
+        "accuracy",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    assert_eq!(v["columns"], serde_json::json!(["sex", "n"]));
+    assert_eq!(v["rows"][0][0], "F");
+    let n = v["rows"][0][1].as_f64().unwrap() + v["rows"][1][1].as_f64().unwrap();
+    assert!((n - 3000.0).abs() < 60.0, "{v}");
+    assert_eq!(v["epsilon"], 1.0);
+    assert!((v["remaining_epsilon"].as_f64().unwrap() - 9.0).abs() < 1e-9);
+    assert!(v["accuracy"]["n"].as_f64().unwrap() > 0.0);
+    // Table format prints the cost.
+    let out = q(
+        &["--epsilon", "0.5"],
+        "SELECT AVG(age) FROM persons WHERE income > 20000",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("cost       ε 0.5"),
+        "{text}"
+    );
+    // A rejected query exits non-zero with the reason and charges nothing.
+    let out = q(&["--epsilon", "1"], "SELECT * FROM persons");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("row-level output"), "{err}");
+    let out = veil(&["dp", "budget", "--metadata", &m, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        (v["spent_epsilon"].as_f64().unwrap() - 1.5).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(v["charges"].as_array().unwrap().len(), 2);
+    // More than the budget: refused, nothing charged.
+    let out = q(&["--epsilon", "9"], "SELECT COUNT(*) FROM persons");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("budget exhausted"));
+    // Bad arguments are errors, not panics.
+    for args in [
+        vec![
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--table",
+            "persons",
+            "--epsilon",
+            "1",
+            "SELECT COUNT(*) FROM persons",
+        ],
+        vec![
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--epsilon",
+            "1",
+            "SELECT COUNT(*) FROM persons",
+        ],
+        vec![
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--table",
+            &t,
+            "--epsilon",
+            "-1",
+            "SELECT COUNT(*) FROM persons",
+        ],
+    ] {
+        let out = veil(&args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+    // The same through a live PostgreSQL backend, charged to the same ledger.
+    if let Some(server) = veil_dp::testing::PostgresServer::start("cli").unwrap() {
+        let psql = |sql: &str| {
+            let ok = Command::new("psql")
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &server.port.to_string(),
+                    "-U",
+                    "veil",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    sql,
+                ])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "{sql}");
+        };
+        psql(
+            "CREATE TABLE persons (person_id bigint, age int, income float8, sex text, state text)",
+        );
+        psql(&format!(
+            "\\copy persons FROM '{}' WITH (FORMAT csv, HEADER true)",
+            dir.join("persons.csv").display()
+        ));
+        let url = format!("postgres://veil@127.0.0.1:{}/postgres", server.port);
+        let out = veil(&[
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--backend",
+            &url,
+            "--epsilon",
+            "1",
+            "--format",
+            "json",
+            "SELECT COUNT(*) AS n FROM persons WHERE age > 40",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            (v["remaining_epsilon"].as_f64().unwrap() - 7.5).abs() < 1e-9,
+            "{v}"
+        );
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not installed"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -14,6 +14,8 @@
 //!   check-and-charge, in SQLite (embedded) or PostgreSQL (shared, feature `postgres`);
 //!   [`release`] charges first and computes the noisy value only once the charge succeeded.
 //! - [`local`]: local DP for telemetry (randomized response, a frequency oracle, 1-bit means).
+//! - [`testing`]: a throwaway PostgreSQL server on loopback, for the tests of ledgers and
+//!   backends.
 //!
 //! ```no_run
 //! use veil_dp::{ledger::SqliteLedger, mechanisms::LaplaceMechanism, release};
@@ -34,6 +36,7 @@ pub mod local;
 pub mod mechanisms;
 pub mod noise;
 mod release;
+pub mod testing;
 
 pub use error::{DpError, Result};
 pub use release::release;

@@ -112,102 +112,10 @@ fn thirty_two_concurrent_queries_never_overspend() {
     std::fs::remove_dir_all(dir2).unwrap();
 }
 
-/// A PostgreSQL server of our own on a loopback port, in a temporary directory (Debian's
-/// `postgresql` package: `initdb` and `pg_ctl` under `/usr/lib/postgresql/*/bin`; run as the
-/// `postgres` user when the tests run as root, since PostgreSQL refuses to run as root).
-struct Postgres {
-    dir: PathBuf,
-    ctl: std::process::Command,
-    url: String,
-}
-
-impl Postgres {
-    fn start(name: &str) -> Option<Self> {
-        use std::process::Command;
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("initdb").exists())
-            .max()?;
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-            .unwrap_or(false);
-        let cmd = |tool: &str| {
-            let mut c = if root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
-                c
-            } else {
-                Command::new(bin.join(tool))
-            };
-            c.stdout(std::process::Stdio::null());
-            c
-        };
-        let dir = std::env::temp_dir().join(format!("veil-pg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if root {
-            let ok = Command::new("chown")
-                .args(["postgres:"])
-                .arg(&dir)
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown of the PostgreSQL directory");
-        }
-        let data = dir.join("data");
-        let ok = cmd("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "veil", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "initdb");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut ctl = cmd("pg_ctl");
-        ctl.arg("-D").arg(&data);
-        let ok = cmd("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("log"))
-            .args(["-w", "-o"])
-            .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
-                dir.display()
-            ))
-            .arg("start")
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "pg_ctl start: {}",
-            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-        );
-        Some(Self {
-            url: format!("host=127.0.0.1 port={port} user=veil dbname=postgres"),
-            dir,
-            ctl,
-        })
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.ctl.args(["-m", "immediate", "stop"]).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn the_postgres_ledger_never_overspends_under_32_connections() {
     use veil_dp::ledger::postgres::PostgresLedger;
-    let Some(server) = Postgres::start("ledger") else {
+    let Some(server) = veil_dp::testing::PostgresServer::start("ledger").unwrap() else {
         // CI installs PostgreSQL (.ci/run); elsewhere the test needs Debian's package.
         assert!(
             std::env::var_os("CI").is_none(),

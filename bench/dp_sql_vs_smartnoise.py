@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Side-by-side DP SQL benchmark: SmartNoise SQL (snsql) vs Veil on the same CSV and queries.
+
+Usage
+-----
+    python3 bench/dp_sql_vs_smartnoise.py                  # 100k rows, ε = 1, 10 runs
+    python3 bench/dp_sql_vs_smartnoise.py --rows 1000000 --runs 5 --markdown
+    python3 bench/dp_sql_vs_smartnoise.py --veil target/release/veil
+
+What it does
+------------
+* Installs ``smartnoise-sql`` (PyPI) in a virtualenv at ``bench/.venv`` (once).
+* Writes the synthetic ``persons`` table with ``veil dp sample`` (committed generator, seeded)
+  and the same metadata for both systems: Veil's TOML (budget raised so the benchmark's
+  repeated queries are paid for) and SmartNoise's YAML (person_id the private id, one row per
+  person, the same bounds).
+* Runs every query ``--runs`` times on each system at the same ε (and δ for the private-key
+  GROUP BY): SmartNoise in process over a pandas DataFrame loaded once; Veil with
+  ``veil dp bench`` (one engine, the CSV registered once, every run charged to the ledger).
+* Computes the exact answers with pandas, and prints per query the median latency of each
+  system, the ratio SmartNoise / Veil (higher is better for Veil), and the mean absolute
+  error of each over the runs (the first numeric output column, averaged over groups).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VENV = HERE / ".venv"
+
+# (name, SQL over table `persons`, exact answer from pandas, grouping column or None)
+QUERIES = [
+    ("count", "SELECT COUNT(*) AS v FROM persons", None),
+    ("sum where", "SELECT SUM(age) AS v FROM persons WHERE age > 40", None),
+    ("avg income", "SELECT AVG(income) AS v FROM persons", None),
+    ("var age", "SELECT VAR(age) AS v FROM persons", None),
+    ("group public", "SELECT sex, COUNT(*) AS v FROM persons GROUP BY sex", "sex"),
+    ("group private", "SELECT state, AVG(income) AS v FROM persons GROUP BY state", "state"),
+]
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(str(c) for c in cmd), file=sys.stderr)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_smartnoise():
+    py = VENV / "bin" / "python"
+    probe = [str(py), "-c", "import snsql, pandas"]
+    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return str(py)
+    sh([sys.executable, "-m", "venv", str(VENV)])
+    sh([str(py), "-m", "pip", "install", "-q", "smartnoise-sql"])
+    return str(py)
+
+
+SN_YAML = """Collection:
+  PUMS:
+    persons:
+      max_ids: 1
+      row_privacy: False
+      sample_max_ids: True
+      censor_dims: True
+      person_id:
+        type: int
+        private_id: True
+      age:
+        type: int
+        lower: 0
+        upper: 100
+      income:
+        type: float
+        lower: 0
+        upper: 500000
+      sex:
+        type: string
+      state:
+        type: string
+"""
+
+SN_RUNNER = r"""
+import json, sys, time
+import pandas as pd
+import snsql
+from snsql import Privacy
+csv, meta, eps, delta, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+queries = json.loads(sys.stdin.read())
+df = pd.read_csv(csv)
+reader = snsql.from_df(df, privacy=Privacy(epsilon=eps, delta=delta), metadata=meta)
+for name, sql in queries:
+    q = sql.replace("FROM persons", "FROM PUMS.persons")
+    for run in range(runs):
+        t = time.perf_counter()
+        out = reader.execute(q)
+        ms = (time.perf_counter() - t) * 1e3
+        print(json.dumps({"name": name, "run": run, "ms": ms, "rows": out[1:]}, default=float))
+"""
+
+
+def truth(csv):
+    import csv as csvmod
+    rows = list(csvmod.DictReader(open(csv)))
+    for r in rows:
+        r["age"] = float(r["age"])
+        r["income"] = min(float(r["income"]), 500000.0)
+    def mean(xs):
+        return sum(xs) / len(xs)
+    def var(xs):
+        m = mean(xs)
+        return sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+    def by(key, f):
+        groups = {}
+        for r in rows:
+            groups.setdefault(r[key], []).append(r)
+        return {k: f(v) for k, v in groups.items()}
+    return {
+        "count": {None: len(rows)},
+        "sum where": {None: sum(r["age"] for r in rows if r["age"] > 40)},
+        "avg income": {None: mean([r["income"] for r in rows])},
+        "var age": {None: var([r["age"] for r in rows])},
+        "group public": by("sex", len),
+        "group private": by("state", lambda v: mean([r["income"] for r in v])),
+    }
+
+
+def errors(results, exact, grouped):
+    """Mean absolute error of the value column over runs and groups (missing groups skipped),
+    and the fraction of true groups released."""
+    errs, released = [], []
+    for rows in results:
+        seen = 0
+        for row in rows:
+            key = row[0] if grouped else None
+            value = row[-1]
+            if key in exact and value is not None:
+                errs.append(abs(float(value) - exact[key]))
+                seen += 1
+        released.append(seen / len(exact))
+    return (statistics.mean(errs) if errs else float("nan")), statistics.mean(released)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument("--delta", type=float, default=1e-5)
+    ap.add_argument("--veil", default=None, help="path to the veil binary (default: build it)")
+    ap.add_argument("--markdown", action="store_true")
+    a = ap.parse_args()
+
+    py = ensure_smartnoise()
+    veil = a.veil
+    if veil is None:
+        sh(["cargo", "build", "--release", "-q", "-p", "veil-cli"], cwd=ROOT)
+        veil = str(ROOT / "target" / "release" / "veil")
+
+    work = Path(tempfile.mkdtemp(prefix="veil-dp-bench-"))
+    sh([veil, "dp", "sample", "--rows", str(a.rows), "--seed", "1", "--dir", str(work)], stdout=subprocess.DEVNULL)
+    csv = work / "persons.csv"
+    meta = work / "persons.toml"
+    # The benchmark's own budget: every run is charged, so give it enough.
+    text = meta.read_text().replace("epsilon = 10.0", "epsilon = 1000000.0").replace("delta = 1e-5", "delta = 0.5")
+    meta.write_text(text)
+    sn_meta = work / "persons.yaml"
+    sn_meta.write_text(SN_YAML)
+    exact = truth(csv)
+    queries = [(n, q) for n, q, _ in QUERIES]
+
+    out = sh([py, "-c", SN_RUNNER, str(csv), str(sn_meta), str(a.epsilon), str(a.delta), str(a.runs)],
+             input=json.dumps(queries), capture_output=True, text=True)
+    sn = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+
+    cmd = [veil, "dp", "bench", "--metadata", str(meta), "--table", f"persons={csv}",
+           "--epsilon", str(a.epsilon), "--delta", str(a.delta), "--runs", str(a.runs), "--json"]
+    out = sh(cmd + [q for _, q in queries], capture_output=True, text=True)
+    vl = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+
+    lines = []
+    head = f"{a.rows} rows, ε = {a.epsilon}, δ = {a.delta}, {a.runs} runs per query"
+    if a.markdown:
+        lines.append(f"| query | SmartNoise ms | Veil ms | speed-up | SmartNoise error | Veil error | groups released (SN / Veil) |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    else:
+        lines.append(head)
+        lines.append(f"{'query':<14} {'SN ms':>8} {'Veil ms':>8} {'speed-up':>9} {'SN error':>12} {'Veil error':>12}  released SN/Veil")
+    for name, sql, group in QUERIES:
+        s_runs = [r for r in sn if r["name"] == name]
+        v_runs = [r for r in vl if r["sql"] == sql]
+        s_ms = statistics.median(r["ms"] for r in s_runs)
+        v_ms = statistics.median(r["ms"] for r in v_runs)
+        s_err, s_rel = errors([r["rows"] for r in s_runs], exact[name], group is not None)
+        v_err, v_rel = errors([r["rows"] for r in v_runs], exact[name], group is not None)
+        if a.markdown:
+            lines.append(f"| `{sql}` | {s_ms:.1f} | {v_ms:.2f} | {s_ms / v_ms:.0f}× | {s_err:.4g} | {v_err:.4g} | {s_rel:.2f} / {v_rel:.2f} |")
+        else:
+            lines.append(f"{name:<14} {s_ms:>8.1f} {v_ms:>8.2f} {s_ms / v_ms:>8.0f}× {s_err:>12.4g} {v_err:>12.4g}  {s_rel:.2f}/{v_rel:.2f}")
+    if a.markdown:
+        lines.insert(0, head + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+//! Where the bounded statistics run.
+//!
+//! - **Embedded** (the default): DataFusion over CSV and Parquet files, each registered under
+//!   its metadata table's name with the types the metadata declares.
+//! - **PostgreSQL**: the same logical plans, unparsed to PostgreSQL SQL by DataFusion's
+//!   `Unparser` and run by a real server; only the noise-free, clamped, per-group statistics
+//!   come back, and Veil adds the noise. Planning uses empty tables with the metadata's schema,
+//!   so no data crosses into Veil's planner.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::sql::unparser::dialect::PostgreSqlDialect;
+use datafusion::sql::unparser::Unparser;
+
+use crate::error::{Result, SqlError};
+use crate::metadata::{ColumnType, Metadata, Table};
+
+/// The Arrow type a metadata column type is read as.
+fn arrow_type(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Bool => DataType::Boolean,
+    }
+}
+
+fn table_err(table: &str, message: impl Into<String>) -> SqlError {
+    SqlError::Table {
+        table: table.to_string(),
+        message: message.into(),
+    }
+}
+
+/// What identifies one version of a table's data (for caching the contribution proof).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// A file: its path, length and modification time.
+    File(PathBuf, u64, Option<SystemTime>),
+    /// A server table: never cached (it may change between two queries).
+    Live,
+}
+
+/// A registered table.
+#[derive(Clone, Debug)]
+pub(crate) struct Registered {
+    /// Its version.
+    pub version: Version,
+}
+
+/// Where statistics run.
+pub(crate) enum Backend {
+    /// DataFusion in this process.
+    Embedded,
+    /// A PostgreSQL server.
+    Postgres(tokio_postgres::Client),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Embedded => f.write_str("Embedded"),
+            Backend::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
+}
+
+/// Registers a CSV or Parquet file as metadata table `name`.
+pub(crate) async fn register_file(
+    ctx: &SessionContext,
+    meta: &Metadata,
+    name: &str,
+    path: &Path,
+) -> Result<Registered> {
+    let Some((tname, table)) = meta.table(name) else {
+        return Err(table_err(
+            name,
+            format!(
+                "not described by the metadata (it describes: {})",
+                meta.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    };
+    let fs = std::fs::metadata(path)
+        .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
+    if !fs.is_file() {
+        return Err(table_err(
+            tname,
+            format!("{} is not a file", path.display()),
+        ));
+    }
+    let location = path
+        .to_str()
+        .ok_or_else(|| table_err(tname, "the path is not UTF-8"))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ext == "parquet" {
+        ctx.register_parquet(tname, location, ParquetReadOptions::default())
+            .await
+            .map_err(|e| table_err(tname, e.to_string()))?;
+        let provider = ctx
+            .table_provider(tname)
+            .await
+            .map_err(|e| table_err(tname, e.to_string()))?;
+        check_schema(tname, table, &provider.schema())?;
+    } else {
+        let schema = csv_schema(tname, table, path)?;
+        let dotted = format!(
+            ".{}",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        );
+        let options = CsvReadOptions::new()
+            .has_header(true)
+            .schema(&schema)
+            .file_extension(&dotted);
+        ctx.register_csv(tname, location, options)
+            .await
+            .map_err(|e| table_err(tname, e.to_string()))?;
+    }
+    Ok(Registered {
+        version: Version::File(path.to_path_buf(), fs.len(), fs.modified().ok()),
+    })
+}
+
+/// The schema of a CSV file: its header's columns in order, typed as the metadata declares
+/// (columns the metadata does not describe are read as text).
+fn csv_schema(tname: &str, table: &Table, path: &Path) -> Result<Schema> {
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path)
+        .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
+    let mut header = String::new();
+    std::io::BufReader::new(file)
+        .take(1 << 20)
+        .read_line(&mut header)
+        .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
+    let names: Vec<&str> = header
+        .trim_end_matches(['\r', '\n'])
+        .split(',')
+        .map(|s| s.trim().trim_matches('"'))
+        .collect();
+    if names.iter().all(|n| n.is_empty()) {
+        return Err(table_err(
+            tname,
+            format!("{} has no header line", path.display()),
+        ));
+    }
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| {
+            let t = table
+                .column(n)
+                .map(|(_, c)| arrow_type(c.kind))
+                .unwrap_or(DataType::Utf8);
+            Field::new(*n, t, true)
+        })
+        .collect();
+    let schema = Schema::new(fields);
+    check_schema(tname, table, &Arc::new(schema.clone()))?;
+    Ok(schema)
+}
+
+/// Every column the metadata declares must be in the file, with a compatible type.
+fn check_schema(tname: &str, table: &Table, schema: &SchemaRef) -> Result<()> {
+    for (name, c) in &table.columns {
+        let Some(f) = schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+        else {
+            return Err(table_err(
+                tname,
+                format!("column {name:?} of the metadata is not in the data"),
+            ));
+        };
+        let t = f.data_type();
+        let ok = match c.kind {
+            ColumnType::Int => t.is_integer(),
+            ColumnType::Float => t.is_numeric(),
+            ColumnType::String => matches!(
+                t,
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Dictionary(..)
+            ),
+            ColumnType::Bool => *t == DataType::Boolean,
+        };
+        if !ok {
+            return Err(table_err(
+                tname,
+                format!(
+                    "column {name:?} is {t} in the data but {:?} in the metadata",
+                    c.kind
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Connects to PostgreSQL and registers every metadata table as an empty table of the
+/// metadata's schema (for planning), after checking the server has it with those columns.
+pub(crate) async fn connect_postgres(
+    ctx: &SessionContext,
+    meta: &Metadata,
+    url: &str,
+) -> Result<Backend> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| SqlError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("PostgreSQL connection closed: {e}");
+        }
+    });
+    for (tname, table) in &meta.tables {
+        let rows = client
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_name = $1 AND table_schema = ANY (current_schemas(false)) \
+                 ORDER BY ordinal_position",
+                &[tname],
+            )
+            .await
+            .map_err(|e| SqlError::Backend(e.to_string()))?;
+        let have: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        if have.is_empty() {
+            return Err(table_err(tname, "no such table on the PostgreSQL server"));
+        }
+        let mut fields = Vec::new();
+        for name in &have {
+            if let Some((_, c)) = table.column(name) {
+                fields.push(Field::new(name, arrow_type(c.kind), true));
+            }
+        }
+        for name in table.columns.keys() {
+            if !have.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+                return Err(table_err(
+                    tname,
+                    format!("column {name:?} of the metadata is not in the server's table"),
+                ));
+            }
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(tname.as_str(), Arc::new(empty))?;
+    }
+    Ok(Backend::Postgres(client))
+}
+
+impl Backend {
+    /// Runs a statistics plan and returns its rows.
+    pub(crate) async fn run(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            Backend::Embedded => Ok(ctx
+                .execute_logical_plan(plan.clone())
+                .await?
+                .collect()
+                .await?),
+            Backend::Postgres(client) => {
+                let sql = to_postgres_sql(plan)?;
+                tracing::debug!("PostgreSQL: {sql}");
+                let rows = client
+                    .query(sql.as_str(), &[])
+                    .await
+                    .map_err(|e| SqlError::Backend(format!("PostgreSQL: {e} (running {sql})")))?;
+                let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+                let batch = rows_to_batch(&schema, &rows)
+                    .map_err(|e| SqlError::Backend(format!("{e} (running {sql})")))?;
+                Ok(vec![batch])
+            }
+        }
+    }
+}
+
+/// The PostgreSQL text of a statistics plan.
+pub(crate) fn to_postgres_sql(plan: &LogicalPlan) -> Result<String> {
+    let dialect = PostgreSqlDialect {};
+    let statement = Unparser::new(&dialect)
+        .plan_to_sql(plan)
+        .map_err(|e| SqlError::Internal(format!("cannot unparse to PostgreSQL: {e}")))?;
+    Ok(statement.to_string())
+}
+
+fn rows_to_batch(schema: &SchemaRef, rows: &[tokio_postgres::Row]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (position, f) in schema.fields().iter().enumerate() {
+        // The unparser may order the SELECT list differently: match columns by name.
+        let i = rows
+            .first()
+            .and_then(|r| r.columns().iter().position(|c| c.name() == f.name()))
+            .unwrap_or(position);
+        let bad = |e: tokio_postgres::Error| {
+            let got = rows
+                .first()
+                .and_then(|r| r.columns().get(i))
+                .map(|c| c.type_().to_string())
+                .unwrap_or_default();
+            SqlError::Backend(format!(
+                "PostgreSQL column {} ({got}, expected {}): {e}",
+                f.name(),
+                f.data_type()
+            ))
+        };
+        let array: ArrayRef = match f.data_type() {
+            DataType::Int64 => {
+                let mut b = Int64Builder::with_capacity(rows.len());
+                for r in rows {
+                    let v = match r.try_get::<_, Option<i64>>(i) {
+                        Ok(v) => v,
+                        Err(_) => r.try_get::<_, Option<i32>>(i).map_err(bad)?.map(i64::from),
+                    };
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Float64 => {
+                let mut b = Float64Builder::with_capacity(rows.len());
+                for r in rows {
+                    let v = match r.try_get::<_, Option<f64>>(i) {
+                        Ok(v) => v,
+                        Err(_) => r
+                            .try_get::<_, Option<i64>>(i)
+                            .map_err(bad)?
+                            .map(|x| x as f64),
+                    };
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Utf8 => {
+                let mut b = StringBuilder::new();
+                for r in rows {
+                    b.append_option(r.try_get::<_, Option<String>>(i).map_err(bad)?);
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(rows.len());
+                for r in rows {
+                    b.append_option(r.try_get::<_, Option<bool>>(i).map_err(bad)?);
+                }
+                Arc::new(b.finish())
+            }
+            other => {
+                return Err(SqlError::Internal(format!(
+                    "statistics column {} has type {other}",
+                    f.name()
+                )))
+            }
+        };
+        columns.push(array);
+    }
+    let nullable = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    RecordBatch::try_new(nullable, columns).map_err(|e| SqlError::Internal(e.to_string()))
+}

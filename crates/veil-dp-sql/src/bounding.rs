@@ -1,0 +1,318 @@
+//! The bounded, clamped, noise-free statistics queries the engine runs for an accepted
+//! [`DpPlan`](crate::planner::DpPlan): ordinary logical plans, so the same plan runs in the
+//! embedded DataFusion or, unparsed to SQL, on PostgreSQL.
+//!
+//! **Clamping.** Every value a sum, sum of squares or quantile reads is clamped to the
+//! column's declared bounds (`CASE WHEN x < lo THEN lo WHEN x > hi THEN hi ELSE x END`).
+//!
+//! **Contribution bounding.** One privacy unit may bring at most `k` rows. Two plans keep
+//! that guarantee:
+//!
+//! - *Proven bound* (the fast path): before the query, the engine asks the backend for the
+//!   largest number of rows any unit has in each table (`max(count(*))` grouped by the unit,
+//!   cached per file version). When no unit exceeds its bound the data already satisfies it,
+//!   and the statistics are a plain aggregation. The proof releases nothing: when it holds,
+//!   the bounded plan below would return exactly the same numbers.
+//! - *Enforced bound* (otherwise): a per-unit hash aggregation computes each unit's row count
+//!   `N` and number of groups `G`; each row of a unit is weighted by `min(1, k/N)`, and a
+//!   unit that falls into more than `k` private groups is dropped. A unit's total weight is
+//!   then at most `k` and it touches at most `k` new keys, which is what the sensitivities and
+//!   the τ threshold assume. This is a hash join against a per-unit aggregate, not the
+//!   `ROW_NUMBER() OVER (PARTITION BY unit ORDER BY random())` sort that makes naive
+//!   rewrites 15–25× slower (and never a database's `random()`).
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, JoinType};
+use datafusion::functions::math::expr_fn::floor;
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, sum};
+use datafusion::logical_expr::{
+    cast, col, lit, when, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder,
+};
+
+use crate::error::Result;
+use crate::planner::{Bounded, DpPlan, Measurement};
+
+/// Number of candidate points of a DP quantile (at most; integer columns use one per value).
+pub(crate) const QUANTILE_CANDIDATES: usize = 1001;
+
+/// Names of the statistics plans' columns.
+pub(crate) fn group_name(i: usize) -> String {
+    format!("__g{i}")
+}
+/// Name of the `i`-th statistic.
+pub(crate) fn stat_name(i: usize) -> String {
+    format!("__s{i}")
+}
+/// Name of the histogram bucket column.
+pub(crate) const BUCKET: &str = "__bucket";
+const UNIT: &str = "__unit";
+const WEIGHT_UNIT: &str = "__wunit";
+const WEIGHT: &str = "__weight";
+const ROWS: &str = "__n";
+
+fn count_star() -> Expr {
+    count(lit(1i64))
+}
+
+fn f64_of(e: Expr) -> Expr {
+    cast(e, DataType::Float64)
+}
+
+/// `x` clamped to the column's bounds, as a float.
+pub(crate) fn clamp(b: &Bounded) -> Expr {
+    let x = f64_of(Expr::Column(b.column.clone()));
+    // Built from constants and a column, the CASE cannot fail to build.
+    when(x.clone().lt(lit(b.lower)), lit(b.lower))
+        .when(x.clone().gt(lit(b.upper)), lit(b.upper))
+        .otherwise(x)
+        .unwrap_or_else(|_| lit(b.lower))
+}
+
+/// The quantile histogram grid of a column: candidates `lower + i·step`.
+pub(crate) fn grid(b: &Bounded) -> (usize, f64) {
+    let range = b.upper - b.lower;
+    if range <= 0.0 {
+        return (1, 1.0);
+    }
+    if b.integer && range < (QUANTILE_CANDIDATES - 1) as f64 {
+        return (range as usize + 1, 1.0);
+    }
+    (
+        QUANTILE_CANDIDATES,
+        range / (QUANTILE_CANDIDATES - 1) as f64,
+    )
+}
+
+fn bucket(b: &Bounded) -> Expr {
+    let (_, step) = grid(b);
+    cast(
+        floor((clamp(b) - lit(b.lower)) / lit(step)),
+        DataType::Int64,
+    )
+}
+
+/// The grouping keys, aliased `__g{i}` and cast to their own type (so every backend returns
+/// them typed alike).
+fn group_exprs(plan: &DpPlan) -> Result<Vec<Expr>> {
+    let input = plan.aggregate.input.schema();
+    plan.groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let t = g.expr.get_type(input.as_ref())?;
+            Ok(cast(g.expr.clone(), normalized_type(&t)).alias(group_name(i)))
+        })
+        .collect()
+}
+
+/// The type a key is returned as: strings as `Utf8`, integers as `Int64`, reals as `Float64`.
+pub(crate) fn normalized_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 | DataType::Utf8 | DataType::Dictionary(..) => {
+            DataType::Utf8
+        }
+        t if t.is_integer() => DataType::Int64,
+        t if t.is_floating()
+            || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) =>
+        {
+            DataType::Float64
+        }
+        other => other.clone(),
+    }
+}
+
+/// The aggregation input, and the weight of each row when the bound is enforced.
+fn weighted(plan: &DpPlan, proven: bool) -> Result<(LogicalPlan, Option<Expr>)> {
+    let input = plan.aggregate.input.as_ref().clone();
+    if proven {
+        return Ok((input, None));
+    }
+    let weights = unit_weights(plan)?;
+    let joined = LogicalPlanBuilder::from(input)
+        .join(
+            weights,
+            JoinType::Inner,
+            (
+                vec![plan.unit.clone()],
+                vec![Column::from_name(WEIGHT_UNIT)],
+            ),
+            None,
+        )?
+        .build()?;
+    Ok((joined, Some(col(Column::from_name(WEIGHT)))))
+}
+
+/// Rows per (unit, group): the first stage of the enforced bound.
+fn per_unit_and_group(plan: &DpPlan) -> Result<LogicalPlan> {
+    let mut keys = vec![Expr::Column(plan.unit.clone()).alias(UNIT)];
+    keys.extend(group_exprs(plan)?);
+    Ok(
+        LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
+            .aggregate(keys, vec![count_star().alias(ROWS)])?
+            .alias("__per_unit_group")?
+            .build()?,
+    )
+}
+
+/// `(__wunit, __weight)`: each unit's weight `min(1, k/N)`, or 0 when it falls into more than
+/// `k` groups of a private key.
+fn unit_weights(plan: &DpPlan) -> Result<LogicalPlan> {
+    let k = plan.bound as f64;
+    let per_unit = LogicalPlanBuilder::from(per_unit_and_group(plan)?)
+        .aggregate(
+            vec![col(Column::from_name(UNIT))],
+            vec![
+                f64_of(sum(col(Column::from_name(ROWS)))).alias("__total"),
+                f64_of(count_star()).alias("__groups"),
+            ],
+        )?
+        .build()?;
+    let total = col(Column::from_name("__total"));
+    let groups = col(Column::from_name("__groups"));
+    let mut w = if plan.private_keys() {
+        when(groups.gt(lit(k)), lit(0.0)).when(total.clone().lt_eq(lit(k)), lit(1.0))
+    } else {
+        when(total.clone().lt_eq(lit(k)), lit(1.0))
+    };
+    let weight = w.otherwise(lit(k) / total)?;
+    Ok(LogicalPlanBuilder::from(per_unit)
+        .project(vec![
+            col(Column::from_name(UNIT)).alias(WEIGHT_UNIT),
+            weight.alias(WEIGHT),
+        ])?
+        .alias("__unit_weights")?
+        .build()?)
+}
+
+/// The statistic of one row-level measurement (`None` for distinct units and quantiles, which
+/// have their own plans).
+fn row_stat(m: &Measurement, w: &Option<Expr>) -> Option<Expr> {
+    let weighted = |x: Expr| match w {
+        Some(w) => x * w.clone(),
+        None => x,
+    };
+    Some(match m {
+        Measurement::Rows => match w {
+            Some(w) => sum(w.clone()),
+            None => f64_of(count_star()),
+        },
+        Measurement::NonNull(c) => match w {
+            Some(w) => sum(when(Expr::Column(c.clone()).is_null(), lit(0.0))
+                .otherwise(w.clone())
+                .ok()?),
+            None => f64_of(count(Expr::Column(c.clone()))),
+        },
+        Measurement::Sum(b) => sum(weighted(clamp(b))),
+        Measurement::SumSquares(b) => sum(weighted(clamp(b) * clamp(b))),
+        Measurement::DistinctUnits | Measurement::Quantile(..) => return None,
+    })
+}
+
+/// The statistics plans of a query.
+pub(crate) struct StatsPlans {
+    /// Groups × row-level statistics: columns `__g*` then `__s{i}` for the measurements `i`
+    /// listed in `row_stats`.
+    pub rows: LogicalPlan,
+    /// Which measurements `rows` computes, in column order.
+    pub row_stats: Vec<usize>,
+    /// Groups × distinct units (`__g*`, `__s0`), when a measurement needs it.
+    pub distinct_units: Option<(usize, LogicalPlan)>,
+    /// Per quantile measurement: groups × bucket × weighted rows (`__g*`, `__bucket`, `__s0`).
+    pub histograms: Vec<(usize, LogicalPlan)>,
+}
+
+/// Builds the statistics plans; `proven` says the data already respects the bound.
+pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
+    let (input, w) = weighted(plan, proven)?;
+    let keys = group_exprs(plan)?;
+    let mut aggs = Vec::new();
+    let mut row_stats = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        if let Some(e) = row_stat(m, &w) {
+            aggs.push(f64_of(e).alias(stat_name(row_stats.len())));
+            row_stats.push(i);
+        }
+    }
+    if aggs.is_empty() {
+        // Keep the group list even when only distinct counts or quantiles are asked.
+        aggs.push(f64_of(count_star()).alias(stat_name(0)));
+        row_stats.push(usize::MAX);
+    }
+    let rows = LogicalPlanBuilder::from(input.clone())
+        .aggregate(keys.clone(), aggs)?
+        .build()?;
+    let mut distinct_units = None;
+    let mut histograms = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        match m {
+            Measurement::DistinctUnits => {
+                let p = if proven {
+                    LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
+                        .aggregate(
+                            keys.clone(),
+                            vec![f64_of(count_distinct(Expr::Column(plan.unit.clone())))
+                                .alias(stat_name(0))],
+                        )?
+                        .build()?
+                } else {
+                    // Σ over units of min(1, rows in the group × weight).
+                    let groups: Vec<Expr> = (0..plan.groups.len())
+                        .map(|g| col(Column::from_name(group_name(g))))
+                        .collect();
+                    let nw = f64_of(col(Column::from_name(ROWS))) * col(Column::from_name(WEIGHT));
+                    LogicalPlanBuilder::from(per_unit_and_group(plan)?)
+                        .join(
+                            unit_weights(plan)?,
+                            JoinType::Inner,
+                            (
+                                vec![Column::from_name(UNIT)],
+                                vec![Column::from_name(WEIGHT_UNIT)],
+                            ),
+                            None,
+                        )?
+                        .aggregate(
+                            groups,
+                            vec![sum(when(nw.clone().gt(lit(1.0)), lit(1.0)).otherwise(nw)?)
+                                .alias(stat_name(0))],
+                        )?
+                        .build()?
+                };
+                distinct_units = Some((i, p));
+            }
+            Measurement::Quantile(b, _) => {
+                let mut k = keys.clone();
+                k.push(bucket(b).alias(BUCKET));
+                let weight = match &w {
+                    Some(w) => sum(when(Expr::Column(b.column.clone()).is_null(), lit(0.0))
+                        .otherwise(w.clone())?),
+                    None => f64_of(count(Expr::Column(b.column.clone()))),
+                };
+                let p = LogicalPlanBuilder::from(input.clone())
+                    .aggregate(k, vec![f64_of(weight).alias(stat_name(0))])?
+                    .build()?;
+                histograms.push((i, p));
+            }
+            _ => {}
+        }
+    }
+    Ok(StatsPlans {
+        rows,
+        row_stats,
+        distinct_units,
+        histograms,
+    })
+}
+
+/// The largest number of rows any unit has in `table` (NULL for an empty table), as a
+/// one-row plan over the table's scan.
+pub(crate) fn max_rows_per_unit(scan: LogicalPlan, unit: Column) -> Result<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(scan)
+        .aggregate(vec![Expr::Column(unit)], vec![count_star().alias("__c")])?
+        // A derived table, so that the SQL unparser keeps the two aggregations apart.
+        .alias("__rows_per_unit")?
+        .aggregate(
+            Vec::<Expr>::new(),
+            vec![f64_of(max(col(Column::from_name("__c")))).alias(stat_name(0))],
+        )?
+        .build()?)
+}

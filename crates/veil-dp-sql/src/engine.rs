@@ -1,0 +1,830 @@
+//! The DP SQL engine: plan, check, charge, bound, measure, add noise, post-process.
+//!
+//! 1. DataFusion's SQL front end turns the text into a logical plan; the
+//!    [planner](crate::planner) accepts or rejects it — no data read, nothing charged.
+//! 2. The mechanisms are built (ε split equally over the measurements) and the ledger's
+//!    remaining budget is checked.
+//! 3. The backend proves or enforces the contribution bound ([`crate::bounding`]), the
+//!    ledger **charges** the query atomically, and only then do the bounded statistics run.
+//! 4. Veil adds exact discrete Laplace noise to every statistic, drops private keys whose
+//!    noisy count is under τ, fills in absent public keys, and computes each aggregate from
+//!    its noisy parts.
+//! 5. The analyst's plan, with its aggregation replaced by the noisy table, runs in
+//!    DataFusion for `HAVING`, `ORDER BY`, `LIMIT` and expressions — post-processing, which
+//!    costs no privacy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, ArrayRef, Float64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, ScalarValue};
+use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::logical_expr::{col, Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use veil_dp::ledger::Ledger;
+use veil_dp::mechanisms::{LaplaceMechanism, ReportNoisyMax};
+
+use crate::backend::{self, Backend, Registered, Version};
+use crate::bounding;
+use crate::error::{Result, SqlError};
+use crate::metadata::Metadata;
+use crate::planner::{self, DpPlan, Measurement, Output};
+
+/// How much privacy one query may spend.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryOptions {
+    /// ε of the whole query, split equally over the noisy measurements it needs.
+    pub epsilon: f64,
+    /// δ, spent only by τ-thresholding of private grouping keys (0 refuses such queries).
+    pub delta: f64,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self {
+            epsilon: 1.0,
+            delta: 1e-6,
+        }
+    }
+}
+
+/// A differentially private answer.
+#[derive(Clone, Debug)]
+pub struct DpResult {
+    /// Output column names.
+    pub columns: Vec<String>,
+    /// The noisy rows (as record batches, for display and further processing).
+    pub batches: Vec<RecordBatch>,
+    /// ε charged.
+    pub epsilon: f64,
+    /// δ charged.
+    pub delta: f64,
+    /// What the dataset has left after the charge.
+    pub remaining_epsilon: f64,
+    /// δ left.
+    pub remaining_delta: f64,
+    /// Per output column that is an aggregate: half-width of the 95% confidence interval of
+    /// its noise (`None` where no closed form is known, e.g. quantiles and variances).
+    pub accuracy: BTreeMap<String, Option<f64>>,
+    /// The τ threshold applied to private keys, if any.
+    pub threshold: Option<f64>,
+    /// Whether the data was proven to respect the contribution bound (else it was enforced).
+    pub bound_proven: bool,
+}
+
+impl DpResult {
+    /// The rows as JSON values.
+    pub fn rows(&self) -> Result<Vec<Vec<serde_json::Value>>> {
+        let mut out = Vec::new();
+        for b in &self.batches {
+            for r in 0..b.num_rows() {
+                let mut row = Vec::with_capacity(b.num_columns());
+                for c in b.columns() {
+                    row.push(json_value(&ScalarValue::try_from_array(c, r)?));
+                }
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `{"columns", "rows", "epsilon", "delta", "remaining_epsilon", "remaining_delta",
+    /// "accuracy"}`.
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "columns": self.columns,
+            "rows": self.rows()?,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "remaining_epsilon": self.remaining_epsilon,
+            "remaining_delta": self.remaining_delta,
+            "accuracy": self.accuracy,
+        }))
+    }
+
+    /// The rows as a text table.
+    pub fn to_table(&self) -> Result<String> {
+        Ok(
+            datafusion::arrow::util::pretty::pretty_format_batches(&self.batches)
+                .map_err(|e| SqlError::Internal(e.to_string()))?
+                .to_string(),
+        )
+    }
+}
+
+fn json_value(v: &ScalarValue) -> serde_json::Value {
+    use serde_json::Value;
+    if v.is_null() {
+        return Value::Null;
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
+        ScalarValue::Int8(Some(x)) => Value::from(*x),
+        ScalarValue::Int16(Some(x)) => Value::from(*x),
+        ScalarValue::Int32(Some(x)) => Value::from(*x),
+        ScalarValue::Int64(Some(x)) => Value::from(*x),
+        ScalarValue::UInt8(Some(x)) => Value::from(*x),
+        ScalarValue::UInt16(Some(x)) => Value::from(*x),
+        ScalarValue::UInt32(Some(x)) => Value::from(*x),
+        ScalarValue::UInt64(Some(x)) => Value::from(*x),
+        ScalarValue::Float32(Some(x)) => Value::from(*x),
+        ScalarValue::Float64(Some(x)) => Value::from(*x),
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Value::String(s.clone()),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// A DP SQL engine over one dataset: its metadata, its tables, one backend.
+pub struct Engine {
+    ctx: SessionContext,
+    meta: Metadata,
+    backend: Backend,
+    tables: HashMap<String, Registered>,
+    /// Largest rows per unit, per table, with the data version it was measured on.
+    proofs: Mutex<HashMap<String, (Version, f64)>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.backend)
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn session() -> SessionContext {
+    // Identifiers are matched case-insensitively, as the metadata is.
+    SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
+}
+
+impl Engine {
+    /// The embedded engine: DataFusion over files (`.parquet`, else CSV with a header line),
+    /// each registered as the metadata table it is paired with.
+    pub async fn embedded(meta: Metadata, tables: &[(String, &Path)]) -> Result<Self> {
+        let ctx = session();
+        let mut registered = HashMap::new();
+        for (name, path) in tables {
+            let r = backend::register_file(&ctx, &meta, name, path).await?;
+            let (tname, _) = meta
+                .table(name)
+                .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
+            registered.insert(tname.to_string(), r);
+        }
+        if registered.is_empty() {
+            return Err(SqlError::Table {
+                table: "(none)".into(),
+                message: "give at least one table (NAME=FILE)".into(),
+            });
+        }
+        Ok(Self {
+            ctx,
+            meta,
+            backend: Backend::Embedded,
+            tables: registered,
+            proofs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The PostgreSQL engine: every metadata table is read from the server at `url`
+    /// (`postgres://user@host:port/db` or `host=… port=… user=… dbname=…`).
+    pub async fn postgres(meta: Metadata, url: &str) -> Result<Self> {
+        let ctx = session();
+        let backend = backend::connect_postgres(&ctx, &meta, url).await?;
+        let tables = meta
+            .tables
+            .keys()
+            .map(|t| {
+                (
+                    t.clone(),
+                    Registered {
+                        version: Version::Live,
+                    },
+                )
+            })
+            .collect();
+        Ok(Self {
+            ctx,
+            meta,
+            backend,
+            tables,
+            proofs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// The PostgreSQL SQL of the bounded statistics a query would run (for inspection); no
+    /// data is read and nothing is charged.
+    pub async fn explain_postgres(&self, sql: &str) -> Result<Vec<String>> {
+        let plan = self.plan(sql).await?;
+        let stats = bounding::stats_plans(&plan, false)?;
+        let mut out = vec![backend::to_postgres_sql(&stats.rows)?];
+        if let Some((_, p)) = &stats.distinct_units {
+            out.push(backend::to_postgres_sql(p)?);
+        }
+        for (_, p) in &stats.histograms {
+            out.push(backend::to_postgres_sql(p)?);
+        }
+        Ok(out)
+    }
+
+    async fn plan(&self, sql: &str) -> Result<DpPlan> {
+        let logical = self
+            .ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| SqlError::Sql(e.to_string()))?;
+        planner::plan(&logical, &self.meta)
+    }
+
+    /// Answers `sql` with differential privacy: plans and checks it (a rejected query reads
+    /// no data and costs nothing), charges `options` to `dataset`'s budget for `analyst`
+    /// atomically, and only then runs the bounded statistics and adds noise.
+    pub async fn query(
+        &self,
+        ledger: &dyn Ledger,
+        dataset: &str,
+        analyst: &str,
+        sql: &str,
+        options: QueryOptions,
+    ) -> Result<DpResult> {
+        let plan = self.plan(sql).await?;
+        let QueryOptions { epsilon, delta } = options;
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(SqlError::rejected(format!(
+                "ε must be a positive number, not {epsilon}"
+            )));
+        }
+        if !(delta.is_finite() && (0.0..1.0).contains(&delta)) {
+            return Err(SqlError::rejected(format!(
+                "δ must be in [0, 1), not {delta}"
+            )));
+        }
+        let private = plan.private_keys();
+        if private && delta == 0.0 {
+            return Err(SqlError::rejected(
+                "grouping by a private key set (a column without public_keys in the metadata) \
+                 releases only keys whose noisy count passes a threshold, which needs δ > 0 \
+                 (e.g. --delta 1e-6)",
+            ));
+        }
+        let mechanisms = Mechanisms::new(&plan, epsilon)?;
+        let delta_spent = if private { delta } else { 0.0 };
+        let left = ledger.remaining(dataset, None)?;
+        if epsilon > left.epsilon || delta_spent > left.delta {
+            return Err(veil_dp::DpError::BudgetExhausted {
+                dataset: dataset.to_string(),
+                analyst: String::new(),
+                requested_epsilon: epsilon,
+                requested_delta: delta_spent,
+                remaining_epsilon: left.epsilon,
+                remaining_delta: left.delta,
+            }
+            .into());
+        }
+        let proven = self.bound_proven(&plan).await?;
+        let stats = bounding::stats_plans(&plan, proven)?;
+        // The charge is atomic and happens before any statistic over the data is computed.
+        let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
+        let exact = self.run_stats(&plan, &stats).await?;
+        let (groups, threshold) = release(&plan, &mechanisms, exact, delta)?;
+        let (batch, accuracy_by_agg) = result_batch(&plan, &mechanisms, &groups)?;
+        let final_plan = replace_aggregate(&plan, batch)?;
+        let columns: Vec<String> = final_plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let accuracy = output_accuracy(&plan, &final_plan, &accuracy_by_agg);
+        let batches = self
+            .ctx
+            .execute_logical_plan(final_plan)
+            .await?
+            .collect()
+            .await?;
+        Ok(DpResult {
+            columns,
+            batches,
+            epsilon,
+            delta: delta_spent,
+            remaining_epsilon: remaining.epsilon,
+            remaining_delta: remaining.delta,
+            accuracy,
+            threshold,
+            bound_proven: proven,
+        })
+    }
+
+    /// Whether every table of the query is known to respect its contribution bound.
+    async fn bound_proven(&self, plan: &DpPlan) -> Result<bool> {
+        for (table, unit, bound) in &plan.tables {
+            let version = self
+                .tables
+                .get(table)
+                .map(|r| r.version.clone())
+                .unwrap_or(Version::Live);
+            let cached = self
+                .proofs
+                .lock()
+                .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
+                .get(table)
+                .filter(|(v, _)| *v == version && version != Version::Live)
+                .map(|(_, m)| *m);
+            let most = match cached {
+                Some(m) => m,
+                None => {
+                    let scan = self
+                        .ctx
+                        .table(table.as_str())
+                        .await?
+                        .into_unoptimized_plan();
+                    let unit_col = scan
+                        .schema()
+                        .columns()
+                        .into_iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(unit))
+                        .ok_or_else(|| SqlError::Internal(format!("no unit column {unit}")))?;
+                    let p = bounding::max_rows_per_unit(scan, unit_col)?;
+                    let batches = self.backend.run(&self.ctx, &p).await?;
+                    let m = first_f64(&batches).unwrap_or(0.0);
+                    if version != Version::Live {
+                        self.proofs
+                            .lock()
+                            .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
+                            .insert(table.clone(), (version, m));
+                    }
+                    m
+                }
+            };
+            if most > *bound as f64 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn run_stats(&self, plan: &DpPlan, stats: &bounding::StatsPlans) -> Result<Exact> {
+        let g = plan.groups.len();
+        let mut exact = Exact::default();
+        for b in self.backend.run(&self.ctx, &stats.rows).await? {
+            for r in 0..b.num_rows() {
+                let key = key_of(&b, g, r)?;
+                let entry = exact.groups.entry(key).or_default();
+                entry.resize(plan.measurements.len(), 0.0);
+                for (j, &m) in stats.row_stats.iter().enumerate() {
+                    if m != usize::MAX {
+                        entry[m] = f64_at(&b, g + j, r)?;
+                    }
+                }
+            }
+        }
+        if let Some((m, p)) = &stats.distinct_units {
+            for b in self.backend.run(&self.ctx, p).await? {
+                for r in 0..b.num_rows() {
+                    let key = key_of(&b, g, r)?;
+                    let entry = exact.groups.entry(key).or_default();
+                    entry.resize(plan.measurements.len(), 0.0);
+                    entry[*m] = f64_at(&b, g, r)?;
+                }
+            }
+        }
+        for (m, p) in &stats.histograms {
+            for b in self.backend.run(&self.ctx, p).await? {
+                for r in 0..b.num_rows() {
+                    let key = key_of(&b, g, r)?;
+                    let bucket = match ScalarValue::try_from_array(b.column(g), r)? {
+                        ScalarValue::Int64(Some(x)) => x,
+                        _ => continue, // NULL values are not part of a quantile
+                    };
+                    let w = f64_at(&b, g + 1, r)?;
+                    *exact
+                        .histograms
+                        .entry((*m, key))
+                        .or_default()
+                        .entry(bucket)
+                        .or_insert(0.0) += w;
+                }
+            }
+        }
+        Ok(exact)
+    }
+}
+
+fn first_f64(batches: &[RecordBatch]) -> Option<f64> {
+    let b = batches.iter().find(|b| b.num_rows() > 0)?;
+    f64_at(b, 0, 0).ok()
+}
+
+fn f64_at(b: &RecordBatch, c: usize, r: usize) -> Result<f64> {
+    let a = b.column(c);
+    let a = a
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| SqlError::Internal(format!("statistic {c} is {}", a.data_type())))?;
+    Ok(if a.is_null(r) { 0.0 } else { a.value(r) })
+}
+
+/// A group's key, with strings normalized to `Utf8`.
+type Key = Vec<ScalarValue>;
+
+fn key_of(b: &RecordBatch, g: usize, r: usize) -> Result<Key> {
+    (0..g)
+        .map(|i| Ok(normalize(ScalarValue::try_from_array(b.column(i), r)?)))
+        .collect()
+}
+
+fn normalize(v: ScalarValue) -> ScalarValue {
+    match v {
+        ScalarValue::Utf8View(s) | ScalarValue::LargeUtf8(s) => ScalarValue::Utf8(s),
+        ScalarValue::Dictionary(_, inner) => normalize(*inner),
+        other => other,
+    }
+}
+
+/// Exact (noise-free, bounded) statistics per group.
+#[derive(Default)]
+struct Exact {
+    groups: HashMap<Key, Vec<f64>>,
+    histograms: HashMap<(usize, Key), BTreeMap<i64, f64>>,
+}
+
+/// One mechanism per measurement.
+struct Mechanisms {
+    laplace: Vec<Option<LaplaceMechanism>>,
+    selection: Vec<Option<ReportNoisyMax>>,
+    /// Per quantile: how far from the ends its target rank is kept.
+    margins: Vec<f64>,
+}
+
+impl Mechanisms {
+    fn new(plan: &DpPlan, epsilon: f64) -> Result<Self> {
+        let n = plan.measurements.len().max(1) as f64;
+        let each = epsilon / n;
+        let k = plan.bound as f64;
+        let mut laplace = Vec::new();
+        let mut selection = Vec::new();
+        let mut margins = Vec::new();
+        for m in &plan.measurements {
+            let sensitivity = match m {
+                Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctUnits => k,
+                Measurement::Sum(b) => k * b.magnitude(),
+                Measurement::SumSquares(b) => k * b.magnitude() * b.magnitude(),
+                Measurement::Quantile(..) => k,
+            };
+            // A column bounded to [0, 0] has nothing to hide.
+            let sensitivity = sensitivity.max(f64::MIN_POSITIVE);
+            margins.push(match m {
+                Measurement::Quantile(b, _) => {
+                    let (c, _) = bounding::grid(b);
+                    (2.0 * sensitivity / each) * ((c.max(2) as f64) / QUANTILE_FAILURE).ln() + k
+                }
+                _ => 0.0,
+            });
+            if let Measurement::Quantile(..) = m {
+                laplace.push(None);
+                selection.push(Some(ReportNoisyMax::new(sensitivity, each)?));
+            } else {
+                laplace.push(Some(LaplaceMechanism::new(sensitivity, each)?));
+                selection.push(None);
+            }
+        }
+        Ok(Self {
+            laplace,
+            selection,
+            margins,
+        })
+    }
+
+    /// 95% confidence half-width of measurement `i` (Laplace: `b ln 20`).
+    fn half_width(&self, i: usize) -> Option<f64> {
+        self.laplace
+            .get(i)?
+            .as_ref()
+            .map(|m| m.confidence_half_width(0.05))
+    }
+}
+
+/// How unlikely a quantile's selection is to land on a candidate outside the data's range
+/// (`β` of the rank margin).
+pub const QUANTILE_FAILURE: f64 = 1e-6;
+
+/// A released group: its key and its noisy measurements.
+struct Released {
+    key: Key,
+    noisy: Vec<f64>,
+}
+
+/// Adds noise, thresholds private keys, completes public key sets.
+fn release(
+    plan: &DpPlan,
+    mechanisms: &Mechanisms,
+    exact: Exact,
+    delta: f64,
+) -> Result<(Vec<Released>, Option<f64>)> {
+    let m = plan.measurements.len();
+    let public_only = !plan.groups.is_empty() && !plan.private_keys();
+    let mut candidates: HashMap<Key, Vec<f64>> = HashMap::new();
+    if plan.groups.is_empty() {
+        let row = exact.groups.into_iter().next().map(|(_, v)| v);
+        candidates.insert(Vec::new(), row.unwrap_or_else(|| vec![0.0; m]));
+    } else {
+        // Keys outside a public key set are never released.
+        let allowed = |key: &Key| {
+            plan.groups.iter().zip(key).all(|(g, v)| match &g.public {
+                None => true,
+                Some(keys) => matches!(v, ScalarValue::Utf8(Some(s)) if keys.contains(s)),
+            })
+        };
+        for (k, mut v) in exact.groups {
+            if allowed(&k) {
+                v.resize(m, 0.0);
+                candidates.insert(k, v);
+            }
+        }
+        if public_only {
+            // Every combination of the public keys, present in the data or not.
+            let mut all: Vec<Key> = vec![Vec::new()];
+            for g in &plan.groups {
+                let keys = g.public.clone().unwrap_or_default();
+                all = all
+                    .into_iter()
+                    .flat_map(|prefix| {
+                        keys.iter().map(move |k| {
+                            let mut p = prefix.clone();
+                            p.push(ScalarValue::Utf8(Some(k.clone())));
+                            p
+                        })
+                    })
+                    .collect();
+            }
+            for k in all {
+                candidates.entry(k).or_insert_with(|| vec![0.0; m]);
+            }
+        }
+    }
+    let threshold = match plan.threshold_count {
+        Some(i) => {
+            let b = mechanisms.laplace[i]
+                .as_ref()
+                .ok_or_else(|| SqlError::Internal("threshold count has no mechanism".into()))?
+                .scale();
+            let k = plan.bound as f64;
+            Some(k + b * (k / (2.0 * delta)).ln().max(0.0))
+        }
+        None => None,
+    };
+    // A stable order (the analyst's ORDER BY, if any, comes later).
+    let mut candidates: Vec<(Key, Vec<f64>)> = candidates.into_iter().collect();
+    candidates.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    let mut out = Vec::new();
+    for (key, values) in candidates {
+        let mut noisy = vec![0.0; m];
+        for (i, mech) in mechanisms.laplace.iter().enumerate() {
+            if let Some(mech) = mech {
+                noisy[i] = mech.release(values[i])?;
+            }
+        }
+        if let (Some(i), Some(tau)) = (plan.threshold_count, threshold) {
+            if noisy[i] < tau {
+                continue;
+            }
+        }
+        for (i, sel) in mechanisms.selection.iter().enumerate() {
+            let (Some(sel), Measurement::Quantile(b, q)) = (sel, &plan.measurements[i]) else {
+                continue;
+            };
+            let hist = exact.histograms.get(&(i, key.clone()));
+            noisy[i] = quantile(sel, b, *q, hist, mechanisms.margins[i])?;
+        }
+        out.push(Released { key, noisy });
+    }
+    Ok((out, threshold))
+}
+
+/// The exponential mechanism (report-noisy-max) over the histogram's candidate points.
+///
+/// A candidate `c` scores `−max(0, below(c) − t, t − upto(c))`, where `below(c)` counts values
+/// under `c`, `upto(c)` those up to the end of `c`'s bucket, and `t` is the target rank `q·n`
+/// kept a margin away from the ends: without it every candidate under the minimum would tie
+/// with the minimum (no data tells them apart) and `MIN` would land anywhere below it. The
+/// margin is what the selection's noise (scale `2k/ε`) overcomes among `C` candidates with
+/// probability at most [`QUANTILE_FAILURE`], `(2k/ε)·ln(C/β)`, plus one unit's weight `k`; it
+/// depends on no data. So `MIN` is about the margin-th smallest value, never far below it.
+/// Each score moves by at most one unit's weight (≤ k) when a unit comes or goes.
+fn quantile(
+    sel: &ReportNoisyMax,
+    b: &crate::planner::Bounded,
+    q: f64,
+    hist: Option<&BTreeMap<i64, f64>>,
+    margin: f64,
+) -> Result<f64> {
+    let (n_candidates, step) = bounding::grid(b);
+    let empty = BTreeMap::new();
+    let hist = hist.unwrap_or(&empty);
+    let total: f64 = hist.values().sum();
+    let target = (q * total).max(margin).min((total - margin).max(margin));
+    let mut below = 0.0;
+    let mut scores = Vec::with_capacity(n_candidates);
+    let mut buckets = hist.iter().peekable();
+    for i in 0..n_candidates as i64 {
+        while let Some((_, w)) = buckets.next_if(|(j, _)| **j < i) {
+            below += w;
+        }
+        let upto = below + hist.get(&i).copied().unwrap_or(0.0);
+        scores.push(-(below - target).max(target - upto).max(0.0));
+    }
+    let idx = sel
+        .select(&scores)?
+        .ok_or_else(|| SqlError::Internal("a quantile with no candidates".into()))?;
+    Ok(b.lower + step * idx as f64)
+}
+
+/// One output value of an aggregate from the group's noisy measurements.
+fn output_value(o: &Output, noisy: &[f64]) -> f64 {
+    match *o {
+        Output::Count(i) => noisy[i].round().max(0.0),
+        Output::Sum(i) => noisy[i],
+        Output::Quantile(i) => noisy[i],
+        Output::Avg {
+            sum,
+            count,
+            lower,
+            upper,
+        } => (noisy[sum] / noisy[count].max(1.0)).clamp(lower, upper),
+        Output::Variance {
+            sum,
+            squares,
+            count,
+            population,
+            sqrt,
+            range,
+        } => {
+            let n = noisy[count].max(2.0);
+            let mean = noisy[sum] / n;
+            let dof = if population { n } else { n - 1.0 };
+            let var = ((noisy[squares] - n * mean * mean) / dof).clamp(0.0, range * range / 4.0);
+            if sqrt {
+                var.sqrt()
+            } else {
+                var
+            }
+        }
+    }
+}
+
+/// 95% half-width of an output, from the group's noisy values (first-order for averages).
+fn output_accuracy_of(o: &Output, m: &Mechanisms, noisy: &[f64]) -> Option<f64> {
+    match *o {
+        Output::Count(i) | Output::Sum(i) => m.half_width(i),
+        Output::Avg { sum, count, .. } => {
+            let n = noisy[count].max(1.0);
+            let mean = noisy[sum] / n;
+            Some((m.half_width(sum)? + mean.abs() * m.half_width(count)?) / n)
+        }
+        Output::Variance { .. } | Output::Quantile(_) => None,
+    }
+}
+
+/// The aggregation's output as a record batch with the aggregation's own schema.
+fn result_batch(
+    plan: &DpPlan,
+    mechanisms: &Mechanisms,
+    groups: &[Released],
+) -> Result<(RecordBatch, Vec<Option<f64>>)> {
+    let schema = plan.aggregate.schema.as_arrow();
+    let g = plan.groups.len();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for i in 0..g {
+        let target = schema.field(i).data_type();
+        let values: Vec<ScalarValue> = groups.iter().map(|r| r.key[i].clone()).collect();
+        let array = if values.is_empty() {
+            datafusion::arrow::array::new_empty_array(target)
+        } else {
+            cast(&ScalarValue::iter_to_array(values)?, target)
+                .map_err(|e| SqlError::Internal(e.to_string()))?
+        };
+        columns.push(array);
+    }
+    let mut accuracy = Vec::new();
+    for (j, o) in plan.outputs.iter().enumerate() {
+        let target = schema.field(g + j).data_type();
+        let values: Vec<f64> = groups.iter().map(|r| output_value(o, &r.noisy)).collect();
+        let worst = groups
+            .iter()
+            .filter_map(|r| output_accuracy_of(o, mechanisms, &r.noisy))
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+        accuracy.push(match o {
+            Output::Count(i) | Output::Sum(i) => mechanisms.half_width(*i),
+            _ => worst,
+        });
+        let rounded: Vec<f64> = if target.is_integer() {
+            values.iter().map(|v| v.round()).collect()
+        } else {
+            values
+        };
+        let array: ArrayRef = Arc::new(Float64Array::from(rounded));
+        columns.push(cast(&array, target).map_err(|e| SqlError::Internal(e.to_string()))?);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("__c{i}"), f.data_type().clone(), true))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SqlError::Internal(e.to_string()))?;
+    Ok((batch, accuracy))
+}
+
+/// The analyst's plan with its aggregation replaced by the noisy results.
+fn replace_aggregate(plan: &DpPlan, batch: RecordBatch) -> Result<LogicalPlan> {
+    let schema = batch.schema();
+    let table = MemTable::try_new(schema.clone(), vec![vec![batch]])?;
+    let exprs: Vec<Expr> = plan
+        .aggregate
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            col(Column::from_name(format!("__c{i}"))).alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    let noisy =
+        LogicalPlanBuilder::scan("__veil_dp_noisy", provider_as_source(Arc::new(table)), None)?
+            .project(exprs)?
+            .build()?;
+    let out = plan
+        .original
+        .clone()
+        .transform_up(|node| {
+            if let LogicalPlan::Aggregate(_) = node {
+                Ok(Transformed::yes(noisy.clone()))
+            } else {
+                Ok(Transformed::yes(node.recompute_schema()?))
+            }
+        })?
+        .data;
+    Ok(out)
+}
+
+/// Accuracy per output column that passes an aggregate through (possibly renamed).
+fn output_accuracy(
+    plan: &DpPlan,
+    final_plan: &LogicalPlan,
+    by_agg: &[Option<f64>],
+) -> BTreeMap<String, Option<f64>> {
+    let g = plan.groups.len();
+    let agg_names: Vec<String> = plan
+        .aggregate
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut out = BTreeMap::new();
+    // Find the outermost projection: its expressions name the output columns.
+    let mut node = final_plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) => {
+                for (i, e) in p.expr.iter().enumerate() {
+                    let inner = crate::planner::unalias(e);
+                    let name = p.schema.field(i).name().clone();
+                    let passed = match inner {
+                        Expr::Column(c) => agg_names.iter().position(|n| *n == c.name),
+                        _ => None,
+                    };
+                    match passed {
+                        // A grouping key: no noise.
+                        Some(j) if j < g => {}
+                        Some(j) => {
+                            out.insert(name, by_agg.get(j - g).copied().flatten());
+                        }
+                        // Computed from the noisy values: no closed form here.
+                        None => {
+                            out.insert(name, None);
+                        }
+                    }
+                }
+                return out;
+            }
+            other => match other.inputs().first() {
+                Some(i) => node = i,
+                None => return out,
+            },
+        }
+    }
+}

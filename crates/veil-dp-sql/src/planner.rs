@@ -1,0 +1,659 @@
+//! The DP planner: reads the logical plan DataFusion's SQL front end made of the analyst's
+//! query and decides, **before any data is read**, whether differential privacy can answer
+//! it and how.
+//!
+//! A query is answerable when it has exactly one aggregation over private rows, with
+//! row-level work (scans, `WHERE`, joins on the privacy unit, derived tables that keep the
+//! unit) below it and only post-processing of the aggregates (projections, `HAVING`,
+//! `ORDER BY`, `LIMIT`, `DISTINCT`) above it. The planner then knows
+//!
+//! - the **contribution bound** `k`: how many rows one privacy unit may bring into the
+//!   aggregation (`max_rows_per_unit`, multiplied across a join on the unit);
+//! - every aggregate as the noisy **measurements** it needs (`AVG(x)` is a clamped sum and a
+//!   count; `VAR(x)` adds a clamped sum of squares; `MEDIAN(x)` is a DP quantile), each with
+//!   its sensitivity, deduplicated, sharing the query's ε equally;
+//! - the grouping keys, and whether each is a **public** key set (every listed key is
+//!   released, absent or not, and nothing else) or **private** (a key is released only if
+//!   its noisy count passes the τ threshold, so a key absent from the data never appears).
+//!
+//! Everything else is refused with the reason: row-level output, grouping by the privacy
+//! unit, joins not on the unit, subqueries computing exact statistics over private data,
+//! aggregates of unbounded columns or of expressions, and plan shapes it cannot bound.
+
+use std::collections::BTreeMap;
+
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator};
+
+use crate::error::{Result, SqlError};
+use crate::metadata::{Column as ColumnMeta, ColumnType, Metadata};
+
+/// A column of the aggregation's input that a measurement reads, with its declared bounds.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Bounded {
+    /// The column in the aggregation input's schema.
+    pub column: Column,
+    /// Declared lower bound (values below are clamped to it).
+    pub lower: f64,
+    /// Declared upper bound.
+    pub upper: f64,
+    /// Integer column (quantiles return integers).
+    pub integer: bool,
+}
+
+impl Bounded {
+    /// Largest absolute value a clamped value can take.
+    pub fn magnitude(&self) -> f64 {
+        self.lower.abs().max(self.upper.abs())
+    }
+}
+
+/// One noisy quantity the query needs, per group.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Measurement {
+    /// Number of rows.
+    Rows,
+    /// Number of rows where the column is not NULL.
+    NonNull(Column),
+    /// Sum of the clamped column.
+    Sum(Bounded),
+    /// Sum of squares of the clamped column.
+    SumSquares(Bounded),
+    /// Number of distinct privacy units.
+    DistinctUnits,
+    /// A quantile of the clamped column (exponential mechanism over a histogram).
+    Quantile(Bounded, f64),
+}
+
+/// What one aggregate of the query is, in terms of measurements (indices into
+/// [`DpPlan::measurements`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Output {
+    /// `COUNT(*)`, `COUNT(col)` or `COUNT(DISTINCT unit)`: the measurement itself.
+    Count(usize),
+    /// `SUM(col)`.
+    Sum(usize),
+    /// `AVG(col)` = sum / count of non-NULL values, clamped to the bounds.
+    Avg {
+        sum: usize,
+        count: usize,
+        lower: f64,
+        upper: f64,
+    },
+    /// `VAR`/`STDDEV` (sample or population).
+    Variance {
+        sum: usize,
+        squares: usize,
+        count: usize,
+        population: bool,
+        sqrt: bool,
+        range: f64,
+    },
+    /// `MIN`, `MAX`, `MEDIAN`, percentiles.
+    Quantile(usize),
+}
+
+/// A grouping key of the query.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupKey {
+    /// The key's expression over the aggregation input.
+    pub expr: Expr,
+    /// The public key set, when the key is a column that declares one.
+    pub public: Option<Vec<String>>,
+}
+
+/// A query the planner accepted, with everything the engine needs to bound, measure and
+/// post-process it.
+#[derive(Clone, Debug)]
+pub(crate) struct DpPlan {
+    /// The analyst's plan (its aggregation is replaced by the noisy results at the end).
+    pub original: LogicalPlan,
+    /// The aggregation node.
+    pub aggregate: Aggregate,
+    /// The privacy unit's column in the aggregation input.
+    pub unit: Column,
+    /// Rows one unit may contribute to the aggregation input.
+    pub bound: u64,
+    /// The metadata tables read, with their privacy unit column and bound.
+    pub tables: Vec<(String, String, u64)>,
+    /// Grouping keys.
+    pub groups: Vec<GroupKey>,
+    /// One entry per aggregate expression of the node, in order.
+    pub outputs: Vec<Output>,
+    /// The deduplicated measurements.
+    pub measurements: Vec<Measurement>,
+    /// Index of the row count among the measurements, when keys are private (τ threshold).
+    pub threshold_count: Option<usize>,
+}
+
+impl DpPlan {
+    /// Whether some grouping key is private (needs τ-thresholding and δ > 0).
+    pub fn private_keys(&self) -> bool {
+        self.groups.iter().any(|g| g.public.is_none())
+    }
+}
+
+/// What the planner knows about the input of the aggregation while it walks down.
+struct Source {
+    unit: Column,
+    bound: u64,
+    columns: BTreeMap<Column, ColumnMeta>,
+    tables: Vec<(String, String, u64)>,
+}
+
+fn reject<T>(msg: impl Into<String>) -> Result<T> {
+    Err(SqlError::rejected(msg))
+}
+
+/// Refuses expressions that read private data outside the aggregation's control.
+fn check_row_expr(e: &Expr, place: &str) -> Result<()> {
+    let mut found: Option<&'static str> = None;
+    e.apply(|x| {
+        let what = match x {
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => Some("a subquery"),
+            Expr::OuterReferenceColumn(..) => Some("a correlated subquery"),
+            Expr::WindowFunction(_) => Some("a window function"),
+            Expr::AggregateFunction(_) => Some("an aggregate"),
+            Expr::Placeholder(_) => Some("a placeholder"),
+            Expr::Unnest(_) => Some("UNNEST"),
+            Expr::GroupingSet(_) => Some("GROUPING SETS / ROLLUP / CUBE"),
+            _ => None,
+        };
+        if let Some(w) = what {
+            found = Some(w);
+            return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    })?;
+    match found {
+        Some("a subquery") | Some("a correlated subquery") => reject(format!(
+            "{place} contains a subquery: subqueries over private data would compute exact \
+             statistics; ask for the aggregates directly"
+        )),
+        Some(w) => reject(format!("{w} is not allowed in {place}")),
+        None => Ok(()),
+    }
+}
+
+/// Plans an analyst's query: accepts it with its measurements or says why not.
+pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
+    if let LogicalPlan::Ddl(_)
+    | LogicalPlan::Dml(_)
+    | LogicalPlan::Copy(_)
+    | LogicalPlan::Statement(_)
+    | LogicalPlan::Explain(_)
+    | LogicalPlan::Analyze(_)
+    | LogicalPlan::DescribeTable(_) = query
+    {
+        return reject("only SELECT queries are answered");
+    }
+    let aggregate = find_aggregate(query)?;
+    let source = source(&aggregate.input, meta)?;
+    let mut groups = Vec::new();
+    for g in &aggregate.group_expr {
+        check_row_expr(g, "GROUP BY")?;
+        if g.column_refs().iter().any(|c| **c == source.unit) {
+            return reject(format!(
+                "GROUP BY {g} groups by the privacy unit ({}): that would release one \
+                 group per person",
+                source.unit.name
+            ));
+        }
+        let public = match g {
+            Expr::Column(c) => source.columns.get(c).and_then(|m| m.public_keys.clone()),
+            _ => None,
+        };
+        groups.push(GroupKey {
+            expr: g.clone(),
+            public,
+        });
+    }
+    let mut measurements = Vec::new();
+    let mut add = |m: Measurement| -> usize {
+        match measurements.iter().position(|x| *x == m) {
+            Some(i) => i,
+            None => {
+                measurements.push(m);
+                measurements.len() - 1
+            }
+        }
+    };
+    let mut outputs = Vec::new();
+    for e in &aggregate.aggr_expr {
+        outputs.push(output(e, &source, &mut add)?);
+    }
+    let threshold_count = if groups.iter().any(|g| g.public.is_none()) {
+        Some(add(Measurement::Rows))
+    } else {
+        None
+    };
+    Ok(DpPlan {
+        original: query.clone(),
+        unit: source.unit,
+        bound: source.bound,
+        tables: source.tables,
+        groups,
+        outputs,
+        measurements,
+        threshold_count,
+        aggregate,
+    })
+}
+
+/// Walks down the post-processing nodes to the one aggregation.
+fn find_aggregate(plan: &LogicalPlan) -> Result<Aggregate> {
+    match plan {
+        LogicalPlan::Aggregate(a) => Ok(a.clone()),
+        LogicalPlan::Projection(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Distinct(_)
+        | LogicalPlan::SubqueryAlias(_) => {
+            for e in plan.expressions() {
+                check_row_expr(&e, "the query's output")?;
+            }
+            match plan.inputs().as_slice() {
+                [input] => find_aggregate(input),
+                _ => reject("this query shape cannot be bounded"),
+            }
+        }
+        LogicalPlan::TableScan(_) | LogicalPlan::Join(_) => reject(
+            "row-level output (SELECT * or raw columns) would release individual records; \
+             ask for aggregates (COUNT, SUM, AVG, …) instead",
+        ),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+            reject("the query reads no private table")
+        }
+        LogicalPlan::Window(_) => reject(
+            "window functions over private rows release row-level values; ask for aggregates",
+        ),
+        LogicalPlan::Union(_) => {
+            reject("UNION is not supported (each branch would need its own bound)")
+        }
+        other => reject(format!(
+            "a {} node cannot be bounded",
+            other
+                .display()
+                .to_string()
+                .split(':')
+                .next()
+                .unwrap_or("plan")
+        )),
+    }
+}
+
+/// Validates the row-level part below the aggregation and tracks the unit and the bounds.
+fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
+    match plan {
+        LogicalPlan::TableScan(scan) => {
+            let name = scan.table_name.table();
+            let Some((tname, table)) = meta.table(name) else {
+                return reject(format!("table {name:?} has no metadata"));
+            };
+            if !scan.filters.is_empty() || scan.fetch.is_some() {
+                return reject("a pre-filtered scan cannot be bounded");
+            }
+            let mut columns = BTreeMap::new();
+            let mut unit = None;
+            for (q, f) in scan.projected_schema.iter() {
+                let c = Column::from((q, f));
+                if let Some((cname, m)) = table.column(f.name()) {
+                    if cname.eq_ignore_ascii_case(&table.privacy_unit) {
+                        unit = Some(c.clone());
+                    }
+                    columns.insert(c, m.clone());
+                }
+            }
+            let Some(unit) = unit else {
+                return reject(format!(
+                    "table {tname:?} has no column {:?} (its privacy unit)",
+                    table.privacy_unit
+                ));
+            };
+            Ok(Source {
+                unit,
+                bound: table.max_rows_per_unit,
+                columns,
+                tables: vec![(
+                    tname.to_string(),
+                    table.privacy_unit.clone(),
+                    table.max_rows_per_unit,
+                )],
+            })
+        }
+        LogicalPlan::Filter(f) => {
+            check_row_expr(&f.predicate, "WHERE")?;
+            source(&f.input, meta)
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let inner = source(&a.input, meta)?;
+            let requalify = |c: &Column| Column::new(Some(a.alias.clone()), c.name.clone());
+            Ok(Source {
+                unit: requalify(&inner.unit),
+                columns: inner
+                    .columns
+                    .iter()
+                    .map(|(c, m)| (requalify(c), m.clone()))
+                    .collect(),
+                ..inner
+            })
+        }
+        LogicalPlan::Projection(p) => {
+            let inner = source(&p.input, meta)?;
+            let mut columns = BTreeMap::new();
+            let mut unit = None;
+            for (i, e) in p.expr.iter().enumerate() {
+                check_row_expr(e, "a derived table")?;
+                let out = Column::from(p.schema.qualified_field(i));
+                let bare = match unalias(e) {
+                    Expr::Column(c) => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = bare {
+                    if *c == inner.unit {
+                        unit = Some(out.clone());
+                    }
+                    if let Some(m) = inner.columns.get(c) {
+                        columns.insert(out, m.clone());
+                    }
+                }
+            }
+            let Some(unit) = unit else {
+                return reject(format!(
+                    "a derived table drops the privacy unit ({}): keep it in its SELECT list",
+                    inner.unit.name
+                ));
+            };
+            Ok(Source {
+                unit,
+                columns,
+                ..inner
+            })
+        }
+        LogicalPlan::Join(j) => {
+            if j.join_type != JoinType::Inner {
+                return reject(format!(
+                    "{} joins are not supported; join tables with INNER JOIN … ON their \
+                     privacy units",
+                    j.join_type
+                ));
+            }
+            let left = source(&j.left, meta)?;
+            let right = source(&j.right, meta)?;
+            let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
+            let mut rest = Vec::new();
+            if let Some(f) = &j.filter {
+                check_row_expr(f, "a join condition")?;
+                for c in split_conjunction(f) {
+                    match c {
+                        Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+                            pairs.push((*b.left.clone(), *b.right.clone()))
+                        }
+                        other => rest.push(other.clone()),
+                    }
+                }
+            }
+            let lu = Expr::Column(left.unit.clone());
+            let ru = Expr::Column(right.unit.clone());
+            let on_unit = pairs
+                .iter()
+                .any(|(a, b)| (*a == lu && *b == ru) || (*a == ru && *b == lu));
+            if !on_unit {
+                return reject(format!(
+                    "this join could multiply a person's contribution without bound: join on \
+                     the privacy units ({} = {})",
+                    left.unit, right.unit
+                ));
+            }
+            let bound = left.bound.saturating_mul(right.bound);
+            if bound > crate::metadata::MAX_ROWS_PER_UNIT {
+                return reject(format!(
+                    "the join lets one unit contribute {bound} rows, more than {}",
+                    crate::metadata::MAX_ROWS_PER_UNIT
+                ));
+            }
+            let mut columns = left.columns;
+            columns.extend(right.columns);
+            let mut tables = left.tables;
+            tables.extend(right.tables);
+            Ok(Source {
+                unit: left.unit,
+                bound,
+                columns,
+                tables,
+            })
+        }
+        LogicalPlan::Aggregate(_) => reject(
+            "a subquery computes exact statistics over private data; only the outermost \
+             aggregation is answered (with noise)",
+        ),
+        LogicalPlan::Window(_) => reject("window functions over private rows are not allowed"),
+        LogicalPlan::Union(_) => reject("UNION below the aggregation is not supported"),
+        LogicalPlan::Limit(_) | LogicalPlan::Sort(_) | LogicalPlan::Distinct(_) => reject(
+            "LIMIT, ORDER BY and DISTINCT inside a derived table are not supported (they select \
+             rows in a way the engine cannot bound)",
+        ),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+            reject("the query reads no private table")
+        }
+        _ => reject("this query shape cannot be bounded"),
+    }
+}
+
+/// The expression under any number of aliases.
+pub(crate) fn unalias(mut e: &Expr) -> &Expr {
+    while let Expr::Alias(a) = e {
+        e = a.expr.as_ref();
+    }
+    e
+}
+
+fn split_conjunction(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::And => {
+            let mut v = split_conjunction(&b.left);
+            v.extend(split_conjunction(&b.right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// The column a function argument names, or a rejection.
+fn column_arg<'a>(e: &'a Expr, func: &str) -> Result<&'a Column> {
+    match e {
+        Expr::Column(c) => Ok(c),
+        Expr::Cast(c) => column_arg(&c.expr, func),
+        Expr::TryCast(c) => column_arg(&c.expr, func),
+        other => reject(format!(
+            "{func}({other}): aggregate arguments must be a column of the table (the engine \
+             knows bounds only for columns)"
+        )),
+    }
+}
+
+fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
+    let Some(m) = source.columns.get(c) else {
+        return reject(format!(
+            "{func}({}): the column is not described by the metadata",
+            c.name
+        ));
+    };
+    if !m.is_numeric() {
+        return reject(format!(
+            "{func}({}): a {:?} column has no numeric bounds",
+            c.name, m.kind
+        ));
+    }
+    let Some((lower, upper)) = m.bounds() else {
+        return reject(format!(
+            "{func}({}): the column has no bounds in the metadata; {func} needs lower and \
+             upper to bound one person's influence",
+            c.name
+        ));
+    };
+    Ok(Bounded {
+        column: c.clone(),
+        lower,
+        upper,
+        integer: m.kind == ColumnType::Int,
+    })
+}
+
+fn literal_f64(e: &Expr) -> Option<f64> {
+    match e {
+        Expr::Literal(v, _) => match v.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(x))) => Some(x),
+            _ => None,
+        },
+        Expr::Cast(c) => literal_f64(&c.expr),
+        _ => None,
+    }
+}
+
+/// One aggregate expression as measurements.
+fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize) -> Result<Output> {
+    let e = unalias(e);
+    let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+        return reject(format!("{e} is not an aggregate the engine can bound"));
+    };
+    let name = func.name().to_ascii_lowercase();
+    if params.filter.is_some() {
+        return reject(format!(
+            "{name}(…) FILTER (WHERE …) is not supported; use WHERE"
+        ));
+    }
+    for a in &params.args {
+        check_row_expr(a, "an aggregate's argument")?;
+    }
+    let arg = |i: usize| params.args.get(i);
+    let plain = |out: Output| -> Result<Output> {
+        if params.distinct {
+            reject(format!("{name}(DISTINCT …) is not supported"))
+        } else {
+            Ok(out)
+        }
+    };
+    match name.as_str() {
+        "count" => match arg(0) {
+            None => Ok(Output::Count(add(Measurement::Rows))),
+            Some(Expr::Literal(v, _)) if !v.is_null() && !params.distinct => {
+                Ok(Output::Count(add(Measurement::Rows)))
+            }
+            Some(a) => {
+                let c = column_arg(a, "COUNT")?;
+                if params.distinct {
+                    if *c == source.unit {
+                        Ok(Output::Count(add(Measurement::DistinctUnits)))
+                    } else {
+                        reject(format!(
+                            "COUNT(DISTINCT {}) is only answered for the privacy unit ({})",
+                            c.name, source.unit.name
+                        ))
+                    }
+                } else {
+                    Ok(Output::Count(add(Measurement::NonNull(c.clone()))))
+                }
+            }
+        },
+        "sum" => {
+            let b = bounded(
+                column_arg(
+                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
+                    "SUM",
+                )?,
+                source,
+                "SUM",
+            )?;
+            plain(Output::Sum(add(Measurement::Sum(b))))
+        }
+        "avg" | "mean" => {
+            let b = bounded(
+                column_arg(
+                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
+                    "AVG",
+                )?,
+                source,
+                "AVG",
+            )?;
+            let (lower, upper) = (b.lower, b.upper);
+            let count = add(Measurement::NonNull(b.column.clone()));
+            plain(Output::Avg {
+                sum: add(Measurement::Sum(b)),
+                count,
+                lower,
+                upper,
+            })
+        }
+        "var" | "var_samp" | "var_sample" | "variance" | "var_pop" | "stddev" | "stddev_samp"
+        | "stddev_pop" => {
+            let up = name.to_ascii_uppercase();
+            let b = bounded(
+                column_arg(
+                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
+                    &up,
+                )?,
+                source,
+                &up,
+            )?;
+            let range = b.upper - b.lower;
+            let count = add(Measurement::NonNull(b.column.clone()));
+            let sum = add(Measurement::Sum(b.clone()));
+            plain(Output::Variance {
+                squares: add(Measurement::SumSquares(b)),
+                sum,
+                count,
+                population: name.ends_with("_pop"),
+                sqrt: name.starts_with("stddev"),
+                range,
+            })
+        }
+        "min" | "max" | "median" | "approx_median" => {
+            let up = name.to_ascii_uppercase();
+            let b = bounded(
+                column_arg(
+                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
+                    &up,
+                )?,
+                source,
+                &up,
+            )?;
+            let q = match name.as_str() {
+                "min" => 0.0,
+                "max" => 1.0,
+                _ => 0.5,
+            };
+            if params.distinct && name != "min" && name != "max" {
+                return reject(format!("{up}(DISTINCT …) is not supported"));
+            }
+            Ok(Output::Quantile(add(Measurement::Quantile(b, q))))
+        }
+        "percentile_cont" | "approx_percentile_cont" | "quantile_cont" => {
+            let up = name.to_ascii_uppercase();
+            let target = match arg(0) {
+                Some(a) if !matches!(a, Expr::Literal(..)) => a.clone(),
+                _ => match params.order_by.first() {
+                    Some(s) => s.expr.clone(),
+                    None => return reject(format!("{up} needs a column")),
+                },
+            };
+            let q = params
+                .args
+                .iter()
+                .find_map(literal_f64)
+                .filter(|q| (0.0..=1.0).contains(q));
+            let Some(q) = q else {
+                return reject(format!("{up} needs a literal percentile between 0 and 1"));
+            };
+            let b = bounded(column_arg(&target, &up)?, source, &up)?;
+            plain(Output::Quantile(add(Measurement::Quantile(b, q))))
+        }
+        other => reject(format!(
+            "aggregate {other}(…) is not supported (COUNT, SUM, AVG, VAR, STDDEV, MIN, MAX, \
+             MEDIAN, PERCENTILE_CONT are)"
+        )),
+    }
+}

@@ -1,0 +1,131 @@
+//! Test support: a throwaway PostgreSQL server of one's own, on a loopback port, in a
+//! temporary directory.
+//!
+//! It uses Debian's `postgresql` package (`initdb` and `pg_ctl` under
+//! `/usr/lib/postgresql/*/bin`) and runs as the `postgres` user when the caller is root, since
+//! PostgreSQL refuses to run as root. The server listens on 127.0.0.1 only, trusts local
+//! connections as user `veil`, and is stopped and deleted on drop.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// A running test server.
+#[derive(Debug)]
+pub struct PostgresServer {
+    dir: PathBuf,
+    bin: PathBuf,
+    data: PathBuf,
+    root: bool,
+    /// Connection string (`host=127.0.0.1 port=… user=veil dbname=postgres`).
+    pub url: String,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl PostgresServer {
+    /// Whether `initdb` is installed (the server can be started at all).
+    pub fn available() -> bool {
+        Self::bin().is_some()
+    }
+
+    fn bin() -> Option<PathBuf> {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let mut c = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        c.stdout(Stdio::null());
+        c
+    }
+
+    /// Initializes and starts a server named `name` (part of its directory name). `Ok(None)`
+    /// when PostgreSQL is not installed.
+    pub fn start(name: &str) -> Result<Option<Self>, String> {
+        let Some(bin) = Self::bin() else {
+            return Ok(None);
+        };
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let dir = std::env::temp_dir().join(format!("veil-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if root {
+            let ok = Command::new("chown")
+                .arg("postgres:")
+                .arg(&dir)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !ok.success() {
+                return Err("chown of the PostgreSQL directory failed".into());
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let server = Self {
+            data: dir.join("data"),
+            url: format!("host=127.0.0.1 port={port} user=veil dbname=postgres"),
+            port,
+            dir,
+            bin,
+            root,
+        };
+        let ok = server
+            .cmd("initdb")
+            .arg("-D")
+            .arg(&server.data)
+            .args(["-U", "veil", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .status()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !ok.success() {
+            return Err("initdb failed".into());
+        }
+        let ok = server
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&server.data)
+            .arg("-l")
+            .arg(server.dir.join("log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
+                server.dir.display()
+            ))
+            .arg("start")
+            .status()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !ok.success() {
+            return Err(format!(
+                "pg_ctl start failed: {}",
+                std::fs::read_to_string(server.dir.join("log")).unwrap_or_default()
+            ));
+        }
+        Ok(Some(server))
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
