@@ -218,7 +218,7 @@ fn dp_demo(patients: usize) -> Result<()> {
 /// DP SQL: an analyst's SQL over a synthetic table, answered with noise and charged to the
 /// dataset's budget; a query that would release rows is refused and costs nothing.
 fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
-    use veil_dp::ledger::{Ledger, SqliteLedger};
+    use veil_dp::ledger::SqliteLedger;
     use veil_dp_sql::{Engine, Metadata, QueryOptions};
 
     outln!("\n-- DP SQL over a synthetic persons table (embedded DataFusion) --");

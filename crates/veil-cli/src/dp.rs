@@ -291,13 +291,16 @@ fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
 fn query(a: &QueryArgs) -> Result<()> {
     let rt = runtime()?;
     let (ledger, name, engine) = engine(&a.data, &rt)?;
+    let spinner = crate::progress::spinner("running the bounded query");
     let result = rt.block_on(engine.query(
         ledger.as_ref(),
         &name,
         &a.data.analyst,
         &a.sql,
         options(&a.data),
-    ))?;
+    ));
+    drop(spinner);
+    let result = result?;
     match a.format {
         QueryFormat::Json => outln!("{}", result.to_json()?),
         QueryFormat::Table => {

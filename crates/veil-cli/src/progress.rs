@@ -28,3 +28,28 @@ pub fn interactive() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal()
 }
+
+/// A spinner with a message for work of unknown length (e.g. a DP query over a large file),
+/// shown only on a terminal; cleared when dropped.
+pub fn spinner(message: &str) -> Option<Spinner> {
+    if !interactive() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(Spinner(bar))
+}
+
+/// A running spinner.
+pub struct Spinner(ProgressBar);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}

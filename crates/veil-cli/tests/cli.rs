@@ -1043,39 +1043,15 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("budget exhausted"));
     // Bad arguments are errors, not panics.
-    for args in [
-        vec![
-            "dp",
-            "query",
-            "--metadata",
-            &m,
-            "--table",
-            "persons",
-            "--epsilon",
-            "1",
-            "SELECT COUNT(*) FROM persons",
-        ],
-        vec![
-            "dp",
-            "query",
-            "--metadata",
-            &m,
-            "--epsilon",
-            "1",
-            "SELECT COUNT(*) FROM persons",
-        ],
-        vec![
-            "dp",
-            "query",
-            "--metadata",
-            &m,
-            "--table",
-            &t,
-            "--epsilon",
-            "-1",
-            "SELECT COUNT(*) FROM persons",
-        ],
+    let count = "SELECT COUNT(*) FROM persons";
+    for extra in [
+        &["--table", "persons", "--epsilon", "1"][..],
+        &["--epsilon", "1"][..],
+        &["--table", &t, "--epsilon", "-1"][..],
     ] {
+        let mut args = vec!["dp", "query", "--metadata", &m];
+        args.extend_from_slice(extra);
+        args.push(count);
         let out = veil(&args);
         assert!(!out.status.success(), "{args:?}");
         assert!(

@@ -59,33 +59,18 @@ async fn data(dir: &Path, rows: u64) -> (PathBuf, PathBuf) {
     }
     if !parquet.exists() {
         let ctx = SessionContext::new();
-        let schema = datafusion::arrow::datatypes::Schema::new(vec![
-            datafusion::arrow::datatypes::Field::new(
-                "person_id",
-                datafusion::arrow::datatypes::DataType::Int64,
-                true,
-            ),
-            datafusion::arrow::datatypes::Field::new(
-                "age",
-                datafusion::arrow::datatypes::DataType::Int64,
-                true,
-            ),
-            datafusion::arrow::datatypes::Field::new(
-                "income",
-                datafusion::arrow::datatypes::DataType::Float64,
-                true,
-            ),
-            datafusion::arrow::datatypes::Field::new(
-                "sex",
-                datafusion::arrow::datatypes::DataType::Utf8,
-                true,
-            ),
-            datafusion::arrow::datatypes::Field::new(
-                "state",
-                datafusion::arrow::datatypes::DataType::Utf8,
-                true,
-            ),
-        ]);
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(
+            [
+                ("person_id", DataType::Int64),
+                ("age", DataType::Int64),
+                ("income", DataType::Float64),
+                ("sex", DataType::Utf8),
+                ("state", DataType::Utf8),
+            ]
+            .map(|(n, t)| Field::new(n, t, true))
+            .to_vec(),
+        );
         let df = ctx
             .read_csv(csv.to_str().unwrap(), CsvReadOptions::new().schema(&schema))
             .await

@@ -262,6 +262,26 @@ pub(crate) async fn connect_postgres(
 }
 
 impl Backend {
+    /// Whether the server declares `unit` the primary key of `table` (then every unit has
+    /// exactly one row, and the bound needs no scan to prove).
+    pub(crate) async fn unit_is_primary_key(&self, table: &str, unit: &str) -> Result<bool> {
+        let Backend::Postgres(client) = self else {
+            return Ok(false);
+        };
+        let rows = client
+            .query(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary AND i.indnatts = 1",
+                &[&table],
+            )
+            .await
+            .map_err(|e| SqlError::Backend(e.to_string()))?;
+        Ok(rows
+            .iter()
+            .any(|r| r.get::<_, String>(0).eq_ignore_ascii_case(unit)))
+    }
+
     /// Runs a statistics plan and returns its rows.
     pub(crate) async fn run(
         &self,

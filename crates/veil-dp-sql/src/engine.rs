@@ -73,8 +73,6 @@ pub struct DpResult {
     pub accuracy: BTreeMap<String, Option<f64>>,
     /// The τ threshold applied to private keys, if any.
     pub threshold: Option<f64>,
-    /// Whether the data was proven to respect the contribution bound (else it was enforced).
-    pub bound_proven: bool,
 }
 
 impl DpResult {
@@ -324,7 +322,6 @@ impl Engine {
             remaining_delta: remaining.delta,
             accuracy,
             threshold,
-            bound_proven: proven,
         })
     }
 
@@ -345,6 +342,7 @@ impl Engine {
                 .map(|(_, m)| *m);
             let most = match cached {
                 Some(m) => m,
+                None if self.backend.unit_is_primary_key(table, unit).await? => 1.0,
                 None => {
                     let scan = self
                         .ctx
@@ -370,6 +368,12 @@ impl Engine {
                 }
             };
             if most > *bound as f64 {
+                // For the operator's debug log only, never in the analyst's result: whether some
+                // unit exceeds the bound is a fact about the data that no noise covers.
+                tracing::debug!(
+                    "table {table}: some {unit} has {most} rows, more than max_rows_per_unit = \
+                     {bound}; the engine enforces the bound (rows are down-weighted)"
+                );
                 return Ok(false);
             }
         }

@@ -138,9 +138,17 @@ impl DpPlan {
 /// What the planner knows about the input of the aggregation while it walks down.
 struct Source {
     unit: Column,
+    /// Columns equal to the unit (the other side's unit after a join on it).
+    same_as_unit: Vec<Column>,
     bound: u64,
     columns: BTreeMap<Column, ColumnMeta>,
     tables: Vec<(String, String, u64)>,
+}
+
+impl Source {
+    fn is_unit(&self, c: &Column) -> bool {
+        *c == self.unit || self.same_as_unit.contains(c)
+    }
 }
 
 fn reject<T>(msg: impl Into<String>) -> Result<T> {
@@ -194,7 +202,7 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     let mut groups = Vec::new();
     for g in &aggregate.group_expr {
         check_row_expr(g, "GROUP BY")?;
-        if g.column_refs().iter().any(|c| **c == source.unit) {
+        if g.column_refs().iter().any(|c| source.is_unit(c)) {
             return reject(format!(
                 "GROUP BY {g} groups by the privacy unit ({}): that would release one \
                  group per person",
@@ -315,6 +323,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             };
             Ok(Source {
                 unit,
+                same_as_unit: Vec::new(),
                 bound: table.max_rows_per_unit,
                 columns,
                 tables: vec![(
@@ -333,6 +342,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             let requalify = |c: &Column| Column::new(Some(a.alias.clone()), c.name.clone());
             Ok(Source {
                 unit: requalify(&inner.unit),
+                same_as_unit: inner.same_as_unit.iter().map(requalify).collect(),
                 columns: inner
                     .columns
                     .iter()
@@ -345,6 +355,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             let inner = source(&p.input, meta)?;
             let mut columns = BTreeMap::new();
             let mut unit = None;
+            let mut same_as_unit = Vec::new();
             for (i, e) in p.expr.iter().enumerate() {
                 check_row_expr(e, "a derived table")?;
                 let out = Column::from(p.schema.qualified_field(i));
@@ -353,8 +364,10 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
                     _ => None,
                 };
                 if let Some(c) = bare {
-                    if *c == inner.unit {
+                    if *c == inner.unit && unit.is_none() {
                         unit = Some(out.clone());
+                    } else if inner.is_unit(c) {
+                        same_as_unit.push(out.clone());
                     }
                     if let Some(m) = inner.columns.get(c) {
                         columns.insert(out, m.clone());
@@ -369,6 +382,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             };
             Ok(Source {
                 unit,
+                same_as_unit,
                 columns,
                 ..inner
             })
@@ -419,8 +433,12 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             columns.extend(right.columns);
             let mut tables = left.tables;
             tables.extend(right.tables);
+            let mut same_as_unit = left.same_as_unit;
+            same_as_unit.push(right.unit);
+            same_as_unit.extend(right.same_as_unit);
             Ok(Source {
                 unit: left.unit,
+                same_as_unit,
                 bound,
                 columns,
                 tables,
@@ -530,6 +548,13 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         check_row_expr(a, "an aggregate's argument")?;
     }
     let arg = |i: usize| params.args.get(i);
+    // The bounded column an aggregate's first argument names.
+    let first_bounded = |func: &str| -> Result<Bounded> {
+        match arg(0) {
+            Some(a) => bounded(column_arg(a, func)?, source, func),
+            None => reject(format!("{func} needs a column")),
+        }
+    };
     let plain = |out: Output| -> Result<Output> {
         if params.distinct {
             reject(format!("{name}(DISTINCT …) is not supported"))
@@ -546,7 +571,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             Some(a) => {
                 let c = column_arg(a, "COUNT")?;
                 if params.distinct {
-                    if *c == source.unit {
+                    if source.is_unit(c) {
                         Ok(Output::Count(add(Measurement::DistinctUnits)))
                     } else {
                         reject(format!(
@@ -560,25 +585,11 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             }
         },
         "sum" => {
-            let b = bounded(
-                column_arg(
-                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
-                    "SUM",
-                )?,
-                source,
-                "SUM",
-            )?;
+            let b = first_bounded("SUM")?;
             plain(Output::Sum(add(Measurement::Sum(b))))
         }
         "avg" | "mean" => {
-            let b = bounded(
-                column_arg(
-                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
-                    "AVG",
-                )?,
-                source,
-                "AVG",
-            )?;
+            let b = first_bounded("AVG")?;
             let (lower, upper) = (b.lower, b.upper);
             let count = add(Measurement::NonNull(b.column.clone()));
             plain(Output::Avg {
@@ -591,14 +602,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         "var" | "var_samp" | "var_sample" | "variance" | "var_pop" | "stddev" | "stddev_samp"
         | "stddev_pop" => {
             let up = name.to_ascii_uppercase();
-            let b = bounded(
-                column_arg(
-                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
-                    &up,
-                )?,
-                source,
-                &up,
-            )?;
+            let b = first_bounded(&up)?;
             let range = b.upper - b.lower;
             let count = add(Measurement::NonNull(b.column.clone()));
             let sum = add(Measurement::Sum(b.clone()));
@@ -613,14 +617,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         }
         "min" | "max" | "median" | "approx_median" => {
             let up = name.to_ascii_uppercase();
-            let b = bounded(
-                column_arg(
-                    arg(0).unwrap_or(&Expr::Literal(ScalarValue::Null, None)),
-                    &up,
-                )?,
-                source,
-                &up,
-            )?;
+            let b = first_bounded(&up)?;
             let q = match name.as_str() {
                 "min" => 0.0,
                 "max" => 1.0,
