@@ -47,8 +47,22 @@ fn table_err(table: &str, message: impl Into<String>) -> SqlError {
 pub(crate) enum Version {
     /// A file: its path, length and modification time.
     File(PathBuf, u64, Option<SystemTime>),
-    /// A server table: never cached (it may change between two queries).
+    /// A server table: it may change between two queries (and between the proof and the
+    /// statistics), so the bound is never proven by a scan, only by a primary key.
     Live,
+}
+
+impl Version {
+    /// The file's version now (re-read at every query: a file that changed is proven again).
+    pub(crate) fn current(&self) -> Version {
+        match self {
+            Version::File(path, _, _) => match std::fs::metadata(path) {
+                Ok(m) => Version::File(path.clone(), m.len(), m.modified().ok()),
+                Err(_) => Version::Live,
+            },
+            Version::Live => Version::Live,
+        }
+    }
 }
 
 /// A registered table.

@@ -121,9 +121,19 @@ pub(crate) fn normalized_type(t: &DataType) -> DataType {
     }
 }
 
+/// The aggregation's input without rows that name no privacy unit (NULL): they belong to no
+/// one the bound could count, so neither path uses them.
+fn unit_rows(plan: &DpPlan) -> Result<LogicalPlan> {
+    Ok(
+        LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
+            .filter(Expr::Column(plan.unit.clone()).is_not_null())?
+            .build()?,
+    )
+}
+
 /// The aggregation input, and the weight of each row when the bound is enforced.
 fn weighted(plan: &DpPlan, proven: bool) -> Result<(LogicalPlan, Option<Expr>)> {
-    let input = plan.aggregate.input.as_ref().clone();
+    let input = unit_rows(plan)?;
     if proven {
         return Ok((input, None));
     }
@@ -146,12 +156,10 @@ fn weighted(plan: &DpPlan, proven: bool) -> Result<(LogicalPlan, Option<Expr>)> 
 fn per_unit_and_group(plan: &DpPlan) -> Result<LogicalPlan> {
     let mut keys = vec![Expr::Column(plan.unit.clone()).alias(UNIT)];
     keys.extend(group_exprs(plan)?);
-    Ok(
-        LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
-            .aggregate(keys, vec![count_star().alias(ROWS)])?
-            .alias("__per_unit_group")?
-            .build()?,
-    )
+    Ok(LogicalPlanBuilder::from(unit_rows(plan)?)
+        .aggregate(keys, vec![count_star().alias(ROWS)])?
+        .alias("__per_unit_group")?
+        .build()?)
 }
 
 /// `(__wunit, __weight)`: each unit's weight `min(1, k/N)`, or 0 when it falls into more than
@@ -180,6 +188,8 @@ fn unit_weights(plan: &DpPlan) -> Result<LogicalPlan> {
             col(Column::from_name(UNIT)).alias(WEIGHT_UNIT),
             weight.alias(WEIGHT),
         ])?
+        // A dropped unit must not even bring its keys: it leaves the joins entirely.
+        .filter(col(Column::from_name(WEIGHT)).gt(lit(0.0)))?
         .alias("__unit_weights")?
         .build()?)
 }
@@ -247,7 +257,7 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
         match m {
             Measurement::DistinctUnits => {
                 let p = if proven {
-                    LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
+                    LogicalPlanBuilder::from(unit_rows(plan)?)
                         .aggregate(
                             keys.clone(),
                             vec![f64_of(count_distinct(Expr::Column(plan.unit.clone())))
@@ -307,6 +317,7 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
 /// one-row plan over the table's scan.
 pub(crate) fn max_rows_per_unit(scan: LogicalPlan, unit: Column) -> Result<LogicalPlan> {
     Ok(LogicalPlanBuilder::from(scan)
+        .filter(Expr::Column(unit.clone()).is_not_null())?
         .aggregate(vec![Expr::Column(unit)], vec![count_star().alias("__c")])?
         // A derived table, so that the SQL unparser keeps the two aggregations apart.
         .alias("__rows_per_unit")?

@@ -167,6 +167,7 @@ impl Engine {
     /// The embedded engine: DataFusion over files (`.parquet`, else CSV with a header line),
     /// each registered as the metadata table it is paired with.
     pub async fn embedded(meta: Metadata, tables: &[(String, &Path)]) -> Result<Self> {
+        meta.check()?;
         let ctx = session();
         let mut registered = HashMap::new();
         for (name, path) in tables {
@@ -194,6 +195,7 @@ impl Engine {
     /// The PostgreSQL engine: every metadata table is read from the server at `url`
     /// (`postgres://user@host:port/db` or `host=… port=… user=… dbname=…`).
     pub async fn postgres(meta: Metadata, url: &str) -> Result<Self> {
+        meta.check()?;
         let ctx = session();
         let backend = backend::connect_postgres(&ctx, &meta, url).await?;
         let tables = meta
@@ -292,11 +294,11 @@ impl Engine {
             }
             .into());
         }
-        let proven = self.bound_proven(&plan).await?;
+        let proven = self.bound_proven(&plan).await.map_err(opaque)?;
         let stats = bounding::stats_plans(&plan, proven)?;
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
-        let exact = self.run_stats(&plan, &stats).await?;
+        let exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
         let (groups, threshold) = release(&plan, &mechanisms, exact, delta)?;
         let (batch, accuracy_by_agg) = result_batch(&plan, &mechanisms, &groups)?;
         let final_plan = replace_aggregate(&plan, batch)?;
@@ -326,23 +328,33 @@ impl Engine {
     }
 
     /// Whether every table of the query is known to respect its contribution bound.
+    ///
+    /// Files are proven by one aggregation by the unit, cached for as long as the file keeps
+    /// its length and modification time (a file changed between the proof and the statistics
+    /// is a race the operator must avoid: replace files atomically). Server tables are proven
+    /// only by a primary key on the unit; otherwise the bound is always enforced.
     async fn bound_proven(&self, plan: &DpPlan) -> Result<bool> {
         for (table, unit, bound) in &plan.tables {
             let version = self
                 .tables
                 .get(table)
-                .map(|r| r.version.clone())
+                .map(|r| r.version.current())
                 .unwrap_or(Version::Live);
+            if version == Version::Live {
+                if self.backend.unit_is_primary_key(table, unit).await? {
+                    continue;
+                }
+                return Ok(false);
+            }
             let cached = self
                 .proofs
                 .lock()
                 .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
                 .get(table)
-                .filter(|(v, _)| *v == version && version != Version::Live)
+                .filter(|(v, _)| *v == version)
                 .map(|(_, m)| *m);
             let most = match cached {
                 Some(m) => m,
-                None if self.backend.unit_is_primary_key(table, unit).await? => 1.0,
                 None => {
                     let scan = self
                         .ctx
@@ -358,12 +370,10 @@ impl Engine {
                     let p = bounding::max_rows_per_unit(scan, unit_col)?;
                     let batches = self.backend.run(&self.ctx, &p).await?;
                     let m = first_f64(&batches).unwrap_or(0.0);
-                    if version != Version::Live {
-                        self.proofs
-                            .lock()
-                            .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
-                            .insert(table.clone(), (version, m));
-                    }
+                    self.proofs
+                        .lock()
+                        .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
+                        .insert(table.clone(), (version, m));
                     m
                 }
             };
@@ -425,6 +435,15 @@ impl Engine {
         }
         Ok(exact)
     }
+}
+
+/// An error met while reading the data, as the analyst sees it: its text could quote a row
+/// (a parse error) or depend on one, so only the operator's debug log has the details.
+fn opaque(e: SqlError) -> SqlError {
+    tracing::debug!("reading the data failed: {e}");
+    SqlError::Backend(
+        "reading the data failed (details are in the operator's log, VEIL_LOG=debug)".into(),
+    )
 }
 
 fn first_f64(batches: &[RecordBatch]) -> Option<f64> {

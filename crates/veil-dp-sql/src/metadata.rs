@@ -149,7 +149,8 @@ impl Metadata {
             .map(|(n, t)| (n.as_str(), t))
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks everything `from_toml` checks (for metadata built in code).
+    pub fn check(&self) -> Result<()> {
         let Budget { epsilon, delta } = self.budget;
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(err(format!(

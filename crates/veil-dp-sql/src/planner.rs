@@ -22,10 +22,11 @@
 
 use std::collections::BTreeMap;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::AggregateFunction;
-use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator};
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Operator};
 
 use crate::error::{Result, SqlError};
 use crate::metadata::{Column as ColumnMeta, ColumnType, Metadata};
@@ -155,8 +156,9 @@ fn reject<T>(msg: impl Into<String>) -> Result<T> {
     Err(SqlError::rejected(msg))
 }
 
-/// Refuses expressions that read private data outside the aggregation's control.
-fn check_row_expr(e: &Expr, place: &str) -> Result<()> {
+/// Refuses expressions that read private data outside the aggregation's control (in the
+/// post-processing part, which only sees noisy values, this is all that is needed).
+fn check_no_subquery(e: &Expr, place: &str) -> Result<()> {
     let mut found: Option<&'static str> = None;
     e.apply(|x| {
         let what = match x {
@@ -185,6 +187,139 @@ fn check_row_expr(e: &Expr, place: &str) -> Result<()> {
     }
 }
 
+/// Scalar functions that cannot fail whatever the row holds (so that whether a query fails
+/// says nothing about the data).
+const TOTAL_FUNCTIONS: &[&str] = &[
+    "lower",
+    "upper",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "coalesce",
+    "nullif",
+    "concat",
+    "starts_with",
+    "ends_with",
+    "strpos",
+    "greatest",
+    "least",
+];
+
+/// Largest literal an addition or subtraction may use: far from any integer overflow.
+const MAX_OFFSET: f64 = 1e6;
+
+fn small_literal(e: &Expr) -> bool {
+    literal_f64(e).is_some_and(|x| x.abs() <= MAX_OFFSET)
+}
+
+/// Checks a row-level expression (WHERE, GROUP BY, join conditions, derived tables): no
+/// subqueries, and nothing that can **fail depending on the data** — an error that appears
+/// only for some rows (division by zero, a failed cast, an overflow) would tell the analyst
+/// something exact about a person, at no privacy cost. So only comparisons, boolean logic,
+/// `IS [NOT] NULL`, `BETWEEN`, `IN (…)`, `LIKE`, `CASE`, additions of small constants,
+/// division and modulo by positive constants, casts to text or to floating point, and total
+/// string and rounding functions are allowed.
+fn check_row_expr(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
+    check_no_subquery(e, place)?;
+    check_total(e, schema, place)
+}
+
+fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
+    let all = |es: &[&Expr]| es.iter().try_for_each(|x| check_total(x, schema, place));
+    let refuse = |what: String| {
+        reject(format!(
+            "{what} is not allowed in {place}: row-level expressions must not be able to fail \
+             on some rows (that would reveal them); use comparisons, CASE, IN, LIKE, \
+             TRY_CAST, or arithmetic with constants"
+        ))
+    };
+    match e {
+        Expr::Column(_) | Expr::Literal(..) => Ok(()),
+        Expr::Alias(a) => check_total(&a.expr, schema, place),
+        Expr::BinaryExpr(b) => {
+            use Operator::*;
+            match b.op {
+                Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom | And
+                | Or | LikeMatch | ILikeMatch | NotLikeMatch | NotILikeMatch => {
+                    all(&[&b.left, &b.right])
+                }
+                Plus | Minus if small_literal(&b.right) || small_literal(&b.left) => {
+                    all(&[&b.left, &b.right])
+                }
+                Divide | Modulo if literal_f64(&b.right).is_some_and(|x| x > 0.0) => {
+                    check_total(&b.left, schema, place)
+                }
+                op => refuse(format!("the operator {op} in {e}")),
+            }
+        }
+        Expr::Not(x)
+        | Expr::IsNull(x)
+        | Expr::IsNotNull(x)
+        | Expr::IsTrue(x)
+        | Expr::IsFalse(x)
+        | Expr::IsUnknown(x)
+        | Expr::IsNotTrue(x)
+        | Expr::IsNotFalse(x)
+        | Expr::IsNotUnknown(x) => check_total(x, schema, place),
+        Expr::Negative(x) if matches!(x.as_ref(), Expr::Literal(..)) => Ok(()),
+        Expr::Between(b) => all(&[&b.expr, &b.low, &b.high]),
+        Expr::InList(l) => {
+            check_total(&l.expr, schema, place)?;
+            l.list
+                .iter()
+                .try_for_each(|x| check_total(x, schema, place))
+        }
+        Expr::Like(l) => all(&[&l.expr, &l.pattern]),
+        Expr::Case(c) => {
+            if let Some(x) = &c.expr {
+                check_total(x, schema, place)?;
+            }
+            for (w, t) in &c.when_then_expr {
+                all(&[w, t])?;
+            }
+            match &c.else_expr {
+                Some(x) => check_total(x, schema, place),
+                None => Ok(()),
+            }
+        }
+        Expr::TryCast(c) => check_total(&c.expr, schema, place),
+        Expr::Cast(c) => {
+            let to = c.field.data_type();
+            let to_text = matches!(
+                to,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            );
+            let from = c.expr.get_type(schema).ok();
+            let widening = to.is_floating() && from.is_some_and(|t| t.is_numeric());
+            if to_text || widening || matches!(c.expr.as_ref(), Expr::Literal(..)) {
+                check_total(&c.expr, schema, place)
+            } else {
+                refuse(format!("CAST to {to} (use TRY_CAST)"))
+            }
+        }
+        Expr::ScalarFunction(f) => {
+            let name = f.func.name().to_ascii_lowercase();
+            if TOTAL_FUNCTIONS.contains(&name.as_str()) {
+                f.args
+                    .iter()
+                    .try_for_each(|x| check_total(x, schema, place))
+            } else {
+                refuse(format!("the function {name}()"))
+            }
+        }
+        other => refuse(format!("{other}")),
+    }
+}
+
 /// Plans an analyst's query: accepts it with its measurements or says why not.
 pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     if let LogicalPlan::Ddl(_)
@@ -201,7 +336,7 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     let source = source(&aggregate.input, meta)?;
     let mut groups = Vec::new();
     for g in &aggregate.group_expr {
-        check_row_expr(g, "GROUP BY")?;
+        check_row_expr(g, aggregate.input.schema(), "GROUP BY")?;
         if g.column_refs().iter().any(|c| source.is_unit(c)) {
             return reject(format!(
                 "GROUP BY {g} groups by the privacy unit ({}): that would release one \
@@ -261,7 +396,7 @@ fn find_aggregate(plan: &LogicalPlan) -> Result<Aggregate> {
         | LogicalPlan::Distinct(_)
         | LogicalPlan::SubqueryAlias(_) => {
             for e in plan.expressions() {
-                check_row_expr(&e, "the query's output")?;
+                check_no_subquery(&e, "the query's output")?;
             }
             match plan.inputs().as_slice() {
                 [input] => find_aggregate(input),
@@ -334,7 +469,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             })
         }
         LogicalPlan::Filter(f) => {
-            check_row_expr(&f.predicate, "WHERE")?;
+            check_row_expr(&f.predicate, f.input.schema(), "WHERE")?;
             source(&f.input, meta)
         }
         LogicalPlan::SubqueryAlias(a) => {
@@ -357,7 +492,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             let mut unit = None;
             let mut same_as_unit = Vec::new();
             for (i, e) in p.expr.iter().enumerate() {
-                check_row_expr(e, "a derived table")?;
+                check_row_expr(e, p.input.schema(), "a derived table")?;
                 let out = Column::from(p.schema.qualified_field(i));
                 let bare = match unalias(e) {
                     Expr::Column(c) => Some(c),
@@ -400,7 +535,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
             let mut rest = Vec::new();
             if let Some(f) = &j.filter {
-                check_row_expr(f, "a join condition")?;
+                check_row_expr(f, j.schema.as_ref(), "a join condition")?;
                 for c in split_conjunction(f) {
                     match c {
                         Expr::BinaryExpr(b) if b.op == Operator::Eq => {
@@ -523,7 +658,7 @@ fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
 
 fn literal_f64(e: &Expr) -> Option<f64> {
     match e {
-        Expr::Literal(v, _) => match v.cast_to(&datafusion::arrow::datatypes::DataType::Float64) {
+        Expr::Literal(v, _) => match v.cast_to(&DataType::Float64) {
             Ok(ScalarValue::Float64(Some(x))) => Some(x),
             _ => None,
         },
@@ -545,7 +680,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         ));
     }
     for a in &params.args {
-        check_row_expr(a, "an aggregate's argument")?;
+        check_no_subquery(a, "an aggregate's argument")?;
     }
     let arg = |i: usize| params.args.get(i);
     // The bounded column an aggregate's first argument names.

@@ -378,6 +378,16 @@ async fn every_refused_shape(engine: &Engine, ledger: &dyn Ledger) {
             "subquery",
         ),
         ("SELECT SUM(note) FROM persons", "no bounds"),
+        (
+            "SELECT COUNT(*) FROM persons WHERE 1 / (CASE WHEN person_id = 17 THEN 0 ELSE 1 END) = 1",
+            "must not be able to fail",
+        ),
+        (
+            "SELECT COUNT(*) FROM persons WHERE CAST(state AS BIGINT) = 0",
+            "TRY_CAST",
+        ),
+        ("SELECT COUNT(*) FROM persons WHERE sqrt(age - 50) > 1", "sqrt"),
+        ("SELECT COUNT(*) FROM persons WHERE age * age > 100", "operator *"),
         ("SELECT MIN(state) FROM persons", "no numeric bounds"),
         ("SELECT AVG(state) FROM persons", "avg"),
         ("SELECT SUM(age * 2) FROM persons", "must be a column"),
