@@ -25,6 +25,10 @@ use datafusion::sql::unparser::Unparser;
 use crate::error::{Result, SqlError};
 use crate::metadata::{ColumnType, Metadata, Table};
 
+/// CSV files up to this size are parsed once, when registered, and kept in memory as Arrow
+/// batches; larger ones are read from the file at every query.
+pub(crate) const IN_MEMORY_CSV: u64 = 256 << 20;
+
 /// The Arrow type a metadata column type is read as.
 fn arrow_type(t: ColumnType) -> DataType {
     match t {
@@ -47,6 +51,8 @@ fn table_err(table: &str, message: impl Into<String>) -> SqlError {
 pub(crate) enum Version {
     /// A file: its path, length and modification time.
     File(PathBuf, u64, Option<SystemTime>),
+    /// A file loaded into memory when registered: what the engine reads never changes.
+    Loaded(PathBuf),
     /// A server table: it may change between two queries (and between the proof and the
     /// statistics), so the bound is never proven by a scan, only by a primary key.
     Live,
@@ -60,7 +66,7 @@ impl Version {
                 Ok(m) => Version::File(path.clone(), m.len(), m.modified().ok()),
                 Err(_) => Version::Live,
             },
-            Version::Live => Version::Live,
+            other => other.clone(),
         }
     }
 }
@@ -140,6 +146,21 @@ pub(crate) async fn register_file(
             .has_header(true)
             .schema(&schema)
             .file_extension(&dotted);
+        if fs.len() <= IN_MEMORY_CSV {
+            // Parsed once: every query then scans Arrow batches, not text.
+            let partitions = ctx
+                .read_csv(location, options)
+                .await
+                .map_err(|e| table_err(tname, e.to_string()))?
+                .collect_partitioned()
+                .await
+                .map_err(|e| table_err(tname, format!("cannot read the CSV: {e}")))?;
+            let table = MemTable::try_new(Arc::new(schema), partitions)?;
+            ctx.register_table(tname, Arc::new(table))?;
+            return Ok(Registered {
+                version: Version::Loaded(path.to_path_buf()),
+            });
+        }
         ctx.register_csv(tname, location, options)
             .await
             .map_err(|e| table_err(tname, e.to_string()))?;

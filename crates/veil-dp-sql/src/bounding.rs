@@ -213,7 +213,11 @@ fn row_stat(m: &Measurement, w: &Option<Expr>) -> Option<Expr> {
             None => f64_of(count(Expr::Column(c.clone()))),
         },
         Measurement::Sum(b) => sum(weighted(clamp(b))),
-        Measurement::SumSquares(b) => sum(weighted(clamp(b) * clamp(b))),
+        Measurement::CenteredSum(b) => sum(weighted(clamp(b) - lit(b.middle()))),
+        Measurement::CenteredSumSquares(b) => {
+            let d = clamp(b) - lit(b.middle());
+            sum(weighted(d.clone() * d))
+        }
         Measurement::DistinctUnits | Measurement::Quantile(..) => return None,
     })
 }

@@ -165,7 +165,9 @@ fn session() -> SessionContext {
 
 impl Engine {
     /// The embedded engine: DataFusion over files (`.parquet`, else CSV with a header line),
-    /// each registered as the metadata table it is paired with.
+    /// each registered as the metadata table it is paired with. CSV files up to 256 MiB are
+    /// parsed once, here, and queried from memory; larger ones and Parquet are read at every
+    /// query (and their contribution proof is redone when the file changes).
     pub async fn embedded(meta: Metadata, tables: &[(String, &Path)]) -> Result<Self> {
         meta.check()?;
         let ctx = session();
@@ -504,7 +506,8 @@ impl Mechanisms {
             let sensitivity = match m {
                 Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctUnits => k,
                 Measurement::Sum(b) => k * b.magnitude(),
-                Measurement::SumSquares(b) => k * b.magnitude() * b.magnitude(),
+                Measurement::CenteredSum(b) => k * b.half_range(),
+                Measurement::CenteredSumSquares(b) => k * b.half_range() * b.half_range(),
                 Measurement::Quantile(..) => k,
             };
             // A column bounded to [0, 0] has nothing to hide.
@@ -686,7 +689,10 @@ fn output_value(o: &Output, noisy: &[f64]) -> f64 {
             count,
             lower,
             upper,
-        } => (noisy[sum] / noisy[count].max(1.0)).clamp(lower, upper),
+        } => {
+            let middle = lower + (upper - lower) / 2.0;
+            (middle + noisy[sum] / noisy[count].max(1.0)).clamp(lower, upper)
+        }
         Output::Variance {
             sum,
             squares,
@@ -695,6 +701,7 @@ fn output_value(o: &Output, noisy: &[f64]) -> f64 {
             sqrt,
             range,
         } => {
+            // Centered sums: the variance does not depend on the shift.
             let n = noisy[count].max(2.0);
             let mean = noisy[sum] / n;
             let dof = if population { n } else { n - 1.0 };

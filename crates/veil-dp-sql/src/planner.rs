@@ -49,6 +49,16 @@ impl Bounded {
     pub fn magnitude(&self) -> f64 {
         self.lower.abs().max(self.upper.abs())
     }
+
+    /// The middle of the bounds.
+    pub fn middle(&self) -> f64 {
+        self.lower + (self.upper - self.lower) / 2.0
+    }
+
+    /// Largest distance of a clamped value from the middle.
+    pub fn half_range(&self) -> f64 {
+        (self.upper - self.lower) / 2.0
+    }
 }
 
 /// One noisy quantity the query needs, per group.
@@ -60,8 +70,11 @@ pub(crate) enum Measurement {
     NonNull(Column),
     /// Sum of the clamped column.
     Sum(Bounded),
-    /// Sum of squares of the clamped column.
-    SumSquares(Bounded),
+    /// Sum of the clamped column's distances to the middle of its bounds (half the
+    /// sensitivity of [`Measurement::Sum`] when the bounds are `[0, U]`): for means.
+    CenteredSum(Bounded),
+    /// Sum of the squares of those distances: for variances.
+    CenteredSumSquares(Bounded),
     /// Number of distinct privacy units.
     DistinctUnits,
     /// A quantile of the clamped column (exponential mechanism over a histogram).
@@ -76,7 +89,7 @@ pub(crate) enum Output {
     Count(usize),
     /// `SUM(col)`.
     Sum(usize),
-    /// `AVG(col)` = sum / count of non-NULL values, clamped to the bounds.
+    /// `AVG(col)` = middle + centered sum / count of non-NULL values, clamped to the bounds.
     Avg {
         sum: usize,
         count: usize,
@@ -367,8 +380,22 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     for e in &aggregate.aggr_expr {
         outputs.push(output(e, &source, &mut add)?);
     }
+    // Private keys are thresholded on a noisy count: any count the query already measures
+    // does (each is at most a unit's weight per group), else one more.
     let threshold_count = if groups.iter().any(|g| g.public.is_none()) {
-        Some(add(Measurement::Rows))
+        let existing = measurements.iter().position(|m| {
+            matches!(
+                m,
+                Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctUnits
+            )
+        });
+        match existing {
+            Some(i) => Some(i),
+            None => {
+                measurements.push(Measurement::Rows);
+                Some(measurements.len() - 1)
+            }
+        }
     } else {
         None
     };
@@ -728,7 +755,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             let (lower, upper) = (b.lower, b.upper);
             let count = add(Measurement::NonNull(b.column.clone()));
             plain(Output::Avg {
-                sum: add(Measurement::Sum(b)),
+                sum: add(Measurement::CenteredSum(b)),
                 count,
                 lower,
                 upper,
@@ -740,9 +767,9 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             let b = first_bounded(&up)?;
             let range = b.upper - b.lower;
             let count = add(Measurement::NonNull(b.column.clone()));
-            let sum = add(Measurement::Sum(b.clone()));
+            let sum = add(Measurement::CenteredSum(b.clone()));
             plain(Output::Variance {
-                squares: add(Measurement::SumSquares(b)),
+                squares: add(Measurement::CenteredSumSquares(b)),
                 sum,
                 count,
                 population: name.ends_with("_pop"),
