@@ -24,7 +24,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType};
 use datafusion::functions::math::expr_fn::floor;
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, sum};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, sum};
 use datafusion::logical_expr::{
     cast, col, lit, when, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder,
 };
@@ -58,9 +58,25 @@ fn f64_of(e: Expr) -> Expr {
     cast(e, DataType::Float64)
 }
 
+/// What the engine proved about the data of a query's tables (per file version), each fact
+/// letting a step be skipped that would not change any number: the results, and so their
+/// distribution, are the same with or without the step.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Facts {
+    /// No unit has more rows than its bound: contributions need no bounding.
+    pub proven: bool,
+    /// No row lacks its unit: no NULL filter is needed.
+    pub unit_never_null: bool,
+    /// Columns whose every value lies within the declared bounds: clamping is the identity.
+    pub in_bounds: Vec<Column>,
+}
+
 /// `x` clamped to the column's bounds, as a float.
-pub(crate) fn clamp(b: &Bounded) -> Expr {
+pub(crate) fn clamp(b: &Bounded, facts: &Facts) -> Expr {
     let x = f64_of(Expr::Column(b.column.clone()));
+    if facts.in_bounds.contains(&b.column) {
+        return x;
+    }
     // Built from constants and a column, the CASE cannot fail to build.
     when(x.clone().lt(lit(b.lower)), lit(b.lower))
         .when(x.clone().gt(lit(b.upper)), lit(b.upper))
@@ -83,10 +99,10 @@ pub(crate) fn grid(b: &Bounded) -> (usize, f64) {
     )
 }
 
-fn bucket(b: &Bounded) -> Expr {
+fn bucket(b: &Bounded, facts: &Facts) -> Expr {
     let (_, step) = grid(b);
     cast(
-        floor((clamp(b) - lit(b.lower)) / lit(step)),
+        floor((clamp(b, facts) - lit(b.lower)) / lit(step)),
         DataType::Int64,
     )
 }
@@ -123,7 +139,10 @@ pub(crate) fn normalized_type(t: &DataType) -> DataType {
 
 /// The aggregation's input without rows that name no privacy unit (NULL): they belong to no
 /// one the bound could count, so neither path uses them.
-fn unit_rows(plan: &DpPlan) -> Result<LogicalPlan> {
+fn unit_rows(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
+    if facts.unit_never_null {
+        return Ok(plan.aggregate.input.as_ref().clone());
+    }
     Ok(
         LogicalPlanBuilder::from(plan.aggregate.input.as_ref().clone())
             .filter(Expr::Column(plan.unit.clone()).is_not_null())?
@@ -132,12 +151,12 @@ fn unit_rows(plan: &DpPlan) -> Result<LogicalPlan> {
 }
 
 /// The aggregation input, and the weight of each row when the bound is enforced.
-fn weighted(plan: &DpPlan, proven: bool) -> Result<(LogicalPlan, Option<Expr>)> {
-    let input = unit_rows(plan)?;
-    if proven {
+fn weighted(plan: &DpPlan, facts: &Facts) -> Result<(LogicalPlan, Option<Expr>)> {
+    let input = unit_rows(plan, facts)?;
+    if facts.proven {
         return Ok((input, None));
     }
-    let weights = unit_weights(plan)?;
+    let weights = unit_weights(plan, facts)?;
     let joined = LogicalPlanBuilder::from(input)
         .join(
             weights,
@@ -153,10 +172,10 @@ fn weighted(plan: &DpPlan, proven: bool) -> Result<(LogicalPlan, Option<Expr>)> 
 }
 
 /// Rows per (unit, group): the first stage of the enforced bound.
-fn per_unit_and_group(plan: &DpPlan) -> Result<LogicalPlan> {
+fn per_unit_and_group(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
     let mut keys = vec![Expr::Column(plan.unit.clone()).alias(UNIT)];
     keys.extend(group_exprs(plan)?);
-    Ok(LogicalPlanBuilder::from(unit_rows(plan)?)
+    Ok(LogicalPlanBuilder::from(unit_rows(plan, facts)?)
         .aggregate(keys, vec![count_star().alias(ROWS)])?
         .alias("__per_unit_group")?
         .build()?)
@@ -164,9 +183,9 @@ fn per_unit_and_group(plan: &DpPlan) -> Result<LogicalPlan> {
 
 /// `(__wunit, __weight)`: each unit's weight `min(1, k/N)`, or 0 when it falls into more than
 /// `k` groups of a private key.
-fn unit_weights(plan: &DpPlan) -> Result<LogicalPlan> {
+fn unit_weights(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
     let k = plan.bound as f64;
-    let per_unit = LogicalPlanBuilder::from(per_unit_and_group(plan)?)
+    let per_unit = LogicalPlanBuilder::from(per_unit_and_group(plan, facts)?)
         .aggregate(
             vec![col(Column::from_name(UNIT))],
             vec![
@@ -196,7 +215,7 @@ fn unit_weights(plan: &DpPlan) -> Result<LogicalPlan> {
 
 /// The statistic of one row-level measurement (`None` for distinct units and quantiles, which
 /// have their own plans).
-fn row_stat(m: &Measurement, w: &Option<Expr>) -> Option<Expr> {
+fn row_stat(m: &Measurement, w: &Option<Expr>, facts: &Facts) -> Option<Expr> {
     let weighted = |x: Expr| match w {
         Some(w) => x * w.clone(),
         None => x,
@@ -212,10 +231,10 @@ fn row_stat(m: &Measurement, w: &Option<Expr>) -> Option<Expr> {
                 .ok()?),
             None => f64_of(count(Expr::Column(c.clone()))),
         },
-        Measurement::Sum(b) => sum(weighted(clamp(b))),
-        Measurement::CenteredSum(b) => sum(weighted(clamp(b) - lit(b.middle()))),
+        Measurement::Sum(b) => sum(weighted(clamp(b, facts))),
+        Measurement::CenteredSum(b) => sum(weighted(clamp(b, facts) - lit(b.middle()))),
         Measurement::CenteredSumSquares(b) => {
-            let d = clamp(b) - lit(b.middle());
+            let d = clamp(b, facts) - lit(b.middle());
             sum(weighted(d.clone() * d))
         }
         Measurement::DistinctUnits | Measurement::Quantile(..) => return None,
@@ -235,14 +254,14 @@ pub(crate) struct StatsPlans {
     pub histograms: Vec<(usize, LogicalPlan)>,
 }
 
-/// Builds the statistics plans; `proven` says the data already respects the bound.
-pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
-    let (input, w) = weighted(plan, proven)?;
+/// Builds the statistics plans, skipping what `facts` prove unnecessary.
+pub(crate) fn stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
+    let (input, w) = weighted(plan, facts)?;
     let keys = group_exprs(plan)?;
     let mut aggs = Vec::new();
     let mut row_stats = Vec::new();
     for (i, m) in plan.measurements.iter().enumerate() {
-        if let Some(e) = row_stat(m, &w) {
+        if let Some(e) = row_stat(m, &w, facts) {
             aggs.push(f64_of(e).alias(stat_name(row_stats.len())));
             row_stats.push(i);
         }
@@ -260,8 +279,8 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
     for (i, m) in plan.measurements.iter().enumerate() {
         match m {
             Measurement::DistinctUnits => {
-                let p = if proven {
-                    LogicalPlanBuilder::from(unit_rows(plan)?)
+                let p = if facts.proven {
+                    LogicalPlanBuilder::from(unit_rows(plan, facts)?)
                         .aggregate(
                             keys.clone(),
                             vec![f64_of(count_distinct(Expr::Column(plan.unit.clone())))
@@ -274,9 +293,9 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
                         .map(|g| col(Column::from_name(group_name(g))))
                         .collect();
                     let nw = f64_of(col(Column::from_name(ROWS))) * col(Column::from_name(WEIGHT));
-                    LogicalPlanBuilder::from(per_unit_and_group(plan)?)
+                    LogicalPlanBuilder::from(per_unit_and_group(plan, facts)?)
                         .join(
-                            unit_weights(plan)?,
+                            unit_weights(plan, facts)?,
                             JoinType::Inner,
                             (
                                 vec![Column::from_name(UNIT)],
@@ -295,7 +314,7 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
             }
             Measurement::Quantile(b, _) => {
                 let mut k = keys.clone();
-                k.push(bucket(b).alias(BUCKET));
+                k.push(bucket(b, facts).alias(BUCKET));
                 let weight = match &w {
                     Some(w) => sum(when(Expr::Column(b.column.clone()).is_null(), lit(0.0))
                         .otherwise(w.clone())?),
@@ -317,17 +336,41 @@ pub(crate) fn stats_plans(plan: &DpPlan, proven: bool) -> Result<StatsPlans> {
     })
 }
 
-/// The largest number of rows any unit has in `table` (NULL for an empty table), as a
-/// one-row plan over the table's scan.
-pub(crate) fn max_rows_per_unit(scan: LogicalPlan, unit: Column) -> Result<LogicalPlan> {
+/// One row over a table's scan: `__s0` the largest number of rows any (non-NULL) unit has,
+/// `__s1` the number of rows whose unit is NULL (both NULL for an empty table).
+pub(crate) fn rows_per_unit(scan: LogicalPlan, unit: Column) -> Result<LogicalPlan> {
+    let u = col(Column::from_name(UNIT));
+    let c = col(Column::from_name("__c"));
     Ok(LogicalPlanBuilder::from(scan)
-        .filter(Expr::Column(unit.clone()).is_not_null())?
-        .aggregate(vec![Expr::Column(unit)], vec![count_star().alias("__c")])?
+        .aggregate(
+            vec![Expr::Column(unit).alias(UNIT)],
+            vec![count_star().alias("__c")],
+        )?
         // A derived table, so that the SQL unparser keeps the two aggregations apart.
         .alias("__rows_per_unit")?
         .aggregate(
             Vec::<Expr>::new(),
-            vec![f64_of(max(col(Column::from_name("__c")))).alias(stat_name(0))],
+            vec![
+                f64_of(max(
+                    when(u.clone().is_null(), lit(0i64)).otherwise(c.clone())?
+                ))
+                .alias(stat_name(0)),
+                f64_of(sum(when(u.is_null(), c).otherwise(lit(0i64))?)).alias(stat_name(1)),
+            ],
         )?
+        .build()?)
+}
+
+/// One row over a table's scan: the smallest and largest value of each column
+/// (`__s{2i}`, `__s{2i+1}`), as floats.
+pub(crate) fn ranges(scan: LogicalPlan, columns: &[Column]) -> Result<LogicalPlan> {
+    let mut aggs = Vec::new();
+    for (i, c) in columns.iter().enumerate() {
+        let x = f64_of(Expr::Column(c.clone()));
+        aggs.push(min(x.clone()).alias(stat_name(2 * i)));
+        aggs.push(max(x).alias(stat_name(2 * i + 1)));
+    }
+    Ok(LogicalPlanBuilder::from(scan)
+        .aggregate(Vec::<Expr>::new(), aggs)?
         .build()?)
 }

@@ -30,7 +30,7 @@ use veil_dp::ledger::Ledger;
 use veil_dp::mechanisms::{LaplaceMechanism, ReportNoisyMax};
 
 use crate::backend::{self, Backend, Registered, Version};
-use crate::bounding;
+use crate::bounding::{self, Facts};
 use crate::error::{Result, SqlError};
 use crate::metadata::Metadata;
 use crate::planner::{self, DpPlan, Measurement, Output};
@@ -145,8 +145,8 @@ pub struct Engine {
     meta: Metadata,
     backend: Backend,
     tables: HashMap<String, Registered>,
-    /// Largest rows per unit, per table, with the data version it was measured on.
-    proofs: Mutex<HashMap<String, (Version, f64)>>,
+    /// What was proven per table, with the data version it was proven on.
+    proofs: Mutex<HashMap<String, (Version, Proof)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -230,7 +230,7 @@ impl Engine {
     /// data is read and nothing is charged.
     pub async fn explain_postgres(&self, sql: &str) -> Result<Vec<String>> {
         let plan = self.plan(sql).await?;
-        let stats = bounding::stats_plans(&plan, false)?;
+        let stats = bounding::stats_plans(&plan, &Facts::default())?;
         let mut out = vec![backend::to_postgres_sql(&stats.rows)?];
         if let Some((_, p)) = &stats.distinct_units {
             out.push(backend::to_postgres_sql(p)?);
@@ -296,8 +296,8 @@ impl Engine {
             }
             .into());
         }
-        let proven = self.bound_proven(&plan).await.map_err(opaque)?;
-        let stats = bounding::stats_plans(&plan, proven)?;
+        let facts = self.facts(&plan).await.map_err(opaque)?;
+        let stats = bounding::stats_plans(&plan, &facts)?;
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
         let exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
@@ -329,13 +329,19 @@ impl Engine {
         })
     }
 
-    /// Whether every table of the query is known to respect its contribution bound.
+    /// What is proven about the query's tables ([`Facts`]).
     ///
-    /// Files are proven by one aggregation by the unit, cached for as long as the file keeps
-    /// its length and modification time (a file changed between the proof and the statistics
-    /// is a race the operator must avoid: replace files atomically). Server tables are proven
-    /// only by a primary key on the unit; otherwise the bound is always enforced.
-    async fn bound_proven(&self, plan: &DpPlan) -> Result<bool> {
+    /// Files are examined once per version (length and modification time, re-read at every
+    /// query; a file changed between this check and the statistics is a race the operator
+    /// must avoid by replacing files atomically): the largest number of rows per unit, the
+    /// rows without a unit, and the range of every bounded column. Server tables can change
+    /// at any time, so only a primary key on the unit proves anything about them.
+    async fn facts(&self, plan: &DpPlan) -> Result<Facts> {
+        let mut facts = Facts {
+            proven: true,
+            unit_never_null: true,
+            in_bounds: Vec::new(),
+        };
         for (table, unit, bound) in &plan.tables {
             let version = self
                 .tables
@@ -343,53 +349,114 @@ impl Engine {
                 .map(|r| r.version.current())
                 .unwrap_or(Version::Live);
             if version == Version::Live {
-                if self.backend.unit_is_primary_key(table, unit).await? {
-                    continue;
+                if !self.backend.unit_is_primary_key(table, unit).await? {
+                    facts.proven = false;
+                    facts.unit_never_null = false;
                 }
-                return Ok(false);
+                continue;
             }
-            let cached = self
-                .proofs
-                .lock()
-                .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
-                .get(table)
-                .filter(|(v, _)| *v == version)
-                .map(|(_, m)| *m);
-            let most = match cached {
-                Some(m) => m,
-                None => {
-                    let scan = self
-                        .ctx
-                        .table(table.as_str())
-                        .await?
-                        .into_unoptimized_plan();
-                    let unit_col = scan
-                        .schema()
-                        .columns()
-                        .into_iter()
-                        .find(|c| c.name.eq_ignore_ascii_case(unit))
-                        .ok_or_else(|| SqlError::Internal(format!("no unit column {unit}")))?;
-                    let p = bounding::max_rows_per_unit(scan, unit_col)?;
-                    let batches = self.backend.run(&self.ctx, &p).await?;
-                    let m = first_f64(&batches).unwrap_or(0.0);
-                    self.proofs
-                        .lock()
-                        .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
-                        .insert(table.clone(), (version, m));
-                    m
-                }
-            };
-            if most > *bound as f64 {
+            let proof = self.proof(table, unit, version).await?;
+            if proof.max_rows > *bound as f64 {
                 // For the operator's debug log only, never in the analyst's result: whether some
                 // unit exceeds the bound is a fact about the data that no noise covers.
                 tracing::debug!(
-                    "table {table}: some {unit} has {most} rows, more than max_rows_per_unit = \
-                     {bound}; the engine enforces the bound (rows are down-weighted)"
+                    "table {table}: some {unit} has {} rows, more than max_rows_per_unit = \
+                     {bound}; the engine enforces the bound (rows are down-weighted)",
+                    proof.max_rows
                 );
-                return Ok(false);
+                facts.proven = false;
+            }
+            if proof.null_units > 0.0 {
+                facts.unit_never_null = false;
+            }
+            for m in &plan.measurements {
+                let b = match m {
+                    Measurement::Sum(b)
+                    | Measurement::CenteredSum(b)
+                    | Measurement::CenteredSumSquares(b)
+                    | Measurement::Quantile(b, _) => b,
+                    _ => continue,
+                };
+                if b.origin.0 != *table {
+                    continue;
+                }
+                let inside = proof
+                    .ranges
+                    .get(&b.origin.1.to_ascii_lowercase())
+                    .is_some_and(|(lo, hi)| *lo >= b.lower && *hi <= b.upper);
+                if inside && !facts.in_bounds.contains(&b.column) {
+                    facts.in_bounds.push(b.column.clone());
+                }
             }
         }
-        Ok(true)
+        Ok(facts)
+    }
+
+    /// The proof of one table version, from the cache or from two aggregations.
+    async fn proof(&self, table: &str, unit: &str, version: Version) -> Result<Proof> {
+        let cached = self
+            .proofs
+            .lock()
+            .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
+            .get(table)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, p)| p.clone());
+        if let Some(p) = cached {
+            return Ok(p);
+        }
+        let scan = self.ctx.table(table).await?.into_unoptimized_plan();
+        let columns = scan.schema().columns();
+        let unit_col = columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(unit))
+            .cloned()
+            .ok_or_else(|| SqlError::Internal(format!("no unit column {unit}")))?;
+        let (_, meta) = self
+            .meta
+            .table(table)
+            .ok_or_else(|| SqlError::Internal(format!("no metadata for {table}")))?;
+        let bounded: Vec<Column> = columns
+            .iter()
+            .filter(|c| {
+                meta.column(&c.name)
+                    .is_some_and(|(_, m)| m.is_numeric() && m.bounds().is_some())
+            })
+            .cloned()
+            .collect();
+        let rows = self
+            .backend
+            .run(&self.ctx, &bounding::rows_per_unit(scan.clone(), unit_col)?)
+            .await?;
+        let mut ranges = HashMap::new();
+        if !bounded.is_empty() {
+            let r = self
+                .backend
+                .run(&self.ctx, &bounding::ranges(scan, &bounded)?)
+                .await?;
+            if let Some(b) = r.iter().find(|b| b.num_rows() > 0) {
+                for (i, c) in bounded.iter().enumerate() {
+                    let lo = b.column(2 * i);
+                    if lo.is_null(0) {
+                        continue;
+                    }
+                    ranges.insert(
+                        c.name.to_ascii_lowercase(),
+                        (f64_at(b, 2 * i, 0)?, f64_at(b, 2 * i + 1, 0)?),
+                    );
+                }
+            }
+        }
+        let first = rows.iter().find(|b| b.num_rows() > 0);
+        let proof = Proof {
+            max_rows: first.map(|b| f64_at(b, 0, 0)).transpose()?.unwrap_or(0.0),
+            null_units: first.map(|b| f64_at(b, 1, 0)).transpose()?.unwrap_or(0.0),
+            ranges,
+        };
+        self.proofs
+            .lock()
+            .map_err(|_| SqlError::Internal("proof cache poisoned".into()))?
+            .insert(table.to_string(), (version, proof.clone()));
+        Ok(proof)
     }
 
     async fn run_stats(&self, plan: &DpPlan, stats: &bounding::StatsPlans) -> Result<Exact> {
@@ -448,11 +515,6 @@ fn opaque(e: SqlError) -> SqlError {
     )
 }
 
-fn first_f64(batches: &[RecordBatch]) -> Option<f64> {
-    let b = batches.iter().find(|b| b.num_rows() > 0)?;
-    f64_at(b, 0, 0).ok()
-}
-
 fn f64_at(b: &RecordBatch, c: usize, r: usize) -> Result<f64> {
     let a = b.column(c);
     let a = a
@@ -460,6 +522,17 @@ fn f64_at(b: &RecordBatch, c: usize, r: usize) -> Result<f64> {
         .downcast_ref::<Float64Array>()
         .ok_or_else(|| SqlError::Internal(format!("statistic {c} is {}", a.data_type())))?;
     Ok(if a.is_null(r) { 0.0 } else { a.value(r) })
+}
+
+/// What one examination of a table's data found.
+#[derive(Clone, Debug)]
+struct Proof {
+    /// The largest number of rows one unit has.
+    max_rows: f64,
+    /// Rows without a unit.
+    null_units: f64,
+    /// Smallest and largest value per bounded column (lowercase name).
+    ranges: HashMap<String, (f64, f64)>,
 }
 
 /// A group's key, with strings normalized to `Utf8`.

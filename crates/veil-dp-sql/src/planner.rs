@@ -42,6 +42,8 @@ pub(crate) struct Bounded {
     pub upper: f64,
     /// Integer column (quantiles return integers).
     pub integer: bool,
+    /// The table and column it is read from.
+    pub origin: (String, String),
 }
 
 impl Bounded {
@@ -155,7 +157,8 @@ struct Source {
     /// Columns equal to the unit (the other side's unit after a join on it).
     same_as_unit: Vec<Column>,
     bound: u64,
-    columns: BTreeMap<Column, ColumnMeta>,
+    /// Columns described by the metadata, with the (table, column) they come from.
+    columns: BTreeMap<Column, (ColumnMeta, (String, String))>,
     tables: Vec<(String, String, u64)>,
 }
 
@@ -358,7 +361,10 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
             ));
         }
         let public = match g {
-            Expr::Column(c) => source.columns.get(c).and_then(|m| m.public_keys.clone()),
+            Expr::Column(c) => source
+                .columns
+                .get(c)
+                .and_then(|(m, _)| m.public_keys.clone()),
             _ => None,
         };
         groups.push(GroupKey {
@@ -474,7 +480,7 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
                     if cname.eq_ignore_ascii_case(&table.privacy_unit) {
                         unit = Some(c.clone());
                     }
-                    columns.insert(c, m.clone());
+                    columns.insert(c, (m.clone(), (tname.to_string(), cname.to_string())));
                 }
             }
             let Some(unit) = unit else {
@@ -656,7 +662,7 @@ fn column_arg<'a>(e: &'a Expr, func: &str) -> Result<&'a Column> {
 }
 
 fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
-    let Some(m) = source.columns.get(c) else {
+    let Some((m, origin)) = source.columns.get(c) else {
         return reject(format!(
             "{func}({}): the column is not described by the metadata",
             c.name
@@ -680,6 +686,7 @@ fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
         lower,
         upper,
         integer: m.kind == ColumnType::Int,
+        origin: origin.clone(),
     })
 }
 
