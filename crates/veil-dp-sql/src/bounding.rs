@@ -23,6 +23,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType};
+use datafusion::functions::core::expr_fn::{greatest, least};
 use datafusion::functions::math::expr_fn::floor;
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, sum};
 use datafusion::logical_expr::{
@@ -67,21 +68,43 @@ pub(crate) struct Facts {
     pub proven: bool,
     /// No row lacks its unit: no NULL filter is needed.
     pub unit_never_null: bool,
-    /// Columns whose every value lies within the declared bounds: clamping is the identity.
-    pub in_bounds: Vec<Column>,
+    /// The smallest and largest value of columns: clamping skips a side no value crosses.
+    pub ranges: Vec<(Column, (f64, f64))>,
+    /// Columns without NULLs: clamped with `GREATEST`/`LEAST` (which skip NULLs, so they
+    /// cannot stand in for the `CASE` where a column has some), a vectorized kernel.
+    pub never_null: Vec<Column>,
 }
 
 /// `x` clamped to the column's bounds, as a float.
 pub(crate) fn clamp(b: &Bounded, facts: &Facts) -> Expr {
     let x = f64_of(Expr::Column(b.column.clone()));
-    if facts.in_bounds.contains(&b.column) {
-        return x;
+    let range = facts
+        .ranges
+        .iter()
+        .find(|(c, _)| *c == b.column)
+        .map(|(_, r)| *r);
+    let low = range.is_none_or(|(lo, _)| lo < b.lower);
+    let high = range.is_none_or(|(_, hi)| hi > b.upper);
+    let (lo, hi) = (lit(b.lower), lit(b.upper));
+    if facts.never_null.contains(&b.column) {
+        // GREATEST/LEAST skip NULLs, so they stand in for the CASE only on NULL-free columns.
+        return match (low, high) {
+            (false, false) => x,
+            (true, false) => greatest(vec![lo, x]),
+            (false, true) => least(vec![hi, x]),
+            (true, true) => greatest(vec![lo, least(vec![hi, x])]),
+        };
     }
     // Built from constants and a column, the CASE cannot fail to build.
-    when(x.clone().lt(lit(b.lower)), lit(b.lower))
-        .when(x.clone().gt(lit(b.upper)), lit(b.upper))
-        .otherwise(x)
-        .unwrap_or_else(|_| lit(b.lower))
+    let case = match (low, high) {
+        (false, false) => return x,
+        (true, false) => when(x.clone().lt(lo.clone()), lo).otherwise(x),
+        (false, true) => when(x.clone().gt(hi.clone()), hi).otherwise(x),
+        (true, true) => when(x.clone().lt(lo.clone()), lo)
+            .when(x.clone().gt(hi), lit(b.upper))
+            .otherwise(x),
+    };
+    case.unwrap_or_else(|_| lit(b.lower))
 }
 
 /// The quantile histogram grid of a column: candidates `lower + i·step`.
@@ -107,7 +130,7 @@ fn bucket(b: &Bounded, facts: &Facts) -> Expr {
     )
 }
 
-/// The grouping keys, aliased `__g{i}` and cast to their own type (so every backend returns
+/// The grouping keys, aliased `__g{i}`, numbers cast to 64 bits (so every backend returns
 /// them typed alike).
 fn group_exprs(plan: &DpPlan) -> Result<Vec<Expr>> {
     let input = plan.aggregate.input.schema();
@@ -116,7 +139,14 @@ fn group_exprs(plan: &DpPlan) -> Result<Vec<Expr>> {
         .enumerate()
         .map(|(i, g)| {
             let t = g.expr.get_type(input.as_ref())?;
-            Ok(cast(g.expr.clone(), normalized_type(&t)).alias(group_name(i)))
+            let to = normalized_type(&t);
+            // Text keys of any Arrow string type are normalized when read back (a cast here
+            // would copy every string of the column); numbers are cast to 64 bits.
+            if to == t || to == DataType::Utf8 {
+                Ok(g.expr.clone().alias(group_name(i)))
+            } else {
+                Ok(cast(g.expr.clone(), to).alias(group_name(i)))
+            }
         })
         .collect()
 }
@@ -232,10 +262,12 @@ fn row_stat(m: &Measurement, w: &Option<Expr>, facts: &Facts) -> Option<Expr> {
             None => f64_of(count(Expr::Column(c.clone()))),
         },
         Measurement::Sum(b) => sum(weighted(clamp(b, facts))),
-        Measurement::CenteredSum(b) => sum(weighted(clamp(b, facts) - lit(b.middle()))),
+        // Raw moments; the engine centers them exactly before any noise (one pass less per
+        // row than summing `x − middle`).
+        Measurement::CenteredSum(b) => sum(weighted(clamp(b, facts))),
         Measurement::CenteredSumSquares(b) => {
-            let d = clamp(b, facts) - lit(b.middle());
-            sum(weighted(d.clone() * d))
+            let x = clamp(b, facts);
+            sum(weighted(x.clone() * x))
         }
         Measurement::DistinctUnits | Measurement::Quantile(..) => return None,
     })
@@ -361,15 +393,17 @@ pub(crate) fn rows_per_unit(scan: LogicalPlan, unit: Column) -> Result<LogicalPl
         .build()?)
 }
 
-/// One row over a table's scan: the smallest and largest value of each column
-/// (`__s{2i}`, `__s{2i+1}`), as floats.
+/// One row over a table's scan: per column the smallest and largest value and the number of
+/// non-NULL values (`__s{3i}`, `__s{3i+1}`, `__s{3i+2}`), then the number of rows, as floats.
 pub(crate) fn ranges(scan: LogicalPlan, columns: &[Column]) -> Result<LogicalPlan> {
     let mut aggs = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         let x = f64_of(Expr::Column(c.clone()));
-        aggs.push(min(x.clone()).alias(stat_name(2 * i)));
-        aggs.push(max(x).alias(stat_name(2 * i + 1)));
+        aggs.push(min(x.clone()).alias(stat_name(3 * i)));
+        aggs.push(max(x).alias(stat_name(3 * i + 1)));
+        aggs.push(f64_of(count(Expr::Column(c.clone()))).alias(stat_name(3 * i + 2)));
     }
+    aggs.push(f64_of(count_star()).alias(stat_name(3 * columns.len())));
     Ok(LogicalPlanBuilder::from(scan)
         .aggregate(Vec::<Expr>::new(), aggs)?
         .build()?)

@@ -300,7 +300,8 @@ impl Engine {
         let stats = bounding::stats_plans(&plan, &facts)?;
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
-        let exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
+        let mut exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
+        center(&plan, &mut exact)?;
         let (groups, threshold) = release(&plan, &mechanisms, exact, delta)?;
         let (batch, accuracy_by_agg) = result_batch(&plan, &mechanisms, &groups)?;
         let final_plan = replace_aggregate(&plan, batch)?;
@@ -340,7 +341,8 @@ impl Engine {
         let mut facts = Facts {
             proven: true,
             unit_never_null: true,
-            in_bounds: Vec::new(),
+            ranges: Vec::new(),
+            never_null: Vec::new(),
         };
         for (table, unit, bound) in &plan.tables {
             let version = self
@@ -380,12 +382,14 @@ impl Engine {
                 if b.origin.0 != *table {
                     continue;
                 }
-                let inside = proof
-                    .ranges
-                    .get(&b.origin.1.to_ascii_lowercase())
-                    .is_some_and(|(lo, hi)| *lo >= b.lower && *hi <= b.upper);
-                if inside && !facts.in_bounds.contains(&b.column) {
-                    facts.in_bounds.push(b.column.clone());
+                if let Some(r) = proof.ranges.get(&b.origin.1.to_ascii_lowercase()) {
+                    if !facts.ranges.iter().any(|(c, _)| *c == b.column) {
+                        facts.ranges.push((b.column.clone(), *r));
+                    }
+                }
+                let whole = proof.never_null.contains(&b.origin.1.to_ascii_lowercase());
+                if whole && !facts.never_null.contains(&b.column) {
+                    facts.never_null.push(b.column.clone());
                 }
             }
         }
@@ -428,21 +432,23 @@ impl Engine {
             .run(&self.ctx, &bounding::rows_per_unit(scan.clone(), unit_col)?)
             .await?;
         let mut ranges = HashMap::new();
+        let mut never_null = Vec::new();
         if !bounded.is_empty() {
             let r = self
                 .backend
                 .run(&self.ctx, &bounding::ranges(scan, &bounded)?)
                 .await?;
             if let Some(b) = r.iter().find(|b| b.num_rows() > 0) {
+                let rows = f64_at(b, 3 * bounded.len(), 0)?;
                 for (i, c) in bounded.iter().enumerate() {
-                    let lo = b.column(2 * i);
-                    if lo.is_null(0) {
+                    let name = c.name.to_ascii_lowercase();
+                    if f64_at(b, 3 * i + 2, 0)? == rows {
+                        never_null.push(name.clone());
+                    }
+                    if b.column(3 * i).is_null(0) {
                         continue;
                     }
-                    ranges.insert(
-                        c.name.to_ascii_lowercase(),
-                        (f64_at(b, 2 * i, 0)?, f64_at(b, 2 * i + 1, 0)?),
-                    );
+                    ranges.insert(name, (f64_at(b, 3 * i, 0)?, f64_at(b, 3 * i + 1, 0)?));
                 }
             }
         }
@@ -451,6 +457,7 @@ impl Engine {
             max_rows: first.map(|b| f64_at(b, 0, 0)).transpose()?.unwrap_or(0.0),
             null_units: first.map(|b| f64_at(b, 1, 0)).transpose()?.unwrap_or(0.0),
             ranges,
+            never_null,
         };
         self.proofs
             .lock()
@@ -524,6 +531,40 @@ fn f64_at(b: &RecordBatch, c: usize, r: usize) -> Result<f64> {
     Ok(if a.is_null(r) { 0.0 } else { a.value(r) })
 }
 
+/// Turns the raw moments the statistics plans return for centered measurements into sums of
+/// distances to the middle of the bounds, exactly and before any noise: `Σ(x−m) = Σx − m·n`,
+/// `Σ(x−m)² = Σx² − 2m·Σx + m²·n` (over the same, possibly weighted, non-NULL values).
+fn center(plan: &DpPlan, exact: &mut Exact) -> Result<()> {
+    let find = |want: &Measurement| plan.measurements.iter().position(|m| m == want);
+    let mut steps = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        let (b, squares) = match m {
+            Measurement::CenteredSum(b) => (b, false),
+            Measurement::CenteredSumSquares(b) => (b, true),
+            _ => continue,
+        };
+        let count = find(&Measurement::NonNull(b.column.clone()))
+            .ok_or_else(|| SqlError::Internal("a centered sum without its count".into()))?;
+        let sum = find(&Measurement::CenteredSum(b.clone()))
+            .ok_or_else(|| SqlError::Internal("centered squares without their sum".into()))?;
+        steps.push((i, squares, b.middle(), count, sum));
+    }
+    if steps.is_empty() {
+        return Ok(());
+    }
+    for v in exact.groups.values_mut() {
+        let raw = v.clone();
+        for &(i, squares, m, count, sum) in &steps {
+            v[i] = if squares {
+                raw[i] - 2.0 * m * raw[sum] + m * m * raw[count]
+            } else {
+                raw[i] - m * raw[count]
+            };
+        }
+    }
+    Ok(())
+}
+
 /// What one examination of a table's data found.
 #[derive(Clone, Debug)]
 struct Proof {
@@ -533,6 +574,8 @@ struct Proof {
     null_units: f64,
     /// Smallest and largest value per bounded column (lowercase name).
     ranges: HashMap<String, (f64, f64)>,
+    /// Bounded columns without NULLs (lowercase names).
+    never_null: Vec<String>,
 }
 
 /// A group's key, with strings normalized to `Utf8`.
