@@ -38,6 +38,9 @@ pub struct SampleArgs {
     /// Seed of the generator (same seed, same file).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Also write persons.parquet (the same rows).
+    #[arg(long)]
+    pub parquet: bool,
 }
 
 /// How `veil dp query` prints its answer.
@@ -381,5 +384,10 @@ fn sample(a: &SampleArgs) -> Result<()> {
         "{}  (metadata: budget, privacy unit, bounds)",
         meta.display()
     );
+    if a.parquet {
+        let parquet = a.dir.join("persons.parquet");
+        runtime()?.block_on(veil_dp_sql::sample::csv_to_parquet(&csv, &parquet))?;
+        outln!("{}  (the same rows)", parquet.display());
+    }
     Ok(())
 }

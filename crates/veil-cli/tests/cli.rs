@@ -976,9 +976,11 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.to_string_lossy().into_owned();
-    assert!(veil(&["dp", "sample", "--dir", &d, "--rows", "3000"])
-        .status
-        .success());
+    assert!(
+        veil(&["dp", "sample", "--dir", &d, "--rows", "3000", "--parquet"])
+            .status
+            .success()
+    );
     let m = dir.join("persons.toml").to_string_lossy().into_owned();
     let t = format!("persons={}", dir.join("persons.csv").display());
     let q = |extra: &[&str], sql: &str| {
@@ -1016,6 +1018,36 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
     assert_eq!(v["epsilon"], 1.0);
     assert!((v["remaining_epsilon"].as_f64().unwrap() - 9.0).abs() < 1e-9);
     assert!(v["accuracy"]["n"].as_f64().unwrap() > 0.0);
+    // The same rows from Parquet.
+    let pq = format!("persons={}", dir.join("persons.parquet").display());
+    let out = veil(&[
+        "dp",
+        "query",
+        "--metadata",
+        &m,
+        "--table",
+        &pq,
+        "--epsilon",
+        "1",
+        "--format",
+        "json",
+        "SELECT COUNT(*) AS n, MEDIAN(age) FROM persons WHERE sex = 'F'",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let females = std::fs::read_to_string(dir.join("persons.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(",F,"))
+        .count() as f64;
+    assert!(
+        (v["rows"][0][0].as_f64().unwrap() - females).abs() < 40.0,
+        "{v}"
+    );
     // Table format prints the cost.
     let out = q(
         &["--epsilon", "0.5"],
@@ -1034,10 +1066,10 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
     let out = veil(&["dp", "budget", "--metadata", &m, "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        (v["spent_epsilon"].as_f64().unwrap() - 1.5).abs() < 1e-9,
+        (v["spent_epsilon"].as_f64().unwrap() - 2.5).abs() < 1e-9,
         "{v}"
     );
-    assert_eq!(v["charges"].as_array().unwrap().len(), 2);
+    assert_eq!(v["charges"].as_array().unwrap().len(), 3);
     // More than the budget: refused, nothing charged.
     let out = q(&["--epsilon", "9"], "SELECT COUNT(*) FROM persons");
     assert!(!out.status.success());
@@ -1108,7 +1140,7 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(
-            (v["remaining_epsilon"].as_f64().unwrap() - 7.5).abs() < 1e-9,
+            (v["remaining_epsilon"].as_f64().unwrap() - 6.5).abs() < 1e-9,
             "{v}"
         );
     } else {

@@ -63,6 +63,28 @@ pub fn write_persons(out: &mut impl Write, rows: u64, seed: u64) -> std::io::Res
     Ok(())
 }
 
+/// Converts a CSV file with a header line into a Parquet file (one file, uncompressed
+/// columns typed as DataFusion infers them), e.g. to serve the sample from Parquet.
+pub async fn csv_to_parquet(csv: &std::path::Path, parquet: &std::path::Path) -> crate::Result<()> {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+    let (Some(from), Some(to)) = (csv.to_str(), parquet.to_str()) else {
+        return Err(crate::SqlError::Table {
+            table: csv.display().to_string(),
+            message: "the path is not UTF-8".into(),
+        });
+    };
+    let ctx = SessionContext::new();
+    let df = ctx.read_csv(from, CsvReadOptions::new()).await?;
+    df.write_parquet(
+        to,
+        DataFrameWriteOptions::new().with_single_file_output(true),
+        None,
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
