@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use veil_dp::ledger::{Ledger, SqliteLedger};
+use veil_dp::ledger::SqliteLedger;
 use veil_dp_sql::{Engine, Metadata, QueryOptions};
 
 struct Setup {
