@@ -852,9 +852,16 @@ fn result_batch(
 ) -> Result<(RecordBatch, Vec<Option<f64>>)> {
     let schema = plan.aggregate.schema.as_arrow();
     let g = plan.groups.len();
+    let field = |i: usize| {
+        schema
+            .fields()
+            .get(i)
+            .map(|f| f.data_type().clone())
+            .ok_or_else(|| SqlError::Internal(format!("aggregation output {i} has no field")))
+    };
     let mut columns: Vec<ArrayRef> = Vec::new();
     for i in 0..g {
-        let target = schema.field(i).data_type();
+        let target = &field(i)?;
         let values: Vec<ScalarValue> = groups.iter().map(|r| r.key[i].clone()).collect();
         let array = if values.is_empty() {
             datafusion::arrow::array::new_empty_array(target)
@@ -866,7 +873,7 @@ fn result_batch(
     }
     let mut accuracy = Vec::new();
     for (j, o) in plan.outputs.iter().enumerate() {
-        let target = schema.field(g + j).data_type();
+        let target = &field(g + j)?;
         let values: Vec<f64> = groups.iter().map(|r| output_value(o, &r.noisy)).collect();
         let worst = groups
             .iter()

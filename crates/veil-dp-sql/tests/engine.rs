@@ -757,3 +757,54 @@ fn postgres_answers_and_refuses_every_shape() {
         assert!(e.to_string().contains("absent"), "{e}");
     });
 }
+
+#[test]
+fn hostile_sql_is_answered_or_refused_never_a_panic() {
+    let d = data("hostile");
+    let l = ledger(&d.dir, 1e9);
+    let queries = [
+        "",
+        ";",
+        "SELECT",
+        "SELECT COUNT(*) FROM persons; DROP TABLE persons",
+        "SELECT COUNT(*) FROM persons LIMIT -1",
+        "SELECT COUNT(*) FROM persons OFFSET 99999999999",
+        "SELECT COUNT(*) FROM persons WHERE age IN ()",
+        "SELECT COUNT(*) FROM persons WHERE age > 1e308 * 10",
+        "SELECT COUNT(*) FROM persons WHERE age > 99999999999999999999999999999",
+        "SELECT SUM(age) FROM persons GROUP BY 1",
+        "SELECT COUNT(*) FROM persons GROUP BY age, age, age ORDER BY 1 DESC",
+        "SELECT COUNT(*) c FROM persons GROUP BY state HAVING c > 0 AND c < 1e300",
+        "SELECT state, COUNT(*) FROM persons GROUP BY state ORDER BY COUNT(*) / 0",
+        "SELECT percentile_cont(2.0) WITHIN GROUP (ORDER BY age) FROM persons",
+        "SELECT percentile_cont(age) WITHIN GROUP (ORDER BY age) FROM persons",
+        "SELECT approx_percentile_cont(age, -0.5) FROM persons",
+        "SELECT MEDIAN(person_id) FROM persons",
+        "SELECT COUNT(*) FROM persons WHERE state LIKE '%' || state",
+        "SELECT COUNT(*) FROM persons WHERE CASE WHEN age > 1 THEN TRUE END",
+        "SELECT COUNT(*) FROM persons p JOIN persons q ON p.person_id = q.person_id",
+        "SELECT COUNT(*) FROM persons p JOIN visits v ON p.person_id = v.person_id \
+         JOIN visits w ON v.person_id = w.person_id",
+        "SELECT 'é', COUNT(*) FROM persons GROUP BY 'é'",
+        "SELECT COUNT(*) FROM persons WHERE sex = '\u{0}'",
+        "WITH t AS (SELECT * FROM persons) SELECT COUNT(*) FROM t",
+        "SELECT COUNT(*) FROM (SELECT person_id, age FROM persons) AS t(a, b)",
+        "EXPLAIN SELECT COUNT(*) FROM persons",
+        "SELECT COUNT(*) FROM persons WHERE TRY_CAST(state AS BIGINT) IS NULL",
+    ];
+    rt().block_on(async {
+        let engine = embedded(&d).await;
+        for sql in queries {
+            match engine
+                .query(&l, "persons", "fuzz", sql, QueryOptions::default())
+                .await
+            {
+                Ok(r) => {
+                    r.rows().unwrap();
+                    r.to_json().unwrap();
+                }
+                Err(e) => assert!(!e.to_string().is_empty(), "{sql}"),
+            }
+        }
+    });
+}
