@@ -349,9 +349,6 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
         return reject("only SELECT queries are answered");
     }
     let aggregate = find_aggregate(query)?;
-    if aggregate.schema.fields().len() != aggregate.group_expr.len() + aggregate.aggr_expr.len() {
-        return reject("a grouping key or an aggregate is listed twice; list each once");
-    }
     let source = source(&aggregate.input, meta)?;
     let mut groups = Vec::new();
     for g in &aggregate.group_expr {
@@ -374,6 +371,9 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
             expr: g.clone(),
             public,
         });
+    }
+    if aggregate.schema.fields().len() != aggregate.group_expr.len() + aggregate.aggr_expr.len() {
+        return reject("a grouping key or an aggregate is listed twice; list each once");
     }
     let mut measurements = Vec::new();
     let mut add = |m: Measurement| -> usize {
