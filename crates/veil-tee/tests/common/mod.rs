@@ -4,23 +4,20 @@
 
 use std::path::PathBuf;
 
-/// The recorded evidence lives beside the repository in `../shared/vectors/` (others'
-/// published data, not copied here); `VEIL_VECTORS` points elsewhere. `None`, with a line
-/// saying the test is skipped, when it is absent.
+/// The recorded evidence is committed with the tests in `tests/vectors/` (others' published
+/// data, with their licences in `tests/vectors/NOTICE`); `VEIL_VECTORS` points elsewhere.
+/// A missing folder is a failure, not a skip: these tests guard the verifiers.
 pub fn vectors_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("VEIL_VECTORS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors"),
         PathBuf::from,
     );
-    if dir.join("dcap").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: recorded evidence not found at {} (set VEIL_VECTORS to the shared/vectors folder)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("dcap").is_dir(),
+        "recorded evidence not found at {} (set VEIL_VECTORS to a copy of tests/vectors)",
+        dir.display()
+    );
+    Some(dir)
 }
 
 /// Reads `dcap/sgx_quote`-style names; `None` (test skipped) without the vectors folder.
