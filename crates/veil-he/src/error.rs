@@ -12,8 +12,9 @@ pub enum HeError {
     /// The parameter set is below 128-bit security and the caller did not opt in.
     #[error(
         "parameters are below 128-bit security: log2(QP) = {total_bits} bits exceeds {max_bits} for N = {degree} \
-         (HomomorphicEncryption.org standard, ternary secret); use fewer/smaller primes or a larger N, or opt in \
-         with `insecure_allow_below_128_bit_security()`"
+         (HomomorphicEncryption.org standard, ternary secret); use fewer/smaller primes or a larger N. Only the \
+         party that uses the parameters may opt out, by name: `insecure_allow_below_128_bit_security()` on the \
+         builder, `from_bytes_insecure_allow_below_128_bit_security` for received bytes"
     )]
     InsecureParameters {
         /// Ring degree.
@@ -95,6 +96,29 @@ pub enum HeError {
         level: usize,
         /// Bits of the modulus at that level.
         modulus_bits: u32,
+    },
+    /// A scale is not finite, below [`MIN_SCALE`](crate::ckks::params::MIN_SCALE), or not below
+    /// the modulus at its level (a product's scale too large to hold any value).
+    #[error(
+        "scale 2^{scale_bits:.3} is out of range at level {level}: a scale must be finite, at least 1/2 and below \
+         the modulus (2^{modulus_bits:.1}); rescale earlier, use a smaller scale or a longer modulus chain"
+    )]
+    ScaleOutOfRange {
+        /// log2 of the scale (NaN or ±inf when the scale was not finite or not positive).
+        scale_bits: f64,
+        /// Level of the object.
+        level: usize,
+        /// log2 of the modulus `q_0 ··· q_level`.
+        modulus_bits: f64,
+    },
+    /// Decoding produced a non-finite value: the coefficients exceed the floating-point range.
+    #[error(
+        "decoding at level {level} produced a non-finite value: the plaintext is not a CKKS encoding at this scale \
+         (a garbled ciphertext, or one encrypted under another key)"
+    )]
+    DecodeOverflow {
+        /// Level of the plaintext.
+        level: usize,
     },
     /// A value is NaN or infinite.
     #[error("cannot encode a non-finite value ({0})")]

@@ -24,10 +24,36 @@
 //! let ctx = VectorContext::builder(CkksContext::new(params)?).rotation_steps(&[]).build()?;
 //! let x = CkksVector::encrypt(&ctx, &[1.0, 2.0, 3.0])?;
 //! let y = CkksVector::encrypt(&ctx, &[0.5, 0.25, -1.0])?;
+//! // `decrypt` floods the result with noise so that it may be shared (see below).
 //! let dot = x.dot(&y)?.decrypt()?;
-//! assert!((dot[0] - (0.5 + 0.5 - 3.0)).abs() < 1e-4);
+//! assert!((dot[0] - (0.5 + 0.5 - 3.0)).abs() < 1e-2);
 //! # Ok(()) }
 //! ```
+//!
+//! ## Threat model
+//!
+//! - **Who computes sees only ciphertexts.** Semantic security (RLWE, 128 bits per the
+//!   HomomorphicEncryption.org table) against whoever holds the public, relinearization and
+//!   Galois keys. Parameters read from bytes are held to 128 bits: a peer cannot ship a toy
+//!   ring; only the receiver opts out, by name
+//!   (`from_bytes_insecure_allow_below_128_bit_security`).
+//! - **Whatever is read is hostile.** Every serialized object is checked against the
+//!   parameters before allocation; a scale that is not finite, below 1/2 or not below the
+//!   modulus is an error, as is a decode that would produce inf/NaN.
+//! - **Results that leave the key holder are flooded** ([`ckks::flooding`]): a raw CKKS
+//!   decryption carries its error, which with known inputs gives linear equations in the
+//!   secret key (IND-CPA-D, Li–Micciancio 2021). [`ckks::CkksVector::decrypt`] adds Gaussian
+//!   noise `2^{s/2}` times the measured error (statistical security `s = 30` by default);
+//!   the exact paths are named for the key holder
+//!   ([`ckks::CkksVector::decrypt_unflooded_for_key_holder_only`], the low-level
+//!   [`ckks::Decryptor`] with [`ckks::CkksEncoder::decode`]).
+//! - **Secrets are zeroized**: the secret key, its serialization (built in place at its final
+//!   size), and the secret-dependent temporaries of key generation and encryption (`a·s`,
+//!   `s²`, the encryption randomness `u`).
+//! - **Not protected**: a malicious evaluator (it can return any ciphertext; nothing proves
+//!   the computation), side channels beyond the constant-time key comparison and table-scan
+//!   Gaussian, and the flooding estimate against errors shaped to hide from it (see
+//!   [`ckks::flooding`]).
 
 pub mod ckks;
 pub mod error;

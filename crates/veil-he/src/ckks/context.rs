@@ -238,6 +238,24 @@ impl CkksContext {
         Ok(())
     }
 
+    /// Checks that `scale` is admissible at `level`: finite, at least
+    /// [`MIN_SCALE`](crate::ckks::params::MIN_SCALE), and below the modulus `q_0 ··· q_level`
+    /// (no value of magnitude ≥ 1/2 could be represented otherwise).
+    pub fn check_scale(&self, level: usize, scale: f64) -> Result<()> {
+        let modulus_bits = self.modulus_bits_at(level);
+        let ok = scale.is_finite()
+            && scale >= crate::ckks::params::MIN_SCALE
+            && scale.log2() < modulus_bits;
+        if !ok {
+            return Err(HeError::ScaleOutOfRange {
+                scale_bits: if scale > 0.0 { scale.log2() } else { f64::NAN },
+                level,
+                modulus_bits,
+            });
+        }
+        Ok(())
+    }
+
     /// `log2(q_0 ··· q_level)`.
     pub fn modulus_bits_at(&self, level: usize) -> f64 {
         self.params.ciphertext_moduli()[..=level.min(self.max_level())]

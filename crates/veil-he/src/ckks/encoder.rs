@@ -12,6 +12,7 @@ use veil_math::{Representation, RnsPoly};
 
 use crate::ckks::ciphertext::Plaintext;
 use crate::ckks::context::CkksContext;
+use crate::ckks::flooding::{FloodedValues, Gaussian, NoiseFlooding};
 use crate::error::{HeError, Result};
 
 /// Encodes vectors of reals or complex numbers into plaintexts and back.
@@ -136,6 +137,7 @@ impl CkksEncoder {
                 "scale {scale} must be finite and at least 1"
             )));
         }
+        self.ctx.check_scale(level, scale)?;
         if let Some(bad) = values
             .iter()
             .find(|v| !v.re.is_finite() || !v.im.is_finite())
@@ -205,7 +207,53 @@ impl CkksEncoder {
         self.encode_coefficients(&coeffs, scale, level, &[Complex64::new(value, 0.0)])
     }
 
-    /// Decodes to the real parts of all N/2 slots.
+    /// Decodes the real parts of the first `len` slots **for release**: adds noise flooding
+    /// (see [`crate::ckks::flooding`]) sized from the error measured on this plaintext, so
+    /// that the values may leave the key holder. Each value gets an independent Gaussian of
+    /// standard deviation [`FloodedValues::flood_std`].
+    pub fn decode_flooded(
+        &self,
+        pt: &Plaintext,
+        len: usize,
+        flooding: &NoiseFlooding,
+    ) -> Result<FloodedValues> {
+        let slots = self.slots();
+        if len > slots {
+            return Err(HeError::TooManyValues { given: len, slots });
+        }
+        let z = self.decode_complex(pt)?;
+        let im2 = |v: &[Complex64]| v.iter().map(|c| c.im * c.im).sum::<f64>();
+        let released = if len == 0 {
+            0.0
+        } else {
+            im2(&z[..len]) / len as f64
+        };
+        let all = im2(&z) / slots as f64;
+        // Rounding error of a fresh or rescaled ciphertext, per slot real part:
+        // e = r_0 + r_1·s with r uniform in [−1/2, 1/2] and s ternary of weight ≈ 2N/3.
+        let n = self.ctx.degree() as f64;
+        let floor = n * (1.0 + 2.0 * n / 3.0) / 24.0 / (pt.scale * pt.scale);
+        let per_value = released.max(all).max(floor);
+        let error_estimate = NoiseFlooding::SAFETY_FACTOR * (len as f64 * per_value).sqrt();
+        let flood_std = flooding.flood_std(error_estimate);
+        let mut g = Gaussian::from_os_rng();
+        let values: Vec<f64> = z[..len]
+            .iter()
+            .map(|c| c.re + flood_std * g.sample())
+            .collect();
+        if !flood_std.is_finite() || values.iter().any(|v| !v.is_finite()) {
+            return Err(HeError::DecodeOverflow { level: pt.level() });
+        }
+        Ok(FloodedValues {
+            values,
+            error_estimate,
+            flood_std,
+        })
+    }
+
+    /// Decodes to the real parts of all N/2 slots. **Exact**: the values carry the
+    /// ciphertext's error, which reveals the secret key to anyone who also knows the
+    /// message; release values with [`CkksEncoder::decode_flooded`] instead.
     pub fn decode(&self, pt: &Plaintext) -> Result<Vec<f64>> {
         Ok(self.decode_complex(pt)?.into_iter().map(|c| c.re).collect())
     }
@@ -213,9 +261,10 @@ impl CkksEncoder {
     /// Decodes to all N/2 complex slots.
     pub fn decode_complex(&self, pt: &Plaintext) -> Result<Vec<Complex64>> {
         self.ctx.check_fingerprint(&pt.fingerprint)?;
+        let level = pt.level();
+        self.ctx.check_scale(level, pt.scale)?;
         let mut poly = pt.poly.clone();
         poly.to_coefficient();
-        let level = pt.level();
         let n = self.ctx.degree();
         let slots = self.slots();
         let crt = self
@@ -239,6 +288,9 @@ impl CkksEncoder {
                 .collect::<Vec<f64>>()
         });
         let coeffs: Vec<f64> = chunks.into_iter().flatten().collect();
+        if coeffs.iter().any(|c| !c.is_finite()) {
+            return Err(HeError::DecodeOverflow { level });
+        }
         let mut vals: Vec<Complex64> = (0..slots)
             .map(|k| Complex64::new(coeffs[k], coeffs[k + slots]))
             .collect();

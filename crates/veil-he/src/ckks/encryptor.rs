@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+use zeroize::Zeroizing;
 
 use veil_math::{Representation, RnsPoly};
 
@@ -47,7 +48,8 @@ impl Encryptor {
         // to a rounding error.
         let level = pt.level();
         let ext = self.ctx.ext_basis(level);
-        let u = ternary_poly(&self.ctx, &ext, rng)?;
+        // u decrypts the ciphertext without the key (c_0 − b·u = m + small): zeroized on drop.
+        let u = Zeroizing::new(ternary_poly(&self.ctx, &ext, rng)?);
         let mut c0 = error_poly(&self.ctx, &ext, rng)?;
         let mut c1 = error_poly(&self.ctx, &ext, rng)?;
         c0.add_mul_assign(&self.pk.b.select_primes(&ext)?, &u)?;
@@ -95,7 +97,8 @@ impl SymmetricEncryptor {
         rng.fill_bytes(&mut seed);
         let a = expand_seeded_a(&self.ctx, &basis, seed)?;
         let mut c0 = error_poly(&self.ctx, &basis, rng)?;
-        let mut a_s = RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?;
+        // a·s with a public is as secret as s.
+        let mut a_s = Zeroizing::new(RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?);
         a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
         c0.sub_assign(&a_s)?;
         c0.add_assign(&pt.poly)?;
@@ -152,10 +155,11 @@ impl Decryptor {
         m.add_mul_assign_prefix(&ct.parts[1], &self.sk.s)?;
         if ct.parts.len() == 3 {
             let basis = m.primes().to_vec();
-            let mut s = self.sk.s.clone();
+            // Zeroized on every path, early returns included (the whole capacity: the
+            // truncated limbs stay in the allocation).
+            let mut s = Zeroizing::new(self.sk.s.clone());
             s.truncate_limbs(basis.len())?;
-            let s2 = zeroize::Zeroizing::new(RnsPoly::mul(&s, &s)?);
-            zeroize::Zeroize::zeroize(&mut s);
+            let s2 = Zeroizing::new(RnsPoly::mul(&s, &s)?);
             m.add_mul_assign_prefix(&ct.parts[2], &s2)?;
         }
         Ok(Plaintext {

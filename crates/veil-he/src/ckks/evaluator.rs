@@ -44,8 +44,18 @@ impl Evaluator {
         &self.ctx
     }
 
+    /// Checks the parameter fingerprint and that the scale is admissible (a scale set through
+    /// [`Ciphertext::set_scale`] is checked here, where it is used).
     fn check(&self, ct: &Ciphertext) -> Result<()> {
-        self.ctx.check_fingerprint(&ct.fingerprint)
+        self.ctx.check_fingerprint(&ct.fingerprint)?;
+        self.ctx.check_scale(ct.level(), ct.scale)
+    }
+
+    /// The scale of a product at `level`, refused when the modulus cannot hold it.
+    fn product_scale(&self, level: usize, a: f64, b: f64) -> Result<f64> {
+        let scale = a * b;
+        self.ctx.check_scale(level, scale)?;
+        Ok(scale)
     }
 
     fn check_pair(&self, a: &Ciphertext, b: &Ciphertext) -> Result<()> {
@@ -69,6 +79,7 @@ impl Evaluator {
     fn check_plain(&self, a: &Ciphertext, pt: &Plaintext, same_scale: bool) -> Result<()> {
         self.check(a)?;
         self.ctx.check_fingerprint(&pt.fingerprint)?;
+        self.ctx.check_scale(pt.level(), pt.scale)?;
         if a.level() != pt.level() {
             return Err(HeError::LevelMismatch {
                 left: a.level(),
@@ -192,11 +203,12 @@ impl Evaluator {
     /// `a · pt`; the result's scale is the product of the scales.
     pub fn multiply_plain(&self, a: &Ciphertext, pt: &Plaintext) -> Result<Ciphertext> {
         self.check_plain(a, pt, false)?;
+        let scale = self.product_scale(a.level(), a.scale, pt.scale)?;
         let mut out = a.clone();
         for p in out.parts.iter_mut() {
             p.mul_assign(&pt.poly)?;
         }
-        out.scale = a.scale * pt.scale;
+        out.scale = scale;
         Ok(Self::unseeded(out))
     }
 
@@ -207,9 +219,10 @@ impl Evaluator {
         if !x.is_finite() {
             return Err(HeError::NonFiniteValue(x));
         }
+        let product_scale = self.product_scale(a.level(), a.scale, scale)?;
         let c = (x * scale).round();
         let mut out = self.multiply_by_integer_f64(a, c)?;
-        out.scale = a.scale * scale;
+        out.scale = product_scale;
         Ok(out)
     }
 
@@ -263,6 +276,7 @@ impl Evaluator {
         }
         Self::require_size(a, 2)?;
         Self::require_size(b, 2)?;
+        let scale = self.product_scale(a.level(), a.scale, b.scale)?;
         let (a0, a1) = (&a.parts[0], &a.parts[1]);
         let (b0, b1) = (&b.parts[0], &b.parts[1]);
         let outer = || (RnsPoly::mul(a0, b0), RnsPoly::mul(a1, b1));
@@ -279,7 +293,7 @@ impl Evaluator {
         };
         Ok(Ciphertext {
             parts: vec![d0?, d1?, d2?],
-            scale: a.scale * b.scale,
+            scale,
             fingerprint: a.fingerprint,
             seed: None,
         })
@@ -289,6 +303,7 @@ impl Evaluator {
     pub fn square(&self, a: &Ciphertext) -> Result<Ciphertext> {
         self.check(a)?;
         Self::require_size(a, 2)?;
+        let scale = self.product_scale(a.level(), a.scale, a.scale)?;
         let (a0, a1) = (&a.parts[0], &a.parts[1]);
         let d0 = RnsPoly::mul(a0, a0)?;
         let mut d1 = RnsPoly::mul(a0, a1)?;
@@ -297,7 +312,7 @@ impl Evaluator {
         let d2 = RnsPoly::mul(a1, a1)?;
         Ok(Ciphertext {
             parts: vec![d0, d1, d2],
-            scale: a.scale * a.scale,
+            scale,
             fingerprint: a.fingerprint,
             seed: None,
         })
@@ -343,11 +358,13 @@ impl Evaluator {
             return Err(HeError::OutOfLevels { needed: 1, left: 0 });
         }
         let q_last = self.ctx.params().ciphertext_moduli()[a.level()].value() as f64;
+        let scale = a.scale / q_last;
+        self.ctx.check_scale(a.level() - 1, scale)?;
         let mut out = a.clone();
         for p in out.parts.iter_mut() {
             p.rescale_by_last()?;
         }
-        out.scale = a.scale / q_last;
+        out.scale = scale;
         Ok(Self::unseeded(out))
     }
 

@@ -49,16 +49,10 @@ impl Drop for SecretKey {
 impl ZeroizeOnDrop for SecretKey {}
 
 impl PartialEq for SecretKey {
+    /// Constant-time in the coefficients, and without copying them (a copy grown by
+    /// `collect` would leave freed, unzeroized buffers behind).
     fn eq(&self, other: &Self) -> bool {
-        let a: Vec<u8> = self.s.data().iter().flat_map(|x| x.to_le_bytes()).collect();
-        let b: Vec<u8> = other
-            .s
-            .data()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
-        let (a, b) = (Zeroizing::new(a), Zeroizing::new(b));
-        bool::from(a.ct_eq(&b)) && self.fingerprint == other.fingerprint
+        bool::from(self.s.data().ct_eq(other.s.data())) && self.fingerprint == other.fingerprint
     }
 }
 
@@ -258,7 +252,8 @@ impl KeyGenerator {
         let seed = self.fresh_seed();
         let a = uniform_poly(&self.ctx, &basis, &mut ChaCha20Rng::from_seed(seed))?;
         let mut b = error_poly(&self.ctx, &basis, &mut self.rng)?;
-        let mut a_s = RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?;
+        // a·s with a public is as secret as s.
+        let mut a_s = Zeroizing::new(RnsPoly::zero(self.ctx.ring(), &basis, Representation::Ntt)?);
         a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
         b.sub_assign(&a_s)?;
         Ok(PublicKey {
@@ -284,7 +279,7 @@ impl KeyGenerator {
         for digit in &top.digit_positions {
             let a = uniform_poly(&ctx, &full, &mut a_rng)?;
             let mut b = error_poly(&ctx, &full, &mut self.rng)?;
-            let mut a_s = RnsPoly::zero(ctx.ring(), &full, Representation::Ntt)?;
+            let mut a_s = Zeroizing::new(RnsPoly::zero(ctx.ring(), &full, Representation::Ntt)?);
             a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
             b.sub_assign(&a_s)?;
             for &i in digit {

@@ -2,7 +2,7 @@
 //! take them), default scale, key-switching decomposition, and the 128-bit security check.
 
 use sha2::{Digest, Sha256};
-use veil_math::prime::primes_for_bit_sizes;
+use veil_math::prime::{is_prime, primes_for_bit_sizes};
 use veil_math::Modulus;
 
 use crate::error::{HeError, Result};
@@ -22,6 +22,11 @@ pub const MAX_PRIMES: usize = 64;
 
 /// Smallest and largest prime bit sizes accepted in a modulus chain.
 pub const PRIME_BITS_RANGE: (u32, u32) = (20, 60);
+
+/// Smallest scale an object may carry. A rescaled ciphertext can land just below 1 (Δ²/q with
+/// q slightly above Δ), so the bound is 1/2 rather than 1; anything smaller only inflates
+/// decoded values and is refused.
+pub const MIN_SCALE: f64 = 0.5;
 
 /// The security level a parameter set was validated against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +105,9 @@ pub struct CkksParameters {
     special_moduli: Vec<Modulus>,
     security: SecurityLevel,
     fingerprint: [u8; 32],
+    /// `Δ_ℓ` for every level: the scale a ciphertext at level ℓ has in the automatic
+    /// schedule ([`CkksParameters::level_scale`]).
+    level_scales: Vec<f64>,
 }
 
 /// Builder for [`CkksParameters`]: set what you need, then [`build`](Self::build) validates
@@ -170,7 +178,10 @@ impl CkksParametersBuilder {
         self
     }
 
-    /// Validates and generates the primes.
+    /// Validates and generates the primes: SEAL's choice (the largest NTT-friendly primes
+    /// below `2^b`), except that the ciphertext primes whose bit size equals the scale are
+    /// picked so that the scale stays on target at every level (see
+    /// [`CkksParameters::level_scale`]).
     pub fn build(self) -> Result<CkksParameters> {
         let bad = |m: String| Err(HeError::InvalidParameters(m));
         let n = self.degree;
@@ -248,7 +259,9 @@ impl CkksParametersBuilder {
             }
             None => return bad(format!("no security bound known for degree {n}")),
         };
-        let moduli = primes_for_bit_sizes(n, &self.bit_sizes)?;
+        let mut moduli = primes_for_bit_sizes(n, &self.bit_sizes)?;
+        let level_scales =
+            retarget_scale_primes(n, &self.bit_sizes, q_count, self.scale_bits, &mut moduli)?;
         let (q, p) = moduli.split_at(q_count);
         let mut h = Sha256::new();
         h.update(b"veil-ckks-params-v1");
@@ -270,8 +283,99 @@ impl CkksParametersBuilder {
             special_moduli: p.to_vec(),
             security,
             fingerprint,
+            level_scales,
         })
     }
+}
+
+/// Picks the ciphertext primes `q_L … q_1` whose bit size equals the scale so that the scale
+/// schedule `Δ_{ℓ−1} = Δ_ℓ² / q_ℓ` stays on target at every level, and returns the schedule.
+///
+/// With SEAL's choice (the largest primes below `2^b`, in order), every `q_ℓ` is a little below
+/// the scale and the deviation doubles at each level: 19 products took the N = 32768 preset
+/// from 2^40 to 2^52.26. Here, from the top down, `q_ℓ` is the largest free NTT prime not above
+/// `Δ_ℓ² / T`, which puts `Δ_{ℓ−1}` just above the target `T`, within one prime gap; the
+/// deviation no longer compounds. `T = 2^{S−κ}` sits a hair below `2^S` so that the primes
+/// stay `S`-bit primes (honest bit sizes: security and packing are unchanged); `κ` is chosen
+/// among a few candidates to minimise the largest deviation over the chain (about 10^-5 bits
+/// for the 40-bit presets).
+fn retarget_scale_primes(
+    n: usize,
+    bits: &[u32],
+    q_count: usize,
+    scale_bits: f64,
+    moduli: &mut [Modulus],
+) -> Result<Vec<f64>> {
+    let schedule = |moduli: &[Modulus], top: f64| {
+        let mut scales = vec![0f64; q_count];
+        let mut s = top;
+        for l in (0..q_count).rev() {
+            scales[l] = s;
+            s = s * s / moduli[l].value() as f64;
+        }
+        scales
+    };
+    let adaptive: Vec<usize> = (1..q_count)
+        .filter(|&l| f64::from(bits[l]) == scale_bits)
+        .collect();
+    if adaptive.is_empty() {
+        return Ok(schedule(moduli, scale_bits.exp2()));
+    }
+    let s_bits = bits[adaptive[0]];
+    let two_n = 2 * n as u64;
+    let ceiling = (1u64 << s_bits) - 1;
+    let floor = 1u64 << (s_bits - 1);
+    let fixed: Vec<u64> = (0..moduli.len())
+        .filter(|i| !adaptive.contains(i))
+        .map(|i| moduli[i].value())
+        .collect();
+    // The largest prime p ≡ 1 (mod 2N), floor < p ≤ bound, not in `used`.
+    let largest_below = |bound: u64, used: &[u64]| -> Option<u64> {
+        let mut c = bound.checked_sub(1)? / two_n * two_n + 1;
+        while c > floor {
+            if !used.contains(&c) && is_prime(c) {
+                return Some(c);
+            }
+            c -= two_n;
+        }
+        None
+    };
+    let target = scale_bits.exp2();
+    let mut best: Option<(f64, Vec<u64>, f64)> = None;
+    let kappas = std::iter::once(0.0).chain((0..=28).map(|k| f64::from(k - 30).exp2()));
+    'trial: for kappa in kappas {
+        let top = (scale_bits - kappa).exp2();
+        let mut used = fixed.clone();
+        let mut chosen = Vec::with_capacity(adaptive.len());
+        let mut delta = top;
+        let mut worst = kappa;
+        for l in (1..q_count).rev() {
+            let q = if adaptive.contains(&l) {
+                let bound = (delta * delta / top).min(ceiling as f64) as u64;
+                let Some(q) = largest_below(bound.min(ceiling), &used) else {
+                    continue 'trial;
+                };
+                used.push(q);
+                chosen.push(q);
+                q
+            } else {
+                moduli[l].value()
+            };
+            delta = delta * delta / q as f64;
+            worst = worst.max((delta / target).log2().abs());
+        }
+        if best.as_ref().is_none_or(|(w, _, _)| worst < *w) {
+            best = Some((worst, chosen, top));
+        }
+    }
+    let Some((_, chosen, top)) = best else {
+        // Not enough primes near the scale: keep SEAL's choice.
+        return Ok(schedule(moduli, target));
+    };
+    for (&l, &q) in adaptive.iter().rev().zip(&chosen) {
+        moduli[l] = Modulus::new(q)?;
+    }
+    Ok(schedule(moduli, top))
 }
 
 impl CkksParameters {
@@ -333,6 +437,18 @@ impl CkksParameters {
     /// Default scale 2^scale_bits.
     pub fn scale(&self) -> f64 {
         self.scale_bits.exp2()
+    }
+
+    /// The scale `Δ_ℓ` of the automatic schedule at `level` (the vector API keeps every
+    /// ciphertext at level ℓ at this scale): `Δ_L` is the default scale or a hair below it
+    /// (about 10^-5 bits with 40-bit primes), and `Δ_{ℓ−1} = Δ_ℓ² / q_ℓ` stays on target at
+    /// every level thanks to the primes' choice (see [`CkksParametersBuilder::build`]). Levels
+    /// past `L` get `Δ_L`.
+    pub fn level_scale(&self, level: usize) -> f64 {
+        self.level_scales
+            .get(level.min(self.level_scales.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(self.scale())
     }
 
     /// log2 of the default scale.

@@ -23,7 +23,7 @@ use crate::ckks::encryptor::expand_seeded_a;
 use crate::ckks::keys::{
     uniform_poly, GaloisKeys, PublicKey, RelinearizationKey, SecretKey, SwitchingKey,
 };
-use crate::ckks::params::CkksParameters;
+use crate::ckks::params::{CkksParameters, SecurityLevel, SECURITY_TABLE_128};
 use crate::error::{HeError, Result};
 
 /// Magic bytes that start every serialized object.
@@ -275,15 +275,27 @@ impl CkksParameters {
         v.push(self.special_moduli().len() as u8);
         v.push(self.dnum() as u8);
         v.extend_from_slice(&self.scale_bits().to_bits().to_le_bytes());
-        v.push(u8::from(
-            self.security() == crate::ckks::params::SecurityLevel::Insecure,
-        ));
+        v.push(u8::from(self.security() == SecurityLevel::Insecure));
         v
     }
 
-    /// Reads and re-validates a parameter set; the primes regenerated from it must match the
-    /// recorded fingerprint.
+    /// Reads and re-validates a parameter set received from someone else; the primes
+    /// regenerated from it must match the recorded fingerprint.
+    ///
+    /// Parameters below 128-bit security are refused, whatever the bytes say: the "insecure"
+    /// flag is the sender's claim, and only the receiver may accept such parameters, with
+    /// [`CkksParameters::from_bytes_insecure_allow_below_128_bit_security`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::read(bytes, false)
+    }
+
+    /// Like [`CkksParameters::from_bytes`], but accepts parameters below 128-bit security.
+    /// **Insecure**: for tests and experiments whose peer is trusted to pick toy parameters.
+    pub fn from_bytes_insecure_allow_below_128_bit_security(bytes: &[u8]) -> Result<Self> {
+        Self::read(bytes, true)
+    }
+
+    fn read(bytes: &[u8], allow_insecure: bool) -> Result<Self> {
         let mut r = Reader {
             buf: bytes,
             pos: 0,
@@ -302,16 +314,33 @@ impl CkksParameters {
             x => return Err(r.err(format!("bad security flag {x}"))),
         };
         r.finish()?;
-        let mut b = CkksParameters::builder()
+        // Rebuild with the opt-in so that the security level is *computed* here, then decide:
+        // the flag in the bytes must agree with it, and only `allow_insecure` (the receiver's
+        // choice) lets an insecure set through.
+        let params = CkksParameters::builder()
             .degree(degree)
             .moduli_bits(&bits)
             .special_primes(special)
             .dnum(dnum)
-            .scale_bits(scale_bits);
-        if insecure {
-            b = b.insecure_allow_below_128_bit_security();
+            .scale_bits(scale_bits)
+            .insecure_allow_below_128_bit_security()
+            .build()?;
+        let computed_insecure = params.security() == SecurityLevel::Insecure;
+        if computed_insecure != insecure {
+            return Err(r.err("the security flag does not match the parameters"));
         }
-        let params = b.build()?;
+        if computed_insecure && !allow_insecure {
+            let total_bits: u32 = bits.iter().sum();
+            let max_bits = SECURITY_TABLE_128
+                .iter()
+                .find(|(d, _)| *d == degree)
+                .map_or(0, |&(_, m)| m);
+            return Err(HeError::InsecureParameters {
+                degree,
+                total_bits,
+                max_bits,
+            });
+        }
         if params.fingerprint() != fp {
             return Err(r.err("fingerprint does not match the parameters"));
         }
@@ -331,11 +360,9 @@ fn check_level(r: &Reader<'_>, ctx: &CkksContext, level: usize) -> Result<()> {
     Ok(())
 }
 
-fn check_scale(r: &Reader<'_>, scale: f64) -> Result<()> {
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(r.err(format!("invalid scale {scale}")));
-    }
-    Ok(())
+fn check_scale(r: &Reader<'_>, ctx: &CkksContext, level: usize, scale: f64) -> Result<()> {
+    ctx.check_scale(level, scale)
+        .map_err(|e| r.err(format!("invalid scale {scale:e}: {e}")))
 }
 
 impl Plaintext {
@@ -354,7 +381,7 @@ impl Plaintext {
         let level = r.u8()? as usize;
         check_level(&r, ctx, level)?;
         let scale = r.f64()?;
-        check_scale(&r, scale)?;
+        check_scale(&r, ctx, level, scale)?;
         let basis = ctx.q_basis(level);
         r.expect_remaining(packed_len(ctx.degree(), &poly_bits(ctx, &basis)))?;
         let poly = r.poly(ctx, &basis)?;
@@ -399,7 +426,7 @@ impl Ciphertext {
             return Err(r.err(format!("a ciphertext has 2 or 3 parts, not {size}")));
         }
         let scale = r.f64()?;
-        check_scale(&r, scale)?;
+        check_scale(&r, ctx, level, scale)?;
         let seeded = r.u8()?;
         let basis = ctx.q_basis(level);
         let plen = packed_len(ctx.degree(), &poly_bits(ctx, &basis));
@@ -468,7 +495,9 @@ impl SecretKey {
         let mut s = Zeroizing::new(self.s.clone());
         s.to_coefficient();
         let m0 = s.moduli()[0];
-        let mut v = Zeroizing::new(header(ObjectKind::SecretKey, &self.fingerprint));
+        // Exact capacity up front: a buffer that grows leaves its old, unzeroized copies behind.
+        let mut v = Zeroizing::new(Vec::with_capacity(HEADER_LEN + s.degree().div_ceil(4)));
+        v.extend_from_slice(&header(ObjectKind::SecretKey, &self.fingerprint));
         let mut byte = 0u8;
         for (k, &c) in s.limb(0).iter().enumerate() {
             let code = match m0.center(c) {

@@ -8,6 +8,7 @@
     reason = "tests fail by panicking"
 )]
 
+mod adversary;
 mod common;
 mod operations;
 mod properties;

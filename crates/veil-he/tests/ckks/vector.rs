@@ -29,7 +29,7 @@ fn arithmetic_with_vectors_plains_and_scalars() {
     let x = CkksVector::encrypt(&c, &a).unwrap();
     let y = CkksVector::encrypt(&c, &b).unwrap();
     let check = |v: Result<CkksVector, HeError>, expect: Vec<f64>, tol: f64| {
-        let got = v.unwrap().decrypt().unwrap();
+        let got = v.unwrap().decrypt_unflooded_for_key_holder_only().unwrap();
         assert_eq!(got.len(), expect.len());
         let e = max_err(&got, &expect);
         assert!(e < tol, "error {e}");
@@ -86,13 +86,27 @@ fn dot_sum_and_their_composition() {
     let dot: f64 = a.iter().zip(&b).map(|(p, q)| p * q).sum();
     let d = x.dot(&y).unwrap();
     assert_eq!(d.len(), 1);
-    assert!((d.decrypt().unwrap()[0] - dot).abs() < 1e-5);
-    let s = x.sum().unwrap().decrypt().unwrap()[0];
+    assert!((d.decrypt_unflooded_for_key_holder_only().unwrap()[0] - dot).abs() < 1e-5);
+    let s = x
+        .sum()
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap()[0];
     assert!((s - a.iter().sum::<f64>()).abs() < 1e-5);
     // The sum is replicated in every slot; a second reduction must still be right.
-    let twice = x.sum().unwrap().sum().unwrap().decrypt().unwrap()[0];
+    let twice = x
+        .sum()
+        .unwrap()
+        .sum()
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap()[0];
     assert!((twice - a.iter().sum::<f64>()).abs() < 1e-4, "{twice}");
-    let dp = x.dot_plain(&b).unwrap().decrypt().unwrap()[0];
+    let dp = x
+        .dot_plain(&b)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap()[0];
     assert!((dp - dot).abs() < 1e-5);
 }
 
@@ -128,7 +142,7 @@ fn polyval_has_minimal_depth_and_is_accurate() {
             .iter()
             .map(|&t| coeffs.iter().rev().fold(0.0, |acc, &c| acc * t + c))
             .collect();
-        let e = max_err(&y.decrypt().unwrap(), &expect);
+        let e = max_err(&y.decrypt_unflooded_for_key_holder_only().unwrap(), &expect);
         assert!(e < 1e-4, "{coeffs:?}: error {e}");
     }
     let too_deep = vec![1.0; 40];
@@ -151,11 +165,15 @@ fn matmul_with_plain_matrix() {
         let expect: Vec<f64> = (0..m)
             .map(|j| (0..n).map(|i| v[i] * mat[i][j]).sum())
             .collect();
-        let e = max_err(&y.decrypt().unwrap(), &expect);
+        let e = max_err(&y.decrypt_unflooded_for_key_holder_only().unwrap(), &expect);
         assert!(e < 1e-5, "{n}x{m}: error {e}");
         // The result's unused slots are clean: a following dot product is right.
         let ones = vec![1.0; m];
-        let s = y.dot_plain(&ones).unwrap().decrypt().unwrap()[0];
+        let s = y
+            .dot_plain(&ones)
+            .unwrap()
+            .decrypt_unflooded_for_key_holder_only()
+            .unwrap()[0];
         assert!((s - expect.iter().sum::<f64>()).abs() < 1e-4);
     }
     let x = CkksVector::encrypt(&c, &[1.0, 2.0]).unwrap();
@@ -171,13 +189,23 @@ fn rotation_is_cyclic_over_the_vector() {
     let v = values(12, 7);
     let x = CkksVector::encrypt(&c, &v).unwrap();
     for step in [1i64, 5, -2, 12, 13] {
-        let got = x.rotate(step).unwrap().decrypt().unwrap();
+        let got = x
+            .rotate(step)
+            .unwrap()
+            .decrypt_unflooded_for_key_holder_only()
+            .unwrap();
         let expect: Vec<f64> = (0..12)
             .map(|i| v[(i as i64 + step).rem_euclid(12) as usize])
             .collect();
         assert!(max_err(&got, &expect) < 1e-6, "step {step}");
         // Sum after rotation equals the sum.
-        let s = x.rotate(step).unwrap().sum().unwrap().decrypt().unwrap()[0];
+        let s = x
+            .rotate(step)
+            .unwrap()
+            .sum()
+            .unwrap()
+            .decrypt_unflooded_for_key_holder_only()
+            .unwrap()[0];
         assert!((s - v.iter().sum::<f64>()).abs() < 1e-4);
     }
 }
@@ -195,11 +223,14 @@ fn errors_are_clear() {
     assert!(matches!(&x + &y, Err(HeError::ShapeMismatch(_))));
     let public = c.make_public();
     let z = CkksVector::encrypt(&public, &[1.0]).unwrap();
-    assert!(matches!(z.decrypt(), Err(HeError::MissingSecretKey)));
+    assert!(matches!(
+        z.decrypt_unflooded_for_key_holder_only(),
+        Err(HeError::MissingSecretKey)
+    ));
     // Computing side works, key holder decrypts.
     let bytes = (&z * 4.0).unwrap().to_bytes();
     let back = CkksVector::from_bytes(&c, &bytes).unwrap();
-    assert!((back.decrypt().unwrap()[0] - 4.0).abs() < 1e-6);
+    assert!((back.decrypt_unflooded_for_key_holder_only().unwrap()[0] - 4.0).abs() < 1e-6);
     let mut deep = x.clone();
     for _ in 0..4 {
         deep = deep.square().unwrap();
@@ -212,26 +243,42 @@ fn contexts_travel_between_parties() {
     let c = ctx();
     // The data owner ships the public context; the server rebuilds it without a secret key.
     let wire = c.public_to_bytes();
-    let server = VectorContext::from_public_bytes(&wire, None).unwrap();
+    let server =
+        VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(&wire, None)
+            .unwrap();
     assert!(!server.has_secret_key());
     let x = CkksVector::encrypt(&c, &[1.5, -2.0, 0.25]).unwrap();
     let on_server = CkksVector::from_bytes(&server, &x.to_bytes()).unwrap();
     let result = on_server.square().unwrap().sum().unwrap();
-    assert!(matches!(result.decrypt(), Err(HeError::MissingSecretKey)));
+    assert!(matches!(
+        result.decrypt_unflooded_for_key_holder_only(),
+        Err(HeError::MissingSecretKey)
+    ));
     // The owner, restarted from the public context and its saved secret key, decrypts.
     let sk = c.secret_key_bytes().unwrap().unwrap();
-    let owner = VectorContext::from_public_bytes(&wire, Some(&sk)).unwrap();
+    let owner =
+        VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(&wire, Some(&sk))
+            .unwrap();
     let back = CkksVector::from_bytes(&owner, &result.to_bytes())
         .unwrap()
-        .decrypt()
+        .decrypt_unflooded_for_key_holder_only()
         .unwrap();
     assert!((back[0] - (2.25 + 4.0 + 0.0625)).abs() < 1e-5);
     // Hostile context bytes are errors.
     for cut in [0, 7, 8, 20, wire.len() - 1] {
-        assert!(VectorContext::from_public_bytes(&wire[..cut], None).is_err());
+        assert!(
+            VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(
+                &wire[..cut],
+                None
+            )
+            .is_err()
+        );
     }
     let mut extra = wire.clone();
     extra.push(1);
-    assert!(VectorContext::from_public_bytes(&extra, None).is_err());
+    assert!(
+        VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(&extra, None)
+            .is_err()
+    );
     assert!(server.secret_key_bytes().unwrap().is_none());
 }
