@@ -43,6 +43,7 @@ fn read_all(f: &Fixture, data: &[u8]) {
     let _ = Ciphertext::from_bytes(ckks, data);
     let _ = Plaintext::from_bytes(ckks, data);
     let _ = CkksParameters::from_bytes(data);
+    let _ = CkksParameters::from_bytes_insecure_allow_below_128_bit_security(data);
     if let Ok(v) = CkksVector::from_bytes(&f.ctx, data) {
         // A vector that parses must be usable.
         let _ = v.decrypt();
