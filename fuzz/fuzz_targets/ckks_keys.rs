@@ -39,7 +39,9 @@ fn read_all(ctx: &Arc<CkksContext>, data: &[u8]) {
     let _ = veil_he::ckks::VectorContext::from_public_bytes(data, None);
     // The fixture's parameters are toy ones, which the default reader refuses: the named
     // opt-out reaches the key parsers.
-    let _ = veil_he::ckks::VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(data, None);
+    let _ = veil_he::ckks::VectorContext::from_public_bytes_insecure_allow_below_128_bit_security(
+        data, None,
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
