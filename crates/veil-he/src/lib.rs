@@ -24,9 +24,14 @@
 //! let ctx = VectorContext::builder(CkksContext::new(params)?).rotation_steps(&[]).build()?;
 //! let x = CkksVector::encrypt(&ctx, &[1.0, 2.0, 3.0])?;
 //! let y = CkksVector::encrypt(&ctx, &[0.5, 0.25, -1.0])?;
-//! // `decrypt` floods the result with noise so that it may be shared (see below).
-//! let dot = x.dot(&y)?.decrypt()?;
-//! assert!((dot[0] - (0.5 + 0.5 - 3.0)).abs() < 1e-2);
+//! let dot = x.dot(&y)?;
+//! // Results that may be shared are flooded with noise (see the threat model below): each
+//! // value gets a Gaussian of standard deviation `flood_std` (`decrypt` returns the values).
+//! let shared = dot.decrypt_flooded()?;
+//! assert!((shared.values[0] - (0.5 + 0.5 - 3.0)).abs() < 8.0 * shared.flood_std);
+//! // The key holder keeps its own results exact.
+//! let mine = dot.decrypt_unflooded_for_key_holder_only()?;
+//! assert!((mine[0] - (0.5 + 0.5 - 3.0)).abs() < 1e-4);
 //! # Ok(()) }
 //! ```
 //!

@@ -49,6 +49,8 @@ pub struct CkksContext {
     pub(crate) p_mod_q: Vec<u64>,
     /// `⌊P/2⌋ mod r` for every prime `r` of the context (ciphertext and special).
     pub(crate) half_p_mod: Vec<u64>,
+    /// `log2(q_0 ··· q_ℓ)` for every level ℓ (scale checks run on every operation).
+    modulus_bits: Vec<f64>,
 }
 
 impl CkksContext {
@@ -143,6 +145,13 @@ impl CkksContext {
             .collect();
         let gaussian =
             DiscreteGaussian::new(DEFAULT_SIGMA).ok_or(HeError::Internal("bad sigma"))?;
+        let modulus_bits = q
+            .iter()
+            .scan(0f64, |acc, m| {
+                *acc += (m.value() as f64).log2();
+                Some(*acc)
+            })
+            .collect();
         Ok(Arc::new(Self {
             params,
             ring,
@@ -152,6 +161,7 @@ impl CkksContext {
             gaussian,
             p_mod_q,
             half_p_mod,
+            modulus_bits,
         }))
     }
 
@@ -258,9 +268,6 @@ impl CkksContext {
 
     /// `log2(q_0 ··· q_level)`.
     pub fn modulus_bits_at(&self, level: usize) -> f64 {
-        self.params.ciphertext_moduli()[..=level.min(self.max_level())]
-            .iter()
-            .map(|m| (m.value() as f64).log2())
-            .sum()
+        self.modulus_bits[level.min(self.max_level())]
     }
 }

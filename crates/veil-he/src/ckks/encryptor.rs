@@ -121,6 +121,12 @@ pub(crate) fn expand_seeded_a(
 }
 
 /// Decrypts ciphertexts: `m = c_0 + c_1·s (+ c_2·s²)`.
+///
+/// The plaintext is **exact**: it carries the ciphertext's error, which together with the
+/// message is a linear equation in the secret key (IND-CPA-D). Keep it, and values decoded
+/// from it with [`CkksEncoder::decode`](crate::ckks::CkksEncoder::decode), to the key holder;
+/// release values with [`CkksEncoder::decode_flooded`](crate::ckks::CkksEncoder::decode_flooded)
+/// (or [`CkksVector::decrypt`](crate::ckks::CkksVector::decrypt)), which floods them.
 #[derive(Clone, Debug)]
 pub struct Decryptor {
     ctx: Arc<CkksContext>,
