@@ -561,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn retargeted_primes_keep_their_bit_sizes_and_stay_distinct() {
+        for p in Preset::ALL {
+            let params = CkksParameters::preset(p).unwrap();
+            let all: Vec<u64> = params
+                .ciphertext_moduli()
+                .iter()
+                .chain(params.special_moduli())
+                .map(|m| m.value())
+                .collect();
+            for (m, &b) in all.iter().zip(params.bit_sizes()) {
+                assert_eq!(64 - m.leading_zeros(), b, "{}: prime {m}", p.name());
+                assert_eq!(m % (2 * params.degree() as u64), 1);
+            }
+            let mut sorted = all.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), all.len(), "{}", p.name());
+            // Deterministic: the same bit sizes give the same primes (serialized parameters
+            // are rebuilt from them).
+            assert_eq!(CkksParameters::preset(p).unwrap(), params);
+        }
+    }
+
+    #[test]
     fn hybrid_decomposition() {
         let p = CkksParameters::builder()
             .degree(16384)
