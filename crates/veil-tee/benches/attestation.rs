@@ -98,6 +98,8 @@ fn claims() -> AttestationClaims {
             tcb_status: "UpToDate".into(),
             advisory_ids: vec![],
             report_data: "00".repeat(64),
+            vmpl: None,
+            tcb: Default::default(),
         },
         runtime_public_key: "A".repeat(43),
         runtime_data: String::new(),

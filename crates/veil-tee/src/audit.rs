@@ -4,6 +4,24 @@
 //! previous line: editing, dropping or reordering an entry breaks the chain, which
 //! [`verify_log`] detects. Both services append one entry per decision (a token issued or
 //! refused, a secret released or refused), with the reason.
+//!
+//! **Threat model.** A chain alone proves nothing against whoever holds the file: the tail
+//! can be cut, or the whole log rewritten and re-chained. Two things close that:
+//!
+//! - a writer with a key ([`AuditLog::with_signer`], Ed25519) signs every entry, so a
+//!   rewrite needs the key;
+//! - the writer signs **heads** ([`AuditLog::signed_head`], served at `GET /audit/head` by
+//!   the attestation service and the key broker): the number of entries and the hash of the
+//!   last line at a time. A reader who obtained a head (from the running service, or
+//!   published somewhere the operator cannot rewrite) checks a copy of the log against it
+//!   with [`verify_against_head`] (`veil attest verify-log`): a copy cut short, or a different
+//!   history, does not match.
+//!
+//! Not protected: the holder of the signing key can sign any history and any head (a single
+//! writer is trusted by whoever trusts its key; detecting a writer that shows different
+//! heads to different readers needs witnesses that compare heads, as Certificate
+//! Transparency's gossip does). Entries after the last head a reader saw are vouched for by
+//! the key only.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -117,6 +135,32 @@ impl AuditLog {
             .map_or_else(|_| (0, GENESIS.to_string()), |s| (s.seq, s.prev.clone()))
     }
 
+    /// A signed head of the log as it is now (see [`SignedHead`]); an error for a log
+    /// without a signing key.
+    pub fn signed_head(&self, time: u64) -> Result<SignedHead> {
+        use ed25519_dalek::Signer as _;
+        let key = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| TeeError::Audit("this log has no signing key".into()))?;
+        let (entries, last_hash) = self.head();
+        let signature = key.sign(&SignedHead::message(entries, &last_hash, time));
+        Ok(SignedHead {
+            entries,
+            last_hash,
+            time,
+            public_key: hex::encode(key.verifying_key().as_bytes()),
+            signature: hex::encode(signature.to_bytes()),
+        })
+    }
+
+    /// The Ed25519 public key entries and heads are signed with, if any.
+    pub fn public_key(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        self.signer
+            .as_ref()
+            .map(ed25519_dalek::SigningKey::verifying_key)
+    }
+
     /// The file, if any.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
@@ -179,6 +223,136 @@ impl AuditLog {
         s.prev = hash;
         Ok(())
     }
+}
+
+/// A writer's signed statement of its log: `entries` lines, the last of which hashes to
+/// `last_hash`, as of `time`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    /// Number of entries.
+    pub entries: u64,
+    /// SHA-256 (hex) of the last line (zeros for an empty log).
+    pub last_hash: String,
+    /// When the head was signed (Unix seconds).
+    pub time: u64,
+    /// The writer's Ed25519 public key (hex).
+    pub public_key: String,
+    /// Ed25519 signature (hex) over [`SignedHead::message`].
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// The signed bytes: a domain label, then the entry count, the time and the last hash.
+    pub fn message(entries: u64, last_hash: &str, time: u64) -> Vec<u8> {
+        let mut m = b"veil-audit-head v1\0".to_vec();
+        m.extend_from_slice(&entries.to_le_bytes());
+        m.extend_from_slice(&time.to_le_bytes());
+        m.extend_from_slice(last_hash.as_bytes());
+        m
+    }
+
+    /// Checks the signature with `key` (the writer's key as the reader knows it), or with
+    /// the key the head names when `key` is `None` (which proves only that the head is
+    /// self-consistent). Returns the key that verified it.
+    pub fn verify(
+        &self,
+        key: Option<&ed25519_dalek::VerifyingKey>,
+    ) -> Result<ed25519_dalek::VerifyingKey> {
+        let named = parse_public_key(&self.public_key)?;
+        let key = match key {
+            Some(k) if k.as_bytes() != named.as_bytes() => {
+                return Err(TeeError::Audit(format!(
+                    "the head is signed by key {}, not the writer's key {}",
+                    self.public_key,
+                    hex::encode(k.as_bytes())
+                )))
+            }
+            Some(k) => *k,
+            None => named,
+        };
+        let sig: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| TeeError::Audit("the head's signature is malformed".into()))?;
+        key.verify_strict(
+            &Self::message(self.entries, &self.last_hash, self.time),
+            &ed25519_dalek::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| TeeError::Audit("the head's signature does not verify".into()))?;
+        Ok(key)
+    }
+}
+
+/// An Ed25519 public key from hex.
+pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| TeeError::Audit("an Ed25519 public key is 64 hex characters".into()))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| TeeError::Audit("not an Ed25519 public key".into()))
+}
+
+/// Loads the Ed25519 key a log is signed with from `path` (32 bytes), or creates it there
+/// (mode 0600) when absent.
+pub fn load_or_create_signing_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    if path.exists() {
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|e| TeeError::Audit(format!("{}: {e}", path.display())))?,
+        );
+        let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+            TeeError::Audit(format!("{} is not a 32-byte Ed25519 key", path.display()))
+        })?;
+        let seed = zeroize::Zeroizing::new(seed);
+        return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), seed.as_mut())
+        .map_err(|_| TeeError::Crypto("no system randomness"))?;
+    crate::kbs::write_private(path, seed.as_ref())
+        .map_err(|e| TeeError::Audit(format!("audit key: {e}")))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// Verifies a log (as text) against a head the reader was given: the chain, the head's
+/// signature (by `key`, the writer's key, when given), every entry's signature by that key,
+/// and that the log's first `head.entries` lines end with the line the head names. A log cut
+/// before the head, or a different history of the same length, is refused; entries after
+/// the head (the log went on) are accepted as signed entries. Returns the entries.
+pub fn verify_against_head(
+    text: &str,
+    head: &SignedHead,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Vec<AuditEntry>> {
+    let key = head.verify(key)?;
+    let entries = verify_entries(text, Some(&key))?;
+    let at_head = usize::try_from(head.entries)
+        .map_err(|_| TeeError::Audit("the head's entry count is too large".into()))?;
+    if entries.len() < at_head {
+        return Err(TeeError::Audit(format!(
+            "the log holds {} entries but its head (signed at {}) vouches for {}: the tail \
+             was cut",
+            entries.len(),
+            head.time,
+            head.entries
+        )));
+    }
+    let prefix_hash = if at_head == 0 {
+        GENESIS.to_string()
+    } else {
+        text.lines()
+            .nth(at_head - 1)
+            .map(|l| hex::encode(Sha256::digest(l.as_bytes())))
+            .unwrap_or_default()
+    };
+    if prefix_hash != head.last_hash {
+        return Err(TeeError::Audit(format!(
+            "entry {} of the log is not the one the head (signed at {}) vouches for: the \
+             history was rewritten",
+            at_head, head.time
+        )));
+    }
+    Ok(entries)
 }
 
 fn last_line_hash(path: &Path) -> Result<String> {

@@ -46,10 +46,20 @@ pub struct VerifiedClaims {
     pub security_version: Option<u16>,
     /// Whether the TEE runs in debug mode (its memory is then readable by the host).
     pub debug: bool,
-    /// TCB status from the collateral (`UpToDate`, `SWHardeningNeeded`, …; `Simulated`).
+    /// TCB status: from the collateral for SGX/TDX (`UpToDate`, `SWHardeningNeeded`,
+    /// `OutOfDate`, …); for SEV-SNP `UpToDate`/`OutOfDate` against the minimum TCB the
+    /// verifier was given, `Unknown` without one; `Simulated` for the simulated TEE.
     pub tcb_status: String,
     /// Intel security advisories that apply to the platform.
     pub advisory_ids: Vec<String>,
     /// The 64 bytes of report data the TEE bound into the evidence (hex).
     pub report_data: String,
+    /// The privilege level the report was requested from (SEV-SNP VMPL; 0 is the most
+    /// privileged). Absent for other TEEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmpl: Option<u32>,
+    /// The platform's TCB version by component, when the evidence carries one without a
+    /// status of its own (SEV-SNP: `bootloader`, `tee`, `snp`, `microcode`, `fmc`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tcb: BTreeMap<String, u64>,
 }

@@ -74,6 +74,14 @@ pub enum TeeError {
     /// A data room cannot do this now (waiting for uploads, already ran, already uploaded).
     #[error("room not ready: {0}")]
     RoomState(String),
+    /// The server is at capacity for now (HTTP 503 with `Retry-After`); nothing was decided.
+    #[error("server overloaded: {reason}; retry in {retry_after} s")]
+    Overloaded {
+        /// What is full.
+        reason: String,
+        /// Seconds after which a retry can succeed.
+        retry_after: u64,
+    },
     /// A network operation failed.
     #[error("network: {0}")]
     Network(String),

@@ -12,6 +12,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /release/{name}` | body `{"token": "<JWT>"}` (or `Authorization: Bearer`) → [`ReleasedSecret`] |
+//! | `GET /audit/head` | the audit log's signed head ([`crate::audit::SignedHead`]), if the log is signed |
 //! | `GET /health` | `ok` |
 //!
 //! Secrets are managed on the store directly: [`SecretStore::put`], [`SecretStore::list`],
@@ -44,6 +45,8 @@ use crate::token::TokenVerifier;
 pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305";
 /// Largest secret stored.
 pub const MAX_SECRET_LEN: usize = 1 << 20;
+/// Least time (seconds) between two JWKS refetches caused by tokens naming an unknown key.
+pub const JWKS_REFRESH_INTERVAL_SECS: u64 = 30;
 
 fn release_info(name: &str) -> Vec<u8> {
     let mut info = b"veil-kbs release v1\0".to_vec();
@@ -468,6 +471,9 @@ pub struct KeyBroker {
     jwks_url: Option<String>,
     audit: AuditLog,
     clock: Clock,
+    /// When the JWKS was last refetched (Unix seconds), and the least interval between two.
+    last_refresh: Mutex<Option<u64>>,
+    refresh_interval: u64,
 }
 
 impl std::fmt::Debug for KeyBroker {
@@ -481,7 +487,10 @@ impl std::fmt::Debug for KeyBroker {
 
 impl KeyBroker {
     /// A broker trusting tokens signed by `verifier`'s keys. With `jwks_url`, the keys are
-    /// fetched again when a token names an unknown key (the service rotated its key).
+    /// fetched again when a token names an unknown key (the service rotated its key), at most
+    /// once per [`JWKS_REFRESH_INTERVAL_SECS`]: a token is unauthenticated until verified, so
+    /// forged key ids must not turn the broker into a request amplifier against the JWKS
+    /// endpoint. A rotation is therefore seen up to that long after a forged token.
     pub fn new(
         store: SecretStore,
         verifier: TokenVerifier,
@@ -494,7 +503,16 @@ impl KeyBroker {
             jwks_url,
             audit,
             clock: system_clock(),
+            last_refresh: Mutex::new(None),
+            refresh_interval: JWKS_REFRESH_INTERVAL_SECS,
         }
+    }
+
+    /// Sets the least time between two JWKS refetches (default
+    /// [`JWKS_REFRESH_INTERVAL_SECS`]).
+    pub fn with_jwks_refresh_interval(mut self, seconds: u64) -> Self {
+        self.refresh_interval = seconds;
+        self
     }
 
     /// Replaces the clock (tests).
@@ -513,6 +531,11 @@ impl KeyBroker {
         &self.audit
     }
 
+    /// The audit log's head, signed now (see [`crate::audit::SignedHead`]).
+    pub fn audit_head(&self) -> Result<crate::audit::SignedHead> {
+        self.audit.signed_head((self.clock)())
+    }
+
     async fn refresh_keys_if_unknown(&self, token: &str) {
         let Some(url) = &self.jwks_url else { return };
         let Some(kid) = TokenVerifier::key_id_of(token) else {
@@ -521,6 +544,18 @@ impl KeyBroker {
         let known = self.verifier.read().map(|v| v.knows(&kid)).unwrap_or(true);
         if known {
             return;
+        }
+        // Anyone can send a token naming a key id: refetch at most once per interval, the
+        // slot claimed before fetching so that concurrent tokens do not all fetch.
+        let now = (self.clock)();
+        {
+            let Ok(mut last) = self.last_refresh.lock() else {
+                return;
+            };
+            if last.is_some_and(|t| now < t.saturating_add(self.refresh_interval)) {
+                return;
+            }
+            *last = Some(now);
         }
         if let Ok(v) = crate::client::fetch_jwks(url).await {
             if let Ok(mut w) = self.verifier.write() {
@@ -580,6 +615,12 @@ impl KeyBroker {
 pub fn router(broker: Arc<KeyBroker>) -> Router {
     Router::new()
         .route("/release/{name}", post(release_route))
+        .route(
+            "/audit/head",
+            get(|State(b): State<Arc<KeyBroker>>| async move {
+                b.audit_head().map(Json).map_err(HttpError)
+            }),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(broker)
 }

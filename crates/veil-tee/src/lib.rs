@@ -8,7 +8,9 @@
 //! - [`evidence::dcap::DcapVerifier`] (feature `dcap`): Intel SGX quotes v3 and TDX quotes
 //!   v4/v5 through the pure-Rust `dcap-qvl`, offline against stored collateral at a given time.
 //! - [`evidence::snp::SnpVerifier`] (feature `snp`): AMD SEV-SNP reports, signature by the
-//!   VCEK and the VCEK's chain to AMD's roots, with the `sev` crate (pure-Rust crypto).
+//!   VCEK and the VCEK's chain to AMD's roots, with the `sev` crate (pure-Rust crypto);
+//!   certificate validity at the given time, the report's TCB and chip id against the VCEK,
+//!   a TCB status against a minimum TCB.
 //! - [`evidence::sim`] (feature `sim`): a clearly labelled simulated TEE for demos and tests;
 //!   its claims always say `tee: "sim"`.
 //! - [`binding`]: the report data must equal `SHA-512(nonce ‖ public key ‖ runtime data)`.

@@ -22,7 +22,8 @@
 //! - **Rego** (OPA's language, as Azure Attestation-style and Confidential Containers policies
 //!   use), evaluated with `regorus`. The claims are `input`; the policy's package must define
 //!   `allow` (true to pass) and may define `reasons` (strings explaining a denial). Simulated
-//!   evidence additionally needs `allow_sim` to be true in the same package.
+//!   evidence additionally needs `allow_sim` to be true in the same package. A rule that is
+//!   undefined (not written, or no body holds) is not true: a denial (403), never an error.
 //!
 //! The input is the claims as JSON: `tee`, `measurements`, `signer`, `product_id`,
 //! `security_version`, `debug`, `tcb_status`, `advisory_ids`, `report_data` (and, for the key
@@ -274,20 +275,19 @@ fn rego_violations(engine: &regorus::Engine, package: &str, claims: &Value) -> R
     let input = regorus::Value::from_json_str(&claims.to_string())
         .map_err(|err| TeeError::InvalidPolicy(format!("claims as Rego input: {err}")))?;
     e.set_input(input);
+    // A rule is true only if it is defined and evaluates to `true`. A rule the policy does
+    // not define is undefined in Rego, hence not true (a denial, 403), never an error:
+    // query the rule's path (which yields no result when undefined) rather than
+    // `eval_rule` (which fails on a path that names no rule).
     let eval_true = |e: &mut regorus::Engine, rule: &str| -> Result<bool> {
-        match e.eval_rule(format!("{package}.{rule}")) {
-            Ok(regorus::Value::Bool(b)) => Ok(b),
-            Ok(_) => Ok(false),
-            Err(err) => {
-                let msg = err.to_string();
-                // An undefined rule is "not true"; anything else is an evaluation failure.
-                if msg.contains("not found") || msg.contains("undefined") {
-                    Ok(false)
-                } else {
-                    Err(TeeError::InvalidPolicy(format!("evaluating {rule}: {msg}")))
-                }
-            }
-        }
+        let results = e
+            .eval_query(format!("{package}.{rule}"), false)
+            .map_err(|err| TeeError::InvalidPolicy(format!("evaluating {rule}: {err}")))?;
+        Ok(results.result.iter().any(|r| {
+            r.expressions
+                .iter()
+                .any(|x| x.value == regorus::Value::Bool(true))
+        }))
     };
     let mut why = Vec::new();
     if !eval_true(&mut e, "allow")? {

@@ -6,10 +6,12 @@
 //! | `GET /nonce` | a fresh single-use nonce and its expiry |
 //! | `POST /attest` | [`AttestRequest`] → verify → bind → policy → [`AttestResponse`] (a JWT) |
 //! | `GET /.well-known/jwks.json` | the token signing key(s), for relying parties |
+//! | `GET /audit/head` | the audit log's signed head ([`crate::audit::SignedHead`]), if the log is signed |
 //! | `GET /health` | `ok` |
 //!
 //! Binary fields are base64url (padding optional). Errors are `{"error": "...", "kind": "..."}`
-//! with 400 (malformed), 401 (nonce), 403 (evidence or policy refused) or 500. Every decision,
+//! with 400 (malformed), 401 (nonce), 403 (evidence or policy refused), 503 with
+//! `Retry-After` (overloaded: see [`NonceStore`]) or 500. Every decision,
 //! issued or refused, is appended to the audit log before the response is sent.
 
 use std::collections::HashMap;
@@ -36,8 +38,9 @@ use crate::token::{AttestationClaims, Jwks, TokenIssuer, ISSUER};
 pub const MAX_EVIDENCE_LEN: usize = 64 * 1024;
 /// Largest runtime data accepted.
 pub const MAX_RUNTIME_DATA_LEN: usize = 16 * 1024;
-/// Most outstanding nonces; beyond it, `GET /nonce` answers 503 until some expire.
-pub const MAX_OUTSTANDING_NONCES: usize = 1 << 20;
+/// Kept for compatibility: nonces are no longer stored when issued (see [`NonceStore`]);
+/// this is now the bound of the replay cache, [`MAX_USED_NONCES`].
+pub const MAX_OUTSTANDING_NONCES: usize = MAX_USED_NONCES;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -166,69 +169,197 @@ impl Verifiers {
     }
 }
 
-/// Single-use, expiring nonces.
-#[derive(Debug, Default)]
+/// Single-use, expiring nonces that cost the service no memory until they are used.
+///
+/// **Threat model.** Anyone can ask for a nonce; nobody may be able to stop another client
+/// from attesting by asking for many. A nonce is therefore *stateless*: 8 bytes of expiry
+/// (big-endian Unix seconds), 8 random bytes and a 16-byte HMAC-SHA256 tag over both under a
+/// key drawn when the store is created. Issuing one stores nothing, so a flood of
+/// `GET /nonce` fills no table; a client's own nonce is valid whatever others asked for.
+/// The tag makes nonces unforgeable and unpredictable (the evidence cannot be prepared before
+/// the nonce was issued), the expiry makes them short-lived.
+///
+/// Single use needs memory: a nonce that was *used* is remembered until it expires (a
+/// replay cache bounded by expiry, ordered by it so that expired entries are dropped first).
+/// The cache holds at most [`MAX_USED_NONCES`] entries and one client (peer IP address) at
+/// most [`MAX_USED_NONCES_PER_CLIENT`] of them; beyond either bound the request is refused
+/// with [`TeeError::Overloaded`] (HTTP 503 with `Retry-After`: the time until the oldest
+/// entry expires), never by forgetting a used nonce (which would allow a replay).
+///
+/// Not protected: a distributed flood of *used* nonces from many addresses can keep the
+/// cache full (clients then get 503, not a wrong answer); nonces issued before a restart are
+/// unknown after it (the key is not persisted), and clients simply ask again.
+#[derive(Debug)]
 pub struct NonceStore {
-    inner: Mutex<NonceState>,
+    key: Option<ring::hmac::Key>,
+    capacity: usize,
+    per_client: usize,
+    inner: Mutex<ReplayCache>,
 }
 
+/// Most used nonces remembered (each until its expiry); beyond it `POST /attest` answers 503.
+pub const MAX_USED_NONCES: usize = 1 << 20;
+/// Most entries of the replay cache one client (peer IP address) may hold.
+pub const MAX_USED_NONCES_PER_CLIENT: usize = 1 << 14;
+
+const NONCE_MAC_CONTEXT: &[u8] = b"veil-attest nonce v1\0";
+
 #[derive(Debug, Default)]
-struct NonceState {
-    outstanding: HashMap<[u8; 32], u64>,
-    /// Used nonces until their expiry, to name replays as such.
-    used: HashMap<[u8; 32], u64>,
+struct ReplayCache {
+    /// Used nonces by expiry, with the client that used them.
+    by_expiry: std::collections::BTreeMap<(u64, [u8; 32]), Option<std::net::IpAddr>>,
+    /// Entries per client.
+    per_client: HashMap<std::net::IpAddr, usize>,
+}
+
+impl ReplayCache {
+    fn purge(&mut self, now: u64) {
+        while let Some(entry) = self.by_expiry.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let client = entry.remove();
+            if let Some(ip) = client {
+                if let std::collections::hash_map::Entry::Occupied(mut n) =
+                    self.per_client.entry(ip)
+                {
+                    *n.get_mut() = n.get().saturating_sub(1);
+                    if *n.get() == 0 {
+                        n.remove();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seconds until the oldest entry expires.
+    fn retry_after(&self, now: u64) -> u64 {
+        self.by_expiry
+            .keys()
+            .next()
+            .map_or(1, |k| k.0.saturating_sub(now).max(1))
+    }
+}
+
+impl Default for NonceStore {
+    fn default() -> Self {
+        Self::with_capacity(MAX_USED_NONCES, MAX_USED_NONCES_PER_CLIENT)
+    }
 }
 
 impl NonceStore {
-    /// Issues a fresh 32-byte nonce valid until `now + ttl`.
-    pub fn issue(&self, now: u64, ttl: u64) -> Result<[u8; 32]> {
-        let mut nonce = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| TeeError::Crypto("no system randomness"))?;
-        let mut s = self
-            .inner
-            .lock()
-            .map_err(|_| TeeError::Internal("nonce store poisoned"))?;
-        if s.outstanding.len() >= MAX_OUTSTANDING_NONCES {
-            s.outstanding.retain(|_, exp| *exp > now);
-            s.used.retain(|_, exp| *exp > now);
-            if s.outstanding.len() >= MAX_OUTSTANDING_NONCES {
-                return Err(TeeError::NonceRejected(
-                    "too many outstanding nonces; retry later".into(),
-                ));
-            }
+    /// A store whose replay cache holds at most `capacity` used nonces, `per_client` of them
+    /// from one client (both at least 1).
+    pub fn with_capacity(capacity: usize, per_client: usize) -> Self {
+        let mut key = [0u8; 32];
+        let key = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .ok()
+            .map(|()| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
+        Self {
+            key,
+            capacity: capacity.max(1),
+            per_client: per_client.max(1),
+            inner: Mutex::new(ReplayCache::default()),
         }
-        s.outstanding.insert(nonce, now.saturating_add(ttl));
+    }
+
+    fn tag(key: &ring::hmac::Key, body: &[u8]) -> [u8; 16] {
+        let mut ctx = ring::hmac::Context::with_key(key);
+        ctx.update(NONCE_MAC_CONTEXT);
+        ctx.update(body);
+        let full = ctx.sign();
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(&full.as_ref()[..16]);
+        tag
+    }
+
+    fn key(&self) -> Result<&ring::hmac::Key> {
+        self.key
+            .as_ref()
+            .ok_or(TeeError::Crypto("no system randomness for the nonce key"))
+    }
+
+    /// Issues a fresh 32-byte nonce valid until `now + ttl`. Stores nothing.
+    pub fn issue(&self, now: u64, ttl: u64) -> Result<[u8; 32]> {
+        let key = self.key()?;
+        let mut nonce = [0u8; 32];
+        nonce[..8].copy_from_slice(&now.saturating_add(ttl).to_be_bytes());
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce[8..16])
+            .map_err(|_| TeeError::Crypto("no system randomness"))?;
+        let tag = Self::tag(key, &nonce[..16]);
+        nonce[16..].copy_from_slice(&tag);
         Ok(nonce)
     }
 
     /// Consumes `nonce`: succeeds once, before its expiry.
     pub fn consume(&self, nonce: &[u8], now: u64) -> Result<()> {
-        let key: [u8; 32] = nonce.try_into().map_err(|_| {
+        self.consume_from(nonce, now, None)
+    }
+
+    /// Consumes `nonce` for `client` (its IP address, counted against its share of the
+    /// replay cache): succeeds once, before its expiry.
+    pub fn consume_from(
+        &self,
+        nonce: &[u8],
+        now: u64,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<()> {
+        let nonce: [u8; 32] = nonce.try_into().map_err(|_| {
             TeeError::NonceRejected(format!("a nonce is 32 bytes, not {}", nonce.len()))
         })?;
-        let mut s = self
+        let expected = Self::tag(self.key()?, &nonce[..16]);
+        // Constant time: the tag is the secret-dependent part.
+        let diff = expected
+            .iter()
+            .zip(&nonce[16..])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(TeeError::NonceRejected(
+                "unknown nonce (not issued by this service, or issued before it restarted)".into(),
+            ));
+        }
+        let mut exp_bytes = [0u8; 8];
+        exp_bytes.copy_from_slice(&nonce[..8]);
+        let exp = u64::from_be_bytes(exp_bytes);
+        if now >= exp {
+            return Err(TeeError::NonceRejected(format!(
+                "nonce expired at {exp} (now {now})"
+            )));
+        }
+        let mut cache = self
             .inner
             .lock()
             .map_err(|_| TeeError::Internal("nonce store poisoned"))?;
-        if s.used.len() > MAX_OUTSTANDING_NONCES {
-            s.used.retain(|_, exp| *exp > now);
-        }
-        match s.outstanding.remove(&key) {
-            Some(exp) if now < exp => {
-                s.used.insert(key, exp);
-                Ok(())
-            }
-            Some(exp) => Err(TeeError::NonceRejected(format!(
-                "nonce expired at {exp} (now {now})"
-            ))),
-            None if s.used.contains_key(&key) => Err(TeeError::NonceRejected(
+        cache.purge(now);
+        if cache.by_expiry.contains_key(&(exp, nonce)) {
+            return Err(TeeError::NonceRejected(
                 "nonce already used (replay)".into(),
-            )),
-            None => Err(TeeError::NonceRejected(
-                "unknown nonce (never issued here, or expired long ago)".into(),
-            )),
+            ));
         }
+        if cache.by_expiry.len() >= self.capacity {
+            return Err(TeeError::Overloaded {
+                reason: "too many attestations in flight".into(),
+                retry_after: cache.retry_after(now),
+            });
+        }
+        if let Some(ip) = client {
+            if cache.per_client.get(&ip).copied().unwrap_or(0) >= self.per_client {
+                // Its own entries expire within a nonce lifetime; this one's rest is a bound
+                // that costs no scan of the cache.
+                return Err(TeeError::Overloaded {
+                    reason: format!("too many attestations from {ip}"),
+                    retry_after: exp.saturating_sub(now).max(1),
+                });
+            }
+            *cache.per_client.entry(ip).or_insert(0) += 1;
+        }
+        cache.by_expiry.insert((exp, nonce), client);
+        Ok(())
+    }
+
+    /// The number of used nonces remembered now.
+    pub fn used(&self) -> usize {
+        self.inner.lock().map_or(0, |c| c.by_expiry.len())
     }
 }
 
@@ -314,6 +445,18 @@ impl AttestationService {
         self
     }
 
+    /// Bounds the replay cache (used nonces remembered until they expire): at most `total`
+    /// entries, `per_client` of them from one client. See [`NonceStore`].
+    pub fn with_replay_capacity(mut self, total: usize, per_client: usize) -> Self {
+        self.nonces = NonceStore::with_capacity(total, per_client);
+        self
+    }
+
+    /// The nonce store.
+    pub fn nonces(&self) -> &NonceStore {
+        &self.nonces
+    }
+
     /// The public keys tokens are signed with.
     pub fn jwks(&self) -> Jwks {
         self.issuer.jwks()
@@ -322,6 +465,11 @@ impl AttestationService {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The audit log's head, signed now (see [`crate::audit::SignedHead`]).
+    pub fn audit_head(&self) -> Result<crate::audit::SignedHead> {
+        self.audit.signed_head((self.clock)())
     }
 
     /// Issues a nonce.
@@ -337,8 +485,18 @@ impl AttestationService {
     /// Verifies, binds and evaluates; returns a token or the reason for refusing. The
     /// decision is in the audit log before this returns.
     pub fn attest(&self, req: &AttestRequest) -> Result<AttestResponse> {
+        self.attest_from(req, None)
+    }
+
+    /// [`AttestationService::attest`] for a request from `client` (its IP address), whose
+    /// share of the replay cache is bounded (see [`NonceStore`]).
+    pub fn attest_from(
+        &self,
+        req: &AttestRequest,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<AttestResponse> {
         let now = (self.clock)();
-        let outcome = self.decide(req, now);
+        let outcome = self.decide(req, now, client);
         let record = match &outcome {
             Ok(r) => (
                 "token_issued",
@@ -360,7 +518,12 @@ impl AttestationService {
         outcome
     }
 
-    fn decide(&self, req: &AttestRequest, now: u64) -> Result<AttestResponse> {
+    fn decide(
+        &self,
+        req: &AttestRequest,
+        now: u64,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<AttestResponse> {
         if req.evidence.len() > MAX_EVIDENCE_LEN * 4 / 3 + 4 {
             return Err(TeeError::BadRequest(format!(
                 "evidence larger than {MAX_EVIDENCE_LEN} bytes"
@@ -381,7 +544,7 @@ impl AttestationService {
             )));
         }
         // The nonce is spent first: a refused attempt cannot be retried with it.
-        self.nonces.consume(&nonce, now)?;
+        self.nonces.consume_from(&nonce, now, client)?;
         let claims = self.verifiers.verify(&evidence, now)?;
         check_binding(&claims, &nonce, &public_key, &runtime_data)?;
         let input =
@@ -430,6 +593,7 @@ pub fn status_of(e: &TeeError) -> StatusCode {
         | TeeError::RoomRefused(_) => StatusCode::FORBIDDEN,
         TeeError::RoomState(_) => StatusCode::CONFLICT,
         TeeError::Workload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        TeeError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -449,6 +613,7 @@ pub fn kind_of(e: &TeeError) -> &'static str {
         TeeError::RoomRefused(_) => "room_refused",
         TeeError::RoomState(_) => "room_state",
         TeeError::Workload(_) => "workload_failed",
+        TeeError::Overloaded { .. } => "overloaded",
         _ => "internal",
     }
 }
@@ -456,7 +621,14 @@ pub fn kind_of(e: &TeeError) -> &'static str {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.0.to_string(), "kind": kind_of(&self.0) });
-        (status_of(&self.0), Json(body)).into_response()
+        let mut response = (status_of(&self.0), Json(body)).into_response();
+        if let TeeError::Overloaded { retry_after, .. } = &self.0 {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }
 
@@ -475,6 +647,12 @@ pub fn router(service: Arc<AttestationService>) -> Router {
         .route("/nonce", get(nonce_route))
         .route("/attest", post(attest_route))
         .route("/.well-known/jwks.json", get(jwks_route))
+        .route(
+            "/audit/head",
+            get(|State(s): State<Arc<AttestationService>>| async move {
+                s.audit_head().map(Json).map_err(HttpError)
+            }),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(service)
 }
@@ -489,29 +667,43 @@ async fn jwks_route(State(s): State<Arc<AttestationService>>) -> Json<Jwks> {
     Json(s.jwks())
 }
 
+/// The peer's address, when the server was started with [`serve`] (which records it).
+pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+/// The IP address of a [`Peer`].
+pub fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref().map(|p| p.0 .0.ip())
+}
+
 async fn attest_route(
     State(s): State<Arc<AttestationService>>,
+    peer: Peer,
     body: axum::body::Bytes,
 ) -> std::result::Result<Json<AttestResponse>, HttpError> {
     let req: AttestRequest = serde_json::from_slice(&body)
         .map_err(|e| TeeError::BadRequest(format!("attest request: {e}")))?;
+    let client = peer_ip(&peer);
     // Verification is CPU work: keep it off the async workers.
-    let out = tokio::task::spawn_blocking(move || s.attest(&req))
+    let out = tokio::task::spawn_blocking(move || s.attest_from(&req, client))
         .await
         .map_err(|_| TeeError::Internal("attestation task failed"))??;
     Ok(Json(out))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves. Handlers see the peer's address
+/// (see [`Peer`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| TeeError::Network(format!("server: {e}")))
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| TeeError::Network(format!("server: {e}")))
 }
 
 #[cfg(test)]
@@ -531,5 +723,51 @@ mod tests {
         let err = store.consume(&[0u8; 32], 100).unwrap_err().to_string();
         assert!(err.contains("unknown"), "{err}");
         assert!(store.consume(&[0u8; 5], 100).is_err());
+    }
+
+    #[test]
+    fn issuing_stores_nothing_and_a_full_replay_cache_is_503_not_a_replay() {
+        let store = NonceStore::with_capacity(2, 1);
+        // Issuing is free: no entry, however many.
+        let mut issued = Vec::new();
+        for _ in 0..10_000 {
+            issued.push(store.issue(100, 10).unwrap());
+        }
+        assert_eq!(store.used(), 0);
+        // A forged nonce (right expiry, wrong tag) is unknown.
+        let mut forged = issued[0];
+        forged[31] ^= 1;
+        assert!(store
+            .consume(&forged, 101)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown"));
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        let b: std::net::IpAddr = [10, 0, 0, 2].into();
+        store.consume_from(&issued[0], 101, Some(a)).unwrap();
+        // One client's share is full: 503 for it, with a retry hint within the lifetime...
+        let err = store.consume_from(&issued[1], 101, Some(a)).unwrap_err();
+        match &err {
+            TeeError::Overloaded { retry_after, .. } => assert!((1..=10).contains(retry_after)),
+            other => panic!("{other}"),
+        }
+        assert_eq!(status_of(&err), StatusCode::SERVICE_UNAVAILABLE);
+        // ...while another client still gets through.
+        store.consume_from(&issued[2], 101, Some(b)).unwrap();
+        // The whole cache is full: 503, and a used nonce is still a replay (never forgotten
+        // early).
+        assert!(matches!(
+            store.consume(&issued[3], 102),
+            Err(TeeError::Overloaded { retry_after: 8, .. })
+        ));
+        assert!(store
+            .consume(&issued[0], 102)
+            .unwrap_err()
+            .to_string()
+            .contains("replay"));
+        // Once the entries expire, the space is back (and those nonces are expired anyway).
+        let fresh = store.issue(110, 10).unwrap();
+        store.consume_from(&fresh, 111, Some(a)).unwrap();
+        assert_eq!(store.used(), 1);
     }
 }

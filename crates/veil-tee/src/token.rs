@@ -335,6 +335,8 @@ mod tests {
                 tcb_status: "Simulated".into(),
                 advisory_ids: vec![],
                 report_data: "00".into(),
+                vmpl: None,
+                tcb: Default::default(),
             },
             runtime_public_key: "AAAA".into(),
             runtime_data: String::new(),

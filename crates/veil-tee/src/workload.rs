@@ -110,6 +110,21 @@ pub fn measure(wasm: &[u8], config: &LaunchConfig) -> [u8; 48] {
     h.finalize().into()
 }
 
+/// The measurement of a module given as WebAssembly binary or text (assembled as
+/// [`Workload::new`] does) under a launch configuration, without compiling it. It differs from
+/// the SHA-384 of the file alone (what `veil attest simulate` reports for a file): it covers
+/// the launch limits too.
+pub fn measure_module(module: &[u8], config: &LaunchConfig) -> Result<[u8; 48]> {
+    if module.len() > MAX_MODULE {
+        return Err(TeeError::Workload(format!(
+            "module of {} bytes exceeds {MAX_MODULE}",
+            module.len()
+        )));
+    }
+    let wasm = wat::parse_bytes(module).map_err(|e| workload_err("assembling the module", e))?;
+    Ok(measure(&wasm, config))
+}
+
 fn workload_err(what: &str, e: impl std::fmt::Display) -> TeeError {
     TeeError::Workload(format!("{what}: {e}"))
 }

@@ -159,11 +159,9 @@ fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
     assert_eq!(claims.tee, TeeKind::Snp);
     assert_eq!(claims.measurements["measurement"].len(), 96);
     assert_eq!(claims.report_data.len(), 128);
-    assert!(
-        claims.tcb_status.starts_with("Reported("),
-        "{}",
-        claims.tcb_status
-    );
+    // No minimum TCB given: the status is unknown (the components are in `tcb`).
+    assert_eq!(claims.tcb_status, "Unknown");
+    assert_eq!(claims.tcb.len(), 4, "{:?}", claims.tcb);
     // A flipped measurement byte breaks the signature.
     let mut tampered = report.clone();
     tampered[0x90] ^= 1;
@@ -244,4 +242,133 @@ fn trustee_tdx_quote_fields_match_trustees_parsed_claims() {
     for len in [0, 47, 48, 300, 600, quote.len() / 2] {
         assert!(inspect_unverified(&quote[..len]).is_err(), "length {len}");
     }
+}
+
+/// Issue 12, item 18: bytes after the end a DCAP quote declares were ignored, so the same
+/// verified quote could carry anything behind it. A quote is now read to the length its own
+/// size fields declare; what follows may only be zero padding (real TDX quote buffers are
+/// zero-padded: the recorded `tdx_quote` carries 70 zero bytes), anything else is refused.
+#[test]
+fn dcap_quotes_with_bytes_after_their_end_are_refused() {
+    for (quote, collateral) in [
+        ("dcap/sgx_quote", "dcap/sgx_quote_collateral.json"),
+        ("dcap/tdx_quote", "dcap/tdx_quote_collateral.json"),
+    ] {
+        let quote = vector_or_skip!(quote);
+        let v = verifier(collateral);
+        let claims = v.verify(&quote, JULY_2025).unwrap();
+        for tail in [&b"\x01"[..], b"extra bytes after the quote", b"\0\0\0\x01"] {
+            let mut longer = quote.clone();
+            longer.extend_from_slice(tail);
+            let err = v.verify(&longer, JULY_2025).unwrap_err();
+            assert!(
+                matches!(err, TeeError::Rejected(_)) && err.to_string().contains("after the end"),
+                "{tail:?}: {err}"
+            );
+        }
+        // Zero padding is not a second meaning: the claims are those of the quote.
+        let mut padded = quote.clone();
+        padded.extend_from_slice(&[0u8; 64]);
+        assert_eq!(v.verify(&padded, JULY_2025).unwrap(), claims);
+    }
+    // A quote whose authentication-data size claims more than its parts hold: the extra
+    // bytes inside the signed-over envelope are refused too.
+    let quote = vector_or_skip!("dcap/sgx_quote");
+    let v = verifier("dcap/sgx_quote_collateral.json");
+    let mut inflated = quote.clone();
+    let size_at = 48 + 384;
+    let size = u32::from_le_bytes(inflated[size_at..size_at + 4].try_into().unwrap());
+    inflated[size_at..size_at + 4].copy_from_slice(&(size + 5).to_le_bytes());
+    inflated.extend_from_slice(b"smugg");
+    let err = v.verify(&inflated, JULY_2025).unwrap_err();
+    assert!(matches!(err, TeeError::Rejected(_)), "{err}");
+}
+
+/// Issue 12, item 18: the 512-byte signature field of an SNP report holds r and s (72 bytes
+/// each, of which a P-384 value uses 48) and 368 reserved bytes; none of it is signed, so
+/// non-zero bytes there gave one verified report many encodings. They are now refused.
+#[test]
+fn snp_reports_with_bytes_in_the_signature_padding_are_refused() {
+    use veil_tee::evidence::snp::SnpVerifier;
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
+    let v = SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vcek.der")).unwrap();
+    v.verify(&report, JULY_2025).unwrap();
+    const SIG: usize = 0x2a0;
+    for offset in [
+        SIG + 48,
+        SIG + 71,
+        SIG + 72 + 48,
+        SIG + 143,
+        SIG + 144,
+        SIG + 300,
+        report.len() - 1,
+    ] {
+        let mut m = report.clone();
+        m[offset] ^= 0x5a;
+        let err = v.verify(&m, JULY_2025).unwrap_err();
+        assert!(
+            matches!(err, TeeError::Rejected(_)),
+            "offset {offset:#x}: {err}"
+        );
+    }
+}
+
+const JAN_1990: u64 = 631_152_000; // 1990-01-01T00:00:00Z
+const JAN_2031: u64 = 1_924_992_000; // 2031-01-01T00:00:00Z
+
+/// Issue 12, item 13: the SNP verifier ignored the verification time: a report whose VCEK is
+/// valid from 2023-01-24 to 2030-01-24 verified "as of" 1990 and 2031. The VCEK, ASK and ARK
+/// must each be valid at the given time.
+#[test]
+fn snp_verification_refuses_certificates_outside_their_validity() {
+    use veil_tee::evidence::snp::SnpVerifier;
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
+    let v = SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vcek.der")).unwrap();
+    v.verify(&report, JULY_2025).unwrap();
+    for at in [JAN_1990, JAN_2031] {
+        let err = v.verify(&report, at).unwrap_err();
+        assert!(
+            matches!(err, TeeError::Rejected(_)) && err.to_string().contains("not valid"),
+            "{at}: {err}"
+        );
+    }
+}
+
+/// Issue 12, item 13: the report's reported TCB and chip id are checked against the VCEK's
+/// TCB and hwID extensions, the VMPL is a claim, and the TCB status is something a policy can
+/// use: `UpToDate` or `OutOfDate` against a minimum TCB the verifier is given, `Unknown`
+/// without one (which the default policy refuses).
+#[test]
+fn snp_claims_carry_vmpl_tcb_and_a_tcb_status_a_policy_can_use() {
+    use veil_tee::evidence::snp::{SnpTcb, SnpVerifier};
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
+    let vcek = vector_or_skip!("trustee/snp-test-vcek.der");
+    let v = SnpVerifier::from_vcek_der(&vcek).unwrap();
+    let claims = v.verify(&report, JULY_2025).unwrap();
+    assert!(claims.vmpl.is_some());
+    let reported = v.reported_tcb(&report).unwrap();
+    assert_eq!(claims.tcb["snp"], u64::from(reported.snp));
+    assert_eq!(claims.tcb_status, "Unknown");
+    let default_policy = veil_tee::policy::Policy::toml("p.toml", "tee = [\"snp\"]").unwrap();
+    let err = default_policy
+        .evaluate(&serde_json::to_value(&claims).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("TCB status"), "{err}");
+
+    let current = v.clone().with_min_tcb(reported);
+    let claims = current.verify(&report, JULY_2025).unwrap();
+    assert_eq!(claims.tcb_status, "UpToDate");
+    default_policy
+        .evaluate(&serde_json::to_value(&claims).unwrap())
+        .unwrap();
+    let newer = SnpTcb {
+        snp: reported.snp + 1,
+        ..reported
+    };
+    let claims = v
+        .clone()
+        .with_min_tcb(newer)
+        .verify(&report, JULY_2025)
+        .unwrap();
+    assert_eq!(claims.tcb_status, "OutOfDate");
 }

@@ -376,3 +376,327 @@ fn real_sgx_quote_through_the_service_is_judged_by_policy_and_binding() {
     let err = none.attest(&request(&none)).unwrap_err().to_string();
     assert!(err.contains("collateral"), "{err}");
 }
+
+/// Issue 12, item 14: a flood of unauthenticated `GET /nonce` calls used to fill a table of
+/// 2^20 outstanding nonces, after which every client got 401 until they expired. Nonces are
+/// now stateless (MAC-protected and time-bound), so issuing costs no memory: after the flood
+/// a fresh client still attests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_flood_does_not_lock_out_a_well_behaved_client() {
+    let platform_seed = [9u8; 32];
+    let platform = SimulatedPlatform::from_seed(&platform_seed);
+    let policy = Policy::toml(
+        "p.toml",
+        &format!(
+            "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{}\"]\n",
+            hex::encode(GOOD)
+        ),
+    )
+    .unwrap();
+    let svc = Arc::new(
+        AttestationService::new(
+            Verifiers {
+                sim: vec![SimVerifier::new(&platform.public_key()).unwrap()],
+                ..Verifiers::default()
+            },
+            policy,
+            TokenIssuer::generate(TokenAlgorithm::ES256).unwrap(),
+            AuditLog::in_memory(),
+        )
+        .with_clock(Arc::new(|| 1_800_000_000)),
+    );
+    let url = spawn(service::router(svc.clone())).await;
+    // The flood: more nonces than the old table held, none of them ever used, all within
+    // their lifetime (the clock does not move). The same work as 2^20 + 16 `GET /nonce`
+    // requests, without the HTTP transport.
+    let flood = std::thread::spawn({
+        let svc = svc.clone();
+        move || {
+            for _ in 0..(1usize << 20) + 16 {
+                let _ = svc.nonce();
+            }
+        }
+    });
+    flood.join().unwrap();
+    // Some of it over HTTP too.
+    for _ in 0..64 {
+        client::fetch_nonce(&url).await.unwrap();
+    }
+    let workload = SimulatedWorkload::new(SimulatedPlatform::from_seed(&platform_seed), GOOD, 3);
+    let resp = workload.attest(&url).await.unwrap();
+    assert_eq!(resp.claims.evidence.tee, veil_tee::TeeKind::Sim);
+}
+
+fn sim_token_claims(now: u64) -> veil_tee::token::AttestationClaims {
+    let workload = veil_tee::kbs::WorkloadKeyPair::generate();
+    veil_tee::token::AttestationClaims {
+        iss: veil_tee::token::ISSUER.into(),
+        iat: now,
+        nbf: now,
+        exp: now + 300,
+        jti: "00".into(),
+        evidence: veil_tee::VerifiedClaims {
+            tee: veil_tee::TeeKind::Sim,
+            measurements: [("measurement".to_string(), hex::encode(GOOD))].into(),
+            signer: None,
+            product_id: None,
+            security_version: Some(3),
+            debug: false,
+            tcb_status: "Simulated".into(),
+            advisory_ids: Vec::new(),
+            report_data: "00".repeat(64),
+            vmpl: None,
+            tcb: Default::default(),
+        },
+        runtime_public_key: service::encode_b64(&workload.public_bytes()),
+        runtime_data: String::new(),
+        policy: veil_tee::token::PolicyRef {
+            name: "p.toml".into(),
+            sha256: "00".repeat(32),
+        },
+    }
+}
+
+/// Issue 12, item 16: a token naming an unknown key id made the broker fetch the JWKS again,
+/// for every such token: 20 forged tokens, 20 outbound requests. Refetches are now rate
+/// limited (one per interval), and a genuinely rotated key is still picked up after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_key_ids_do_not_make_the_broker_refetch_the_jwks_each_time() {
+    let now = 1_800_000_000u64;
+    let issuer = TokenIssuer::generate(TokenAlgorithm::ES256).unwrap();
+    let served = Arc::new(std::sync::Mutex::new(issuer.jwks()));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get({
+            let served = served.clone();
+            let fetches = fetches.clone();
+            move || {
+                fetches.fetch_add(1, Ordering::SeqCst);
+                let jwks = served.lock().unwrap().clone();
+                async move { axum::Json(jwks) }
+            }
+        }),
+    );
+    let jwks_url = format!("{}/jwks.json", spawn(app).await);
+    let verifier = client::fetch_jwks(&jwks_url).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    let dir = std::env::temp_dir().join(format!("veil-jwks-refetch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = SecretStore::open(&dir).unwrap();
+    store
+        .put(
+            "model-key",
+            b"the model key",
+            "toml",
+            "p.toml",
+            "tee = [\"sim\"]",
+            0,
+        )
+        .unwrap();
+    let clock = Arc::new(AtomicU64::new(now));
+    let c = clock.clone();
+    let broker = KeyBroker::new(store, verifier, Some(jwks_url), AuditLog::in_memory())
+        .with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+
+    // The genuine issuer's token is accepted without any fetch.
+    broker
+        .release("model-key", &issuer.sign(&sim_token_claims(now)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // 20 tokens, each signed by a fresh key with its own key id.
+    for _ in 0..20 {
+        let forger = TokenIssuer::generate(TokenAlgorithm::ES256).unwrap();
+        let err = broker
+            .release("model-key", &forger.sign(&sim_token_claims(now)).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TeeError::TokenRejected(_)), "{err}");
+    }
+    let after_flood = fetches.load(Ordering::SeqCst);
+    assert!(
+        after_flood <= 2,
+        "{} outbound JWKS fetches for 20 forged tokens",
+        after_flood - 1
+    );
+
+    // The service rotates its key: once the refetch interval has passed, the broker picks
+    // up the new key on the first token that names it.
+    let rotated = TokenIssuer::generate(TokenAlgorithm::ES256).unwrap();
+    *served.lock().unwrap() = rotated.jwks();
+    clock.fetch_add(veil_tee::kbs::JWKS_REFRESH_INTERVAL_SECS, Ordering::SeqCst);
+    let now = clock.load(Ordering::SeqCst);
+    broker
+        .release("model-key", &rotated.sign(&sim_token_claims(now)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), after_flood + 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 12, item 16: a Rego policy that does not define `allow_sim` answered 500 (an
+/// evaluation error) for simulated evidence. An undefined rule is false: 403, policy denied.
+#[test]
+fn a_rego_policy_without_allow_sim_denies_simulated_evidence_with_403() {
+    let policy = Policy::rego(
+        "no-sim.rego",
+        "package kbs\nimport rego.v1\nallow if input.tee == \"sim\"\n",
+    )
+    .unwrap();
+    let err = policy
+        .evaluate(&serde_json::json!({"tee": "sim", "debug": false}))
+        .unwrap_err();
+    assert!(matches!(err, TeeError::PolicyDenied { .. }), "{err:?}");
+    assert_eq!(service::status_of(&err).as_u16(), 403);
+    assert!(err.to_string().contains("allow_sim"), "{err}");
+}
+
+/// Issue 12, item 14: when the replay cache (used nonces kept until they expire) is full,
+/// the service says so with 503 and `Retry-After`, rather than 401 or forgetting a nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replay_cache_answers_503_with_retry_after() {
+    let platform_seed = [9u8; 32];
+    let platform = SimulatedPlatform::from_seed(&platform_seed);
+    let svc = AttestationService::new(
+        Verifiers {
+            sim: vec![SimVerifier::new(&platform.public_key()).unwrap()],
+            ..Verifiers::default()
+        },
+        Policy::toml("p.toml", "tee = [\"sim\"]").unwrap(),
+        TokenIssuer::generate(TokenAlgorithm::ES256).unwrap(),
+        AuditLog::in_memory(),
+    )
+    .with_lifetimes(30, 120)
+    .with_clock(Arc::new(|| 1_800_000_000))
+    .with_replay_capacity(4, 1);
+    let url = spawn(service::router(Arc::new(svc))).await;
+    let workload = SimulatedWorkload::new(SimulatedPlatform::from_seed(&platform_seed), GOOD, 3);
+    workload.attest(&url).await.unwrap();
+    // The same peer (127.0.0.1) has used its share of the cache for this nonce lifetime.
+    let nonce = client::fetch_nonce(&url).await.unwrap();
+    let req = workload.attest_request(&nonce.nonce).unwrap();
+    let r = client::http_client()
+        .unwrap()
+        .post(format!("{url}/attest"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["kind"], "overloaded");
+}
+
+/// Issue 12, item 17: the services' logs were hash-chained but unsigned: a copy with its
+/// tail cut, or rewritten and re-chained, verified. Entries and heads are now signed
+/// (Ed25519), and a copy is checked against a head obtained from the running service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_or_rechained_log_does_not_match_the_services_signed_head() {
+    use veil_tee::audit::{verify_against_head, SignedHead};
+    let dir = std::env::temp_dir().join(format!("veil-signed-head-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("attest.jsonl");
+    let writer = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]);
+    let platform_seed = [9u8; 32];
+    let platform = SimulatedPlatform::from_seed(&platform_seed);
+    let svc = AttestationService::new(
+        Verifiers {
+            sim: vec![SimVerifier::new(&platform.public_key()).unwrap()],
+            ..Verifiers::default()
+        },
+        Policy::toml(
+            "p.toml",
+            &format!(
+                "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{}\"]\n",
+                hex::encode(GOOD)
+            ),
+        )
+        .unwrap(),
+        TokenIssuer::generate(TokenAlgorithm::ES256).unwrap(),
+        AuditLog::open(&path).unwrap().with_signer(writer.clone()),
+    )
+    .with_clock(Arc::new(|| 1_800_000_000));
+    let url = spawn(service::router(Arc::new(svc))).await;
+    let good = SimulatedWorkload::new(SimulatedPlatform::from_seed(&platform_seed), GOOD, 3);
+    let bad = SimulatedWorkload::new(SimulatedPlatform::from_seed(&platform_seed), BAD, 3);
+    good.attest(&url).await.unwrap();
+    bad.attest(&url).await.unwrap_err();
+    good.attest(&url).await.unwrap();
+    let head: SignedHead = client::http_client()
+        .unwrap()
+        .get(format!("{url}/audit/head"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(head.entries, 3);
+    let key = writer.verifying_key();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        verify_against_head(&text, &head, Some(&key)).unwrap().len(),
+        3
+    );
+    let lines: Vec<&str> = text.lines().collect();
+
+    // The tail cut: the chain is intact, the head says otherwise.
+    let cut = lines[..2].join("\n") + "\n";
+    assert!(veil_tee::audit::verify_entries(&cut, Some(&key)).is_ok());
+    let err = verify_against_head(&cut, &head, Some(&key)).unwrap_err();
+    assert!(err.to_string().contains("cut"), "{err}");
+
+    // The refusal rewritten as an issuance and the chain recomputed (by someone without the
+    // key, who drops the signatures, or signs with a key of their own).
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[6u8; 32]);
+    for signer in [None, Some(&forger)] {
+        let mut prev = "0".repeat(64);
+        let mut rewritten = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let mut e: veil_tee::audit::AuditEntry = serde_json::from_str(line).unwrap();
+            if i == 1 {
+                e.event = "token_issued".into();
+            }
+            e.prev = prev.clone();
+            e.sig = None;
+            if let Some(k) = signer {
+                use ed25519_dalek::Signer as _;
+                let unsigned = serde_json::to_vec(&e).unwrap();
+                e.sig = Some(hex::encode(k.sign(&unsigned).to_bytes()));
+            }
+            let l = serde_json::to_string(&e).unwrap();
+            prev = {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(l.as_bytes()))
+            };
+            rewritten.push_str(&l);
+            rewritten.push('\n');
+        }
+        // The bare chain verifies: that was the hole.
+        assert!(veil_tee::audit::verify_entries(&rewritten, None).is_ok());
+        assert!(verify_against_head(&rewritten, &head, Some(&key)).is_err());
+    }
+    // A head forged by another key does not pass for the writer's.
+    let mut forged = head.clone();
+    forged.public_key = hex::encode(forger.verifying_key().as_bytes());
+    assert!(verify_against_head(&text, &forged, Some(&key)).is_err());
+    // The log went on after the head: still consistent with it.
+    good.attest(&url).await.unwrap();
+    let longer = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        verify_against_head(&longer, &head, Some(&key))
+            .unwrap()
+            .len(),
+        4
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -54,8 +54,41 @@ pub fn detect(evidence: &[u8]) -> Result<EvidenceKind> {
     }
 }
 
+/// `secs` (Unix seconds) as an RFC 3339 UTC time, e.g. `2030-01-24T17:58:26Z`.
+pub fn format_time(secs: u64) -> String {
+    // Days to civil date (H. Hinnant's algorithm), valid for every u64 second count.
+    let days = i128::from(secs / 86_400);
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// Verifies evidence of one kind.
 pub trait Verifier {
     /// Verifies `evidence` as of `now` (Unix seconds) and returns its claims.
     fn verify(&self, evidence: &[u8], now: u64) -> Result<VerifiedClaims>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_format_as_rfc3339() {
+        assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_time(1_751_328_000), "2025-07-01T00:00:00Z");
+        assert_eq!(super::format_time(1_898_013_506), "2030-02-22T17:58:26Z");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29T00:00:00Z");
+    }
 }

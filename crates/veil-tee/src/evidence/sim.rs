@@ -134,6 +134,8 @@ impl Verifier for SimVerifier {
             tcb_status: "Simulated".to_string(),
             advisory_ids: Vec::new(),
             report_data: hex::encode(&body[56..120]),
+            vmpl: None,
+            tcb: Default::default(),
         })
     }
 }
