@@ -16,7 +16,12 @@ use crate::attest::Format;
 #[derive(Subcommand, Debug)]
 pub enum MpcCommand {
     /// Write a local test session: a CA, per-party and dealer certificates, parties.toml.
+    /// Every private key is created in that one directory: for a test on one machine.
     Init(InitArgs),
+    /// A participant's own key and certificate request (the key never leaves its owner).
+    Keygen(KeygenArgs),
+    /// The organiser: a session from the participants' certificate requests (no private key).
+    Certify(CertifyArgs),
     /// Run one party (an OS process; start one per party, plus the dealer).
     Party(PartyArgs),
     /// Run the dealer of correlated randomness.
@@ -39,6 +44,39 @@ pub struct InitArgs {
     #[arg(long, default_value = "mpc-session")]
     pub dir: PathBuf,
     /// The dealer's port; parties use the next ones.
+    #[arg(long, default_value_t = 7400)]
+    pub base_port: u16,
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// The party whose key this is (its position in parties.toml, from 0).
+    #[arg(long, conflicts_with = "dealer", required_unless_present = "dealer")]
+    pub party: Option<usize>,
+    /// The key is the dealer's.
+    #[arg(long)]
+    pub dealer: bool,
+    /// Directory to write the key (`party-N.key`, readable by you only) and the request
+    /// (`party-N.csr`, to send to the organiser).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CertifyArgs {
+    /// Directory holding every participant's request: dealer.csr, party-0.csr, …
+    #[arg(long)]
+    pub requests: PathBuf,
+    /// Number of parties.
+    #[arg(long, default_value_t = 3)]
+    pub parties: usize,
+    /// Party names (comma-separated; default p0, p1, …).
+    #[arg(long, value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// Directory to write the session to (certificates, ca.pem, parties.toml).
+    #[arg(long, default_value = "mpc-session")]
+    pub dir: PathBuf,
+    /// The dealer's port; parties use the next ones (edit the addresses in parties.toml).
     #[arg(long, default_value_t = 7400)]
     pub base_port: u16,
 }
@@ -72,6 +110,12 @@ pub struct ProgramArgs {
     /// stats: number of bins.
     #[arg(long, default_value_t = 10)]
     pub bins: usize,
+    /// stats: the largest magnitude of a value (public, the same for every party). Values
+    /// beyond are refused — by their owner before it connects, and on the shares — never
+    /// miscomputed. A bound far above the data costs precision; at most 2,965,820 with 16
+    /// fractional bits (scale larger data).
+    #[arg(long, default_value_t = 1_000_000.0)]
+    pub max_abs: f64,
     /// logreg: gradient-descent epochs.
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
@@ -94,8 +138,8 @@ impl ProgramArgs {
     fn spec(&self) -> String {
         match self.program {
             Program::Stats => format!(
-                "stats low={} high={} bins={}",
-                self.low, self.high, self.bins
+                "stats low={} high={} bins={} max_abs={}",
+                self.low, self.high, self.bins, self.max_abs
             ),
             Program::Logreg => format!("logreg epochs={} rate={}", self.epochs, self.rate),
             Program::Mlp => format!("mlp owner={:?}", self.model_owner),
@@ -185,6 +229,13 @@ pub struct PsiArgs {
     /// Learn only the size of the intersection.
     #[arg(long)]
     pub cardinality_only: bool,
+    /// How identifiers are normalised before matching: a comma-separated list of `trim`
+    /// (white space at both ends), `casefold` (upper/lower case), `nfkc` (Unicode
+    /// compatibility forms: full-width letters, ligatures, composed accents), or `none`.
+    /// Both sides must give the same (it is part of the session; a difference is refused).
+    /// For e-mail addresses: `trim,casefold,nfkc`.
+    #[arg(long, default_value = "trim")]
+    pub normalize: String,
     /// Receiver: write the intersection here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -215,6 +266,34 @@ pub fn run(cmd: MpcCommand) -> Result<()> {
             outln!("parties       {} ({})", names.len(), names.join(", "));
             outln!(
                 "certificates  {} (CA key discarded: nobody can add a party)",
+                a.dir.display()
+            );
+            Ok(())
+        }
+        MpcCommand::Keygen(a) => {
+            let party = if a.dealer { None } else { a.party };
+            let (key, csr) = veil_mpc::config::keygen(&a.dir, party)?;
+            outln!("key      {} (keep it: it never leaves you)", key.display());
+            outln!(
+                "request  {} (send it to the session's organiser)",
+                csr.display()
+            );
+            Ok(())
+        }
+        MpcCommand::Certify(a) => {
+            let names: Vec<String> = if a.names.is_empty() {
+                (0..a.parties).map(|i| format!("p{i}")).collect()
+            } else {
+                a.names.clone()
+            };
+            if a.dir.join("parties.toml").exists() {
+                bail!("{} already holds a session", a.dir.display());
+            }
+            let path = veil_mpc::config::certify(&a.dir, &names, a.base_port, &a.requests)?;
+            outln!("session       {}", path.display());
+            outln!("parties       {} ({})", names.len(), names.join(", "));
+            outln!(
+                "certificates  {} (CA key discarded; no private key here: each participant adds its own)",
                 a.dir.display()
             );
             Ok(())
@@ -267,11 +346,24 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
                     })
             })
             .collect::<Result<Vec<f64>>>()?;
-        if rows
-            .first()
-            .is_some_and(|r: &Vec<f64>| r.len() != row.len())
-        {
-            bail!("{}: row {} has {} cells", path.display(), i + 1, row.len());
+        // Every row as wide as the header (or, without one, as the first row).
+        let width = if header.is_empty() {
+            rows.first().map(Vec::len)
+        } else {
+            Some(header.len())
+        };
+        if let Some(width) = width.filter(|w| *w != row.len()) {
+            bail!(
+                "{}: row {} has {} cells where {} has {width}",
+                path.display(),
+                i + 1,
+                row.len(),
+                if header.is_empty() {
+                    "the first row"
+                } else {
+                    "the header"
+                }
+            );
         }
         rows.push(row);
     }
@@ -287,7 +379,14 @@ fn column(path: &Path, name: Option<&str>) -> Result<Vec<f64>> {
             .with_context(|| format!("{} has no column {n:?}", path.display()))?,
         None => 0,
     };
-    Ok(rows.iter().map(|r| r[j]).collect())
+    rows.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.get(j)
+                .copied()
+                .with_context(|| format!("{}: row {} has no cell {}", path.display(), i + 1, j + 1))
+        })
+        .collect()
 }
 
 fn print_stats(party: &Party<NetExchange>) {
@@ -331,21 +430,43 @@ fn reveal(
 fn party(a: &PartyArgs) -> Result<()> {
     let config = SessionConfig::load(&a.config)?;
     let spec = a.program.spec();
+    // Input problems are found before connecting, where only this party's data is known.
+    let stats_column = match a.program.program {
+        Program::Stats => {
+            let path = a.input.as_ref().context("stats needs --input FILE.csv")?;
+            let col = column(path, a.column.as_deref())?;
+            let max_abs = a.program.max_abs;
+            if let Some((i, v)) = col.iter().enumerate().find(|(_, v)| v.abs() > max_abs) {
+                bail!(
+                    "{}: row {}: {v} is beyond --max-abs {max_abs} (every party must give the same bound)",
+                    path.display(),
+                    i + 1
+                );
+            }
+            col
+        }
+        _ => Vec::new(),
+    };
     let (ex, seed) = connect_party(&config, a.id, &spec)?;
     let mut p = Party::new(ex, &seed, config.fixed())?;
     drop(seed);
     let fp = config.fixed();
     let result = match a.program.program {
         Program::Stats => {
-            let path = a.input.as_ref().context("stats needs --input FILE.csv")?;
-            let col = column(path, a.column.as_deref())?;
+            let col = stats_column;
             let lens = p.exchange_lengths(col.len())?;
             let mut parts = Vec::new();
             for (owner, len) in lens.iter().enumerate() {
                 parts.push(p.input(owner, (owner == a.id).then_some(&col[..]), *len)?);
             }
             let all = p.concat(&parts);
-            let s = p.statistics(&all, a.program.low, a.program.high, a.program.bins)?;
+            let s = p.statistics(
+                &all,
+                a.program.max_abs,
+                a.program.low,
+                a.program.high,
+                a.program.bins,
+            )?;
             let summary = p.concat(&[s.sum, s.mean, s.variance]);
             let values = reveal(&mut p, &config, &summary)?;
             let hist = reveal(&mut p, &config, &s.histogram)?;
@@ -413,6 +534,9 @@ fn party(a: &PartyArgs) -> Result<()> {
         Program::Mlp => mlp_party(&mut p, a)?,
         Program::Bench => bench_party(&mut p, &a.program)?,
     };
+    // The computation is over: the dealer may stop (without this it reports this party as
+    // gone).
+    p.exchange_mut().finish()?;
     if a.stats {
         print_stats(&p);
     }
@@ -648,7 +772,7 @@ fn bench_party(
     timed(p, "logreg_epoch", 1, &mut |p| {
         p.train_logistic_regression(&xs, &ys, d, 1, 1.0).map(drop)
     })?;
-    Ok((p.id() == 0).then(|| serde_json::Value::Array(lines)))
+    Ok((p.id() == 0).then_some(serde_json::Value::Array(lines)))
 }
 
 /// Spawns `veil` with `args`, stdout captured.
@@ -681,6 +805,8 @@ fn program_flags(p: &ProgramArgs) -> Vec<String> {
         p.high.to_string(),
         "--bins".into(),
         p.bins.to_string(),
+        "--max-abs".into(),
+        p.max_abs.to_string(),
         "--epochs".into(),
         p.epochs.to_string(),
         "--rate".into(),
@@ -714,7 +840,7 @@ pub fn run_processes(
         cfg.clone(),
     ];
     dealer_args.extend(program_flags(program));
-    let dealer = spawn(&dealer_args)?;
+    let mut dealer = spawn(&dealer_args)?;
     let mut parties = Vec::new();
     for id in 0..n {
         let mut args = vec![
@@ -749,12 +875,15 @@ pub fn run_processes(
         }
         outputs.push(String::from_utf8_lossy(&out.stdout).into_owned());
     }
+    if !failures.is_empty() {
+        // The parties have said why; the dealer would only wait for its timeout.
+        let _ = dealer.kill();
+        let _ = dealer.wait();
+        bail!("{}", failures.join("\n"));
+    }
     let dealer = dealer
         .wait_with_output()
         .context("waiting for the dealer")?;
-    if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
-    }
     if !dealer.status.success() {
         bail!("dealer: {}", String::from_utf8_lossy(&dealer.stderr).trim());
     }
@@ -817,6 +946,7 @@ fn bench(a: &BenchArgs) -> Result<()> {
         low: 0.0,
         high: 100.0,
         bins: 10,
+        max_abs: 1_000_000.0,
         epochs: 1,
         rate: 1.0,
         model_owner: None,
@@ -854,31 +984,37 @@ pub fn psi(a: &PsiArgs) -> Result<()> {
             config.parties()
         );
     }
+    let normalization = veil_mpc::psi::Normalization::parse(&a.normalize)?;
     let text = std::fs::read_to_string(&a.input)
         .with_context(|| format!("cannot read {}", a.input.display()))?;
     let items: Vec<Vec<u8>> = text
         .lines()
-        .map(str::trim)
+        .map(|l| normalization.apply(l))
         .filter(|l| !l.is_empty())
-        .map(|l| l.as_bytes().to_vec())
+        .map(String::into_bytes)
         .collect();
-    let program = if a.cardinality_only {
-        "psi cardinality"
-    } else {
-        "psi"
-    };
+    let program = format!(
+        "psi{} normalize={normalization}",
+        if a.cardinality_only {
+            " cardinality"
+        } else {
+            ""
+        }
+    );
     let id = match a.role {
         PsiRole::Receiver => 0,
         PsiRole::Sender => 1,
     };
-    let mut ex = connect_peers(&config, id, program)?;
+    let mut ex = connect_peers(&config, id, &program)?;
     match a.role {
         PsiRole::Sender => {
             let theirs = veil_mpc::psi::send(&mut ex, 0, &items, a.cardinality_only)?;
+            ex.finish()?;
             eprintln!("psi: helped the receiver ({theirs} identifiers); learned nothing else");
         }
         PsiRole::Receiver => {
             let out = veil_mpc::psi::receive(&mut ex, 1, &items, a.cardinality_only)?;
+            ex.finish()?;
             eprintln!(
                 "psi: {} common identifiers (you have {}, the sender {})",
                 out.size,

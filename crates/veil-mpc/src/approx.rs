@@ -149,12 +149,14 @@ impl<E: Exchange> Party<E> {
         out
     }
 
-    /// The mean of a vector (1 element), dividing by its public length.
+    /// The mean of a vector (1 element), dividing by its public length (three rounds;
+    /// correct whenever the sum stays below `2^61` ring units, see
+    /// [`Party::mul_public_wide`]).
     pub fn mean(&mut self, x: &Shared) -> Result<Shared> {
         if x.is_empty() {
             return Err(MpcError::Shape("the mean of nothing".into()));
         }
         let total = self.sum(x);
-        self.mul_public_scalar(&total, 1.0 / x.len() as f64)
+        self.mul_public_wide(&total, 1.0 / x.len() as f64)
     }
 }

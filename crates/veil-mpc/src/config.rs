@@ -7,6 +7,7 @@
 //! frac_bits = 16
 //! timeout_secs = 30
 //! results_to = [0, 2]          # who learns the results (default: everyone)
+//! max_frame_mib = 64           # largest message accepted from a peer (default 64 MiB)
 //!
 //! [tls]
 //! ca = "ca.pem"                # paths are relative to this file
@@ -25,7 +26,10 @@
 //!
 //! Party `i` is the `i`-th `[[parties]]` entry. At connection time the parties and the dealer
 //! exchange the SHA-256 of this file's bytes together with the program they run and refuse
-//! to go on if they differ.
+//! to go on if they differ; each side also sends the file and the program
+//! ([`SessionConfig::session_description`]), so that the refusal quotes the first differing
+//! line of both — nothing in the file is secret (keys are paths to files only their owners
+//! hold).
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +53,14 @@ pub struct Session {
     /// The parties that learn the results (empty: all).
     #[serde(default)]
     pub results_to: Vec<usize>,
+    /// The largest message (frame) accepted from a peer, in MiB (1 to 1024; default 64): a
+    /// batch of `n` multiplications sends `16 n` bytes to every party.
+    #[serde(default = "default_max_frame_mib")]
+    pub max_frame_mib: u32,
+}
+
+fn default_max_frame_mib() -> u32 {
+    64
 }
 
 fn default_frac_bits() -> u32 {
@@ -100,6 +112,10 @@ pub struct SessionConfig {
     /// The file's bytes' SHA-256; not part of the file.
     #[serde(skip)]
     pub file_sha256: [u8; 32],
+    /// The file's text (what [`SessionConfig::session_description`] shows peers); not part
+    /// of the file.
+    #[serde(skip)]
+    pub file_text: String,
 }
 
 impl SessionConfig {
@@ -117,6 +133,7 @@ impl SessionConfig {
         let mut config: Self =
             toml::from_str(text).map_err(|e| MpcError::Config(format!("parties.toml: {e}")))?;
         config.file_sha256 = Sha256::digest(text.as_bytes()).into();
+        config.file_text = text.to_string();
         let n = config.parties.len();
         if n < 2 {
             return Err(MpcError::Config(format!(
@@ -126,6 +143,12 @@ impl SessionConfig {
         crate::fixed::FixedPoint::new(config.session.frac_bits)?;
         if config.session.timeout_secs == 0 {
             return Err(MpcError::Config("timeout_secs must be at least 1".into()));
+        }
+        if !(1..=1024).contains(&config.session.max_frame_mib) {
+            return Err(MpcError::Config(format!(
+                "max_frame_mib must be 1 to 1024, not {}",
+                config.session.max_frame_mib
+            )));
         }
         if let Some(bad) = config.session.results_to.iter().find(|&&i| i >= n) {
             return Err(MpcError::Config(format!(
@@ -164,6 +187,22 @@ impl SessionConfig {
         h.finalize().into()
     }
 
+    /// What the parties and the dealer show each other at connection time, so that a
+    /// different session is refused with the first differing line of both: the program on
+    /// the first line, then the configuration file.
+    pub fn session_description(&self, program: &str) -> String {
+        format!(
+            "program: {}\n{}",
+            program.replace(['\n', '\r'], " "),
+            self.file_text
+        )
+    }
+
+    /// The largest frame body accepted from a peer, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        (self.session.max_frame_mib as usize) << 20
+    }
+
     /// The fixed-point format.
     pub fn fixed(&self) -> crate::fixed::FixedPoint {
         crate::fixed::FixedPoint::new(self.session.frac_bits).unwrap_or_default()
@@ -198,10 +237,89 @@ fn write(path: &Path, text: &str, private: bool) -> Result<()> {
     std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)
 }
 
+/// Where a participant's certified key comes from when a session is written.
+enum Keys<'a> {
+    /// Generated here, private key written next to the certificate (a local test).
+    Generate,
+    /// The participants' own certificate requests in this directory ([`keygen`]).
+    Requests(&'a Path),
+}
+
+/// The file stem of a role's credentials: `dealer` or `party-{i}`.
+fn stem(party: Option<usize>) -> String {
+    party.map_or_else(|| "dealer".to_string(), |i| format!("party-{i}"))
+}
+
+fn gen_err(e: rcgen::Error) -> MpcError {
+    MpcError::Config(format!("certificate generation: {e}"))
+}
+
+/// The certificate parameters of a participant: its TLS name, a signature key for TLS as
+/// client and server, no CA rights.
+fn leaf_params(name: &str) -> Result<rcgen::CertificateParams> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose};
+    let mut params = CertificateParams::new(vec![name.to_string()]).map_err(gen_err)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
+}
+
 /// Writes a local test session into `dir`: a CA (its key is discarded, so nobody can add a
 /// party later), a certificate and key per party and for the dealer, and `parties.toml`
 /// with loopback addresses from `base_port` (dealer) upwards. Returns the config's path.
+///
+/// Every private key is created here, in one place: this is for a test on one machine.
+/// Between organisations, each participant runs [`keygen`] and the organiser [`certify`].
 pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
+    write_session(dir, names, base_port, Keys::Generate)
+}
+
+/// A participant's own credentials: generates its key pair in `dir` — `party-{i}.key`
+/// (`None`: `dealer.key`; readable by its owner only, and it never leaves) — and a
+/// certificate request `party-{i}.csr` to send to the session's organiser, who answers with
+/// a certificate ([`certify`]). Returns (key, request).
+pub fn keygen(dir: &Path, party: Option<usize>) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| MpcError::Config(format!("{}: {e}", dir.display())))?;
+    let name = party.map_or_else(|| DEALER_NAME.to_string(), party_name);
+    let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+    // The request names the role; the organiser certifies the role of the file anyway.
+    let mut params = rcgen::CertificateParams::new(vec![name.clone()]).map_err(gen_err)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name.as_str());
+    let csr = params
+        .serialize_request(&key)
+        .map_err(gen_err)?
+        .pem()
+        .map_err(gen_err)?;
+    let file = stem(party);
+    let (k, c) = (
+        dir.join(format!("{file}.key")),
+        dir.join(format!("{file}.csr")),
+    );
+    write(&k, &key.serialize_pem(), true)?;
+    write(&c, &csr, false)?;
+    Ok((k, c))
+}
+
+/// The organiser's side of [`keygen`]: writes a session into `dir` from the participants'
+/// certificate requests in `requests` (`dealer.csr`, `party-0.csr`, … as [`keygen`] names
+/// them). A CA is created; each request's signature must prove its key, and the key is
+/// certified **for the role the file stands for** — the names and extensions the request
+/// asks for are ignored; then the CA's key is discarded. Writes `ca.pem`, the certificates
+/// and `parties.toml` (whose key paths name the file each participant keeps: put it next to
+/// your copy of the session), and no private key. Returns the config's path.
+pub fn certify(dir: &Path, names: &[String], base_port: u16, requests: &Path) -> Result<PathBuf> {
+    write_session(dir, names, base_port, Keys::Requests(requests))
+}
+
+fn write_session(dir: &Path, names: &[String], base_port: u16, keys: Keys<'_>) -> Result<PathBuf> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
@@ -211,10 +329,29 @@ pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
     if usize::from(base_port) + names.len() > usize::from(u16::MAX) {
         return Err(MpcError::Config(format!("ports from {base_port} run out")));
     }
+    // Every request is read and checked before anything is written.
+    let requests = match keys {
+        Keys::Generate => None,
+        Keys::Requests(from) => {
+            let roles = std::iter::once(None).chain((0..names.len()).map(Some));
+            let read = |party: Option<usize>| -> Result<rcgen::PublicKey> {
+                let path = from.join(format!("{}.csr", stem(party)));
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| MpcError::Config(format!("{}: {e}", path.display())))?;
+                let csr = rcgen::CertificateSigningRequestParams::from_pem(&text).map_err(|e| {
+                    MpcError::Config(format!(
+                        "{}: not a valid certificate request: {e}",
+                        path.display()
+                    ))
+                })?;
+                Ok(csr.public_key)
+            };
+            Some(roles.map(read).collect::<Result<Vec<_>>>()?)
+        }
+    };
     std::fs::create_dir_all(dir)
         .map_err(|e| MpcError::Config(format!("{}: {e}", dir.display())))?;
-    let gen = |e: rcgen::Error| MpcError::Config(format!("certificate generation: {e}"));
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
@@ -223,33 +360,41 @@ pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca_key = KeyPair::generate().map_err(gen)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen)?;
+    let ca_key = KeyPair::generate().map_err(gen_err)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
     let issuer = Issuer::new(ca_params, ca_key);
     write(&dir.join("ca.pem"), &ca_cert.pem(), false)?;
-    let leaf = |name: &str, file: &str| -> Result<(PathBuf, PathBuf)> {
-        let mut params = CertificateParams::new(vec![name.to_string()]).map_err(gen)?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().map_err(gen)?;
-        let cert = params.signed_by(&key, &issuer).map_err(gen)?;
+    // Role k: None is the dealer (requests[0]), Some(i) party i (requests[i + 1]).
+    let leaf = |party: Option<usize>| -> Result<(PathBuf, PathBuf)> {
+        let name = party.map_or_else(|| DEALER_NAME.to_string(), party_name);
+        let params = leaf_params(&name)?;
+        let file = stem(party);
         let (c, k) = (
             PathBuf::from(format!("{file}.pem")),
             PathBuf::from(format!("{file}.key")),
         );
+        let index = party.map_or(0, |i| i + 1);
+        let cert = match requests.as_ref().and_then(|r| r.get(index)) {
+            Some(public_key) => rcgen::CertificateSigningRequestParams {
+                params,
+                public_key: public_key.clone(),
+            }
+            .signed_by(&issuer)
+            .map_err(gen_err)?,
+            None => {
+                let key = KeyPair::generate().map_err(gen_err)?;
+                let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
+                write(&dir.join(&k), &key.serialize_pem(), true)?;
+                cert
+            }
+        };
         write(&dir.join(&c), &cert.pem(), false)?;
-        write(&dir.join(&k), &key.serialize_pem(), true)?;
         Ok((c, k))
     };
-    let (dc, dk) = leaf(DEALER_NAME, "dealer")?;
+    let (dc, dk) = leaf(None)?;
     let mut parties = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let (c, k) = leaf(&party_name(i), &format!("party-{i}"))?;
+        let (c, k) = leaf(Some(i))?;
         parties.push(Endpoint {
             name: name.clone(),
             address: format!("127.0.0.1:{}", usize::from(base_port) + 1 + i),
@@ -263,6 +408,7 @@ pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
             frac_bits: default_frac_bits(),
             timeout_secs: default_timeout(),
             results_to: Vec::new(),
+            max_frame_mib: default_max_frame_mib(),
         },
         tls: Tls {
             ca: PathBuf::from("ca.pem"),
@@ -276,6 +422,7 @@ pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
         parties,
         base: PathBuf::new(),
         file_sha256: [0; 32],
+        file_text: String::new(),
     };
     let text = toml::to_string(&config).map_err(|e| MpcError::Config(e.to_string()))?;
     let path = dir.join("parties.toml");

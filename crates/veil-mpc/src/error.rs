@@ -50,6 +50,15 @@ pub enum MpcError {
     /// The dealer could not provide correlated randomness.
     #[error("dealer: {0}")]
     Dealer(String),
+    /// Values lie outside the range a computation was declared for. Only their number was
+    /// revealed (to every party), no value.
+    #[error("{outside} values lie outside [-{max_abs}, {max_abs}], the range declared for this computation: declare a larger bound or scale the data")]
+    OutOfRange {
+        /// How many values lie outside.
+        outside: usize,
+        /// The declared bound on their magnitude.
+        max_abs: f64,
+    },
 }
 
 /// Result alias of this crate.

@@ -1,8 +1,9 @@
 //! # veil-mpc: secure multi-party computation
 //!
 //! Several parties compute on **additive secret shares** over the ring `Z_2^64`: a value `x`
-//! is held as `x_0 + x_1 + … + x_{N-1} (mod 2^64)`, each share uniformly random on its own, so
-//! no coalition of fewer than all parties learns anything. Reals are fixed-point numbers
+//! is held as `x_0 + x_1 + … + x_{N-1} (mod 2^64)`, each share uniformly random on its own:
+//! any `N - 1` shares together say nothing of `x`. (What that does and does not protect is
+//! stated exactly under [Security model](#security-model).) Reals are fixed-point numbers
 //! ([`fixed::FixedPoint`], 16 fractional bits by default) with an exact decode, negative
 //! values included.
 //!
@@ -28,6 +29,35 @@
 //! - [`psi`]: private set intersection (or its size only) by Diffie–Hellman over Ristretto255.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
+//!
+//! # Security model
+//!
+//! - **Semi-honest parties and dealer.** Everyone follows the protocol; what is guaranteed is
+//!   that what a party sees — its shares, the masked values opened to everyone, the results
+//!   it is given — tells it nothing beyond its own inputs and those results.
+//! - **Collusion.** Parties without the dealer: any coalition of up to `N - 1` parties learns
+//!   nothing of the others' inputs beyond the results. **The dealer together with any one
+//!   party learns everything**: the dealer knows every party's seed, hence every mask, and
+//!   every party sees every opened `x - a` (Beaver) and `x + r` (truncation, comparison), so
+//!   together they recover every input and every intermediate value. The dealer alone sees
+//!   only the last party's requests. The dealer must therefore be run by someone who
+//!   colludes with no party (or in an attested TEE).
+//! - **No integrity: no MACs.** Shares and openings are not authenticated (there are no
+//!   SPDZ-style MACs). A party that adds `δ` to what it sends shifts the opened value by `δ`,
+//!   undetected, and with it every result, comparison and histogram count, as it likes. A
+//!   party can also give any input it wants (the range check of [`ml`] statistics assumes
+//!   honest parties: it protects against honest mistakes and overflow, not against lies).
+//!   Results are correct only if every party follows the protocol; whatever the dealer
+//!   checks of the requests it serves (see [`dealer`]) protects the masks, not the results.
+//! - **Revealed on purpose.** Every party's input sizes; the results, to the parties named;
+//!   in [`ml`] statistics, the number of values outside the declared range (to everyone);
+//!   in [`psi`], the other side's set size.
+//! - **Transport.** Mutual TLS with the session's CA, bounded set-up and resources, failures
+//!   attributed to whoever failed ([`net`]). A network attacker can still deny service.
+//! - **Keys.** `veil mpc init` writes every participant's private key into one directory —
+//!   for a local test, where one person plays every party. In a real session each
+//!   participant generates its own key and certificate request and only certificates travel
+//!   ([`config::keygen`], [`config::certify`]).
 
 pub mod approx;
 pub mod bits;

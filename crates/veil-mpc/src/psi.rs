@@ -8,6 +8,15 @@
 //! size; the sender learns the receiver's set size and nothing else (semi-honest parties; the
 //! messages travel over the same mutually authenticated TLS transport as the other
 //! protocols). Two rounds.
+//!
+//! **Normalisation.** Identifiers match only if their bytes are equal after hashing, so
+//! `Ann@Example.com` and `ann@example.com` are different unless both sides map them to the
+//! same form first. [`Normalization`] makes that explicit and selectable: trimming white
+//! space, case folding, Unicode NFKC. Both sides must use the same — the CLI puts it in the
+//! session's program, which every participant compares at connection time — and a party
+//! that normalises differently simply finds fewer matches (nothing else is revealed).
+//! Normalisation is not canonicalisation of e-mail addresses (dots and `+tags` of some
+//! providers, internationalised domain names are left as they are).
 
 use std::collections::HashSet;
 
@@ -23,6 +32,112 @@ use crate::protocol::Exchange;
 
 /// Largest set a party may bring.
 pub const MAX_SET: usize = 1 << 24;
+
+/// How identifiers are normalised before they are hashed. Every side of an intersection must
+/// use the same. The default is [`Normalization::TRIM`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Normalization {
+    /// Remove leading and trailing white space (Unicode `White_Space`).
+    pub trim: bool,
+    /// Fold case: the full Unicode uppercase mapping, then the lowercase one, so that
+    /// `Ann`, `ANN` and `ann` match, as do `STRASSE`, `Straße` and `strasse`, and `ς`/`σ`.
+    /// (Locale-independent: Turkish dotted and dotless `i` stay apart.)
+    pub case_fold: bool,
+    /// Unicode normalisation form NFKC (compatibility composition): full-width `ａｎｎ` is
+    /// `ann`, the ligature `ﬁ` is `fi`, a precomposed `é` equals `e` + combining accent.
+    pub nfkc: bool,
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Self::TRIM
+    }
+}
+
+impl Normalization {
+    /// Bytes as given.
+    pub const NONE: Self = Self {
+        trim: false,
+        case_fold: false,
+        nfkc: false,
+    };
+    /// White space trimmed (what `veil psi` always did).
+    pub const TRIM: Self = Self {
+        trim: true,
+        case_fold: false,
+        nfkc: false,
+    };
+    /// Everything: trimmed, NFKC, case folded — for e-mail addresses and names.
+    pub const ALL: Self = Self {
+        trim: true,
+        case_fold: true,
+        nfkc: true,
+    };
+
+    /// Parses a comma-separated list of `trim`, `casefold`, `nfkc` (or `none`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut n = Self::NONE;
+        for part in text
+            .split([',', '+'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            match part {
+                "none" => {}
+                "trim" => n.trim = true,
+                "casefold" | "case-fold" | "lowercase" => n.case_fold = true,
+                "nfkc" => n.nfkc = true,
+                other => {
+                    return Err(MpcError::InvalidParameter(format!(
+                        "unknown normalisation {other:?}: use trim, casefold, nfkc or none"
+                    )))
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Normalises one identifier: NFKC, then case folding (and NFKC again, as folding can
+    /// undo it), then trimming.
+    pub fn apply(&self, item: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        let mut s = if self.nfkc {
+            item.nfkc().collect()
+        } else {
+            item.to_string()
+        };
+        if self.case_fold {
+            s = s.to_uppercase().to_lowercase();
+            if self.nfkc {
+                s = s.nfkc().collect();
+            }
+        }
+        if self.trim {
+            s = s.trim().to_string();
+        }
+        s
+    }
+}
+
+/// The canonical name (`trim+casefold+nfkc`, `none`), as it goes into a session's program.
+impl std::fmt::Display for Normalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<&str> = [
+            (self.trim, "trim"),
+            (self.case_fold, "casefold"),
+            (self.nfkc, "nfkc"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join("+"))
+        }
+    }
+}
 
 /// What the receiver learns.
 #[derive(Clone, Debug, PartialEq, Eq)]

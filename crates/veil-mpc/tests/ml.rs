@@ -38,7 +38,7 @@ fn joint_statistics_of_three_columns() {
             parts.push(p.input(owner, (p.id() == owner).then_some(&col[..]), col.len())?);
         }
         let all = p.concat(&parts);
-        let s = p.statistics(&all, 20.0, 80.0, 6)?;
+        let s = p.statistics(&all, 100.0, 20.0, 80.0, 6)?;
         // Only party 0 learns the results.
         Ok((
             p.reveal_to(&s.mean, 0)?,

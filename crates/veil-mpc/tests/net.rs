@@ -59,7 +59,9 @@ fn run_session<T: Send + 'static>(
                 let config = SessionConfig::load(&path)?;
                 let (ex, seed) = connect_party(&config, id, &program)?;
                 let mut party = Party::new(ex, &seed, config.fixed())?;
-                f(&mut party)
+                let out = f(&mut party)?;
+                party.exchange_mut().finish()?;
+                Ok(out)
             })
         })
         .collect();

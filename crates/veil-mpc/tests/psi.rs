@@ -75,3 +75,82 @@ fn intersections_are_exact() {
     let (o, _) = psi_run(Vec::new(), ids(0..5), false);
     assert_eq!(o.size, 0);
 }
+
+fn normalized(items: &[&str], n: psi::Normalization) -> Vec<Vec<u8>> {
+    items.iter().map(|i| n.apply(i).into_bytes()).collect()
+}
+
+#[test]
+fn variants_of_the_same_identifier_match_when_normalised_alike() {
+    // Issue 12, item 24: only white space was trimmed, so the upper-case variant of an
+    // e-mail address was missed.
+    let receiver = [
+        "ann@example.com",
+        "bob@example.com",
+        "straße 5",
+        "ｃａｔ@example.com",
+        "ﬁona@example.com",
+        "οδοσ",
+    ];
+    let sender = [
+        "  ANN@Example.COM ",
+        "dan@example.com",
+        "STRASSE 5",
+        "cat@example.com",
+        "FIONA@example.com",
+        "ΟΔΟΣ",
+    ];
+    // Trimming alone (the default): none of the variants match.
+    let t = psi::Normalization::TRIM;
+    let (o, _) = psi_run(normalized(&receiver, t), normalized(&sender, t), false);
+    assert_eq!(o.size, 0, "{o:?}");
+    // Case folding: ANN, STRASSE, ΟΔΟΣ and the ligature (its upper case is FI); NFKC
+    // besides: the full-width form.
+    let fold = psi::Normalization::parse("trim,casefold").unwrap();
+    let (o, _) = psi_run(
+        normalized(&receiver, fold),
+        normalized(&sender, fold),
+        false,
+    );
+    assert_eq!(o.size, 4, "{o:?}");
+    let all = psi::Normalization::parse("trim,casefold,nfkc").unwrap();
+    assert_eq!(all, psi::Normalization::ALL);
+    let (o, _) = psi_run(normalized(&receiver, all), normalized(&sender, all), false);
+    let mut got: Vec<String> = o
+        .intersection
+        .iter()
+        .map(|i| String::from_utf8(i.clone()).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "ann@example.com",
+            "cat@example.com",
+            "fiona@example.com",
+            "strasse 5",
+            "οδος"
+        ]
+    );
+}
+
+#[test]
+fn normalisations_parse_and_print_canonically() {
+    let n = psi::Normalization::parse("nfkc, trim").unwrap();
+    assert_eq!(n.to_string(), "trim+nfkc");
+    assert_eq!(
+        psi::Normalization::parse(&n.to_string()).unwrap(),
+        n,
+        "the printed form parses back"
+    );
+    assert_eq!(
+        psi::Normalization::parse("none").unwrap().to_string(),
+        "none"
+    );
+    assert_eq!(psi::Normalization::default(), psi::Normalization::TRIM);
+    assert!(psi::Normalization::parse("lowercase,soundex").is_err());
+    assert_eq!(psi::Normalization::NONE.apply(" A "), " A ");
+    // NFKC of a decomposed é is the precomposed one.
+    let nfkc = psi::Normalization::parse("nfkc").unwrap();
+    assert_eq!(nfkc.apply("e\u{301}"), "\u{e9}");
+}
