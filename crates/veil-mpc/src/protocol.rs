@@ -13,6 +13,11 @@
 //! unit in the last place, never by a wrap-around's `2^64 / 2^f` (the failure of the local
 //! share shift). It requires `|x| < 2^62` before truncation: products of values below
 //! `2^(31 - f)` in magnitude (≈ 32,768 at 16 fractional bits).
+//!
+//! Before an output is opened ([`Party::open_raw`], [`Party::reveal_to_raw`]) every party
+//! confirms that the dealer served the transcript of requests it took itself (one round, one
+//! tag from the last party to each other party; see [`crate::dealer`]), unless nothing was
+//! taken since the last confirmation.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -152,6 +157,8 @@ pub struct Party<E: Exchange> {
     op: &'static str,
     /// Requests sent to the dealer ahead of the operation that uses them, oldest first.
     prefetched: VecDeque<Request>,
+    /// Items of correlated randomness completed at the latest transcript confirmation.
+    confirmed: u64,
 }
 
 impl<E: Exchange> std::fmt::Debug for Party<E> {
@@ -179,13 +186,14 @@ impl<E: Exchange> Party<E> {
         let rng = ChaCha20Rng::from_seed(os_seed);
         os_seed.zeroize();
         Ok(Self {
-            rand: PartyRandomness::new(seed, id == n - 1),
+            rand: PartyRandomness::new(seed, id, n)?,
             ex: exchange,
             fixed,
             rng,
             stats: Stats::default(),
             op: "other",
             prefetched: VecDeque::new(),
+            confirmed: 0,
         })
     }
 
@@ -279,6 +287,54 @@ impl<E: Exchange> Party<E> {
             self.stats.ops.entry(self.op).or_default().dealer_bytes += (c.len() * 8) as u64;
         }
         self.rand.complete(request, material, correction)
+    }
+
+    /// Confirms the dealer's transcript before an output is opened (one round, when items
+    /// were completed since the last confirmation): the last party forwards to each other
+    /// party the dealer's tag of the latest completed item, and each compares it with its
+    /// own. A last party that asked the dealer for anything else than what this party took
+    /// cannot produce the tag; the computation stops with [`MpcError::Dealer`] before this
+    /// party sends a share of the output.
+    fn confirm_transcript(&mut self) -> Result<()> {
+        let completed = self.rand.completed();
+        if completed == self.confirmed {
+            return Ok(());
+        }
+        let (n, me) = (self.parties(), self.id());
+        let last = n - 1;
+        let mut outgoing = vec![Vec::new(); n];
+        if me == last {
+            for (j, out) in outgoing.iter_mut().enumerate().take(last) {
+                let tag = self
+                    .rand
+                    .transcript_tag(j)
+                    .ok_or_else(|| MpcError::Dealer(format!("no transcript tag for party {j}")))?;
+                out.push(tag);
+            }
+        }
+        let incoming = self.round(outgoing)?;
+        if me != last {
+            for (j, got) in incoming.iter().enumerate() {
+                if j != me && j != last {
+                    self.check_len(j, got.len(), 0)?;
+                }
+            }
+            let Some(&[got]) = incoming.get(last).map(Vec::as_slice) else {
+                return Err(MpcError::Malformed {
+                    party: last,
+                    phase: self.op.into(),
+                    why: "no transcript tag".into(),
+                });
+            };
+            if self.rand.transcript_tag(me) != Some(got) {
+                return Err(MpcError::Dealer(format!(
+                    "the dealer's transcript differs from party {me}'s after {completed} \
+                     items: party {last} asked the dealer for other items than the parties took"
+                )));
+            }
+        }
+        self.confirmed = completed;
+        Ok(())
     }
 
     pub(crate) fn check_len(&self, party: usize, got: usize, want: usize) -> Result<()> {
@@ -500,10 +556,13 @@ impl<E: Exchange> Party<E> {
         Shared::from_share(vec![x.share.iter().fold(0u64, |a, b| a.wrapping_add(*b))])
     }
 
-    /// Opens `x` to every party (one round).
+    /// Opens `x` to every party (one round; one more to confirm the dealer's transcript if
+    /// items were completed since the last confirmation, see the [module docs](crate::protocol)).
     pub fn open_raw(&mut self, x: &Shared) -> Result<Vec<u64>> {
         let outer = self.begin("open");
-        let out = self.open_vec(&x.share);
+        let out = self
+            .confirm_transcript()
+            .and_then(|()| self.open_vec(&x.share));
         self.end(outer);
         out
     }
@@ -514,7 +573,8 @@ impl<E: Exchange> Party<E> {
         Ok(self.fixed.decode_all(&raw))
     }
 
-    /// Opens `x` to party `to` only (one round): `Some` there, `None` elsewhere.
+    /// Opens `x` to party `to` only (one round, plus the transcript confirmation of
+    /// [`Party::open_raw`]): `Some` there, `None` elsewhere.
     pub fn reveal_to_raw(&mut self, x: &Shared, to: usize) -> Result<Option<Vec<u64>>> {
         let n = self.parties();
         if to >= n {
@@ -531,7 +591,9 @@ impl<E: Exchange> Party<E> {
                 }
             })
             .collect();
-        let incoming = self.round(outgoing);
+        let incoming = self
+            .confirm_transcript()
+            .and_then(|()| self.round(outgoing));
         let out = incoming.and_then(|incoming| {
             if me != to {
                 return Ok(None);
