@@ -29,6 +29,30 @@ pub enum DpError {
     /// The ledger has no budget for this dataset.
     #[error("no budget is set for dataset {0:?}; set one with Ledger::set_budget")]
     UnknownDataset(String),
+    /// The dataset was never registered in this ledger, so no operator set its total budget.
+    #[error(
+        "dataset {dataset:?} is not registered in this ledger, so it has no budget: its operator \
+         registers the metadata and sets the total budget (`veil dp dataset register --metadata \
+         FILE`, or Ledger::register); nothing was charged"
+    )]
+    NotRegistered {
+        /// Dataset name.
+        dataset: String,
+    },
+    /// The metadata presented is not the one the dataset was registered with.
+    #[error(
+        "the metadata of dataset {dataset:?} is not the registered one (its SHA-256 is {found}, \
+         the registered one is {registered}): use the registered file unchanged, or have the \
+         operator register this one (`veil dp dataset register`); nothing was charged"
+    )]
+    MetadataChanged {
+        /// Dataset name.
+        dataset: String,
+        /// SHA-256 (hex) recorded at registration.
+        registered: String,
+        /// SHA-256 (hex) of the metadata presented.
+        found: String,
+    },
     /// The ledger's storage failed.
     #[error("budget ledger error: {0}")]
     Ledger(String),

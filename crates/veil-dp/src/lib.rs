@@ -13,6 +13,11 @@
 //! - [`ledger`]: a persistent per-dataset and per-analyst budget with an atomic
 //!   check-and-charge, in SQLite (embedded) or PostgreSQL (shared, feature `postgres`);
 //!   [`release`] charges first and computes the noisy value only once the charge succeeded.
+//!   A dataset's total is set by its operator when registering the dataset (with the
+//!   SHA-256 of its metadata, [`ledger::Ledger::register`]), never taken from a file an
+//!   analyst passes; [`ledger::check_registered`] refuses unregistered or changed metadata
+//!   before anything is charged. The PostgreSQL ledger runs on its own thread, so it can be
+//!   called from synchronous and asynchronous code alike.
 //! - [`local`]: local DP for telemetry (randomized response, a frequency oracle, 1-bit means).
 //! - [`testing`]: a throwaway PostgreSQL server on loopback, for the tests of ledgers and
 //!   backends.

@@ -232,3 +232,156 @@ fn rejected_queries_cost_nothing_and_compute_nothing() {
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_dir_all(dir2).unwrap();
 }
+
+const H1: &str = "a3f1c2d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const H2: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+/// Registration (issue 12, item 5): the total is the operator's, bound to the metadata hash.
+fn registrations(ledger: &dyn Ledger) {
+    use veil_dp::ledger::check_registered;
+    assert!(matches!(
+        check_registered(ledger, "reg", H1),
+        Err(DpError::NotRegistered { .. })
+    ));
+    assert_eq!(ledger.registration("reg").unwrap(), None);
+    ledger.register("reg", H1, 2.0, 1e-6).unwrap();
+    let r = check_registered(ledger, "reg", &H1.to_ascii_uppercase()).unwrap();
+    assert_eq!(
+        (r.dataset.as_str(), r.metadata_sha256.as_str()),
+        ("reg", H1)
+    );
+    assert!((r.epsilon - 2.0).abs() < 1e-12 && (r.delta - 1e-6).abs() < 1e-18);
+    let err = check_registered(ledger, "reg", H2).unwrap_err();
+    assert!(
+        matches!(err, DpError::MetadataChanged { ref registered, ref found, .. }
+            if registered == H1 && found == H2),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was charged"), "{err}");
+    assert!(matches!(
+        check_registered(ledger, "reg", "abc"),
+        Err(DpError::InvalidParameter(_))
+    ));
+    assert!(ledger.register("reg", "not a hash", 1.0, 0.0).is_err());
+    assert!(ledger.register("", H1, 1.0, 0.0).is_err());
+    assert!(ledger.register("reg", H1, f64::NAN, 0.0).is_err());
+    // Charges count against the registered total; re-registering keeps them.
+    ledger.charge("reg", "alice", 1.5, 0.0, "q").unwrap();
+    ledger.register("reg", H2, 1.0, 0.0).unwrap();
+    let r = ledger.registration("reg").unwrap().unwrap();
+    assert_eq!(r.metadata_sha256, H2);
+    assert!((r.epsilon - 1.0).abs() < 1e-12);
+    assert!(ledger.remaining("reg", None).unwrap().epsilon <= 0.0);
+    assert!(matches!(
+        ledger.charge("reg", "alice", 0.1, 0.0, "q"),
+        Err(DpError::BudgetExhausted { .. })
+    ));
+    assert_eq!(ledger.history("reg").unwrap().len(), 1);
+}
+
+#[test]
+fn sqlite_registration_binds_the_total_to_the_metadata() {
+    let (ledger, dir) = temp_ledger("register");
+    registrations(&ledger);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A ledger file made before registration existed (no `datasets` table) opens, registers,
+/// and keeps its charges.
+#[test]
+fn a_sqlite_ledger_from_before_registration_keeps_working() {
+    let dir = std::env::temp_dir().join(format!("veil-dp-{}-old", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("budget.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE budgets (
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
+                 PRIMARY KEY (dataset, analyst));
+             CREATE TABLE charges (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
+                 note TEXT NOT NULL, at INTEGER NOT NULL);
+             INSERT INTO budgets VALUES ('persons', '*', 10000000000000, 0);
+             INSERT INTO charges (dataset, analyst, epsilon, delta, note, at)
+                 VALUES ('persons', 'alice', 4000000000000, 0, 'old', 0);",
+        )
+        .unwrap();
+    }
+    let ledger = SqliteLedger::open(&path).unwrap();
+    assert_eq!(ledger.registration("persons").unwrap(), None);
+    ledger.register("persons", H1, 10.0, 1e-6).unwrap();
+    assert!((ledger.remaining("persons", None).unwrap().epsilon - 6.0).abs() < 1e-9);
+    assert_eq!(ledger.history("persons").unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The PostgreSQL ledger: registration, an old schema upgraded on connect, and an analyst's
+/// role that can charge but cannot set or register a budget (the documented grants).
+#[test]
+fn postgres_registration_and_roles() {
+    use veil_dp::ledger::postgres::PostgresLedger;
+    let Some(server) = veil_dp::testing::PostgresServer::start("ledger-reg").unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL (initdb, pg_ctl) is not installed"
+        );
+        return;
+    };
+    let mut admin = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+    // The schema an older Veil created: no veil_dp_datasets.
+    admin
+        .batch_execute(
+            "CREATE TABLE veil_dp_budgets (
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
+                 PRIMARY KEY (dataset, analyst));
+             CREATE TABLE veil_dp_charges (
+                 id BIGSERIAL PRIMARY KEY,
+                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+                 epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
+                 note TEXT NOT NULL, at BIGINT NOT NULL);
+             INSERT INTO veil_dp_budgets VALUES ('persons', '*', 10000000000000, 0);
+             INSERT INTO veil_dp_charges (dataset, analyst, epsilon, delta, note, at)
+                 VALUES ('persons', 'alice', 4000000000000, 0, 'old', 0);",
+        )
+        .unwrap();
+    let ledger = PostgresLedger::connect(&server.url).unwrap();
+    ledger.register("persons", H1, 10.0, 1e-6).unwrap();
+    assert!((ledger.remaining("persons", None).unwrap().epsilon - 6.0).abs() < 1e-9);
+    registrations(&ledger);
+    admin
+        .batch_execute(
+            "CREATE ROLE analyst LOGIN;
+             GRANT SELECT ON veil_dp_budgets, veil_dp_datasets TO analyst;
+             GRANT SELECT, INSERT ON veil_dp_charges TO analyst;
+             GRANT USAGE ON SEQUENCE veil_dp_charges_id_seq TO analyst;",
+        )
+        .unwrap();
+    let url = server.url.replace("user=veil", "user=analyst");
+    let analyst = PostgresLedger::connect(&url).unwrap();
+    analyst
+        .charge("persons", "mallory", 1.0, 0.0, "SELECT COUNT(*)")
+        .unwrap();
+    let r = veil_dp::ledger::check_registered(&analyst, "persons", H1).unwrap();
+    assert!((r.epsilon - 10.0).abs() < 1e-9);
+    for attempt in [
+        analyst.register("persons", H1, 1000.0, 0.0),
+        analyst.set_budget("persons", None, 1000.0, 0.0),
+        analyst.register("persons_copy", H1, 1000.0, 0.0),
+    ] {
+        assert!(
+            matches!(attempt, Err(DpError::Ledger(ref m)) if m.contains("permission denied")),
+            "{attempt:?}"
+        );
+    }
+    assert!((ledger.remaining("persons", None).unwrap().epsilon - 5.0).abs() < 1e-9);
+    assert!(matches!(
+        analyst.charge("persons", "mallory", 5.5, 0.0, "q"),
+        Err(DpError::BudgetExhausted { .. })
+    ));
+}

@@ -12,6 +12,23 @@
 //! Amounts are stored as integers (ε in units of 10⁻¹², δ in units of 10⁻¹⁸), charges rounded
 //! up and budgets rounded down, so sums are exact: no floating-point drift can let a sequence
 //! of charges slip past the budget.
+//!
+//! ## Who sets a dataset's total: registration
+//!
+//! A dataset's total budget is the **operator's** decision, recorded in the ledger, never read
+//! from a file an analyst passes. [`Ledger::register`] records, in one transaction, the
+//! dataset's name, the SHA-256 of the metadata the operator approved, and the total budget;
+//! [`check_registered`] refuses (before any charge) a dataset that was never registered
+//! ([`DpError::NotRegistered`]) or metadata whose hash differs from the registered one
+//! ([`DpError::MetadataChanged`]). So copying the metadata under another name gives no fresh
+//! budget (the new name is not registered), and editing the total in the file changes its
+//! hash. Re-registering keeps every recorded charge: what was spent stays spent.
+//!
+//! Threat model: the analyst controls the arguments and files of a query, not the ledger's
+//! tables. Whoever can write the ledger (the SQLite file, or the PostgreSQL tables with write
+//! rights) is an operator: the ledger cannot tell an operator's `register` from anyone
+//! else's. For a shared PostgreSQL ledger, give analysts' roles only what a charge needs
+//! (see [`postgres`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,6 +70,85 @@ pub trait Ledger {
     fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining>;
     /// All charges on a dataset, oldest first.
     fn history(&self, dataset: &str) -> Result<Vec<Charge>>;
+    /// Registers `dataset` (an operator's act): records the SHA-256 (64 hex digits) of the
+    /// metadata the operator approved and sets the dataset's total budget, in one
+    /// transaction. Registering again replaces both; recorded charges stay.
+    fn register(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()>;
+    /// The registration of `dataset`, `None` if it was never registered.
+    fn registration(&self, dataset: &str) -> Result<Option<Registration>>;
+}
+
+/// A dataset's registration: the metadata its operator approved and the total budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registration {
+    /// Dataset name.
+    pub dataset: String,
+    /// SHA-256 of the approved metadata (64 lowercase hex digits).
+    pub metadata_sha256: String,
+    /// The dataset's total ε (as the ledger holds it now).
+    pub epsilon: f64,
+    /// The dataset's total δ.
+    pub delta: f64,
+    /// Unix time in seconds of the (latest) registration.
+    pub at: u64,
+}
+
+/// Checks that `dataset` is registered in `ledger` for exactly the metadata whose SHA-256 is
+/// `metadata_sha256`; run it before anything is charged. Refuses with
+/// [`DpError::NotRegistered`] or [`DpError::MetadataChanged`].
+pub fn check_registered(
+    ledger: &(impl Ledger + ?Sized),
+    dataset: &str,
+    metadata_sha256: &str,
+) -> Result<Registration> {
+    let found = check_sha256(metadata_sha256)?;
+    let Some(r) = ledger.registration(dataset)? else {
+        return Err(DpError::NotRegistered {
+            dataset: dataset.to_string(),
+        });
+    };
+    if r.metadata_sha256 != found {
+        return Err(DpError::MetadataChanged {
+            dataset: dataset.to_string(),
+            registered: r.metadata_sha256,
+            found,
+        });
+    }
+    Ok(r)
+}
+
+/// Checks and normalizes (lowercase) a SHA-256 in hex.
+fn check_sha256(h: &str) -> Result<String> {
+    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(h.to_ascii_lowercase())
+    } else {
+        Err(DpError::InvalidParameter(format!(
+            "a metadata hash is a SHA-256 in hex (64 digits), not {h:?}"
+        )))
+    }
+}
+
+/// Checks a registration; returns the normalized hash and the budget in units.
+fn registration_row(
+    dataset: &str,
+    metadata_sha256: &str,
+    epsilon: f64,
+    delta: f64,
+) -> Result<(String, i64, i64)> {
+    if dataset.is_empty() {
+        return Err(DpError::InvalidParameter(
+            "a dataset needs a non-empty name".into(),
+        ));
+    }
+    let h = check_sha256(metadata_sha256)?;
+    let (_, e, d) = budget_row(None, epsilon, delta)?;
+    Ok((h, e, d))
 }
 
 /// Checks a budget to set; returns the row's analyst name and the amounts in units.
@@ -189,7 +285,10 @@ impl SqliteLedger {
                  dataset TEXT NOT NULL, analyst TEXT NOT NULL,
                  epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
                  note TEXT NOT NULL, at INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges (dataset, analyst);",
+             CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges (dataset, analyst);
+             CREATE TABLE IF NOT EXISTS datasets (
+                 dataset TEXT NOT NULL PRIMARY KEY, metadata_sha256 TEXT NOT NULL,
+                 registered_at INTEGER NOT NULL);",
         )?;
         Ok(ledger)
     }
@@ -291,6 +390,53 @@ impl SqliteLedger {
         Ok(to_remaining(left))
     }
 
+    /// Registers `dataset`: see [`Ledger::register`].
+    pub fn register(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()> {
+        let (h, e, d) = registration_row(dataset, metadata_sha256, epsilon, delta)?;
+        let mut conn = self.connect()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO datasets (dataset, metadata_sha256, registered_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dataset) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256,
+                 registered_at = excluded.registered_at",
+            params![dataset, h, now_secs() as i64],
+        )?;
+        tx.execute(
+            "INSERT INTO budgets (dataset, analyst, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
+            params![dataset, ALL, e, d],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The registration of `dataset`: see [`Ledger::registration`].
+    pub fn registration(&self, dataset: &str) -> Result<Option<Registration>> {
+        let conn = self.connect()?;
+        let row: Option<(String, i64, Option<i64>, Option<i64>)> = conn
+            .query_row(
+                "SELECT d.metadata_sha256, d.registered_at, b.epsilon, b.delta FROM datasets d
+                 LEFT JOIN budgets b ON b.dataset = d.dataset AND b.analyst = ?2
+                 WHERE d.dataset = ?1",
+                params![dataset, ALL],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(h, at, e, d)| Registration {
+            dataset: dataset.to_string(),
+            metadata_sha256: h,
+            epsilon: e.unwrap_or(0) as f64 / EPS_UNIT,
+            delta: d.unwrap_or(0) as f64 / DELTA_UNIT,
+            at: at.max(0) as u64,
+        }))
+    }
+
     /// All charges on a dataset, oldest first.
     pub fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
         let conn = self.connect()?;
@@ -339,5 +485,19 @@ impl Ledger for SqliteLedger {
 
     fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
         SqliteLedger::history(self, dataset)
+    }
+
+    fn register(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()> {
+        SqliteLedger::register(self, dataset, metadata_sha256, epsilon, delta)
+    }
+
+    fn registration(&self, dataset: &str) -> Result<Option<Registration>> {
+        SqliteLedger::registration(self, dataset)
     }
 }

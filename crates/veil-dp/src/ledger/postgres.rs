@@ -1,33 +1,80 @@
 //! The shared budget ledger in PostgreSQL, for a service with many analysts and processes.
 //!
-//! Same tables and integer units as the SQLite ledger (`veil_dp_budgets`, `veil_dp_charges`).
-//! A charge runs in one transaction that first locks the dataset's total-budget row
-//! (`SELECT … FOR UPDATE`), then the analyst's row if there is one, sums what was charged,
-//! and inserts the new charge only if it fits: charges on one dataset are serialized by the
-//! row lock, whichever process or connection makes them. The lock order (total, then analyst)
-//! is the same everywhere, so two charges cannot deadlock.
+//! Same tables and integer units as the SQLite ledger (`veil_dp_budgets`, `veil_dp_charges`,
+//! `veil_dp_datasets`). A charge runs in one transaction that first takes a transaction-level
+//! advisory lock on the dataset's name (`pg_advisory_xact_lock`), then reads the budgets, sums
+//! what was charged, and inserts the new charge only if it fits: charges on one dataset are
+//! serialized by that lock, whichever process or connection makes them, and the lock is
+//! released when the transaction ends (commit, rollback or a dropped connection).
+//!
+//! ## Operators and analysts
+//!
+//! The lock needs no right on any table, so an analyst's role can be given exactly what a
+//! charge needs, and nothing that sets a budget:
+//!
+//! ```sql
+//! GRANT SELECT ON veil_dp_budgets, veil_dp_datasets TO analyst;
+//! GRANT SELECT, INSERT ON veil_dp_charges TO analyst;
+//! GRANT USAGE ON SEQUENCE veil_dp_charges_id_seq TO analyst;
+//! ```
+//!
+//! Then only the operator's role (the tables' owner) can register a dataset or set a budget,
+//! and an analyst who connects with their own role cannot raise a total. The tables are
+//! created by the first connection of a role allowed to create them; later connections only
+//! check that they exist.
+//!
+//! ## Async callers
+//!
+//! The synchronous `postgres` client runs its own small tokio runtime, so calling it from
+//! inside another runtime (the DP SQL engine is async) panics ("Cannot start a runtime from
+//! within a runtime"). The ledger therefore owns a dedicated thread that holds the connection
+//! and runs every operation; callers, sync or async, send the operation over a channel and
+//! wait for its answer. From async code that wait blocks the calling worker for one database
+//! round trip, exactly like the SQLite ledger's file I/O.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use postgres::{Client, GenericClient, NoTls};
 
 use super::{
-    budget_row, charge_units, check_fits, now_secs, to_remaining, Charge, Ledger, Remaining, ALL,
-    DELTA_UNIT, EPS_UNIT,
+    budget_row, charge_units, check_fits, now_secs, registration_row, to_remaining, Charge, Ledger,
+    Registration, Remaining, ALL, DELTA_UNIT, EPS_UNIT,
 };
 use crate::error::{DpError, Result};
 
 /// Any lock id will do as long as it is constant: it only serializes schema creation.
 const SCHEMA_LOCK: i64 = 0x7665_696c_6470;
 
+/// The server's own message ("permission denied for table …"), or the client error with
+/// its cause: the bare `Display` of `postgres::Error` says only "db error".
 fn pg(e: postgres::Error) -> DpError {
-    DpError::Ledger(format!("PostgreSQL: {e}"))
+    if let Some(db) = e.as_db_error() {
+        return DpError::Ledger(format!(
+            "PostgreSQL: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        ));
+    }
+    match std::error::Error::source(&e) {
+        Some(cause) => DpError::Ledger(format!("PostgreSQL: {e}: {cause}")),
+        None => DpError::Ledger(format!("PostgreSQL: {e}")),
+    }
 }
 
-/// A budget ledger in a PostgreSQL database (one connection; open one per thread or process
-/// for parallel charges — the database serializes them per dataset).
+fn stopped() -> DpError {
+    DpError::Ledger("the PostgreSQL ledger's connection thread has stopped".into())
+}
+
+/// One operation for the connection thread.
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// A budget ledger in a PostgreSQL database: one connection, held by its own thread (open one
+/// ledger per thread or process for parallel charges — the database serializes them per
+/// dataset). Usable from synchronous and asynchronous code alike.
 pub struct PostgresLedger {
-    client: Mutex<Client>,
+    jobs: Option<mpsc::Sender<Job>>,
+    worker: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for PostgresLedger {
@@ -36,55 +83,133 @@ impl std::fmt::Debug for PostgresLedger {
     }
 }
 
+impl Drop for PostgresLedger {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop; it then closes the connection.
+        drop(self.jobs.take());
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Connects and makes sure the tables exist.
+fn open(url: &str) -> Result<Client> {
+    let mut client = Client::connect(url, NoTls).map_err(pg)?;
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('veil_dp_budgets') IS NOT NULL
+                AND to_regclass('veil_dp_charges') IS NOT NULL
+                AND to_regclass('veil_dp_datasets') IS NOT NULL",
+            &[],
+        )
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    if exists {
+        // An analyst's role may lack the right to create tables: do not try.
+        return Ok(client);
+    }
+    let mut tx = client.transaction().map_err(pg)?;
+    // Concurrent first connections would race on CREATE TABLE IF NOT EXISTS.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS veil_dp_budgets (
+             dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+             epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
+             PRIMARY KEY (dataset, analyst));
+         CREATE TABLE IF NOT EXISTS veil_dp_charges (
+             id BIGSERIAL PRIMARY KEY,
+             dataset TEXT NOT NULL, analyst TEXT NOT NULL,
+             epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
+             note TEXT NOT NULL, at BIGINT NOT NULL);
+         CREATE INDEX IF NOT EXISTS veil_dp_charges_by_dataset
+             ON veil_dp_charges (dataset, analyst);
+         CREATE TABLE IF NOT EXISTS veil_dp_datasets (
+             dataset TEXT NOT NULL PRIMARY KEY, metadata_sha256 TEXT NOT NULL,
+             registered_at BIGINT NOT NULL);",
+    )
+    .map_err(pg)?;
+    tx.commit().map_err(pg)?;
+    Ok(client)
+}
+
+/// Serializes every charge and budget change on `dataset` until the transaction ends.
+fn lock_dataset(c: &mut impl GenericClient, dataset: &str) -> Result<()> {
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&dataset],
+    )
+    .map_err(pg)?;
+    Ok(())
+}
+
 impl PostgresLedger {
     /// Connects (`postgres://user@host:port/db` or `host=… user=…`; no TLS: use a local or
-    /// otherwise protected connection) and creates the tables if needed.
+    /// otherwise protected connection) on the ledger's own thread, and creates the tables if
+    /// they do not exist yet.
     pub fn connect(url: &str) -> Result<Self> {
-        let mut client = Client::connect(url, NoTls).map_err(pg)?;
-        let mut tx = client.transaction().map_err(pg)?;
-        // Concurrent first connections would race on CREATE TABLE IF NOT EXISTS.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .map_err(pg)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS veil_dp_budgets (
-                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
-                 epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
-                 PRIMARY KEY (dataset, analyst));
-             CREATE TABLE IF NOT EXISTS veil_dp_charges (
-                 id BIGSERIAL PRIMARY KEY,
-                 dataset TEXT NOT NULL, analyst TEXT NOT NULL,
-                 epsilon BIGINT NOT NULL, delta BIGINT NOT NULL,
-                 note TEXT NOT NULL, at BIGINT NOT NULL);
-             CREATE INDEX IF NOT EXISTS veil_dp_charges_by_dataset
-                 ON veil_dp_charges (dataset, analyst);",
-        )
-        .map_err(pg)?;
-        tx.commit().map_err(pg)?;
-        Ok(Self {
-            client: Mutex::new(client),
-        })
+        let url = url.to_string();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, ready_rx) = mpsc::sync_channel::<Result<()>>(1);
+        let worker = std::thread::Builder::new()
+            .name("veil-dp-ledger".into())
+            .spawn(move || {
+                let mut client = match open(&url) {
+                    Ok(c) => {
+                        let _ = ready.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                drop(url);
+                while let Ok(job) = queue.recv() {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| DpError::Ledger(format!("cannot start the ledger's thread: {e}")))?;
+        let ledger = Self {
+            jobs: Some(jobs),
+            worker: Some(worker),
+        };
+        ready_rx.recv().map_err(|_| stopped())??;
+        Ok(ledger)
     }
 
-    fn client(&self) -> Result<MutexGuard<'_, Client>> {
-        self.client
-            .lock()
-            .map_err(|_| DpError::Ledger("the connection's lock is poisoned".into()))
+    /// Runs `f` with the connection on the ledger's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |c: &mut Client| {
+            let _ = tx.send(f(c));
+        });
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 
-    /// What remains of `(dataset, analyst)`'s budget, `None` if it has none; with `lock`, the
-    /// budget row stays locked until the transaction ends.
+    /// What remains of `(dataset, analyst)`'s budget, `None` if it has none.
     fn remaining_in(
         c: &mut impl GenericClient,
         dataset: &str,
         analyst: &str,
-        lock: bool,
     ) -> Result<Option<(i64, i64)>> {
-        let q = if lock {
-            "SELECT epsilon, delta FROM veil_dp_budgets WHERE dataset = $1 AND analyst = $2 FOR UPDATE"
-        } else {
-            "SELECT epsilon, delta FROM veil_dp_budgets WHERE dataset = $1 AND analyst = $2"
-        };
-        let Some(row) = c.query_opt(q, &[&dataset, &analyst]).map_err(pg)? else {
+        let Some(row) = c
+            .query_opt(
+                "SELECT epsilon, delta FROM veil_dp_budgets WHERE dataset = $1 AND analyst = $2",
+                &[&dataset, &analyst],
+            )
+            .map_err(pg)?
+        else {
             return Ok(None);
         };
         let (be, bd): (i64, i64) = (row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
@@ -107,6 +232,11 @@ impl PostgresLedger {
     }
 }
 
+/// Inserts or replaces a budget row.
+const UPSERT_BUDGET: &str =
+    "INSERT INTO veil_dp_budgets (dataset, analyst, epsilon, delta) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta";
+
 impl Ledger for PostgresLedger {
     fn set_budget(
         &self,
@@ -116,14 +246,14 @@ impl Ledger for PostgresLedger {
         delta: f64,
     ) -> Result<()> {
         let (who, e, d) = budget_row(analyst, epsilon, delta)?;
-        self.client()?
-            .execute(
-                "INSERT INTO veil_dp_budgets (dataset, analyst, epsilon, delta) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
-                &[&dataset, &who, &e, &d],
-            )
-            .map_err(pg)?;
-        Ok(())
+        let (dataset, who) = (dataset.to_string(), who.to_string());
+        self.call(move |c| {
+            let mut tx = c.transaction().map_err(pg)?;
+            lock_dataset(&mut tx, &dataset)?;
+            tx.execute(UPSERT_BUDGET, &[&dataset, &who, &e, &d])
+                .map_err(pg)?;
+            tx.commit().map_err(pg)
+        })
     }
 
     fn charge(
@@ -135,59 +265,118 @@ impl Ledger for PostgresLedger {
         note: &str,
     ) -> Result<Remaining> {
         let (ce, cd) = charge_units(analyst, epsilon, delta)?;
-        let mut client = self.client()?;
-        let mut tx = client.transaction().map_err(pg)?;
-        let total = Self::remaining_in(&mut tx, dataset, ALL, true)?
-            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
-        let own = Self::remaining_in(&mut tx, dataset, analyst, true)?;
-        // A refusal drops the transaction: rolled back, nothing written.
-        check_fits(
-            [
-                (Some(total), String::new()),
-                (own, format!(" (analyst {analyst:?})")),
-            ],
-            (ce, cd),
-            dataset,
-            (epsilon, delta),
-        )?;
-        let at = i64::try_from(now_secs()).unwrap_or(i64::MAX);
-        tx.execute(
-            "INSERT INTO veil_dp_charges (dataset, analyst, epsilon, delta, note, at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&dataset, &analyst, &ce, &cd, &note, &at],
-        )
-        .map_err(pg)?;
-        tx.commit().map_err(pg)?;
-        Ok(to_remaining((total.0 - ce, total.1 - cd)))
+        let (dataset, analyst, note) = (dataset.to_string(), analyst.to_string(), note.to_string());
+        self.call(move |c| {
+            let mut tx = c.transaction().map_err(pg)?;
+            lock_dataset(&mut tx, &dataset)?;
+            let total = Self::remaining_in(&mut tx, &dataset, ALL)?
+                .ok_or_else(|| DpError::UnknownDataset(dataset.clone()))?;
+            let own = Self::remaining_in(&mut tx, &dataset, &analyst)?;
+            // A refusal drops the transaction: rolled back, nothing written.
+            check_fits(
+                [
+                    (Some(total), String::new()),
+                    (own, format!(" (analyst {analyst:?})")),
+                ],
+                (ce, cd),
+                &dataset,
+                (epsilon, delta),
+            )?;
+            let at = i64::try_from(now_secs()).unwrap_or(i64::MAX);
+            tx.execute(
+                "INSERT INTO veil_dp_charges (dataset, analyst, epsilon, delta, note, at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&dataset, &analyst, &ce, &cd, &note, &at],
+            )
+            .map_err(pg)?;
+            tx.commit().map_err(pg)?;
+            Ok(to_remaining((total.0 - ce, total.1 - cd)))
+        })
     }
 
     fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
-        let mut client = self.client()?;
-        let left = Self::remaining_in(&mut *client, dataset, analyst.unwrap_or(ALL), false)?
-            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
-        Ok(to_remaining(left))
+        let (dataset, who) = (dataset.to_string(), analyst.unwrap_or(ALL).to_string());
+        self.call(move |c| {
+            let left = Self::remaining_in(c, &dataset, &who)?
+                .ok_or_else(|| DpError::UnknownDataset(dataset.clone()))?;
+            Ok(to_remaining(left))
+        })
     }
 
     fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
-        let rows = self
-            .client()?
-            .query(
-                "SELECT dataset, analyst, epsilon, delta, note, at FROM veil_dp_charges
-                 WHERE dataset = $1 ORDER BY id",
-                &[&dataset],
+        let dataset = dataset.to_string();
+        self.call(move |c| {
+            let rows = c
+                .query(
+                    "SELECT dataset, analyst, epsilon, delta, note, at FROM veil_dp_charges
+                     WHERE dataset = $1 ORDER BY id",
+                    &[&dataset],
+                )
+                .map_err(pg)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Charge {
+                        dataset: r.try_get(0).map_err(pg)?,
+                        analyst: r.try_get(1).map_err(pg)?,
+                        epsilon: r.try_get::<_, i64>(2).map_err(pg)? as f64 / EPS_UNIT,
+                        delta: r.try_get::<_, i64>(3).map_err(pg)? as f64 / DELTA_UNIT,
+                        note: r.try_get(4).map_err(pg)?,
+                        at: r.try_get::<_, i64>(5).map_err(pg)?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn register(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<()> {
+        let (h, e, d) = registration_row(dataset, metadata_sha256, epsilon, delta)?;
+        let dataset = dataset.to_string();
+        self.call(move |c| {
+            let mut tx = c.transaction().map_err(pg)?;
+            lock_dataset(&mut tx, &dataset)?;
+            let at = i64::try_from(now_secs()).unwrap_or(i64::MAX);
+            tx.execute(
+                "INSERT INTO veil_dp_datasets (dataset, metadata_sha256, registered_at)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (dataset) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256,
+                     registered_at = excluded.registered_at",
+                &[&dataset, &h, &at],
             )
             .map_err(pg)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Charge {
-                    dataset: r.try_get(0).map_err(pg)?,
-                    analyst: r.try_get(1).map_err(pg)?,
-                    epsilon: r.try_get::<_, i64>(2).map_err(pg)? as f64 / EPS_UNIT,
-                    delta: r.try_get::<_, i64>(3).map_err(pg)? as f64 / DELTA_UNIT,
-                    note: r.try_get(4).map_err(pg)?,
-                    at: r.try_get::<_, i64>(5).map_err(pg)?.max(0) as u64,
-                })
-            })
-            .collect()
+            tx.execute(UPSERT_BUDGET, &[&dataset, &ALL, &e, &d])
+                .map_err(pg)?;
+            tx.commit().map_err(pg)
+        })
+    }
+
+    fn registration(&self, dataset: &str) -> Result<Option<Registration>> {
+        let dataset = dataset.to_string();
+        self.call(move |c| {
+            let Some(r) = c
+                .query_opt(
+                    "SELECT d.metadata_sha256, d.registered_at, b.epsilon, b.delta
+                     FROM veil_dp_datasets d LEFT JOIN veil_dp_budgets b
+                         ON b.dataset = d.dataset AND b.analyst = $2
+                     WHERE d.dataset = $1",
+                    &[&dataset, &ALL],
+                )
+                .map_err(pg)?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Registration {
+                metadata_sha256: r.try_get(0).map_err(pg)?,
+                at: r.try_get::<_, i64>(1).map_err(pg)?.max(0) as u64,
+                epsilon: r.try_get::<_, Option<i64>>(2).map_err(pg)?.unwrap_or(0) as f64 / EPS_UNIT,
+                delta: r.try_get::<_, Option<i64>>(3).map_err(pg)?.unwrap_or(0) as f64 / DELTA_UNIT,
+                dataset,
+            }))
+        })
     }
 }
