@@ -16,7 +16,8 @@ pub enum AttestCommand {
     Verify(VerifyArgs),
     /// Produce evidence from Veil's simulated TEE (software only, for demos and tests): the
     /// measurement is SHA-384 of the workload file, the report data binds the nonce and
-    /// public key. Prints the simulated platform's public key.
+    /// public key. Prints the simulated platform's public key, and also the module's launch
+    /// measurement (module + launch limits), which measured workloads and data rooms report.
     Simulate(SimulateArgs),
     /// Run the attestation service: nonces, `POST /attest` → policy → signed token (JWT), JWKS.
     Serve(crate::services::AttestServeArgs),
@@ -25,6 +26,23 @@ pub enum AttestCommand {
     /// Measure the attestation service and key broker on loopback: attestations per second
     /// and key release latency, with simulated evidence.
     Bench(crate::services::AttestBenchArgs),
+    /// Verify a Veil audit log (attestation service, key broker) against a signed head: the
+    /// chain, every entry's signature, and that the log holds the history the head vouches
+    /// for (a cut tail or a rewritten history is refused).
+    VerifyLog(VerifyLogArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyLogArgs {
+    /// The log (JSON lines).
+    pub log: PathBuf,
+    /// The signed head: a file, or the service's URL (`…/audit/head`).
+    #[arg(long)]
+    pub head: String,
+    /// The writer's Ed25519 public key (hex), as printed when the service started. Without
+    /// it, the key named in the head is used, which proves only that head and log agree.
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -32,9 +50,13 @@ pub struct SimulateArgs {
     /// The workload whose bytes are measured.
     #[arg(long)]
     pub workload: PathBuf,
-    /// Nonce from the verifier (text).
+    /// Nonce from the verifier, as the attestation service issues it (`GET /nonce`):
+    /// base64url or base64. A value that is not base64 is bound as text, with a warning.
     #[arg(long, default_value = "")]
     pub nonce: String,
+    /// A nonce given as text (its UTF-8 bytes are bound).
+    #[arg(long, conflicts_with = "nonce")]
+    pub nonce_text: Option<String>,
     /// The workload's public key (hex).
     #[arg(long, default_value = "")]
     pub public_key: String,
@@ -74,9 +96,25 @@ pub struct VerifyArgs {
     /// Save the collateral fetched from the PCCS (JSON, readable by --collateral).
     #[arg(long, requires = "pccs")]
     pub save_collateral: Option<PathBuf>,
-    /// Verify as of this time (RFC 3339, e.g. 2025-07-01T00:00:00Z); default: now.
+    /// Verify as of this time (RFC 3339, e.g. 2025-07-01T00:00:00Z, or a date, 2025-07-01,
+    /// meaning its midnight UTC); default: now. Certificates, CRLs and TCB information must be
+    /// valid then.
     #[arg(long)]
     pub at: Option<String>,
+    /// For SEV-SNP reports: the oldest TCB still current for the product line (from AMD's
+    /// security bulletins), `bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]`. The TCB status is
+    /// `UpToDate` or `OutOfDate` against it; without it, `Unknown`.
+    #[arg(long)]
+    pub snp_min_tcb: Option<veil_tee::evidence::snp::SnpTcb>,
+    /// Exit 1 unless the TCB status is `UpToDate` (a platform needing configuration or
+    /// software hardening, out of date, or of unknown status fails). Without it, such
+    /// evidence verifies (exit 0) and a note on stderr says so.
+    #[arg(long)]
+    pub require_up_to_date: bool,
+    /// Also evaluate this policy (TOML allow-list or `.rego`) on the claims; exit 1 if it
+    /// denies them.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// The simulated platform's public key (64 hex characters), for simulated evidence.
     #[arg(long)]
     pub sim_platform_key: Option<String>,
@@ -86,12 +124,75 @@ pub struct VerifyArgs {
 }
 
 pub fn run(cmd: AttestCommand) -> Result<()> {
-    match cmd {
+    crate::room::escape_error(match cmd {
         AttestCommand::Verify(args) => verify(&args),
         AttestCommand::Simulate(args) => simulate(&args),
         AttestCommand::Serve(args) => crate::services::attest_serve(&args),
         AttestCommand::Request(args) => crate::services::attest_request(&args),
         AttestCommand::Bench(args) => crate::services::attest_bench(&args),
+        AttestCommand::VerifyLog(args) => verify_log(&args),
+    })
+}
+
+fn verify_log(args: &VerifyLogArgs) -> Result<()> {
+    use veil_tee::audit::{parse_public_key, verify_against_head, SignedHead};
+    let text = std::fs::read_to_string(&args.log)
+        .with_context(|| format!("cannot read {}", args.log.display()))?;
+    let head_json = if args.head.starts_with("http://") || args.head.starts_with("https://") {
+        let url = args.head.clone();
+        crate::services::runtime()?.block_on(async move {
+            let client = veil_tee::client::http_client()?;
+            let resp = client
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("cannot fetch {url}"))?;
+            if !resp.status().is_success() {
+                bail!("{url} answered {}", resp.status());
+            }
+            Ok(resp.text().await?)
+        })?
+    } else {
+        std::fs::read_to_string(&args.head).with_context(|| format!("cannot read {}", args.head))?
+    };
+    let head: SignedHead =
+        serde_json::from_str(&head_json).context("the head is not a Veil signed head")?;
+    let key = args.key.as_deref().map(parse_public_key).transpose()?;
+    let entries = verify_against_head(&text, &head, key.as_ref())?;
+    outln!(
+        "log verified: {} entries, chain intact, every entry signed; the head signed at {} \
+         vouches for the first {}",
+        entries.len(),
+        head.time,
+        head.entries
+    );
+    if key.is_none() {
+        eprintln!(
+            "note: the writer's key was taken from the head itself ({}): pass --key to pin it",
+            crate::room::untrusted(&head.public_key)
+        );
+    }
+    Ok(())
+}
+
+/// The nonce bytes of `veil attest simulate`: base64url/base64 as the service issues them,
+/// or text when asked for (or when the value is not base64, with a warning).
+fn nonce_bytes(args: &SimulateArgs) -> Vec<u8> {
+    if let Some(text) = &args.nonce_text {
+        return text.as_bytes().to_vec();
+    }
+    if args.nonce.is_empty() {
+        return Vec::new();
+    }
+    match veil_tee::service::decode_b64("nonce", args.nonce.trim()) {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            eprintln!(
+                "warning: --nonce is not base64 (the attestation service's format): binding \
+                 its text; say --nonce-text to mean text"
+            );
+            args.nonce.as_bytes().to_vec()
+        }
     }
 }
 
@@ -102,7 +203,8 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", args.workload.display()))?;
     let measurement: [u8; 48] = Sha384::digest(&code).into();
     let pk = hex::decode(args.public_key.trim()).context("--public-key is not hex")?;
-    let report_data = veil_tee::binding::expected_report_data(args.nonce.as_bytes(), &pk, b"");
+    let nonce = nonce_bytes(args);
+    let report_data = veil_tee::binding::expected_report_data(&nonce, &pk, b"");
     let platform = match &args.platform_seed {
         Some(seed) => {
             let bytes = hex::decode(seed.trim()).context("--platform-seed is not hex")?;
@@ -118,7 +220,30 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     outln!("WARNING: simulated TEE — no hardware protection");
     outln!("evidence       {}", args.out.display());
+    // Scripts read the first field of each line: the explanations go on lines of their own.
     outln!("measurement    {}", hex::encode(measurement));
+    outln!("               (SHA-384 of the file: what this simulated evidence reports)");
+    // A measured workload (and a data room) measures the module *and* its launch limits, so
+    // the same file has a second measurement there: say which is which.
+    let launch = veil_tee::workload::LaunchConfig::default();
+    if let Ok(launch_measurement) = veil_tee::workload::measure_module(&code, &launch) {
+        outln!("launch_measurement {}", hex::encode(launch_measurement));
+        outln!(
+            "               (the module with its launch limits, fuel {}, memory {} bytes, no \
+             clock: what a measured workload or data room launched with these limits reports)",
+            launch.fuel,
+            launch.max_memory_bytes
+        );
+    }
+    outln!(
+        "nonce          {} bytes bound{}",
+        nonce.len(),
+        if args.nonce_text.is_some() {
+            " (text)"
+        } else {
+            ""
+        }
+    );
     outln!("platform_key   {}", hex::encode(platform.public_key()));
     Ok(())
 }
@@ -146,9 +271,12 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     let evidence = std::fs::read(&args.evidence)
         .with_context(|| format!("cannot read evidence {}", args.evidence.display()))?;
     let now = match &args.at {
-        Some(t) => humantime::parse_rfc3339(t)
+        Some(t) => parse_time(t)
             .with_context(|| {
-                format!("--at {t:?} is not an RFC 3339 time (e.g. 2025-07-01T00:00:00Z)")
+                format!(
+                    "--at {t:?} is not an RFC 3339 time (e.g. 2025-07-01T00:00:00Z) or a date \
+                     (2025-07-01)"
+                )
             })?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -183,7 +311,11 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             };
             let der = std::fs::read(path)
                 .with_context(|| format!("cannot read VCEK {}", path.display()))?;
-            veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?.verify(&evidence, now)?
+            let mut verifier = veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?;
+            if let Some(min) = args.snp_min_tcb {
+                verifier = verifier.with_min_tcb(min);
+            }
+            verifier.verify(&evidence, now)?
         }
         EvidenceKind::Simulated => {
             let Some(key) = &args.sim_platform_key else {
@@ -199,15 +331,16 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string(&claims)?),
         Format::Text => {
+            use crate::room::untrusted;
             outln!("verified: {} evidence", claims.tee.name());
             if claims.tee == veil_tee::TeeKind::Sim {
                 outln!("WARNING: simulated TEE — no hardware protection");
             }
             for (name, value) in &claims.measurements {
-                outln!("{name:<14} {value}");
+                outln!("{:<14} {}", untrusted(name), untrusted(value));
             }
             if let Some(signer) = &claims.signer {
-                outln!("{:<14} {signer}", "signer");
+                outln!("{:<14} {}", "signer", untrusted(signer));
             }
             if let Some(p) = claims.product_id {
                 outln!("{:<14} {p}", "product_id");
@@ -215,13 +348,66 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             if let Some(s) = claims.security_version {
                 outln!("{:<14} {s}", "svn");
             }
-            outln!("{:<14} {}", "debug", claims.debug);
-            outln!("{:<14} {}", "tcb_status", claims.tcb_status);
-            if !claims.advisory_ids.is_empty() {
-                outln!("{:<14} {}", "advisories", claims.advisory_ids.join(", "));
+            if let Some(vmpl) = claims.vmpl {
+                outln!("{:<14} {vmpl}", "vmpl");
             }
-            outln!("{:<14} {}", "report_data", claims.report_data);
+            if !claims.tcb.is_empty() {
+                let tcb: Vec<String> = claims
+                    .tcb
+                    .iter()
+                    .map(|(k, v)| format!("{}={v}", untrusted(k)))
+                    .collect();
+                outln!("{:<14} {}", "tcb", tcb.join(","));
+            }
+            outln!("{:<14} {}", "debug", claims.debug);
+            outln!("{:<14} {}", "tcb_status", untrusted(&claims.tcb_status));
+            if !claims.advisory_ids.is_empty() {
+                outln!(
+                    "{:<14} {}",
+                    "advisories",
+                    untrusted(&claims.advisory_ids.join(", "))
+                );
+            }
+            outln!("{:<14} {}", "report_data", untrusted(&claims.report_data));
         }
     }
+    let status_ok = claims.tcb_status == "UpToDate" || claims.tee == veil_tee::TeeKind::Sim;
+    let advisories = if claims.advisory_ids.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (advisories: {})",
+            crate::room::untrusted(&claims.advisory_ids.join(", "))
+        )
+    };
+    if args.require_up_to_date && !status_ok {
+        bail!(
+            "the evidence verifies but its TCB status is {}, not UpToDate{advisories}",
+            crate::room::untrusted(&claims.tcb_status)
+        );
+    }
+    if let Some(path) = &args.policy {
+        let policy = veil_tee::policy::Policy::from_file(path)?;
+        policy.evaluate(&serde_json::to_value(&claims)?)?;
+        eprintln!("policy {} allows these claims", path.display());
+    } else if !status_ok {
+        eprintln!(
+            "note: verified, but the TCB status is {}, not UpToDate{advisories}; this exits 0. \
+             Pass --require-up-to-date to fail unless UpToDate, or --policy FILE to judge the \
+             claims with a policy.",
+            crate::room::untrusted(&claims.tcb_status)
+        );
+    }
     Ok(())
+}
+
+/// An RFC 3339 time, or a date meaning its midnight UTC.
+fn parse_time(t: &str) -> Result<SystemTime> {
+    let t = t.trim();
+    let full = if t.len() == 10 && t.as_bytes().get(4) == Some(&b'-') {
+        format!("{t}T00:00:00Z")
+    } else {
+        t.to_string()
+    };
+    Ok(humantime::parse_rfc3339(&full)?)
 }

@@ -180,7 +180,7 @@ pub struct AuditArgs {
 }
 
 pub fn run(cmd: RoomCommand) -> Result<()> {
-    match cmd {
+    escape_error(match cmd {
         RoomCommand::Keygen(a) => keygen(&a),
         RoomCommand::Platform(a) => platform(&a),
         RoomCommand::Create(a) => create(&a),
@@ -190,7 +190,71 @@ pub fn run(cmd: RoomCommand) -> Result<()> {
         RoomCommand::Run(a) => run_room(&a),
         RoomCommand::FetchOutput(a) => fetch_output(&a),
         RoomCommand::Audit(a) => audit(&a),
+    })
+}
+
+/// `s`, safe to print on a terminal: backslashes, control characters (newlines, carriage
+/// returns, the escape that starts ANSI sequences) and invisible Unicode format characters
+/// (bidirectional overrides, zero-width characters) are written as escapes, so a string
+/// from a party, a server or a file prints as exactly one line of inert text.
+///
+/// Every string Veil prints that it did not write itself (labels, party names, reasons,
+/// events from a log) goes through this: otherwise a label with a newline could add lines
+/// that look like verified log entries, and escape sequences could recolour or erase them.
+pub fn untrusted(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || is_invisible_format(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
     }
+    out
+}
+
+/// Unicode format characters that change how text around them is shown (Cf category:
+/// bidirectional controls, zero-width characters, soft hyphen, …).
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x061C
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+    )
+}
+
+/// A JSON value from a log or a server as one escaped line: strings without their quotes.
+fn untrusted_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => untrusted(s),
+        serde_json::Value::Null => "?".into(),
+        other => untrusted(&other.to_string()),
+    }
+}
+
+/// Errors carry servers' and files' words: escape them too (a closed stdout stays an I/O
+/// error, which `main` treats as success).
+pub fn escape_error(r: Result<()>) -> Result<()> {
+    r.map_err(|e| {
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            e
+        } else {
+            anyhow::anyhow!(untrusted(&format!("{e:#}")))
+        }
+    })
 }
 
 fn read_text(path: &Path) -> Result<String> {
@@ -405,7 +469,7 @@ fn verify(args: &ClientArgs) -> Result<()> {
                 outln!("  WARNING      simulated TEE — no hardware protection");
             }
             for (k, v) in &room.claims.measurements {
-                outln!("  {k:<12} {v}");
+                outln!("  {:<12} {}", untrusted(k), untrusted(v));
             }
             outln!("  workload key {}", hex::encode(&room.workload_key));
             outln!("  audit key    {}", hex::encode(room.audit_key.to_bytes()));
@@ -438,11 +502,11 @@ fn upload(args: &UploadArgs) -> Result<()> {
         Format::Text => {
             outln!(
                 "{} uploaded {} ({} bytes encrypted to the attested workload)",
-                receipt.party,
-                receipt.label,
+                untrusted(&receipt.party),
+                untrusted(&receipt.label),
                 input.len()
             );
-            outln!("  data sha256  {}", receipt.data_sha256);
+            outln!("  data sha256  {}", untrusted(&receipt.data_sha256));
             outln!("  receipt signed by the room's attested audit key");
         }
     }
@@ -459,9 +523,9 @@ fn run_room(args: &PartyArgs) -> Result<()> {
             outln!(
                 "ran: {} bytes of output for {}",
                 summary.output_bytes,
-                summary.output_to.join(", ")
+                untrusted(&summary.output_to.join(", "))
             );
-            outln!("  output sha256 {}", summary.output_sha256);
+            outln!("  output sha256 {}", untrusted(&summary.output_sha256));
             outln!("  fuel used     {}", summary.fuel_used);
         }
     }
@@ -491,7 +555,7 @@ fn fetch_output(args: &FetchArgs) -> Result<()> {
         ),
         (Format::Text, Some(v)) => {
             for (k, x) in v {
-                outln!("{k:<12} {x}");
+                outln!("{:<12} {x}", untrusted(&k));
             }
         }
         (Format::Text, None) => outln!(
@@ -530,51 +594,50 @@ fn audit(args: &AuditArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line per audit entry.
+/// One line per audit entry. Every string from the log is escaped ([`untrusted`]): the
+/// log is signed by the room, but labels, names and reasons in it come from parties.
 pub fn print_history(entries: &[veil_tee::audit::AuditEntry]) -> Result<()> {
     for e in entries {
         let d = &e.details;
+        let s = |key: &str| untrusted_value(&d[key]);
+        let short = |key: &str| {
+            let full = s(key);
+            full.get(..16).map_or(full.clone(), |p| format!("{p}…"))
+        };
         let what = match e.event.as_str() {
             "room_created" => format!(
                 "room {} created: parties {}, output to {}",
-                d["name"], d["parties"], d["output_to"]
+                s("name"),
+                s("parties"),
+                s("output_to")
             ),
             "attestation" => "evidence given for a fresh nonce".to_string(),
             "upload" => format!(
-                "{} uploaded {} (sha256 {}…)",
-                d["party"].as_str().unwrap_or("?"),
-                d["label"].as_str().unwrap_or("?"),
-                d["data_sha256"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .get(..16)
-                    .unwrap_or("?")
+                "{} uploaded {} (sha256 {})",
+                s("party"),
+                s("label"),
+                short("data_sha256")
             ),
             "run" => format!(
-                "run requested by {}: output sha256 {}…",
-                d["requested_by"].as_str().unwrap_or("?"),
-                d["output_sha256"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .get(..16)
-                    .unwrap_or("?")
+                "run requested by {}: output sha256 {}",
+                s("requested_by"),
+                short("output_sha256")
             ),
-            "output_released" => {
-                format!("output released to {}", d["party"].as_str().unwrap_or("?"))
-            }
-            "output_refused" => format!(
-                "output refused to {} ({})",
-                d["party"].as_str().unwrap_or("?"),
-                d["reason"].as_str().unwrap_or("?")
-            ),
+            "output_released" => format!("output released to {}", s("party")),
+            "output_refused" => format!("output refused to {} ({})", s("party"), s("reason")),
             "run_failed" => format!(
                 "run requested by {} failed: {}",
-                d["requested_by"].as_str().unwrap_or("?"),
-                d["reason"].as_str().unwrap_or("?")
+                s("requested_by"),
+                s("reason")
             ),
-            _ => d.to_string(),
+            _ => untrusted(&d.to_string()),
         };
-        outln!("{:>4}  {}  {:<16} {what}", e.seq, e.time, e.event);
+        outln!(
+            "{:>4}  {}  {:<16} {what}",
+            e.seq,
+            e.time,
+            untrusted(&e.event)
+        );
     }
     Ok(())
 }

@@ -64,6 +64,15 @@ pub struct AttestServeArgs {
     /// Audit log (JSON lines, hash-chained); appended to.
     #[arg(long, default_value = "veil-attest-audit.jsonl")]
     pub audit_log: PathBuf,
+    /// Ed25519 key the audit log's entries and heads (`GET /audit/head`) are signed with
+    /// (default: beside the log, with the extension `.key`); generated and written (mode
+    /// 0600) if absent.
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
+    /// For SEV-SNP reports: the oldest TCB still current (`bootloader=N,tee=N,snp=N,
+    /// microcode=N[,fmc=N]`); without it their TCB status is `Unknown`.
+    #[arg(long)]
+    pub snp_min_tcb: Option<veil_tee::evidence::snp::SnpTcb>,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +130,10 @@ pub struct KbsServeArgs {
     /// Audit log (default: audit.jsonl in the store).
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// Ed25519 key the audit log's entries and heads (`GET /audit/head`) are signed with
+    /// (default: audit.key in the store); generated (mode 0600) if absent.
+    #[arg(long)]
+    pub audit_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -232,9 +245,11 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
     }
     for path in &args.vcek {
         let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        verifiers
-            .snp
-            .push(veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?);
+        let mut verifier = veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?;
+        if let Some(min) = args.snp_min_tcb {
+            verifier = verifier.with_min_tcb(min);
+        }
+        verifiers.snp.push(verifier);
     }
     for key in &args.sim_platform_key {
         verifiers
@@ -259,7 +274,14 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         .map(|t| unix(t, "--verify-at"))
         .transpose()?;
     let issuer = signing_key(&args.signing_key, TokenAlgorithm::parse(&args.alg)?)?;
-    let audit = AuditLog::open(&args.audit_log)?;
+    let audit_key_path = args
+        .audit_key
+        .clone()
+        .unwrap_or_else(|| args.audit_log.with_extension("key"));
+    let audit = AuditLog::open(&args.audit_log)?.with_signer(
+        veil_tee::audit::load_or_create_signing_key(&audit_key_path)?,
+    );
+    let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
     let service = AttestationService::new(verifiers, policy, issuer, audit)
         .with_lifetimes(args.nonce_ttl.as_secs(), args.token_ttl.as_secs());
     let router = veil_tee::service::router(Arc::new(service));
@@ -271,6 +293,9 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         eprintln!(
             "attestation service on http://{addr} (JWKS at /.well-known/jwks.json); Ctrl-C stops"
         );
+        if let Some(key) = &audit_key {
+            eprintln!("audit log signed by Ed25519 key {key} (signed head at /audit/head)");
+        }
         veil_tee::service::serve(listener, router, shutdown_signal()).await?;
         Ok(())
     })
@@ -410,7 +435,13 @@ fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
         .audit_log
         .clone()
         .unwrap_or_else(|| args.store.join("audit.jsonl"));
-    let audit = AuditLog::open(&audit_path)?;
+    let key_path = args
+        .audit_key
+        .clone()
+        .unwrap_or_else(|| args.store.join("audit.key"));
+    let audit = AuditLog::open(&audit_path)?
+        .with_signer(veil_tee::audit::load_or_create_signing_key(&key_path)?);
+    let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
     let rt = runtime()?;
     let is_url = args.jwks.starts_with("http://") || args.jwks.starts_with("https://");
     let verifier = if is_url {
@@ -429,6 +460,9 @@ fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         eprintln!("key broker on http://{addr} (POST /release/NAME); Ctrl-C stops");
+        if let Some(key) = &audit_key {
+            eprintln!("audit log signed by Ed25519 key {key} (signed head at /audit/head)");
+        }
         veil_tee::service::serve(listener, router, shutdown_signal()).await?;
         Ok(())
     })
