@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 use datafusion::sql::unparser::Unparser;
@@ -317,6 +317,35 @@ impl Backend {
             .any(|r| r.get::<_, String>(0).eq_ignore_ascii_case(unit)))
     }
 
+    /// Plans a statistics plan on the backend **without reading any row**: DataFusion builds
+    /// its physical plan, PostgreSQL runs `EXPLAIN` (which parses, type-checks and folds
+    /// constants). Whatever fails here is decided by the query and the metadata alone, so it
+    /// is refused before the charge, and saying why reveals nothing about the data.
+    pub(crate) async fn check(&self, ctx: &SessionContext, plan: &LogicalPlan) -> Result<()> {
+        match self {
+            Backend::Embedded => {
+                ctx.state()
+                    .create_physical_plan(plan)
+                    .await
+                    .map_err(|e| SqlError::rejected(format!("the query cannot run: {e}")))?;
+            }
+            Backend::Postgres(client) => {
+                let sql = to_postgres_sql(plan)?;
+                client
+                    .query(format!("EXPLAIN {sql}").as_str(), &[])
+                    .await
+                    .map_err(|e| {
+                        let why = e
+                            .as_db_error()
+                            .map(|d| d.message().to_string())
+                            .unwrap_or_else(|| e.to_string());
+                        SqlError::rejected(format!("PostgreSQL cannot run the query: {why}"))
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs a statistics plan and returns its rows.
     pub(crate) async fn run(
         &self,
@@ -348,8 +377,9 @@ impl Backend {
 /// The PostgreSQL text of a statistics plan.
 pub(crate) fn to_postgres_sql(plan: &LogicalPlan) -> Result<String> {
     let dialect = PostgreSqlDialect {};
+    let plan = wide_integer_arithmetic(plan.clone())?;
     let statement = Unparser::new(&dialect)
-        .plan_to_sql(plan)
+        .plan_to_sql(&plan)
         .map_err(|e| SqlError::Internal(format!("cannot unparse to PostgreSQL: {e}")))?;
     Ok(statement.to_string())
 }
@@ -431,4 +461,70 @@ fn rows_to_batch(schema: &SchemaRef, rows: &[tokio_postgres::Row]) -> Result<Rec
             .collect::<Vec<_>>(),
     ));
     RecordBatch::try_new(nullable, columns).map_err(|e| SqlError::Internal(e.to_string()))
+}
+
+/// Integer arithmetic as DataFusion types it, in PostgreSQL too. DataFusion computes integer
+/// `+ - * / %` and negation in 64 bits, while PostgreSQL types a literal such as `2147483000`
+/// as a 32-bit `integer` and raises "integer out of range" when `CASE … THEN 2147483000 …
+/// END + 1000` overflows it — on the rows that reach that branch. Every integer operand of
+/// arithmetic is therefore cast to `BIGINT` in the SQL sent to PostgreSQL (a cast that cannot
+/// fail); the planner has already refused 64-bit arithmetic that could overflow.
+fn wide_integer_arithmetic(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::{cast, BinaryExpr, ExprSchemable, Operator};
+
+    fn widen(e: Expr, schema: &datafusion::common::DFSchema) -> Expr {
+        let integer = e.get_type(schema).is_ok_and(|t| t.is_integer());
+        match &e {
+            Expr::Cast(c) if *c.field.data_type() == DataType::Int64 => e,
+            _ if integer => cast(e, DataType::Int64),
+            _ => e,
+        }
+    }
+    let rewritten = plan
+        .transform_up(|node| {
+            if !matches!(
+                node,
+                LogicalPlan::Filter(_) | LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_)
+            ) {
+                return Ok(Transformed::no(node));
+            }
+            let inputs = node.inputs();
+            let Some(input) = inputs.first() else {
+                return Ok(Transformed::no(node));
+            };
+            let schema = Arc::clone(input.schema());
+            let names = NamePreserver::new(&node);
+            node.map_expressions(|e| {
+                let saved = names.save(&e);
+                let out = e.transform_up(|x| match x {
+                    Expr::BinaryExpr(BinaryExpr { left, op, right })
+                        if matches!(
+                            op,
+                            Operator::Plus
+                                | Operator::Minus
+                                | Operator::Multiply
+                                | Operator::Divide
+                                | Operator::Modulo
+                        ) =>
+                    {
+                        let l = widen(*left, &schema);
+                        let r = widen(*right, &schema);
+                        Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                            Box::new(l),
+                            op,
+                            Box::new(r),
+                        ))))
+                    }
+                    Expr::Negative(inner) => Ok(Transformed::yes(Expr::Negative(Box::new(widen(
+                        *inner, &schema,
+                    ))))),
+                    other => Ok(Transformed::no(other)),
+                })?;
+                Ok(out.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map_err(|e| SqlError::Internal(format!("cannot prepare SQL for PostgreSQL: {e}")))?;
+    Ok(rewritten.data)
 }

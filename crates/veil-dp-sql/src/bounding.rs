@@ -89,8 +89,9 @@ pub(crate) fn clamp(b: &Bounded, facts: &Facts) -> Expr {
         .iter()
         .find(|(c, _)| *c == b.column)
         .map(|(_, r)| *r);
-    let low = range.is_none_or(|(lo, _)| lo < b.lower);
-    let high = range.is_none_or(|(_, hi)| hi > b.upper);
+    // A NaN in the range (a column holding NaN) proves nothing: clamp both sides.
+    let low = range.is_none_or(|(lo, _)| lo.is_nan() || lo < b.lower);
+    let high = range.is_none_or(|(_, hi)| hi.is_nan() || hi > b.upper);
     let (lo, hi) = (lit(b.lower), lit(b.upper));
     if facts.never_null.contains(&b.column) {
         // GREATEST/LEAST skip NULLs, so they stand in for the CASE only on NULL-free columns.

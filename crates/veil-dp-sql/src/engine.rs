@@ -73,6 +73,9 @@ pub struct DpResult {
     pub accuracy: BTreeMap<String, Option<f64>>,
     /// The τ threshold applied to private keys, if any.
     pub threshold: Option<f64>,
+    /// What the analyst should know about the guarantee of this answer (e.g. δ that could
+    /// not be checked against the population because the metadata declares none).
+    pub warnings: Vec<String>,
 }
 
 impl DpResult {
@@ -102,6 +105,7 @@ impl DpResult {
             "remaining_epsilon": self.remaining_epsilon,
             "remaining_delta": self.remaining_delta,
             "accuracy": self.accuracy,
+            "warnings": self.warnings,
         }))
     }
 
@@ -241,14 +245,20 @@ impl Engine {
         Ok(out)
     }
 
+    /// Plans and checks a query. The planner sees the plan **after** DataFusion's analyzer
+    /// (type coercion): the implicit casts it adds are part of what will execute, and a cast
+    /// that fails on some rows is as much an oracle as an explicit one.
     async fn plan(&self, sql: &str) -> Result<DpPlan> {
-        let logical = self
-            .ctx
-            .state()
+        let state = self.ctx.state();
+        let logical = state
             .create_logical_plan(sql)
             .await
             .map_err(|e| SqlError::Sql(e.to_string()))?;
-        planner::plan(&logical, &self.meta)
+        let analyzed = state
+            .analyzer()
+            .execute_and_check(logical, state.config_options(), |_, _| {})
+            .map_err(|e| SqlError::Sql(e.to_string()))?;
+        planner::plan(&analyzed, &self.meta)
     }
 
     /// Answers `sql` with differential privacy: plans and checks it (a rejected query reads
@@ -282,8 +292,9 @@ impl Engine {
                  (e.g. --delta 1e-6)",
             ));
         }
-        let mechanisms = Mechanisms::new(&plan, epsilon)?;
         let delta_spent = if private { delta } else { 0.0 };
+        let warnings = self.check_delta(delta_spent)?;
+        let mechanisms = Mechanisms::new(&plan, epsilon)?;
         let left = ledger.remaining(dataset, None)?;
         if epsilon > left.epsilon || delta_spent > left.delta {
             return Err(veil_dp::DpError::BudgetExhausted {
@@ -298,6 +309,14 @@ impl Engine {
         }
         let facts = self.facts(&plan).await.map_err(opaque)?;
         let stats = bounding::stats_plans(&plan, &facts)?;
+        // Whatever the backend refuses to plan is refused now, before the charge.
+        self.backend.check(&self.ctx, &stats.rows).await?;
+        if let Some((_, p)) = &stats.distinct_units {
+            self.backend.check(&self.ctx, p).await?;
+        }
+        for (_, p) in &stats.histograms {
+            self.backend.check(&self.ctx, p).await?;
+        }
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
         let mut exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
@@ -327,7 +346,31 @@ impl Engine {
             remaining_delta: remaining.delta,
             accuracy,
             threshold,
+            warnings,
         })
+    }
+
+    /// δ is the probability that the guarantee fails outright; τ-thresholding spends it as
+    /// the chance that a key held by one person is released. With `n` people and `δ ≥ 1/n`
+    /// a query can expect to release someone's group: refused when the metadata declares the
+    /// population, a warning when it does not (the check is on the query's δ, before any
+    /// data is read).
+    fn check_delta(&self, delta: f64) -> Result<Vec<String>> {
+        if delta == 0.0 {
+            return Ok(Vec::new());
+        }
+        match self.meta.budget.population {
+            Some(n) if delta * n as f64 >= 1.0 => Err(SqlError::rejected(format!(
+                "δ = {delta:e} is not below 1/{n} (the metadata's population): a query could \
+                 expect to release a group of one person; use δ ≪ 1/{n}, e.g. {:e}",
+                0.01 / n as f64
+            ))),
+            Some(_) => Ok(Vec::new()),
+            None => Ok(vec![format!(
+                "δ = {delta:e} could not be checked against the number of people: the \
+                 metadata declares no [budget] population (δ should be far below 1/population)"
+            )]),
+        }
     }
 
     /// What is proven about the query's tables ([`Facts`]).

@@ -3,9 +3,10 @@
 //! One TOML file per dataset, the same for every backend:
 //!
 //! ```toml
-//! [budget]                      # total for this dataset, enforced by the ledger
+//! [budget]                      # the total proposed for registration (see below)
 //! epsilon = 10.0
 //! delta = 1e-5
+//! population = 100000           # optional: at most this many people; δ < 1/population
 //!
 //! [table.persons]
 //! privacy_unit = "person_id"
@@ -36,7 +37,12 @@ use crate::error::{Result, SqlError};
 /// Largest contribution bound accepted (rows per privacy unit).
 pub const MAX_ROWS_PER_UNIT: u64 = 1_000_000;
 
-/// The dataset's total budget.
+/// The dataset's total budget as the metadata proposes it.
+///
+/// The ledger never takes the total from a file a query passes: the operator registers the
+/// dataset (`veil dp dataset register`, [`veil_dp::ledger::Ledger::register`]), which records
+/// the SHA-256 of the metadata file and a total (this one unless the operator gives another),
+/// and queries are refused for metadata that is not registered or whose bytes changed since.
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 pub struct Budget {
     /// Total ε.
@@ -44,6 +50,10 @@ pub struct Budget {
     /// Total δ (0 for pure DP only).
     #[serde(default)]
     pub delta: f64,
+    /// An upper bound on the number of privacy units (people) in the dataset, if the operator
+    /// declares one: a query's δ must then be below `1/population`.
+    #[serde(default)]
+    pub population: Option<u64>,
 }
 
 /// A column's type.
@@ -151,7 +161,14 @@ impl Metadata {
 
     /// Checks everything `from_toml` checks (for metadata built in code).
     pub fn check(&self) -> Result<()> {
-        let Budget { epsilon, delta } = self.budget;
+        let Budget {
+            epsilon,
+            delta,
+            population,
+        } = self.budget;
+        if population == Some(0) {
+            return Err(err("[budget] population must be at least 1"));
+        }
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(err(format!(
                 "[budget] epsilon must be a positive number, not {epsilon}"
@@ -258,7 +275,8 @@ mod tests {
             m.budget,
             Budget {
                 epsilon: 10.0,
-                delta: 1e-5
+                delta: 1e-5,
+                population: None,
             }
         );
         let (name, t) = m.table("PERSONS").unwrap();

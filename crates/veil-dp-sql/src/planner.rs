@@ -26,7 +26,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Operator};
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::error::{Result, SqlError};
 use crate::metadata::{Column as ColumnMeta, ColumnType, Metadata};
@@ -203,8 +205,9 @@ fn check_no_subquery(e: &Expr, place: &str) -> Result<()> {
     }
 }
 
-/// Scalar functions that cannot fail whatever the row holds (so that whether a query fails
-/// says nothing about the data).
+/// Scalar functions that cannot fail whatever the row holds, on DataFusion and on
+/// PostgreSQL, once their arguments are total (so that whether a query fails says nothing
+/// about the data). Their arguments' casts, added by type coercion, are checked like any cast.
 const TOTAL_FUNCTIONS: &[&str] = &[
     "lower",
     "upper",
@@ -233,17 +236,167 @@ const TOTAL_FUNCTIONS: &[&str] = &[
 /// Largest literal an addition or subtraction may use: far from any integer overflow.
 const MAX_OFFSET: f64 = 1e6;
 
-fn small_literal(e: &Expr) -> bool {
-    literal_f64(e).is_some_and(|x| x.abs() <= MAX_OFFSET)
+/// Largest magnitude an integer expression may reach before `± MAX_OFFSET`: with it, no
+/// 64-bit integer arithmetic of the row-level part can overflow (2^62).
+const MAX_INT_MAGNITUDE: f64 = 4.611_686_018_427_388e18;
+
+/// The value of a constant expression (no column), evaluated now, at planning, the way
+/// DataFusion would fold it. A constant that cannot be evaluated (a cast of `'5x'` to a
+/// number, a division by zero) is refused here: the same for every row and every dataset, so
+/// saying so reveals nothing — and it would otherwise fail after the charge, or only on the
+/// rows whose `CASE` branch reaches it.
+fn const_value(e: &Expr) -> Result<Option<ScalarValue>> {
+    if !e.column_refs().is_empty() {
+        return Ok(None);
+    }
+    if let Expr::Literal(v, _) = e {
+        return Ok(Some(v.clone()));
+    }
+    let simplifier = ExprSimplifier::new(SimplifyContext::default());
+    match simplifier.simplify(e.clone()) {
+        Ok(Expr::Literal(v, _)) => Ok(Some(v)),
+        Ok(_) => reject(format!(
+            "the constant expression {e} cannot be evaluated before the query runs"
+        )),
+        Err(err) => reject(format!("the constant expression {e} is invalid: {err}")),
+    }
+}
+
+fn const_f64(e: &Expr) -> Result<Option<f64>> {
+    Ok(
+        const_value(e)?.and_then(|v| match v.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(x))) => Some(x),
+            _ => None,
+        }),
+    )
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        || matches!(t, DataType::Dictionary(_, v) if is_text(v))
+}
+
+/// The largest magnitude an integer-typed expression can take on any row, when the types
+/// and constants bound it (`None`: unbounded, e.g. any 64-bit column).
+fn int_magnitude(e: &Expr, schema: &DFSchema) -> Option<f64> {
+    if let Ok(Some(v)) = const_f64(e) {
+        return Some(v.abs());
+    }
+    match e {
+        Expr::Alias(a) => int_magnitude(&a.expr, schema),
+        Expr::Column(_) => match e.get_type(schema).ok()? {
+            DataType::Int8 | DataType::UInt8 => Some(256.0),
+            DataType::Int16 | DataType::UInt16 => Some(65_536.0),
+            DataType::Int32 | DataType::UInt32 => Some(4_294_967_296.0),
+            _ => None,
+        },
+        Expr::Cast(c) => int_magnitude(&c.expr, schema),
+        Expr::Negative(x) => int_magnitude(x, schema),
+        Expr::BinaryExpr(b) => {
+            let l = int_magnitude(&b.left, schema);
+            match b.op {
+                Operator::Plus | Operator::Minus => Some(l? + int_magnitude(&b.right, schema)?),
+                Operator::Divide => l,
+                Operator::Modulo => {
+                    let r = int_magnitude(&b.right, schema);
+                    match (l, r) {
+                        (Some(l), Some(r)) => Some(l.min(r)),
+                        (l, r) => l.or(r),
+                    }
+                }
+                _ => None,
+            }
+        }
+        Expr::Case(c) => {
+            let mut m: f64 = 0.0;
+            for (_, t) in &c.when_then_expr {
+                m = m.max(int_magnitude(t, schema)?);
+            }
+            if let Some(x) = &c.else_expr {
+                m = m.max(int_magnitude(x, schema)?);
+            }
+            Some(m)
+        }
+        Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "coalesce" | "nullif" | "greatest" | "least") =>
+        {
+            f.args
+                .iter()
+                .try_fold(0.0f64, |m, a| Some(m.max(int_magnitude(a, schema)?)))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a cast of any value of type `from` to type `to` succeeds, on DataFusion and on
+/// PostgreSQL (text of every scalar type; exact widenings of numbers; floats of numbers).
+fn cast_is_total(from: &DataType, to: &DataType) -> bool {
+    if from == to || (is_text(from) && is_text(to)) {
+        return true;
+    }
+    let scalar = from.is_numeric()
+        || is_text(from)
+        || matches!(
+            from,
+            DataType::Boolean | DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+        );
+    match to {
+        t if is_text(t) => scalar,
+        DataType::Float64 => from.is_integer() || from.is_floating(),
+        DataType::Int64 => matches!(
+            from,
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+        ),
+        DataType::Int32 => matches!(
+            from,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16
+        ),
+        _ => false,
+    }
+}
+
+/// A `LIKE` pattern must be a constant that every backend accepts (PostgreSQL refuses one
+/// ending with its escape character — on the rows that reach it).
+fn check_like_pattern(
+    pattern: &Expr,
+    escape: Option<char>,
+    refuse: &dyn Fn(String) -> Result<()>,
+) -> Result<()> {
+    let text = match const_value(pattern)? {
+        Some(ScalarValue::Utf8(Some(s)))
+        | Some(ScalarValue::LargeUtf8(Some(s)))
+        | Some(ScalarValue::Utf8View(Some(s))) => s,
+        Some(v) if v.is_null() => return Ok(()),
+        _ => return refuse(format!("a LIKE pattern that is not a constant ({pattern})")),
+    };
+    let escape = escape.unwrap_or('\\');
+    let trailing = text.chars().rev().take_while(|c| *c == escape).count();
+    if trailing % 2 == 1 {
+        return refuse(format!(
+            "the LIKE pattern {text:?}, which ends with its escape character"
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a row-level expression (WHERE, GROUP BY, join conditions, derived tables): no
 /// subqueries, and nothing that can **fail depending on the data** — an error that appears
 /// only for some rows (division by zero, a failed cast, an overflow) would tell the analyst
-/// something exact about a person, at no privacy cost. So only comparisons, boolean logic,
-/// `IS [NOT] NULL`, `BETWEEN`, `IN (…)`, `LIKE`, `CASE`, additions of small constants,
-/// division and modulo by positive constants, casts to text or to floating point, and total
-/// string and rounding functions are allowed.
+/// something exact about a person, at no privacy cost.
+///
+/// The expression checked is the one DataFusion will execute: the plan has been through
+/// DataFusion's analyzer, so every implicit cast added by type coercion is in it and is
+/// checked like an explicit one. What is allowed is total on **both** backends (DataFusion
+/// and PostgreSQL, whose errors differ): comparisons, boolean logic, `IS [NOT] NULL`,
+/// `BETWEEN`, `IN (…)`, `LIKE` with a constant pattern, `CASE`; additions of a constant up
+/// to 10^6 to floats, or to integers whose magnitude the types bound; integer division and
+/// modulo by a constant ≥ 1; casts that cannot fail (to text, widening, to float); constant
+/// expressions that evaluate now; and total string and rounding functions.
 fn check_row_expr(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
     check_no_subquery(e, place)?;
     check_total(e, schema, place)
@@ -251,13 +404,18 @@ fn check_row_expr(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
 
 fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
     let all = |es: &[&Expr]| es.iter().try_for_each(|x| check_total(x, schema, place));
-    let refuse = |what: String| {
+    let refuse = |what: String| -> Result<()> {
         reject(format!(
             "{what} is not allowed in {place}: row-level expressions must not be able to fail \
              on some rows (that would reveal them); use comparisons, CASE, IN, LIKE, \
              TRY_CAST, or arithmetic with constants"
         ))
     };
+    // A constant is evaluated now: it fails for every row or for none.
+    if const_value(e)?.is_some() {
+        return Ok(());
+    }
+    let ty = |x: &Expr| x.get_type(schema).ok();
     match e {
         Expr::Column(_) | Expr::Literal(..) => Ok(()),
         Expr::Alias(a) => check_total(&a.expr, schema, place),
@@ -265,13 +423,55 @@ fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
             use Operator::*;
             match b.op {
                 Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom | And
-                | Or | LikeMatch | ILikeMatch | NotLikeMatch | NotILikeMatch => {
-                    all(&[&b.left, &b.right])
+                | Or => all(&[&b.left, &b.right]),
+                LikeMatch | ILikeMatch | NotLikeMatch | NotILikeMatch => {
+                    check_like_pattern(&b.right, None, &refuse)?;
+                    check_total(&b.left, schema, place)
                 }
-                Plus | Minus if small_literal(&b.right) || small_literal(&b.left) => {
-                    all(&[&b.left, &b.right])
+                Plus | Minus => {
+                    let small = |x: &Expr| {
+                        const_f64(x)
+                            .map(|v| v.is_some_and(|v| v.is_finite() && v.abs() <= MAX_OFFSET))
+                    };
+                    let other = if small(&b.right)? {
+                        &b.left
+                    } else if small(&b.left)? {
+                        &b.right
+                    } else {
+                        return refuse(format!(
+                            "{e} (add or subtract a constant of at most {MAX_OFFSET})"
+                        ));
+                    };
+                    check_total(other, schema, place)?;
+                    match ty(e) {
+                        Some(t) if t.is_floating() => Ok(()),
+                        Some(t) if t.is_integer() => match int_magnitude(other, schema) {
+                            Some(m) if m <= MAX_INT_MAGNITUDE => Ok(()),
+                            _ => refuse(format!(
+                                "{e}, an integer sum that can overflow on some rows \
+                                     (write CAST(… AS DOUBLE) {} …)",
+                                b.op
+                            )),
+                        },
+                        _ => refuse(format!("{e} (arithmetic on this type)")),
+                    }
                 }
-                Divide | Modulo if literal_f64(&b.right).is_some_and(|x| x > 0.0) => {
+                Divide | Modulo => {
+                    let integer = ty(e).is_some_and(|t| t.is_integer());
+                    let divisor = const_f64(&b.right)?;
+                    if !integer {
+                        return refuse(format!(
+                            "{e}: real division can overflow or underflow on some rows; \
+                             divide the aggregate instead (e.g. SUM(x) / 1000 in the SELECT \
+                             list is post-processing)"
+                        ));
+                    }
+                    if !divisor.is_some_and(|d| d >= 1.0) {
+                        return refuse(format!(
+                            "the operator {} in {e} (divide only by a constant ≥ 1)",
+                            b.op
+                        ));
+                    }
                     check_total(&b.left, schema, place)
                 }
                 op => refuse(format!("the operator {op} in {e}")),
@@ -286,7 +486,17 @@ fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
         | Expr::IsNotTrue(x)
         | Expr::IsNotFalse(x)
         | Expr::IsNotUnknown(x) => check_total(x, schema, place),
-        Expr::Negative(x) if matches!(x.as_ref(), Expr::Literal(..)) => Ok(()),
+        Expr::Negative(x) => {
+            check_total(x, schema, place)?;
+            match ty(x) {
+                Some(t) if t.is_floating() => Ok(()),
+                Some(t) if t.is_integer() => match int_magnitude(x, schema) {
+                    Some(m) if m <= MAX_INT_MAGNITUDE => Ok(()),
+                    _ => refuse(format!("{e}, a negation that can overflow on some rows")),
+                },
+                _ => refuse(format!("{e}")),
+            }
+        }
         Expr::Between(b) => all(&[&b.expr, &b.low, &b.high]),
         Expr::InList(l) => {
             check_total(&l.expr, schema, place)?;
@@ -294,7 +504,10 @@ fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
                 .iter()
                 .try_for_each(|x| check_total(x, schema, place))
         }
-        Expr::Like(l) => all(&[&l.expr, &l.pattern]),
+        Expr::Like(l) => {
+            check_like_pattern(&l.pattern, l.escape_char, &refuse)?;
+            check_total(&l.expr, schema, place)
+        }
         Expr::Case(c) => {
             if let Some(x) = &c.expr {
                 check_total(x, schema, place)?;
@@ -310,16 +523,15 @@ fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
         Expr::TryCast(c) => check_total(&c.expr, schema, place),
         Expr::Cast(c) => {
             let to = c.field.data_type();
-            let to_text = matches!(
-                to,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            );
-            let from = c.expr.get_type(schema).ok();
-            let widening = to.is_floating() && from.is_some_and(|t| t.is_numeric());
-            if to_text || widening || matches!(c.expr.as_ref(), Expr::Literal(..)) {
-                check_total(&c.expr, schema, place)
-            } else {
-                refuse(format!("CAST to {to} (use TRY_CAST)"))
+            match ty(&c.expr) {
+                Some(from) if cast_is_total(&from, to) => check_total(&c.expr, schema, place),
+                Some(from) => refuse(format!(
+                    "CAST({} AS {to}) from {from}, which fails on some values (an implicit \
+                     cast when a comparison or CASE mixes types: compare values of the same \
+                     type, or use TRY_CAST)",
+                    c.expr
+                )),
+                None => refuse(format!("CAST to {to}")),
             }
         }
         Expr::ScalarFunction(f) => {

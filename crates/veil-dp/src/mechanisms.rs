@@ -9,12 +9,17 @@ use crate::noise::{bernoulli, discrete_gaussian, discrete_laplace, Grid};
 /// Snaps `value` to the grid, adds integer noise in grid units, and maps back.
 fn release_on_grid(grid: Grid, value: f64, noise: impl FnOnce() -> Result<i64>) -> Result<f64> {
     if !value.is_finite() {
-        return Err(DpError::InvalidParameter(format!(
-            "cannot release non-finite value {value}"
-        )));
+        // No value in the message: it is computed from the data.
+        return Err(DpError::InvalidParameter(
+            "cannot release a non-finite value (NaN or infinity)".into(),
+        ));
     }
-    let n = grid.snap(value)?;
-    Ok(grid.value(n.saturating_add(noise()?)))
+    // Never an error for a finite value, whatever its size: whether a release fails must
+    // not depend on the data (an error at 2^52 grid steps told an analyst that a count was
+    // above 65,536 at large ε). Values beyond ±2^120 steps are clamped, which moves
+    // neighbouring values no further apart, so the guarantee holds.
+    let n = grid.snap_clamped(value);
+    Ok(grid.value_wide(n.saturating_add(i128::from(noise()?))))
 }
 
 /// The Laplace mechanism in its floating-point-safe form: discrete Laplace noise on a grid

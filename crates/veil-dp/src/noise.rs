@@ -93,6 +93,26 @@ impl Grid {
     pub fn value(&self, n: i64) -> f64 {
         n as f64 * self.spacing()
     }
+
+    /// Largest magnitude, in grid steps, that [`Grid::snap_clamped`] keeps.
+    pub const MAX_STEPS: f64 = (1u128 << 120) as f64;
+
+    /// `round(x / 2^k)` as a wide integer, clamped to ±[`Grid::MAX_STEPS`]: never an error
+    /// for a finite `x` (NaN snaps to 0; callers refuse it first). Dividing by a power of
+    /// two is exact, so the rounding is the only change; clamping is 1-Lipschitz.
+    pub fn snap_clamped(&self, x: f64) -> i128 {
+        let v = (x / self.spacing()).round();
+        if v.is_nan() {
+            return 0;
+        }
+        v.clamp(-Self::MAX_STEPS, Self::MAX_STEPS) as i128
+    }
+
+    /// `n · 2^k`: the exact integer `n` rounded to the nearest double, then scaled by a
+    /// power of two — post-processing of an exact value.
+    pub fn value_wide(&self, n: i128) -> f64 {
+        n as f64 * self.spacing()
+    }
 }
 
 #[cfg(test)]
