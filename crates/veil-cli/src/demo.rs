@@ -231,7 +231,13 @@ fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
     drop(out);
     let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA)?;
     let ledger = SqliteLedger::open(dir.join("persons.budget.db"))?;
-    ledger.set_budget("persons", None, meta.budget.epsilon, meta.budget.delta)?;
+    // The operator's step: register the dataset's metadata and its total budget.
+    ledger.register(
+        "persons",
+        &crate::dp::metadata_sha256(veil_dp_sql::sample::PERSONS_METADATA.as_bytes()),
+        meta.budget.epsilon,
+        meta.budget.delta,
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -330,6 +336,7 @@ fn mpc_demo() -> Result<()> {
         low: 4.0,
         high: 9.0,
         bins: 5,
+        max_abs: 1_000.0,
         epochs: 20,
         rate: 1.0,
         model_owner: None,

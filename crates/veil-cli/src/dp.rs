@@ -5,16 +5,21 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use sha2::{Digest, Sha256};
 use veil_dp::ledger::postgres::PostgresLedger;
-use veil_dp::ledger::{Ledger, SqliteLedger};
+use veil_dp::ledger::{check_registered, Ledger, Registration, SqliteLedger};
 use veil_dp_sql::metadata::{dataset_name, Metadata};
 
 use crate::attest::Format;
 
 #[derive(Subcommand, Debug)]
 pub enum DpCommand {
-    /// Show a dataset's privacy budget: total (from the metadata), spent, remaining, and every
-    /// charge.
+    /// Register a dataset in a ledger (the operator's step): the SHA-256 of its metadata file
+    /// and its total budget. Queries are answered only for registered, unchanged metadata.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Show a dataset's privacy budget: total (set at registration), spent, remaining, and
+    /// every charge; `budget set` sets one analyst's own budget.
     Budget(BudgetArgs),
     /// Answer a SQL query with differential privacy (noisy aggregates, charged to the budget
     /// before anything is computed).
@@ -25,6 +30,32 @@ pub enum DpCommand {
     /// Write the synthetic sample dataset (persons.csv, generated here from a seed) and its
     /// metadata (persons.toml).
     Sample(SampleArgs),
+}
+
+/// `veil dp dataset …`
+#[derive(Subcommand, Debug)]
+pub enum DatasetCommand {
+    /// Register (or re-register) the dataset a metadata file describes: the ledger records the
+    /// file's SHA-256 and the total budget. Charges already recorded stay.
+    Register(RegisterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// The dataset's metadata (TOML); the dataset is named after the file (persons.toml →
+    /// persons).
+    #[arg(long)]
+    pub metadata: PathBuf,
+    /// The ledger: a SQLite file (default: NAME.budget.db beside the metadata) or a
+    /// PostgreSQL URL.
+    #[arg(long)]
+    pub ledger: Option<String>,
+    /// The dataset's total ε (default: [budget] epsilon of the metadata).
+    #[arg(long)]
+    pub total_epsilon: Option<f64>,
+    /// The dataset's total δ (default: [budget] delta of the metadata).
+    #[arg(long)]
+    pub total_delta: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -110,21 +141,61 @@ pub struct BenchArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BudgetArgs {
+    /// Set a budget instead of showing one.
+    #[command(subcommand)]
+    pub action: Option<BudgetAction>,
     /// The dataset's metadata (TOML: [budget], [table.NAME], columns with bounds).
-    #[arg(long)]
-    pub metadata: PathBuf,
+    #[arg(long, required = true)]
+    pub metadata: Option<PathBuf>,
     /// The ledger: a SQLite file (default: NAME.budget.db beside the metadata) or a
     /// PostgreSQL URL (postgres://user@host:port/db) for a ledger shared by many analysts.
     #[arg(long)]
     pub ledger: Option<String>,
+    /// Also show what this analyst has left of their own budget.
+    #[arg(long)]
+    pub analyst: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
+/// `veil dp budget set …`
+#[derive(Subcommand, Debug)]
+pub enum BudgetAction {
+    /// Set one analyst's own budget on a registered dataset (the operator's step): every
+    /// query is charged to it and to the dataset's total, and refused if either cannot pay.
+    Set(BudgetSetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BudgetSetArgs {
+    /// The dataset's metadata (the registered file).
+    #[arg(long)]
+    pub metadata: PathBuf,
+    /// The ledger: a SQLite file (default: NAME.budget.db beside the metadata) or a
+    /// PostgreSQL URL.
+    #[arg(long)]
+    pub ledger: Option<String>,
+    /// The analyst.
+    #[arg(long)]
+    pub analyst: String,
+    /// The analyst's total ε on this dataset.
+    #[arg(long)]
+    pub epsilon: f64,
+    /// The analyst's total δ on this dataset.
+    #[arg(long, default_value_t = 0.0)]
+    pub delta: f64,
+}
+
 pub fn run(cmd: DpCommand) -> Result<()> {
     match cmd {
+        DpCommand::Dataset(DatasetCommand::Register(a)) => register(&a),
+        DpCommand::Budget(BudgetArgs {
+            action: Some(BudgetAction::Set(a)),
+            ..
+        }) => budget_set(&a),
         DpCommand::Budget(a) => budget(&a),
         DpCommand::Query(a) => query(&a),
         DpCommand::Bench(a) => bench(&a),
@@ -153,22 +224,118 @@ pub fn open_ledger(ledger: Option<&str>, metadata: &Path) -> Result<(Box<dyn Led
     }
 }
 
-/// Loads the metadata and opens its ledger with the dataset's total budget set from it (the
-/// metadata is the authority on the total; what was spent stays).
-pub fn dataset(
-    metadata: &Path,
-    ledger: Option<&str>,
-) -> Result<(Metadata, String, Box<dyn Ledger>, String)> {
-    let meta = Metadata::load(metadata)?;
+/// The SHA-256 (hex) a ledger registers a metadata file under: of the file's exact bytes.
+pub fn metadata_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Reads a metadata file once: the checked metadata and the SHA-256 of the very bytes that
+/// were parsed (so the file cannot change between the hash and the parse).
+fn read_metadata(path: &Path) -> Result<(Metadata, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
+    let meta = Metadata::from_toml(text).map_err(|e| match e {
+        veil_dp_sql::SqlError::Metadata(m) => {
+            veil_dp_sql::SqlError::Metadata(format!("{}: {m}", path.display()))
+        }
+        other => other,
+    })?;
+    Ok((meta, metadata_sha256(&bytes)))
+}
+
+/// A registered dataset, ready to be queried or shown.
+pub struct Dataset {
+    /// The checked metadata.
+    pub meta: Metadata,
+    /// The dataset's name in the ledger.
+    pub name: String,
+    /// The ledger.
+    pub ledger: Box<dyn Ledger>,
+    /// How to name the ledger to a user.
+    pub shown: String,
+    /// Its registration (total budget, metadata hash).
+    pub registration: Registration,
+}
+
+/// Loads the metadata and opens its ledger, refusing (before anything can be charged) a
+/// dataset that was never registered there or metadata that is not the registered file: the
+/// total budget is what the operator registered, never what the file passed says.
+pub fn dataset(metadata: &Path, ledger: Option<&str>) -> Result<Dataset> {
+    let (meta, sha256) = read_metadata(metadata)?;
     let name = dataset_name(metadata);
     let (ledger, shown) = open_ledger(ledger, metadata)?;
-    ledger.set_budget(&name, None, meta.budget.epsilon, meta.budget.delta)?;
-    Ok((meta, name, ledger, shown))
+    let registration = check_registered(ledger.as_ref(), &name, &sha256)?;
+    Ok(Dataset {
+        meta,
+        name,
+        ledger,
+        shown,
+        registration,
+    })
+}
+
+fn register(a: &RegisterArgs) -> Result<()> {
+    let (meta, sha256) = read_metadata(&a.metadata)?;
+    let name = dataset_name(&a.metadata);
+    let (ledger, shown) = open_ledger(a.ledger.as_deref(), &a.metadata)?;
+    let before = ledger.registration(&name)?;
+    let epsilon = a.total_epsilon.unwrap_or(meta.budget.epsilon);
+    let delta = a.total_delta.unwrap_or(meta.budget.delta);
+    ledger.register(&name, &sha256, epsilon, delta)?;
+    let left = ledger.remaining(&name, None)?;
+    outln!("dataset    {name} ({})", a.metadata.display());
+    outln!("ledger     {shown}");
+    outln!("metadata   sha256 {sha256}");
+    if let Some(b) = before {
+        if b.metadata_sha256 != sha256 {
+            outln!("replaces   sha256 {}", b.metadata_sha256);
+        }
+        outln!("was        ε {}  δ {:e}", b.epsilon, b.delta);
+    }
+    outln!("budget     ε {epsilon}  δ {delta:e}");
+    outln!("remaining  ε {}  δ {:e}", left.epsilon, left.delta);
+    Ok(())
+}
+
+fn budget_set(a: &BudgetSetArgs) -> Result<()> {
+    let d = dataset(&a.metadata, a.ledger.as_deref())?;
+    d.ledger
+        .set_budget(&d.name, Some(&a.analyst), a.epsilon, a.delta)?;
+    let left = d.ledger.remaining(&d.name, Some(&a.analyst))?;
+    outln!(
+        "analyst    {} on {}: budget ε {}  δ {:e}; remaining ε {}  δ {:e}",
+        a.analyst,
+        d.name,
+        a.epsilon,
+        a.delta,
+        left.epsilon,
+        left.delta
+    );
+    Ok(())
 }
 
 fn budget(a: &BudgetArgs) -> Result<()> {
-    let (meta, name, ledger, shown) = dataset(&a.metadata, a.ledger.as_deref())?;
+    let metadata = a
+        .metadata
+        .as_deref()
+        .context("give the dataset's metadata: --metadata FILE")?;
+    let Dataset {
+        name,
+        ledger,
+        shown,
+        registration: reg,
+        ..
+    } = dataset(metadata, a.ledger.as_deref())?;
     let left = ledger.remaining(&name, None)?;
+    let own = match &a.analyst {
+        Some(who) => match ledger.remaining(&name, Some(who)) {
+            Ok(r) => Some(Some(r)),
+            Err(veil_dp::DpError::UnknownDataset(_)) => Some(None),
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let history = ledger.history(&name)?;
     let spent_eps: f64 = history.iter().map(|c| c.epsilon).sum();
     let spent_delta: f64 = history.iter().map(|c| c.delta).sum();
@@ -194,8 +361,13 @@ fn budget(a: &BudgetArgs) -> Result<()> {
                 serde_json::json!({
                     "dataset": name,
                     "ledger": shown,
-                    "epsilon": meta.budget.epsilon,
-                    "delta": meta.budget.delta,
+                    "metadata_sha256": reg.metadata_sha256,
+                    "registered_at": time(reg.at),
+                    "epsilon": reg.epsilon,
+                    "delta": reg.delta,
+                    "analyst": a.analyst,
+                    "analyst_remaining_epsilon": own.flatten().map(|r| r.epsilon),
+                    "analyst_remaining_delta": own.flatten().map(|r| r.delta),
                     "spent_epsilon": spent_eps,
                     "spent_delta": spent_delta,
                     "remaining_epsilon": left.epsilon,
@@ -205,15 +377,27 @@ fn budget(a: &BudgetArgs) -> Result<()> {
             );
         }
         Format::Text => {
-            outln!("dataset    {name} ({})", a.metadata.display());
+            outln!("dataset    {name} ({})", metadata.display());
             outln!("ledger     {shown}");
             outln!(
-                "budget     ε {}  δ {:e}",
-                meta.budget.epsilon,
-                meta.budget.delta
+                "registered {}  metadata sha256 {}",
+                time(reg.at),
+                reg.metadata_sha256
             );
+            outln!("budget     ε {}  δ {:e}", reg.epsilon, reg.delta);
             outln!("spent      ε {spent_eps}  δ {spent_delta:e}");
             outln!("remaining  ε {}  δ {:e}", left.epsilon, left.delta);
+            match (&a.analyst, own) {
+                (Some(who), Some(Some(r))) => {
+                    outln!(
+                        "analyst    {who}: remaining ε {}  δ {:e}",
+                        r.epsilon,
+                        r.delta
+                    )
+                }
+                (Some(who), _) => outln!("analyst    {who}: no budget of their own"),
+                _ => {}
+            }
             outln!("charges    {}", history.len());
             for c in &history {
                 outln!(
@@ -250,7 +434,9 @@ fn engine(
     a: &DataArgs,
     rt: &tokio::runtime::Runtime,
 ) -> Result<(Box<dyn Ledger>, String, veil_dp_sql::Engine)> {
-    let (meta, name, ledger, _) = dataset(&a.metadata, a.ledger.as_deref())?;
+    let Dataset {
+        meta, name, ledger, ..
+    } = dataset(&a.metadata, a.ledger.as_deref())?;
     let tables = table_args(&a.tables)?;
     let engine = rt.block_on(async {
         match &a.backend {
@@ -304,6 +490,9 @@ fn query(a: &QueryArgs) -> Result<()> {
     ));
     drop(spinner);
     let result = result?;
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
     match a.format {
         QueryFormat::Json => outln!("{}", result.to_json()?),
         QueryFormat::Table => {
@@ -382,6 +571,10 @@ fn sample(a: &SampleArgs) -> Result<()> {
     );
     outln!(
         "{}  (metadata: budget, privacy unit, bounds)",
+        meta.display()
+    );
+    outln!(
+        "register it before querying: veil dp dataset register --metadata {}",
         meta.display()
     );
     if a.parquet {

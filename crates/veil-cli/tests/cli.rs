@@ -912,6 +912,9 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
     )
     .unwrap();
     let m = meta.to_string_lossy().into_owned();
+    assert!(veil(&["dp", "dataset", "register", "--metadata", &m])
+        .status
+        .success());
     let json = |args: &[&str]| {
         let out = veil(args);
         assert!(
@@ -948,7 +951,7 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
         text.contains("remaining  ε 1.5") && text.contains("SELECT COUNT(*)"),
         "{text}"
     );
-    // Lowering the total in the metadata applies; what was spent stays spent.
+    // Lowering the total and registering again applies; what was spent stays spent.
     std::fs::write(
         &meta,
         std::fs::read_to_string(&meta)
@@ -956,6 +959,9 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
             .replace("epsilon = 2.0", "epsilon = 0.4"),
     )
     .unwrap();
+    assert!(veil(&["dp", "dataset", "register", "--metadata", &m])
+        .status
+        .success());
     let v = json(&["dp", "budget", "--metadata", &m, "--format", "json"]);
     assert_eq!(v["remaining_epsilon"], 0.0);
     // Bad metadata: a clear error naming the problem, non-zero exit.
@@ -982,6 +988,9 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
             .success()
     );
     let m = dir.join("persons.toml").to_string_lossy().into_owned();
+    assert!(veil(&["dp", "dataset", "register", "--metadata", &m])
+        .status
+        .success());
     let t = format!("persons={}", dir.join("persons.csv").display());
     let q = |extra: &[&str], sql: &str| {
         let mut args = vec!["dp", "query", "--metadata", &m, "--table", &t];

@@ -18,16 +18,16 @@ fn veil(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The recorded evidence beside the repository (`../shared/vectors`), or `VEIL_VECTORS`.
+/// The recorded evidence committed with veil-tee's tests (`crates/veil-tee/tests/vectors`),
+/// or `VEIL_VECTORS`. Missing evidence fails the test: it is part of the repository.
 fn vectors() -> Option<String> {
     let dir = std::env::var("VEIL_VECTORS")
-        .unwrap_or_else(|_| format!("{}/../../../shared/vectors", env!("CARGO_MANIFEST_DIR")));
-    if std::path::Path::new(&dir).join("dcap").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: recorded evidence not found at {dir} (set VEIL_VECTORS)");
-        None
-    }
+        .unwrap_or_else(|_| format!("{}/../veil-tee/tests/vectors", env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        std::path::Path::new(&dir).join("dcap").is_dir(),
+        "recorded evidence not found at {dir} (set VEIL_VECTORS)"
+    );
+    Some(dir)
 }
 
 /// A server process killed when the test ends.

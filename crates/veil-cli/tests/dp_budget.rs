@@ -1,0 +1,441 @@
+//! Who sets a DP dataset's budget, and the PostgreSQL ledger under the async engine, through
+//! the `veil` command as an analyst (or an attacker) runs it.
+//!
+//! Set `VEIL_BIN` to run these tests against another build of `veil` (e.g. a release binary).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use veil_dp::ledger::SqliteLedger;
+
+fn bin() -> PathBuf {
+    std::env::var_os("VEIL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_veil")))
+}
+
+fn veil(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Stdout of a command that must succeed.
+fn ok(args: &[&str]) -> String {
+    let out = veil(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({:?}): {}",
+        out.status.code(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Stderr of a command that must fail cleanly (an error, not a panic).
+fn refused(args: &[&str]) -> String {
+    let out = veil(args);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} must fail with an error: stdout {} stderr {err}",
+        text(&out.stdout)
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A directory with the sample dataset (`persons.csv`, `persons.toml`: total ε = 10).
+struct Data {
+    dir: PathBuf,
+}
+
+impl Data {
+    fn new(name: &str, rows: u32) -> Self {
+        let dir = std::env::temp_dir().join(format!("veil-dpb-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_string_lossy().into_owned();
+        ok(&["dp", "sample", "--dir", &d, "--rows", &rows.to_string()]);
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_string_lossy().into_owned()
+    }
+
+    fn meta(&self) -> String {
+        self.path("persons.toml")
+    }
+
+    fn table(&self) -> String {
+        format!("persons={}", self.path("persons.csv"))
+    }
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `veil dp query` arguments.
+fn query<'a>(
+    meta: &'a str,
+    table: &'a str,
+    ledger: Option<&'a str>,
+    analyst: &'a str,
+    epsilon: &'a str,
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "dp",
+        "query",
+        "--metadata",
+        meta,
+        "--table",
+        table,
+        "--analyst",
+        analyst,
+        "--epsilon",
+        epsilon,
+        "--format",
+        "json",
+    ];
+    if let Some(l) = ledger {
+        a.extend(["--ledger", l]);
+    }
+    a.push("SELECT COUNT(*) AS n FROM persons");
+    a
+}
+
+fn register(meta: &str, ledger: Option<&str>, extra: &[&str]) -> String {
+    let mut a = vec!["dp", "dataset", "register", "--metadata", meta];
+    if let Some(l) = ledger {
+        a.extend(["--ledger", l]);
+    }
+    a.extend_from_slice(extra);
+    ok(&a)
+}
+
+fn budget(meta: &str, ledger: Option<&str>, extra: &[&str]) -> serde_json::Value {
+    let mut a = vec!["dp", "budget", "--metadata", meta, "--format", "json"];
+    if let Some(l) = ledger {
+        a.extend(["--ledger", l]);
+    }
+    a.extend_from_slice(extra);
+    serde_json::from_str(&ok(&a)).unwrap()
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap()
+}
+
+fn close(a: &serde_json::Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+/// Item 5: metadata nobody registered gets no budget at all — the query is refused before
+/// anything is charged (or any data read), with what to do.
+#[test]
+fn unregistered_metadata_is_refused_before_any_charge() {
+    let d = Data::new("unreg", 300);
+    let (m, t) = (d.meta(), d.table());
+    let err = refused(&query(&m, &t, None, "mallory", "1"));
+    assert!(
+        err.contains("not registered") && err.contains("veil dp dataset register"),
+        "{err}"
+    );
+    let err = refused(&["dp", "budget", "--metadata", &m]);
+    assert!(err.contains("not registered"), "{err}");
+    // Nothing was charged, and no total was taken from the file.
+    let ledger = SqliteLedger::open(d.path("persons.budget.db")).unwrap();
+    assert!(ledger.history("persons").unwrap().is_empty());
+    assert!(ledger.remaining("persons", None).is_err());
+}
+
+/// Item 5: copying the metadata under another name (or into another directory, with the
+/// ledger that defaults to beside it) gives no fresh budget on the same data.
+#[test]
+fn a_copy_of_the_metadata_gets_no_budget_of_its_own() {
+    let d = Data::new("copy", 300);
+    let (m, t) = (d.meta(), d.table());
+    let l = d.path("shared.db");
+    register(&m, Some(&l), &[]);
+    // The operator's total (10) is spent.
+    let v = json(&ok(&query(&m, &t, Some(&l), "mallory", "10")));
+    assert!(close(&v["remaining_epsilon"], 0.0), "{v}");
+    let err = refused(&query(&m, &t, Some(&l), "mallory", "1"));
+    assert!(err.contains("budget exhausted"), "{err}");
+    // Another name, same ledger: not a registered dataset.
+    let copy = d.path("persons_again.toml");
+    std::fs::copy(&m, &copy).unwrap();
+    let err = refused(&query(&copy, &t, Some(&l), "mallory", "1"));
+    assert!(err.contains("not registered"), "{err}");
+    // Same name in another directory, with its default ledger beside it: a fresh ledger
+    // file, in which nothing is registered.
+    let other = d.dir.join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    let moved = other.join("persons.toml").to_string_lossy().into_owned();
+    std::fs::copy(&m, &moved).unwrap();
+    let err = refused(&query(&moved, &t, None, "mallory", "1"));
+    assert!(err.contains("not registered"), "{err}");
+    // The same file by another path into the shared ledger is the same dataset: still spent.
+    let err = refused(&query(&moved, &t, Some(&l), "mallory", "1"));
+    assert!(err.contains("budget exhausted"), "{err}");
+    let ledger = SqliteLedger::open(&l).unwrap();
+    assert_eq!(ledger.history("persons").unwrap().len(), 1);
+    assert!(ledger.history("persons_again").unwrap().is_empty());
+}
+
+/// Item 5: editing the metadata (the total, or anything else) after registration is refused;
+/// the registered total stays what the operator set.
+#[test]
+fn edited_metadata_is_refused() {
+    let d = Data::new("edit", 300);
+    let (m, t) = (d.meta(), d.table());
+    register(&m, None, &[]);
+    let original = std::fs::read_to_string(&m).unwrap();
+    assert!(original.contains("epsilon = 10.0"));
+    std::fs::write(&m, original.replace("epsilon = 10.0", "epsilon = 1000.0")).unwrap();
+    let err = refused(&query(&m, &t, None, "mallory", "20"));
+    assert!(
+        err.contains("not the registered one") && err.contains("veil dp dataset register"),
+        "{err}"
+    );
+    let err = refused(&["dp", "budget", "--metadata", &m]);
+    assert!(err.contains("not the registered one"), "{err}");
+    // Any other change is refused too (here a bound).
+    std::fs::write(&m, original.replace("upper = 100", "upper = 99")).unwrap();
+    let err = refused(&query(&m, &t, None, "mallory", "1"));
+    assert!(err.contains("not the registered one"), "{err}");
+    // Back to the registered bytes: answered, against the registered total.
+    std::fs::write(&m, &original).unwrap();
+    let err = refused(&query(&m, &t, None, "mallory", "20"));
+    assert!(err.contains("budget exhausted"), "{err}");
+    let v = json(&ok(&query(&m, &t, None, "mallory", "1")));
+    assert!(close(&v["remaining_epsilon"], 9.0), "{v}");
+    let ledger = SqliteLedger::open(d.path("persons.budget.db")).unwrap();
+    assert_eq!(ledger.history("persons").unwrap().len(), 1);
+}
+
+/// Item 5: the operator sets the total at registration and analysts' own budgets with
+/// `budget set`; every query is charged to both, and re-registering keeps what was spent.
+#[test]
+fn the_operator_sets_the_total_and_analyst_budgets() {
+    let d = Data::new("operator", 300);
+    let (m, t) = (d.meta(), d.table());
+    let out = register(&m, None, &["--total-epsilon", "3", "--total-delta", "1e-6"]);
+    assert!(out.contains("budget     ε 3"), "{out}");
+    let v = budget(&m, None, &[]);
+    assert!(
+        close(&v["epsilon"], 3.0) && close(&v["remaining_epsilon"], 3.0),
+        "{v}"
+    );
+    assert_eq!(v["metadata_sha256"].as_str().unwrap().len(), 64);
+    let out = ok(&[
+        "dp",
+        "budget",
+        "set",
+        "--metadata",
+        &m,
+        "--analyst",
+        "bob",
+        "--epsilon",
+        "1",
+    ]);
+    assert!(out.contains("bob"), "{out}");
+    ok(&query(&m, &t, None, "bob", "0.6"));
+    let err = refused(&query(&m, &t, None, "bob", "0.6"));
+    assert!(
+        err.contains("budget exhausted") && err.contains("analyst \"bob\""),
+        "{err}"
+    );
+    ok(&query(&m, &t, None, "alice", "1.2"));
+    ok(&query(&m, &t, None, "alice", "1.2"));
+    let err = refused(&query(&m, &t, None, "alice", "0.1"));
+    assert!(err.contains("budget exhausted"), "{err}");
+    let v = budget(&m, None, &["--analyst", "bob"]);
+    assert!(close(&v["spent_epsilon"], 3.0), "{v}");
+    assert!(close(&v["analyst_remaining_epsilon"], 0.4), "{v}");
+    // Re-registering with a larger total: the charges stay.
+    register(&m, None, &["--total-epsilon", "5"]);
+    let v = budget(&m, None, &[]);
+    assert!(close(&v["remaining_epsilon"], 2.0), "{v}");
+    // `budget set` is refused for metadata that is not registered.
+    let copy = d.path("other.toml");
+    std::fs::copy(&m, &copy).unwrap();
+    let err = refused(&[
+        "dp",
+        "budget",
+        "set",
+        "--metadata",
+        &copy,
+        "--analyst",
+        "bob",
+        "--epsilon",
+        "9",
+    ]);
+    assert!(err.contains("not registered"), "{err}");
+}
+
+/// Item 5: a ledger written before registration existed (budget set from the file, charges
+/// made) refuses queries until the operator registers; then it keeps what was spent.
+#[test]
+fn a_ledger_from_before_registration_keeps_its_charges() {
+    let d = Data::new("old-ledger", 300);
+    let (m, t) = (d.meta(), d.table());
+    {
+        // What the old `veil dp query` left behind: a total copied from the file, a charge.
+        let old = SqliteLedger::open(d.path("persons.budget.db")).unwrap();
+        old.set_budget("persons", None, 10.0, 1e-5).unwrap();
+        old.charge("persons", "alice", 4.0, 0.0, "SELECT COUNT(*) FROM persons")
+            .unwrap();
+    }
+    let err = refused(&query(&m, &t, None, "alice", "1"));
+    assert!(err.contains("not registered"), "{err}");
+    register(&m, None, &[]);
+    let v = json(&ok(&query(&m, &t, None, "alice", "1")));
+    assert!(close(&v["remaining_epsilon"], 5.0), "{v}");
+}
+
+/// Item 5: concurrent queries from separate processes never spend more than the registered
+/// total: with ε = 1 and eight queries of 0.3, exactly three are answered.
+#[test]
+fn concurrent_queries_never_overspend_the_registered_total() {
+    let d = Data::new("concurrent", 300);
+    let (m, t) = (d.meta(), d.table());
+    register(&m, None, &["--total-epsilon", "1"]);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let analyst = format!("analyst-{i}");
+            Command::new(bin())
+                .args(query(&m, &t, None, &analyst, "0.3"))
+                .env("RAYON_NUM_THREADS", "1")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut answered = 0;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        if out.status.success() {
+            answered += 1;
+        } else {
+            let err = text(&out.stderr);
+            assert!(err.contains("budget exhausted"), "{err}");
+        }
+    }
+    assert_eq!(answered, 3);
+    let ledger = SqliteLedger::open(d.path("persons.budget.db")).unwrap();
+    let spent: f64 = ledger
+        .history("persons")
+        .unwrap()
+        .iter()
+        .map(|c| c.epsilon)
+        .sum();
+    assert!((spent - 0.9).abs() < 1e-9, "{spent}");
+}
+
+/// Item 7: `veil dp query` and `veil dp bench` with the shared PostgreSQL ledger (the engine is
+/// async; the old synchronous ledger panicked inside it, exit 101), on a real server on
+/// loopback; registration and the refusals work the same there.
+#[test]
+fn dp_sql_with_a_postgresql_ledger() {
+    let Some(server) = veil_dp::testing::PostgresServer::start("cli-ledger").unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL is not installed"
+        );
+        return;
+    };
+    let d = Data::new("pg-ledger", 500);
+    let (m, t) = (d.meta(), d.table());
+    let url = format!("postgres://veil@127.0.0.1:{}/postgres", server.port);
+    let err = refused(&query(&m, &t, Some(&url), "alice", "1"));
+    assert!(err.contains("not registered"), "{err}");
+    register(&m, Some(&url), &[]);
+    let out = veil(&query(&m, &t, Some(&url), "alice", "1"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dp query with a PostgreSQL ledger: {}",
+        text(&out.stderr)
+    );
+    let v = json(&text(&out.stdout));
+    assert!(close(&v["remaining_epsilon"], 9.0), "{v}");
+    let out = veil(&[
+        "dp",
+        "bench",
+        "--metadata",
+        &m,
+        "--table",
+        &t,
+        "--ledger",
+        &url,
+        "--epsilon",
+        "0.5",
+        "--runs",
+        "2",
+        "SELECT AVG(age) FROM persons",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "dp bench with a PostgreSQL ledger: {}",
+        text(&out.stderr)
+    );
+    let v = budget(&m, Some(&url), &[]);
+    assert!(close(&v["spent_epsilon"], 2.0), "{v}");
+    assert_eq!(v["charges"].as_array().unwrap().len(), 3);
+    // The ledger is shared: the default SQLite file beside the metadata was never used.
+    assert!(!Path::new(&d.path("persons.budget.db")).exists());
+    // Edited metadata is refused there too.
+    let original = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&m, original.replace("epsilon = 10.0", "epsilon = 1000.0")).unwrap();
+    let err = refused(&query(&m, &t, Some(&url), "alice", "1"));
+    assert!(err.contains("not the registered one"), "{err}");
+    std::fs::write(&m, &original).unwrap();
+    // Concurrent processes on the shared ledger: 8 left, four queries of 3 → two answered.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let analyst = format!("analyst-{i}");
+            Command::new(bin())
+                .args(query(&m, &t, Some(&url), &analyst, "3"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let answered = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| {
+            let err = text(&o.stderr);
+            assert!(
+                o.status.success() || err.contains("budget exhausted"),
+                "{err}"
+            );
+            o.status.success()
+        })
+        .count();
+    assert_eq!(answered, 2);
+    let v = budget(&m, Some(&url), &[]);
+    assert!(close(&v["spent_epsilon"], 8.0), "{v}");
+}
