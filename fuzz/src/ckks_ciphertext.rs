@@ -4,14 +4,13 @@
 //! Random bytes rarely get past the magic and the 32-byte parameter fingerprint, so most
 //! inputs are instead read as edits of a valid serialized object: the first byte picks the
 //! object, the next two a truncation length, the rest (position, value) overwrites.
-#![no_main]
 
 use std::sync::{Arc, OnceLock};
 
-use libfuzzer_sys::fuzz_target;
-
-mod edits;
-use veil_he::ckks::{Ciphertext, CkksContext, CkksParameters, CkksVector, Plaintext, VectorContext};
+use crate::edits;
+use veil_he::ckks::{
+    Ciphertext, CkksContext, CkksParameters, CkksVector, Plaintext, VectorContext,
+};
 
 struct Fixture {
     ctx: Arc<VectorContext>,
@@ -26,7 +25,9 @@ fn fixture() -> &'static Fixture {
         let ctx = VectorContext::builder(ckks.clone()).build().expect("keys");
         let v = CkksVector::encrypt(&ctx, &[1.0, -2.0, 3.5]).expect("encrypt");
         let sq = v.square().expect("square");
-        let sym_pt = veil_he::ckks::CkksEncoder::new(&ckks).encode(&[0.5], 1e9, 1).expect("encode");
+        let sym_pt = veil_he::ckks::CkksEncoder::new(&ckks)
+            .encode(&[0.5], 1e9, 1)
+            .expect("encode");
         let samples = vec![
             v.ciphertext().to_bytes(),
             sq.ciphertext().to_bytes(),
@@ -51,10 +52,11 @@ fn read_all(f: &Fixture, data: &[u8]) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let f = fixture();
     read_all(f, data);
     if let Some(obj) = edits::edited(&f.samples, data) {
         read_all(f, &obj);
     }
-});
+}

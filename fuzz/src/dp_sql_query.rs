@@ -1,11 +1,8 @@
 //! Arbitrary SQL text through the DP SQL engine (planner, bounding, noise, post-processing)
 //! over a small sample table: it must answer or refuse, never panic.
 
-#![no_main]
-
 use std::sync::OnceLock;
 
-use libfuzzer_sys::fuzz_target;
 use veil_dp::ledger::SqliteLedger;
 use veil_dp_sql::{Engine, Metadata, QueryOptions};
 
@@ -37,16 +34,15 @@ fn setup() -> &'static Setup {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
     let s = setup();
-    let _ = s.rt.block_on(s.engine.query(
-        &s.ledger,
-        "persons",
-        "fuzz",
-        sql,
-        QueryOptions::default(),
-    ));
-});
+    let _ =
+        s.rt.block_on(
+            s.engine
+                .query(&s.ledger, "persons", "fuzz", sql, QueryOptions::default()),
+        );
+}

@@ -3,11 +3,8 @@
 //! protocols run deep, sometimes not. Any outcome but a panic is fine: a malformed message
 //! must be an error, never a crash.
 
-#![no_main]
-
 use std::collections::VecDeque;
 
-use libfuzzer_sys::fuzz_target;
 use veil_mpc::dealer::Request;
 use veil_mpc::protocol::{Exchange, Party};
 use veil_mpc::{psi, FixedPoint, MpcError, Result};
@@ -116,7 +113,8 @@ fn program(p: &mut Party<Hostile<'_>>, op: u8) -> Result<()> {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let Some((&head, rest)) = data.split_first() else {
         return;
     };
@@ -147,4 +145,4 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut p) = Party::new(ex, &[7; 32], FixedPoint::default()) {
         let _ = program(&mut p, op);
     }
-});
+}

@@ -1,17 +1,15 @@
 //! Feeds hostile evidence to the verifiers: raw bytes, and edits of a real recorded SGX quote
 //! and TDX quote and of simulated evidence. Every input must yield claims or an error, never
 //! a panic.
-#![no_main]
 
 use std::sync::OnceLock;
 
-use libfuzzer_sys::fuzz_target;
 use veil_tee::evidence::dcap::DcapVerifier;
 use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
 use veil_tee::evidence::snp::SnpVerifier;
 use veil_tee::evidence::{detect, Verifier};
 
-mod edits;
+use crate::edits;
 
 struct Fixture {
     sgx: DcapVerifier,
@@ -26,13 +24,18 @@ const JULY_2025: u64 = 1_751_328_000;
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crates/veil-tee/tests/vectors"
+        );
         let read = |n: &str| std::fs::read(format!("{dir}/{n}")).expect("vector");
         let text = |n: &str| String::from_utf8(read(n)).expect("utf-8");
         let platform = SimulatedPlatform::from_seed(&[3u8; 32]);
         Fixture {
-            sgx: DcapVerifier::from_collateral_json(&text("dcap/sgx_quote_collateral.json")).expect("collateral"),
-            tdx: DcapVerifier::from_collateral_json(&text("dcap/tdx_quote_collateral.json")).expect("collateral"),
+            sgx: DcapVerifier::from_collateral_json(&text("dcap/sgx_quote_collateral.json"))
+                .expect("collateral"),
+            tdx: DcapVerifier::from_collateral_json(&text("dcap/tdx_quote_collateral.json"))
+                .expect("collateral"),
             sim: SimVerifier::new(&platform.public_key()).expect("key"),
             snp: SnpVerifier::from_vcek_der(&read("trustee/snp-test-vcek.der")).expect("vcek"),
             samples: vec![
@@ -54,10 +57,11 @@ fn check(f: &Fixture, data: &[u8]) {
     let _ = veil_tee::evidence::dcap::inspect_unverified(data);
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let f = fixture();
     check(f, data);
     if let Some(obj) = edits::edited(&f.samples, data) {
         check(f, &obj);
     }
-});
+}

@@ -2,11 +2,8 @@
 //! upload with one byte changed — which must never be accepted), signed run/output requests,
 //! manifests, party key files, CSV tables, audit logs and room evidence checked by a party.
 
-#![no_main]
-
 use std::sync::OnceLock;
 
-use libfuzzer_sys::fuzz_target;
 use veil_tee::evidence::sim::SimulatedPlatform;
 use veil_tee::room::{
     builtin, encode_csv, verify_room_evidence, InputFormat, Manifest, NonceRequest, PartyKey,
@@ -49,7 +46,8 @@ fn fixture() -> &'static Fixture {
         .and_then(|m| m.to_toml())
         .expect("manifest");
         let manifest = Manifest::parse(&text).expect("parse");
-        let room = RoomServer::launch(&text, stats.wat.as_bytes(), platform, 1, None).expect("room");
+        let room =
+            RoomServer::launch(&text, stats.wat.as_bytes(), platform, 1, None).expect("room");
         let nonce = [9u8; 32];
         let evidence = room
             .attest(&NonceRequest {
@@ -72,7 +70,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let f = fixture();
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -85,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
                 let pos = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % f.upload.len();
                 let mut body = f.upload.clone();
                 body[pos] ^= rest[2] | 1;
-                assert!(f.room.upload(&body).is_err(), "a modified upload was accepted");
+                assert!(
+                    f.room.upload(&body).is_err(),
+                    "a modified upload was accepted"
+                );
             }
         }
         1 => {
@@ -123,4 +125,4 @@ fuzz_target!(|data: &[u8]| {
             let _ = verify_room_evidence(&f.manifest, &f.room.room_id(), &f.nonce, &ev, 0);
         }
     }
-});
+}

@@ -3,11 +3,8 @@
 //! decision: nonce, evidence, binding, policy), attestation tokens, JWKS documents, released
 //! secrets, TOML and Rego policies, and audit logs.
 
-#![no_main]
-
 use std::sync::OnceLock;
 
-use libfuzzer_sys::fuzz_target;
 use veil_tee::audit::AuditLog;
 use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
 use veil_tee::kbs::{ReleasedSecret, WorkloadKeyPair};
@@ -52,7 +49,8 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One fuzz input: must never panic.
+pub fn run(data: &[u8]) {
     let f = fixture();
     let text = String::from_utf8_lossy(data);
     if let Ok(req) = serde_json::from_slice::<AttestRequest>(data) {
@@ -81,4 +79,4 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 2048 {
         let _ = Policy::rego("fuzz.rego", &text);
     }
-});
+}
