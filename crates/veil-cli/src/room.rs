@@ -123,8 +123,15 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7300")]
     pub listen: SocketAddr,
     /// The audit log (a new file; default: room-<id>.audit.jsonl beside the manifest).
-    #[arg(long)]
+    /// Without --state only.
+    #[arg(long, conflicts_with = "state")]
     pub audit_log: Option<PathBuf>,
+    /// Keep the room's state in this directory (created if absent) and resume from it on
+    /// restart: its keys sealed to the measurement, the audit log, every accepted upload
+    /// (sealed), the outputs. Each is written (fsync) before the room answers. Without it,
+    /// uploads and outputs live in memory and a restart loses them.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -409,20 +416,32 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
     };
     let id = hex::encode(veil_tee::room::room_id(&text));
-    let audit = args.audit_log.clone().unwrap_or_else(|| {
-        args.manifest
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(format!("room-{}.audit.jsonl", &id[..16]))
-    });
     let platform = read_seed(&args.platform_seed_file)?;
-    let room = Arc::new(RoomServer::launch(
-        &text,
-        &module,
-        platform,
-        args.svn,
-        Some(&audit),
-    )?);
+    let (room, where_) = match &args.state {
+        Some(dir) => {
+            let room = RoomServer::open(&text, &module, platform, args.svn, dir)?;
+            let what = if room.resumed() {
+                "resumed from"
+            } else {
+                "state in"
+            };
+            (room, format!("{what} {}", dir.display()))
+        }
+        None => {
+            let audit = args.audit_log.clone().unwrap_or_else(|| {
+                args.manifest
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join(format!("room-{}.audit.jsonl", &id[..16]))
+            });
+            let room = RoomServer::launch(&text, &module, platform, args.svn, Some(&audit))?;
+            eprintln!(
+                "note: without --state, uploads and outputs live in memory: a restart loses them"
+            );
+            (room, format!("audit log {}", audit.display()))
+        }
+    };
+    let room = Arc::new(room);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -430,9 +449,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
         let addr = listener.local_addr()?;
         eprintln!("WARNING: simulated TEE — no hardware protection");
         eprintln!(
-            "room {} on http://{addr} (audit log {}); Ctrl-C stops",
+            "room {} on http://{addr} ({where_}); Ctrl-C stops",
             &id[..16],
-            audit.display()
         );
         veil_tee::room::serve(listener, room, shutdown_signal()).await?;
         Ok(())

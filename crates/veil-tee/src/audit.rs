@@ -69,6 +69,8 @@ pub struct AuditLog {
     path: Option<PathBuf>,
     state: Mutex<State>,
     signer: Option<ed25519_dalek::SigningKey>,
+    /// Whether each append is flushed to the disk (`fsync`) before it returns.
+    durable: bool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -103,6 +105,7 @@ impl AuditLog {
                 prev,
             }),
             signer: None,
+            durable: false,
         })
     }
 
@@ -117,6 +120,7 @@ impl AuditLog {
                 prev: GENESIS.to_string(),
             }),
             signer: None,
+            durable: false,
         }
     }
 
@@ -124,6 +128,14 @@ impl AuditLog {
     #[must_use]
     pub fn with_signer(mut self, key: ed25519_dalek::SigningKey) -> Self {
         self.signer = Some(key);
+        self
+    }
+
+    /// Makes every append reach the disk (`fsync`) before it returns, so that an entry a
+    /// caller acted on survives a crash or power loss (data rooms with a state directory).
+    #[must_use]
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
         self
     }
 
@@ -213,8 +225,10 @@ impl AuditLog {
         let hash = hex::encode(Sha256::digest(line.as_bytes()));
         line.push('\n');
         if let Some(f) = s.file.as_mut() {
+            let durable = self.durable;
             f.write_all(line.as_bytes())
                 .and_then(|()| f.flush())
+                .and_then(|()| if durable { f.sync_data() } else { Ok(()) })
                 .map_err(|e| TeeError::Audit(format!("write: {e}")))?;
         } else {
             s.memory.push(line);

@@ -74,6 +74,11 @@ pub enum TeeError {
     /// A data room cannot do this now (waiting for uploads, already ran, already uploaded).
     #[error("room not ready: {0}")]
     RoomState(String),
+    /// A data room's state directory cannot be used: a file is missing, tampered with,
+    /// cut, sealed for another room, code or platform, or cannot be written. The room does
+    /// not start (or does not act) rather than lose or alter a party's data.
+    #[error("room state: {0}")]
+    RoomStorage(String),
     /// The server is at capacity for now (HTTP 503 with `Retry-After`); nothing was decided.
     #[error("server overloaded: {reason}; retry in {retry_after} s")]
     Overloaded {

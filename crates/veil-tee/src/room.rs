@@ -33,12 +33,14 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::audit::{verify_entries, AuditEntry, AuditLog};
+use crate::audit::{verify_against_head, verify_entries, AuditEntry, AuditLog, SignedHead};
 use crate::binding::check_binding;
 use crate::claims::VerifiedClaims;
 use crate::error::{Result, TeeError};
 use crate::evidence::sim::{SimVerifier, SimulatedPlatform};
 use crate::kbs::{seal_to, ReleasedSecret, WorkloadKeyPair};
+
+mod store;
 use crate::policy::{AllowList, Policy};
 use crate::service::{decode_b64, encode_b64, system_clock, Clock, HttpError, Verifiers};
 use crate::workload::{measure, LaunchConfig, LaunchedWorkload, SealedUpload, Workload};
@@ -706,7 +708,8 @@ fn audit_head_message(nonce: &[u8], entries: u64, last_hash: &str) -> Vec<u8> {
 struct StoredUpload {
     label: String,
     data_sha256: String,
-    /// The plaintext sealed to the workload's measurement (at rest outside the TEE's memory).
+    /// The upload record (who, what, salt ‖ data) sealed to the workload's measurement: the
+    /// bytes of its file in the state directory.
     sealed: Vec<u8>,
 }
 
@@ -727,6 +730,8 @@ pub struct RoomServer {
     audit: AuditLog,
     state: Mutex<RoomState>,
     clock: Clock,
+    store: Option<store::Store>,
+    resumed: bool,
 }
 
 impl std::fmt::Debug for RoomServer {
@@ -738,12 +743,38 @@ impl std::fmt::Debug for RoomServer {
     }
 }
 
+/// The manifest, room id and compiled workload, checked to have the manifest's measurement.
+fn prepare(manifest_text: &str, module: &[u8]) -> Result<(Manifest, [u8; 32], Workload)> {
+    let manifest = Manifest::parse(manifest_text)?;
+    let room_id = room_id(manifest_text);
+    let workload = Workload::new(module, manifest.code.launch.clone())?;
+    let measurement = hex::encode(workload.measurement());
+    if measurement != manifest.code.measurement {
+        return Err(refused(format!(
+            "the module's measurement {measurement} differs from the manifest's {}",
+            manifest.code.measurement
+        )));
+    }
+    Ok((manifest, room_id, workload))
+}
+
+fn named(path: &Path, why: impl std::fmt::Display) -> TeeError {
+    store::storage(format!("{}: {why}", path.display()))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>> {
+    serde_json::to_vec(value)
+        .map(Zeroizing::new)
+        .map_err(|_| TeeError::Internal("state record is not JSON"))
+}
+
 impl RoomServer {
     /// Launches the room described by `manifest_text` with `module` (binary or text
     /// WebAssembly) on `platform`. The module must have the manifest's measurement. The audit
     /// log goes to `audit_path`, which must not exist yet (a room's log starts at its launch
     /// and is signed by a key that lives only as long as the launch); `None` keeps it in
-    /// memory.
+    /// memory. Uploads and outputs live in memory only: a restart loses them. Use
+    /// [`RoomServer::open`] for a room that survives restarts.
     pub fn launch(
         manifest_text: &str,
         module: &[u8],
@@ -751,22 +782,14 @@ impl RoomServer {
         security_version: u16,
         audit_path: Option<&Path>,
     ) -> Result<Self> {
-        let manifest = Manifest::parse(manifest_text)?;
-        let room_id = room_id(manifest_text);
-        let workload = Workload::new(module, manifest.code.launch.clone())?;
-        let measurement = hex::encode(workload.measurement());
-        if measurement != manifest.code.measurement {
-            return Err(refused(format!(
-                "the module's measurement {measurement} differs from the manifest's {}",
-                manifest.code.measurement
-            )));
-        }
+        let (manifest, room_id, workload) = prepare(manifest_text, module)?;
         let audit_signer = SigningKey::from_bytes(&Zeroizing::new(random::<32>()?));
         let audit_public = audit_signer.verifying_key().to_bytes();
         let audit = match audit_path {
             Some(p) if p.exists() => {
                 return Err(TeeError::Audit(format!(
-                    "{} exists: a room's audit log starts at its launch (choose a new file)",
+                    "{} exists: a room's audit log starts at its launch (choose a new file, \
+                     or keep the room's state in a directory that survives restarts)",
                     p.display()
                 )))
             }
@@ -781,23 +804,7 @@ impl RoomServer {
             b"launch",
             &runtime_data(&room_id, &audit_public),
         );
-        let clock = system_clock();
-        audit.append(
-            clock(),
-            "room_created",
-            json!({
-                "room_id": hex::encode(room_id),
-                "name": manifest.room.name,
-                "manifest_sha256": hex::encode(Sha256::digest(manifest_text.as_bytes())),
-                "measurement": measurement,
-                "parties": manifest.parties.iter().map(|p| &p.name).collect::<Vec<_>>(),
-                "output_to": manifest.room.output_to,
-                "platform_key": hex::encode(platform.public_key()),
-                "audit_key": hex::encode(audit_public),
-                "workload_key": hex::encode(launched.public_key()),
-            }),
-        )?;
-        Ok(Self {
+        let room = Self {
             manifest,
             manifest_text: manifest_text.to_string(),
             room_id,
@@ -806,8 +813,497 @@ impl RoomServer {
             audit_signer,
             audit,
             state: Mutex::new(RoomState::default()),
-            clock,
-        })
+            clock: system_clock(),
+            store: None,
+            resumed: false,
+        };
+        room.log_created()?;
+        Ok(room)
+    }
+
+    /// Launches the room keeping its state in `state_dir`, or resumes the room whose state
+    /// `state_dir` holds, so that a restart (a crash, `kill -9`, a reboot) loses nothing the
+    /// room acknowledged.
+    ///
+    /// The directory holds the room's audit and HPKE keys sealed to the workload's
+    /// measurement on `platform`, the signed audit log (synced after every entry) and the
+    /// room's signed head of it, every accepted upload sealed to the measurement, and the
+    /// run's outputs. Each is on disk before the receipt or answer it backs is returned.
+    ///
+    /// Resuming unseals the keys (refused for another manifest, measurement or platform),
+    /// verifies the log (chain, every entry signed by the room's key, not shorter than the
+    /// room's last signed head), checks every upload and the outputs against the entries
+    /// that record them, and logs `resumed`. A file that is tampered with, swapped, missing
+    /// while the log records it, or a log that is cut, stops the room with an error naming
+    /// the file: it never starts without a party's data. Temporary files a crash left
+    /// half-written are removed; an upload written but never logged (so never acknowledged)
+    /// is discarded and logged as `upload_discarded`; outputs computed but not yet logged
+    /// are kept and their `run` entry written.
+    ///
+    /// Not detected: the whole directory replaced by an older copy of itself (rollback needs
+    /// a monotonic counter the platform keeps).
+    pub fn open(
+        manifest_text: &str,
+        module: &[u8],
+        platform: SimulatedPlatform,
+        security_version: u16,
+        state_dir: &Path,
+    ) -> Result<Self> {
+        let (manifest, room_id, workload) = prepare(manifest_text, module)?;
+        let store = store::Store::open(state_dir)?;
+        if store.path(store::META).exists() {
+            return Self::resume(
+                manifest,
+                manifest_text,
+                workload,
+                platform,
+                security_version,
+                store,
+            );
+        }
+        // A fresh room. A crash while one was being created leaves at most the log's first
+        // entry and its head (room.json is written last, and the room served nothing before
+        // it): start over. Anything else without room.json is not ours to overwrite.
+        let names = store.names()?;
+        let log_path = store.path(store::AUDIT);
+        let creation_only = names.iter().all(|n| n == store::AUDIT || n == store::HEAD)
+            && (!log_path.exists()
+                || std::fs::read(&log_path)
+                    .map(|t| t.iter().filter(|b| **b == b'\n').count() <= 1)
+                    .unwrap_or(false));
+        if !creation_only {
+            return Err(store::storage(format!(
+                "{} holds {} but no {}: not this room's state, or its {} was removed; \
+                 refusing to start a new room over it (use an empty directory)",
+                store.dir().display(),
+                names.join(", "),
+                store::META,
+                store::META
+            )));
+        }
+        for name in [store::AUDIT, store::HEAD] {
+            let path = store.path(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| named(&path, e))?;
+            }
+        }
+        let audit_signer = SigningKey::from_bytes(&Zeroizing::new(random::<32>()?));
+        let audit_public = audit_signer.verifying_key().to_bytes();
+        let key = WorkloadKeyPair::generate();
+        let keys = store::SealedKeys {
+            room_id: hex::encode(room_id),
+            audit_secret: hex::encode(Zeroizing::new(audit_signer.to_bytes()).as_ref()),
+            workload_secret: hex::encode(key.private_bytes().as_slice()),
+        };
+        let workload_key = key.public_bytes();
+        let launched = LaunchedWorkload::launch_with_key(
+            workload,
+            key,
+            &platform,
+            security_version,
+            b"launch",
+            &runtime_data(&room_id, &audit_public),
+        );
+        let meta = store::RoomMeta {
+            version: store::STATE_VERSION,
+            room_id: hex::encode(room_id),
+            manifest_sha256: hex::encode(Sha256::digest(manifest_text.as_bytes())),
+            measurement: manifest.code.measurement.clone(),
+            platform_key: hex::encode(platform.public_key()),
+            audit_key: hex::encode(audit_public),
+            workload_key: hex::encode(workload_key),
+            sealed_keys: hex::encode(launched.seal(&to_json(&keys)?)?),
+        };
+        drop(keys);
+        let audit = AuditLog::open(&log_path)?
+            .durable()
+            .with_signer(audit_signer.clone());
+        store.sync()?;
+        let room = Self {
+            manifest,
+            manifest_text: manifest_text.to_string(),
+            room_id,
+            platform,
+            launched,
+            audit_signer,
+            audit,
+            state: Mutex::new(RoomState::default()),
+            clock: system_clock(),
+            store: Some(store),
+            resumed: false,
+        };
+        room.log_created()?;
+        if let Some(store) = &room.store {
+            store.write(store::META, &to_json(&meta)?)?;
+        }
+        Ok(room)
+    }
+
+    fn resume(
+        manifest: Manifest,
+        manifest_text: &str,
+        workload: Workload,
+        platform: SimulatedPlatform,
+        security_version: u16,
+        store: store::Store,
+    ) -> Result<Self> {
+        let room_id = room_id(manifest_text);
+        let ours = hex::encode(room_id);
+        let meta_path = store.path(store::META);
+        let meta: store::RoomMeta = serde_json::from_slice(&store::Store::read(&meta_path)?)
+            .map_err(|e| named(&meta_path, format!("not a room's state file ({e})")))?;
+        if meta.version != store::STATE_VERSION {
+            return Err(named(
+                &meta_path,
+                format!(
+                    "state format {} (this build reads {})",
+                    meta.version,
+                    store::STATE_VERSION
+                ),
+            ));
+        }
+        if meta.room_id != ours {
+            return Err(named(
+                &meta_path,
+                format!(
+                    "this is the state of room {}, not of this manifest's room {}: give the \
+                     manifest the room was launched with, or another state directory",
+                    short(&meta.room_id),
+                    short(&ours)
+                ),
+            ));
+        }
+        let measurement = hex::encode(workload.measurement());
+        if meta.measurement != measurement {
+            return Err(named(
+                &meta_path,
+                format!(
+                    "written by code measured {}, not {measurement}: sealed state opens only \
+                     for the code that sealed it",
+                    meta.measurement
+                ),
+            ));
+        }
+        let platform_key = hex::encode(platform.public_key());
+        if meta.platform_key != platform_key {
+            return Err(named(
+                &meta_path,
+                format!(
+                    "sealed on platform {}, not on this platform {platform_key}: sealed state \
+                     opens only on the platform that sealed it",
+                    meta.platform_key
+                ),
+            ));
+        }
+        let sealed_keys = hex::decode(&meta.sealed_keys)
+            .map_err(|_| named(&meta_path, "sealed_keys is not hex"))?;
+        let keys_json = workload.unseal_on(&platform, &sealed_keys).map_err(|_| {
+            named(
+                &meta_path,
+                "the room's keys do not unseal: sealed by another measurement or platform, or \
+                 tampered with",
+            )
+        })?;
+        let keys: store::SealedKeys = serde_json::from_slice(&keys_json)
+            .map_err(|_| named(&meta_path, "the sealed keys are malformed"))?;
+        drop(keys_json);
+        if keys.room_id != ours {
+            return Err(named(&meta_path, "the sealed keys belong to another room"));
+        }
+        let audit_seed = Zeroizing::new(
+            hex_key::<32>("audit_secret", &keys.audit_secret)
+                .map_err(|_| named(&meta_path, "the sealed audit key is malformed"))?,
+        );
+        let audit_signer = SigningKey::from_bytes(&audit_seed);
+        let workload_secret = Zeroizing::new(
+            hex::decode(&keys.workload_secret)
+                .map_err(|_| named(&meta_path, "the sealed workload key is malformed"))?,
+        );
+        let key = WorkloadKeyPair::from_private_bytes(&workload_secret)
+            .map_err(|_| named(&meta_path, "the sealed workload key is malformed"))?;
+        drop(keys);
+        let audit_public = audit_signer.verifying_key();
+        if hex::encode(audit_public.to_bytes()) != meta.audit_key
+            || hex::encode(key.public_bytes()) != meta.workload_key
+        {
+            return Err(named(
+                &meta_path,
+                "the sealed keys are not the room's public keys it names",
+            ));
+        }
+
+        // The log: complete lines, one chain, every entry signed by this room's key, this
+        // room's creation first, and nothing the room's last signed head vouches for missing.
+        let log_path = store.path(store::AUDIT);
+        if !log_path.exists() {
+            return Err(named(
+                &log_path,
+                "missing: a room does not resume without its audit log",
+            ));
+        }
+        let cut_partial = store::cut_partial_line(&log_path)?;
+        let text = String::from_utf8(store::Store::read(&log_path)?)
+            .map_err(|_| named(&log_path, "not text"))?;
+        let entries =
+            verify_entries(&text, Some(&audit_public)).map_err(|e| named(&log_path, e))?;
+        let created = entries.first().is_some_and(|e| {
+            e.event == "room_created"
+                && e.details["room_id"] == ours.as_str()
+                && e.details["audit_key"] == meta.audit_key.as_str()
+        });
+        if !created {
+            return Err(named(
+                &log_path,
+                "does not begin with this room's creation by its audit key",
+            ));
+        }
+        let head_path = store.path(store::HEAD);
+        let head: SignedHead = serde_json::from_slice(&store::Store::read(&head_path)?)
+            .map_err(|e| named(&head_path, format!("not a signed head ({e})")))?;
+        head.verify(Some(&audit_public))
+            .map_err(|e| named(&head_path, e))?;
+        verify_against_head(&text, &head, Some(&audit_public)).map_err(|e| {
+            named(
+                &log_path,
+                format!(
+                    "{e} (the room's last signed head is {})",
+                    head_path.display()
+                ),
+            )
+        })?;
+        let audit = AuditLog::open(&log_path)?
+            .durable()
+            .with_signer(audit_signer.clone());
+        let launched = LaunchedWorkload::launch_with_key(
+            workload,
+            key,
+            &platform,
+            security_version,
+            b"launch",
+            &runtime_data(&room_id, &audit_public.to_bytes()),
+        );
+
+        // The uploads and the run the log records.
+        let mut logged: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        let mut run_entry = None;
+        for e in &entries {
+            match e.event.as_str() {
+                "upload" => {
+                    let party = e.details["party"].as_str().unwrap_or_default();
+                    let sha = e.details["data_sha256"].as_str().unwrap_or_default();
+                    logged.insert(party.to_string(), (sha.to_string(), e.seq));
+                }
+                "run" => run_entry = Some(e),
+                _ => {}
+            }
+        }
+        let mut uploads = BTreeMap::new();
+        let mut unlogged = Vec::new();
+        for name in store.upload_files()? {
+            let path = store.dir().join(store::UPLOADS).join(&name);
+            let party = name
+                .strip_suffix(".sealed")
+                .filter(|p| manifest.party(p).is_ok())
+                .ok_or_else(|| {
+                    named(
+                        &path,
+                        "not a file this room writes (uploads are PARTY.sealed, for the \
+                         manifest's parties)",
+                    )
+                })?;
+            let sealed = store::Store::read(&path)?;
+            let record = launched.unseal(&sealed).map_err(|_| {
+                named(
+                    &path,
+                    "does not unseal: tampered with, or sealed by another measurement or \
+                     platform",
+                )
+            })?;
+            let (meta_u, salted) = store::parse_upload_record(&record)
+                .ok_or_else(|| named(&path, "not an upload record"))?;
+            if meta_u.room_id != ours || meta_u.party != party {
+                return Err(named(
+                    &path,
+                    format!(
+                        "holds {}'s upload to room {}, not {party}'s to this room: files were \
+                         swapped",
+                        meta_u.party,
+                        short(&meta_u.room_id)
+                    ),
+                ));
+            }
+            if hex::encode(Sha256::digest(salted)) != meta_u.data_sha256 {
+                return Err(named(&path, "the data does not match its recorded hash"));
+            }
+            match logged.get(party) {
+                Some((sha, _)) if *sha == meta_u.data_sha256 => {
+                    uploads.insert(
+                        party.to_string(),
+                        StoredUpload {
+                            label: meta_u.label,
+                            data_sha256: meta_u.data_sha256,
+                            sealed,
+                        },
+                    );
+                }
+                Some((_, seq)) => {
+                    return Err(named(
+                        &path,
+                        format!(
+                            "does not match {party}'s upload that the audit log records \
+                             (entry {seq})"
+                        ),
+                    ))
+                }
+                // Written, then a crash before its log entry: never acknowledged.
+                None => unlogged.push((party.to_string(), meta_u.data_sha256, path)),
+            }
+        }
+        for (party, (_, seq)) in &logged {
+            if !uploads.contains_key(party) {
+                return Err(named(
+                    &store.upload_path(party),
+                    format!(
+                        "missing, but the audit log records {party}'s upload (entry {seq}): \
+                         refusing to start without a party's data"
+                    ),
+                ));
+            }
+        }
+        let out_path = store.path(store::OUTPUTS);
+        let mut outputs = None;
+        let mut recovered_run = None;
+        if out_path.exists() {
+            let record = launched
+                .unseal(&store::Store::read(&out_path)?)
+                .map_err(|_| {
+                    named(
+                        &out_path,
+                        "does not unseal: tampered with, or sealed by another measurement or \
+                         platform",
+                    )
+                })?;
+            let record: store::OutputRecord = serde_json::from_slice(&record)
+                .map_err(|_| named(&out_path, "not an output record"))?;
+            if record.room_id != ours {
+                return Err(named(&out_path, "holds another room's outputs"));
+            }
+            match run_entry {
+                Some(e) if e.details["output_sha256"] == record.output_sha256.as_str() => {}
+                Some(e) => {
+                    return Err(named(
+                        &out_path,
+                        format!(
+                            "does not match the run the audit log records (entry {})",
+                            e.seq
+                        ),
+                    ))
+                }
+                None => recovered_run = Some(record.run.clone()),
+            }
+            outputs = Some((record.outputs, record.output_sha256));
+        } else if let Some(e) = run_entry {
+            return Err(named(
+                &out_path,
+                format!(
+                    "missing, but the audit log records a run (entry {}): refusing to start \
+                     without the outputs the parties were told about",
+                    e.seq
+                ),
+            ));
+        }
+        let ran = outputs.is_some();
+        let resumed_uploads: Vec<String> = uploads.keys().cloned().collect();
+        let room = Self {
+            manifest,
+            manifest_text: manifest_text.to_string(),
+            room_id,
+            platform,
+            launched,
+            audit_signer,
+            audit,
+            state: Mutex::new(RoomState { uploads, outputs }),
+            clock: system_clock(),
+            store: Some(store),
+            resumed: true,
+        };
+        for (party, data_sha256, path) in unlogged {
+            room.log(
+                "upload_discarded",
+                json!({
+                    "party": party,
+                    "data_sha256": data_sha256,
+                    "reason": "written before a crash but never logged, so never acknowledged: \
+                               the party got no receipt and uploads again",
+                }),
+            )?;
+            std::fs::remove_file(&path).map_err(|e| named(&path, e))?;
+        }
+        if let Some(store) = &room.store {
+            store.sync()?;
+        }
+        if let Some(mut run) = recovered_run {
+            if let Some(details) = run.as_object_mut() {
+                details.insert("recovered_at_resume".into(), json!(true));
+            }
+            room.log("run", run)?;
+        }
+        room.log(
+            "resumed",
+            json!({
+                "room_id": ours,
+                "uploads": resumed_uploads,
+                "ran": ran,
+                "entries_before": entries.len(),
+                "cut_partial_entry": cut_partial,
+                "platform_key": platform_key,
+                "audit_key": meta.audit_key,
+                "workload_key": meta.workload_key,
+            }),
+        )?;
+        Ok(room)
+    }
+
+    fn log_created(&self) -> Result<()> {
+        self.log(
+            "room_created",
+            json!({
+                "room_id": hex::encode(self.room_id),
+                "name": self.manifest.room.name,
+                "manifest_sha256": hex::encode(Sha256::digest(self.manifest_text.as_bytes())),
+                "measurement": self.manifest.code.measurement,
+                "parties": self.manifest.parties.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "output_to": self.manifest.room.output_to,
+                "platform_key": hex::encode(self.platform.public_key()),
+                "audit_key": hex::encode(self.audit_key()),
+                "workload_key": hex::encode(self.launched.public_key()),
+                "state": if self.store.is_some() { "directory" } else { "memory" },
+            }),
+        )
+    }
+
+    /// Appends an entry to the log and, with a state directory, writes the room's signed head
+    /// of it (so a log cut later is detected on resume). Callers hold the state lock, so heads
+    /// are written in order. A decision must not be acted on if this fails.
+    fn log(&self, event: &str, details: serde_json::Value) -> Result<()> {
+        let now = (self.clock)();
+        self.audit.append(now, event, details)?;
+        if let Some(store) = &self.store {
+            let head = self.audit.signed_head(now)?;
+            store.write(store::HEAD, &to_json(&head)?)?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`RoomServer::open`] resumed a room from its state directory (rather than
+    /// launching a new one).
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Whether the room keeps its state in a directory ([`RoomServer::open`]).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.store.as_ref().map(store::Store::dir)
     }
 
     /// Uses `clock` for request times and log entries.
@@ -860,8 +1356,7 @@ impl RoomServer {
             &runtime_data(&self.room_id, &self.audit_key()),
         );
         let _guard = self.lock()?;
-        self.audit.append(
-            (self.clock)(),
+        self.log(
             "attestation",
             json!({ "nonce_sha256": hex::encode(Sha256::digest(&nonce)) }),
         )?;
@@ -922,11 +1417,21 @@ impl RoomServer {
         if data_sha256 != header.data_sha256 {
             return Err(refused("the decrypted data does not match the signed hash"));
         }
-        let data = plain
-            .get(SALT_LEN..)
-            .ok_or_else(|| refused("the upload is shorter than its salt"))?;
-        let sealed = self.launched.seal(data)?;
+        if plain.len() < SALT_LEN {
+            return Err(refused("the upload is shorter than its salt"));
+        }
+        let record = store::upload_record(
+            &store::UploadMeta {
+                room_id: ours.clone(),
+                party: header.party.clone(),
+                label: header.label.clone(),
+                data_sha256: data_sha256.clone(),
+            },
+            &plain,
+        )?;
         drop(plain);
+        let sealed = self.launched.seal(&record)?;
+        drop(record);
         let mut state = self.lock()?;
         if state.outputs.is_some() || state.uploads.contains_key(&header.party) {
             return Err(TeeError::RoomState(format!(
@@ -934,8 +1439,12 @@ impl RoomServer {
                 header.party
             )));
         }
-        self.audit.append(
-            (self.clock)(),
+        // On disk before the log entry and the receipt: an acknowledged upload survives a
+        // crash (a file without its entry was never acknowledged; see `open`).
+        if let Some(store) = &self.store {
+            store.write_upload(&header.party, &sealed)?;
+        }
+        self.log(
             "upload",
             json!({
                 "party": header.party,
@@ -1019,15 +1528,20 @@ impl RoomServer {
         let mut described = Vec::new();
         for p in &self.manifest.parties {
             let u = &state.uploads[&p.name];
-            inputs.push(self.launched.unseal(&u.sealed)?);
+            let record = self.launched.unseal(&u.sealed)?;
+            let data = store::parse_upload_record(&record)
+                .and_then(|(_, salted)| salted.get(SALT_LEN..))
+                .ok_or(TeeError::Internal(
+                    "a stored upload is not an upload record",
+                ))?;
+            inputs.push(Zeroizing::new(data.to_vec()));
             described
                 .push(json!({"party": p.name, "label": u.label, "data_sha256": u.data_sha256}));
         }
         let out = match self.launched.workload().run(inputs) {
             Ok(out) => out,
             Err(e) => {
-                self.audit.append(
-                    (self.clock)(),
+                self.log(
                     "run_failed",
                     json!({ "requested_by": req.party, "reason": e.to_string() }),
                 )?;
@@ -1044,16 +1558,24 @@ impl RoomServer {
                 seal_to(&key, &output_label(&self.room_id, r), &out.output)?,
             );
         }
-        self.audit.append(
-            (self.clock)(),
-            "run",
-            json!({
-                "requested_by": req.party,
-                "inputs": described,
-                "output_sha256": output_sha256,
-                "fuel_used": out.fuel_used,
-            }),
-        )?;
+        let details = json!({
+            "requested_by": req.party,
+            "inputs": described,
+            "output_sha256": output_sha256,
+            "fuel_used": out.fuel_used,
+        });
+        // On disk before the log entry and the answer: outputs computed before a crash are
+        // served after it, unchanged, and the run is not redone.
+        if let Some(store) = &self.store {
+            let record = store::OutputRecord {
+                room_id: hex::encode(self.room_id),
+                output_sha256: output_sha256.clone(),
+                outputs: sealed.clone(),
+                run: details.clone(),
+            };
+            store.write(store::OUTPUTS, &self.launched.seal(&to_json(&record)?)?)?;
+        }
+        self.log("run", details)?;
         state.outputs = Some((sealed, output_sha256.clone()));
         Ok(RunSummary {
             output_sha256,
@@ -1071,8 +1593,7 @@ impl RoomServer {
             return Err(TeeError::RoomState("the room has not run yet".into()));
         };
         let Some(sealed) = outputs.get(&req.party) else {
-            self.audit.append(
-                (self.clock)(),
+            self.log(
                 "output_refused",
                 json!({ "party": req.party, "reason": "not a recipient" }),
             )?;
@@ -1082,8 +1603,7 @@ impl RoomServer {
                 self.manifest.room.output_to.join(", ")
             )));
         };
-        self.audit.append(
-            (self.clock)(),
+        self.log(
             "output_released",
             json!({ "party": req.party, "output_sha256": digest }),
         )?;

@@ -181,6 +181,21 @@ impl Workload {
         &self.config
     }
 
+    /// Unseals data that a launch of this workload (the same measurement) sealed on
+    /// `platform` ([`LaunchedWorkload::seal`]), before it is launched: how a relaunch gets
+    /// back the keys it sealed. Data sealed by another measurement or on another platform,
+    /// or tampered with, does not unseal.
+    pub fn unseal_on(
+        &self,
+        platform: &SimulatedPlatform,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        unseal_with(
+            &sealing_key(&platform.sealing_secret(), &self.measurement),
+            sealed,
+        )
+    }
+
     /// Runs the workload once on plaintext inputs (inside the runtime) and returns its output.
     pub fn run(&self, inputs: Vec<Zeroizing<Vec<u8>>>) -> Result<RunOutput> {
         let limits = StoreLimitsBuilder::new()
@@ -447,7 +462,28 @@ impl LaunchedWorkload {
         nonce: &[u8],
         runtime_data: &[u8],
     ) -> Self {
-        let key = WorkloadKeyPair::generate();
+        Self::launch_with_key(
+            workload,
+            WorkloadKeyPair::generate(),
+            platform,
+            security_version,
+            nonce,
+            runtime_data,
+        )
+    }
+
+    /// Relaunches `workload` on `platform` with the key pair an earlier launch of the same
+    /// measurement used (kept sealed to that measurement, see [`Workload::unseal_on`]):
+    /// evidence binding `nonce`, that public key and `runtime_data`. A room resuming from
+    /// its state directory keeps the key its parties attested.
+    pub fn launch_with_key(
+        workload: Workload,
+        key: WorkloadKeyPair,
+        platform: &SimulatedPlatform,
+        security_version: u16,
+        nonce: &[u8],
+        runtime_data: &[u8],
+    ) -> Self {
         let report_data = expected_report_data(nonce, &key.public_bytes(), runtime_data);
         let evidence = platform.issue(&workload.measurement, &report_data, false, security_version);
         let sealing_key = sealing_key(&platform.sealing_secret(), &workload.measurement);

@@ -454,3 +454,269 @@ fn manifests_party_keys_and_csv_are_validated() {
     assert!(encode_csv(room::InputFormat::F64LabelledRows, "1,2\n3\n", None).is_err());
     assert!(encode_csv(room::InputFormat::F64Column, "", None).is_err());
 }
+
+// Issue 12, item 19: a room keeps its state in a directory and resumes from it.
+
+fn stats_module() -> &'static [u8] {
+    builtin("stats").unwrap().wat.as_bytes()
+}
+
+fn open_room(text: &str, dir: &std::path::Path) -> veil_tee::Result<RoomServer> {
+    RoomServer::open(
+        text,
+        stats_module(),
+        SimulatedPlatform::from_seed(&SEED),
+        1,
+        dir,
+    )
+}
+
+/// `party`'s upload of `values`, prepared against the room's fresh evidence (no HTTP).
+fn upload_body(server: &RoomServer, text: &str, party: &PartyKey, values: &[f64]) -> Vec<u8> {
+    let nonce = [9u8; 32];
+    let ev = server
+        .attest(&room::NonceRequest {
+            nonce: veil_tee::service::encode_b64(&nonce),
+        })
+        .unwrap();
+    let manifest = Manifest::parse(text).unwrap();
+    let verified = room::verify_room_evidence(
+        &manifest,
+        &server.room_id(),
+        &nonce,
+        &ev,
+        veil_tee::service::unix_now(),
+    )
+    .unwrap();
+    let client = RoomClient::new("http://127.0.0.1:9", text).unwrap();
+    let input = encode_csv(manifest.code.input, &csv(values), None).unwrap();
+    client
+        .prepare_upload(&verified, party, "glucose.csv", &input)
+        .unwrap()
+        .1
+}
+
+fn request(server: &RoomServer, party: &PartyKey, action: &str) -> room::SignedRequest {
+    room::SignedRequest::new(
+        &server.room_id(),
+        party,
+        action,
+        veil_tee::service::unix_now(),
+    )
+}
+
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("veil-room-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn events(server: &RoomServer) -> Vec<String> {
+    let text = server.audit_log().text().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&server.audit_key()).unwrap();
+    let (n, head) = server.audit_log().head();
+    check_audit_text(&text, &key, n, &head)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+#[test]
+fn a_restarted_room_keeps_its_uploads_and_its_output() {
+    let dir = state_dir("restart");
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let data: Vec<Vec<f64>> = vec![
+        (0..40).map(|i| 4.0 + f64::from(i) * 0.1).collect(),
+        (0..30).map(|i| 5.0 + f64::from(i) * 0.2).collect(),
+        (0..20).map(|i| 9.0 - f64::from(i) * 0.3).collect(),
+    ];
+
+    let server = open_room(&text, &dir).unwrap();
+    let audit_key = server.audit_key();
+    let receipt = server
+        .upload(&upload_body(&server, &text, &keys[0], &data[0]))
+        .unwrap();
+    // Two rooms on one state directory would diverge: the second is refused.
+    let e = open_room(&text, &dir).unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+    drop(server);
+
+    // Relaunched from the same directory: same keys, a's upload still there.
+    let server = open_room(&text, &dir).unwrap();
+    assert_eq!(server.audit_key(), audit_key, "the attested keys survive");
+    let e = server.run(&request(&server, &keys[2], "run")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("waiting for uploads from hospital-b, hospital-c"),
+        "{e}"
+    );
+    let e = server
+        .upload(&upload_body(&server, &text, &keys[0], &data[0]))
+        .unwrap_err();
+    assert!(e.to_string().contains("already uploaded"), "{e}");
+    for (k, values) in keys.iter().zip(&data).skip(1) {
+        server
+            .upload(&upload_body(&server, &text, k, values))
+            .unwrap();
+    }
+    let summary = server.run(&request(&server, &keys[2], "run")).unwrap();
+    drop(server);
+
+    // The output computed before the restart is served after it, unchanged; no second run.
+    let server = open_room(&text, &dir).unwrap();
+    let e = server.run(&request(&server, &keys[2], "run")).unwrap_err();
+    assert!(e.to_string().contains("already ran"), "{e}");
+    let resp = server
+        .output(&request(&server, &keys[0], "fetch-output"))
+        .unwrap();
+    let out = keys[0].open(&resp.sealed).unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(out.as_slice())),
+        summary.output_sha256
+    );
+    let manifest = Manifest::parse(&text).unwrap();
+    let values = decode_output(&manifest, &out).unwrap();
+    let all: Vec<f64> = data.concat();
+    let n = all.len() as f64;
+    assert_eq!(values[0].1, n);
+    assert!((values[1].1 - all.iter().sum::<f64>() / n).abs() < 1e-9);
+
+    // One log, one key, across the restarts; a's receipt hash is in it.
+    let events = events(&server);
+    assert_eq!(events[0], "room_created");
+    assert_eq!(events.iter().filter(|e| *e == "resumed").count(), 2);
+    assert_eq!(events.iter().filter(|e| *e == "upload").count(), 3);
+    assert_eq!(events.iter().filter(|e| *e == "run").count(), 1);
+    let log = server.audit_log().text().unwrap();
+    assert!(log.contains(&receipt.data_sha256));
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_state_directory_opens_only_for_its_room_code_and_platform() {
+    let dir = state_dir("measurement");
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let server = open_room(&text, &dir).unwrap();
+    server
+        .upload(&upload_body(&server, &text, &keys[0], &[1.0, 2.0]))
+        .unwrap();
+    drop(server);
+
+    // Another manifest (another room, other code) is refused.
+    let other = manifest_text(&keys, "logreg", LaunchConfig::default());
+    let e = RoomServer::open(
+        &other,
+        builtin("logreg").unwrap().wat.as_bytes(),
+        SimulatedPlatform::from_seed(&SEED),
+        1,
+        &dir,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("room.json"), "{e}");
+    // Same manifest, another platform: its sealing key differs.
+    let e = RoomServer::open(
+        &text,
+        stats_module(),
+        SimulatedPlatform::from_seed(&[8; 32]),
+        1,
+        &dir,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("platform"), "{e}");
+
+    // Even with the plaintext metadata rewritten to name the other room and its measurement,
+    // the sealed keys do not open for other code: the seal is what refuses.
+    let meta_path = dir.join("room.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    let mut forged: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    forged["room_id"] = hex::encode(room::room_id(&other)).into();
+    forged["manifest_sha256"] =
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(other.as_bytes())).into();
+    forged["measurement"] = Manifest::parse(&other).unwrap().code.measurement.into();
+    std::fs::write(&meta_path, forged.to_string()).unwrap();
+    let e = RoomServer::open(
+        &other,
+        builtin("logreg").unwrap().wat.as_bytes(),
+        SimulatedPlatform::from_seed(&SEED),
+        1,
+        &dir,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("do not unseal"), "{e}");
+    std::fs::write(&meta_path, &meta).unwrap();
+    // The genuine room still resumes.
+    let server = open_room(&text, &dir).unwrap();
+    assert!(events(&server).contains(&"resumed".to_string()));
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_tampered_cut_or_missing_state_file_stops_the_room_naming_it() {
+    let dir = state_dir("tamper");
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let server = open_room(&text, &dir).unwrap();
+    for (k, v) in keys.iter().zip([1.0, 2.0]) {
+        server
+            .upload(&upload_body(&server, &text, k, &[v, v + 1.0]))
+            .unwrap();
+    }
+    drop(server);
+    let sealed = dir.join("uploads").join("hospital-a.sealed");
+    let genuine = std::fs::read(&sealed).unwrap();
+
+    // A flipped bit in a sealed upload.
+    let mut bytes = genuine.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&sealed, &bytes).unwrap();
+    let e = open_room(&text, &dir).unwrap_err().to_string();
+    assert!(e.contains("hospital-a.sealed"), "{e}");
+    // Another party's sealed upload in a's place (both sealed by this room).
+    std::fs::copy(dir.join("uploads").join("hospital-b.sealed"), &sealed).unwrap();
+    let e = open_room(&text, &dir).unwrap_err().to_string();
+    assert!(e.contains("hospital-a.sealed"), "{e}");
+    // A logged upload whose file is gone.
+    std::fs::remove_file(&sealed).unwrap();
+    let e = open_room(&text, &dir).unwrap_err().to_string();
+    assert!(
+        e.contains("hospital-a.sealed") && e.contains("missing"),
+        "{e}"
+    );
+    std::fs::write(&sealed, &genuine).unwrap();
+
+    // The audit log cut by its last line (b's upload is then unlogged, and the log shorter
+    // than the head the room signed).
+    let log_path = dir.join("audit.jsonl");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let cut: String = log
+        .lines()
+        .take(log.lines().count() - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log_path, &cut).unwrap();
+    let e = open_room(&text, &dir).unwrap_err().to_string();
+    assert!(e.contains("audit.jsonl"), "{e}");
+    // An edited entry.
+    std::fs::write(&log_path, log.replacen("hospital-b", "hospital-x", 1)).unwrap();
+    let e = open_room(&text, &dir).unwrap_err().to_string();
+    assert!(e.contains("audit.jsonl"), "{e}");
+    std::fs::write(&log_path, &log).unwrap();
+
+    // A half-written temporary file from a crash is ignored and removed.
+    let tmp = dir.join("uploads").join(".hospital-c.sealed.tmp");
+    std::fs::write(&tmp, b"VSEAL1 half written").unwrap();
+    let server = open_room(&text, &dir).unwrap();
+    assert!(!tmp.exists());
+    let e = server
+        .upload(&upload_body(&server, &text, &keys[1], &[5.0]))
+        .unwrap_err();
+    assert!(e.to_string().contains("already uploaded"), "{e}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
