@@ -100,6 +100,7 @@ fn claims() -> AttestationClaims {
             report_data: "00".repeat(64),
             vmpl: None,
             tcb: Default::default(),
+            signing_key: None,
         },
         runtime_public_key: "A".repeat(43),
         runtime_data: String::new(),

@@ -62,4 +62,8 @@ pub struct VerifiedClaims {
     /// status of its own (SEV-SNP: `bootloader`, `tee`, `snp`, `microcode`, `fmc`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tcb: BTreeMap<String, u64>,
+    /// Which kind of key signed the evidence, when the TEE has several (SEV-SNP: `vcek`, the
+    /// chip's key, or `vlek`, a key AMD issued to a cloud provider). Absent for other TEEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }

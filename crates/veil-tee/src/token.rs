@@ -337,6 +337,7 @@ mod tests {
                 report_data: "00".into(),
                 vmpl: None,
                 tcb: Default::default(),
+                signing_key: None,
             },
             runtime_public_key: "AAAA".into(),
             runtime_data: String::new(),

@@ -181,12 +181,9 @@ fn real_snp_report_verifies_with_its_vcek_and_bad_chains_are_refused() {
         )),
         Err(e) => assert!(matches!(e, TeeError::InvalidCollateral(_))),
     }
-    // A VLEK-signed report cannot be checked against the VCEK, nor the VLEK (ASVK not built in).
+    // A VLEK-signed report cannot be checked against the VCEK (see the VLEK tests below).
     let vlek_report = vector_or_skip!("trustee/snp-test-vlek-report.bin");
     assert!(v.verify(&vlek_report, JULY_2025).is_err());
-    if let Ok(vlek) = SnpVerifier::from_vcek_der(&vector_or_skip!("trustee/snp-test-vlek.der")) {
-        assert!(vlek.verify(&vlek_report, JULY_2025).is_err());
-    }
 }
 
 #[test]
@@ -371,4 +368,174 @@ fn snp_claims_carry_vmpl_tcb_and_a_tcb_status_a_policy_can_use() {
         .verify(&report, JULY_2025)
         .unwrap();
     assert_eq!(claims.tcb_status, "OutOfDate");
+}
+
+// Issue 12, item 13: AMD's certificate revocation lists, read offline from a file.
+// `amd/milan-vcek.crl` and `amd/genoa-vcek.crl` are AMD's own CRLs (KDS `/vcek/v1/{Milan,Genoa}/crl`,
+// signed by the ARKs with RSA-PSS SHA-384); Milan's lists nothing and is current from
+// 2025-05-06 to 2026-05-12, Genoa's revokes the old Genoa ASK (serial 02:00:01).
+
+const MAY_2025: u64 = 1_746_057_600; // 2025-05-01T00:00:00Z, before the Milan CRL's thisUpdate
+const JUNE_2026: u64 = 1_780_272_000; // 2026-06-01T00:00:00Z, after the Milan CRL's nextUpdate
+
+fn snp_vcek_verifier() -> Option<veil_tee::evidence::snp::SnpVerifier> {
+    let vcek = vector("trustee/snp-test-vcek.der")?;
+    Some(veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&vcek).unwrap())
+}
+
+#[test]
+fn real_amd_crl_verifies_and_does_not_revoke_the_recorded_vcek() {
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
+    let crl = vector_or_skip!("amd/milan-vcek.crl");
+    let Some(v) = snp_vcek_verifier() else { return };
+    let checked = v.clone().with_crl(&crl).unwrap();
+    let claims = checked.verify(&report, JULY_2025).unwrap();
+    assert_eq!(claims, v.verify(&report, JULY_2025).unwrap());
+    assert_eq!(claims.signing_key.as_deref(), Some("vcek"));
+    // Several CRLs (one per product line): the one from the chain's ARK is used.
+    let genoa = vector_or_skip!("amd/genoa-vcek.crl");
+    let both = v.clone().with_crl(&genoa).unwrap().with_crl(&crl).unwrap();
+    both.verify(&report, JULY_2025).unwrap();
+    // Only another product line's CRL: revocation of this chain is not known, refused.
+    let err = v
+        .with_crl(&genoa)
+        .unwrap()
+        .verify(&report, JULY_2025)
+        .unwrap_err();
+    assert!(
+        matches!(err, TeeError::Rejected(_)) && err.to_string().contains("ARK-Milan"),
+        "{err}"
+    );
+}
+
+#[test]
+fn amd_crl_with_a_flipped_byte_or_another_signer_is_refused() {
+    let crl = vector_or_skip!("amd/milan-vcek.crl");
+    let Some(v) = snp_vcek_verifier() else { return };
+    // Bytes in the signed list (issuer, dates, extensions) and in the signature. The digits
+    // of thisUpdate (at 205) and nextUpdate (at 220) still parse: only the signature fails.
+    for offset in [100, 180, 200, 210, 225, 230, 300, crl.len() - 1] {
+        let mut m = crl.clone();
+        m[offset] ^= 0x01;
+        match v.clone().with_crl(&m) {
+            Err(e @ TeeError::InvalidCollateral(_)) => {
+                if [210, 225, crl.len() - 1].contains(&offset) {
+                    assert!(e.to_string().contains("not signed by"), "{offset}: {e}");
+                }
+            }
+            Err(other) => panic!("offset {offset}: {other}"),
+            Ok(_) => panic!("offset {offset}: a tampered CRL was accepted"),
+        }
+    }
+    // Truncated or garbage: an error, never a panic.
+    for len in [0, 1, 10, crl.len() / 2, crl.len() - 1] {
+        assert!(v.clone().with_crl(&crl[..len]).is_err(), "length {len}");
+    }
+    // A CRL that names AMD's ARK-Milan as its issuer but is signed by another (test) key.
+    let impostor = vector_or_skip!("amd-test/impostor-ark-milan.crl");
+    let err = v.clone().with_crl(&impostor).unwrap_err();
+    assert!(
+        matches!(err, TeeError::InvalidCollateral(_)) && err.to_string().contains("not signed"),
+        "{err}"
+    );
+    // A CRL from an issuer that is none of AMD's ARKs.
+    let other = vector_or_skip!("amd-test/test-ark-revokes-0f0001.crl");
+    let err = v.with_crl(&other).unwrap_err();
+    assert!(
+        matches!(err, TeeError::InvalidCollateral(_)) && err.to_string().contains("ARK-Test"),
+        "{err}"
+    );
+}
+
+/// A CRL is used only inside its window: read at a time past its nextUpdate it is refused
+/// (fetch the current one), and so is a CRL issued after the verification time.
+#[test]
+fn amd_crl_outside_its_update_window_is_refused() {
+    let report = vector_or_skip!("trustee/snp-test-report.bin");
+    let crl = vector_or_skip!("amd/milan-vcek.crl");
+    let Some(v) = snp_vcek_verifier() else { return };
+    let checked = v.clone().with_crl(&crl).unwrap();
+    for (at, why) in [(JUNE_2026, "nextUpdate"), (MAY_2025, "thisUpdate")] {
+        // Without the CRL the report verifies at that time: the CRL is the reason.
+        v.verify(&report, at).unwrap();
+        let err = checked.verify(&report, at).unwrap_err();
+        assert!(
+            matches!(err, TeeError::Rejected(_)) && err.to_string().contains(why),
+            "{at}: {err}"
+        );
+    }
+}
+
+// VLEK-signed reports: the VLEK (issued by AMD to a cloud provider, here AWS) is signed by
+// AMD's ASVK, which the ARK signs.
+
+#[test]
+fn real_vlek_report_verifies_through_amds_asvk() {
+    use veil_tee::evidence::snp::SnpVerifier;
+    let report = vector_or_skip!("trustee/snp-test-vlek-report.bin");
+    let vlek = vector_or_skip!("trustee/snp-test-vlek.der");
+    let v = SnpVerifier::from_vlek_der(&vlek).unwrap();
+    let claims = v.verify(&report, JULY_2025).unwrap();
+    assert_eq!(claims.tee, TeeKind::Snp);
+    assert_eq!(claims.signing_key.as_deref(), Some("vlek"));
+    assert_eq!(claims.tcb.len(), 4, "{:?}", claims.tcb);
+    assert!(claims.vmpl.is_some());
+    // The ARK-Milan CRL does not list the ASVK.
+    let crl = vector_or_skip!("amd/milan-vcek.crl");
+    v.clone()
+        .with_crl(&crl)
+        .unwrap()
+        .verify(&report, JULY_2025)
+        .unwrap();
+    // The VLEK is valid from 2024-12-10 to 2025-12-10.
+    let err = v.verify(&report, MARCH_2026).unwrap_err();
+    assert!(
+        err.to_string().contains("VLEK certificate is not valid"),
+        "{err}"
+    );
+    // A flipped byte in the signed report.
+    for offset in [0x48, 0x90, 0x29f] {
+        let mut m = report.clone();
+        m[offset] ^= 1;
+        let err = v.verify(&m, JULY_2025).unwrap_err();
+        assert!(matches!(err, TeeError::Rejected(_)), "{offset:#x}: {err}");
+    }
+}
+
+#[test]
+fn vlek_and_vcek_are_not_interchangeable() {
+    use veil_tee::evidence::snp::SnpVerifier;
+    let vlek_report = vector_or_skip!("trustee/snp-test-vlek-report.bin");
+    let vlek = vector_or_skip!("trustee/snp-test-vlek.der");
+    let vcek_report = vector_or_skip!("trustee/snp-test-report.bin");
+    let vcek = vector_or_skip!("trustee/snp-test-vcek.der");
+    // The VLEK presented as a VCEK: the ASK did not sign it.
+    let err = SnpVerifier::from_vcek_der(&vlek)
+        .unwrap()
+        .verify(&vlek_report, JULY_2025)
+        .unwrap_err();
+    assert!(
+        matches!(err, TeeError::Rejected(_)) && err.to_string().contains("ASK"),
+        "{err}"
+    );
+    // The VCEK presented as a VLEK: the ASVK did not sign it.
+    let err = SnpVerifier::from_vlek_der(&vcek)
+        .unwrap()
+        .verify(&vcek_report, JULY_2025)
+        .unwrap_err();
+    assert!(
+        matches!(err, TeeError::Rejected(_)) && err.to_string().contains("ASVK"),
+        "{err}"
+    );
+    // A report checked against the other kind of key: refused for what the report says.
+    let err = SnpVerifier::from_vcek_der(&vcek)
+        .unwrap()
+        .verify(&vlek_report, JULY_2025)
+        .unwrap_err();
+    assert!(err.to_string().contains("signed by a VLEK"), "{err}");
+    let err = SnpVerifier::from_vlek_der(&vlek)
+        .unwrap()
+        .verify(&vcek_report, JULY_2025)
+        .unwrap_err();
+    assert!(err.to_string().contains("signed by a VCEK"), "{err}");
 }

@@ -447,6 +447,7 @@ fn sim_token_claims(now: u64) -> veil_tee::token::AttestationClaims {
             report_data: "00".repeat(64),
             vmpl: None,
             tcb: Default::default(),
+            signing_key: None,
         },
         runtime_public_key: service::encode_b64(&workload.public_bytes()),
         runtime_data: String::new(),

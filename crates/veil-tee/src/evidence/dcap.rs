@@ -408,6 +408,7 @@ impl Verifier for DcapVerifier {
                 report_data: hex::encode(sgx.report_data),
                 vmpl: None,
                 tcb: BTreeMap::new(),
+                signing_key: None,
             }
         } else if let Some(td) = report.report.as_td10() {
             measurements.insert("mr_td".to_string(), hex48(&td.mr_td));
@@ -430,6 +431,7 @@ impl Verifier for DcapVerifier {
                 report_data: hex::encode(td.report_data),
                 vmpl: None,
                 tcb: BTreeMap::new(),
+                signing_key: None,
             }
         } else {
             return Err(TeeError::Internal("verified report is neither SGX nor TDX"));

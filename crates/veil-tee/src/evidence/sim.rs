@@ -136,6 +136,7 @@ impl Verifier for SimVerifier {
             report_data: hex::encode(&body[56..120]),
             vmpl: None,
             tcb: Default::default(),
+            signing_key: None,
         })
     }
 }

@@ -1,18 +1,36 @@
-//! AMD SEV-SNP attestation reports: the report's signature is checked with the VCEK, and the
-//! VCEK's certificate chain up to AMD's public roots (ARK → ASK → VCEK, for the Milan, Genoa
-//! and Turin product lines built into the `sev` crate).
+//! AMD SEV-SNP attestation reports: the report's signature is checked with the key that
+//! signed it — the chip's VCEK, or a VLEK that AMD issued to a cloud provider — and that key's
+//! certificate chain up to AMD's public roots: ARK → ASK → VCEK, or ARK → ASVK → VLEK, for
+//! the Milan, Genoa and Turin product lines (the ARKs and ASKs built into the `sev` crate, the
+//! ASVKs embedded here from AMD's KDS).
 //!
 //! **What is checked, as of the verification time given** (recorded evidence is checked at
 //! a fixed past time; a service checks at *now*):
 //!
-//! - the ARK, the ASK and the VCEK are each within their validity period (a VCEK valid
-//!   2023–2030 does not verify a report "as of" 1990 or 2031);
-//! - the ARK signs the ASK, the ASK signs the VCEK, the VCEK signs the report (ECDSA P-384);
-//! - the report says it was signed by a VCEK (not a VLEK) with ECDSA P-384 SHA-384;
-//! - the VCEK was issued for the report's *reported TCB*: its TCB extensions (boot loader,
-//!   TEE, SNP firmware, microcode, and FMC on Turin) equal the report's, and its hardware id
-//!   (`hwID`) equals the report's chip id (unless the guest policy masked the chip id, which
-//!   is then all zeros);
+//! - the ARK, the ASK (or ASVK) and the VCEK (or VLEK) are each within their validity period
+//!   (a VCEK valid 2023–2030 does not verify a report "as of" 1990 or 2031);
+//! - the ARK signs the ASK/ASVK, which signs the VCEK/VLEK, which signs the report (ECDSA
+//!   P-384); the report says which kind of key signed it, and that must be the kind of
+//!   certificate the verifier was given ([`SnpVerifier::from_vcek_der`] or
+//!   [`SnpVerifier::from_vlek_der`]); the claims say which (`signing_key`: `vcek`/`vlek`);
+//! - the report names ECDSA P-384 SHA-384 as its signature algorithm;
+//! - the key was issued for the report's *reported TCB*: the certificate's TCB extensions
+//!   (boot loader, TEE, SNP firmware, microcode, and FMC on Turin) equal the report's; for a
+//!   VCEK, its hardware id (`hwID`) equals the report's chip id (unless the guest policy
+//!   masked the chip id, which is then all zeros). A VLEK belongs to a cloud provider, not to
+//!   a chip: it has no `hwID`, and the chip id is **not** checked for VLEK-signed reports;
+//! - **revocation**, when given AMD's CRLs ([`SnpVerifier::with_crl`], `--snp-crl` in the
+//!   CLI; KDS `/vcek/v1/{product}/crl` and `/vlek/v1/{product}/crl`, read from a file): each
+//!   CRL must be signed (RSA-PSS SHA-384) by one of AMD's ARKs and name it as its issuer,
+//!   or it is refused when given; at verification, at least one CRL must come from the ARK
+//!   of the report's chain, every such CRL must be current at the verification time
+//!   (`thisUpdate` ≤ time ≤ `nextUpdate`; a CRL past its `nextUpdate` is **refused**, like
+//!   go-sev-guest, which does not use a cached CRL past it, and like the DCAP verifier's
+//!   expired CRLs), and none may list the serial number of the chain's ASK/ASVK (whatever
+//!   the revocation date). The ARK's CRLs list certificates the ARK issued: the ASKs and
+//!   ASVKs. VCEKs and VLEKs are issued by the ASK/ASVK, and AMD publishes no CRL for them
+//!   (their serial numbers are not unique — the recorded ones are all 0 — and AMD retires a
+//!   VCEK by TCB, not by revocation): their serials are not looked up in the ARK's list;
 //! - the report is canonically encoded: the unsigned signature field (r and s, 72 bytes each
 //!   of which P-384 uses 48, then 368 reserved bytes) holds zeros wherever it holds no
 //!   signature, so one report has one encoding.
@@ -28,15 +46,16 @@
 //! (`tcb`), and so is the VMPL the report was requested from (`vmpl`; 0 is the most
 //! privileged level, where an SVSM or the guest kernel runs).
 //!
-//! **Not checked:** revocation (AMD's CRL for the ASK/ARK is not read: revoked VCEKs are not
-//! refused), and VLEK-signed reports (the VLEK's signer, AMD's ASVK, is not built in; such
-//! reports are refused with that reason).
+//! **Not checked:** that the CRLs given are the latest AMD published (a CRL inside its
+//! window is accepted even if a newer one exists), that a CRL is the VLEK one rather than the
+//! VCEK one for VLEK reports (both are the ARK's lists; AMD's carry no extension telling
+//! them apart), and the minimum TCB, which is the user's input (it is not fetched from AMD).
 
 use std::collections::BTreeMap;
 
 use sev::certs::snp::{builtin, ca, Certificate, Chain, Verifiable};
 use sev::firmware::guest::AttestationReport;
-use x509_cert::der::Decode as _;
+use x509_cert::der::{Decode as _, Encode as _};
 
 use crate::claims::{TeeKind, VerifiedClaims};
 use crate::error::{Result, TeeError};
@@ -48,6 +67,258 @@ const MAX_REPORT_LEN: usize = 4096;
 const SIGNATURE_OFFSET: usize = 0x2a0;
 /// The signature algorithm the report must name: ECDSA P-384 with SHA-384.
 const SIG_ALGO_ECDSA_P384_SHA384: u32 = 1;
+/// AMD's CRLs are under a kilobyte; anything much larger is not one.
+const MAX_CRL_LEN: usize = 256 * 1024;
+/// RSASSA-PSS, the algorithm of AMD's ARK signatures (with SHA-384, MGF1-SHA-384, salt 48).
+const RSA_PSS_OID: &str = "1.2.840.113549.1.1.10";
+
+/// AMD's ASVK certificates, the keys (signed by each product line's ARK) that sign VLEKs.
+/// Public data AMD serves at `https://kdsintf.amd.com/vlek/v1/{Milan,Genoa,Turin}/cert_chain`,
+/// copied from confidential-containers/trustee @ 78962cd416dcc8a32f9377e0066a28fe21420f69,
+/// `deps/verifier/src/snp/{milan,genoa,turin}_ask_ark_asvk.pem` (Apache-2.0; the Milan one is
+/// byte for byte go-sev-guest's `verify/trust/ask_ark_milan_vlek.pem`). Each is checked to be
+/// signed by the `sev` crate's built-in ARK of its product line before it is used.
+const ASVK_MILAN: &[u8] = include_bytes!("amd/asvk-milan.pem");
+/// AMD's Genoa ASVK (see [`ASVK_MILAN`]).
+const ASVK_GENOA: &[u8] = include_bytes!("amd/asvk-genoa.pem");
+/// AMD's Turin ASVK (see [`ASVK_MILAN`]).
+const ASVK_TURIN: &[u8] = include_bytes!("amd/asvk-turin.pem");
+
+/// Which kind of AMD key signs a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnpSigningKey {
+    /// The chip's Versioned Chip Endorsement Key, certified by AMD's ASK.
+    Vcek,
+    /// A Versioned Loaded Endorsement Key, which AMD issues to a cloud provider and the
+    /// provider loads into its chips; certified by AMD's ASVK.
+    Vlek,
+}
+
+impl SnpSigningKey {
+    /// `vcek` or `vlek`, as in the claims.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vcek => "vcek",
+            Self::Vlek => "vlek",
+        }
+    }
+
+    fn upper(self) -> &'static str {
+        match self {
+            Self::Vcek => "VCEK",
+            Self::Vlek => "VLEK",
+        }
+    }
+
+    /// The AMD key that certifies this kind of key.
+    fn intermediate(self) -> &'static str {
+        match self {
+            Self::Vcek => "ASK",
+            Self::Vlek => "ASVK",
+        }
+    }
+}
+
+/// One of AMD's product lines: its root and the two keys the root certifies.
+struct ProductLine {
+    ark: Certificate,
+    ask: Certificate,
+    asvk: Certificate,
+}
+
+/// The built-in product lines (Milan, Genoa, Turin).
+fn product_lines() -> Result<Vec<ProductLine>> {
+    let builtin = |c: std::io::Result<Certificate>| {
+        c.map_err(|_| TeeError::Internal("a built-in AMD certificate does not parse"))
+    };
+    Ok(vec![
+        ProductLine {
+            ark: builtin(builtin::milan::ark())?,
+            ask: builtin(builtin::milan::ask())?,
+            asvk: builtin(Certificate::from_pem(ASVK_MILAN))?,
+        },
+        ProductLine {
+            ark: builtin(builtin::genoa::ark())?,
+            ask: builtin(builtin::genoa::ask())?,
+            asvk: builtin(Certificate::from_pem(ASVK_GENOA))?,
+        },
+        ProductLine {
+            ark: builtin(builtin::turin::ark())?,
+            ask: builtin(builtin::turin::ask())?,
+            asvk: builtin(Certificate::from_pem(ASVK_TURIN))?,
+        },
+    ])
+}
+
+/// A built-in certificate as an `x509_cert` certificate (to read its names and dates).
+fn builtin_x509(c: &Certificate) -> Result<x509_cert::Certificate> {
+    let der = c
+        .to_der()
+        .map_err(|_| TeeError::Internal("a built-in AMD certificate does not encode"))?;
+    x509_cert::Certificate::from_der(&der)
+        .map_err(|_| TeeError::Internal("a built-in AMD certificate does not parse"))
+}
+
+/// Text from a certificate or CRL, made safe to print (no control characters, bounded).
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(200)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// An AMD certificate revocation list whose signature was checked against one of AMD's ARKs.
+#[derive(Clone, Debug)]
+pub struct SnpCrl {
+    issuer: x509_cert::name::Name,
+    issuer_text: String,
+    this_update: u64,
+    next_update: u64,
+    /// Serial numbers (DER integer contents) and revocation times.
+    revoked: Vec<(Vec<u8>, u64)>,
+}
+
+impl SnpCrl {
+    /// Reads a DER CRL and checks that one of `arks` (by issuer name) signed it with
+    /// RSA-PSS SHA-384.
+    fn from_der(der: &[u8], arks: &[x509_cert::Certificate]) -> Result<Self> {
+        let bad = |why: String| TeeError::InvalidCollateral(format!("AMD CRL: {why}"));
+        if der.len() > MAX_CRL_LEN {
+            return Err(bad(format!("{} bytes is too long for a CRL", der.len())));
+        }
+        let crl = x509_cert::crl::CertificateList::from_der(der)
+            .map_err(|e| bad(format!("not a DER X.509 CRL ({e})")))?;
+        let tbs = &crl.tbs_cert_list;
+        let issuer_text = printable(&tbs.issuer.to_string());
+        let ark = arks
+            .iter()
+            .find(|a| a.tbs_certificate.subject == tbs.issuer)
+            .ok_or_else(|| {
+                bad(format!(
+                    "issued by {issuer_text}, which is not one of AMD's ARKs (Milan, Genoa, \
+                     Turin)"
+                ))
+            })?;
+        if crl.signature_algorithm.oid.to_string() != RSA_PSS_OID
+            || tbs.signature != crl.signature_algorithm
+        {
+            return Err(bad(format!(
+                "from {issuer_text}: signed with {} (inside: {}), not RSA-PSS as AMD's ARK signs",
+                crl.signature_algorithm.oid, tbs.signature.oid
+            )));
+        }
+        let signed = tbs.to_der().map_err(|e| {
+            bad(format!(
+                "from {issuer_text}: cannot re-encode its contents ({e})"
+            ))
+        })?;
+        let signature = crl.signature.as_bytes().ok_or_else(|| {
+            bad(format!(
+                "from {issuer_text}: its signature is not whole bytes"
+            ))
+        })?;
+        let key = ark
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .as_bytes()
+            .ok_or(TeeError::Internal("an ARK's public key is not whole bytes"))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PSS_2048_8192_SHA384, key)
+            .verify(&signed, signature)
+            .map_err(|_| {
+                bad(format!(
+                    "not signed by {issuer_text} (the RSA-PSS SHA-384 signature does not verify \
+                     with that ARK's key): tampered or forged"
+                ))
+            })?;
+        let next_update = tbs.next_update.ok_or_else(|| {
+            bad(format!(
+                "from {issuer_text}: no nextUpdate (AMD's CRLs have one)"
+            ))
+        })?;
+        Ok(Self {
+            issuer: tbs.issuer.clone(),
+            issuer_text,
+            this_update: tbs.this_update.to_unix_duration().as_secs(),
+            next_update: next_update.to_unix_duration().as_secs(),
+            revoked: tbs
+                .revoked_certificates
+                .iter()
+                .flatten()
+                .map(|r| {
+                    (
+                        r.serial_number.as_bytes().to_vec(),
+                        r.revocation_date.to_unix_duration().as_secs(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Refuses the certificate `serial` (the chain's `role`, issued by this CRL's ARK) if the
+    /// list names it, and the list itself if it is not current at `now`.
+    fn check(&self, now: u64, serial: &[u8], role: &str) -> Result<()> {
+        let t = crate::evidence::format_time;
+        if now < self.this_update {
+            return Err(TeeError::Rejected(format!(
+                "the CRL from {} was issued (thisUpdate {}) after the verification time {}: \
+                 give the CRL that was current then",
+                self.issuer_text,
+                t(self.this_update),
+                t(now)
+            )));
+        }
+        if now > self.next_update {
+            return Err(TeeError::Rejected(format!(
+                "the CRL from {} is out of date at {} (its nextUpdate was {}): fetch the \
+                 current one from AMD's KDS",
+                self.issuer_text,
+                t(now),
+                t(self.next_update)
+            )));
+        }
+        if let Some((_, when)) = self.revoked.iter().find(|(s, _)| s.as_slice() == serial) {
+            return Err(TeeError::Rejected(format!(
+                "AMD revoked the {role} of this chain (serial {}) on {}, per the CRL from {}",
+                hex::encode(serial),
+                t(*when),
+                self.issuer_text
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What the chain check established: the validity windows of the ARK and the ASK/ASVK, and
+/// what revocation needs.
+#[derive(Clone, Debug)]
+struct ChainFacts {
+    windows: [Validity; 2],
+    ark: x509_cert::name::Name,
+    ark_text: String,
+    /// The ASK's or ASVK's serial number (DER integer contents).
+    intermediate_serial: Vec<u8>,
+}
+
+/// Checks `chain` against the CRLs given (none given: revocation is not checked).
+fn check_revocation(chain: &ChainFacts, role: &str, crls: &[SnpCrl], now: u64) -> Result<()> {
+    if crls.is_empty() {
+        return Ok(());
+    }
+    let mut found = false;
+    for crl in crls.iter().filter(|c| c.issuer == chain.ark) {
+        found = true;
+        crl.check(now, &chain.intermediate_serial, role)?;
+    }
+    if !found {
+        return Err(TeeError::Rejected(format!(
+            "no CRL given is from {}, the root of this report's chain: whether its {role} is \
+             revoked is unknown (give that product line's CRL)",
+            chain.ark_text
+        )));
+    }
+    Ok(())
+}
 
 /// An SNP TCB version: the security version numbers of the platform's firmware components.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -142,7 +413,7 @@ impl std::str::FromStr for SnpTcb {
     }
 }
 
-/// What the VCEK certificate says beyond its key: validity and AMD's extensions.
+/// What the VCEK (or VLEK) certificate says beyond its key: validity and AMD's extensions.
 #[derive(Clone, Debug)]
 struct VcekFacts {
     not_before: u64,
@@ -185,8 +456,8 @@ fn parse_x509(der: &[u8], what: &str) -> Result<x509_cert::Certificate> {
         .map_err(|e| TeeError::InvalidCollateral(format!("{what}: {e}")))
 }
 
-fn vcek_facts(der: &[u8]) -> Result<VcekFacts> {
-    let cert = parse_x509(der, "VCEK")?;
+fn vcek_facts(der: &[u8], what: &str) -> Result<VcekFacts> {
+    let cert = parse_x509(der, what)?;
     let (not_before, not_after) = validity(&cert);
     let mut tcb = BTreeMap::new();
     let mut hw_id = None;
@@ -196,7 +467,7 @@ fn vcek_facts(der: &[u8]) -> Result<VcekFacts> {
         if let Some((name, _)) = TCB_OIDS.iter().find(|(_, o)| *o == oid) {
             let v = der_small_uint(value).ok_or_else(|| {
                 TeeError::InvalidCollateral(format!(
-                    "VCEK: {name} extension is not a small integer"
+                    "{what}: {name} extension is not a small integer"
                 ))
             })?;
             tcb.insert(*name, v);
@@ -206,9 +477,9 @@ fn vcek_facts(der: &[u8]) -> Result<VcekFacts> {
                 [0x04, 0x40, rest @ ..] if rest.len() == 64 => rest.to_vec(),
                 raw if raw.len() == 64 => raw.to_vec(),
                 _ => {
-                    return Err(TeeError::InvalidCollateral(
-                        "VCEK: hwID extension is not 64 bytes".into(),
-                    ))
+                    return Err(TeeError::InvalidCollateral(format!(
+                        "{what}: hwID extension is not 64 bytes"
+                    )))
                 }
             });
         }
@@ -244,30 +515,48 @@ impl Validity {
     }
 }
 
-/// A verifier for SEV-SNP reports signed by one VCEK.
+/// A verifier for SEV-SNP reports signed by one VCEK or VLEK.
 #[derive(Clone, Debug)]
 pub struct SnpVerifier {
-    vcek: Certificate,
+    vek: Certificate,
+    key: SnpSigningKey,
     facts: VcekFacts,
-    /// The chain check (two RSA-4096 and one ECDSA P-384 signature), done once; on success,
-    /// the ARK's and ASK's validity.
-    chain: std::sync::OnceLock<Result<[Validity; 2]>>,
+    /// The chain check (two RSA-4096 and one ECDSA P-384 signature), done once.
+    chain: std::sync::OnceLock<Result<ChainFacts>>,
     min_tcb: Option<SnpTcb>,
+    crls: Vec<SnpCrl>,
 }
 
 impl SnpVerifier {
     /// A verifier for reports signed by the VCEK in `der` (DER-encoded X.509, as AMD's KDS
-    /// serves it).
+    /// serves it at `/vcek/v1/{product}/{chip id}?…`). It must chain to AMD's ASK.
     pub fn from_vcek_der(der: &[u8]) -> Result<Self> {
-        let vcek = Certificate::from_der(der)
-            .map_err(|e| TeeError::InvalidCollateral(format!("VCEK: {e}")))?;
-        let facts = vcek_facts(der)?;
+        Self::from_der(der, SnpSigningKey::Vcek)
+    }
+
+    /// A verifier for reports signed by the VLEK in `der` (DER-encoded X.509, as the cloud
+    /// provider or AMD's KDS serves it). It must chain to AMD's ASVK.
+    pub fn from_vlek_der(der: &[u8]) -> Result<Self> {
+        Self::from_der(der, SnpSigningKey::Vlek)
+    }
+
+    fn from_der(der: &[u8], key: SnpSigningKey) -> Result<Self> {
+        let vek = Certificate::from_der(der)
+            .map_err(|e| TeeError::InvalidCollateral(format!("{}: {e}", key.upper())))?;
+        let facts = vcek_facts(der, key.upper())?;
         Ok(Self {
-            vcek,
+            vek,
+            key,
             facts,
             chain: std::sync::OnceLock::new(),
             min_tcb: None,
+            crls: Vec::new(),
         })
+    }
+
+    /// Which kind of key this verifier's certificate is.
+    pub fn signing_key(&self) -> SnpSigningKey {
+        self.key
     }
 
     /// Judges the reported TCB against `min`, the oldest TCB still considered current (from
@@ -279,46 +568,69 @@ impl SnpVerifier {
         self
     }
 
+    /// Checks revocation against an AMD CRL (DER, as AMD's KDS serves it at
+    /// `/vcek/v1/{product}/crl` or `/vlek/v1/{product}/crl`), read offline. The CRL must be
+    /// signed by one of AMD's ARKs (refused here otherwise: tampered, forged, or not AMD's).
+    /// Call it once per product line the reports may come from; once any CRL is given,
+    /// a report is refused unless a CRL from its chain's ARK is current at the verification
+    /// time and does not list the chain's ASK/ASVK (see the module documentation).
+    pub fn with_crl(mut self, der: &[u8]) -> Result<Self> {
+        let arks = product_lines()?
+            .iter()
+            .map(|l| builtin_x509(&l.ark))
+            .collect::<Result<Vec<_>>>()?;
+        self.crls.push(SnpCrl::from_der(der, &arks)?);
+        Ok(self)
+    }
+
     /// The reported TCB of a report, read **without verifying it** (to choose a minimum,
     /// or to inspect).
     pub fn reported_tcb(&self, evidence: &[u8]) -> Result<SnpTcb> {
         Ok(SnpTcb::from_report(&parse_report(evidence)?.reported_tcb))
     }
 
-    /// The AMD chain (ARK → ASK) that signs this VCEK, if any built-in product line does;
-    /// the ARK's and the ASK's validity periods.
-    fn check_chain(&self) -> Result<[Validity; 2]> {
-        let lines = [
-            (builtin::milan::ark(), builtin::milan::ask()),
-            (builtin::genoa::ark(), builtin::genoa::ask()),
-            (builtin::turin::ark(), builtin::turin::ask()),
-        ];
-        for (ark, ask) in lines {
-            let (Ok(ark), Ok(ask)) = (ark, ask) else {
-                continue;
+    /// The AMD chain (ARK → ASK, or ARK → ASVK for a VLEK) that signs this key, if any
+    /// built-in product line does.
+    fn check_chain(&self) -> Result<ChainFacts> {
+        for line in product_lines()? {
+            let intermediate = match self.key {
+                SnpSigningKey::Vcek => line.ask,
+                SnpSigningKey::Vlek => line.asvk,
             };
             let chain = Chain {
-                ca: ca::Chain { ark, ask },
-                vek: self.vcek.clone(),
+                ca: ca::Chain {
+                    ark: line.ark,
+                    ask: intermediate,
+                },
+                vek: self.vek.clone(),
             };
             if (&chain).verify().is_ok() {
-                let window = |c: &Certificate, name| -> Result<Validity> {
-                    let der = c
-                        .to_der()
-                        .map_err(|_| TeeError::Internal("a built-in AMD certificate"))?;
-                    let (not_before, not_after) = validity(&parse_x509(&der, name)?);
-                    Ok(Validity {
+                let ark = builtin_x509(&chain.ca.ark)?;
+                let mid = builtin_x509(&chain.ca.ask)?;
+                let window = |c: &x509_cert::Certificate, name| {
+                    let (not_before, not_after) = validity(c);
+                    Validity {
                         name,
                         not_before,
                         not_after,
-                    })
+                    }
                 };
-                return Ok([window(&chain.ca.ark, "ARK")?, window(&chain.ca.ask, "ASK")?]);
+                return Ok(ChainFacts {
+                    windows: [window(&ark, "ARK"), window(&mid, self.key.intermediate())],
+                    ark_text: printable(&ark.tbs_certificate.subject.to_string()),
+                    ark: ark.tbs_certificate.subject,
+                    intermediate_serial: mid.tbs_certificate.serial_number.as_bytes().to_vec(),
+                });
             }
         }
-        Err(TeeError::Rejected(
-            "the VCEK is not signed by AMD's ARK/ASK for Milan, Genoa or Turin".into(),
-        ))
+        Err(TeeError::Rejected(match self.key {
+            SnpSigningKey::Vcek => "the VCEK is not signed by AMD's ARK/ASK for Milan, Genoa or \
+                                    Turin (a VLEK must be given as a VLEK)"
+                .into(),
+            SnpSigningKey::Vlek => "the VLEK is not signed by AMD's ARK/ASVK for Milan, Genoa \
+                                    or Turin"
+                .into(),
+        }))
     }
 }
 
@@ -358,8 +670,9 @@ fn check_signature_padding(evidence: &[u8]) -> Result<()> {
 }
 
 impl SnpVerifier {
-    /// The report's TCB and chip id against the VCEK's extensions.
+    /// The report's TCB and chip id against the VCEK's (or VLEK's) extensions.
     fn check_against_vcek(&self, tcb: &SnpTcb, chip_id: &[u8]) -> Result<()> {
+        let key = self.key.upper();
         let reported = tcb.to_map();
         for (name, _) in TCB_OIDS {
             let in_cert = self.facts.tcb.get(name).copied();
@@ -371,13 +684,17 @@ impl SnpVerifier {
                 (None, Some(_)) | (Some(_), None) if name == "fmc" => {}
                 (c, r) => {
                     return Err(TeeError::Rejected(format!(
-                        "the report's reported TCB {name} = {} does not match the VCEK's {} \
-                         (the VCEK was issued for another TCB)",
+                        "the report's reported TCB {name} = {} does not match the {key}'s {} \
+                         (the {key} was issued for another TCB)",
                         r.map_or("absent".into(), |v| v.to_string()),
                         c.map_or("absent".into(), |v| v.to_string()),
                     )))
                 }
             }
+        }
+        // A VLEK is the cloud provider's key, loaded into many chips: there is no chip to match.
+        if self.key == SnpSigningKey::Vlek {
+            return Ok(());
         }
         let masked = chip_id.iter().all(|&b| b == 0);
         match &self.facts.hw_id {
@@ -404,34 +721,38 @@ impl Verifier for SnpVerifier {
                 report.sig_algo
             )));
         }
-        match report.key_info.signing_key() {
-            0 => {}
-            1 => {
-                return Err(TeeError::Rejected(
-                    "the SNP report is signed by a VLEK, not a VCEK: VLEK-signed reports are \
-                     not supported (AMD's ASVK is not built in)"
-                        .into(),
-                ))
-            }
+        let chain = self.chain.get_or_init(|| self.check_chain()).clone()?;
+        let signed_by = match report.key_info.signing_key() {
+            0 => SnpSigningKey::Vcek,
+            1 => SnpSigningKey::Vlek,
             other => {
                 return Err(TeeError::Rejected(format!(
-                    "the SNP report names signing key {other} (not a VCEK): it is unsigned"
+                    "the SNP report names signing key {other} (neither VCEK nor VLEK): it is \
+                     unsigned"
                 )))
             }
+        };
+        if signed_by != self.key {
+            return Err(TeeError::Rejected(format!(
+                "the SNP report says it is signed by a {}, but the certificate given is a {}",
+                signed_by.upper(),
+                self.key.upper()
+            )));
         }
-        let windows = self.chain.get_or_init(|| self.check_chain()).clone()?;
-        for w in &windows {
+        for w in &chain.windows {
             w.check(now)?;
         }
         Validity {
-            name: "VCEK",
+            name: self.key.upper(),
             not_before: self.facts.not_before,
             not_after: self.facts.not_after,
         }
         .check(now)?;
-        (&self.vcek, &report).verify().map_err(|e| {
+        check_revocation(&chain, self.key.intermediate(), &self.crls, now)?;
+        (&self.vek, &report).verify().map_err(|e| {
             TeeError::Rejected(format!(
-                "SNP report signature does not verify with the VCEK: {e}"
+                "SNP report signature does not verify with the {}: {e}",
+                self.key.upper()
             ))
         })?;
         let tcb = SnpTcb::from_report(&report.reported_tcb);
@@ -459,6 +780,7 @@ impl Verifier for SnpVerifier {
             report_data: hex::encode(&report.report_data[..]),
             vmpl: Some(report.vmpl),
             tcb: tcb.to_map(),
+            signing_key: Some(self.key.name().to_string()),
         })
     }
 }
@@ -470,7 +792,8 @@ mod tests {
     fn verifier_with(tcb: &[(&'static str, u8)], hw_id: Option<Vec<u8>>) -> SnpVerifier {
         let ark = builtin::milan::ark().unwrap();
         SnpVerifier {
-            vcek: ark,
+            vek: ark,
+            key: SnpSigningKey::Vcek,
             facts: VcekFacts {
                 not_before: 0,
                 not_after: u64::MAX,
@@ -479,6 +802,7 @@ mod tests {
             },
             chain: std::sync::OnceLock::new(),
             min_tcb: None,
+            crls: Vec::new(),
         }
     }
 
@@ -548,6 +872,117 @@ mod tests {
         assert!("bootloader=3,tee=0,snp=8,microcode=1,gpu=2"
             .parse::<SnpTcb>()
             .is_err());
+    }
+
+    fn x509(der: &[u8]) -> x509_cert::Certificate {
+        x509_cert::Certificate::from_der(der).unwrap()
+    }
+
+    fn chain_under(ark: &x509_cert::Certificate, serial: &[u8]) -> ChainFacts {
+        ChainFacts {
+            windows: [0, 1].map(|_| Validity {
+                name: "ARK",
+                not_before: 0,
+                not_after: u64::MAX,
+            }),
+            ark: ark.tbs_certificate.subject.clone(),
+            ark_text: ark.tbs_certificate.subject.to_string(),
+            intermediate_serial: serial.to_vec(),
+        }
+    }
+
+    const JAN_2025: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z
+    const JULY_2025: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z
+
+    /// The revocation path, which AMD's built-in roots cannot show for a chain we hold: a TEST
+    /// root (`tests/vectors/amd-test/`, a throwaway key, not AMD's) revokes serial 0f:00:01,
+    /// and AMD's real Genoa CRL revokes the retired Genoa ASK 02:00:01.
+    #[test]
+    fn a_crl_that_lists_the_chains_intermediate_refuses_it() {
+        let test_ark = x509(include_bytes!("../../tests/vectors/amd-test/test-ark.der"));
+        let crl = SnpCrl::from_der(
+            include_bytes!("../../tests/vectors/amd-test/test-ark-revokes-0f0001.crl"),
+            std::slice::from_ref(&test_ark),
+        )
+        .unwrap();
+        let crls = [crl];
+        let err = check_revocation(
+            &chain_under(&test_ark, &[0x0f, 0, 1]),
+            "ASK",
+            &crls,
+            JULY_2025,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TeeError::Rejected(_)) && err.to_string().contains("revoked the ASK"),
+            "{err}"
+        );
+        check_revocation(
+            &chain_under(&test_ark, &[0x0f, 0, 2]),
+            "ASK",
+            &crls,
+            JULY_2025,
+        )
+        .unwrap();
+        // Without a CRL, revocation is not checked; with one from another root, refused.
+        check_revocation(
+            &chain_under(&test_ark, &[0x0f, 0, 1]),
+            "ASK",
+            &[],
+            JULY_2025,
+        )
+        .unwrap();
+        let milan_ark = builtin_x509(&builtin::milan::ark().unwrap()).unwrap();
+        let err = check_revocation(
+            &chain_under(&milan_ark, &[1, 0, 1]),
+            "ASK",
+            &crls,
+            JULY_2025,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no CRL given"), "{err}");
+
+        // AMD's Genoa CRL (current from 2024-10-23 to 2025-11-03) revokes serial 02:00:01.
+        let genoa_ark = builtin_x509(&builtin::genoa::ark().unwrap()).unwrap();
+        let genoa = [SnpCrl::from_der(
+            include_bytes!("../../tests/vectors/amd/genoa-vcek.crl"),
+            std::slice::from_ref(&genoa_ark),
+        )
+        .unwrap()];
+        let err = check_revocation(
+            &chain_under(&genoa_ark, &[2, 0, 1]),
+            "ASK",
+            &genoa,
+            JAN_2025,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("020001"), "{err}");
+        // The Genoa ASK built into `sev` (02:00:02) is not revoked.
+        let genoa_ask = builtin_x509(&builtin::genoa::ask().unwrap()).unwrap();
+        let serial = genoa_ask.tbs_certificate.serial_number.as_bytes();
+        assert_eq!(serial, [2, 0, 2]);
+        check_revocation(&chain_under(&genoa_ark, serial), "ASK", &genoa, JAN_2025).unwrap();
+    }
+
+    /// A CRL signed by another key than its issuer's is refused, and one checked against a
+    /// root that did not issue it is not matched to it.
+    #[test]
+    fn a_crl_signed_by_another_key_is_refused() {
+        let milan_ark = builtin_x509(&builtin::milan::ark().unwrap()).unwrap();
+        let impostor = include_bytes!("../../tests/vectors/amd-test/impostor-ark-milan.crl");
+        let err = SnpCrl::from_der(impostor, std::slice::from_ref(&milan_ark)).unwrap_err();
+        assert!(err.to_string().contains("not signed by"), "{err}");
+        let test_crl = include_bytes!("../../tests/vectors/amd-test/test-ark-revokes-0f0001.crl");
+        let err = SnpCrl::from_der(test_crl, std::slice::from_ref(&milan_ark)).unwrap_err();
+        assert!(err.to_string().contains("not one of AMD's ARKs"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_asvks_are_signed_by_the_built_in_arks() {
+        for line in product_lines().unwrap() {
+            (&line.ark, &line.asvk).verify().unwrap();
+            (&line.ark, &line.ask).verify().unwrap();
+        }
     }
 
     #[test]
