@@ -337,8 +337,9 @@ fn budget(a: &BudgetArgs) -> Result<()> {
         None => None,
     };
     let history = ledger.history(&name)?;
-    let spent_eps: f64 = history.iter().map(|c| c.epsilon).sum();
-    let spent_delta: f64 = history.iter().map(|c| c.delta).sum();
+    // A fold from +0.0: `sum()` of no charges is -0.0, which would print as "-0".
+    let spent_eps = history.iter().fold(0.0, |acc, c| acc + c.epsilon);
+    let spent_delta = history.iter().fold(0.0, |acc, c| acc + c.delta);
     let time = |at: u64| {
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
     };
