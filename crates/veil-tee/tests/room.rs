@@ -720,3 +720,95 @@ fn a_tampered_cut_or_missing_state_file_stops_the_room_naming_it() {
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Copies a state directory (its files and `uploads/`), as a crash at that moment left it.
+fn snapshot(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    for sub in ["", "uploads"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for entry in std::fs::read_dir(from.join(sub)).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                std::fs::copy(entry.path(), to.join(sub).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_between_a_file_and_its_log_entry_resumes_without_loss_or_a_rerun() {
+    let dir = state_dir("window");
+    let crashed = state_dir("window-crashed");
+    let keys = parties();
+    let text = manifest_text(&keys, "stats", LaunchConfig::default());
+    let server = open_room(&text, &dir).unwrap();
+    for (k, v) in keys.iter().zip([1.0, 2.0]) {
+        server
+            .upload(&upload_body(&server, &text, k, &[v, v + 1.0]))
+            .unwrap();
+    }
+    // The directory as it was before c's upload, plus c's upload file: a crash after the
+    // file was written and before its log entry and receipt.
+    snapshot(&dir, &crashed);
+    server
+        .upload(&upload_body(&server, &text, &keys[2], &[3.0, 4.0]))
+        .unwrap();
+    std::fs::copy(
+        dir.join("uploads/hospital-c.sealed"),
+        crashed.join("uploads/hospital-c.sealed"),
+    )
+    .unwrap();
+    // Then a crash after the outputs were written, before the run's log entry and answer.
+    snapshot(&dir, &dir.with_extension("before-run"));
+    let summary = server.run(&request(&server, &keys[0], "run")).unwrap();
+    let before_run = dir.with_extension("before-run");
+    std::fs::copy(
+        dir.join("outputs.sealed"),
+        before_run.join("outputs.sealed"),
+    )
+    .unwrap();
+    drop(server);
+
+    // c was never acknowledged: its file is discarded, logged, and c uploads again.
+    let server = open_room(&text, &crashed).unwrap();
+    assert!(!crashed.join("uploads/hospital-c.sealed").exists());
+    let e = server.run(&request(&server, &keys[0], "run")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("waiting for uploads from hospital-c"),
+        "{e}"
+    );
+    assert!(events(&server).contains(&"upload_discarded".to_string()));
+    server
+        .upload(&upload_body(&server, &text, &keys[2], &[3.0, 4.0]))
+        .unwrap();
+    server.run(&request(&server, &keys[0], "run")).unwrap();
+    drop(server);
+
+    // The outputs were computed: they are kept, the run is logged at resume, not redone.
+    // A half-written log line from the same crash is cut.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(before_run.join("audit.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut log, b"{\"seq\":99,\"time\":1,\"ev").unwrap();
+    drop(log);
+    let server = open_room(&text, &before_run).unwrap();
+    let e = server.run(&request(&server, &keys[0], "run")).unwrap_err();
+    assert!(e.to_string().contains("already ran"), "{e}");
+    let resp = server
+        .output(&request(&server, &keys[1], "fetch-output"))
+        .unwrap();
+    let out = keys[1].open(&resp.sealed).unwrap();
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(out.as_slice())),
+        summary.output_sha256
+    );
+    let text_log = server.audit_log().text().unwrap();
+    assert!(text_log.contains("recovered_at_resume"));
+    assert!(text_log.contains("\"cut_partial_entry\":true"));
+    drop(server);
+    for d in [&dir, &crashed, &before_run] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

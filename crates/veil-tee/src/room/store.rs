@@ -203,7 +203,8 @@ impl Store {
         list(&self.dir.join(UPLOADS))
     }
 
-    /// Whether the directory holds anything but the lock and an empty `uploads/`.
+    /// Everything in the directory but the lock and `uploads/` itself (uploads as
+    /// `uploads/NAME`).
     pub fn names(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = list(&self.dir)?
             .into_iter()
