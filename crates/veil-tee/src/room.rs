@@ -19,6 +19,11 @@
 //! refusal) is appended to a hash-chained log whose entries are signed by the audit key; a
 //! reader asks for the log with a fresh nonce and gets the writer's signed head (entry count
 //! and last hash), so an edited, dropped, reordered or truncated copy is detected.
+//!
+//! A room launched with [`RoomServer::open`] keeps its state in a directory — its keys sealed
+//! to the measurement, the audit log, every accepted upload and the outputs, each on disk
+//! before the room answers — and resumes from it after a restart, refusing a tampered,
+//! swapped, cut or missing file by name (issue 12, item 19; `docs/security/cc.md`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
