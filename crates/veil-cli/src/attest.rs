@@ -13,14 +13,14 @@ use veil_tee::evidence::{detect, EvidenceKind, Verifier};
 pub enum AttestCommand {
     /// Verify evidence (SGX quote v3, TDX quote v4/v5, SEV-SNP report, or simulated) and print its claims;
     /// exit 1 with the reason if it is rejected.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Produce evidence from Veil's simulated TEE (software only, for demos and tests): the
     /// measurement is SHA-384 of the workload file, the report data binds the nonce and
     /// public key. Prints the simulated platform's public key, and also the module's launch
     /// measurement (module + launch limits), which measured workloads and data rooms report.
     Simulate(SimulateArgs),
     /// Run the attestation service: nonces, `POST /attest` → policy → signed token (JWT), JWKS.
-    Serve(crate::services::AttestServeArgs),
+    Serve(Box<crate::services::AttestServeArgs>),
     /// Act as a simulated workload: get a nonce, attest to the service, print the token.
     Request(crate::services::AttestRequestArgs),
     /// Measure the attestation service and key broker on loopback: attestations per second
@@ -84,9 +84,21 @@ pub struct VerifyArgs {
     /// info and QE identity with their signatures).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
-    /// For SEV-SNP reports: the VCEK certificate (DER, as AMD's KDS serves it).
+    /// For SEV-SNP reports signed by the chip's VCEK: the VCEK certificate (DER, as AMD's
+    /// KDS serves it).
     #[arg(long)]
     pub vcek: Option<PathBuf>,
+    /// For SEV-SNP reports signed by a VLEK (a key AMD issued to a cloud provider): the VLEK
+    /// certificate (DER). It must chain to AMD's ASVK; the chip id is not checked.
+    #[arg(long, conflicts_with = "vcek")]
+    pub vlek: Option<PathBuf>,
+    /// For SEV-SNP reports: AMD's certificate revocation list (DER, from
+    /// `https://kdsintf.amd.com/{vcek,vlek}/v1/{Milan,Genoa,Turin}/crl`), read offline;
+    /// repeat for several product lines. It must be signed by AMD's ARK and current at the
+    /// verification time (`--at`), and must not list the chain's ASK/ASVK. Without it,
+    /// revocation is not checked.
+    #[arg(long, value_name = "FILE")]
+    pub snp_crl: Vec<PathBuf>,
     /// Fetch SGX/TDX collateral from this PCCS (v4 API) instead of --collateral.
     #[arg(long, conflicts_with = "collateral")]
     pub pccs: Option<String>,
@@ -306,15 +318,23 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             }
         }
         EvidenceKind::SnpReport => {
-            let Some(path) = &args.vcek else {
-                bail!("SEV-SNP evidence needs --vcek FILE (the VCEK certificate, DER)");
+            use veil_tee::evidence::snp::SnpVerifier;
+            type FromDer = fn(&[u8]) -> veil_tee::Result<SnpVerifier>;
+            let (path, what, from_der): (_, _, FromDer) = match (&args.vcek, &args.vlek) {
+                (Some(p), _) => (p, "VCEK", SnpVerifier::from_vcek_der),
+                (None, Some(p)) => (p, "VLEK", SnpVerifier::from_vlek_der),
+                (None, None) => bail!(
+                    "SEV-SNP evidence needs --vcek FILE (the chip's VCEK certificate, DER) \
+                         or --vlek FILE (a cloud provider's VLEK certificate, DER)"
+                ),
             };
             let der = std::fs::read(path)
-                .with_context(|| format!("cannot read VCEK {}", path.display()))?;
-            let mut verifier = veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?;
+                .with_context(|| format!("cannot read {what} {}", path.display()))?;
+            let mut verifier = from_der(&der)?;
             if let Some(min) = args.snp_min_tcb {
                 verifier = verifier.with_min_tcb(min);
             }
+            verifier = with_snp_crls(verifier, &args.snp_crl)?;
             verifier.verify(&evidence, now)?
         }
         EvidenceKind::Simulated => {
@@ -350,6 +370,9 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             }
             if let Some(vmpl) = claims.vmpl {
                 outln!("{:<14} {vmpl}", "vmpl");
+            }
+            if let Some(key) = &claims.signing_key {
+                outln!("{:<14} {}", "signing_key", untrusted(key));
             }
             if !claims.tcb.is_empty() {
                 let tcb: Vec<String> = claims
@@ -399,6 +422,21 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Adds AMD's CRLs read from `paths` to an SNP verifier.
+pub fn with_snp_crls(
+    mut verifier: veil_tee::evidence::snp::SnpVerifier,
+    paths: &[PathBuf],
+) -> Result<veil_tee::evidence::snp::SnpVerifier> {
+    for path in paths {
+        let der = std::fs::read(path)
+            .with_context(|| format!("cannot read the CRL {}", path.display()))?;
+        verifier = verifier
+            .with_crl(&der)
+            .with_context(|| format!("--snp-crl {}", path.display()))?;
+    }
+    Ok(verifier)
 }
 
 /// An RFC 3339 time, or a date meaning its midnight UTC.

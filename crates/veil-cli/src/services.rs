@@ -41,6 +41,17 @@ pub struct AttestServeArgs {
     /// SEV-SNP VCEK certificate (DER); repeat for several chips.
     #[arg(long)]
     pub vcek: Vec<PathBuf>,
+    /// SEV-SNP VLEK certificate (DER, a key AMD issued to a cloud provider); repeat for
+    /// several.
+    #[arg(long)]
+    pub vlek: Vec<PathBuf>,
+    /// AMD's certificate revocation list for SEV-SNP (DER, from
+    /// `https://kdsintf.amd.com/{vcek,vlek}/v1/{product}/crl`), read at start; repeat for
+    /// several product lines. Every SNP report is then refused unless a CRL from its chain's
+    /// ARK is current and does not list its ASK/ASVK. Restart with a fresh one before its
+    /// nextUpdate.
+    #[arg(long, value_name = "FILE")]
+    pub snp_crl: Vec<PathBuf>,
     /// Trust a simulated platform key (hex); repeat for several. Simulated evidence still
     /// needs a policy that allows `sim` by name.
     #[arg(long)]
@@ -243,13 +254,28 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
             .dcap
             .push(veil_tee::evidence::dcap::DcapVerifier::from_collateral_json(&json)?);
     }
-    for path in &args.vcek {
+    if !args.snp_crl.is_empty() && args.vcek.is_empty() && args.vlek.is_empty() {
+        bail!("--snp-crl checks SEV-SNP chains: give the reports' --vcek or --vlek too");
+    }
+    let veks = args
+        .vcek
+        .iter()
+        .map(|p| (p, false))
+        .chain(args.vlek.iter().map(|p| (p, true)));
+    for (path, is_vlek) in veks {
+        use veil_tee::evidence::snp::SnpVerifier;
         let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut verifier = veil_tee::evidence::snp::SnpVerifier::from_vcek_der(&der)?;
+        let mut verifier = if is_vlek {
+            SnpVerifier::from_vlek_der(&der)?
+        } else {
+            SnpVerifier::from_vcek_der(&der)?
+        };
         if let Some(min) = args.snp_min_tcb {
             verifier = verifier.with_min_tcb(min);
         }
-        verifiers.snp.push(verifier);
+        verifiers
+            .snp
+            .push(crate::attest::with_snp_crls(verifier, &args.snp_crl)?);
     }
     for key in &args.sim_platform_key {
         verifiers

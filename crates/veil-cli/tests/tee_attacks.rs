@@ -415,3 +415,118 @@ fn attest_verify_log_refuses_a_cut_copy_of_the_services_log() {
     assert!(stderr.contains("cut"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 12, item 13: `veil attest verify --snp-crl FILE` checks revocation against AMD's CRL
+/// read offline (refused when tampered, out of date at `--at`, or from another product line),
+/// and VLEK-signed reports verify with `--vlek FILE` (and not as a VCEK). `veil attest serve`
+/// takes the same CRLs and refuses to start with a bad one.
+#[test]
+fn attest_verify_reads_amds_crl_and_vlek_reports() {
+    let Some(v) = vectors() else { return };
+    let report = format!("{v}/trustee/snp-test-report.bin");
+    let vcek = format!("{v}/trustee/snp-test-vcek.der");
+    let milan = format!("{v}/amd/milan-vcek.crl");
+    let genoa = format!("{v}/amd/genoa-vcek.crl");
+    let verify = |extra: &[&str], at: &str| {
+        let mut args = vec!["attest", "verify", &report, "--vcek", &vcek, "--at", at];
+        args.extend_from_slice(extra);
+        veil(&args)
+    };
+    let out = verify(&["--snp-crl", &milan, "--snp-crl", &genoa], "2025-07-01");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("signing_key    vcek"), "{stdout}");
+    for (extra, at, why) in [
+        (
+            &["--snp-crl", milan.as_str()][..],
+            "2026-06-01",
+            "nextUpdate",
+        ),
+        (
+            &["--snp-crl", genoa.as_str()][..],
+            "2025-07-01",
+            "ARK-Milan",
+        ),
+    ] {
+        let out = verify(extra, at);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    let dir = std::env::temp_dir().join(format!("veil-cli-snp-crl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut crl = std::fs::read(&milan).unwrap();
+    crl[210] ^= 1; // a digit of thisUpdate
+    let tampered = dir.join("tampered.crl");
+    std::fs::write(&tampered, &crl).unwrap();
+    let tampered = tampered.to_str().unwrap();
+    let out = verify(&["--snp-crl", tampered], "2025-07-01");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not signed by"), "{stderr}");
+
+    let vlek_report = format!("{v}/trustee/snp-test-vlek-report.bin");
+    let vlek = format!("{v}/trustee/snp-test-vlek.der");
+    let out = veil(&[
+        "attest",
+        "verify",
+        &vlek_report,
+        "--vlek",
+        &vlek,
+        "--snp-crl",
+        &milan,
+        "--at",
+        "2025-07-01",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("signing_key    vlek"), "{stdout}");
+    let out = veil(&[
+        "attest",
+        "verify",
+        &vlek_report,
+        "--vcek",
+        &vlek,
+        "--at",
+        "2025-07-01",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ASK"), "{stderr}");
+
+    // The service refuses to start with a tampered CRL.
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    std::fs::write(p("policy.toml"), "tee = [\"snp\"]\n").unwrap();
+    let out = veil(&[
+        "attest",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--policy",
+        &p("policy.toml"),
+        "--vcek",
+        &vcek,
+        "--vlek",
+        &vlek,
+        "--snp-crl",
+        tampered,
+        "--signing-key",
+        &p("signing.key"),
+        "--audit-log",
+        &p("audit.jsonl"),
+        "--audit-key",
+        &p("audit.key"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not signed by"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -77,7 +77,7 @@ pub struct Verifiers {
     /// SGX/TDX collateral sets (feature `dcap`); a quote passes if one of them verifies it.
     #[cfg(feature = "dcap")]
     pub dcap: Vec<crate::evidence::dcap::DcapVerifier>,
-    /// SEV-SNP VCEKs (feature `snp`).
+    /// SEV-SNP VCEKs and VLEKs, each with the CRLs it checks (feature `snp`).
     #[cfg(feature = "snp")]
     pub snp: Vec<crate::evidence::snp::SnpVerifier>,
     /// Simulated platform keys.
@@ -152,7 +152,7 @@ impl Verifiers {
                 self.snp.iter().map(|v| v as &dyn Verifier).collect(),
                 evidence,
                 at,
-                "VCEK certificate (the service was started without --vcek)",
+                "VCEK or VLEK certificate (the service was started without --vcek or --vlek)",
             ),
             #[allow(unreachable_patterns, reason = "reachable when a feature is off")]
             other => Err(TeeError::VerifierNotEnabled(
