@@ -120,6 +120,7 @@ impl SnpSigningKey {
 }
 
 /// One of AMD's product lines: its root and the two keys the root certifies.
+#[derive(Clone, Debug)]
 struct ProductLine {
     ark: Certificate,
     ask: Certificate,
@@ -525,6 +526,8 @@ pub struct SnpVerifier {
     chain: std::sync::OnceLock<Result<ChainFacts>>,
     min_tcb: Option<SnpTcb>,
     crls: Vec<SnpCrl>,
+    /// Roots other than AMD's, for tests only (there is no public way to set them).
+    test_roots: Option<Vec<ProductLine>>,
 }
 
 impl SnpVerifier {
@@ -551,7 +554,16 @@ impl SnpVerifier {
             chain: std::sync::OnceLock::new(),
             min_tcb: None,
             crls: Vec::new(),
+            test_roots: None,
         })
+    }
+
+    /// AMD's product lines, or the test roots.
+    fn lines(&self) -> Result<Vec<ProductLine>> {
+        match &self.test_roots {
+            Some(lines) => Ok(lines.clone()),
+            None => product_lines(),
+        }
     }
 
     /// Which kind of key this verifier's certificate is.
@@ -575,7 +587,8 @@ impl SnpVerifier {
     /// a report is refused unless a CRL from its chain's ARK is current at the verification
     /// time and does not list the chain's ASK/ASVK (see the module documentation).
     pub fn with_crl(mut self, der: &[u8]) -> Result<Self> {
-        let arks = product_lines()?
+        let arks = self
+            .lines()?
             .iter()
             .map(|l| builtin_x509(&l.ark))
             .collect::<Result<Vec<_>>>()?;
@@ -592,7 +605,7 @@ impl SnpVerifier {
     /// The AMD chain (ARK → ASK, or ARK → ASVK for a VLEK) that signs this key, if any
     /// built-in product line does.
     fn check_chain(&self) -> Result<ChainFacts> {
-        for line in product_lines()? {
+        for line in self.lines()? {
             let intermediate = match self.key {
                 SnpSigningKey::Vcek => line.ask,
                 SnpSigningKey::Vlek => line.asvk,
@@ -803,6 +816,7 @@ mod tests {
             chain: std::sync::OnceLock::new(),
             min_tcb: None,
             crls: Vec::new(),
+            test_roots: None,
         }
     }
 
@@ -975,6 +989,88 @@ mod tests {
         let test_crl = include_bytes!("../../tests/vectors/amd-test/test-ark-revokes-0f0001.crl");
         let err = SnpCrl::from_der(test_crl, std::slice::from_ref(&milan_ark)).unwrap_err();
         assert!(err.to_string().contains("not one of AMD's ARKs"), "{err}");
+    }
+
+    /// Revocation looks up the serial of the chain's intermediate: AMD's Milan ASK (01:00:01)
+    /// for the recorded VCEK, the Milan ASVK (01:01:01) for the recorded VLEK.
+    #[test]
+    fn the_chain_check_finds_the_intermediate_that_revocation_looks_up() {
+        let vcek = include_bytes!("../../tests/vectors/trustee/snp-test-vcek.der");
+        let facts = SnpVerifier::from_vcek_der(vcek)
+            .unwrap()
+            .check_chain()
+            .unwrap();
+        assert_eq!(facts.intermediate_serial, [1, 0, 1]);
+        assert!(
+            facts.ark_text.contains("CN=ARK-Milan"),
+            "{}",
+            facts.ark_text
+        );
+        assert_eq!(facts.windows[1].name, "ASK");
+        let vlek = include_bytes!("../../tests/vectors/trustee/snp-test-vlek.der");
+        let facts = SnpVerifier::from_vlek_der(vlek)
+            .unwrap()
+            .check_chain()
+            .unwrap();
+        assert_eq!(facts.intermediate_serial, [1, 1, 1]);
+        assert!(
+            facts.ark_text.contains("CN=ARK-Milan"),
+            "{}",
+            facts.ark_text
+        );
+        assert_eq!(facts.windows[1].name, "ASVK");
+    }
+
+    /// The whole path with a TEST chain (`tests/vectors/amd-test/make.sh`: throwaway keys, not
+    /// AMD's): ARK-Test → ASK-Test (serial 0f:00:01) → a test VCEK carrying the recorded
+    /// report's TCB and chip id, and that report re-signed by it. It verifies; with the test
+    /// root's CRL, which lists 0f:00:01, it is refused as revoked.
+    #[test]
+    fn a_report_whose_ask_is_revoked_is_refused() {
+        let cert = |der: &[u8]| Certificate::from_der(der).unwrap();
+        let ark = cert(include_bytes!("../../tests/vectors/amd-test/test-ark.der"));
+        let ask = cert(include_bytes!("../../tests/vectors/amd-test/test-ask.der"));
+        let mut v = SnpVerifier::from_vcek_der(include_bytes!(
+            "../../tests/vectors/amd-test/test-vcek.der"
+        ))
+        .unwrap();
+        v.test_roots = Some(vec![ProductLine {
+            ark: ark.clone(),
+            ask: ask.clone(),
+            asvk: ask,
+        }]);
+        let report = include_bytes!("../../tests/vectors/amd-test/test-report.bin");
+        // The test certificates are valid from when make.sh ran (2026) for 100 years; the
+        // test CRL from 2025 to 2035.
+        const JAN_2030: u64 = 1_893_456_000;
+        let claims = v.verify(report, JAN_2030).unwrap();
+        assert_eq!(claims.signing_key.as_deref(), Some("vcek"));
+        // AMD's real roots do not sign this chain.
+        let err = SnpVerifier::from_vcek_der(include_bytes!(
+            "../../tests/vectors/amd-test/test-vcek.der"
+        ))
+        .unwrap()
+        .verify(report, JAN_2030)
+        .unwrap_err();
+        assert!(err.to_string().contains("not signed by AMD"), "{err}");
+        let revoking = v
+            .clone()
+            .with_crl(include_bytes!(
+                "../../tests/vectors/amd-test/test-ark-revokes-0f0001.crl"
+            ))
+            .unwrap();
+        let err = revoking.verify(report, JAN_2030).unwrap_err();
+        assert!(
+            matches!(err, TeeError::Rejected(_))
+                && err
+                    .to_string()
+                    .contains("revoked the ASK of this chain (serial 0f0001)"),
+            "{err}"
+        );
+        // AMD's CRLs are not from this root: refused when given.
+        assert!(v
+            .with_crl(include_bytes!("../../tests/vectors/amd/milan-vcek.crl"))
+            .is_err());
     }
 
     #[test]
