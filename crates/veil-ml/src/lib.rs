@@ -13,6 +13,9 @@
 //!   operator.
 //! - The plaintext executor ([`ir::Graph::run`]) evaluates the IR in `f64`: it is the
 //!   reference every encrypted backend is tested against.
+//! - [`he`] compiles a graph onto Veil's CKKS engine (latency packing: one input per
+//!   ciphertext), choosing the parameters and the Galois keys from the plan; the client
+//!   encrypts and decrypts with noise flooding, the server evaluates with public keys only.
 //!
 //! ```
 //! # fn main() -> veil_ml::Result<()> {
@@ -31,6 +34,7 @@
 pub mod data;
 pub mod error;
 mod exec;
+pub mod he;
 pub mod ir;
 pub mod onnx;
 

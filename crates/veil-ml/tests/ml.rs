@@ -305,3 +305,178 @@ mod errors {
         assert!(matches!(err, MlError::Input { .. }), "{err:?}");
     }
 }
+
+mod encrypted {
+    use std::time::Instant;
+
+    use super::common::*;
+    use veil_ml::he::{CompileOptions, Plan, Step};
+    use veil_ml::onnx;
+
+    /// Compiles `name` (calibrated on the first 60 test images), encrypts every test image,
+    /// evaluates with the public context only, decrypts with flooding; checks agreement with
+    /// the plaintext model and returns (agreement, accuracy, plaintext accuracy).
+    fn run_encrypted(name: &str) -> (f64, f64, f64) {
+        let data = test_set();
+        let model = onnx::import_file(model_path(name)).unwrap();
+        let options = CompileOptions {
+            calibration: data.samples[..60].to_vec(),
+            ..CompileOptions::default()
+        };
+        let plan = Plan::compile(&model.graph, &options).unwrap();
+        let p = plan.parameter_choice();
+        let t = Instant::now();
+        let client = plan.keygen().unwrap();
+        let keygen = t.elapsed();
+        let server = client.make_public();
+        assert!(!server.has_secret_key());
+        let public_bytes = server.public_to_bytes().len();
+        let (mut agree, mut correct, mut plain_correct) = (0usize, 0usize, 0usize);
+        let (mut enc_t, mut eval_t, mut dec_t) = (0.0f64, 0.0f64, 0.0f64);
+        let mut max_err = 0.0f64;
+        let mut max_flood = 0.0f64;
+        let mut query_bytes = 0;
+        for (i, x) in data.samples.iter().enumerate() {
+            let reference = &model.graph.run(x).unwrap()[0];
+            // The lowered plan computes the model exactly.
+            let lowered = plan.evaluate_plain(x).unwrap();
+            for (a, b) in lowered.iter().zip(reference) {
+                assert!((a - b).abs() < 1e-9 * b.abs().max(1.0));
+            }
+            let t = Instant::now();
+            let ct = plan.encrypt(&client, x).unwrap();
+            enc_t += t.elapsed().as_secs_f64();
+            query_bytes = ct.to_bytes().len();
+            // The server side sees the public context and the query bytes only.
+            let ct = veil_he::ckks::CkksVector::from_bytes(&server, &ct.to_bytes()).unwrap();
+            let t = Instant::now();
+            let out = plan.evaluate(&ct).unwrap();
+            eval_t += t.elapsed().as_secs_f64();
+            let out = veil_he::ckks::CkksVector::from_bytes(&client, &out.to_bytes()).unwrap();
+            let t = Instant::now();
+            let (logits, flood) = plan.decrypt(&out).unwrap();
+            dec_t += t.elapsed().as_secs_f64();
+            max_flood = max_flood.max(flood);
+            for (a, b) in logits.iter().zip(reference) {
+                max_err = max_err.max((a - b).abs());
+            }
+            let (pe, pp) = (argmax(&logits), argmax(reference));
+            agree += usize::from(pe == pp);
+            correct += usize::from(pe as i64 == data.labels[i]);
+            plain_correct += usize::from(pp as i64 == data.labels[i]);
+        }
+        let n = data.len() as f64;
+        let affine: Vec<(usize, usize)> = plan
+            .steps()
+            .iter()
+            .filter_map(|s| match s {
+                Step::Affine { rows, bias } => Some((rows.len(), bias.len())),
+                Step::Square => None,
+            })
+            .collect();
+        eprintln!(
+            "{name}: N = {}, moduli {:?} (+{} special), scale 2^{}, {} bits, depth {}, bound {:.1}, \
+             affine steps {affine:?}, {} Galois keys, public context {:.2} MB, query {:.1} kB; \
+             keygen {:.2} s; per image: encrypt {:.1} ms, server {:.1} ms, decrypt {:.1} ms; \
+             max |error| {max_err:.2e} (flood σ ≤ {max_flood:.2e}); agreement {:.2}%, \
+             encrypted accuracy {:.2}%, plaintext {:.2}%",
+            p.degree,
+            p.moduli_bits,
+            p.special_primes,
+            p.scale_bits,
+            p.total_bits,
+            plan.depth(),
+            plan.value_bound(),
+            plan.rotation_steps().len(),
+            public_bytes as f64 / 1e6,
+            query_bytes as f64 / 1e3,
+            keygen.as_secs_f64(),
+            enc_t / n * 1e3,
+            eval_t / n * 1e3,
+            dec_t / n * 1e3,
+            100.0 * agree as f64 / n,
+            100.0 * correct as f64 / n,
+            100.0 * plain_correct as f64 / n,
+        );
+        // The error stays within the requested standard deviation (6σ over 3600 values).
+        assert!(
+            max_err < 6.0 * options.precision,
+            "{name}: max error {max_err}"
+        );
+        (
+            agree as f64 / n,
+            correct as f64 / n,
+            plain_correct as f64 / n,
+        )
+    }
+
+    #[test]
+    fn logreg_encrypted_agrees_with_plaintext() {
+        let (agree, acc, plain) = run_encrypted("logreg");
+        assert!(agree >= 0.99, "agreement {agree}");
+        assert!((acc - plain).abs() <= 0.01);
+    }
+
+    #[test]
+    fn mlp_encrypted_agrees_with_plaintext() {
+        let (agree, acc, plain) = run_encrypted("mlp");
+        assert!(agree >= 0.99, "agreement {agree}");
+        assert!((acc - plain).abs() <= 0.01);
+    }
+
+    #[test]
+    fn plans_have_the_expected_depth_and_keys() {
+        let data = test_set();
+        let options = CompileOptions {
+            calibration: data.samples[..60].to_vec(),
+            ..CompileOptions::default()
+        };
+        let lr = Plan::compile(
+            &onnx::import_file(model_path("logreg")).unwrap().graph,
+            &options,
+        )
+        .unwrap();
+        assert_eq!(lr.depth(), 1);
+        assert_eq!(lr.rotation_steps(), {
+            let mut s = veil_he::ckks::CkksVector::matmul_rotation_steps(64, 10);
+            s.sort_unstable();
+            s.dedup();
+            s
+        });
+        let mlp = Plan::compile(
+            &onnx::import_file(model_path("mlp")).unwrap().graph,
+            &options,
+        )
+        .unwrap();
+        assert_eq!(mlp.depth(), 3);
+        assert!(matches!(
+            mlp.steps(),
+            [Step::Affine { .. }, Step::Square, Step::Affine { .. }]
+        ));
+        // The CNN lowers too: conv + flatten + dense compose into one affine step.
+        let cnn = Plan::compile(
+            &onnx::import_file(model_path("cnn")).unwrap().graph,
+            &CompileOptions {
+                calibration: data.samples[..60].to_vec(),
+                ..CompileOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cnn.depth(), 5);
+        // Interval bounds (no calibration) are never below calibrated ones without margin.
+        let loose = Plan::compile(
+            &onnx::import_file(model_path("mlp")).unwrap().graph,
+            &CompileOptions::default(),
+        )
+        .unwrap();
+        assert!(loose.value_bound() >= mlp.value_bound() / 2.0);
+        // Every parameter choice is 128-bit secure.
+        for p in [&lr, &mlp, &cnn] {
+            assert!(p.parameters().is_ok());
+        }
+        // The forest is refused with a clear error naming the node.
+        let forest = onnx::import_file(model_path("forest")).unwrap();
+        let err = Plan::compile(&forest.graph, &options).unwrap_err();
+        assert!(err.to_string().contains("TreeEnsemble"), "{err}");
+    }
+}
