@@ -1,6 +1,7 @@
-//! Feeds hostile evidence to the verifiers: raw bytes, and edits of a real recorded SGX quote
-//! and TDX quote and of simulated evidence. Every input must yield claims or an error, never
-//! a panic.
+//! Feeds hostile evidence and collateral to the verifiers: raw bytes, and edits of a real
+//! recorded SGX quote and TDX quote, SEV-SNP reports (VCEK- and VLEK-signed), AMD's VCEK/VLEK
+//! certificates and CRLs, and simulated evidence. Every input must yield claims or an error,
+//! never a panic.
 
 use std::sync::OnceLock;
 
@@ -16,6 +17,9 @@ struct Fixture {
     tdx: DcapVerifier,
     sim: SimVerifier,
     snp: SnpVerifier,
+    snp_crl: SnpVerifier,
+    vlek: SnpVerifier,
+    vcek_der: Vec<u8>,
     samples: Vec<Vec<u8>>,
 }
 
@@ -38,10 +42,19 @@ fn fixture() -> &'static Fixture {
                 .expect("collateral"),
             sim: SimVerifier::new(&platform.public_key()).expect("key"),
             snp: SnpVerifier::from_vcek_der(&read("trustee/snp-test-vcek.der")).expect("vcek"),
+            snp_crl: SnpVerifier::from_vcek_der(&read("trustee/snp-test-vcek.der"))
+                .and_then(|v| v.with_crl(&read("amd/milan-vcek.crl")))
+                .expect("vcek and crl"),
+            vlek: SnpVerifier::from_vlek_der(&read("trustee/snp-test-vlek.der")).expect("vlek"),
+            vcek_der: read("trustee/snp-test-vcek.der"),
             samples: vec![
                 read("dcap/sgx_quote"),
                 read("dcap/tdx_quote"),
                 read("trustee/snp-test-report.bin"),
+                read("trustee/snp-test-vlek-report.bin"),
+                read("trustee/snp-test-vcek.der"),
+                read("amd/milan-vcek.crl"),
+                read("amd/genoa-vcek.crl"),
                 platform.issue(&[1; 48], &[2; 64], false, 1),
             ],
         }
@@ -54,6 +67,14 @@ fn check(f: &Fixture, data: &[u8]) {
     let _ = f.tdx.verify(data, JULY_2025);
     let _ = f.sim.verify(data, JULY_2025);
     let _ = f.snp.verify(data, JULY_2025);
+    let _ = f.snp_crl.verify(data, JULY_2025);
+    let _ = f.vlek.verify(data, JULY_2025);
+    // Certificates and CRLs are untrusted input too (`--vcek`, `--vlek`, `--snp-crl`).
+    let _ = SnpVerifier::from_vcek_der(data);
+    let _ = SnpVerifier::from_vlek_der(data);
+    if let Ok(v) = SnpVerifier::from_vcek_der(&f.vcek_der) {
+        let _ = v.with_crl(data);
+    }
     let _ = veil_tee::evidence::dcap::inspect_unverified(data);
 }
 
