@@ -27,6 +27,38 @@
 //! assert_eq!(logits.len(), 10);
 //! # Ok(()) }
 //! ```
+//!
+//! Encrypted inference, with the client/server split (latency packing, one image per
+//! ciphertext):
+//!
+//! ```
+//! use veil_ml::he::{CompileOptions, Plan};
+//! # fn main() -> veil_ml::Result<()> {
+//! # let read = |p: &str| std::fs::read_to_string(p)
+//! #     .map_err(|e| veil_ml::MlError::Decode { reason: e.to_string() });
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+//! let model = veil_ml::onnx::import_file(format!("{dir}/logreg.onnx"))?;
+//! let data = veil_ml::data::LabelledData::from_csv(&read(&format!("{dir}/digits_test.csv"))?, 1.0 / 16.0)?;
+//! // The model owner compiles once: depth, ring degree, modulus chain, scale, Galois keys.
+//! let plan = Plan::compile(&model.graph, &CompileOptions {
+//!     calibration: data.samples[..20].to_vec(),
+//!     ..CompileOptions::default()
+//! })?;
+//! assert_eq!(plan.depth(), 1);
+//! // Client: keys, then an encrypted query.
+//! let client = plan.keygen()?;
+//! let query = plan.encrypt(&client, &data.samples[0])?;
+//! // Server: public keys only.
+//! let server = client.make_public();
+//! let query = veil_he::ckks::CkksVector::from_bytes(&server, &query.to_bytes())?;
+//! let answer = plan.evaluate(&query)?;
+//! // Client: flooded decryption; the logits are close to the plaintext model's.
+//! let answer = veil_he::ckks::CkksVector::from_bytes(&client, &answer.to_bytes())?;
+//! let (logits, _flood_std) = plan.decrypt(&answer)?;
+//! let plain = &model.graph.run(&data.samples[0])?[0];
+//! assert!(logits.iter().zip(plain).all(|(a, b)| (a - b).abs() < 1.0));
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
