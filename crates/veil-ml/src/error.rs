@@ -50,6 +50,34 @@ pub enum MlError {
         /// Expected versus found.
         reason: String,
     },
+    /// A value of the model could leave the fixed-point range of the MPC backend: a product
+    /// would reach `2^62` before truncation (or a value would not encode), so the result
+    /// could silently wrap around. Nothing is run.
+    #[error(
+        "node `{node}` ({op}): {what} can reach {bound:.3e} with inputs in [-{input_bound}, {input_bound}], \
+         above the fixed-point limit {limit:.3e} ({frac_bits} fractional bits): scale the \
+         weights or inputs down, or use fewer fractional bits"
+    )]
+    FixedPointRange {
+        /// The node's name.
+        node: String,
+        /// The operator.
+        op: String,
+        /// Which quantity overflows (a product before truncation, an encoded value).
+        what: &'static str,
+        /// Its worst-case magnitude (interval analysis of the model's weights).
+        bound: f64,
+        /// The largest magnitude the encoding allows there.
+        limit: f64,
+        /// The declared bound on the input's magnitude.
+        input_bound: f64,
+        /// Fractional bits of the encoding.
+        frac_bits: u32,
+    },
+    /// The multi-party computation failed (a party or the dealer stopped, a malformed message,
+    /// a parameter out of range).
+    #[error(transparent)]
+    Mpc(#[from] veil_mpc::MpcError),
     /// The homomorphic-encryption layer failed.
     #[error(transparent)]
     He(#[from] veil_he::HeError),

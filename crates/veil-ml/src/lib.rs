@@ -68,6 +68,7 @@ pub mod error;
 mod exec;
 pub mod he;
 pub mod ir;
+pub mod mpc;
 pub mod onnx;
 
 pub use error::{MlError, Result};

@@ -1,0 +1,431 @@
+//! The MPC backend against the plaintext executor: the committed digits models on the
+//! 360-image test split with two parties and the dealer (and three parties), every other
+//! supported operator on a synthetic model, and the refusals (unsupported operators, a model
+//! whose fixed-point products could overflow, inputs outside the declared range).
+//!
+//! Timings print with `cargo test -p veil-ml --test mpc -- --nocapture`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use veil_ml::data::LabelledData;
+use veil_ml::ir::{Activation, Conv2d, Graph, GraphBuilder, Op, Pool2d, Tensor};
+use veil_ml::mpc::{run_local, MpcOptions, MpcPlan, Reveal};
+use veil_ml::MlError;
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+fn model(name: &str) -> Graph {
+    veil_ml::onnx::import_file(models_dir().join(format!("{name}.onnx")))
+        .unwrap()
+        .graph
+}
+
+fn test_set() -> LabelledData {
+    let text = std::fs::read_to_string(models_dir().join("digits_test.csv")).unwrap();
+    LabelledData::from_csv(&text, 1.0 / 16.0).unwrap()
+}
+
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Largest |MPC score − plaintext score| allowed on the digits models (16 fractional bits).
+const SCORE_TOLERANCE: f64 = 0.02;
+
+/// Runs `name` on all 360 test images at batch 360, label only and scores, with two parties;
+/// checks agreement with the plaintext executor and prints time and bytes per image.
+fn digits_model_agrees(name: &str) {
+    let graph = model(name);
+    let data = test_set();
+    let plain: Vec<Vec<f64>> = data
+        .samples
+        .iter()
+        .map(|s| graph.run(s).unwrap().remove(0))
+        .collect();
+    let n = data.len();
+    assert_eq!(n, 360);
+
+    let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
+    let run = run_local(&plan, &weights, 2, &data.samples, n).unwrap();
+    assert_eq!(run.predictions.len(), n);
+    let agree = run
+        .predictions
+        .iter()
+        .zip(&plain)
+        .filter(|(p, s)| p.label == argmax(s) as i64 && p.scores.is_none())
+        .count();
+    let correct = run
+        .predictions
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, l)| p.label == **l)
+        .count();
+    println!(
+        "{name}: label mode, 2 parties, batch {n}: {agree}/{n} agree with plaintext, \
+         {correct}/{n} correct; {:.3} ms/image, {:.0} B/image sent per party ({:?} total), \
+         {:.0} B/image dealer corrections, {} rounds, model shared in {:.2} ms",
+        run.infer_seconds * 1e3 / n as f64,
+        run.bytes_sent[0] as f64 / n as f64,
+        run.bytes_sent,
+        run.dealer_bytes as f64 / n as f64,
+        run.rounds,
+        run.share_seconds * 1e3
+    );
+    assert!(agree * 100 >= 99 * n, "{name}: only {agree}/{n} agree");
+
+    let options = MpcOptions {
+        reveal: Reveal::Scores,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
+    let run = run_local(&plan, &weights, 2, &data.samples, n).unwrap();
+    let mut worst = 0.0f64;
+    let mut agree = 0;
+    for (p, s) in run.predictions.iter().zip(&plain) {
+        let scores = p.scores.as_ref().unwrap();
+        assert_eq!(scores.len(), s.len());
+        for (a, b) in scores.iter().zip(s) {
+            worst = worst.max((a - b).abs());
+        }
+        agree += usize::from(p.label == argmax(s) as i64 && p.label == argmax(scores) as i64);
+    }
+    println!("{name}: scores mode: {agree}/{n} agree, largest score error {worst:.2e}");
+    assert!(worst < SCORE_TOLERANCE, "{name}: score error {worst}");
+    assert!(agree * 100 >= 99 * n, "{name}: only {agree}/{n} agree");
+}
+
+#[test]
+fn logreg_agrees_with_plaintext_on_the_test_split() {
+    digits_model_agrees("logreg");
+}
+
+#[test]
+fn mlp_agrees_with_plaintext_on_the_test_split() {
+    digits_model_agrees("mlp");
+}
+
+#[test]
+fn cnn_agrees_with_plaintext_on_the_test_split() {
+    digits_model_agrees("cnn");
+}
+
+/// Batch 1 (latency): the same labels as a batch, and the time and bytes per image.
+#[test]
+fn batch_of_one_matches_the_batch_and_reports_latency() {
+    let data = test_set();
+    let images = &data.samples[..24];
+    for name in ["logreg", "mlp", "cnn"] {
+        let graph = model(name);
+        let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
+        let single = run_local(&plan, &weights, 2, images, 1).unwrap();
+        let batched = run_local(&plan, &weights, 2, images, images.len()).unwrap();
+        let labels =
+            |r: &veil_ml::mpc::LocalRun| r.predictions.iter().map(|p| p.label).collect::<Vec<_>>();
+        let plain: Vec<i64> = images
+            .iter()
+            .map(|s| argmax(&graph.run(s).unwrap()[0]) as i64)
+            .collect();
+        assert_eq!(labels(&single), plain, "{name}");
+        assert_eq!(labels(&batched), plain, "{name}");
+        // A batch costs the rounds of one sample.
+        assert_eq!(
+            single.rounds,
+            batched.rounds * images.len() as u64,
+            "{name}"
+        );
+        let k = images.len() as f64;
+        println!(
+            "{name}: batch 1, 2 parties: {:.3} ms/image, {:.0} B/image sent per party, \
+             {:.0} B/image dealer, {} rounds/image",
+            single.infer_seconds * 1e3 / k,
+            single.bytes_sent[0] as f64 / k,
+            single.dealer_bytes as f64 / k,
+            single.rounds as f64 / k,
+        );
+    }
+}
+
+/// Three parties: the owner is party 2, the client party 0, party 1 only computes.
+#[test]
+fn three_parties_with_other_roles() {
+    let graph = model("cnn");
+    let data = test_set();
+    let options = MpcOptions {
+        owner: 2,
+        client: 0,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
+    let run = run_local(&plan, &weights, 3, &data.samples, data.len()).unwrap();
+    let agree = run
+        .predictions
+        .iter()
+        .zip(&data.samples)
+        .filter(|(p, s)| p.label == argmax(&graph.run(s).unwrap()[0]) as i64)
+        .count();
+    let n = data.len();
+    println!(
+        "cnn: label mode, 3 parties, batch {n}: {agree}/{n} agree; {:.3} ms/image, \
+         {:?} B sent per party",
+        run.infer_seconds * 1e3 / n as f64,
+        run.bytes_sent
+    );
+    assert!(agree * 100 >= 99 * n, "only {agree}/{n} agree");
+    assert_eq!(run.bytes_sent.len(), 3);
+}
+
+/// Deterministic pseudo-random numbers in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// A model using every other supported operator: a grouped, strided, padded convolution,
+/// ReLU, an affine layer on shares, average pooling (padded, not counting the padding),
+/// a transpose, Sigmoid, Tanh, a product and a difference of two branches, global average
+/// pooling, a flatten and a linear layer, ending in ArgMax with labels if `argmax`.
+fn synthetic_model(argmax: bool) -> Graph {
+    let mut rng = Rng(0x5eed);
+    let mut g = GraphBuilder::new("x", vec![2, 7, 7]);
+    let x = g.input();
+    let conv = Op::Conv2d(Conv2d {
+        weight: Tensor::new(vec![4, 1, 3, 3], rng.vec(36, 0.5)).unwrap(),
+        bias: rng.vec(4, 0.2),
+        stride: [2, 1],
+        pads: [1, 0, 1, 2],
+        dilation: [1, 1],
+        groups: 2,
+    });
+    let c = g.add("conv", "Conv", conv, &[x], "c").unwrap();
+    let r = g
+        .add("relu", "Relu", Op::Activation(Activation::Relu), &[c], "r")
+        .unwrap();
+    let n = g.shape(r).unwrap().iter().product();
+    let affine = Op::Affine {
+        mul: rng.vec(n, 1.5),
+        add: rng.vec(n, 0.3),
+    };
+    let a = g.add("affine", "Mul", affine, &[r], "a").unwrap();
+    let pool = Op::AveragePool(Pool2d {
+        kernel: [2, 2],
+        stride: [2, 2],
+        pads: [0, 0, 1, 1],
+        count_include_pad: false,
+    });
+    let p = g.add("pool", "AveragePool", pool, &[a], "p").unwrap();
+    let t = g
+        .add(
+            "transpose",
+            "Transpose",
+            Op::Transpose {
+                perm: vec![0, 2, 1],
+            },
+            &[p],
+            "t",
+        )
+        .unwrap();
+    let s = g
+        .add(
+            "sigmoid",
+            "Sigmoid",
+            Op::Activation(Activation::Sigmoid),
+            &[t],
+            "s",
+        )
+        .unwrap();
+    let h = g
+        .add("tanh", "Tanh", Op::Activation(Activation::Tanh), &[t], "h")
+        .unwrap();
+    let m = g.add("mul", "Mul", Op::Mul, &[s, h], "m").unwrap();
+    let d = g.add("sub", "Sub", Op::Sub, &[m, t], "d").unwrap();
+    let q = g
+        .add("gap", "GlobalAveragePool", Op::GlobalAveragePool, &[d], "q")
+        .unwrap();
+    let f = g
+        .add(
+            "flatten",
+            "Flatten",
+            Op::Reshape { shape: vec![4] },
+            &[q],
+            "f",
+        )
+        .unwrap();
+    let lin = Op::Linear {
+        weight: Tensor::new(vec![5, 4], rng.vec(20, 2.0)).unwrap(),
+        bias: rng.vec(5, 0.5),
+    };
+    let l = g.add("fc", "Gemm", lin, &[f], "l").unwrap();
+    if !argmax {
+        return g.finish(vec![l]).unwrap();
+    }
+    let o = g
+        .add(
+            "argmax",
+            "ArgMax",
+            Op::ArgMax {
+                labels: vec![10, 11, 12, 13, 14],
+            },
+            &[l],
+            "o",
+        )
+        .unwrap();
+    g.finish(vec![o]).unwrap()
+}
+
+#[test]
+fn every_supported_operator_matches_plaintext() {
+    let graph = synthetic_model(true);
+    // The scores are the ArgMax's input: the same model without its last node.
+    let scores_graph = synthetic_model(false);
+    let mut rng = Rng(99);
+    let inputs: Vec<Vec<f64>> = (0..40).map(|_| rng.vec(98, 1.0)).collect();
+    let plain_scores = |x: &[f64]| scores_graph.run(x).unwrap().remove(0);
+    let options = MpcOptions {
+        reveal: Reveal::Scores,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
+    let run = run_local(&plan, &weights, 2, &inputs, 16).unwrap();
+    let mut worst = 0.0f64;
+    for (x, p) in inputs.iter().zip(&run.predictions) {
+        let want = plain_scores(x);
+        let got = p.scores.as_ref().unwrap();
+        for (a, b) in got.iter().zip(&want) {
+            worst = worst.max((a - b).abs());
+        }
+        assert_eq!(p.label, graph.run(x).unwrap()[0][0] as i64);
+    }
+    // Sigmoid is within 0.002 and tanh within 0.004; the last layer's weights are below 2.
+    println!("synthetic model: largest score error {worst:.2e}");
+    assert!(worst < 0.05, "score error {worst}");
+
+    // Label mode: the labels of the ArgMax node.
+    let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
+    let run = run_local(&plan, &weights, 3, &inputs[..8], 8).unwrap();
+    for (x, p) in inputs.iter().zip(&run.predictions) {
+        assert_eq!(p.label, graph.run(x).unwrap()[0][0] as i64);
+        assert!(p.scores.is_none());
+    }
+}
+
+#[test]
+fn a_tree_ensemble_is_refused_naming_the_node() {
+    let graph = model("forest");
+    let err = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap_err();
+    let MlError::UnsupportedOp { node, op, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(op, "TreeEnsemble");
+    assert!(!node.is_empty());
+    assert!(err.to_string().contains("under MPC"), "{err}");
+}
+
+#[test]
+fn softplus_is_refused_naming_the_node() {
+    let mut g = GraphBuilder::new("x", vec![3]);
+    let x = g.input();
+    let y = g
+        .add(
+            "act1",
+            "Softplus",
+            Op::Activation(Activation::Softplus),
+            &[x],
+            "y",
+        )
+        .unwrap();
+    let graph = g.finish(vec![y]).unwrap();
+    let err = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MlError::UnsupportedUse { node, op, .. } if node == "act1" && op == "Softplus"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("not supported under MPC yet"),
+        "{err}"
+    );
+}
+
+/// Linear (weights `w`) → square → linear.
+fn square_model(w: f64) -> Graph {
+    let mut g = GraphBuilder::new("x", vec![64]);
+    let x = g.input();
+    let l1 = Op::Linear {
+        weight: Tensor::new(vec![8, 64], vec![w; 512]).unwrap(),
+        bias: vec![0.0; 8],
+    };
+    let h = g.add("fc1", "Gemm", l1, &[x], "h").unwrap();
+    let s = g.add("sq", "Mul", Op::Square, &[h], "s").unwrap();
+    let l2 = Op::Linear {
+        weight: Tensor::new(vec![2, 8], vec![1e-3; 16]).unwrap(),
+        bias: vec![0.0; 2],
+    };
+    let o = g.add("fc2", "Gemm", l2, &[s], "o").unwrap();
+    g.finish(vec![o]).unwrap()
+}
+
+#[test]
+fn a_model_that_could_overflow_the_encoding_is_refused() {
+    // 64 inputs up to 1 times weights of 1000: the first layer reaches 64,000, its square
+    // 4.1e9, above 2^29 at 16 fractional bits.
+    let err = MpcPlan::compile(&square_model(1000.0), &MpcOptions::default()).unwrap_err();
+    match &err {
+        MlError::FixedPointRange {
+            node, op, bound, ..
+        } => {
+            assert_eq!(node, "sq");
+            assert_eq!(op, "Square");
+            assert!((bound - 4.096e9).abs() < 1e3, "{bound}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("scale the"), "{err}");
+    // The same model with smaller weights, or a smaller declared input range, passes: and
+    // with 12 fractional bits the range is 2^8 times larger.
+    assert!(MpcPlan::compile(&square_model(10.0), &MpcOptions::default()).is_ok());
+    let narrow = MpcOptions {
+        input_bound: 0.01,
+        ..MpcOptions::default()
+    };
+    assert!(MpcPlan::compile(&square_model(1000.0), &narrow).is_ok());
+    let coarse = MpcOptions {
+        fixed: veil_mpc::FixedPoint::new(12).unwrap(),
+        ..MpcOptions::default()
+    };
+    assert!(MpcPlan::compile(&square_model(1000.0), &coarse).is_ok());
+    // A weight that does not encode at all.
+    let err = MpcPlan::compile(&square_model(1e10), &MpcOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MlError::FixedPointRange { node, what, .. } if node == "fc1" && *what == "a weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_client_refuses_inputs_outside_the_declared_range() {
+    let graph = model("logreg");
+    let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
+    let mut image = vec![0.5; 64];
+    image[3] = 1.5;
+    let err = run_local(&plan, &weights, 2, &[image], 1).unwrap_err();
+    assert!(
+        matches!(&err, MlError::Input { reason } if reason.contains("declared input range")),
+        "{err}"
+    );
+}
