@@ -43,8 +43,8 @@
 //! stay below `2^62` ring units, `2^(62 − 2f)` in real units; past it, the result wraps
 //! around silently. [`MpcPlan::compile`] therefore bounds every value of the model by
 //! interval analysis of the owner's weights from the declared input range
-//! ([`MpcOptions::input_bound`]): each matrix product, square, product and pooling sum must
-//! stay below `2^(61 − 2f)` (one bit of headroom for rounding), each weight must encode. A
+//! ([`MpcOptions::input_bound`]): each matrix product, square, product and pooling division
+//! (window sum times the encoded `1/count`) must stay below `2^(61 − 2f)` (one bit of headroom for rounding), each weight must encode. A
 //! model that could overflow is refused with [`MlError::FixedPointRange`] naming the node;
 //! the bound is worst case, so a model that passes never wraps on inputs in the range. The
 //! client checks its inputs against the declared range before sharing them.
@@ -579,7 +579,12 @@ impl MpcPlan {
                 }
                 Op::AveragePool(p) => {
                     let (step, sums) = pool_step(p, &in_shape, &out_shape, x)?;
-                    check_product(&sums, "the pooling window's sum before the division")?;
+                    if let Step::Pool { scale, .. } = &step {
+                        check_product(
+                            &division_products(&sums, scale, fixed.frac_bits()),
+                            "the pooling window's sum times 1/count before truncation",
+                        )?;
+                    }
                     let bound = eval(&node.op, &in_shape, &[x])?;
                     (step, bound, Vec::new())
                 }
@@ -595,9 +600,12 @@ impl MpcPlan {
                         .iter()
                         .map(|win| win.iter().map(|&k| x[k]).sum())
                         .collect();
-                    check_product(&sums, "the pooling sum before the division")?;
-                    let bound = eval(&node.op, &in_shape, &[x])?;
                     let scale = vec![1.0 / plane.max(1) as f64; c];
+                    check_product(
+                        &division_products(&sums, &scale, fixed.frac_bits()),
+                        "the pooling sum times 1/count before truncation",
+                    )?;
+                    let bound = eval(&node.op, &in_shape, &[x])?;
                     (Step::Pool { windows, scale }, bound, Vec::new())
                 }
                 Op::Reshape { .. } => (Step::Permute { map: None }, x.to_vec(), Vec::new()),
@@ -991,6 +999,34 @@ fn pool_step(
     Ok((Step::Pool { windows, scale }, sums))
 }
 
+/// Whether a pooling's divisors are all one value, which [`run_step`] then multiplies with
+/// about 20 significant bits (`Party::mul_public_scalar`), else with `f` fractional bits
+/// (`Party::mul_public`).
+fn uniform_scale(scale: &[f64]) -> Option<f64> {
+    let c = *scale.first()?;
+    scale.iter().all(|&s| s == c).then_some(c)
+}
+
+/// The products a pooling's division truncates, in the real units of the product limit
+/// `2^(61 − 2f)`: a window sum `s` (ring `s·2^f`) times the encoded divisor — `c·2^t` with
+/// `t = ⌈20 − log2 c⌉` clamped to `[f, 60]` for a uniform divisor (veil-mpc's
+/// `mul_public_scalar`), `c·2^f` rounded otherwise.
+fn division_products(sums: &[f64], scale: &[f64], frac_bits: u32) -> Vec<f64> {
+    let f = f64::from(frac_bits);
+    match uniform_scale(scale) {
+        Some(c) if c != 0.0 => {
+            let t = (20.0 - c.abs().log2()).ceil().clamp(f, 60.0);
+            let factor = c.abs() * 2f64.powf(t - f);
+            sums.iter().map(|s| s * factor).collect()
+        }
+        _ => sums
+            .iter()
+            .zip(scale)
+            .map(|(s, c)| s * (c.abs() + 2f64.powf(-f)))
+            .collect(),
+    }
+}
+
 /// Repeats a per-sample sharing `batch` times.
 fn broadcast(x: &[u64], batch: usize) -> Shared {
     let mut out = Vec::with_capacity(x.len() * batch);
@@ -1055,9 +1091,9 @@ fn run_step<E: Exchange>(
                 }
             }
             let sums = Shared::from_share(sums);
-            match scale.first() {
+            match uniform_scale(scale) {
                 // One divisor everywhere: keep about 20 significant bits of it.
-                Some(&c) if scale.iter().all(|&s| s == c) => party.mul_public_scalar(&sums, c)?,
+                Some(c) => party.mul_public_scalar(&sums, c)?,
                 _ => {
                     let all: Vec<f64> = (0..batch).flat_map(|_| scale.iter().copied()).collect();
                     party.mul_public(&sums, &all)?

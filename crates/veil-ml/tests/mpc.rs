@@ -429,3 +429,40 @@ fn the_client_refuses_inputs_outside_the_declared_range() {
         "{err}"
     );
 }
+
+/// Global average pooling of a 64×64 plane: the division multiplies the window sum by
+/// `1/4096` encoded with 20 significant bits, so the range check counts that factor.
+#[test]
+fn pooling_range_accounts_for_the_division() {
+    let mut g = GraphBuilder::new("x", vec![1, 64, 64]);
+    let x = g.input();
+    let q = g
+        .add("gap", "GlobalAveragePool", Op::GlobalAveragePool, &[x], "q")
+        .unwrap();
+    let graph = g.finish(vec![q]).unwrap();
+    let options = |input_bound| MpcOptions {
+        input_bound,
+        reveal: Reveal::Scores,
+        ..MpcOptions::default()
+    };
+    let err = MpcPlan::compile(&graph, &options(1e4)).unwrap_err();
+    assert!(
+        matches!(&err, MlError::FixedPointRange { node, .. } if node == "gap"),
+        "{err}"
+    );
+    let (plan, weights) = MpcPlan::compile(&graph, &options(1e3)).unwrap();
+    let mut rng = Rng(5);
+    let images: Vec<Vec<f64>> = (0..2)
+        .map(|i| {
+            let mut v = rng.vec(4096, 1e3);
+            v[i] = 1e3;
+            v
+        })
+        .collect();
+    let run = run_local(&plan, &weights, 2, &images, 2).unwrap();
+    for (image, p) in images.iter().zip(&run.predictions) {
+        let mean = image.iter().sum::<f64>() / 4096.0;
+        let got = p.scores.as_ref().unwrap()[0];
+        assert!((got - mean).abs() < 1e-3, "{got} vs {mean}");
+    }
+}
