@@ -44,8 +44,9 @@
 //! around silently. [`MpcPlan::compile`] therefore bounds every value of the model by
 //! interval analysis of the owner's weights from the declared input range
 //! ([`MpcOptions::input_bound`]): each matrix product, square, product and pooling division
-//! (window sum times the encoded `1/count`) must stay below `2^(61 − 2f)` (one bit of headroom for rounding), each weight must encode. A
-//! model that could overflow is refused with [`MlError::FixedPointRange`] naming the node;
+//! (window sum times the encoded `1/count`) must stay below `2^(61 − 2f)` (one bit of
+//! headroom for rounding), each weight must encode. A model that could overflow is refused
+//! with [`MlError::FixedPointRange`] naming the node;
 //! the bound is worst case, so a model that passes never wraps on inputs in the range. The
 //! client checks its inputs against the declared range before sharing them.
 //!
@@ -61,15 +62,17 @@
 //!   everything** — weights, inputs, every intermediate value — so the dealer must be run by
 //!   someone who colludes with no party (or in an attested TEE).
 //! - **Revealed on purpose**, to everyone: the architecture (operators, shapes, the declared
-//!   input range), the batch size, and so the traffic pattern. To the client only: the
-//!   predicted labels ([`Reveal::Label`]) or the scores ([`Reveal::Scores`]; scores reveal
-//!   much more of the model to a client that queries it often). The owner learns nothing of
-//!   the inputs or the results; the other parties nothing at all.
+//!   input range), the batch size, and so the traffic pattern; the plan also carries the
+//!   worst-case score bound of the range analysis ([`MpcPlan::score_bound`], a function of
+//!   the weights' magnitudes). To the client only: the predicted labels ([`Reveal::Label`])
+//!   or the scores ([`Reveal::Scores`]; scores reveal much more of the model to a client
+//!   that queries it often). The owner (when it is not the client) learns nothing of the
+//!   inputs or the results; the other parties nothing at all.
 //!
 //! # Error
 //!
-//! With `f` fractional bits each weight and input is rounded to `2^-(f+1)`, and each
-//! truncation is off by at most `2^-f`; the scores of the digits models differ from the
+//! With `f` fractional bits each weight and input is rounded to a multiple of `2^-f` (off by
+//! at most `2^-(f+1)`), and each truncation is off by at most `2^-f`; the scores of the digits models differ from the
 //! plaintext executor's by about `10^-3` at 16 bits (measured in `tests/mpc.rs`).
 //!
 //! ```
@@ -421,6 +424,9 @@ impl MpcPlan {
             .map(|v| v.shape.iter().product())
             .collect();
         let score_len = sizes[scores];
+        if score_len == 0 {
+            return Err(MlError::invalid("the model's scores are empty"));
+        }
         let labels = labels.unwrap_or_else(|| (0..score_len as i64).collect());
 
         let mut bounds: Vec<Option<Vec<f64>>> = vec![None; graph.values().len()];
@@ -760,6 +766,11 @@ impl MpcPlan {
         if model.blocks.len() != self.nodes.len() {
             return Err(MlError::Input {
                 reason: "the shared model is not this plan's".into(),
+            });
+        }
+        if batch == 0 {
+            return Err(MlError::Input {
+                reason: "a batch needs at least one sample".into(),
             });
         }
         let client = self.options.client;
