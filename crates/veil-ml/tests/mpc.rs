@@ -466,3 +466,50 @@ fn pooling_range_accounts_for_the_division() {
         assert!((got - mean).abs() < 1e-3, "{got} vs {mean}");
     }
 }
+
+/// The party-level API: the owner shares the weights once, two batches reuse them, and only
+/// the client gets predictions — the owner and the helper party get `None`.
+#[test]
+fn only_the_client_learns_the_predictions() {
+    let graph = model("mlp");
+    let data = test_set();
+    let options = MpcOptions {
+        owner: 1,
+        client: 2,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
+    let images: Vec<Vec<f64>> = data.samples[..10].to_vec();
+    let want: Vec<i64> = images
+        .iter()
+        .map(|s| argmax(&graph.run(s).unwrap()[0]) as i64)
+        .collect();
+    let out = veil_mpc::memory::run(3, options.fixed, move |party| {
+        let me = party.id();
+        let model = plan
+            .share_model(party, (me == 1).then_some(&weights))
+            .unwrap();
+        let mut got = Vec::new();
+        for chunk in images.chunks(5) {
+            got.push(
+                plan.infer(party, &model, (me == 2).then_some(chunk), chunk.len())
+                    .unwrap(),
+            );
+        }
+        Ok(got)
+    })
+    .unwrap();
+    assert!(
+        out[0].iter().all(Option::is_none),
+        "the helper learns nothing"
+    );
+    assert!(
+        out[1].iter().all(Option::is_none),
+        "the owner learns nothing"
+    );
+    let labels: Vec<i64> = out[2]
+        .iter()
+        .flat_map(|b| b.as_ref().unwrap().iter().map(|p| p.label))
+        .collect();
+    assert_eq!(labels, want);
+}
