@@ -17,8 +17,11 @@ pub mod tee_evidence;
 pub mod tee_room;
 pub mod tee_service;
 
+/// A target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (as `cargo fuzz run` knows it) and its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("ckks_ciphertext", ckks_ciphertext::run),
     ("ckks_keys", ckks_keys::run),
     ("dp_sql_query", dp_sql_query::run),
