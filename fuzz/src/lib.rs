@@ -13,6 +13,7 @@ pub mod ckks_keys;
 pub mod dp_sql_query;
 pub mod edits;
 pub mod mpc_messages;
+pub mod onnx_import;
 pub mod tee_evidence;
 pub mod tee_room;
 pub mod tee_service;
@@ -26,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ckks_keys", ckks_keys::run),
     ("dp_sql_query", dp_sql_query::run),
     ("mpc_messages", mpc_messages::run),
+    ("onnx_import", onnx_import::run),
     ("tee_evidence", tee_evidence::run),
     ("tee_room", tee_room::run),
     ("tee_service", tee_service::run),

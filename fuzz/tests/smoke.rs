@@ -131,11 +131,13 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         // Edit-driven targets (first byte: which valid object; two bytes: truncation; then
         // (position, value) overwrites) and the MPC party (first byte: role and protocol).
         _ => (0u8..8)
-            .map(|k| {
+            // Each valid object unedited, then with one edit.
+            .map(|k| vec![k, 0xff, 0xff])
+            .chain((0u8..8).map(|k| {
                 let mut v = vec![k, 0xff, 0xff];
                 v.extend_from_slice(&[k.wrapping_mul(37), 0, k]);
                 v
-            })
+            }))
             .chain((0u8..8).map(|k| vec![k * 17 + 4, k, 0, 0, 0, 0, 0, 0, 0, 3]))
             .collect(),
     }
