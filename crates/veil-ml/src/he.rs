@@ -10,6 +10,8 @@
 //! - a matrix–vector product is a diagonal-method product with baby-step/giant-step and
 //!   hoisted baby rotations ([`CkksVector::matmul`]); all-zero diagonals cost nothing;
 //! - `x·x` is one ciphertext product (one level);
+//! - Relu, Sigmoid, Tanh and Softplus become polynomials ([`PolyApprox`], see "Activations"
+//!   below), evaluated with [`CkksVector::polyval`] in `⌈log2(d + 1)⌉` levels;
 //! - trailing Softmax/ArgMax run on the client after decryption.
 //!
 //! Parameters follow from the plan: the multiplicative depth, a bound on every intermediate
@@ -21,15 +23,44 @@
 //! The client keeps the secret key ([`Plan::keygen`]), encrypts ([`Plan::encrypt`]) and
 //! decrypts with noise flooding ([`Plan::decrypt`]); the server holds the plan and the public
 //! context only ([`VectorContext::make_public`]) and runs [`Plan::evaluate`].
+//!
+//! # Activations
+//!
+//! An activation is replaced by the Chebyshev interpolant of the lowest degree (at most
+//! [`CompileOptions::max_activation_degree`]) whose largest error on a dense grid of its input
+//! interval is within [`CompileOptions::activation_precision`] (module [`crate::approx`]).
+//! The interval is, in this order: the one declared for the node in
+//! [`CompileOptions::activation_ranges`]; the range measured on the calibration data, widened
+//! about its centre by [`CompileOptions::calibration_margin`]; the union of the per-element
+//! intervals propagated from [`CompileOptions::input_range`]. With
+//! [`CompileOptions::propagate_activation_ranges`] off, only declared ranges count and an
+//! activation without one is refused with an error naming the node.
+//!
+//! The polynomial is written in `t = (2x − lo − hi)/(hi − lo) ∈ [-1, 1]`; the map is folded
+//! into the affine step before the activation (an identity step is inserted when the
+//! activation follows a square or another activation, or reads the input), so it costs no
+//! level of its own. The plan's depth counts `⌈log2(d + 1)⌉` levels per activation, the scale
+//! gets `log2 ‖coefficients‖₂` extra bits for the noise the polynomial amplifies, and the
+//! bounds analysis continues from the polynomial's range on the interval. [`Plan::activations`]
+//! reports each node's interval, degree and measured error.
+//!
+//! **Inputs outside the interval are not detected**: a polynomial diverges outside the range
+//! it was fitted on, so such an input gets a meaningless value (interval propagation cannot
+//! leave the range; calibrated ranges can, which is why they get a margin).
+//!
+//! [`Plan::evaluate_plain`] runs the same steps (the same polynomials) in `f64`: comparing it
+//! with the encrypted result isolates the CKKS error, and comparing it with the exact model
+//! isolates the approximation error.
 
 use std::sync::Arc;
 
 use veil_he::ckks::params::SECURITY_TABLE_128;
 use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, KeyGenerator, VectorContext};
 
+use crate::approx::PolyApprox;
 use crate::error::{MlError, Result};
 use crate::exec::eval;
-use crate::ir::{Graph, Node, Op};
+use crate::ir::{Activation, Graph, Node, Op};
 
 /// What the compiler is told about the data and the precision wanted.
 #[derive(Clone, Debug)]
@@ -45,6 +76,18 @@ pub struct CompileOptions {
     /// Target standard deviation of the error of the decrypted outputs, noise flooding
     /// included (the largest error over many values is a few times this).
     pub precision: f64,
+    /// Largest error allowed of each activation's polynomial on its input interval (absolute,
+    /// in the activation's output units, measured on a dense grid).
+    pub activation_precision: f64,
+    /// Highest polynomial degree an activation may use (depth `⌈log2(d + 1)⌉`).
+    pub max_activation_degree: usize,
+    /// Declared input intervals of activation nodes, by node name; they take precedence over
+    /// measured or propagated ranges.
+    pub activation_ranges: Vec<(String, (f64, f64))>,
+    /// When true (the default), an activation without a declared range gets one from the
+    /// calibration data or from intervals propagated from `input_range`; when false, such an
+    /// activation is an error (use it when no input range was actually declared).
+    pub propagate_activation_ranges: bool,
 }
 
 impl Default for CompileOptions {
@@ -54,6 +97,10 @@ impl Default for CompileOptions {
             calibration: Vec::new(),
             calibration_margin: 2.0,
             precision: 0.125,
+            activation_precision: 1e-2,
+            max_activation_degree: 31,
+            activation_ranges: Vec::new(),
+            propagate_activation_ranges: true,
         }
     }
 }
@@ -71,6 +118,9 @@ pub enum Step {
     },
     /// `x·x` element-wise.
     Square,
+    /// An activation's polynomial, element-wise, on the mapped input `t` the previous
+    /// (affine) step produces: `Σ coeffs[j]·t^j` ([`PolyApprox::coeffs`]).
+    Polynomial(PolyApprox),
 }
 
 impl Step {
@@ -78,9 +128,26 @@ impl Step {
     fn dims(&self) -> Option<(usize, usize)> {
         match self {
             Self::Affine { rows, bias } => Some((rows.len(), bias.len())),
-            Self::Square => None,
+            Self::Square | Self::Polynomial(_) => None,
         }
     }
+
+    /// Levels the step uses.
+    fn depth(&self) -> usize {
+        match self {
+            Self::Affine { .. } | Self::Square => 1,
+            Self::Polynomial(p) => p.depth(),
+        }
+    }
+}
+
+/// A step of the lowered chain before bounds are known.
+enum Pending {
+    Ready(Step),
+    Activation {
+        node: String,
+        activation: Activation,
+    },
 }
 
 /// The CKKS parameters a plan chose.
@@ -123,20 +190,7 @@ const FIRST_PRIME_HEADROOM_BITS: u32 = 2;
 impl Plan {
     /// Lowers `graph` and chooses parameters.
     pub fn compile(graph: &Graph, options: &CompileOptions) -> Result<Self> {
-        let (steps, tail, input_len, output_len) = lower(graph)?;
-        let depth = steps
-            .iter()
-            .map(|s| match s {
-                Step::Affine { .. } | Step::Square => 1,
-            })
-            .sum::<usize>();
-        if depth == 0 {
-            return Err(MlError::UnsupportedUse {
-                node: graph.input().name.clone(),
-                op: "model".into(),
-                reason: "the model computes nothing on the input that needs encryption".into(),
-            });
-        }
+        let (pending, tail, input_len, output_len) = lower(graph)?;
         let (lo, hi) = options.input_range;
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
             return Err(MlError::Input {
@@ -148,27 +202,25 @@ impl Plan {
                 reason: format!("precision {}", options.precision),
             });
         }
-        let bound = if options.calibration.is_empty() {
-            interval_bound(&steps, input_len, lo, hi)
-        } else {
-            let mut m = lo.abs().max(hi.abs());
-            for x in &options.calibration {
-                if x.len() != input_len {
-                    return Err(MlError::Input {
-                        reason: format!(
-                            "a calibration sample has {} values, the model takes {input_len}",
-                            x.len()
-                        ),
-                    });
-                }
-                let mut v = x.clone();
-                for s in &steps {
-                    v = apply_plain(s, &v);
-                    m = v.iter().fold(m, |a, b| a.max(b.abs()));
-                }
+        for x in &options.calibration {
+            if x.len() != input_len {
+                return Err(MlError::Input {
+                    reason: format!(
+                        "a calibration sample has {} values, the model takes {input_len}",
+                        x.len()
+                    ),
+                });
             }
-            m * options.calibration_margin.max(1.0)
-        };
+        }
+        let (steps, bound) = resolve(pending, input_len, options)?;
+        let depth = steps.iter().map(Step::depth).sum::<usize>();
+        if depth == 0 {
+            return Err(MlError::UnsupportedUse {
+                node: graph.input().name.clone(),
+                op: "model".into(),
+                reason: "the model computes nothing on the input that needs encryption".into(),
+            });
+        }
         let params = choose_parameters(&steps, depth, bound, options.precision)?;
         let mut rotation_steps: Vec<i64> = steps
             .iter()
@@ -193,6 +245,18 @@ impl Plan {
     /// The encrypted steps.
     pub fn steps(&self) -> &[Step] {
         &self.steps
+    }
+
+    /// The polynomial that replaced each activation, in order: node, interval, degree,
+    /// coefficients and measured approximation error.
+    pub fn activations(&self) -> Vec<&PolyApprox> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Polynomial(p) => Some(p),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Multiplicative depth (levels used).
@@ -282,6 +346,7 @@ impl Plan {
             v = match s {
                 Step::Affine { rows, bias } => v.matmul(rows)?.add_plain(bias)?,
                 Step::Square => v.square()?,
+                Step::Polynomial(p) => v.polyval(&p.coeffs)?,
             };
         }
         Ok(v)
@@ -328,7 +393,7 @@ impl Plan {
 
 /// Splits the graph into encrypted steps and a client-side tail.
 #[allow(clippy::type_complexity)]
-fn lower(graph: &Graph) -> Result<(Vec<Step>, Vec<Node>, usize, usize)> {
+fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
     let unsupported = |n: &Node, reason: String| MlError::UnsupportedUse {
         node: n.name.clone(),
         op: n.op.name().into(),
@@ -377,28 +442,40 @@ fn lower(graph: &Graph) -> Result<(Vec<Step>, Vec<Node>, usize, usize)> {
             }
             Op::Square => {
                 if let Some(s) = flush(graph, &mut segment, segment_in)? {
-                    steps.push(s);
+                    steps.push(Pending::Ready(s));
                 }
-                steps.push(Step::Square);
+                steps.push(Pending::Ready(Step::Square));
             }
             Op::Softmax | Op::ArgMax { .. } => {
                 if tail.is_empty() {
                     if let Some(s) = flush(graph, &mut segment, segment_in)? {
-                        steps.push(s);
+                        steps.push(Pending::Ready(s));
                     }
                     encrypted_len = len;
                 }
                 tail.push(n.clone());
             }
             Op::Activation(a) => {
-                return Err(unsupported(
-                    n,
-                    format!(
-                        "{} needs a polynomial approximation, which the latency backend does \
-                         not implement yet; use x·x",
-                        a.name()
-                    ),
-                ))
+                // The map to [-1, 1] is folded into the affine step before the polynomial;
+                // insert an identity one when there is none.
+                match flush(graph, &mut segment, segment_in)? {
+                    Some(s) => steps.push(Pending::Ready(s)),
+                    None => {
+                        if !matches!(steps.last(), Some(Pending::Ready(Step::Affine { .. }))) {
+                            let rows = (0..len)
+                                .map(|i| (0..len).map(|j| f64::from(u8::from(i == j))).collect())
+                                .collect();
+                            steps.push(Pending::Ready(Step::Affine {
+                                rows,
+                                bias: vec![0.0; len],
+                            }));
+                        }
+                    }
+                }
+                steps.push(Pending::Activation {
+                    node: n.name.clone(),
+                    activation: *a,
+                });
             }
             Op::Add | Op::Sub | Op::Mul => {
                 return Err(unsupported(
@@ -417,7 +494,7 @@ fn lower(graph: &Graph) -> Result<(Vec<Step>, Vec<Node>, usize, usize)> {
     }
     if tail.is_empty() {
         if let Some(s) = flush(graph, &mut segment, segment_in)? {
-            steps.push(s);
+            steps.push(Pending::Ready(s));
         }
         encrypted_len = len;
     }
@@ -498,43 +575,139 @@ fn apply_plain(step: &Step, x: &[f64]) -> Vec<f64> {
             y
         }
         Step::Square => x.iter().map(|v| v * v).collect(),
+        Step::Polynomial(p) => x.iter().map(|&t| p.eval_mapped(t)).collect(),
     }
 }
 
-/// Largest absolute value any step can produce for inputs in `[lo, hi]` (interval
-/// arithmetic).
-fn interval_bound(steps: &[Step], input_len: usize, lo: f64, hi: f64) -> f64 {
+/// Fits each activation's polynomial on its input interval, folds the map to `[-1, 1]` into
+/// the affine step before it, and bounds every intermediate value (calibration values times
+/// the margin, or intervals propagated from the input range). Returns the steps and the
+/// bound.
+fn resolve(
+    pending: Vec<Pending>,
+    input_len: usize,
+    options: &CompileOptions,
+) -> Result<(Vec<Step>, f64)> {
+    let (lo, hi) = options.input_range;
+    let calibrated = !options.calibration.is_empty();
+    let margin = options.calibration_margin.max(1.0);
     let mut iv = vec![(lo, hi); input_len];
+    let mut vals: Vec<Vec<f64>> = options.calibration.clone();
     let mut m = lo.abs().max(hi.abs());
-    for s in steps {
-        iv = match s {
-            Step::Affine { rows, bias } => {
-                let mut out: Vec<(f64, f64)> = bias.iter().map(|&b| (b, b)).collect();
-                for (&(l, h), row) in iv.iter().zip(rows) {
-                    for (o, &w) in out.iter_mut().zip(row) {
-                        let (a, b) = (w * l, w * h);
-                        o.0 += a.min(b);
-                        o.1 += a.max(b);
+    let mut steps: Vec<Step> = Vec::with_capacity(pending.len());
+    for p in pending {
+        let step = match p {
+            Pending::Ready(s) => s,
+            Pending::Activation { node, activation } => {
+                let declared = options
+                    .activation_ranges
+                    .iter()
+                    .find(|(n, _)| *n == node)
+                    .map(|(_, r)| *r);
+                let (mut a, mut b) = match declared {
+                    Some(r) => r,
+                    None if !options.propagate_activation_ranges => {
+                        return Err(MlError::UnsupportedUse {
+                            node,
+                            op: activation.name().into(),
+                            reason: "the input range of this activation is unknown: declare it \
+                                     for the node, or declare the model's input range or give \
+                                     calibration data and let the compiler derive it"
+                                .into(),
+                        })
                     }
+                    None if calibrated => {
+                        let (mn, mx) = vals
+                            .iter()
+                            .flatten()
+                            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                                (a.min(v), b.max(v))
+                            });
+                        let (c, h) = ((mn + mx) / 2.0, (mx - mn) / 2.0 * margin);
+                        (c - h, c + h)
+                    }
+                    None => iv
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &(l, h)| {
+                            (a.min(l), b.max(h))
+                        }),
+                };
+                if !(a.is_finite() && b.is_finite() && a <= b) {
+                    return Err(MlError::Input {
+                        reason: format!("input range [{a}, {b}] of activation node `{node}`"),
+                    });
                 }
-                out
-            }
-            Step::Square => iv
-                .iter()
-                .map(|&(l, h)| {
-                    if l >= 0.0 {
-                        (l * l, h * h)
-                    } else if h <= 0.0 {
-                        (h * h, l * l)
-                    } else {
-                        (0.0, (l * l).max(h * h))
+                if b - a < 1e-6 {
+                    a -= 0.5;
+                    b += 0.5;
+                }
+                let approx = PolyApprox::for_precision(
+                    activation,
+                    &node,
+                    a,
+                    b,
+                    options.activation_precision,
+                    options.max_activation_degree,
+                )?;
+                let (f, o) = approx.input_map();
+                match steps.last_mut() {
+                    Some(Step::Affine { rows, bias }) => {
+                        rows.iter_mut().flatten().for_each(|v| *v *= f);
+                        bias.iter_mut().for_each(|v| *v = *v * f + o);
                     }
-                })
-                .collect(),
+                    _ => return Err(MlError::Internal("an activation without an affine step")),
+                }
+                // The analysis continues on the mapped values.
+                iv.iter_mut()
+                    .for_each(|(l, h)| (*l, *h) = (*l * f + o, *h * f + o));
+                vals.iter_mut().flatten().for_each(|v| *v = *v * f + o);
+                Step::Polynomial(approx)
+            }
         };
-        m = iv.iter().fold(m, |a, &(l, h)| a.max(l.abs()).max(h.abs()));
+        if calibrated {
+            for v in vals.iter_mut() {
+                *v = apply_plain(&step, v);
+                m = v.iter().fold(m, |a, b| a.max(b.abs()));
+            }
+        } else {
+            iv = interval_step(&step, &iv);
+            m = iv.iter().fold(m, |a, &(l, h)| a.max(l.abs()).max(h.abs()));
+        }
+        steps.push(step);
     }
-    m
+    Ok((steps, if calibrated { m * margin } else { m }))
+}
+
+/// The intervals a step maps per-element intervals to.
+fn interval_step(step: &Step, iv: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    match step {
+        Step::Affine { rows, bias } => {
+            let mut out: Vec<(f64, f64)> = bias.iter().map(|&b| (b, b)).collect();
+            for (&(l, h), row) in iv.iter().zip(rows) {
+                for (o, &w) in out.iter_mut().zip(row) {
+                    let (a, b) = (w * l, w * h);
+                    o.0 += a.min(b);
+                    o.1 += a.max(b);
+                }
+            }
+            out
+        }
+        Step::Square => iv
+            .iter()
+            .map(|&(l, h)| {
+                if l >= 0.0 {
+                    (l * l, h * h)
+                } else if h <= 0.0 {
+                    (h * h, l * l)
+                } else {
+                    (0.0, (l * l).max(h * h))
+                }
+            })
+            .collect(),
+        // Inputs within the fitted interval (t in [-1, 1]) give values in the polynomial's
+        // range there.
+        Step::Polynomial(p) => vec![p.output_range; iv.len()],
+    }
 }
 
 /// Chooses N, the chain and the scale for `depth` levels, values up to `bound` and output
@@ -546,7 +719,18 @@ fn choose_parameters(
     precision: f64,
 ) -> Result<ParameterChoice> {
     let bound_bits = bound.max(1.0).log2().ceil() as u32;
-    let scale_bits = ((bound.max(1.0) / precision).log2() + NOISE_OFFSET_BITS).ceil();
+    // A polynomial amplifies the (independent) noise of its powers by about the l2 norm of
+    // its coefficients.
+    let amplification = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Polynomial(p) => Some(p.coefficient_norm()),
+            _ => None,
+        })
+        .fold(1.0f64, f64::max);
+    let scale_bits =
+        ((bound.max(1.0) / precision).log2() + NOISE_OFFSET_BITS + amplification.log2().ceil())
+            .ceil();
     let scale_bits = scale_bits.clamp(20.0, 59.0) as u32;
     let first = scale_bits + bound_bits + FIRST_PRIME_HEADROOM_BITS;
     if first > 60 {

@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod approx;
 pub mod data;
 pub mod error;
 mod exec;

@@ -377,7 +377,7 @@ mod encrypted {
             .iter()
             .filter_map(|s| match s {
                 Step::Affine { rows, bias } => Some((rows.len(), bias.len())),
-                Step::Square => None,
+                Step::Square | Step::Polynomial(_) => None,
             })
             .collect();
         eprintln!(
@@ -492,5 +492,278 @@ mod encrypted {
         let forest = onnx::import_file(model_path("forest")).unwrap();
         let err = Plan::compile(&forest.graph, &options).unwrap_err();
         assert!(err.to_string().contains("TreeEnsemble"), "{err}");
+    }
+}
+
+mod activations {
+    use std::time::Instant;
+
+    use super::common::*;
+    use veil_ml::he::{CompileOptions, Plan};
+    use veil_ml::ir::{Activation, Graph, GraphBuilder, Op, Tensor};
+
+    /// A 64→16→10 MLP with `act` in the middle, trained in-test by full-batch gradient
+    /// descent (softmax cross-entropy) on the first 200 digits rows, from a fixed seed.
+    fn trained_mlp(act: Activation) -> Graph {
+        let data = test_set();
+        let (xs, ys) = (&data.samples[..200], &data.labels[..200]);
+        let (n_in, n_h, n_out) = (64, 16, 10);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let mut w1: Vec<f64> = (0..n_h * n_in).map(|_| rnd() * 0.5).collect();
+        let mut b1 = vec![0.0; n_h];
+        let mut w2: Vec<f64> = (0..n_out * n_h).map(|_| rnd() * 0.5).collect();
+        let mut b2 = vec![0.0; n_out];
+        let deriv = |a: Activation, z: f64| match a {
+            Activation::Relu => f64::from(u8::from(z > 0.0)),
+            Activation::Sigmoid => {
+                let s = a.apply(z);
+                s * (1.0 - s)
+            }
+            Activation::Tanh => 1.0 - z.tanh().powi(2),
+            Activation::Softplus => Activation::Sigmoid.apply(z),
+        };
+        let lr = 0.5;
+        for _ in 0..400 {
+            let mut gw1 = vec![0.0; w1.len()];
+            let mut gb1 = vec![0.0; n_h];
+            let mut gw2 = vec![0.0; w2.len()];
+            let mut gb2 = vec![0.0; n_out];
+            for (x, &y) in xs.iter().zip(ys) {
+                let z: Vec<f64> = (0..n_h)
+                    .map(|j| b1[j] + (0..n_in).map(|i| w1[j * n_in + i] * x[i]).sum::<f64>())
+                    .collect();
+                let h: Vec<f64> = z.iter().map(|&v| act.apply(v)).collect();
+                let o: Vec<f64> = (0..n_out)
+                    .map(|k| b2[k] + (0..n_h).map(|j| w2[k * n_h + j] * h[j]).sum::<f64>())
+                    .collect();
+                let mx = o.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = o.iter().map(|v| (v - mx).exp()).collect();
+                let s: f64 = e.iter().sum();
+                let d_o: Vec<f64> = (0..n_out)
+                    .map(|k| e[k] / s - f64::from(u8::from(k as i64 == y)))
+                    .collect();
+                let mut d_h = vec![0.0; n_h];
+                for k in 0..n_out {
+                    gb2[k] += d_o[k];
+                    for j in 0..n_h {
+                        gw2[k * n_h + j] += d_o[k] * h[j];
+                        d_h[j] += d_o[k] * w2[k * n_h + j];
+                    }
+                }
+                for j in 0..n_h {
+                    let d_z = d_h[j] * deriv(act, z[j]);
+                    gb1[j] += d_z;
+                    for i in 0..n_in {
+                        gw1[j * n_in + i] += d_z * x[i];
+                    }
+                }
+            }
+            let k = lr / xs.len() as f64;
+            // Weight decay on the first layer keeps the activation's inputs in a few units.
+            w1.iter_mut()
+                .zip(&gw1)
+                .for_each(|(w, g)| *w -= k * g + lr * 1e-2 * *w);
+            b1.iter_mut().zip(&gb1).for_each(|(w, g)| *w -= k * g);
+            w2.iter_mut().zip(&gw2).for_each(|(w, g)| *w -= k * g);
+            b2.iter_mut().zip(&gb2).for_each(|(w, g)| *w -= k * g);
+        }
+        let mut g = GraphBuilder::new("x", vec![64]);
+        let x = g.input();
+        let h = g
+            .add(
+                "fc1",
+                "Gemm",
+                Op::Linear {
+                    weight: Tensor::new(vec![n_h, n_in], w1).unwrap(),
+                    bias: b1,
+                },
+                &[x],
+                "h",
+            )
+            .unwrap();
+        let a = g
+            .add("act", act.name(), Op::Activation(act), &[h], "a")
+            .unwrap();
+        let o = g
+            .add(
+                "fc2",
+                "Gemm",
+                Op::Linear {
+                    weight: Tensor::new(vec![n_out, n_h], w2).unwrap(),
+                    bias: b2,
+                },
+                &[a],
+                "logits",
+            )
+            .unwrap();
+        g.finish(vec![o]).unwrap()
+    }
+
+    fn calibrated(precision: f64) -> CompileOptions {
+        CompileOptions {
+            calibration: test_set().samples[..200].to_vec(),
+            activation_precision: precision,
+            ..CompileOptions::default()
+        }
+    }
+
+    /// Share of the 160 held-out images where the plan's plaintext arithmetic (with the
+    /// polynomials) and the exact model pick the same class; also the models' accuracy.
+    fn plan_vs_exact(graph: &Graph, plan: &Plan) -> (f64, f64) {
+        let data = test_set();
+        let (mut agree, mut correct) = (0usize, 0usize);
+        for (x, &y) in data.samples[200..].iter().zip(&data.labels[200..]) {
+            let exact = argmax(&graph.run(x).unwrap()[0]);
+            agree += usize::from(argmax(&plan.evaluate_plain(x).unwrap()) == exact);
+            correct += usize::from(exact as i64 == y);
+        }
+        (agree as f64 / 160.0, correct as f64 / 160.0)
+    }
+
+    #[test]
+    fn degree_grows_as_precision_tightens_and_error_is_within_bound() {
+        for act in [
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Softplus,
+            Activation::Relu,
+        ] {
+            let graph = trained_mlp(act);
+            let mut last_degree = 0;
+            let precisions: &[f64] = if act == Activation::Relu {
+                &[0.3, 0.2, 0.1]
+            } else {
+                &[1e-1, 3e-2, 1e-2]
+            };
+            for &eps in precisions {
+                let plan = Plan::compile(&graph, &calibrated(eps)).unwrap();
+                let a = plan.activations();
+                assert_eq!(a.len(), 1);
+                let a = a[0];
+                // Re-measure the error on a grid finer than the compiler's.
+                let mut err = 0.0f64;
+                for i in 0..=20_000 {
+                    let x = a.lo + (a.hi - a.lo) * f64::from(i) / 20_000.0;
+                    err = err.max((a.eval(x) - act.apply(x)).abs());
+                }
+                let (agree, acc) = plan_vs_exact(&graph, &plan);
+                eprintln!(
+                    "{}: precision {eps:e}: [{:.2}, {:.2}] degree {} error {:.2e} (re-measured \
+                     {err:.2e}), depth {}, N = {}, plan-vs-exact agreement {:.2}%, accuracy {:.2}%",
+                    act.name(),
+                    a.lo,
+                    a.hi,
+                    a.degree,
+                    a.max_error,
+                    plan.depth(),
+                    plan.parameter_choice().degree,
+                    100.0 * agree,
+                    100.0 * acc
+                );
+                assert!(a.max_error <= eps && err <= eps * 1.05, "{err}");
+                assert!(a.degree > last_degree);
+                assert!(plan.depth() == 2 + a.depth());
+                last_degree = a.degree;
+            }
+        }
+    }
+
+    #[test]
+    fn an_activation_without_a_known_range_is_refused() {
+        let graph = trained_mlp(Activation::Tanh);
+        let options = CompileOptions {
+            propagate_activation_ranges: false,
+            ..CompileOptions::default()
+        };
+        let err = Plan::compile(&graph, &options).unwrap_err().to_string();
+        assert!(err.contains("`act`") && err.contains("Tanh"), "{err}");
+        assert!(err.contains("range"), "{err}");
+        // Declaring it for the node is enough.
+        let options = CompileOptions {
+            activation_ranges: vec![("act".into(), (-4.0, 4.0))],
+            activation_precision: 1e-2,
+            ..options
+        };
+        let plan = Plan::compile(&graph, &options).unwrap();
+        assert_eq!(
+            (plan.activations()[0].lo, plan.activations()[0].hi),
+            (-4.0, 4.0)
+        );
+        // A range the degree cap cannot meet is refused naming the node, with the best error.
+        let options = CompileOptions {
+            activation_ranges: vec![("act".into(), (-100.0, 100.0))],
+            activation_precision: 1e-6,
+            ..options
+        };
+        let err = Plan::compile(&graph, &options).unwrap_err().to_string();
+        assert!(err.contains("`act`") && err.contains("best"), "{err}");
+    }
+
+    /// Encrypts held-out images, evaluates with the public context, decrypts; compares with
+    /// the exact model and with the plan's own arithmetic.
+    fn run(act: Activation, precision: f64, images: usize) {
+        let data = test_set();
+        let graph = trained_mlp(act);
+        let options = calibrated(precision);
+        let plan = Plan::compile(&graph, &options).unwrap();
+        let a = plan.activations()[0];
+        let p = plan.parameter_choice();
+        let client = plan.keygen().unwrap();
+        let server = client.make_public();
+        let (mut agree, mut agree_plan) = (0usize, 0usize);
+        let mut max_err = 0.0f64;
+        let mut eval_t = 0.0f64;
+        for x in &data.samples[200..200 + images] {
+            let exact = &graph.run(x).unwrap()[0];
+            let planned = plan.evaluate_plain(x).unwrap();
+            let ct = plan.encrypt(&client, x).unwrap();
+            let ct = veil_he::ckks::CkksVector::from_bytes(&server, &ct.to_bytes()).unwrap();
+            let t = Instant::now();
+            let out = plan.evaluate(&ct).unwrap();
+            eval_t += t.elapsed().as_secs_f64();
+            let out = veil_he::ckks::CkksVector::from_bytes(&client, &out.to_bytes()).unwrap();
+            let (logits, _) = plan.decrypt(&out).unwrap();
+            for (u, v) in logits.iter().zip(&planned) {
+                max_err = max_err.max((u - v).abs());
+            }
+            agree += usize::from(argmax(&logits) == argmax(exact));
+            agree_plan += usize::from(argmax(&logits) == argmax(&planned));
+        }
+        let n = images as f64;
+        eprintln!(
+            "{} encrypted: [{:.2}, {:.2}] degree {} error {:.2e}; depth {}, N = {}, moduli {:?}, \
+             scale 2^{}; server {:.1} ms/image; max |encrypted − plan| {max_err:.2e}; \
+             agreement with the exact model {:.2}%, with the plan {:.2}%",
+            act.name(),
+            a.lo,
+            a.hi,
+            a.degree,
+            a.max_error,
+            plan.depth(),
+            p.degree,
+            p.moduli_bits,
+            p.scale_bits,
+            eval_t / n * 1e3,
+            100.0 * agree as f64 / n,
+            100.0 * agree_plan as f64 / n
+        );
+        assert!(max_err < 6.0 * options.precision, "{max_err}");
+        assert!(agree as f64 >= 0.99 * n, "agreement {agree}/{images}");
+    }
+
+    #[test]
+    fn tanh_mlp_encrypted_agrees_with_exact_model() {
+        run(Activation::Tanh, 1e-2, 40);
+    }
+
+    #[test]
+    fn relu_mlp_encrypted_agrees_with_exact_model() {
+        run(Activation::Relu, 0.1, 20);
     }
 }
