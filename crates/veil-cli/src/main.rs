@@ -25,6 +25,7 @@ mod attest;
 mod demo;
 mod dp;
 mod he;
+mod ml;
 mod mpc;
 mod progress;
 mod room;
@@ -62,6 +63,12 @@ enum Command {
     Dp {
         #[command(subcommand)]
         command: dp::DpCommand,
+    },
+    /// Trained ONNX models on protected data: inspect, compile for encryption, run under
+    /// HE or MPC.
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
     },
     /// Secure multi-party computation: parties compute on secret shares over mutual TLS.
     Mpc {
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
         Command::Kbs { command } => services::kbs(command),
         Command::Room { command } => room::run(command),
         Command::Dp { command } => dp::run(command),
+        Command::Ml { command } => ml::run(command),
         Command::Mpc { command } => mpc::run(command),
         Command::Psi(args) => mpc::psi(&args),
     };

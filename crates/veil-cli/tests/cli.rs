@@ -49,6 +49,11 @@ fn demo_runs_and_reports_small_errors() {
             && stdout.contains("OK: every release was paid for before its noise was drawn."),
         "the MPC and DP parts must run: {stdout}"
     );
+    assert!(
+        stdout.contains("[HE]  encrypted predictions agree")
+            && stdout.contains("OK: the model ran"),
+        "the encrypted-inference part must run: {stdout}"
+    );
 }
 
 #[test]

@@ -1,0 +1,670 @@
+//! `veil ml …`: run trained ONNX models on protected data (CKKS encryption or MPC).
+//!
+//! The commands are glue over `veil-ml`: [`veil_ml::onnx`] reads the model, [`veil_ml::he`]
+//! compiles it onto CKKS (client keys, encrypted query, server evaluation with the public
+//! context only, flooded decryption) and [`veil_ml::mpc`] runs it on secret shares with the
+//! parties and the dealer in this process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use veil_he::ckks::params::SECURITY_TABLE_128;
+use veil_he::ckks::{CkksVector, VectorContext};
+use veil_ml::data::LabelledData;
+use veil_ml::he::{CompileOptions, Plan, Step};
+use veil_ml::ir::Graph;
+use veil_ml::mpc::{run_local, MpcOptions, MpcPlan, Reveal};
+use veil_ml::onnx::OnnxModel;
+use veil_ml::MlError;
+
+use crate::progress;
+
+#[derive(Subcommand, Debug)]
+pub enum MlCommand {
+    /// What a model file holds (producer, opsets, each node with its shapes) and whether each
+    /// protected backend (he, mpc) can run it.
+    Inspect(InspectArgs),
+    /// Compile a model for encrypted inference and print the CKKS plan: depth, N, moduli,
+    /// scale, Galois keys, key and query sizes, precision.
+    Compile(CompileArgs),
+    /// Run a model on a labelled CSV file under encryption (`--he`) or MPC (`--mpc`) and
+    /// compare with the plaintext model.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+}
+
+/// How the compiler learns the range of the model's values.
+#[derive(Args, Debug)]
+pub struct RangeArgs {
+    /// Every input value lies in `lo,hi` (bounds propagated as intervals; default 0,1).
+    #[arg(long, value_name = "LO,HI", conflicts_with = "calibration")]
+    pub input_range: Option<String>,
+    /// Measure the value bounds on these samples instead (a labelled CSV like
+    /// `digits_test.csv`: a header, then `label,x0,x1,…`).
+    #[arg(long, value_name = "DATA.csv")]
+    pub calibration: Option<PathBuf>,
+    /// Target standard deviation of the decrypted outputs' error, noise flooding included.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.125)]
+    pub precision: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Every feature read from a CSV file is multiplied by this (1/16 for the digits pixels).
+    #[arg(long, default_value_t = 0.0625)]
+    pub scale: f64,
+}
+
+/// What the client of an MPC run learns.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RevealArg {
+    /// The predicted label only (secure argmax; scores stay shared).
+    Label,
+    /// The scores, from which the client computes the label.
+    Scores,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("backend").required(true).args(["he", "mpc"])))]
+pub struct RunArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// Homomorphic encryption (CKKS): client keys, encrypted queries, server evaluation
+    /// with the public context only, flooded decryption.
+    #[arg(long)]
+    pub he: bool,
+    /// Secure multi-party computation: the model owner and the client secret-share weights
+    /// and inputs; parties and dealer run in this process.
+    #[arg(long)]
+    pub mpc: bool,
+    /// Labelled samples: a CSV with a header, then `label,x0,x1,…` per row.
+    #[arg(long, value_name = "DATA.csv")]
+    pub data: PathBuf,
+    /// Every feature is multiplied by this (1/16 for the digits pixels).
+    #[arg(long, default_value_t = 0.0625)]
+    pub scale: f64,
+    /// Use only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// HE: target standard deviation of the decrypted outputs' error.
+    #[arg(long, value_name = "SIGMA", default_value_t = 0.125)]
+    pub precision: f64,
+    /// HE: declare the input range instead of calibrating on the first 60 samples.
+    #[arg(long, value_name = "LO,HI")]
+    pub input_range: Option<String>,
+    /// MPC: number of parties (party 0 owns the model, party 1 is the client).
+    #[arg(long, default_value_t = 2)]
+    pub parties: usize,
+    /// MPC: samples per batch (default: all at once).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// MPC: what the client learns.
+    #[arg(long, value_enum, default_value_t = RevealArg::Label)]
+    pub reveal: RevealArg,
+    /// MPC: declared bound on every input value's magnitude (the range analysis starts here).
+    #[arg(long, default_value_t = 1.0)]
+    pub input_bound: f64,
+}
+
+pub fn run(cmd: MlCommand) -> Result<()> {
+    match cmd {
+        MlCommand::Inspect(args) => inspect(&args),
+        MlCommand::Compile(args) => compile(&args),
+        MlCommand::Run(args) if args.he => run_he(&args),
+        MlCommand::Run(args) => run_mpc(&args),
+    }
+}
+
+fn load_model(path: &Path) -> Result<OnnxModel> {
+    veil_ml::onnx::import_file(path)
+        .with_context(|| format!("cannot use the model {}", path.display()))
+}
+
+fn load_data(path: &Path, scale: f64, limit: Option<usize>, graph: &Graph) -> Result<LabelledData> {
+    if !(scale.is_finite() && scale > 0.0) {
+        bail!("--scale must be a positive number, got {scale}");
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the data file {}", path.display()))?;
+    let mut data = LabelledData::from_csv(&text, scale)
+        .with_context(|| format!("{} is not a labelled CSV file", path.display()))?;
+    if let Some(n) = limit {
+        if n == 0 {
+            bail!("--limit must be at least 1");
+        }
+        data.labels.truncate(n);
+        data.samples.truncate(n);
+    }
+    if data.is_empty() {
+        bail!(
+            "{} has no sample (a header line, then label,x0,x1,… rows)",
+            path.display()
+        );
+    }
+    let want: usize = graph.input().shape.iter().product();
+    let have = data.samples[0].len();
+    if have != want {
+        bail!(
+            "{}: rows have {have} features, the model's input {:?} takes {want}",
+            path.display(),
+            graph.input().shape
+        );
+    }
+    Ok(data)
+}
+
+fn parse_range(s: &str) -> Result<(f64, f64)> {
+    let (lo, hi) = s
+        .split_once(',')
+        .with_context(|| format!("--input-range wants `lo,hi`, got `{s}`"))?;
+    let lo: f64 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("bad lower bound `{lo}`"))?;
+    let hi: f64 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("bad upper bound `{hi}`"))?;
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        bail!("--input-range: need finite lo ≤ hi, got [{lo}, {hi}]");
+    }
+    Ok((lo, hi))
+}
+
+/// The predicted class of a model output: its argmax, or the value itself when the model
+/// already ends with ArgMax (one output).
+pub fn class_of(out: &[f64]) -> i64 {
+    if out.len() == 1 {
+        return out[0].round() as i64;
+    }
+    let mut best = 0;
+    for (i, v) in out.iter().enumerate() {
+        if *v > out[best] {
+            best = i;
+        }
+    }
+    best as i64
+}
+
+fn plain_class(graph: &Graph, x: &[f64]) -> Result<i64> {
+    let out = graph.run(x).context("plaintext model")?;
+    let first = out.first().context("the model has no output")?;
+    Ok(class_of(first))
+}
+
+fn bytes(n: usize) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        _ => format!("{:.1} MB", n as f64 / 1e6),
+    }
+}
+
+fn percent(k: usize, n: usize) -> f64 {
+    100.0 * k as f64 / n.max(1) as f64
+}
+
+fn bar(len: usize, what: &str) -> Option<ProgressBar> {
+    if !progress::interactive() || len < 5 {
+        return None;
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    Some(bar)
+}
+
+fn inspect(args: &InspectArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let info = &model.info;
+    let g = &model.graph;
+    outln!("{}", args.model.display());
+    outln!(
+        "  producer: {}",
+        if info.producer.is_empty() {
+            "(not given)"
+        } else {
+            &info.producer
+        }
+    );
+    outln!(
+        "  ONNX IR version {}, opset {}{}, {} ONNX node(s)",
+        info.ir_version,
+        info.opset,
+        info.ml_opset
+            .map(|v| format!(", ai.onnx.ml opset {v}"))
+            .unwrap_or_default(),
+        info.onnx_nodes
+    );
+    outln!(
+        "  input `{}` {:?} (per sample)",
+        g.input().name,
+        g.input().shape
+    );
+    outln!(
+        "  {} node(s) after import (BatchNormalization and constant scalings folded):",
+        g.nodes().len()
+    );
+    let shape = |id| {
+        g.value(id)
+            .map(|v| format!("{:?}", v.shape))
+            .unwrap_or_else(|| "?".into())
+    };
+    for n in g.nodes() {
+        let ins: Vec<String> = n.inputs.iter().map(|&i| shape(i)).collect();
+        outln!(
+            "    {:<24} {:<18} {} -> {}",
+            n.name,
+            n.op.name(),
+            ins.join(", "),
+            shape(n.output)
+        );
+    }
+    outln!("  backends:");
+    match Plan::compile(g, &CompileOptions::default()) {
+        Ok(plan) => outln!(
+            "    he   supported: depth {}, N = {} (inputs in [0, 1]; see `veil ml compile`)",
+            plan.depth(),
+            plan.parameter_choice().degree
+        ),
+        // The parameter choice reports itself as the pseudo-node `model (compile)`: the
+        // operators are fine, the declared range or precision is not.
+        Err(e @ MlError::UnsupportedUse { .. }) if !e.to_string().contains("(compile)") => {
+            outln!("    he   not supported: {e}")
+        }
+        Err(e @ MlError::UnsupportedOp { .. }) => outln!("    he   not supported: {e}"),
+        Err(e) => outln!(
+            "    he   operators supported, but inputs declared in [0, 1] give: {e}; \
+             try `veil ml compile --calibration DATA.csv` or `--precision`"
+        ),
+    }
+    match MpcPlan::compile(g, &MpcOptions::default()) {
+        Ok((plan, _)) => outln!(
+            "    mpc  supported: {} secret parameters, scores bounded by {:.1} (inputs in [-1, 1])",
+            plan.param_count(),
+            plan.score_bound()
+        ),
+        Err(e) => outln!("    mpc  not supported: {e}"),
+    }
+    Ok(())
+}
+
+fn compile_options(range: &RangeArgs, scale: f64, graph: &Graph) -> Result<CompileOptions> {
+    let mut options = CompileOptions {
+        precision: range.precision,
+        ..CompileOptions::default()
+    };
+    if !(range.precision.is_finite() && range.precision > 0.0) {
+        bail!(
+            "--precision must be a positive number, got {}",
+            range.precision
+        );
+    }
+    if let Some(r) = &range.input_range {
+        options.input_range = parse_range(r)?;
+    }
+    if let Some(path) = &range.calibration {
+        let data = load_data(path, scale, None, graph)?;
+        let (lo, hi) = data
+            .samples
+            .iter()
+            .flatten()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        options.input_range = (lo, hi);
+        options.calibration = data.samples;
+    }
+    Ok(options)
+}
+
+/// Prints the plan and returns the bytes of the public context and of one query
+/// (measured with a throwaway key).
+fn describe_plan(plan: &Plan) -> Result<()> {
+    let p = plan.parameter_choice();
+    let affine = plan
+        .steps()
+        .iter()
+        .map(|s| {
+            // `if let` rather than `match`: the backend is gaining step kinds (polynomial
+            // activations), named generically here.
+            if let Step::Affine { rows, bias } = s {
+                format!("affine {}→{}", rows.len(), bias.len())
+            } else if matches!(s, Step::Square) {
+                "square".into()
+            } else {
+                "polynomial".into()
+            }
+        })
+        .collect::<Vec<_>>();
+    outln!(
+        "  steps: {} (input {}, encrypted output {})",
+        affine.join(", "),
+        plan.input_len(),
+        plan.output_len()
+    );
+    outln!("  multiplicative depth: {}", plan.depth());
+    outln!("  ring degree N = {} ({} slots)", p.degree, p.degree / 2);
+    outln!(
+        "  moduli: {:?} bits ({} special), scale 2^{}",
+        p.moduli_bits,
+        p.special_primes,
+        p.scale_bits
+    );
+    let bound = SECURITY_TABLE_128
+        .iter()
+        .find(|(d, _)| *d == p.degree)
+        .map(|&(_, b)| b);
+    match bound {
+        Some(b) if p.total_bits <= b => outln!(
+            "  security: 128-bit (log2 QP = {} ≤ {b}, HomomorphicEncryption.org table)",
+            p.total_bits
+        ),
+        _ => outln!(
+            "  security: log2 QP = {} (above the 128-bit table for N = {})",
+            p.total_bits,
+            p.degree
+        ),
+    }
+    outln!(
+        "  Galois keys: {} (rotation steps {:?})",
+        plan.rotation_steps().len(),
+        plan.rotation_steps()
+    );
+    outln!("  intermediate values bounded by {:.2}", plan.value_bound());
+    Ok(())
+}
+
+fn compile(args: &CompileArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let options = compile_options(&args.range, args.scale, &model.graph)?;
+    let plan = Plan::compile(&model.graph, &options)
+        .with_context(|| format!("{} cannot run under HE", args.model.display()))?;
+    outln!(
+        "HE plan for {} (latency packing: one input per ciphertext)",
+        args.model.display()
+    );
+    match &args.range.calibration {
+        Some(path) => outln!(
+            "  value bounds measured on {} samples of {} (×{} margin)",
+            options.calibration.len(),
+            path.display(),
+            options.calibration_margin
+        ),
+        None => outln!(
+            "  value bounds propagated from inputs in [{}, {}]",
+            options.input_range.0,
+            options.input_range.1
+        ),
+    }
+    describe_plan(&plan)?;
+    // Sizes are measured: one throwaway key set and one query.
+    let t = Instant::now();
+    let client = plan.keygen()?;
+    let keygen = t.elapsed();
+    let public = client.make_public().public_to_bytes().len();
+    let query = plan
+        .encrypt(&client, &vec![0.0; plan.input_len()])?
+        .to_bytes()
+        .len();
+    outln!(
+        "  public context (server keys): {}; one query: {} (key generation {:.0} ms)",
+        bytes(public),
+        bytes(query),
+        keygen.as_secs_f64() * 1e3
+    );
+    outln!(
+        "  expected precision: output error σ ≤ {} (noise flooding included)",
+        options.precision
+    );
+    outln!("  (plans are not saved to files yet: `veil ml run --he` compiles again)");
+    Ok(())
+}
+
+fn run_he(args: &RunArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let graph = &model.graph;
+    let data = load_data(&args.data, args.scale, args.limit, graph)?;
+    let n = data.len();
+    let range = RangeArgs {
+        input_range: args.input_range.clone(),
+        calibration: None,
+        precision: args.precision,
+    };
+    let mut options = compile_options(&range, args.scale, graph)?;
+    if args.input_range.is_none() {
+        options.calibration = data.samples.iter().take(60).cloned().collect();
+    }
+    let plan = Plan::compile(graph, &options)
+        .with_context(|| format!("{} cannot run under HE", args.model.display()))?;
+    let p = plan.parameter_choice();
+    outln!(
+        "HE (CKKS, latency packing): {} on {n} sample(s) of {}",
+        args.model.display(),
+        args.data.display()
+    );
+    outln!(
+        "  plan: depth {}, N = {}, moduli {:?}, scale 2^{}, {} Galois keys",
+        plan.depth(),
+        p.degree,
+        p.moduli_bits,
+        p.scale_bits,
+        plan.rotation_steps().len()
+    );
+    let report = he_round_trip(&plan, graph, &data, true)?;
+    outln!(
+        "  [client] key generation: {:.0} ms; public context for the server: {}",
+        report.keygen_s * 1e3,
+        bytes(report.public_bytes)
+    );
+    outln!(
+        "  [client] encrypt: {:.2} ms/sample, {} per query",
+        report.encrypt_s * 1e3 / n as f64,
+        bytes(report.query_bytes)
+    );
+    outln!(
+        "  [server] evaluate (public context only): {:.2} ms/sample, {} per answer",
+        report.eval_s * 1e3 / n as f64,
+        bytes(report.answer_bytes)
+    );
+    outln!(
+        "  [client] flooded decrypt: {:.2} ms/sample (flood σ {:.3}, largest output error {:.3})",
+        report.decrypt_s * 1e3 / n as f64,
+        report.flood_std,
+        report.max_err
+    );
+    outln!(
+        "  agreement with the plaintext model: {}/{n} ({:.1}%)",
+        report.agree,
+        percent(report.agree, n)
+    );
+    outln!(
+        "  accuracy: encrypted {:.1}%, plaintext {:.1}%",
+        percent(report.correct, n),
+        percent(report.plain_correct, n)
+    );
+    Ok(())
+}
+
+/// What an HE round trip over a data set measured.
+pub struct HeReport {
+    pub keygen_s: f64,
+    pub encrypt_s: f64,
+    pub eval_s: f64,
+    pub decrypt_s: f64,
+    pub public_bytes: usize,
+    pub query_bytes: usize,
+    pub answer_bytes: usize,
+    pub agree: usize,
+    pub correct: usize,
+    pub plain_correct: usize,
+    pub max_err: f64,
+    pub flood_std: f64,
+}
+
+/// Client keygen → encrypt → server evaluation (from bytes, public context only) → flooded
+/// decryption, for every sample; compared with the plaintext model.
+pub fn he_round_trip(
+    plan: &Plan,
+    graph: &Graph,
+    data: &LabelledData,
+    show_progress: bool,
+) -> Result<HeReport> {
+    let t = Instant::now();
+    let client = plan.keygen()?;
+    let keygen_s = t.elapsed().as_secs_f64();
+    // What the server receives: the public context as bytes, rebuilt without the secret key.
+    let public = client.make_public().public_to_bytes();
+    let server: Arc<VectorContext> = VectorContext::from_public_bytes(&public, None)
+        .context("the server could not read the public context")?;
+    let mut r = HeReport {
+        keygen_s,
+        encrypt_s: 0.0,
+        eval_s: 0.0,
+        decrypt_s: 0.0,
+        public_bytes: public.len(),
+        query_bytes: 0,
+        answer_bytes: 0,
+        agree: 0,
+        correct: 0,
+        plain_correct: 0,
+        max_err: 0.0,
+        flood_std: 0.0,
+    };
+    let bar = if show_progress {
+        bar(data.len(), "encrypted inference")
+    } else {
+        None
+    };
+    for (x, &label) in data.samples.iter().zip(&data.labels) {
+        let reference = graph.run(x).context("plaintext model")?;
+        let reference = reference.first().context("the model has no output")?;
+        let t = Instant::now();
+        let query = plan.encrypt(&client, x)?.to_bytes();
+        r.encrypt_s += t.elapsed().as_secs_f64();
+        r.query_bytes = query.len();
+        let t = Instant::now();
+        let query = CkksVector::from_bytes(&server, &query)?;
+        let answer = plan.evaluate(&query)?.to_bytes();
+        r.eval_s += t.elapsed().as_secs_f64();
+        r.answer_bytes = answer.len();
+        let t = Instant::now();
+        let answer = CkksVector::from_bytes(&client, &answer)?;
+        let (out, flood) = plan.decrypt(&answer)?;
+        r.decrypt_s += t.elapsed().as_secs_f64();
+        r.flood_std = r.flood_std.max(flood);
+        if out.len() == reference.len() && out.len() > 1 {
+            for (a, b) in out.iter().zip(reference) {
+                r.max_err = r.max_err.max((a - b).abs());
+            }
+        }
+        let (enc, plain) = (class_of(&out), class_of(reference));
+        r.agree += usize::from(enc == plain);
+        r.correct += usize::from(enc == label);
+        r.plain_correct += usize::from(plain == label);
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(r)
+}
+
+fn run_mpc(args: &RunArgs) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let graph = &model.graph;
+    let data = load_data(&args.data, args.scale, args.limit, graph)?;
+    let n = data.len();
+    if args.parties < 2 {
+        bail!("--parties must be at least 2 (the model owner and the client)");
+    }
+    let batch = args.batch.unwrap_or(n);
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let options = MpcOptions {
+        reveal: match args.reveal {
+            RevealArg::Label => Reveal::Label,
+            RevealArg::Scores => Reveal::Scores,
+        },
+        input_bound: args.input_bound,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(graph, &options)
+        .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    outln!(
+        "MPC ({} parties in this process + a dealer; party 0 owns the model, party 1 is the client): {} on {n} sample(s), batch {batch}",
+        args.parties,
+        args.model.display()
+    );
+    outln!(
+        "  {} secret parameters, scores bounded by {:.1}, fixed point with {} fractional bits",
+        plan.param_count(),
+        plan.score_bound(),
+        options.fixed.frac_bits()
+    );
+    let spinner = progress::spinner("secure inference");
+    let run = run_local(&plan, &weights, args.parties, &data.samples, batch)?;
+    drop(spinner);
+    let mut agree = 0;
+    let mut correct = 0;
+    let mut plain_correct = 0;
+    let mut max_err = 0.0f64;
+    for ((pred, x), &label) in run.predictions.iter().zip(&data.samples).zip(&data.labels) {
+        let plain = plain_class(graph, x)?;
+        agree += usize::from(pred.label == plain);
+        correct += usize::from(pred.label == label);
+        plain_correct += usize::from(plain == label);
+        if let Some(scores) = &pred.scores {
+            let reference = graph.run(x).context("plaintext model")?;
+            if let Some(reference) = reference.first().filter(|r| r.len() == scores.len()) {
+                for (a, b) in scores.iter().zip(reference) {
+                    max_err = max_err.max((a - b).abs());
+                }
+            }
+        }
+    }
+    let sent: u64 = run.bytes_sent.iter().sum();
+    outln!("  model sharing (once): {:.0} ms", run.share_seconds * 1e3);
+    outln!(
+        "  inference: {:.3} ms/image, {:.0} B/image between parties + {:.0} B/image from the dealer, {} rounds",
+        run.infer_seconds * 1e3 / n as f64,
+        sent as f64 / n as f64,
+        run.dealer_bytes as f64 / n as f64,
+        run.rounds
+    );
+    if matches!(args.reveal, RevealArg::Scores) {
+        outln!("  largest score error vs plaintext: {max_err:.4}");
+    }
+    outln!(
+        "  agreement with the plaintext model: {agree}/{n} ({:.1}%)",
+        percent(agree, n)
+    );
+    outln!(
+        "  accuracy: MPC {:.1}%, plaintext {:.1}%",
+        percent(correct, n),
+        percent(plain_correct, n)
+    );
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! `veil ml …` end to end, as a user runs it on the committed digits models.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::process::{Command, Output};
+
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../veil-ml/models");
+
+fn model(name: &str) -> String {
+    format!("{MODELS}/{name}.onnx")
+}
+
+fn digits() -> String {
+    format!("{MODELS}/digits_test.csv")
+}
+
+fn veil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = veil(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "veil {args:?}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The `k` of the first `… k/n …` after `prefix` on a line.
+fn fraction_after(text: &str, prefix: &str) -> (usize, usize) {
+    let line = text
+        .lines()
+        .find(|l| l.contains(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` in {text}"));
+    let rest = &line[line.find(prefix).unwrap() + prefix.len()..];
+    let frac = rest.split_whitespace().next().unwrap();
+    let (k, n) = frac.split_once('/').unwrap();
+    (k.parse().unwrap(), n.parse().unwrap())
+}
+
+/// A failure the user can read: exit status 1, an `error:` sentence, no panic.
+fn fails_cleanly(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn inspect_names_the_unsupported_tree_ensemble_under_he() {
+    let out = ok(&["ml", "inspect", &model("forest")]);
+    assert!(out.contains("skl2onnx"), "{out}");
+    assert!(out.contains("ai.onnx.ml opset"), "{out}");
+    let he = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("he "))
+        .unwrap();
+    assert!(he.contains("not supported"), "{he}");
+    assert!(
+        he.contains("TreeEnsembleClassifier") && he.contains("TreeEnsemble"),
+        "the node and op must be named: {he}"
+    );
+}
+
+#[test]
+fn inspect_lists_nodes_and_supported_backends() {
+    let out = ok(&["ml", "inspect", &model("mlp")]);
+    assert!(out.contains("Linear") && out.contains("Square"), "{out}");
+    assert!(out.contains("[64] -> [32]"), "{out}");
+    assert!(out.contains("he   supported"), "{out}");
+    assert!(out.contains("mpc  supported"), "{out}");
+}
+
+#[test]
+fn compile_prints_a_128_bit_plan_for_the_mlp() {
+    let out = ok(&["ml", "compile", &model("mlp"), "--input-range", "0,1"]);
+    for want in [
+        "multiplicative depth: 3",
+        "ring degree N = ",
+        "moduli: ",
+        "security: 128-bit",
+        "Galois keys: ",
+        "public context (server keys): ",
+        "one query: ",
+        "expected precision",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in {out}");
+    }
+    // Calibration gives a plan too.
+    let out = ok(&[
+        "ml",
+        "compile",
+        &model("mlp"),
+        "--calibration",
+        &digits(),
+        "--scale",
+        "0.0625",
+    ]);
+    assert!(out.contains("measured on 360 samples"), "{out}");
+    assert!(out.contains("security: 128-bit"), "{out}");
+}
+
+#[test]
+fn he_run_on_logreg_agrees_with_plaintext() {
+    let out = ok(&[
+        "ml",
+        "run",
+        "--he",
+        &model("logreg"),
+        "--data",
+        &digits(),
+        "--limit",
+        "20",
+    ]);
+    let (agree, n) = fraction_after(&out, "agreement with the plaintext model: ");
+    assert_eq!(n, 20, "{out}");
+    // Flooding is random: the logits' error has σ ≈ 0.05 here and the top two logits of these
+    // images are further apart than that by a wide margin, so 20/20 is the rule; 18/20 leaves
+    // room for two unlucky near-ties without letting a broken backend through.
+    assert!(agree >= 18, "{out}");
+    for want in [
+        "per query",
+        "per answer",
+        "public context for the server: ",
+        "ms/sample",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in {out}");
+    }
+    assert!(out.contains("kB per query"), "the query size: {out}");
+    assert!(out.contains("MB"), "the public context size: {out}");
+}
+
+#[test]
+fn mpc_run_on_the_mlp_agrees_exactly() {
+    let out = ok(&[
+        "ml",
+        "run",
+        "--mpc",
+        &model("mlp"),
+        "--data",
+        &digits(),
+        "--limit",
+        "12",
+        "--batch",
+        "5",
+    ]);
+    assert_eq!(
+        fraction_after(&out, "agreement with the plaintext model: "),
+        (12, 12),
+        "{out}"
+    );
+    assert!(out.contains("ms/image") && out.contains("B/image"), "{out}");
+    let out = ok(&[
+        "ml",
+        "run",
+        "--mpc",
+        &model("logreg"),
+        "--data",
+        &digits(),
+        "--limit",
+        "6",
+        "--parties",
+        "3",
+        "--reveal",
+        "scores",
+    ]);
+    assert_eq!(
+        fraction_after(&out, "agreement with the plaintext model: "),
+        (6, 6),
+        "{out}"
+    );
+    assert!(out.contains("largest score error"), "{out}");
+}
+
+#[test]
+fn bad_inputs_fail_with_a_sentence() {
+    let dir = std::env::temp_dir().join(format!("veil-ml-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A truncated model.
+    let bytes = std::fs::read(model("mlp")).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let truncated = truncated.to_string_lossy().into_owned();
+    for args in [
+        vec!["ml", "inspect", truncated.as_str()],
+        vec!["ml", "compile", truncated.as_str()],
+        vec!["ml", "run", "--he", truncated.as_str(), "--data", "x.csv"],
+    ] {
+        let err = fails_cleanly(&veil(&args));
+        assert!(err.contains("not a readable ONNX model"), "{err}");
+    }
+    // A missing model and a missing data file.
+    let err = fails_cleanly(&veil(&["ml", "inspect", "/nonexistent/model.onnx"]));
+    assert!(err.contains("No such file"), "{err}");
+    let err = fails_cleanly(&veil(&[
+        "ml",
+        "run",
+        "--mpc",
+        &model("logreg"),
+        "--data",
+        "/nonexistent/data.csv",
+    ]));
+    assert!(err.contains("cannot read the data file"), "{err}");
+    // Bad CSV: a non-number, then the wrong number of features.
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "label,a,b\n1,0.5,zebra\n").unwrap();
+    let err = fails_cleanly(&veil(&[
+        "ml",
+        "run",
+        "--he",
+        &model("logreg"),
+        "--data",
+        &bad.to_string_lossy(),
+    ]));
+    assert!(err.contains("line 2") && err.contains("zebra"), "{err}");
+    std::fs::write(&bad, "label,a,b\n1,0.5,0.25\n").unwrap();
+    let err = fails_cleanly(&veil(&[
+        "ml",
+        "run",
+        "--mpc",
+        &model("logreg"),
+        "--data",
+        &bad.to_string_lossy(),
+    ]));
+    assert!(err.contains("2 features") && err.contains("64"), "{err}");
+    // An unsupported model under a backend: exit 1 naming the node and the op.
+    let err = fails_cleanly(&veil(&[
+        "ml",
+        "run",
+        "--he",
+        &model("forest"),
+        "--data",
+        &digits(),
+        "--limit",
+        "2",
+    ]));
+    assert!(err.contains("TreeEnsemble"), "{err}");
+    let err = fails_cleanly(&veil(&["ml", "compile", &model("forest")]));
+    assert!(err.contains("TreeEnsembleClassifier"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
