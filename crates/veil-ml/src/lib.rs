@@ -59,6 +59,43 @@
 //! assert!(logits.iter().zip(plain).all(|(a, b)| (a - b).abs() < 1.0));
 //! # Ok(()) }
 //! ```
+//!
+//! ## Activations under CKKS
+//!
+//! Relu, Sigmoid, Tanh and Softplus run encrypted as polynomials ([`approx`]): the compiler
+//! takes each activation's input interval (declared per node, measured on calibration data
+//! and widened by the margin, or propagated from the declared input range), fits the
+//! lowest-degree Chebyshev interpolant whose error, measured on a dense grid, is within
+//! [`he::CompileOptions::activation_precision`], and evaluates it in `⌈log2(d + 1)⌉` levels.
+//! The plan reports every activation's interval, degree and error; inputs outside the
+//! interval get meaningless values (the polynomial diverges there), so calibrate on
+//! representative data.
+//!
+//! ```
+//! use veil_ml::he::{CompileOptions, Plan};
+//! use veil_ml::ir::{Activation, GraphBuilder, Op, Tensor};
+//! # fn main() -> veil_ml::Result<()> {
+//! let mut g = GraphBuilder::new("x", vec![2]);
+//! let x = g.input();
+//! let weight = Tensor::new(vec![2, 2], vec![1.0, -1.0, 0.5, 2.0])?;
+//! let h = g.add("fc", "Gemm", Op::Linear { weight, bias: vec![0.0, 0.1] }, &[x], "h")?;
+//! let y = g.add("act", "Tanh", Op::Activation(Activation::Tanh), &[h], "y")?;
+//! let graph = g.finish(vec![y])?;
+//! // Inputs in [-1, 1]: interval propagation gives the activation's range.
+//! let plan = Plan::compile(&graph, &CompileOptions {
+//!     input_range: (-1.0, 1.0),
+//!     activation_precision: 1e-3,
+//!     ..CompileOptions::default()
+//! })?;
+//! let tanh = plan.activations()[0];
+//! assert!(tanh.max_error <= 1e-3);
+//! assert_eq!(plan.depth(), 1 + tanh.depth());
+//! // The plan's own arithmetic (the same polynomial, in f64) is close to the exact model.
+//! let exact = &graph.run(&[0.3, -0.7])?[0];
+//! let planned = plan.evaluate_plain(&[0.3, -0.7])?;
+//! assert!(exact.iter().zip(&planned).all(|(a, b)| (a - b).abs() <= 1e-3));
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
