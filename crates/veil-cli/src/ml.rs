@@ -55,6 +55,10 @@ pub struct RangeArgs {
     /// Target standard deviation of the decrypted outputs' error, noise flooding included.
     #[arg(long, value_name = "SIGMA", default_value_t = 0.125)]
     pub precision: f64,
+    /// Largest error of each activation's (Relu, Sigmoid, Tanh, Softplus) polynomial on its
+    /// input interval (default: the library's).
+    #[arg(long, value_name = "ERR")]
+    pub activation_precision: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +106,9 @@ pub struct RunArgs {
     /// HE: target standard deviation of the decrypted outputs' error.
     #[arg(long, value_name = "SIGMA", default_value_t = 0.125)]
     pub precision: f64,
+    /// HE: largest error of each activation's polynomial (default: the library's).
+    #[arg(long, value_name = "ERR")]
+    pub activation_precision: Option<f64>,
     /// HE: declare the input range instead of calibrating on the first 60 samples.
     #[arg(long, value_name = "LO,HI")]
     pub input_range: Option<String>,
@@ -319,6 +326,12 @@ fn compile_options(range: &RangeArgs, scale: f64, graph: &Graph) -> Result<Compi
             range.precision
         );
     }
+    if let Some(e) = range.activation_precision {
+        if !(e.is_finite() && e > 0.0) {
+            bail!("--activation-precision must be a positive number, got {e}");
+        }
+        options.activation_precision = e;
+    }
     if let Some(r) = &range.input_range {
         options.input_range = parse_range(r)?;
     }
@@ -390,6 +403,17 @@ fn describe_plan(plan: &Plan) -> Result<()> {
         plan.rotation_steps().len(),
         plan.rotation_steps()
     );
+    for a in plan.activations() {
+        outln!(
+            "  activation `{}` ({}) as a degree-{} polynomial on [{:.3}, {:.3}]: max error {:.2e}",
+            a.node,
+            a.activation.name(),
+            a.degree,
+            a.lo,
+            a.hi,
+            a.max_error
+        );
+    }
     outln!("  intermediate values bounded by {:.2}", plan.value_bound());
     Ok(())
 }
@@ -449,6 +473,7 @@ fn run_he(args: &RunArgs) -> Result<()> {
         input_range: args.input_range.clone(),
         calibration: None,
         precision: args.precision,
+        activation_precision: args.activation_precision,
     };
     let mut options = compile_options(&range, args.scale, graph)?;
     if args.input_range.is_none() {
