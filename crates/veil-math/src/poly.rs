@@ -335,6 +335,29 @@ impl RnsPoly {
         Ok(())
     }
 
+    /// `self += a · constants[l]` limb by limb (constants: any 64-bit values, reduced here),
+    /// in one pass and without a temporary: the inner step of a weighted sum of many
+    /// polynomials by public constants. `a` must have `self`'s basis and representation.
+    pub fn add_mul_constants_assign(&mut self, a: &Self, constants: &[u64]) -> Result<()> {
+        self.check_compatible(a)?;
+        if constants.len() != self.primes.len() {
+            return Err(MathError::LengthMismatch {
+                expected: self.primes.len(),
+                found: constants.len(),
+            });
+        }
+        let n = self.degree();
+        let moduli = self.moduli();
+        for_each_limb(&mut self.data, n, 2, |l, limb| {
+            let m = &moduli[l];
+            let w = m.shoup(constants[l]);
+            for (x, &y) in limb.iter_mut().zip(a.limb(l)) {
+                *x = m.add(*x, m.mul_shoup(y, w));
+            }
+        });
+        Ok(())
+    }
+
     /// `a + b` as a new polynomial, in one pass.
     pub fn sum(a: &Self, b: &Self) -> Result<Self> {
         a.check_compatible(b)?;

@@ -26,7 +26,7 @@ pub const GRID_POINTS: usize = 4001;
 pub const MAX_COEFFICIENT_SUM: f64 = (1u64 << 24) as f64;
 
 /// A polynomial standing for an activation on `[lo, hi]`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolyApprox {
     /// The function approximated.
     pub activation: Activation,

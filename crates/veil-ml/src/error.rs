@@ -13,6 +13,15 @@ pub enum MlError {
         /// What the decoder found.
         reason: String,
     },
+    /// A saved plan or an encrypted-samples file is malformed, of another version, or
+    /// inconsistent (it is untrusted input: nothing in it is believed unchecked).
+    #[error("not a valid {what}: {reason}")]
+    Format {
+        /// What was being read (`plan`, `encrypted samples`).
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The model uses an operator that Veil does not implement.
     #[error(
         "node `{node}`: operator `{op}` (domain `{domain}`) is not supported; supported: {supported}"

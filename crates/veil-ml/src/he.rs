@@ -54,6 +54,7 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use veil_he::ckks::params::SECURITY_TABLE_128;
 use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, KeyGenerator, VectorContext};
 
@@ -62,9 +63,36 @@ use crate::error::{MlError, Result};
 use crate::exec::eval;
 use crate::ir::{Activation, Graph, Node, Op};
 
+/// How samples are laid out in ciphertexts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// **Latency**: one sample per ciphertext, its values in the slots (LoLa, TenSEAL). The
+    /// smallest query and the lowest latency for one sample; affine layers are
+    /// diagonal-method products with rotations (Galois keys).
+    #[default]
+    Single,
+    /// **Throughput**: one ciphertext per input value, up to N/2 samples across the slots
+    /// (CryptoNets). An affine layer is a weighted sum of ciphertexts by public constants:
+    /// no rotation, no Galois key, and one evaluation serves the whole batch.
+    Batch,
+}
+
+impl Packing {
+    /// `"single"` or `"batch"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Batch => "batch",
+        }
+    }
+}
+
 /// What the compiler is told about the data and the precision wanted.
 #[derive(Clone, Debug)]
 pub struct CompileOptions {
+    /// How samples are packed into ciphertexts.
+    pub packing: Packing,
     /// Every input element lies in `[lo, hi]` (used for interval bounds when there is no
     /// calibration data, and to check calibration samples).
     pub input_range: (f64, f64),
@@ -93,6 +121,7 @@ pub struct CompileOptions {
 impl Default for CompileOptions {
     fn default() -> Self {
         Self {
+            packing: Packing::Single,
             input_range: (0.0, 1.0),
             calibration: Vec::new(),
             calibration_margin: 2.0,
@@ -106,7 +135,8 @@ impl Default for CompileOptions {
 }
 
 /// One encrypted step.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Step {
     /// `y = x·M + b` with `M` given as `in` rows of `out` values (the layout of
     /// [`CkksVector::matmul`]).
@@ -151,7 +181,7 @@ enum Pending {
 }
 
 /// The CKKS parameters a plan chose.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParameterChoice {
     /// Ring degree N (N/2 slots).
     pub degree: usize,
@@ -168,14 +198,137 @@ pub struct ParameterChoice {
 /// A compiled model: the steps, the parameters and the keys they need.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    steps: Vec<Step>,
-    tail: Vec<Node>,
-    input_len: usize,
-    output_len: usize,
-    bound: f64,
-    depth: usize,
-    params: ParameterChoice,
-    rotation_steps: Vec<i64>,
+    pub(crate) packing: Packing,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) tail: Vec<ClientOp>,
+    pub(crate) input_len: usize,
+    pub(crate) output_len: usize,
+    pub(crate) bound: f64,
+    pub(crate) depth: usize,
+    pub(crate) params: ParameterChoice,
+    pub(crate) rotation_steps: Vec<i64>,
+}
+
+/// What the client computes after decryption (it changes no prediction's privacy).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ClientOp {
+    Softmax,
+    ArgMax { labels: Vec<i64> },
+}
+
+impl ClientOp {
+    fn op(&self) -> Op {
+        match self {
+            Self::Softmax => Op::Softmax,
+            Self::ArgMax { labels } => Op::ArgMax {
+                labels: labels.clone(),
+            },
+        }
+    }
+}
+
+/// Encrypted samples as they travel between client and server: one ciphertext per sample
+/// ([`Packing::Single`]), or groups of one ciphertext per value, each group holding up to
+/// N/2 samples across its slots ([`Packing::Batch`]).
+#[derive(Clone, Debug)]
+pub struct EncryptedSamples {
+    packing: Packing,
+    samples: usize,
+    vectors: Vec<CkksVector>,
+}
+
+/// Magic bytes of [`EncryptedSamples::to_bytes`].
+const SAMPLES_MAGIC: &[u8; 8] = b"VEILMLS1";
+
+impl EncryptedSamples {
+    /// The packing.
+    pub fn packing(&self) -> Packing {
+        self.packing
+    }
+
+    /// Number of samples.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// The ciphertexts, in order.
+    pub fn vectors(&self) -> &[CkksVector] {
+        &self.vectors
+    }
+
+    /// A versioned, length-checked encoding: magic, packing, sample count, ciphertext count,
+    /// then each ciphertext ([`CkksVector::to_bytes`]) with its length.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = SAMPLES_MAGIC.to_vec();
+        out.push(match self.packing {
+            Packing::Single => 0,
+            Packing::Batch => 1,
+        });
+        out.extend((self.samples as u64).to_le_bytes());
+        out.extend((self.vectors.len() as u64).to_le_bytes());
+        for v in &self.vectors {
+            let b = v.to_bytes();
+            out.extend((b.len() as u64).to_le_bytes());
+            out.extend(b);
+        }
+        out
+    }
+
+    /// Reads [`EncryptedSamples::to_bytes`] under `ctx` (every ciphertext is checked against
+    /// the context's parameters). Malformed input is an error, never a panic.
+    pub fn from_bytes(ctx: &Arc<VectorContext>, bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: &str| MlError::Format {
+            what: "encrypted samples",
+            reason: reason.into(),
+        };
+        let rest = bytes
+            .strip_prefix(SAMPLES_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a Veil encrypted-samples file (wrong magic or version)"))?;
+        let (&kind, mut rest) = rest.split_first().ok_or_else(|| bad("truncated"))?;
+        let packing = match kind {
+            0 => Packing::Single,
+            1 => Packing::Batch,
+            k => return Err(bad(&format!("unknown packing {k}"))),
+        };
+        let u64_at = |rest: &mut &[u8]| -> Result<u64> {
+            let (head, tail) = rest.split_at_checked(8).ok_or_else(|| bad("truncated"))?;
+            *rest = tail;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(head);
+            Ok(u64::from_le_bytes(b))
+        };
+        let samples = usize::try_from(u64_at(&mut rest)?).map_err(|_| bad("sample count"))?;
+        let count = usize::try_from(u64_at(&mut rest)?).map_err(|_| bad("ciphertext count"))?;
+        // Every ciphertext takes at least its 8-byte length: bound the count before allocating.
+        if count == 0 || count > rest.len() / 8 || samples == 0 {
+            return Err(bad("no ciphertext, or more than the file can hold"));
+        }
+        let mut vectors = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::try_from(u64_at(&mut rest)?).map_err(|_| bad("length"))?;
+            let (head, tail) = rest
+                .split_at_checked(len)
+                .ok_or_else(|| bad("a ciphertext runs past the end"))?;
+            vectors.push(CkksVector::from_bytes(ctx, head)?);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        let samples_ok = match packing {
+            Packing::Single => samples == count,
+            Packing::Batch => vectors.iter().all(|v| v.len() <= ctx.ckks().slots()),
+        };
+        if !samples_ok {
+            return Err(bad("the sample count does not match the ciphertexts"));
+        }
+        Ok(Self {
+            packing,
+            samples,
+            vectors,
+        })
+    }
 }
 
 /// Measured noise model: the decrypted outputs' error (noise flooding included, at the
@@ -221,16 +374,27 @@ impl Plan {
                 reason: "the model computes nothing on the input that needs encryption".into(),
             });
         }
-        let params = choose_parameters(&steps, depth, bound, options.precision)?;
-        let mut rotation_steps: Vec<i64> = steps
-            .iter()
-            .filter_map(Step::dims)
-            .flat_map(|(i, o)| CkksVector::matmul_rotation_steps(i, o))
-            .filter(|&s| s != 0)
-            .collect();
-        rotation_steps.sort_unstable();
-        rotation_steps.dedup();
+        let params = choose_parameters(
+            &steps,
+            depth,
+            bound,
+            options.precision,
+            options.packing,
+            output_len,
+        )?;
+        let rotation_steps = rotation_steps_for(&steps, options.packing);
+        let tail = tail
+            .into_iter()
+            .map(|n| match n.op {
+                Op::Softmax => Ok(ClientOp::Softmax),
+                Op::ArgMax { labels } => Ok(ClientOp::ArgMax { labels }),
+                _ => Err(MlError::Internal(
+                    "a client-side node that is not Softmax/ArgMax",
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            packing: options.packing,
             steps,
             tail,
             input_len,
@@ -240,6 +404,19 @@ impl Plan {
             params,
             rotation_steps,
         })
+    }
+
+    /// How samples are packed.
+    pub fn packing(&self) -> Packing {
+        self.packing
+    }
+
+    /// Samples one evaluation holds: 1 for [`Packing::Single`], N/2 for [`Packing::Batch`].
+    pub fn samples_per_evaluation(&self) -> usize {
+        match self.packing {
+            Packing::Single => 1,
+            Packing::Batch => self.params.degree / 2,
+        }
     }
 
     /// The encrypted steps.
@@ -313,6 +490,23 @@ impl Plan {
 
     /// Client side: encrypts one sample.
     pub fn encrypt(&self, ctx: &Arc<VectorContext>, sample: &[f64]) -> Result<CkksVector> {
+        self.require_single()?;
+        self.check_sample(sample)?;
+        Ok(CkksVector::encrypt(ctx, sample)?)
+    }
+
+    fn require_single(&self) -> Result<()> {
+        match self.packing {
+            Packing::Single => Ok(()),
+            Packing::Batch => Err(MlError::Input {
+                reason: "this plan packs a batch of samples across the slots: use \
+                         encrypt_samples / evaluate_samples / decrypt_samples"
+                    .into(),
+            }),
+        }
+    }
+
+    fn check_sample(&self, sample: &[f64]) -> Result<()> {
         if sample.len() != self.input_len {
             return Err(MlError::Input {
                 reason: format!(
@@ -327,11 +521,12 @@ impl Plan {
                 reason: format!("non-finite input {bad}"),
             });
         }
-        Ok(CkksVector::encrypt(ctx, sample)?)
+        Ok(())
     }
 
     /// Server side: runs the steps on an encrypted sample (needs only public keys).
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
+        self.require_single()?;
         if input.len() != self.input_len {
             return Err(MlError::Input {
                 reason: format!(
@@ -356,6 +551,7 @@ impl Plan {
     /// client-side tail (Softmax/ArgMax). Returns the graph output and the flood's standard
     /// deviation.
     pub fn decrypt(&self, result: &CkksVector) -> Result<(Vec<f64>, f64)> {
+        self.require_single()?;
         let flooded = result.decrypt_flooded()?;
         let out = self.finish(flooded.values)?;
         Ok((out, flooded.flood_std))
@@ -384,11 +580,229 @@ impl Plan {
         if v.len() != self.output_len {
             return Err(MlError::Internal("decrypted output of the wrong length"));
         }
-        for n in &self.tail {
-            v = eval(&n.op, &[v.len()], &[&v])?;
+        for op in &self.tail {
+            v = eval(&op.op(), &[v.len()], &[&v])?;
         }
         Ok(v)
     }
+
+    /// Client side: encrypts any number of samples with the plan's packing (one ciphertext
+    /// per sample, or one ciphertext per input value for every N/2 samples).
+    pub fn encrypt_samples(
+        &self,
+        ctx: &Arc<VectorContext>,
+        samples: &[Vec<f64>],
+    ) -> Result<EncryptedSamples> {
+        if samples.is_empty() {
+            return Err(MlError::Input {
+                reason: "no sample to encrypt".into(),
+            });
+        }
+        for x in samples {
+            self.check_sample(x)?;
+        }
+        let vectors = match self.packing {
+            Packing::Single => samples
+                .iter()
+                .map(|x| Ok(CkksVector::encrypt(ctx, x)?))
+                .collect::<Result<Vec<_>>>()?,
+            Packing::Batch => {
+                let per = ctx.ckks().slots();
+                let mut out = Vec::new();
+                for chunk in samples.chunks(per) {
+                    let columns: Vec<Vec<f64>> = (0..self.input_len)
+                        .map(|i| chunk.iter().map(|x| x[i]).collect())
+                        .collect();
+                    out.extend(
+                        columns
+                            .par_iter()
+                            .map(|c| Ok(CkksVector::encrypt(ctx, c)?))
+                            .collect::<Result<Vec<_>>>()?,
+                    );
+                }
+                out
+            }
+        };
+        Ok(EncryptedSamples {
+            packing: self.packing,
+            samples: samples.len(),
+            vectors,
+        })
+    }
+
+    /// Server side: runs the steps on encrypted samples (public keys only). With
+    /// [`Packing::Batch`], the ciphertexts of each group are processed in parallel.
+    pub fn evaluate_samples(&self, input: &EncryptedSamples) -> Result<EncryptedSamples> {
+        self.check_encrypted(input, self.input_len)?;
+        let vectors = match self.packing {
+            Packing::Single => input
+                .vectors
+                .iter()
+                .map(|v| self.evaluate(v))
+                .collect::<Result<Vec<_>>>()?,
+            Packing::Batch => {
+                let mut out = Vec::new();
+                for group in input.vectors.chunks(self.input_len) {
+                    out.extend(self.evaluate_batch(group)?);
+                }
+                out
+            }
+        };
+        Ok(EncryptedSamples {
+            packing: self.packing,
+            samples: input.samples,
+            vectors,
+        })
+    }
+
+    /// Client side: flooded decryption of evaluated samples, then the client-side tail.
+    /// Returns one output per sample and the largest flood standard deviation.
+    pub fn decrypt_samples(&self, result: &EncryptedSamples) -> Result<(Vec<Vec<f64>>, f64)> {
+        self.check_encrypted(result, self.output_len)?;
+        let mut flood = 0.0f64;
+        let mut outputs = Vec::with_capacity(result.samples);
+        match self.packing {
+            Packing::Single => {
+                for v in &result.vectors {
+                    let f = v.decrypt_flooded()?;
+                    flood = flood.max(f.flood_std);
+                    outputs.push(self.finish(f.values)?);
+                }
+            }
+            Packing::Batch => {
+                for group in result.vectors.chunks(self.output_len) {
+                    let columns = group
+                        .par_iter()
+                        .map(|v| Ok(v.decrypt_flooded()?))
+                        .collect::<Result<Vec<_>>>()?;
+                    let n = columns[0].values.len();
+                    for c in &columns {
+                        flood = flood.max(c.flood_std);
+                        if c.values.len() != n {
+                            return Err(MlError::Input {
+                                reason: "the ciphertexts of a batch hold different counts".into(),
+                            });
+                        }
+                    }
+                    for j in 0..n {
+                        outputs.push(self.finish(columns.iter().map(|c| c.values[j]).collect())?);
+                    }
+                }
+            }
+        }
+        if outputs.len() != result.samples {
+            return Err(MlError::Input {
+                reason: format!(
+                    "{} samples decrypted, the answer says {}",
+                    outputs.len(),
+                    result.samples
+                ),
+            });
+        }
+        Ok((outputs, flood))
+    }
+
+    /// Checks that encrypted samples fit the plan: packing, ciphertext count and lengths.
+    fn check_encrypted(&self, e: &EncryptedSamples, values: usize) -> Result<()> {
+        let bad = |reason: String| Err(MlError::Input { reason });
+        if e.packing != self.packing {
+            return bad(format!(
+                "the samples are packed `{}`, the plan `{}`",
+                e.packing.name(),
+                self.packing.name()
+            ));
+        }
+        match self.packing {
+            Packing::Single => {
+                if let Some(v) = e.vectors.iter().find(|v| v.len() != values) {
+                    return bad(format!(
+                        "an encrypted vector of {} values, the plan wants {values}",
+                        v.len()
+                    ));
+                }
+            }
+            Packing::Batch => {
+                let per = self.params.degree / 2;
+                let groups = e.samples.div_ceil(per);
+                if e.vectors.len() != groups * values {
+                    return bad(format!(
+                        "{} ciphertexts for {} samples, the plan wants {} ({values} per group \
+                         of up to {per} samples)",
+                        e.vectors.len(),
+                        e.samples,
+                        groups * values
+                    ));
+                }
+                for (g, group) in e.vectors.chunks(values).enumerate() {
+                    let n = (e.samples - g * per).min(per);
+                    if group.iter().any(|v| v.len() != n) {
+                        return bad(format!(
+                            "group {g} does not hold {n} samples in every ciphertext"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One batch group: `input_len` ciphertexts in, `output_len` out.
+    fn evaluate_batch(&self, group: &[CkksVector]) -> Result<Vec<CkksVector>> {
+        let mut v: Vec<CkksVector> = group.to_vec();
+        for step in &self.steps {
+            v = match step {
+                Step::Affine { rows, bias } => {
+                    let refs: Vec<&CkksVector> = v.iter().collect();
+                    (0..bias.len())
+                        .into_par_iter()
+                        .map(|j| {
+                            let (w, x): (Vec<f64>, Vec<&CkksVector>) = rows
+                                .iter()
+                                .zip(&refs)
+                                .filter(|(r, _)| r[j] != 0.0)
+                                .map(|(r, &x)| (r[j], x))
+                                .unzip();
+                            if x.is_empty() {
+                                // A constant output: 0·x + b.
+                                return Ok(CkksVector::linear_combination(
+                                    &refs[..1],
+                                    &[0.0],
+                                    bias[j],
+                                )?);
+                            }
+                            Ok(CkksVector::linear_combination(&x, &w, bias[j])?)
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                }
+                Step::Square => v
+                    .par_iter()
+                    .map(|x| Ok(x.square()?))
+                    .collect::<Result<Vec<_>>>()?,
+                Step::Polynomial(p) => v
+                    .par_iter()
+                    .map(|x| Ok(x.polyval(&p.coeffs)?))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+        }
+        Ok(v)
+    }
+}
+
+/// The Galois keys a plan's products need: the diagonal method's rotations with single
+/// packing, none with batch packing.
+fn rotation_steps_for(steps: &[Step], packing: Packing) -> Vec<i64> {
+    if packing == Packing::Batch {
+        return Vec::new();
+    }
+    let mut rotation_steps: Vec<i64> = steps
+        .iter()
+        .filter_map(Step::dims)
+        .flat_map(|(i, o)| CkksVector::matmul_rotation_steps(i, o))
+        .filter(|&s| s != 0)
+        .collect();
+    rotation_steps.sort_unstable();
+    rotation_steps.dedup();
+    rotation_steps
 }
 
 /// Splits the graph into encrypted steps and a client-side tail.
@@ -711,12 +1125,14 @@ fn interval_step(step: &Step, iv: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// Chooses N, the chain and the scale for `depth` levels, values up to `bound` and output
-/// error `precision`.
+/// error `precision`: the smallest 128-bit-secure ring degree whose slots fit the packing.
 fn choose_parameters(
     steps: &[Step],
     depth: usize,
     bound: f64,
     precision: f64,
+    packing: Packing,
+    output_len: usize,
 ) -> Result<ParameterChoice> {
     let bound_bits = bound.max(1.0).log2().ceil() as u32;
     // A polynomial amplifies the (independent) noise of its powers by about the l2 norm of
@@ -728,41 +1144,52 @@ fn choose_parameters(
             _ => None,
         })
         .fold(1.0f64, f64::max);
-    let scale_bits =
-        ((bound.max(1.0) / precision).log2() + NOISE_OFFSET_BITS + amplification.log2().ceil())
-            .ceil();
-    let scale_bits = scale_bits.clamp(20.0, 59.0) as u32;
-    let first = scale_bits + bound_bits + FIRST_PRIME_HEADROOM_BITS;
-    if first > 60 {
-        return Err(MlError::UnsupportedUse {
-            node: "model".into(),
-            op: "compile".into(),
-            reason: format!(
-                "values up to {bound:.3e} at precision {precision:e} need a {first}-bit first \
-                 prime (at most 60): ask for less precision or rescale the model"
-            ),
-        });
-    }
-    let mut moduli_bits = vec![first];
-    moduli_bits.extend(std::iter::repeat_n(scale_bits, depth));
-    // One special prime at least as large as every ciphertext prime (one prime per digit).
-    moduli_bits.push(first.max(scale_bits));
-    let total_bits: u32 = moduli_bits.iter().sum();
+    let mut last_error = None;
     for &(degree, max_bits) in SECURITY_TABLE_128.iter() {
+        let slots = degree / 2;
+        // The flood is proportional to the error's l2 norm over the values one ciphertext
+        // releases: a batch ciphertext releases N/2 of them, a single one `output_len`.
+        let released_bits = match packing {
+            Packing::Single => 0.0,
+            Packing::Batch => 0.5 * (slots as f64 / output_len.max(1) as f64).log2().max(0.0),
+        };
+        let scale_bits = ((bound.max(1.0) / precision).log2()
+            + NOISE_OFFSET_BITS
+            + amplification.log2().ceil()
+            + released_bits)
+            .ceil();
+        let scale_bits = scale_bits.clamp(20.0, 59.0) as u32;
+        let first = scale_bits + bound_bits + FIRST_PRIME_HEADROOM_BITS;
+        if first > 60 {
+            return Err(MlError::UnsupportedUse {
+                node: "model".into(),
+                op: "compile".into(),
+                reason: format!(
+                    "values up to {bound:.3e} at precision {precision:e} need a {first}-bit \
+                     first prime (at most 60): ask for less precision or rescale the model"
+                ),
+            });
+        }
+        let mut moduli_bits = vec![first];
+        moduli_bits.extend(std::iter::repeat_n(scale_bits, depth));
+        // One special prime at least as large as every ciphertext prime (one prime per digit).
+        moduli_bits.push(first.max(scale_bits));
+        let total_bits: u32 = moduli_bits.iter().sum();
+        last_error = Some((scale_bits, total_bits));
         if total_bits > max_bits {
             continue;
         }
-        let slots = degree / 2;
-        let fits = steps.iter().filter_map(Step::dims).all(|(n, m)| {
-            let needed = n + m - 1;
-            let g1 = (n as f64).sqrt().ceil().max(1.0) as usize;
-            let g2 = n.div_ceil(g1);
-            let mut filled = n;
-            while filled < needed {
-                filled *= 2;
-            }
-            filled <= slots && g1 * g2 + m <= slots
-        });
+        let fits = packing == Packing::Batch
+            || steps.iter().filter_map(Step::dims).all(|(n, m)| {
+                let needed = n + m - 1;
+                let g1 = (n as f64).sqrt().ceil().max(1.0) as usize;
+                let g2 = n.div_ceil(g1);
+                let mut filled = n;
+                while filled < needed {
+                    filled *= 2;
+                }
+                filled <= slots && g1 * g2 + m <= slots
+            });
         if fits {
             return Ok(ParameterChoice {
                 degree,
@@ -773,6 +1200,7 @@ fn choose_parameters(
             });
         }
     }
+    let (scale_bits, total_bits) = last_error.unwrap_or((0, 0));
     Err(MlError::UnsupportedUse {
         node: "model".into(),
         op: "compile".into(),
@@ -781,4 +1209,167 @@ fn choose_parameters(
              slots than any 128-bit-secure ring degree offers"
         ),
     })
+}
+
+/// The on-disk form of a [`Plan`] (JSON; `f64` values round-trip exactly).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    format: String,
+    version: u32,
+    packing: Packing,
+    input_len: usize,
+    output_len: usize,
+    value_bound: f64,
+    depth: usize,
+    parameters: ParameterChoice,
+    rotation_steps: Vec<i64>,
+    steps: Vec<Step>,
+    client_side: Vec<ClientOp>,
+}
+
+/// `format` of a saved plan.
+const PLAN_FORMAT: &str = "veil-ml-plan";
+/// Current version of the saved-plan format.
+const PLAN_VERSION: u32 = 1;
+/// Largest number of values a saved plan's steps may hold (bounds memory on load).
+const PLAN_MAX_VALUES: usize = 1 << 26;
+
+impl Plan {
+    /// A versioned encoding of the plan (JSON): what the model owner compiles once and the
+    /// server reloads with [`Plan::from_bytes`]. It holds the model's weights.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let file = PlanFile {
+            format: PLAN_FORMAT.into(),
+            version: PLAN_VERSION,
+            packing: self.packing,
+            input_len: self.input_len,
+            output_len: self.output_len,
+            value_bound: self.bound,
+            depth: self.depth,
+            parameters: self.params.clone(),
+            rotation_steps: self.rotation_steps.clone(),
+            steps: self.steps.clone(),
+            client_side: self.tail.clone(),
+        };
+        // Serializing plain data with finite floats cannot fail; an empty vector would be
+        // refused by `from_bytes`.
+        serde_json::to_vec(&file).unwrap_or_default()
+    }
+
+    /// Reads a saved plan and validates it as untrusted input: format and version; every
+    /// step's shape against the next; finite weights; the depth, the Galois keys and the
+    /// 128-bit security of the parameters recomputed, not believed.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: String| MlError::Format {
+            what: "plan",
+            reason,
+        };
+        let file: PlanFile = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if file.format != PLAN_FORMAT {
+            return Err(bad(format!(
+                "format `{}`, not `{PLAN_FORMAT}`",
+                file.format
+            )));
+        }
+        if file.version != PLAN_VERSION {
+            return Err(bad(format!(
+                "version {} (this build reads version {PLAN_VERSION})",
+                file.version
+            )));
+        }
+        if file.steps.is_empty() || file.input_len == 0 || file.output_len == 0 {
+            return Err(bad("no step, or an empty input or output".into()));
+        }
+        let mut len = file.input_len;
+        let mut values = 0usize;
+        for (i, step) in file.steps.iter().enumerate() {
+            match step {
+                Step::Affine { rows, bias } => {
+                    if rows.len() != len {
+                        return Err(bad(format!(
+                            "step {i} takes {} values, the previous step gives {len}",
+                            rows.len()
+                        )));
+                    }
+                    if bias.is_empty() || rows.iter().any(|r| r.len() != bias.len()) {
+                        return Err(bad(format!("step {i}: rows of different lengths")));
+                    }
+                    values = values.saturating_add(rows.len().saturating_mul(bias.len()));
+                    if values > PLAN_MAX_VALUES {
+                        return Err(bad("too many weights".into()));
+                    }
+                    if rows.iter().flatten().chain(bias).any(|v| !v.is_finite()) {
+                        return Err(bad(format!("step {i}: a non-finite weight")));
+                    }
+                    len = bias.len();
+                }
+                Step::Square => {}
+                Step::Polynomial(p) => {
+                    if p.coeffs.is_empty()
+                        || p.degree + 1 != p.coeffs.len()
+                        || p.coeffs.iter().any(|c| !c.is_finite())
+                        || !(p.lo.is_finite() && p.hi.is_finite() && p.lo < p.hi)
+                    {
+                        return Err(bad(format!(
+                            "step {i}: a malformed polynomial for `{}`",
+                            p.node
+                        )));
+                    }
+                }
+            }
+        }
+        if len != file.output_len {
+            return Err(bad(format!(
+                "the steps give {len} values, the plan says {}",
+                file.output_len
+            )));
+        }
+        let depth = file.steps.iter().map(Step::depth).sum::<usize>();
+        if depth != file.depth {
+            return Err(bad(format!(
+                "depth {} recorded, the steps use {depth}",
+                file.depth
+            )));
+        }
+        let p = &file.parameters;
+        if p.special_primes != 1 || p.moduli_bits.len() != depth + 2 {
+            return Err(bad(format!(
+                "{} moduli for depth {depth} (the compiler makes depth + 2: the first \
+                 prime, one per level, one special)",
+                p.moduli_bits.len()
+            )));
+        }
+        if p.total_bits != p.moduli_bits.iter().sum::<u32>() {
+            return Err(bad("the total modulus size does not add up".into()));
+        }
+        if !(file.value_bound.is_finite() && file.value_bound > 0.0) {
+            return Err(bad(format!("value bound {}", file.value_bound)));
+        }
+        let rotation_steps = rotation_steps_for(&file.steps, file.packing);
+        if rotation_steps != file.rotation_steps {
+            return Err(bad("the Galois keys do not match the steps".into()));
+        }
+        for op in &file.client_side {
+            if let ClientOp::ArgMax { labels } = op {
+                if labels.len() != file.output_len {
+                    return Err(bad("ArgMax labels do not match the outputs".into()));
+                }
+            }
+        }
+        let plan = Self {
+            packing: file.packing,
+            steps: file.steps,
+            tail: file.client_side,
+            input_len: file.input_len,
+            output_len: file.output_len,
+            bound: file.value_bound,
+            depth,
+            params: file.parameters,
+            rotation_steps,
+        };
+        // Validates the parameters, 128-bit security included.
+        plan.parameters()?;
+        Ok(plan)
+    }
 }

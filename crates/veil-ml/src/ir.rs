@@ -73,7 +73,7 @@ pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
 
 /// Element-wise activation functions. The encrypted backends evaluate them as polynomial
 /// approximations over a declared input range; the plaintext executor exactly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Activation {
     /// `max(x, 0)`.
     Relu,

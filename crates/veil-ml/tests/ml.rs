@@ -767,3 +767,249 @@ mod activations {
         run(Activation::Relu, 0.1, 20);
     }
 }
+
+/// Throughput packing (one ciphertext per pixel, a batch of images across the slots), saved
+/// plans and the encrypted-samples wire format.
+mod batch {
+    use std::time::Instant;
+
+    use super::common::*;
+    use veil_he::ckks::VectorContext;
+    use veil_ml::he::{CompileOptions, EncryptedSamples, Packing, Plan};
+    use veil_ml::{onnx, MlError};
+
+    fn compile(name: &str, packing: Packing) -> (veil_ml::onnx::OnnxModel, Plan, f64) {
+        let data = test_set();
+        let model = onnx::import_file(model_path(name)).unwrap();
+        let options = CompileOptions {
+            packing,
+            calibration: data.samples[..60].to_vec(),
+            ..CompileOptions::default()
+        };
+        let plan = Plan::compile(&model.graph, &options).unwrap();
+        (model, plan, options.precision)
+    }
+
+    /// Fills a whole batch (N/2 images, the test set repeated), runs it through the
+    /// client/server split with bytes in between, and checks every prediction against the
+    /// plaintext model. Returns (agreement, encrypted accuracy, plaintext accuracy).
+    fn run_batch(name: &str) -> (f64, f64, f64) {
+        let (model, plan, precision) = compile(name, Packing::Batch);
+        assert_eq!(plan.packing(), Packing::Batch);
+        assert!(
+            plan.rotation_steps().is_empty(),
+            "batch packing needs no Galois key"
+        );
+        let data = test_set();
+        let per = plan.samples_per_evaluation();
+        let samples: Vec<Vec<f64>> = (0..per)
+            .map(|i| data.samples[i % data.len()].clone())
+            .collect();
+        let t = Instant::now();
+        let client = plan.keygen().unwrap();
+        let keygen = t.elapsed().as_secs_f64();
+        let public = client.make_public().public_to_bytes();
+        let server = VectorContext::from_public_bytes(&public, None).unwrap();
+        let t = Instant::now();
+        let query = plan.encrypt_samples(&client, &samples).unwrap().to_bytes();
+        let enc = t.elapsed().as_secs_f64();
+        let query = EncryptedSamples::from_bytes(&server, &query).unwrap();
+        assert_eq!(query.vectors().len(), plan.input_len());
+        let t = Instant::now();
+        let answer = plan.evaluate_samples(&query).unwrap().to_bytes();
+        let eval = t.elapsed().as_secs_f64();
+        let answer = EncryptedSamples::from_bytes(&client, &answer).unwrap();
+        let t = Instant::now();
+        let (outputs, flood) = plan.decrypt_samples(&answer).unwrap();
+        let dec = t.elapsed().as_secs_f64();
+        assert_eq!(outputs.len(), per);
+        let (mut agree, mut correct, mut plain_correct) = (0usize, 0usize, 0usize);
+        let mut max_err = 0.0f64;
+        for (i, out) in outputs.iter().enumerate() {
+            let reference = &model.graph.run(&samples[i]).unwrap()[0];
+            for (a, b) in out.iter().zip(reference) {
+                max_err = max_err.max((a - b).abs());
+            }
+            let label = data.labels[i % data.len()];
+            let (pe, pp) = (argmax(out), argmax(reference));
+            agree += usize::from(pe == pp);
+            correct += usize::from(pe as i64 == label);
+            plain_correct += usize::from(pp as i64 == label);
+        }
+        let p = plan.parameter_choice();
+        let n = per as f64;
+        eprintln!(
+            "{name} (batch): N = {}, moduli {:?}, scale 2^{}, depth {}, public context {:.2} MB, \
+             query {:.1} MB for {per} images; keygen {keygen:.2} s, encrypt {enc:.2} s, server \
+             {eval:.2} s ({:.0} images/s), decrypt {dec:.2} s; max |error| {max_err:.3} (flood \
+             σ ≤ {flood:.3}); agreement {:.2}%, accuracy {:.2}% (plaintext {:.2}%)",
+            p.degree,
+            p.moduli_bits,
+            p.scale_bits,
+            plan.depth(),
+            public.len() as f64 / 1e6,
+            query.to_bytes().len() as f64 / 1e6,
+            n / eval,
+            100.0 * agree as f64 / n,
+            100.0 * correct as f64 / n,
+            100.0 * plain_correct as f64 / n,
+        );
+        assert!(max_err < 6.0 * precision, "{name}: max error {max_err}");
+        (
+            agree as f64 / n,
+            correct as f64 / n,
+            plain_correct as f64 / n,
+        )
+    }
+
+    #[test]
+    fn cnn_batch_agrees_with_plaintext() {
+        let (agree, acc, plain) = run_batch("cnn");
+        assert!(agree >= 0.99, "agreement {agree}");
+        assert!((acc - plain).abs() <= 0.01, "accuracy {acc} vs {plain}");
+    }
+
+    #[test]
+    fn mlp_and_logreg_batch_agree_with_plaintext() {
+        for name in ["logreg", "mlp"] {
+            let (agree, acc, plain) = run_batch(name);
+            assert!(agree >= 0.99, "{name}: agreement {agree}");
+            assert!(
+                (acc - plain).abs() <= 0.01,
+                "{name}: accuracy {acc} vs {plain}"
+            );
+        }
+    }
+
+    #[test]
+    fn single_packing_through_the_samples_api() {
+        let (model, plan, _) = compile("logreg", Packing::Single);
+        let data = test_set();
+        let client = plan.keygen().unwrap();
+        let server = client.make_public();
+        let query = plan.encrypt_samples(&client, &data.samples[..5]).unwrap();
+        assert_eq!(query.vectors().len(), 5);
+        let query = EncryptedSamples::from_bytes(&server, &query.to_bytes()).unwrap();
+        let answer = plan.evaluate_samples(&query).unwrap().to_bytes();
+        // The server's answer, read back by the key holder.
+        assert!(plan
+            .decrypt_samples(&EncryptedSamples::from_bytes(&server, &answer).unwrap())
+            .is_err());
+        let answer = EncryptedSamples::from_bytes(&client, &answer).unwrap();
+        let (outs, _) = plan.decrypt_samples(&answer).unwrap();
+        for (x, out) in data.samples[..5].iter().zip(&outs) {
+            assert_eq!(argmax(out), argmax(&model.graph.run(x).unwrap()[0]));
+        }
+        // The single-sample API refuses a batch plan, and the two packings do not mix.
+        let (_, batch, _) = compile("logreg", Packing::Batch);
+        assert!(matches!(
+            batch.encrypt(&client, &data.samples[0]),
+            Err(MlError::Input { .. })
+        ));
+        let err = batch.evaluate_samples(&query).unwrap_err().to_string();
+        assert!(err.contains("packed"), "{err}");
+    }
+
+    /// What a malicious or broken peer can send: every malformed samples file is an error.
+    #[test]
+    fn malformed_samples_are_refused() {
+        let (_, plan, _) = compile("logreg", Packing::Batch);
+        let data = test_set();
+        let client = plan.keygen().unwrap();
+        let good = plan
+            .encrypt_samples(&client, &data.samples[..3])
+            .unwrap()
+            .to_bytes();
+        assert!(EncryptedSamples::from_bytes(&client, &good).is_ok());
+        for cut in [0, 4, 8, 9, 17, 25, 33, good.len() / 2, good.len() - 1] {
+            assert!(
+                EncryptedSamples::from_bytes(&client, &good[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut extra = good.clone();
+        extra.push(0);
+        assert!(EncryptedSamples::from_bytes(&client, &extra).is_err());
+        // A ciphertext count no file could hold: refused before allocating.
+        let mut huge = good.clone();
+        huge[17..25].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(EncryptedSamples::from_bytes(&client, &huge).is_err());
+        // The sample count is checked against the ciphertexts by the plan.
+        let mut lie = good.clone();
+        lie[9..17].copy_from_slice(&5000u64.to_le_bytes());
+        let parsed = EncryptedSamples::from_bytes(&client, &lie);
+        if let Ok(s) = parsed {
+            assert!(plan.evaluate_samples(&s).is_err());
+        }
+        // Under another key set's parameters (another ring), ciphertexts are refused.
+        let (_, other, _) = compile("cnn", Packing::Single);
+        if other.parameter_choice() != plan.parameter_choice() {
+            let other_ctx = other.keygen().unwrap();
+            assert!(EncryptedSamples::from_bytes(&other_ctx, &good).is_err());
+        }
+    }
+
+    #[test]
+    fn plans_are_saved_and_reloaded_exactly() {
+        for name in ["logreg", "mlp", "cnn"] {
+            for packing in [Packing::Single, Packing::Batch] {
+                let (_, plan, _) = compile(name, packing);
+                let bytes = plan.to_bytes();
+                let back = Plan::from_bytes(&bytes).unwrap();
+                assert_eq!(back, plan, "{name} {packing:?}");
+            }
+        }
+    }
+
+    /// A saved plan is untrusted input: every inconsistency is refused with a reason.
+    #[test]
+    fn tampered_plans_are_refused() {
+        let (_, plan, _) = compile("mlp", Packing::Single);
+        let json: serde_json::Value = serde_json::from_slice(&plan.to_bytes()).unwrap();
+        let refuse = |edit: &dyn Fn(&mut serde_json::Value), why: &str| {
+            let mut v = json.clone();
+            edit(&mut v);
+            let err = Plan::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+            assert!(
+                matches!(err, MlError::Format { .. } | MlError::He(_)),
+                "{why}: {err:?}"
+            );
+            eprintln!("{why}: {err}");
+        };
+        refuse(&|v| v["version"] = 2.into(), "future version");
+        refuse(&|v| v["format"] = "other".into(), "format");
+        refuse(&|v| v["depth"] = 1.into(), "depth");
+        refuse(&|v| v["input_len"] = 63.into(), "input length");
+        refuse(
+            &|v| v["rotation_steps"] = serde_json::json!([1, 2]),
+            "Galois keys",
+        );
+        refuse(
+            &|v| {
+                v["steps"][0]["affine"]["rows"][0]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop();
+            },
+            "ragged rows",
+        );
+        refuse(
+            &|v| {
+                // A ring too small for 128-bit security at this modulus size.
+                v["parameters"]["degree"] = 2048.into();
+            },
+            "insecure parameters",
+        );
+        refuse(
+            &|v| {
+                let m = v["parameters"]["moduli_bits"].as_array_mut().unwrap();
+                m.push(40.into());
+            },
+            "extra prime",
+        );
+        refuse(&|v| v["extra"] = 1.into(), "unknown field");
+        assert!(Plan::from_bytes(b"").is_err());
+        assert!(Plan::from_bytes(b"{").is_err());
+        assert!(Plan::from_bytes(&[0xff; 64]).is_err());
+    }
+}

@@ -226,6 +226,67 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// `acc += a · x`, with `x` encoded at `scale`: the step of a weighted sum of many
+    /// ciphertexts by public reals, rescaled once at the end. `acc` must already have the
+    /// product scale `a.scale · scale`, `a`'s level and size (start it with
+    /// [`Evaluator::multiply_scalar`]).
+    pub fn multiply_scalar_accumulate(
+        &self,
+        acc: &mut Ciphertext,
+        a: &Ciphertext,
+        x: f64,
+        scale: f64,
+    ) -> Result<()> {
+        self.check(acc)?;
+        self.check(a)?;
+        if acc.level() != a.level() {
+            return Err(HeError::LevelMismatch {
+                left: acc.level(),
+                right: a.level(),
+            });
+        }
+        if !x.is_finite() {
+            return Err(HeError::NonFiniteValue(x));
+        }
+        if acc.parts.len() != a.parts.len() {
+            return Err(HeError::ShapeMismatch(format!(
+                "accumulating a {}-part ciphertext into a {}-part one",
+                a.parts.len(),
+                acc.parts.len()
+            )));
+        }
+        let product = a.scale * scale;
+        if !scales_close(acc.scale, product) {
+            return Err(HeError::ScaleMismatch {
+                left: acc.scale.log2(),
+                right: product.log2(),
+            });
+        }
+        let c = (x * scale).round();
+        let bits = self.ctx.modulus_bits_at(a.level());
+        if c != 0.0 && c.abs().log2() >= bits - 1.0 {
+            return Err(HeError::EncodingOverflow {
+                value: c,
+                scale_bits: 0.0,
+                level: a.level(),
+                modulus_bits: bits as u32,
+            });
+        }
+        if c == 0.0 {
+            return Ok(());
+        }
+        let consts: Vec<u64> = a.parts[0]
+            .moduli()
+            .iter()
+            .map(|m| crate::ckks::encoder_reduce_f64(m, c))
+            .collect();
+        for (p, q) in acc.parts.iter_mut().zip(&a.parts) {
+            p.add_mul_constants_assign(q, &consts)?;
+        }
+        acc.seed = None;
+        Ok(())
+    }
+
     /// Multiplies every slot by an integer given as an integer-valued `f64` (it may exceed
     /// 2^63); the scale is unchanged and no level is used.
     pub fn multiply_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {

@@ -579,6 +579,69 @@ impl CkksVector {
         self.rescaled(prod, self.len, self.dirty)
     }
 
+    /// `Σ weights[i]·vectors[i] + bias`, element-wise (one level): the products by public
+    /// reals are accumulated at the product scale and rescaled once, so a sum of `k` terms
+    /// costs `k` constant multiplications and one rescale, not `k` rescales. Zero weights cost
+    /// nothing. The vectors must have the same length and context; they are brought to the
+    /// lowest level among them.
+    pub fn linear_combination(vectors: &[&Self], weights: &[f64], bias: f64) -> Result<Self> {
+        let first = vectors
+            .first()
+            .ok_or_else(|| HeError::ShapeMismatch("a linear combination of no vectors".into()))?;
+        if weights.len() != vectors.len() {
+            return Err(HeError::ShapeMismatch(format!(
+                "{} weights for {} vectors",
+                weights.len(),
+                vectors.len()
+            )));
+        }
+        if let Some(&w) = weights.iter().find(|w| !w.is_finite()) {
+            return Err(HeError::NonFiniteValue(w));
+        }
+        if !bias.is_finite() {
+            return Err(HeError::NonFiniteValue(bias));
+        }
+        for v in vectors {
+            first.same_context(v)?;
+            first.same_len(v.len)?;
+        }
+        let level = vectors.iter().map(|v| v.level()).min().unwrap_or(0);
+        if level == 0 {
+            return Err(HeError::OutOfLevels { needed: 1, left: 0 });
+        }
+        let scale = first.ctx.scale_at(level);
+        let ev = first.ev();
+        fn at_level_of(
+            v: &CkksVector,
+            level: usize,
+            scale: f64,
+        ) -> Result<std::borrow::Cow<'_, Ciphertext>> {
+            if v.level() == level && v.ct.scale() == scale {
+                Ok(std::borrow::Cow::Borrowed(&v.ct))
+            } else {
+                Ok(std::borrow::Cow::Owned(v.at_level(level)?))
+            }
+        }
+        let at = |v| at_level_of(v, level, scale);
+        let mut terms = vectors.iter().zip(weights).filter(|(_, &w)| w != 0.0);
+        let mut acc = match terms.next() {
+            Some((v, &w)) => ev.multiply_scalar(&*at(v)?, w, scale)?,
+            None => ev.multiply_scalar(&*at(first)?, 0.0, scale)?,
+        };
+        for (v, &w) in terms {
+            ev.multiply_scalar_accumulate(&mut acc, &*at(v)?, w, scale)?;
+        }
+        let mut dirty = vectors
+            .iter()
+            .zip(weights)
+            .any(|(v, &w)| w != 0.0 && v.dirty);
+        if bias != 0.0 {
+            acc = ev.add_scalar(&acc, bias)?;
+            dirty = true;
+        }
+        first.rescaled(acc, first.len, dirty)
+    }
+
     // ----- reductions -----
 
     /// Sum of the elements, as a vector of length 1.

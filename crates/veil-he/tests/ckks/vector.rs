@@ -77,6 +77,39 @@ fn arithmetic_with_vectors_plains_and_scalars() {
 }
 
 #[test]
+fn linear_combination_uses_one_level_and_matches_the_plain_sum() {
+    let c = ctx();
+    let inputs: Vec<Vec<f64>> = (0..5).map(|i| values(64, 10 + i)).collect();
+    let enc: Vec<CkksVector> = inputs
+        .iter()
+        .map(|v| CkksVector::encrypt(&c, v).unwrap())
+        .collect();
+    // One input one level down: it is aligned, not refused.
+    let lower = (&enc[4] * 1.0).unwrap();
+    let refs: Vec<&CkksVector> = enc[..4].iter().chain([&lower]).collect();
+    let weights = [0.5, -1.25, 0.0, 3.0, 0.75];
+    let out = CkksVector::linear_combination(&refs, &weights, -0.5).unwrap();
+    assert_eq!(out.level(), lower.level() - 1);
+    let expect: Vec<f64> = (0..64)
+        .map(|j| {
+            -0.5 + inputs
+                .iter()
+                .zip(&weights)
+                .map(|(v, w)| v[j] * w)
+                .sum::<f64>()
+        })
+        .collect();
+    let got = out.decrypt_unflooded_for_key_holder_only().unwrap();
+    assert!(max_err(&got, &expect) < 1e-6, "{}", max_err(&got, &expect));
+    // Errors, not panics.
+    assert!(CkksVector::linear_combination(&[], &[], 0.0).is_err());
+    assert!(CkksVector::linear_combination(&refs, &weights[..2], 0.0).is_err());
+    assert!(CkksVector::linear_combination(&refs, &[f64::NAN; 5], 0.0).is_err());
+    let short = CkksVector::encrypt(&c, &inputs[0][..10]).unwrap();
+    assert!(CkksVector::linear_combination(&[&enc[0], &short], &[1.0, 1.0], 0.0).is_err());
+}
+
+#[test]
 fn dot_sum_and_their_composition() {
     let c = ctx();
     let a = values(64, 3);
