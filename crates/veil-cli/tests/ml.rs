@@ -94,7 +94,7 @@ fn compile_prints_a_128_bit_plan_for_the_mlp() {
         "security: 128-bit",
         "Galois keys: ",
         "public context (server keys): ",
-        "one query: ",
+        "one query (",
         "expected precision",
     ] {
         assert!(out.contains(want), "missing `{want}` in {out}");
@@ -124,7 +124,10 @@ fn he_run_on_logreg_agrees_with_plaintext() {
         &digits(),
         "--limit",
         "20",
+        "--pack",
+        "single",
     ]);
+    assert!(out.contains("latency packing"), "{out}");
     let (agree, n) = fraction_after(&out, "agreement with the plaintext model: ");
     assert_eq!(n, 20, "{out}");
     // Flooding is random: the logits' error has σ ≈ 0.05 here and the top two logits of these
@@ -251,4 +254,212 @@ fn bad_inputs_fail_with_a_sentence() {
     let err = fails_cleanly(&veil(&["ml", "compile", &model("forest")]));
     assert!(err.contains("TreeEnsembleClassifier"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Throughput packing through `run`: `auto` picks it from 16 samples on.
+#[test]
+fn he_run_packs_a_batch_automatically() {
+    let out = ok(&[
+        "ml",
+        "run",
+        "--he",
+        &model("mlp"),
+        "--data",
+        &digits(),
+        "--limit",
+        "100",
+    ]);
+    assert!(out.contains("throughput packing"), "{out}");
+    assert!(
+        out.contains("0 Galois keys"),
+        "no rotation in batch packing: {out}"
+    );
+    let (agree, n) = fraction_after(&out, "agreement with the plaintext model: ");
+    assert_eq!(n, 100, "{out}");
+    assert!(agree >= 97, "{out}");
+    assert!(out.contains("samples/s"), "{out}");
+}
+
+/// The client/server split over files: compile --out, keygen, encrypt, eval (public context
+/// only), decrypt with the labels; then what a careless or hostile user gives each step.
+#[test]
+fn client_and_server_split_over_files() {
+    let dir = std::env::temp_dir().join(format!("veil-ml-split-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    for (name, pack) in [("cnn", "batch"), ("logreg", "single")] {
+        let plan = f(&format!("{name}-{pack}.plan"));
+        let (public, secret) = (
+            f(&format!("{name}-{pack}.pub")),
+            f(&format!("{name}-{pack}.key")),
+        );
+        let (query, answer) = (
+            f(&format!("{name}-{pack}.q")),
+            f(&format!("{name}-{pack}.a")),
+        );
+        let out = ok(&[
+            "ml",
+            "compile",
+            &model(name),
+            "--calibration",
+            &digits(),
+            "--pack",
+            pack,
+            "--out",
+            &plan,
+        ]);
+        assert!(out.contains("plan saved to"), "{out}");
+        ok(&[
+            "ml", "keygen", "--plan", &plan, "--public", &public, "--secret", &secret,
+        ]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the secret key must not be readable by others"
+            );
+        }
+        // The secret key is never overwritten.
+        let again = veil(&[
+            "ml", "keygen", "--plan", &plan, "--public", &public, "--secret", &secret,
+        ]);
+        fails_cleanly(&again);
+        ok(&[
+            "ml",
+            "encrypt",
+            "--plan",
+            &plan,
+            "--public",
+            &public,
+            "--data",
+            &digits(),
+            "--limit",
+            "40",
+            "--out",
+            &query,
+        ]);
+        let out = ok(&[
+            "ml", "eval", "--plan", &plan, "--public", &public, "--query", &query, "--out", &answer,
+        ]);
+        assert!(out.contains("evaluated 40 sample(s)"), "{out}");
+        let out = veil(&[
+            "ml",
+            "decrypt",
+            "--plan",
+            &plan,
+            "--public",
+            &public,
+            "--secret",
+            &secret,
+            "--answer",
+            &answer,
+            "--labels",
+            &digits(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(
+            stdout.lines().count(),
+            41,
+            "a header and a line per sample: {stdout}"
+        );
+        let accuracy: f64 = stderr
+            .split("accuracy: ")
+            .nth(1)
+            .and_then(|r| r.split('(').nth(1))
+            .and_then(|r| r.split('%').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(accuracy >= 90.0, "{stderr}");
+    }
+    // Files of one plan do not fit another: refused with a sentence.
+    let (cnn, logreg) = (f("cnn-batch.plan"), f("logreg-single.plan"));
+    let wrong_ctx = veil(&[
+        "ml",
+        "eval",
+        "--plan",
+        &logreg,
+        "--public",
+        &f("cnn-batch.pub"),
+        "--query",
+        &f("logreg-single.q"),
+        "--out",
+        &f("x"),
+    ]);
+    assert!(fails_cleanly(&wrong_ctx).contains("other parameters"));
+    let wrong_query = veil(&[
+        "ml",
+        "eval",
+        "--plan",
+        &cnn,
+        "--public",
+        &f("cnn-batch.pub"),
+        "--query",
+        &f("logreg-single.q"),
+        "--out",
+        &f("x"),
+    ]);
+    fails_cleanly(&wrong_query);
+    // A tampered plan, a truncated query, a plan in place of a key: errors, not panics.
+    let mut bad = std::fs::read(&logreg).unwrap();
+    bad.truncate(bad.len() / 2);
+    std::fs::write(f("bad.plan"), &bad).unwrap();
+    fails_cleanly(&veil(&[
+        "ml",
+        "keygen",
+        "--plan",
+        &f("bad.plan"),
+        "--public",
+        &f("p"),
+        "--secret",
+        &f("s"),
+    ]));
+    let mut q = std::fs::read(f("cnn-batch.q")).unwrap();
+    q.truncate(q.len() - 10);
+    std::fs::write(f("bad.q"), &q).unwrap();
+    fails_cleanly(&veil(&[
+        "ml",
+        "eval",
+        "--plan",
+        &cnn,
+        "--public",
+        &f("cnn-batch.pub"),
+        "--query",
+        &f("bad.q"),
+        "--out",
+        &f("x"),
+    ]));
+    fails_cleanly(&veil(&[
+        "ml",
+        "decrypt",
+        "--plan",
+        &cnn,
+        "--public",
+        &f("cnn-batch.pub"),
+        "--secret",
+        &cnn,
+        "--answer",
+        &f("cnn-batch.a"),
+    ]));
+    // The server is never handed the secret key... and decrypting needs it.
+    let no_key = veil(&[
+        "ml",
+        "decrypt",
+        "--plan",
+        &cnn,
+        "--public",
+        &f("cnn-batch.pub"),
+        "--secret",
+        &f("missing.key"),
+        "--answer",
+        &f("cnn-batch.a"),
+    ]);
+    fails_cleanly(&no_key);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
