@@ -144,9 +144,10 @@ pub struct RangeArgs {
     /// Every input value lies in `lo,hi` (bounds propagated as intervals; default 0,1).
     #[arg(long, value_name = "LO,HI", conflicts_with = "calibration")]
     pub input_range: Option<String>,
-    /// Measure the value bounds on these samples instead (a labelled CSV like
-    /// `digits_test.csv`: a header, then `label,x0,x1,…`).
-    #[arg(long, value_name = "DATA.csv")]
+    /// Measure the value bounds on these samples instead: a labelled CSV like
+    /// `digits_test.csv` (a header, then `label,x0,x1,…`) or a NumPy `.npy` array of shape
+    /// `(n, …)` (one sample per first-axis entry); `--scale` applies to both.
+    #[arg(long, value_name = "DATA.csv|DATA.npy")]
     pub calibration: Option<PathBuf>,
     /// Target standard deviation of the decrypted outputs' error, noise flooding included.
     #[arg(long, value_name = "SIGMA", default_value_t = 0.125)]
@@ -641,16 +642,37 @@ fn compile_options(range: &RangeArgs, scale: f64, graph: &Graph) -> Result<Compi
         options.input_range = parse_range(r)?;
     }
     if let Some(path) = &range.calibration {
-        let data = load_data(path, scale, None, graph)?;
-        let (lo, hi) = data
-            .samples
+        let samples = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
+            if !(scale.is_finite() && scale > 0.0) {
+                bail!("--scale must be a positive number, got {scale}");
+            }
+            let samples =
+                veil_ml::data::samples_from_npy(&read_file(path, "calibration data")?, scale)
+                    .with_context(|| format!("{} is not a usable .npy array", path.display()))?;
+            let want: usize = graph.input().shape.iter().product();
+            if samples[0].len() != want {
+                bail!(
+                    "{}: samples have {} values, the model's input {:?} takes {want}",
+                    path.display(),
+                    samples[0].len(),
+                    graph.input().shape
+                );
+            }
+            samples
+        } else {
+            load_data(path, scale, None, graph)?.samples
+        };
+        let (lo, hi) = samples
             .iter()
             .flatten()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
                 (a.min(v), b.max(v))
             });
         options.input_range = (lo, hi);
-        options.calibration = data.samples;
+        options.calibration = samples;
     }
     Ok(options)
 }

@@ -111,6 +111,52 @@ fn compile_prints_a_128_bit_plan_for_the_mlp() {
     ]);
     assert!(out.contains("measured on 360 samples"), "{out}");
     assert!(out.contains("security: 128-bit"), "{out}");
+    // The same samples as a NumPy array (what `numpy.save` writes: (360, 8, 8) of f8).
+    let text = std::fs::read_to_string(digits()).unwrap();
+    let values: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<f64>().unwrap()))
+        .collect();
+    let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (360, 8, 8), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend((header.len() as u16).to_le_bytes());
+    npy.extend(header.as_bytes());
+    npy.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    let path = std::env::temp_dir().join(format!("veil-digits-{}.npy", std::process::id()));
+    std::fs::write(&path, &npy).unwrap();
+    let from_npy = ok(&[
+        "ml",
+        "compile",
+        &model("mlp"),
+        "--calibration",
+        path.to_str().unwrap(),
+        "--scale",
+        "0.0625",
+    ]);
+    // Same samples, same plan.
+    let plan_lines = |o: &str| -> Vec<String> {
+        o.lines()
+            .filter(|l| l.contains("moduli:") || l.contains("bounded by"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(plan_lines(&from_npy), plan_lines(&out), "{from_npy}");
+    // A truncated array is a sentence, not a panic.
+    std::fs::write(&path, &npy[..npy.len() - 3]).unwrap();
+    let bad = veil(&[
+        "ml",
+        "compile",
+        &model("mlp"),
+        "--calibration",
+        path.to_str().unwrap(),
+    ]);
+    assert!(fails_cleanly(&bad).contains(".npy"));
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
