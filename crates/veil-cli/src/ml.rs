@@ -593,9 +593,26 @@ fn inspect(args: &InspectArgs) -> Result<()> {
         );
     }
     outln!("  backends:");
-    match Plan::compile(g, &CompileOptions::default()) {
+    let single = Plan::compile(g, &CompileOptions::default());
+    let compiled = match single {
+        // Tree ensembles need batch packing: say so with the batch plan.
+        Err(MlError::UnsupportedUse { ref op, .. }) if op == "TreeEnsemble" => Plan::compile(
+            g,
+            &CompileOptions {
+                packing: Packing::Batch,
+                ..CompileOptions::default()
+            },
+        ),
+        other => other,
+    };
+    match compiled {
         Ok(plan) => outln!(
-            "    he   supported: depth {}, N = {} (inputs in [0, 1]; see `veil ml compile`)",
+            "    he   supported{}: depth {}, N = {} (inputs in [0, 1]; see `veil ml compile`)",
+            if plan.packing() == Packing::Batch {
+                " with --pack batch only"
+            } else {
+                ""
+            },
             plan.depth(),
             plan.parameter_choice().degree
         ),
@@ -691,6 +708,8 @@ fn describe_plan(plan: &Plan) -> Result<()> {
                 format!("affine {}→{}", rows.len(), bias.len())
             } else if matches!(s, Step::Square) {
                 "square".into()
+            } else if let Step::Leaves { paths } = s {
+                format!("leaf products ({} leaves)", paths.len())
             } else {
                 "polynomial".into()
             }

@@ -60,7 +60,7 @@ fn fails_cleanly(out: &Output) -> String {
 }
 
 #[test]
-fn inspect_names_the_unsupported_tree_ensemble_under_he() {
+fn inspect_says_the_tree_ensemble_needs_batch_packing_under_he() {
     let out = ok(&["ml", "inspect", &model("forest")]);
     assert!(out.contains("skl2onnx"), "{out}");
     assert!(out.contains("ai.onnx.ml opset"), "{out}");
@@ -68,10 +68,15 @@ fn inspect_names_the_unsupported_tree_ensemble_under_he() {
         .lines()
         .find(|l| l.trim_start().starts_with("he "))
         .unwrap();
-    assert!(he.contains("not supported"), "{he}");
+    assert!(he.contains("supported with --pack batch only"), "{he}");
+    // MPC has no tree ensembles: the node and op are named.
+    let mpc = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("mpc "))
+        .unwrap();
     assert!(
-        he.contains("TreeEnsembleClassifier") && he.contains("TreeEnsemble"),
-        "the node and op must be named: {he}"
+        mpc.contains("not supported") && mpc.contains("TreeEnsembleClassifier"),
+        "{mpc}"
     );
 }
 
@@ -508,4 +513,34 @@ fn client_and_server_split_over_files() {
     ]);
     fails_cleanly(&no_key);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The random forest compiles for batch packing and says why not for single.
+#[test]
+fn forest_compiles_with_batch_packing_only() {
+    let out = ok(&[
+        "ml",
+        "compile",
+        &model("forest"),
+        "--calibration",
+        &digits(),
+        "--pack",
+        "batch",
+        "--precision",
+        "0.03",
+    ]);
+    assert!(out.contains("leaf products"), "{out}");
+    assert!(
+        out.contains("activation"),
+        "the sigmoid's polynomial: {out}"
+    );
+    assert!(out.contains("Galois keys: 0"), "{out}");
+    let single = veil(&[
+        "ml",
+        "compile",
+        &model("forest"),
+        "--calibration",
+        &digits(),
+    ]);
+    assert!(fails_cleanly(&single).contains("batch"));
 }

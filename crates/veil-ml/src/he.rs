@@ -151,6 +151,13 @@ pub enum Step {
     /// An activation's polynomial, element-wise, on the mapped input `t` the previous
     /// (affine) step produces: `Σ coeffs[j]·t^j` ([`PolyApprox::coeffs`]).
     Polynomial(PolyApprox),
+    /// A tree ensemble's leaf weights: output `ℓ` is `Π σ_k` (or `1 − σ_k` where the flag is
+    /// false) over `paths[ℓ]`, the soft decisions on the leaf's path ([`crate::forest`]).
+    /// Batch packing only.
+    Leaves {
+        /// Per leaf: (decision index, whether the true child is taken).
+        paths: Vec<Vec<(usize, bool)>>,
+    },
 }
 
 impl Step {
@@ -158,7 +165,7 @@ impl Step {
     fn dims(&self) -> Option<(usize, usize)> {
         match self {
             Self::Affine { rows, bias } => Some((rows.len(), bias.len())),
-            Self::Square | Self::Polynomial(_) => None,
+            Self::Square | Self::Polynomial(_) | Self::Leaves { .. } => None,
         }
     }
 
@@ -167,6 +174,14 @@ impl Step {
         match self {
             Self::Affine { .. } | Self::Square => 1,
             Self::Polynomial(p) => p.depth(),
+            Self::Leaves { paths } => {
+                let longest = paths.iter().map(Vec::len).max().unwrap_or(1);
+                let mut d = 0;
+                while (1usize << d) < longest {
+                    d += 1;
+                }
+                d
+            }
         }
     }
 }
@@ -177,6 +192,10 @@ enum Pending {
     Activation {
         node: String,
         activation: Activation,
+    },
+    Forest {
+        node: String,
+        forest: crate::ir::TreeEnsemble,
     },
 }
 
@@ -366,6 +385,17 @@ impl Plan {
             }
         }
         let (steps, bound) = resolve(pending, input_len, options)?;
+        if options.packing == Packing::Single
+            && steps.iter().any(|s| matches!(s, Step::Leaves { .. }))
+        {
+            return Err(MlError::UnsupportedUse {
+                node: graph.input().name.clone(),
+                op: "TreeEnsemble".into(),
+                reason: "tree ensembles run with batch packing (one ciphertext per value): \
+                         compile with --pack batch / Packing::Batch"
+                    .into(),
+            });
+        }
         let depth = steps.iter().map(Step::depth).sum::<usize>();
         if depth == 0 {
             return Err(MlError::UnsupportedUse {
@@ -542,6 +572,11 @@ impl Plan {
                 Step::Affine { rows, bias } => v.matmul(rows)?.add_plain(bias)?,
                 Step::Square => v.square()?,
                 Step::Polynomial(p) => v.polyval(&p.coeffs)?,
+                Step::Leaves { .. } => {
+                    return Err(MlError::Input {
+                        reason: "tree ensembles run with batch packing only".into(),
+                    })
+                }
             };
         }
         Ok(v)
@@ -782,6 +817,51 @@ impl Plan {
                     .par_iter()
                     .map(|x| Ok(x.polyval(&p.coeffs)?))
                     .collect::<Result<Vec<_>>>()?,
+                Step::Leaves { paths } => {
+                    // 1 − σ once per decision that some path takes on its false side.
+                    let complements: Vec<Option<CkksVector>> = (0..v.len())
+                        .into_par_iter()
+                        .map(|k| {
+                            if paths.iter().flatten().any(|&(j, pos)| j == k && !pos) {
+                                Ok(Some(v[k].neg()?.add_scalar(1.0)?))
+                            } else {
+                                Ok(None)
+                            }
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    paths
+                        .par_iter()
+                        .map(|path| {
+                            let mut terms: Vec<CkksVector> = path
+                                .iter()
+                                .map(|&(k, pos)| {
+                                    let c = if pos {
+                                        Some(&v[k])
+                                    } else {
+                                        complements[k].as_ref()
+                                    };
+                                    c.cloned().ok_or(MlError::Internal("a missing complement"))
+                                })
+                                .collect::<Result<Vec<_>>>()?;
+                            // Balanced product tree: ⌈log2 len⌉ levels.
+                            while terms.len() > 1 {
+                                let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+                                let mut it = terms.chunks(2);
+                                for pair in &mut it {
+                                    next.push(match pair {
+                                        [a, b] => a.mul(b)?,
+                                        [a] => a.clone(),
+                                        _ => return Err(MlError::Internal("empty chunk")),
+                                    });
+                                }
+                                terms = next;
+                            }
+                            terms
+                                .pop()
+                                .ok_or(MlError::Internal("a leaf without a path"))
+                        })
+                        .collect::<Result<Vec<_>>>()?
+                }
             };
         }
         Ok(v)
@@ -820,6 +900,8 @@ fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
     let mut current = graph.input_id();
     let mut len = input_len;
     let mut encrypted_len = input_len;
+    // Values the client holds after decryption: the encrypted output and the tail's values.
+    let mut client_values = Vec::new();
     // Length of the value the pending affine segment starts from.
     let mut segment_in = input_len;
     for n in graph.nodes() {
@@ -866,7 +948,9 @@ fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
                         steps.push(Pending::Ready(s));
                     }
                     encrypted_len = len;
+                    client_values.push(n.inputs[0]);
                 }
+                client_values.push(n.output);
                 tail.push(n.clone());
             }
             Op::Activation(a) => {
@@ -897,11 +981,34 @@ fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
                     "operations on two values are not supported yet".into(),
                 ))
             }
-            Op::TreeEnsemble(_) => {
-                return Err(unsupported(
-                    n,
-                    "tree ensembles are not supported by the latency backend yet".into(),
-                ))
+            Op::TreeEnsemble(t) => {
+                use crate::ir::PostTransform;
+                if let Some(s) = flush(graph, &mut segment, segment_in)? {
+                    steps.push(Pending::Ready(s));
+                }
+                steps.push(Pending::Forest {
+                    node: n.name.clone(),
+                    forest: t.clone(),
+                });
+                match t.post_transform {
+                    PostTransform::None => {}
+                    // Softmax keeps the argmax: the client applies it after decryption.
+                    PostTransform::Softmax => {
+                        let mut s = n.clone();
+                        s.op = Op::Softmax;
+                        tail.push(s);
+                        encrypted_len = out_len;
+                        client_values.push(n.output);
+                    }
+                    PostTransform::Logistic | PostTransform::SoftmaxZero => {
+                        return Err(unsupported(
+                            n,
+                            "the LOGISTIC and SOFTMAX_ZERO post-transforms are not supported \
+                             under encryption"
+                                .into(),
+                        ))
+                    }
+                }
             }
         }
         len = out_len;
@@ -912,13 +1019,21 @@ fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
         }
         encrypted_len = len;
     }
-    if graph.outputs() != [current] {
+    // The plan returns the last node's output; other outputs are allowed when the client
+    // holds them anyway (the scores before a final ArgMax, as skl2onnx classifiers write).
+    let outputs = graph.outputs();
+    if !outputs.contains(&current)
+        || outputs
+            .iter()
+            .any(|o| *o != current && !client_values.contains(o))
+    {
         return Err(MlError::UnsupportedUse {
             node: graph.input().name.clone(),
             op: "model".into(),
             reason: format!(
-                "the latency backend computes one output, the last node's; the model has {}",
-                graph.outputs().len()
+                "the HE backend computes the last node's output (and values the client holds \
+                 after decryption); the model has {} outputs elsewhere in the graph",
+                outputs.len()
             ),
         });
     }
@@ -990,6 +1105,7 @@ fn apply_plain(step: &Step, x: &[f64]) -> Vec<f64> {
         }
         Step::Square => x.iter().map(|v| v * v).collect(),
         Step::Polynomial(p) => x.iter().map(|&t| p.eval_mapped(t)).collect(),
+        Step::Leaves { paths } => crate::forest::leaves_plain(paths, x),
     }
 }
 
@@ -1010,8 +1126,15 @@ fn resolve(
     let mut m = lo.abs().max(hi.abs());
     let mut steps: Vec<Step> = Vec::with_capacity(pending.len());
     for p in pending {
-        let step = match p {
-            Pending::Ready(s) => s,
+        let new_steps = match p {
+            Pending::Ready(s) => vec![s],
+            Pending::Forest { node, forest } => crate::forest::expand(
+                &node,
+                &forest,
+                &iv,
+                options.activation_precision,
+                options.max_activation_degree,
+            )?,
             Pending::Activation { node, activation } => {
                 let declared = options
                     .activation_ranges
@@ -1075,19 +1198,22 @@ fn resolve(
                 iv.iter_mut()
                     .for_each(|(l, h)| (*l, *h) = (*l * f + o, *h * f + o));
                 vals.iter_mut().flatten().for_each(|v| *v = *v * f + o);
-                Step::Polynomial(approx)
+                vec![Step::Polynomial(approx)]
             }
         };
-        if calibrated {
-            for v in vals.iter_mut() {
-                *v = apply_plain(&step, v);
-                m = v.iter().fold(m, |a, b| a.max(b.abs()));
-            }
-        } else {
+        for step in new_steps {
+            // Intervals are kept in both modes: a forest's comparisons are normalized by them.
             iv = interval_step(&step, &iv);
-            m = iv.iter().fold(m, |a, &(l, h)| a.max(l.abs()).max(h.abs()));
+            if calibrated {
+                for v in vals.iter_mut() {
+                    *v = apply_plain(&step, v);
+                    m = v.iter().fold(m, |a, b| a.max(b.abs()));
+                }
+            } else {
+                m = iv.iter().fold(m, |a, &(l, h)| a.max(l.abs()).max(h.abs()));
+            }
+            steps.push(step);
         }
-        steps.push(step);
     }
     Ok((steps, if calibrated { m * margin } else { m }))
 }
@@ -1121,6 +1247,20 @@ fn interval_step(step: &Step, iv: &[(f64, f64)]) -> Vec<(f64, f64)> {
         // Inputs within the fitted interval (t in [-1, 1]) give values in the polynomial's
         // range there.
         Step::Polynomial(p) => vec![p.output_range; iv.len()],
+        Step::Leaves { paths } => paths
+            .iter()
+            .map(|p| {
+                let m = p
+                    .iter()
+                    .map(|&(k, pos)| {
+                        let (l, h) = iv.get(k).copied().unwrap_or((0.0, 1.0));
+                        let (l, h) = if pos { (l, h) } else { (1.0 - h, 1.0 - l) };
+                        l.abs().max(h.abs())
+                    })
+                    .product::<f64>();
+                (-m, m)
+            })
+            .collect(),
     }
 }
 
@@ -1305,6 +1445,23 @@ impl Plan {
                     len = bias.len();
                 }
                 Step::Square => {}
+                Step::Leaves { paths } => {
+                    if file.packing != Packing::Batch {
+                        return Err(bad(format!("step {i}: leaves need batch packing")));
+                    }
+                    if paths.is_empty()
+                        || paths.iter().any(|p| {
+                            p.is_empty() || p.len() > 64 || p.iter().any(|&(k, _)| k >= len)
+                        })
+                    {
+                        return Err(bad(format!("step {i}: a malformed leaf path")));
+                    }
+                    values = values.saturating_add(paths.iter().map(Vec::len).sum());
+                    if values > PLAN_MAX_VALUES {
+                        return Err(bad("too many weights".into()));
+                    }
+                    len = paths.len();
+                }
                 Step::Polynomial(p) => {
                     if p.coeffs.is_empty()
                         || p.degree + 1 != p.coeffs.len()

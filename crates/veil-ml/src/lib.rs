@@ -104,6 +104,7 @@ pub mod approx;
 pub mod data;
 pub mod error;
 mod exec;
+mod forest;
 pub mod he;
 pub mod ir;
 pub mod mpc;
