@@ -25,6 +25,9 @@ use crate::error::{MlError, Result};
 use crate::he::Step;
 use crate::ir::{Activation, Aggregate, BranchMode, TreeEnsemble, TreeNode};
 
+/// A leaf's path: (decision index, whether the true child is taken) from the root.
+type Path = Vec<(usize, bool)>;
+
 /// The sharpness searched first, and the factor it shrinks by until a polynomial fits.
 const BETA_START: f64 = 64.0;
 const BETA_SHRINK: f64 = 0.85;
@@ -50,11 +53,11 @@ pub(crate) fn expand(
     }
     // Branches (feature, threshold, sign) and leaves (path, weights).
     let mut branches: Vec<(usize, f64, f64)> = Vec::new();
-    let mut leaves: Vec<(Vec<(usize, bool)>, Vec<(usize, f64)>)> = Vec::new();
+    let mut leaves: Vec<(Path, Vec<(usize, f64)>)> = Vec::new();
     let mut constant = vec![0.0; forest.n_targets];
     for tree in &forest.trees {
         // (node index, path so far); children come after parents, so this terminates.
-        let mut stack: Vec<(usize, Vec<(usize, bool)>)> = vec![(0, Vec::new())];
+        let mut stack: Vec<(usize, Path)> = vec![(0, Vec::new())];
         while let Some((at, path)) = stack.pop() {
             match tree.nodes.get(at) {
                 Some(TreeNode::Branch {

@@ -228,6 +228,46 @@ pub struct Plan {
     pub(crate) rotation_steps: Vec<i64>,
 }
 
+/// A [`Plan`] whose matrices are encoded for one set of parameters ([`Plan::prepare`]).
+pub struct PreparedPlan<'a> {
+    plan: &'a Plan,
+    matrices: Vec<Option<veil_he::ckks::EncodedMatrix>>,
+}
+
+impl std::fmt::Debug for PreparedPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedPlan")
+            .field("steps", &self.plan.steps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedPlan<'_> {
+    /// [`Plan::evaluate`] with the encoded matrices.
+    pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
+        let plan = self.plan;
+        if input.len() != plan.input_len {
+            return Err(MlError::Input {
+                reason: format!(
+                    "an encrypted vector of {} values, the model takes {}",
+                    input.len(),
+                    plan.input_len
+                ),
+            });
+        }
+        let mut v = input.clone();
+        for (s, m) in plan.steps.iter().zip(&self.matrices) {
+            v = match (s, m) {
+                (Step::Affine { bias, .. }, Some(m)) => v.matmul_encoded(m)?.add_plain(bias)?,
+                (Step::Square, _) => v.square()?,
+                (Step::Polynomial(p), _) => v.polyval(&p.coeffs)?,
+                _ => return Err(MlError::Internal("a prepared step without its matrix")),
+            };
+        }
+        Ok(v)
+    }
+}
+
 /// What the client computes after decryption (it changes no prediction's privacy).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -665,16 +705,47 @@ impl Plan {
         })
     }
 
+    /// Server side: encodes the plan's matrices once for `ctx`'s parameters, so that many
+    /// single-packed samples are evaluated without re-encoding them (the diagonals of every
+    /// affine step, at the level the step runs at).
+    pub fn prepare(&self, ctx: &Arc<VectorContext>) -> Result<PreparedPlan<'_>> {
+        self.require_single()?;
+        if ctx.ckks().params().fingerprint() != self.parameters()?.fingerprint() {
+            return Err(MlError::Input {
+                reason: "the context was made for other parameters than the plan's".into(),
+            });
+        }
+        let mut level = ctx.ckks().max_level();
+        let mut matrices = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            matrices.push(match step {
+                Step::Affine { rows, .. } => Some(CkksVector::encode_matrix(ctx, rows, level)?),
+                _ => None,
+            });
+            level = level.saturating_sub(step.depth());
+        }
+        Ok(PreparedPlan {
+            plan: self,
+            matrices,
+        })
+    }
+
     /// Server side: runs the steps on encrypted samples (public keys only). With
     /// [`Packing::Batch`], the ciphertexts of each group are processed in parallel.
     pub fn evaluate_samples(&self, input: &EncryptedSamples) -> Result<EncryptedSamples> {
         self.check_encrypted(input, self.input_len)?;
         let vectors = match self.packing {
-            Packing::Single => input
-                .vectors
-                .iter()
-                .map(|v| self.evaluate(v))
-                .collect::<Result<Vec<_>>>()?,
+            Packing::Single => match input.vectors.first() {
+                Some(first) => {
+                    let prepared = self.prepare(first.context())?;
+                    input
+                        .vectors
+                        .iter()
+                        .map(|v| prepared.evaluate(v))
+                        .collect::<Result<Vec<_>>>()?
+                }
+                None => Vec::new(),
+            },
             Packing::Batch => {
                 let mut out = Vec::new();
                 for group in input.vectors.chunks(self.input_len) {

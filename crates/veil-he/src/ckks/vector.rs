@@ -342,6 +342,45 @@ pub struct CkksVector {
     dirty: bool,
 }
 
+/// A plaintext matrix whose diagonals are encoded once, for many
+/// [`CkksVector::matmul_encoded`] products (see [`CkksVector::encode_matrix`]).
+#[derive(Clone)]
+pub struct EncodedMatrix {
+    rows: usize,
+    cols: usize,
+    g1: usize,
+    g2: usize,
+    level: usize,
+    fingerprint: [u8; 32],
+    diagonals: Vec<Option<crate::ckks::Plaintext>>,
+}
+
+impl EncodedMatrix {
+    /// Rows and columns.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// The level the diagonals are encoded at.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+}
+
+impl std::fmt::Debug for EncodedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedMatrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl std::fmt::Debug for CkksVector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CkksVector")
@@ -815,23 +854,34 @@ impl CkksVector {
     }
 
     /// Vector–matrix product `self · M` with a plaintext matrix of `len` rows (one level).
-    /// Diagonal method with baby-step/giant-step and hoisted baby rotations.
+    /// Diagonal method with baby-step/giant-step and hoisted baby rotations. To multiply many
+    /// vectors by the same matrix, encode it once with [`CkksVector::encode_matrix`] and use
+    /// [`CkksVector::matmul_encoded`].
     pub fn matmul(&self, matrix: &[Vec<f64>]) -> Result<Self> {
-        let n = self.len;
-        if matrix.len() != n || n == 0 {
-            return Err(HeError::ShapeMismatch(format!(
-                "matrix has {} rows, the vector {} elements",
-                matrix.len(),
-                n
-            )));
-        }
-        let m = matrix[0].len();
-        if m == 0 || matrix.iter().any(|r| r.len() != m) {
+        let level = self.level().saturating_sub(usize::from(self.dirty));
+        let encoded = Self::encode_matrix(&self.ctx, matrix, level)?;
+        self.matmul_encoded(&encoded)
+    }
+
+    /// Encodes the diagonals of `matrix` (`len` rows) for [`CkksVector::matmul_encoded`] on
+    /// vectors at `level` (vectors at a lower level use the diagonals with primes dropped; a
+    /// vector at a higher level is brought down).
+    pub fn encode_matrix(
+        ctx: &Arc<VectorContext>,
+        matrix: &[Vec<f64>],
+        level: usize,
+    ) -> Result<EncodedMatrix> {
+        let n = matrix.len();
+        let m = matrix.first().map_or(0, Vec::len);
+        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
             return Err(HeError::ShapeMismatch(
                 "matrix rows must all have the same, non-zero length".into(),
             ));
         }
-        let slots = self.ctx.ckks.slots();
+        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
+            return Err(HeError::NonFiniteValue(bad));
+        }
+        let slots = ctx.ckks.slots();
         let needed = n + m - 1;
         let g1 = (n as f64).sqrt().ceil().max(1.0) as usize;
         let g2 = n.div_ceil(g1);
@@ -844,20 +894,90 @@ impl CkksVector {
                 "a {n}×{m} product needs more than the {slots} slots"
             )));
         }
+        if level > ctx.ckks.max_level() {
+            return Err(HeError::OutOfLevels {
+                needed: level,
+                left: ctx.ckks.max_level(),
+            });
+        }
+        let scale = ctx.scale_at(level);
+        let diagonals = veil_math::par::map_range(n, n * slots * 8, |i| {
+            let a = i / g1;
+            // diag_i[j] = M[(j + i) mod n][j], shifted right by a·g1.
+            let mut diag = vec![0f64; slots];
+            for j in 0..m {
+                diag[(j + a * g1) % slots] = matrix[(j + i) % n][j];
+            }
+            if diag.iter().all(|&x| x == 0.0) {
+                return Ok(None);
+            }
+            ctx.encoder.encode(&diag, scale, level).map(Some)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        Ok(EncodedMatrix {
+            rows: n,
+            cols: m,
+            g1,
+            g2,
+            level,
+            fingerprint: ctx.ckks.fingerprint(),
+            diagonals,
+        })
+    }
+
+    /// `self · M` with a matrix encoded by [`CkksVector::encode_matrix`] (one level).
+    pub fn matmul_encoded(&self, matrix: &EncodedMatrix) -> Result<Self> {
+        let (n, m, g1, g2) = (matrix.rows, matrix.cols, matrix.g1, matrix.g2);
+        if self.len != n {
+            return Err(HeError::ShapeMismatch(format!(
+                "matrix has {n} rows, the vector {} elements",
+                self.len
+            )));
+        }
+        if matrix.fingerprint != self.ctx.ckks.fingerprint() {
+            return Err(HeError::ParameterMismatch {
+                expected: self.ctx.ckks.params().fingerprint_hex(),
+                found: hex_of(&matrix.fingerprint),
+            });
+        }
         self.need_level()?;
         let clean = self.cleaned()?;
         let ev = self.ev();
         let gk = &self.ctx.gk;
+        // Bring the vector to the matrix's level, or the diagonals to the vector's.
+        let mut w = if clean.level() > matrix.level {
+            clean.at_level(matrix.level)?
+        } else {
+            clean.ct.clone()
+        };
+        let level = w.level();
+        if level == 0 {
+            return Err(HeError::OutOfLevels { needed: 1, left: 0 });
+        }
+        let needed = n + m - 1;
         // Replicate v periodically over the first `needed` slots.
-        let mut w = clean.ct.clone();
         let mut f = n;
         while f < needed {
             let r = ev.rotate(&w, -(f as i64), gk)?;
             ev.add_assign(&mut w, &r)?;
             f *= 2;
         }
-        let level = w.level();
-        let scale = self.ctx.scale_at(level);
+        let lowered;
+        let diagonals: &[Option<crate::ckks::Plaintext>] = if level == matrix.level {
+            &matrix.diagonals
+        } else {
+            lowered = matrix
+                .diagonals
+                .iter()
+                .map(|d| {
+                    d.as_ref()
+                        .map(|pt| ev.mod_switch_plain_to_level(pt, level))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            &lowered
+        };
         let baby_steps: Vec<i64> = (0..g1 as i64).collect();
         let babies = ev.rotate_hoisted(&w, &baby_steps, gk)?;
         let mut acc: Option<Ciphertext> = None;
@@ -868,16 +988,8 @@ impl CkksVector {
                 if i >= n {
                     break;
                 }
-                // diag_i[j] = M[(j + i) mod n][j], shifted right by a·g1.
-                let mut diag = vec![0f64; slots];
-                for j in 0..m {
-                    diag[(j + a * g1) % slots] = matrix[(j + i) % n][j];
-                }
-                if diag.iter().all(|&x| x == 0.0) {
-                    continue;
-                }
-                let pt = self.ctx.encoder.encode(&diag, scale, level)?;
-                let term = ev.multiply_plain(baby, &pt)?;
+                let Some(pt) = &diagonals[i] else { continue };
+                let term = ev.multiply_plain(baby, pt)?;
                 match inner.as_mut() {
                     Some(acc) => ev.add_assign(acc, &term)?,
                     None => inner = Some(term),
@@ -897,7 +1009,10 @@ impl CkksVector {
         let acc = match acc {
             Some(a) => a,
             // All-zero matrix: the product is zero.
-            None => ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?,
+            None => {
+                let scale = self.ctx.scale_at(level);
+                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
+            }
         };
         self.rescaled(acc, m, false)
     }
