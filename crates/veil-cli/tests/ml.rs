@@ -124,7 +124,7 @@ fn compile_prints_a_128_bit_plan_for_the_mlp() {
         .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<f64>().unwrap()))
         .collect();
     let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (360, 8, 8), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -428,8 +428,13 @@ impl Plan {
         if options.packing == Packing::Single
             && steps.iter().any(|s| matches!(s, Step::Leaves { .. }))
         {
+            let node = graph
+                .nodes()
+                .iter()
+                .find(|n| matches!(n.op, Op::TreeEnsemble(_)))
+                .map_or_else(|| graph.input().name.clone(), |n| n.name.clone());
             return Err(MlError::UnsupportedUse {
-                node: graph.input().name.clone(),
+                node,
                 op: "TreeEnsemble".into(),
                 reason: "tree ensembles run with batch packing (one ciphertext per value): \
                          compile with --pack batch / Packing::Batch"
