@@ -79,6 +79,10 @@ pub struct EncryptArgs {
     /// The public context (`veil ml keygen --public`).
     #[arg(long, value_name = "FILE")]
     pub public: PathBuf,
+    /// The secret key: with it the query is encrypted seeded (half the size); without it,
+    /// with the public key.
+    #[arg(long, value_name = "FILE")]
+    pub secret: Option<PathBuf>,
     /// Samples: a CSV with a header, then `label,x0,x1,…` per row (labels are not encrypted
     /// nor sent).
     #[arg(long, value_name = "DATA.csv")]
@@ -338,16 +342,21 @@ fn keygen(args: &KeygenArgs) -> Result<()> {
 
 fn encrypt(args: &EncryptArgs) -> Result<()> {
     let plan = load_plan(&args.plan)?;
-    let ctx = load_context(&plan, &args.public, None)?;
+    let ctx = load_context(&plan, &args.public, args.secret.as_deref())?;
     let data = load_data_for(&args.data, args.scale, args.limit, plan.input_len())?;
     let t = Instant::now();
     let query = plan.encrypt_samples(&ctx, &data.samples)?.to_bytes();
     write_file(&args.out, &query, "encrypted samples")?;
     outln!(
-        "encrypted {} sample(s) of {} ({} packing) in {:.0} ms: {} ({})",
+        "encrypted {} sample(s) of {} ({} packing, {}) in {:.0} ms: {} ({})",
         data.len(),
         args.data.display(),
         plan.packing().name(),
+        if ctx.has_secret_key() {
+            "seeded with the secret key"
+        } else {
+            "with the public key"
+        },
         t.elapsed().as_secs_f64() * 1e3,
         args.out.display(),
         bytes(query.len())

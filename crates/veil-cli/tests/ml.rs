@@ -379,6 +379,7 @@ fn client_and_server_split_over_files() {
             "ml", "keygen", "--plan", &plan, "--public", &public, "--secret", &secret,
         ]);
         fails_cleanly(&again);
+        let query_pk = format!("{query}.pk");
         ok(&[
             "ml",
             "encrypt",
@@ -391,8 +392,34 @@ fn client_and_server_split_over_files() {
             "--limit",
             "40",
             "--out",
+            &query_pk,
+        ]);
+        // With the secret key the query is seeded: about half the bytes.
+        let out = ok(&[
+            "ml",
+            "encrypt",
+            "--plan",
+            &plan,
+            "--public",
+            &public,
+            "--secret",
+            &secret,
+            "--data",
+            &digits(),
+            "--limit",
+            "40",
+            "--out",
             &query,
         ]);
+        assert!(out.contains("seeded"), "{out}");
+        let (pk_len, seeded_len) = (
+            std::fs::metadata(&query_pk).unwrap().len(),
+            std::fs::metadata(&query).unwrap().len(),
+        );
+        assert!(
+            seeded_len * 10 < pk_len * 6,
+            "seeded {seeded_len} vs {pk_len}"
+        );
         let out = ok(&[
             "ml", "eval", "--plan", &plan, "--public", &public, "--query", &query, "--out", &answer,
         ]);

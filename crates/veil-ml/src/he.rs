@@ -563,11 +563,12 @@ impl Plan {
         Ok(VectorContext::from_keys(&ctx, pk, Some(sk), rlk, gk)?)
     }
 
-    /// Client side: encrypts one sample.
+    /// Client side: encrypts one sample — seeded with the secret key when `ctx` holds it
+    /// (half the query size), with the public key otherwise.
     pub fn encrypt(&self, ctx: &Arc<VectorContext>, sample: &[f64]) -> Result<CkksVector> {
         self.require_single()?;
         self.check_sample(sample)?;
-        Ok(CkksVector::encrypt(ctx, sample)?)
+        encrypt_query(ctx, sample)
     }
 
     fn require_single(&self) -> Result<()> {
@@ -667,7 +668,8 @@ impl Plan {
     }
 
     /// Client side: encrypts any number of samples with the plan's packing (one ciphertext
-    /// per sample, or one ciphertext per input value for every N/2 samples).
+    /// per sample, or one ciphertext per input value for every N/2 samples); seeded with the
+    /// secret key (half the bytes) when `ctx` holds it.
     pub fn encrypt_samples(
         &self,
         ctx: &Arc<VectorContext>,
@@ -684,7 +686,7 @@ impl Plan {
         let vectors = match self.packing {
             Packing::Single => samples
                 .iter()
-                .map(|x| Ok(CkksVector::encrypt(ctx, x)?))
+                .map(|x| encrypt_query(ctx, x))
                 .collect::<Result<Vec<_>>>()?,
             Packing::Batch => {
                 let per = ctx.ckks().slots();
@@ -696,7 +698,7 @@ impl Plan {
                     out.extend(
                         columns
                             .par_iter()
-                            .map(|c| Ok(CkksVector::encrypt(ctx, c)?))
+                            .map(|c| encrypt_query(ctx, c))
                             .collect::<Result<Vec<_>>>()?,
                     );
                 }
@@ -942,6 +944,16 @@ impl Plan {
         }
         Ok(v)
     }
+}
+
+/// A query ciphertext: seeded (secret key, half the bytes) when the context can, public-key
+/// otherwise.
+fn encrypt_query(ctx: &Arc<VectorContext>, values: &[f64]) -> Result<CkksVector> {
+    Ok(if ctx.has_secret_key() {
+        CkksVector::encrypt_seeded(ctx, values)?
+    } else {
+        CkksVector::encrypt(ctx, values)?
+    })
 }
 
 /// The Galois keys a plan's products need: the diagonal method's rotations with single

@@ -404,6 +404,24 @@ impl CkksVector {
         })
     }
 
+    /// Encrypts `values` with the **secret key** (the context must hold it): the uniform half
+    /// of the ciphertext is expanded from a 32-byte seed, so [`CkksVector::to_bytes`] is about
+    /// half the size of a public-key encryption's. For a client that holds the key and sends
+    /// queries; computing on the result is the same.
+    pub fn encrypt_seeded(ctx: &Arc<VectorContext>, values: &[f64]) -> Result<Self> {
+        let dec = ctx.decryptor.as_ref().ok_or(HeError::MissingSecretKey)?;
+        let level = ctx.ckks.max_level();
+        let pt = ctx.encoder.encode(values, ctx.scale_at(level), level)?;
+        let enc = crate::ckks::SymmetricEncryptor::new(&ctx.ckks, dec.secret_key().clone())?;
+        let ct = enc.encrypt(&pt)?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            ct,
+            len: values.len(),
+            dirty: false,
+        })
+    }
+
     /// Decrypts **for release** (needs the secret key in the context): the values are
     /// flooded with fresh Gaussian noise ([`crate::ckks::flooding`]) so that they may be shared
     /// with anyone, including whoever chose the inputs or ran the computation. Each value's

@@ -110,6 +110,34 @@ fn linear_combination_uses_one_level_and_matches_the_plain_sum() {
 }
 
 #[test]
+fn seeded_encryption_halves_the_query_and_computes_the_same() {
+    let c = ctx();
+    let a = values(100, 7);
+    let public = CkksVector::encrypt(&c, &a).unwrap();
+    let seeded = CkksVector::encrypt_seeded(&c, &a).unwrap();
+    let (pb, sb) = (public.to_bytes(), seeded.to_bytes());
+    assert!(
+        sb.len() * 10 < pb.len() * 6,
+        "seeded {} vs public {}",
+        sb.len(),
+        pb.len()
+    );
+    // The server (no secret key) reads it and computes on it.
+    let server = c.make_public();
+    let back = CkksVector::from_bytes(&server, &sb).unwrap();
+    let sq = back.square().unwrap();
+    let sq = CkksVector::from_bytes(&c, &sq.to_bytes()).unwrap();
+    let got = sq.decrypt_unflooded_for_key_holder_only().unwrap();
+    let expect: Vec<f64> = a.iter().map(|x| x * x).collect();
+    assert!(max_err(&got, &expect) < 1e-6);
+    // Without the secret key there is no seeded encryption.
+    assert!(matches!(
+        CkksVector::encrypt_seeded(&server, &a),
+        Err(HeError::MissingSecretKey)
+    ));
+}
+
+#[test]
 fn dot_sum_and_their_composition() {
     let c = ctx();
     let a = values(64, 3);
