@@ -263,23 +263,10 @@ impl Evaluator {
             });
         }
         let c = (x * scale).round();
-        let bits = self.ctx.modulus_bits_at(a.level());
-        if c != 0.0 && c.abs().log2() >= bits - 1.0 {
-            return Err(HeError::EncodingOverflow {
-                value: c,
-                scale_bits: 0.0,
-                level: a.level(),
-                modulus_bits: bits as u32,
-            });
-        }
+        let consts = self.integer_constants(a, c)?;
         if c == 0.0 {
             return Ok(());
         }
-        let consts: Vec<u64> = a.parts[0]
-            .moduli()
-            .iter()
-            .map(|m| crate::ckks::encoder_reduce_f64(m, c))
-            .collect();
         for (p, q) in acc.parts.iter_mut().zip(&a.parts) {
             p.add_mul_constants_assign(q, &consts)?;
         }
@@ -297,7 +284,9 @@ impl Evaluator {
         self.multiply_by_integer_f64(a, c)
     }
 
-    fn multiply_by_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
+    /// The integer `c` modulo each of `a`'s primes, refused when it does not fit the modulus
+    /// at `a`'s level.
+    fn integer_constants(&self, a: &Ciphertext, c: f64) -> Result<Vec<u64>> {
         let bits = self.ctx.modulus_bits_at(a.level());
         if c != 0.0 && c.abs().log2() >= bits - 1.0 {
             return Err(HeError::EncodingOverflow {
@@ -307,12 +296,16 @@ impl Evaluator {
                 modulus_bits: bits as u32,
             });
         }
-        let mut out = a.clone();
-        let moduli = out.parts[0].moduli();
-        let consts: Vec<u64> = moduli
+        Ok(a.parts[0]
+            .moduli()
             .iter()
             .map(|m| crate::ckks::encoder_reduce_f64(m, c))
-            .collect();
+            .collect())
+    }
+
+    fn multiply_by_integer_f64(&self, a: &Ciphertext, c: f64) -> Result<Ciphertext> {
+        let consts = self.integer_constants(a, c)?;
+        let mut out = a.clone();
         for p in out.parts.iter_mut() {
             p.mul_constants_assign(&consts)?;
         }
