@@ -134,9 +134,10 @@ impl Default for CompileOptions {
     }
 }
 
-/// One encrypted step.
+/// One encrypted step (more kinds may come: match with a wildcard arm).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Step {
     /// `y = x·M + b` with `M` given as `in` rows of `out` values (the layout of
     /// [`CkksVector::matmul`]).
