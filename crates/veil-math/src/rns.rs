@@ -155,13 +155,43 @@ impl BaseConverter {
         let k = self.from.len();
         let to = &self.to;
         let hat = &self.hat_mod_to;
+        // Centred: how many y_i (of this coefficient) stand for y_i − a_i, counted once for
+        // every target prime.
+        let counts: Vec<u32> = if centered {
+            let mut counts = vec![0u32; n];
+            for (i, a) in from.iter().enumerate() {
+                let half = a.value() / 2;
+                let yi = &y[i * n..(i + 1) * n];
+                crate::simd::vectorize(|| {
+                    for (c, &v) in counts.iter_mut().zip(yi) {
+                        *c += u32::from(v > half);
+                    }
+                });
+            }
+            counts
+        } else {
+            Vec::new()
+        };
         for_each_limb(output, n, 2 * k, |j, out| {
             let b = &to[j];
             let row = &hat[j];
             // Products are below 2^124: sum them 15 at a time in 128 bits, then reduce.
-            let mut acc = vec![0u128; n];
-            let mut partial = vec![0u64; n];
-            for (chunk_index, chunk) in row.chunks(15).enumerate() {
+            out.fill(0);
+            let partial = out;
+            if k <= 15 {
+                // Few source primes (key-switching digits, special primes): one pass, the
+                // sum held in registers.
+                let ys: Vec<&[u64]> = (0..k).map(|i| &y[i * n..(i + 1) * n]).collect();
+                for (c, p) in partial.iter_mut().enumerate() {
+                    let mut a = 0u128;
+                    for (yi, &h) in ys.iter().zip(row) {
+                        a += u128::from(yi[c]) * u128::from(h);
+                    }
+                    *p = b.reduce_u128(a);
+                }
+            }
+            let mut acc = vec![0u128; if k <= 15 { 0 } else { n }];
+            for (chunk_index, chunk) in row.chunks(15).enumerate().filter(|_| k > 15) {
                 acc.iter_mut().for_each(|a| *a = 0);
                 for (k, &h) in chunk.iter().enumerate() {
                     let i = chunk_index * 15 + k;
@@ -177,14 +207,13 @@ impl BaseConverter {
             if centered {
                 // Each y_i above a_i/2 stands for y_i − a_i: subtract a_i·(A/a_i) = A once per such i.
                 let a_mod_b = self.a_mod_to[j];
-                for (c, p) in partial.iter_mut().enumerate() {
-                    let count = (0..k)
-                        .filter(|&i| y[i * n + c] > from[i].value() / 2)
-                        .count() as u64;
-                    *p = b.sub(*p, b.mul(b.reduce(count), a_mod_b));
+                let table: Vec<u64> = (0..=k as u64)
+                    .map(|c| b.mul(b.reduce(c), a_mod_b))
+                    .collect();
+                for (p, &c) in partial.iter_mut().zip(&counts) {
+                    *p = b.sub(*p, table[c as usize]);
                 }
             }
-            out.copy_from_slice(&partial);
         });
         Ok(())
     }

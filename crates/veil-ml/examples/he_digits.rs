@@ -14,6 +14,10 @@
 
 use std::time::Instant;
 
+// The allocator the `veil` binary uses: key switching allocates large, short-lived buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use veil_he::ckks::{CkksVector, VectorContext};
 use veil_ml::data::LabelledData;
 use veil_ml::he::{CompileOptions, EncryptedSamples, Packing, Plan};

@@ -56,7 +56,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use veil_he::ckks::params::SECURITY_TABLE_128;
-use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, KeyGenerator, VectorContext};
+use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, KeyGenerator, Layout, VectorContext};
 
 use crate::approx::PolyApprox;
 use crate::error::{MlError, Result};
@@ -247,15 +247,7 @@ impl PreparedPlan<'_> {
     /// [`Plan::evaluate`] with the encoded matrices.
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
         let plan = self.plan;
-        if input.len() != plan.input_len {
-            return Err(MlError::Input {
-                reason: format!(
-                    "an encrypted vector of {} values, the model takes {}",
-                    input.len(),
-                    plan.input_len
-                ),
-            });
-        }
+        plan.check_query(input)?;
         let mut v = input.clone();
         for (s, m) in plan.steps.iter().zip(&self.matrices) {
             v = match (s, m) {
@@ -458,7 +450,7 @@ impl Plan {
             options.packing,
             output_len,
         )?;
-        let rotation_steps = rotation_steps_for(&steps, options.packing);
+        let rotation_steps = rotation_steps_for(&steps, options.packing, params.degree / 2);
         let tail = tail
             .into_iter()
             .map(|n| match n.op {
@@ -569,7 +561,41 @@ impl Plan {
     pub fn encrypt(&self, ctx: &Arc<VectorContext>, sample: &[f64]) -> Result<CkksVector> {
         self.require_single()?;
         self.check_sample(sample)?;
-        encrypt_query(ctx, sample)
+        self.encrypt_single(ctx, sample)
+    }
+
+    /// A single-packed query in the layout the plan's first step takes, seeded when the
+    /// context can.
+    fn encrypt_single(&self, ctx: &Arc<VectorContext>, sample: &[f64]) -> Result<CkksVector> {
+        let seeded = ctx.has_secret_key();
+        Ok(match blocked_first(&self.steps) {
+            Some((_, cols)) => CkksVector::encrypt_blocked(ctx, sample, cols, seeded)?,
+            None => CkksVector::encrypt_replicated(ctx, sample, seeded)?,
+        })
+    }
+
+    /// A single-packed query has the model's input length and the replicated layout.
+    fn check_query(&self, input: &CkksVector) -> Result<()> {
+        if input.len() != self.input_len {
+            return Err(MlError::Input {
+                reason: format!(
+                    "an encrypted vector of {} values, the model takes {}",
+                    input.len(),
+                    self.input_len
+                ),
+            });
+        }
+        let expected = query_layout(&self.steps, input.context().ckks().slots())?;
+        if input.layout() != expected {
+            return Err(MlError::Input {
+                reason: format!(
+                    "a query laid out {:?}, the plan takes {expected:?} (encrypt it with \
+                     Plan::encrypt)",
+                    input.layout()
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn require_single(&self) -> Result<()> {
@@ -604,15 +630,7 @@ impl Plan {
     /// Server side: runs the steps on an encrypted sample (needs only public keys).
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
         self.require_single()?;
-        if input.len() != self.input_len {
-            return Err(MlError::Input {
-                reason: format!(
-                    "an encrypted vector of {} values, the model takes {}",
-                    input.len(),
-                    self.input_len
-                ),
-            });
-        }
+        self.check_query(input)?;
         let mut v = input.clone();
         for s in &self.steps {
             v = match s {
@@ -687,7 +705,7 @@ impl Plan {
         let vectors = match self.packing {
             Packing::Single => samples
                 .iter()
-                .map(|x| encrypt_query(ctx, x))
+                .map(|x| self.encrypt_single(ctx, x))
                 .collect::<Result<Vec<_>>>()?,
             Packing::Batch => {
                 let per = ctx.ckks().slots();
@@ -725,9 +743,15 @@ impl Plan {
         }
         let mut level = ctx.ckks().max_level();
         let mut matrices = Vec::with_capacity(self.steps.len());
-        for step in &self.steps {
+        let blocked = blocked_first(&self.steps).is_some();
+        for (k, step) in self.steps.iter().enumerate() {
             matrices.push(match step {
-                Step::Affine { rows, .. } => Some(CkksVector::encode_matrix(ctx, rows, level)?),
+                Step::Affine { rows, .. } if k == 0 && blocked => {
+                    Some(CkksVector::encode_matrix_blocked(ctx, rows, level)?)
+                }
+                Step::Affine { rows, .. } => {
+                    Some(CkksVector::encode_matrix_replicated(ctx, rows, level)?)
+                }
                 _ => None,
             });
             level = level.saturating_sub(step.depth());
@@ -957,16 +981,42 @@ fn encrypt_query(ctx: &Arc<VectorContext>, values: &[f64]) -> Result<CkksVector>
     })
 }
 
-/// The Galois keys a plan's products need: the diagonal method's rotations with single
-/// packing, none with batch packing.
-fn rotation_steps_for(steps: &[Step], packing: Packing) -> Vec<i64> {
+/// The shape of the first step when it is a product: its input is then laid out blocked by
+/// the client ([`CkksVector::encrypt_blocked`]), which does its baby steps in the clear.
+fn blocked_first(steps: &[Step]) -> Option<(usize, usize)> {
+    match steps.first() {
+        Some(s @ Step::Affine { .. }) => s.dims(),
+        _ => None,
+    }
+}
+
+/// The layout a single-packed query has: blocked for a first product, replicated otherwise.
+fn query_layout(steps: &[Step], slots: usize) -> Result<Layout> {
+    Ok(match blocked_first(steps) {
+        Some((n, m)) => CkksVector::blocked_layout(slots, n, m)?,
+        None => Layout::Replicated,
+    })
+}
+
+/// The Galois keys a plan's products need with single packing (none with batch packing):
+/// the blocked product's giant steps and block sums for a first product, the replicated
+/// diagonal method's rotations for the others.
+fn rotation_steps_for(steps: &[Step], packing: Packing, slots: usize) -> Vec<i64> {
     if packing == Packing::Batch {
         return Vec::new();
     }
+    let blocked = blocked_first(steps).is_some();
     let mut rotation_steps: Vec<i64> = steps
         .iter()
         .filter_map(Step::dims)
-        .flat_map(|(i, o)| CkksVector::matmul_rotation_steps(i, o))
+        .enumerate()
+        .flat_map(|(k, (i, o))| {
+            if k == 0 && blocked {
+                CkksVector::matmul_blocked_rotation_steps(slots, i, o)
+            } else {
+                CkksVector::matmul_replicated_rotation_steps(i, o)
+            }
+        })
         .filter(|&s| s != 0)
         .collect();
     rotation_steps.sort_unstable();
@@ -1353,6 +1403,32 @@ fn interval_step(step: &Step, iv: &[(f64, f64)]) -> Vec<(f64, f64)> {
     }
 }
 
+/// The key-switching special primes for ciphertext primes `q_bits` under `max_bits`: as many
+/// as fit, up to [`MAX_SPECIAL_PRIMES`], each at least as large as every ciphertext prime and
+/// together at least as large as each key-switching digit (`dnum = ⌈q/K⌉` digits). More special
+/// primes mean fewer digits: a key at level `ℓ` holds `⌈(ℓ+1)/α⌉·(ℓ+1+K)` limbs instead of
+/// `(ℓ+1)·(ℓ+2)`, and key switching takes fewer transforms. Returns `(K, bits of each)`.
+fn special_primes_for(q_bits: &[u32], max_bits: u32) -> Option<(usize, u32)> {
+    let q_total: u32 = q_bits.iter().sum();
+    let largest = q_bits.iter().copied().max().unwrap_or(0);
+    (1..=MAX_SPECIAL_PRIMES.min(q_bits.len()))
+        .rev()
+        .find_map(|k| {
+            let dnum = q_bits.len().div_ceil(k);
+            let alpha = q_bits.len().div_ceil(dnum);
+            let digit_bits = q_bits
+                .chunks(alpha)
+                .map(|c| c.iter().sum::<u32>())
+                .max()
+                .unwrap_or(0);
+            let each = digit_bits.div_ceil(k as u32).max(largest);
+            (each <= 60 && q_total + each * k as u32 <= max_bits).then_some((k, each))
+        })
+}
+
+/// The most special primes [`special_primes_for`] uses.
+const MAX_SPECIAL_PRIMES: usize = 3;
+
 /// Chooses N, the chain and the scale for `depth` levels, values up to `bound` and output
 /// error `precision`: the smallest 128-bit-secure ring degree whose slots fit the packing.
 fn choose_parameters(
@@ -1401,29 +1477,24 @@ fn choose_parameters(
         }
         let mut moduli_bits = vec![first];
         moduli_bits.extend(std::iter::repeat_n(scale_bits, depth));
-        // One special prime at least as large as every ciphertext prime (one prime per digit).
-        moduli_bits.push(first.max(scale_bits));
+        let Some((special_primes, special_bits)) = special_primes_for(&moduli_bits, max_bits)
+        else {
+            last_error = Some((scale_bits, moduli_bits.iter().sum::<u32>() + first));
+            continue;
+        };
+        moduli_bits.extend(std::iter::repeat_n(special_bits, special_primes));
         let total_bits: u32 = moduli_bits.iter().sum();
         last_error = Some((scale_bits, total_bits));
-        if total_bits > max_bits {
-            continue;
-        }
         let fits = packing == Packing::Batch
-            || steps.iter().filter_map(Step::dims).all(|(n, m)| {
-                let needed = n + m - 1;
-                let g1 = (n as f64).sqrt().ceil().max(1.0) as usize;
-                let g2 = n.div_ceil(g1);
-                let mut filled = n;
-                while filled < needed {
-                    filled *= 2;
-                }
-                filled <= slots && g1 * g2 + m <= slots
-            });
+            || steps
+                .iter()
+                .filter_map(Step::dims)
+                .all(|(n, m)| n.next_power_of_two().max(m.next_power_of_two()) <= slots);
         if fits {
             return Ok(ParameterChoice {
                 degree,
                 moduli_bits,
-                special_primes: 1,
+                special_primes,
                 scale_bits,
                 total_bits,
             });
@@ -1579,11 +1650,14 @@ impl Plan {
             )));
         }
         let p = &file.parameters;
-        if p.special_primes != 1 || p.moduli_bits.len() != depth + 2 {
+        if !(1..=MAX_SPECIAL_PRIMES).contains(&p.special_primes)
+            || p.moduli_bits.len() != depth + 1 + p.special_primes
+        {
             return Err(bad(format!(
-                "{} moduli for depth {depth} (the compiler makes depth + 2: the first \
-                 prime, one per level, one special)",
-                p.moduli_bits.len()
+                "{} moduli with {} special for depth {depth} (the compiler makes the first \
+                 prime, one per level, then 1 to {MAX_SPECIAL_PRIMES} special primes)",
+                p.moduli_bits.len(),
+                p.special_primes
             )));
         }
         if p.total_bits != p.moduli_bits.iter().sum::<u32>() {
@@ -1592,7 +1666,8 @@ impl Plan {
         if !(file.value_bound.is_finite() && file.value_bound > 0.0) {
             return Err(bad(format!("value bound {}", file.value_bound)));
         }
-        let rotation_steps = rotation_steps_for(&file.steps, file.packing);
+        let rotation_steps =
+            rotation_steps_for(&file.steps, file.packing, file.parameters.degree / 2);
         if rotation_steps != file.rotation_steps {
             return Err(bad("the Galois keys do not match the steps".into()));
         }
@@ -1617,5 +1692,45 @@ impl Plan {
         // Validates the parameters, 128-bit security included.
         plan.parameters()?;
         Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every choice keeps each special prime at least as large as every ciphertext prime, the
+    /// special primes together at least as large as each digit, and the total under the bound.
+    #[test]
+    fn special_primes_cover_the_digits_within_the_security_bound() {
+        for (q, max_bits) in [
+            (vec![53, 42, 42, 42, 42, 42], 438),
+            (vec![49, 40, 40, 40], 218),
+            (vec![45, 38], 218),
+            (vec![58, 47, 47, 47, 47, 47, 47, 47, 47], 881),
+            (vec![50], 109),
+        ] {
+            let Some((k, each)) = special_primes_for(&q, max_bits) else {
+                panic!("no special primes for {q:?} under {max_bits}");
+            };
+            assert!((1..=MAX_SPECIAL_PRIMES).contains(&k));
+            assert!(each <= 60 && each >= *q.iter().max().unwrap());
+            let dnum = q.len().div_ceil(k);
+            let alpha = q.len().div_ceil(dnum);
+            for digit in q.chunks(alpha) {
+                assert!(
+                    each * k as u32 >= digit.iter().sum::<u32>(),
+                    "{q:?}: K = {k}"
+                );
+            }
+            assert!(q.iter().sum::<u32>() + each * k as u32 <= max_bits);
+        }
+        // The depth-5 chain at N = 16384 gets three (two digits instead of six).
+        assert_eq!(
+            special_primes_for(&[53, 42, 42, 42, 42, 42], 438),
+            Some((3, 53))
+        );
+        // Nothing fits: the caller tries the next ring degree.
+        assert_eq!(special_primes_for(&[60, 60], 109), None);
     }
 }

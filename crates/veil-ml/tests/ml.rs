@@ -452,7 +452,7 @@ mod encrypted {
         .unwrap();
         assert_eq!(lr.depth(), 1);
         assert_eq!(lr.rotation_steps(), {
-            let mut s = veil_he::ckks::CkksVector::matmul_rotation_steps(64, 10);
+            let mut s = veil_he::ckks::CkksVector::matmul_blocked_rotation_steps(4096, 64, 10);
             s.sort_unstable();
             s.dedup();
             s
@@ -1006,6 +1006,13 @@ mod batch {
                 m.push(40.into());
             },
             "extra prime",
+        );
+        refuse(
+            &|v| {
+                // Four special primes: more than the compiler makes.
+                v["parameters"]["special_primes"] = 4.into();
+            },
+            "special primes",
         );
         refuse(&|v| v["extra"] = 1.into(), "unknown field");
         assert!(Plan::from_bytes(b"").is_err());

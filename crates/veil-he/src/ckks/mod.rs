@@ -30,6 +30,6 @@ pub use evaluator::Evaluator;
 pub use flooding::{FloodedValues, NoiseFlooding};
 pub use keys::{GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey, SwitchingKey};
 pub use params::{CkksParameters, CkksParametersBuilder, Preset, SecurityLevel};
-pub use vector::{CkksVector, EncodedMatrix, VectorContext};
+pub use vector::{CkksVector, EncodedMatrix, Layout, VectorContext};
 
 pub(crate) use encoder::reduce_f64 as encoder_reduce_f64;

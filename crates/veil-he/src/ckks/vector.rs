@@ -340,6 +340,26 @@ pub struct CkksVector {
     len: usize,
     /// Slots at or past `len` may be non-zero.
     dirty: bool,
+    /// How the values sit in the slots (`dirty` is set for every layout but the plain one).
+    layout: Layout,
+}
+
+/// How a [`CkksVector`]'s values sit in the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// In slots `0..len` (slots past the end zero unless the vector is dirty).
+    Plain,
+    /// Repeated with period `len.next_power_of_two()` across all the slots; slots
+    /// `len..period` of each period may hold anything ([`CkksVector::encrypt_replicated`]).
+    Replicated,
+    /// The input of one product ([`CkksVector::encrypt_blocked`]): blocks of `block` slots,
+    /// block `t` holding the values replicated and rotated left by `t mod babies`.
+    Blocked {
+        /// Slots per block.
+        block: usize,
+        /// Distinct rotations, one per block, repeating.
+        babies: usize,
+    },
 }
 
 /// A plaintext matrix whose diagonals are encoded once, for many
@@ -353,6 +373,10 @@ pub struct EncodedMatrix {
     level: usize,
     fingerprint: [u8; 32],
     diagonals: Vec<Option<crate::ckks::Plaintext>>,
+    /// The layout of the vectors it multiplies: plain ([`CkksVector::encode_matrix`]),
+    /// replicated ([`CkksVector::encode_matrix_replicated`]) or blocked
+    /// ([`CkksVector::encode_matrix_blocked`]).
+    input: Layout,
 }
 
 impl EncodedMatrix {
@@ -401,7 +425,110 @@ impl CkksVector {
             ct,
             len: values.len(),
             dirty: false,
+            layout: Layout::Plain,
         })
+    }
+
+    /// Encrypts `values` **replicated**: repeated with period `p = len.next_power_of_two()`
+    /// across all N/2 slots (zeros in `len..p` of each period). This is the layout
+    /// [`CkksVector::encode_matrix_replicated`] products take and give: a product needs no
+    /// rotation to replicate its input and only `min(p_in, p_out)` diagonals, so a chain of
+    /// layers uses fewer rotations and Galois keys. Element-wise operations keep the layout
+    /// (plain operands are replicated the same way); anything else first clears the copies
+    /// (one level). With `seeded`, encrypts with the secret key as
+    /// [`CkksVector::encrypt_seeded`] does.
+    pub fn encrypt_replicated(
+        ctx: &Arc<VectorContext>,
+        values: &[f64],
+        seeded: bool,
+    ) -> Result<Self> {
+        let slots = ctx.ckks.slots();
+        if values.is_empty() || values.len() > slots {
+            return Err(HeError::ShapeMismatch(format!(
+                "{} values to replicate in {slots} slots",
+                values.len()
+            )));
+        }
+        let tiled = tile(values, slots);
+        let mut v = if seeded {
+            Self::encrypt_seeded(ctx, &tiled)?
+        } else {
+            Self::encrypt(ctx, &tiled)?
+        };
+        v.len = values.len();
+        v.dirty = true;
+        v.layout = Layout::Replicated;
+        Ok(v)
+    }
+
+    /// The layout a product of a vector of `rows` values by a `rows × cols` matrix takes as
+    /// input when its baby-step rotations are done by the encrypting client
+    /// ([`CkksVector::encrypt_blocked`]): blocks of `B = max(p, q)` slots (`p`, `q` the
+    /// powers of two at or above `rows` and `cols`), as many distinct rotations as there are
+    /// blocks, up to `min(p, q)`.
+    pub fn blocked_layout(slots: usize, rows: usize, cols: usize) -> Result<Layout> {
+        let (np, mp) = (rows.next_power_of_two(), cols.next_power_of_two());
+        let block = np.max(mp);
+        if rows == 0 || cols == 0 || block > slots {
+            return Err(HeError::ShapeMismatch(format!(
+                "a {rows}×{cols} product does not fit {slots} slots"
+            )));
+        }
+        Ok(Layout::Blocked {
+            block,
+            babies: (slots / block).min(np.min(mp)),
+        })
+    }
+
+    /// Encrypts `values` as the input of one product by a `values.len() × cols` matrix
+    /// encoded with [`CkksVector::encode_matrix_blocked`]: block `t` of
+    /// [`CkksVector::blocked_layout`] holds the values replicated and rotated left by
+    /// `t mod babies`. The client thus does the product's baby-step rotations in the clear,
+    /// for free, and the server needs neither them nor their Galois keys; the query is still
+    /// one ciphertext. Only the product (and element-wise operations without plain
+    /// operands) accept such a vector. With `seeded`, encrypts with the secret key.
+    pub fn encrypt_blocked(
+        ctx: &Arc<VectorContext>,
+        values: &[f64],
+        cols: usize,
+        seeded: bool,
+    ) -> Result<Self> {
+        let slots = ctx.ckks.slots();
+        let layout = Self::blocked_layout(slots, values.len(), cols)?;
+        let Layout::Blocked { block, babies } = layout else {
+            return Err(HeError::Internal("blocked_layout gave another layout"));
+        };
+        let (n, np) = (values.len(), values.len().next_power_of_two());
+        let slot_values: Vec<f64> = (0..slots)
+            .map(|s| {
+                let (t, j) = (s / block, s % block);
+                let k = (j + t % babies) % np;
+                if k < n {
+                    values[k]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut v = if seeded {
+            Self::encrypt_seeded(ctx, &slot_values)?
+        } else {
+            Self::encrypt(ctx, &slot_values)?
+        };
+        v.len = n;
+        v.dirty = true;
+        v.layout = layout;
+        Ok(v)
+    }
+
+    /// Whether the values are replicated across the slots ([`CkksVector::encrypt_replicated`]).
+    pub fn is_replicated(&self) -> bool {
+        self.layout == Layout::Replicated
+    }
+
+    /// How the values sit in the slots.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Encrypts `values` with the **secret key** (the context must hold it): the uniform half
@@ -419,6 +546,7 @@ impl CkksVector {
             ct,
             len: values.len(),
             dirty: false,
+            layout: Layout::Plain,
         })
     }
 
@@ -488,13 +616,43 @@ impl CkksVector {
         &self.ctx.evaluator
     }
 
+    /// A vector in the plain layout (not replicated).
     fn with(&self, ct: Ciphertext, len: usize, dirty: bool) -> Self {
         Self {
             ctx: self.ctx.clone(),
             ct,
             len,
             dirty,
+            layout: Layout::Plain,
         }
+    }
+
+    /// The result of an element-wise operation: same length and layout as `self`.
+    fn elementwise(&self, ct: Ciphertext, dirty: bool) -> Self {
+        Self {
+            ctx: self.ctx.clone(),
+            ct,
+            len: self.len,
+            dirty: dirty || self.layout != Layout::Plain,
+            layout: self.layout,
+        }
+    }
+
+    /// [`CkksVector::elementwise`] after a rescale.
+    fn rescaled_elementwise(&self, ct: Ciphertext, dirty: bool) -> Result<Self> {
+        let mut out = self.ev().rescale(&ct)?;
+        out.set_scale(self.ctx.scale_at(out.level()));
+        Ok(self.elementwise(out, dirty))
+    }
+
+    fn same_layout(&self, other: &Self) -> Result<()> {
+        if self.layout != other.layout {
+            return Err(HeError::ShapeMismatch(format!(
+                "vectors laid out differently ({:?} and {:?}): encrypt both the same way",
+                self.layout, other.layout
+            )));
+        }
+        Ok(())
     }
 
     fn same_context(&self, other: &Self) -> Result<()> {
@@ -528,6 +686,7 @@ impl CkksVector {
     fn aligned(&self, other: &Self) -> Result<(Ciphertext, Ciphertext)> {
         self.same_context(other)?;
         self.same_len(other.len)?;
+        self.same_layout(other)?;
         let level = self.level().min(other.level());
         Ok((self.at_level(level)?, other.at_level(level)?))
     }
@@ -545,16 +704,34 @@ impl CkksVector {
         Ok(())
     }
 
+    /// Encodes a plain operand in this vector's layout (replicated if the vector is).
     fn plain(&self, values: &[f64], scale: f64, level: usize) -> Result<crate::ckks::Plaintext> {
-        self.ctx.encoder.encode(values, scale, level)
+        match self.layout {
+            Layout::Plain => self.ctx.encoder.encode(values, scale, level),
+            Layout::Replicated => {
+                self.ctx
+                    .encoder
+                    .encode(&tile(values, self.ctx.ckks.slots()), scale, level)
+            }
+            Layout::Blocked { .. } => Err(HeError::ShapeMismatch(
+                "a blocked vector only enters a product (CkksVector::encode_matrix_blocked)".into(),
+            )),
+        }
     }
 
-    /// Zeroes the slots past the end if they may be dirty (uses one level then).
+    /// Zeroes the slots past the end if they may be dirty (uses one level then); a replicated
+    /// vector comes back in the plain layout.
     fn cleaned(&self) -> Result<Self> {
         if !self.dirty {
             return Ok(self.clone());
         }
-        self.mul_plain(&vec![1.0; self.len])
+        self.need_level()?;
+        let level = self.level();
+        let mask =
+            self.ctx
+                .encoder
+                .encode(&vec![1.0; self.len], self.ctx.scale_at(level), level)?;
+        self.rescaled(self.ev().multiply_plain(&self.ct, &mask)?, self.len, false)
     }
 
     // ----- element-wise -----
@@ -562,13 +739,13 @@ impl CkksVector {
     /// `self + other`.
     pub fn add(&self, other: &Self) -> Result<Self> {
         let (a, b) = self.aligned(other)?;
-        Ok(self.with(self.ev().add(&a, &b)?, self.len, self.dirty || other.dirty))
+        Ok(self.elementwise(self.ev().add(&a, &b)?, self.dirty || other.dirty))
     }
 
     /// `self − other`.
     pub fn sub(&self, other: &Self) -> Result<Self> {
         let (a, b) = self.aligned(other)?;
-        Ok(self.with(self.ev().sub(&a, &b)?, self.len, self.dirty || other.dirty))
+        Ok(self.elementwise(self.ev().sub(&a, &b)?, self.dirty || other.dirty))
     }
 
     /// `self × other` (one level).
@@ -578,7 +755,7 @@ impl CkksVector {
             return Err(HeError::OutOfLevels { needed: 1, left: 0 });
         }
         let prod = self.ev().multiply_relin(&a, &b, &self.ctx.rlk)?;
-        self.rescaled(prod, self.len, self.dirty && other.dirty)
+        self.rescaled_elementwise(prod, self.dirty && other.dirty)
     }
 
     /// `self²` (one level).
@@ -587,26 +764,26 @@ impl CkksVector {
         let sq = self
             .ev()
             .relinearize(&self.ev().square(&self.ct)?, &self.ctx.rlk)?;
-        self.rescaled(sq, self.len, self.dirty)
+        self.rescaled_elementwise(sq, self.dirty)
     }
 
     /// `−self`.
     pub fn neg(&self) -> Result<Self> {
-        Ok(self.with(self.ev().negate(&self.ct)?, self.len, self.dirty))
+        Ok(self.elementwise(self.ev().negate(&self.ct)?, self.dirty))
     }
 
     /// `self + plain`.
     pub fn add_plain(&self, plain: &[f64]) -> Result<Self> {
         self.same_len(plain.len())?;
         let pt = self.plain(plain, self.ct.scale(), self.level())?;
-        Ok(self.with(self.ev().add_plain(&self.ct, &pt)?, self.len, self.dirty))
+        Ok(self.elementwise(self.ev().add_plain(&self.ct, &pt)?, self.dirty))
     }
 
     /// `self − plain`.
     pub fn sub_plain(&self, plain: &[f64]) -> Result<Self> {
         self.same_len(plain.len())?;
         let pt = self.plain(plain, self.ct.scale(), self.level())?;
-        Ok(self.with(self.ev().sub_plain(&self.ct, &pt)?, self.len, self.dirty))
+        Ok(self.elementwise(self.ev().sub_plain(&self.ct, &pt)?, self.dirty))
     }
 
     /// `self × plain` element-wise (one level; also clears the slots past the end).
@@ -614,7 +791,7 @@ impl CkksVector {
         self.same_len(plain.len())?;
         self.need_level()?;
         let pt = self.plain(plain, self.ctx.scale_at(self.level()), self.level())?;
-        self.rescaled(self.ev().multiply_plain(&self.ct, &pt)?, self.len, false)
+        self.rescaled_elementwise(self.ev().multiply_plain(&self.ct, &pt)?, false)
     }
 
     /// `self + x` in every element.
@@ -633,7 +810,7 @@ impl CkksVector {
         let prod = self
             .ev()
             .multiply_scalar(&self.ct, x, self.ctx.scale_at(self.level()))?;
-        self.rescaled(prod, self.len, self.dirty)
+        self.rescaled_elementwise(prod, self.dirty)
     }
 
     /// `Σ weights[i]·vectors[i] + bias`, element-wise (one level): the products by public
@@ -661,6 +838,7 @@ impl CkksVector {
         for v in vectors {
             first.same_context(v)?;
             first.same_len(v.len)?;
+            first.same_layout(v)?;
         }
         let level = vectors.iter().map(|v| v.level()).min().unwrap_or(0);
         if level == 0 {
@@ -696,7 +874,7 @@ impl CkksVector {
             acc = ev.add_scalar(&acc, bias)?;
             dirty = true;
         }
-        first.rescaled(acc, first.len, dirty)
+        first.rescaled_elementwise(acc, dirty)
     }
 
     // ----- reductions -----
@@ -811,7 +989,7 @@ impl CkksVector {
         }
         let target = self.level() - budget;
         let ct = res.at_level(target)?;
-        Ok(res.with(ct, res.len, res.dirty))
+        Ok(res.elementwise(ct, res.dirty))
     }
 
     /// `Σ c_j·x^j` from baby steps: each `x^j` is brought to level `T + 1`, multiplied by the
@@ -852,7 +1030,7 @@ impl CkksVector {
             let pt = self.plain(&vec![coeffs[0]; self.len], leaf_scale, target + 1)?;
             acc = ev.add_plain(&acc, &pt)?;
         }
-        self.rescaled(acc, self.len, self.dirty)
+        self.rescaled_elementwise(acc, self.dirty)
     }
 
     /// Rotation steps `matmul` uses for a `len × cols` matrix; generate keys for them with
@@ -876,6 +1054,17 @@ impl CkksVector {
     /// vectors by the same matrix, encode it once with [`CkksVector::encode_matrix`] and use
     /// [`CkksVector::matmul_encoded`].
     pub fn matmul(&self, matrix: &[Vec<f64>]) -> Result<Self> {
+        match self.layout {
+            Layout::Replicated => {
+                let encoded = Self::encode_matrix_replicated(&self.ctx, matrix, self.level())?;
+                return self.matmul_encoded(&encoded);
+            }
+            Layout::Blocked { .. } => {
+                let encoded = Self::encode_matrix_blocked(&self.ctx, matrix, self.level())?;
+                return self.matmul_encoded(&encoded);
+            }
+            Layout::Plain => {}
+        }
         let level = self.level().saturating_sub(usize::from(self.dirty));
         let encoded = Self::encode_matrix(&self.ctx, matrix, level)?;
         self.matmul_encoded(&encoded)
@@ -941,6 +1130,198 @@ impl CkksVector {
             level,
             fingerprint: ctx.ckks.fingerprint(),
             diagonals,
+            input: Layout::Plain,
+        })
+    }
+
+    /// The shape of a product of replicated vectors: input period, output period, number of
+    /// diagonals, baby and giant steps.
+    fn replicated_shape(rows: usize, cols: usize) -> (usize, usize, usize, usize, usize) {
+        let (np, mp) = (rows.next_power_of_two(), cols.next_power_of_two());
+        let d = np.min(mp);
+        let g1 = (d as f64).sqrt().ceil().max(1.0) as usize;
+        (np, mp, d, g1, d.div_ceil(g1))
+    }
+
+    /// Rotation steps a product of a replicated vector by a `rows × cols` matrix encoded with
+    /// [`CkksVector::encode_matrix_replicated`] uses: `g1 − 1` hoisted baby steps, `g2 − 1`
+    /// giant steps over the `min(p_in, p_out)` diagonals, and `log2(p_in / p_out)` steps that
+    /// fold the partial sums when the product shrinks the vector.
+    pub fn matmul_replicated_rotation_steps(rows: usize, cols: usize) -> Vec<i64> {
+        let (np, mp, _, g1, g2) = Self::replicated_shape(rows, cols);
+        let mut steps: Vec<i64> = (1..g1 as i64).collect();
+        steps.extend((1..g2).map(|a| (a * g1) as i64));
+        let mut s = mp;
+        while s < np {
+            steps.push(s as i64);
+            s *= 2;
+        }
+        steps
+    }
+
+    /// Rotation steps a product of a blocked vector ([`CkksVector::encrypt_blocked`]) by a
+    /// `rows × cols` matrix uses on `slots` slots: the giant steps, the block sums and the
+    /// fold of a narrowing product.
+    pub fn matmul_blocked_rotation_steps(slots: usize, rows: usize, cols: usize) -> Vec<i64> {
+        let Ok(Layout::Blocked { block, babies }) = Self::blocked_layout(slots, rows, cols) else {
+            return Vec::new();
+        };
+        let (np, mp, d, _, _) = Self::replicated_shape(rows, cols);
+        let mut steps: Vec<i64> = (1..d.div_ceil(babies))
+            .map(|a| (a * babies) as i64)
+            .collect();
+        let mut s = block;
+        while s < block * babies {
+            steps.push(s as i64);
+            s *= 2;
+        }
+        let mut s = mp;
+        while s < np {
+            steps.push(s as i64);
+            s *= 2;
+        }
+        steps
+    }
+
+    /// Encodes `matrix` (`rows × cols`) for products of **blocked** vectors
+    /// ([`CkksVector::encrypt_blocked`]) at `level`: one plaintext per giant step `a`, whose
+    /// block `t` holds diagonal `a·babies + t mod babies` of the replicated method
+    /// ([`CkksVector::encode_matrix_replicated`]), pre-rotated so that the giant-step
+    /// rotations apply to the input (hoisted) rather than to the products.
+    pub fn encode_matrix_blocked(
+        ctx: &Arc<VectorContext>,
+        matrix: &[Vec<f64>],
+        level: usize,
+    ) -> Result<EncodedMatrix> {
+        let n = matrix.len();
+        let m = matrix.first().map_or(0, Vec::len);
+        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
+            return Err(HeError::ShapeMismatch(
+                "matrix rows must all have the same, non-zero length".into(),
+            ));
+        }
+        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
+            return Err(HeError::NonFiniteValue(bad));
+        }
+        if level > ctx.ckks.max_level() {
+            return Err(HeError::OutOfLevels {
+                needed: level,
+                left: ctx.ckks.max_level(),
+            });
+        }
+        let slots = ctx.ckks.slots();
+        let input = Self::blocked_layout(slots, n, m)?;
+        let Layout::Blocked { block, babies } = input else {
+            return Err(HeError::Internal("blocked_layout gave another layout"));
+        };
+        let (np, mp, d, _, _) = Self::replicated_shape(n, m);
+        let g2 = d.div_ceil(babies);
+        let scale = ctx.scale_at(level);
+        let diagonal = |i: usize, j: usize| -> f64 {
+            let (r, c) = ((j + i) % np, j % mp);
+            if i < d && r < n && c < m {
+                matrix[r][c]
+            } else {
+                0.0
+            }
+        };
+        let plains = veil_math::par::map_range(g2, slots * 16, |a| {
+            let shift = a * babies;
+            // P'_a[s] = P_a[s + a·babies]; block t of P_a holds diagonal a·babies + t mod
+            // babies, shifted right by a·babies within the block.
+            let values: Vec<f64> = (0..slots)
+                .map(|s| {
+                    let s2 = (s + shift) % slots;
+                    let (t, j) = (s2 / block, s2 % block);
+                    diagonal(shift + t % babies, (j + block - shift % block) % block)
+                })
+                .collect();
+            if values.iter().all(|&x| x == 0.0) {
+                return Ok(None);
+            }
+            ctx.encoder.encode(&values, scale, level).map(Some)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        Ok(EncodedMatrix {
+            rows: n,
+            cols: m,
+            g1: babies,
+            g2,
+            level,
+            fingerprint: ctx.ckks.fingerprint(),
+            diagonals: plains,
+            input,
+        })
+    }
+
+    /// Encodes `matrix` (`rows × cols`) for products of **replicated** vectors
+    /// ([`CkksVector::encrypt_replicated`]) at `level`. With `p = rows.next_power_of_two()`
+    /// and `q = cols.next_power_of_two()`, diagonal `i < min(p, q)` holds
+    /// `M[(j + i) mod p][j mod q]` in slot `j` of every period: a widening product
+    /// (`q ≥ p`) is the sum of the `p` diagonals times the rotated input, already replicated
+    /// with period `q`; a narrowing one sums `q` diagonals, then folds the `p / q` partial sums
+    /// with `log2(p / q)` rotations, which leaves the result replicated with period `q`. No
+    /// rotation replicates the input, and the diagonals are summed baby-step/giant-step.
+    pub fn encode_matrix_replicated(
+        ctx: &Arc<VectorContext>,
+        matrix: &[Vec<f64>],
+        level: usize,
+    ) -> Result<EncodedMatrix> {
+        let n = matrix.len();
+        let m = matrix.first().map_or(0, Vec::len);
+        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
+            return Err(HeError::ShapeMismatch(
+                "matrix rows must all have the same, non-zero length".into(),
+            ));
+        }
+        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
+            return Err(HeError::NonFiniteValue(bad));
+        }
+        let slots = ctx.ckks.slots();
+        let (np, mp, d, g1, g2) = Self::replicated_shape(n, m);
+        if np.max(mp) > slots {
+            return Err(HeError::ShapeMismatch(format!(
+                "a {n}×{m} product of replicated vectors needs more than the {slots} slots"
+            )));
+        }
+        if level > ctx.ckks.max_level() {
+            return Err(HeError::OutOfLevels {
+                needed: level,
+                left: ctx.ckks.max_level(),
+            });
+        }
+        let scale = ctx.scale_at(level);
+        let entry = |t: usize, i: usize| -> f64 {
+            let (r, c) = ((t + i) % np, t % mp);
+            if r < n && c < m {
+                matrix[r][c]
+            } else {
+                0.0
+            }
+        };
+        let diagonals = veil_math::par::map_range(d, slots * 16, |i| {
+            // Pre-rotated right by the giant step a·g1: slot j holds d_i[j − a·g1].
+            let shift = (i / g1) * g1;
+            let diag: Vec<f64> = (0..slots)
+                .map(|j| entry((j + slots - shift) % slots, i))
+                .collect();
+            if diag.iter().all(|&x| x == 0.0) {
+                return Ok(None);
+            }
+            ctx.encoder.encode(&diag, scale, level).map(Some)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        Ok(EncodedMatrix {
+            rows: n,
+            cols: m,
+            g1,
+            g2,
+            level,
+            fingerprint: ctx.ckks.fingerprint(),
+            diagonals,
+            input: Layout::Replicated,
         })
     }
 
@@ -960,6 +1341,11 @@ impl CkksVector {
             });
         }
         self.need_level()?;
+        match matrix.input {
+            Layout::Replicated => return self.matmul_replicated(matrix),
+            Layout::Blocked { .. } => return self.matmul_blocked(matrix),
+            Layout::Plain => {}
+        }
         let clean = self.cleaned()?;
         let ev = self.ev();
         let gk = &self.ctx.gk;
@@ -981,21 +1367,7 @@ impl CkksVector {
             ev.add_assign(&mut w, &r)?;
             f *= 2;
         }
-        let lowered;
-        let diagonals: &[Option<crate::ckks::Plaintext>] = if level == matrix.level {
-            &matrix.diagonals
-        } else {
-            lowered = matrix
-                .diagonals
-                .iter()
-                .map(|d| {
-                    d.as_ref()
-                        .map(|pt| ev.mod_switch_plain_to_level(pt, level))
-                        .transpose()
-                })
-                .collect::<Result<Vec<_>>>()?;
-            &lowered
-        };
+        let diagonals = self.diagonals_at(matrix, level)?;
         let baby_steps: Vec<i64> = (0..g1 as i64).collect();
         let babies = ev.rotate_hoisted(&w, &baby_steps, gk)?;
         let mut acc: Option<Ciphertext> = None;
@@ -1035,13 +1407,195 @@ impl CkksVector {
         self.rescaled(acc, m, false)
     }
 
+    /// The diagonals of `matrix` at `level` (below the level they were encoded at: mod-switched).
+    fn diagonals_at<'m>(
+        &self,
+        matrix: &'m EncodedMatrix,
+        level: usize,
+    ) -> Result<std::borrow::Cow<'m, [Option<crate::ckks::Plaintext>]>> {
+        if level == matrix.level {
+            return Ok(std::borrow::Cow::Borrowed(&matrix.diagonals));
+        }
+        let ev = self.ev();
+        Ok(std::borrow::Cow::Owned(
+            matrix
+                .diagonals
+                .iter()
+                .map(|d| {
+                    d.as_ref()
+                        .map(|pt| ev.mod_switch_plain_to_level(pt, level))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ))
+    }
+
+    /// [`CkksVector::matmul_encoded`] for a blocked vector and a matrix encoded with
+    /// [`CkksVector::encode_matrix_blocked`]: `g2` products by the plaintexts with hoisted
+    /// giant-step rotations, then the sum over the `babies` blocks (`log2(babies)`
+    /// rotations), then the fold of a narrowing product's partial sums.
+    fn matmul_blocked(&self, matrix: &EncodedMatrix) -> Result<Self> {
+        let Layout::Blocked { block, babies } = matrix.input else {
+            return Err(HeError::Internal("matmul_blocked with another matrix"));
+        };
+        if self.layout != matrix.input {
+            return Err(HeError::ShapeMismatch(format!(
+                "this matrix was encoded for vectors laid out {:?} \
+                 (CkksVector::encrypt_blocked); the vector is {:?}",
+                matrix.input, self.layout
+            )));
+        }
+        let (np, mp, d, _, _) = Self::replicated_shape(matrix.rows, matrix.cols);
+        let g2 = d.div_ceil(babies);
+        let ev = self.ev();
+        let gk = &self.ctx.gk;
+        let w = if self.level() > matrix.level {
+            self.at_level(matrix.level)?
+        } else {
+            self.ct.clone()
+        };
+        let level = w.level();
+        if level == 0 {
+            return Err(HeError::OutOfLevels { needed: 1, left: 0 });
+        }
+        let plains = self.diagonals_at(matrix, level)?;
+        let giant_steps: Vec<i64> = (0..g2).map(|a| (a * babies) as i64).collect();
+        let giants = ev.rotate_hoisted(&w, &giant_steps, gk)?;
+        let mut acc: Option<Ciphertext> = None;
+        for (giant, pt) in giants.iter().zip(plains.iter()) {
+            let Some(pt) = pt else { continue };
+            let term = ev.multiply_plain(giant, pt)?;
+            match acc.as_mut() {
+                Some(acc) => ev.add_assign(acc, &term)?,
+                None => acc = Some(term),
+            }
+        }
+        let acc = match acc {
+            Some(a) => a,
+            None => {
+                let scale = self.ctx.scale_at(level);
+                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
+            }
+        };
+        // Sum the blocks' partial products, then fold a narrowing product; before the
+        // rescale, so that its rounding error is added once, not once per partial sum.
+        let mut acc = acc;
+        let mut s = block;
+        while s < block * babies {
+            let r = ev.rotate(&acc, s as i64, gk)?;
+            ev.add_assign(&mut acc, &r)?;
+            s *= 2;
+        }
+        let mut s = mp;
+        while s < np {
+            let r = ev.rotate(&acc, s as i64, gk)?;
+            ev.add_assign(&mut acc, &r)?;
+            s *= 2;
+        }
+        let mut out = ev.rescale(&acc)?;
+        out.set_scale(self.ctx.scale_at(out.level()));
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            ct: out,
+            len: matrix.cols,
+            dirty: true,
+            layout: Layout::Replicated,
+        })
+    }
+
+    /// [`CkksVector::matmul_encoded`] for a replicated vector and a matrix encoded with
+    /// [`CkksVector::encode_matrix_replicated`].
+    fn matmul_replicated(&self, matrix: &EncodedMatrix) -> Result<Self> {
+        if self.layout != Layout::Replicated {
+            return Err(HeError::ShapeMismatch(
+                "this matrix was encoded for replicated vectors \
+                 (CkksVector::encrypt_replicated); the vector is not"
+                    .into(),
+            ));
+        }
+        let (np, mp, d, g1, g2) = Self::replicated_shape(matrix.rows, matrix.cols);
+        let ev = self.ev();
+        let gk = &self.ctx.gk;
+        let w = if self.level() > matrix.level {
+            self.at_level(matrix.level)?
+        } else {
+            self.ct.clone()
+        };
+        let level = w.level();
+        if level == 0 {
+            return Err(HeError::OutOfLevels { needed: 1, left: 0 });
+        }
+        let diagonals = self.diagonals_at(matrix, level)?;
+        let baby_steps: Vec<i64> = (0..g1 as i64).collect();
+        let babies = ev.rotate_hoisted(&w, &baby_steps, gk)?;
+        let mut acc: Option<Ciphertext> = None;
+        for a in 0..g2 {
+            let mut inner: Option<Ciphertext> = None;
+            for (b, baby) in babies.iter().enumerate() {
+                let i = a * g1 + b;
+                if i >= d {
+                    break;
+                }
+                let Some(pt) = &diagonals[i] else { continue };
+                let term = ev.multiply_plain(baby, pt)?;
+                match inner.as_mut() {
+                    Some(acc) => ev.add_assign(acc, &term)?,
+                    None => inner = Some(term),
+                }
+            }
+            let Some(inner) = inner else { continue };
+            let rotated = if a == 0 {
+                inner
+            } else {
+                ev.rotate(&inner, (a * g1) as i64, gk)?
+            };
+            match acc.as_mut() {
+                Some(acc) => ev.add_assign(acc, &rotated)?,
+                None => acc = Some(rotated),
+            }
+        }
+        let acc = match acc {
+            Some(a) => a,
+            None => {
+                let scale = self.ctx.scale_at(level);
+                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
+            }
+        };
+        // Fold the p/q partial sums of a narrowing product; before the rescale, so that its
+        // rounding error is added once, not once per partial sum.
+        let mut acc = acc;
+        let mut s = mp;
+        while s < np {
+            let r = ev.rotate(&acc, s as i64, gk)?;
+            ev.add_assign(&mut acc, &r)?;
+            s *= 2;
+        }
+        let mut out = ev.rescale(&acc)?;
+        out.set_scale(self.ctx.scale_at(out.level()));
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            ct: out,
+            len: matrix.cols,
+            dirty: true,
+            layout: Layout::Replicated,
+        })
+    }
+
     // ----- serialization -----
 
     /// Serializes the vector (length, then the ciphertext).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&(self.len as u32).to_le_bytes());
-        v.push(u8::from(self.dirty));
+        match self.layout {
+            Layout::Plain => v.push(u8::from(self.dirty)),
+            Layout::Replicated => v.push(2),
+            Layout::Blocked { block, babies } => {
+                v.push(3);
+                v.extend_from_slice(&(block as u32).to_le_bytes());
+                v.extend_from_slice(&(babies as u32).to_le_bytes());
+            }
+        }
         v.extend_from_slice(&self.ct.to_bytes());
         v
     }
@@ -1059,12 +1613,31 @@ impl CkksVector {
         if len > ctx.ckks.slots() {
             return Err(bad("length exceeds the slot count"));
         }
-        let dirty = match bytes[4] {
-            0 => false,
-            1 => true,
+        let (dirty, layout, rest) = match bytes[4] {
+            0 => (false, Layout::Plain, &bytes[5..]),
+            1 => (true, Layout::Plain, &bytes[5..]),
+            2 if len > 0 => (true, Layout::Replicated, &bytes[5..]),
+            3 if bytes.len() >= 13 && len > 0 => {
+                let word = |i: usize| {
+                    u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
+                        as usize
+                };
+                let layout = Layout::Blocked {
+                    block: word(5),
+                    babies: word(9),
+                };
+                // Only a layout some product of this length takes (whatever its width).
+                let slots = ctx.ckks.slots();
+                let valid = (0..=slots.trailing_zeros())
+                    .any(|k| Self::blocked_layout(slots, len, 1 << k).ok() == Some(layout));
+                if !valid {
+                    return Err(bad("a blocked layout no product takes"));
+                }
+                (true, layout, &bytes[13..])
+            }
             _ => return Err(bad("bad flag")),
         };
-        let ct = Ciphertext::from_bytes(&ctx.ckks, &bytes[5..])?;
+        let ct = Ciphertext::from_bytes(&ctx.ckks, rest)?;
         if ct.size() != 2 {
             return Err(bad("vectors hold relinearized (2-part) ciphertexts"));
         }
@@ -1078,8 +1651,21 @@ impl CkksVector {
             ct,
             len,
             dirty,
+            layout,
         })
     }
+}
+
+/// `values` repeated with period `values.len().next_power_of_two()` over `slots` slots
+/// (zeros fill each period past the values).
+fn tile(values: &[f64], slots: usize) -> Vec<f64> {
+    let period = values.len().next_power_of_two().max(1);
+    let mut out = vec![0.0; slots];
+    for chunk in out.chunks_mut(period) {
+        let n = chunk.len().min(values.len());
+        chunk[..n].copy_from_slice(&values[..n]);
+    }
+    out
 }
 
 /// `ceil(log2(n))` for `n ≥ 1`.

@@ -343,3 +343,87 @@ fn contexts_travel_between_parties() {
     );
     assert!(server.secret_key_bytes().unwrap().is_none());
 }
+
+/// Replicated vectors: a widening product, an activation and a narrowing product, with no
+/// rotation spent replicating, equal to the plaintext computation; the layout survives
+/// serialization, and mixing layouts is refused.
+#[test]
+fn replicated_products_chain_like_a_network() {
+    let params = small(2048, &[60, 40, 40, 40, 40, 60], 40.0);
+    let ckks = CkksContext::new(params).unwrap();
+    let mut steps = CkksVector::matmul_replicated_rotation_steps(20, 40);
+    steps.extend(CkksVector::matmul_replicated_rotation_steps(40, 6));
+    steps.extend(CkksVector::matmul_blocked_rotation_steps(1024, 20, 40));
+    steps.extend(CkksVector::matmul_blocked_rotation_steps(1024, 40, 6));
+    let c = VectorContext::builder(ckks)
+        .rotation_steps(&steps)
+        .build()
+        .unwrap();
+    let v = values(20, 11);
+    let w1: Vec<Vec<f64>> = (0..20).map(|i| values(40, 200 + i as u64)).collect();
+    let b1 = values(40, 3);
+    let w2: Vec<Vec<f64>> = (0..40).map(|i| values(6, 300 + i as u64)).collect();
+    let b2 = values(6, 4);
+    let affine = |x: &[f64], w: &[Vec<f64>], b: &[f64]| -> Vec<f64> {
+        (0..b.len())
+            .map(|j| b[j] + x.iter().zip(w).map(|(xi, row)| xi * row[j]).sum::<f64>())
+            .collect()
+    };
+    let h: Vec<f64> = affine(&v, &w1, &b1).iter().map(|x| x * x).collect();
+    let expect = affine(&h, &w2, &b2);
+
+    let x = CkksVector::encrypt_replicated(&c, &v, false).unwrap();
+    assert!(x.is_replicated());
+    let m1 = CkksVector::encode_matrix_replicated(&c, &w1, x.level()).unwrap();
+    let y = x.matmul_encoded(&m1).unwrap();
+    assert!(y.is_replicated());
+    assert_eq!((y.len(), y.level()), (40, x.level() - 1));
+    let y = y.add_plain(&b1).unwrap().square().unwrap();
+    // Through bytes, as between a client and a server.
+    let y = CkksVector::from_bytes(&c, &y.to_bytes()).unwrap();
+    assert!(y.is_replicated());
+    let z = y.matmul(&w2).unwrap().add_plain(&b2).unwrap();
+    assert_eq!(z.len(), 6);
+    let got = z.decrypt_unflooded_for_key_holder_only().unwrap();
+    let e = max_err(&got, &expect);
+    assert!(e < 1e-4, "error {e}: {got:?} vs {expect:?}");
+
+    // The client does the first product's baby steps (blocked layout): same results, for a
+    // widening and a narrowing product, through bytes too.
+    let xb = CkksVector::encrypt_blocked(&c, &v, 40, false).unwrap();
+    let xb = CkksVector::from_bytes(&c, &xb.to_bytes()).unwrap();
+    assert!(matches!(xb.layout(), Layout::Blocked { .. }));
+    let yb = xb.matmul(&w1).unwrap();
+    assert!(yb.is_replicated());
+    let first = affine(&v, &w1, &b1);
+    let got = yb
+        .add_plain(&b1)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    assert!(max_err(&got, &first) < 1e-4);
+    let hb = CkksVector::encrypt_blocked(&c, &h, 6, false).unwrap();
+    let got = hb
+        .matmul(&w2)
+        .unwrap()
+        .add_plain(&b2)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    let e = max_err(&got, &expect);
+    assert!(e < 1e-4, "blocked narrowing: error {e}");
+    // A blocked vector takes no plain operand, and a tampered layout is refused.
+    assert!(matches!(xb.add_plain(&v), Err(HeError::ShapeMismatch(_))));
+    let mut bytes = xb.to_bytes();
+    bytes[9] ^= 1;
+    assert!(CkksVector::from_bytes(&c, &bytes).is_err());
+
+    // A replicated operand with a plain one, and a replicated matrix with a plain vector.
+    let plain = CkksVector::encrypt(&c, &v).unwrap();
+    assert!(matches!(&plain + &x, Err(HeError::ShapeMismatch(_))));
+    assert!(matches!(
+        plain.matmul_encoded(&m1),
+        Err(HeError::ShapeMismatch(_))
+    ));
+    assert!(CkksVector::encrypt_replicated(&c, &[], false).is_err());
+}
