@@ -294,11 +294,11 @@ fn load_context(plan: &Plan, public: &Path, secret: Option<&Path>) -> Result<Arc
         );
     }
     let mut missing: Vec<i64> = Vec::new();
-    for &step in plan.rotation_steps() {
-        if !ctx
+    for (step, level) in plan.rotation_levels() {
+        let key = ctx
             .galois_keys()
-            .contains(ctx.ckks().galois_element_for_step(step))
-        {
+            .get(ctx.ckks().galois_element_for_step(step));
+        if key.is_none_or(|k| k.level() < level) {
             missing.push(step);
         }
     }

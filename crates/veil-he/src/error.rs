@@ -64,6 +64,16 @@ pub enum HeError {
         /// The rotation step (or `conjugate` is reported as step 0 with `conjugation: true`).
         step: i64,
     },
+    /// A Galois key was made for lower levels than the ciphertext's.
+    #[error("the Galois key for rotation step {step} serves levels up to {key_level}, the ciphertext is at level {level}; generate it for higher levels")]
+    GaloisKeyLevel {
+        /// The rotation step.
+        step: i64,
+        /// The highest level the key serves.
+        key_level: usize,
+        /// The ciphertext's level.
+        level: usize,
+    },
     /// The conjugation key was not generated.
     #[error(
         "missing conjugation key; generate it with KeyGenerator::galois_keys_with_conjugation"

@@ -524,6 +524,34 @@ impl Plan {
         &self.rotation_steps
     }
 
+    /// Each rotation step with the highest ciphertext level it happens at: a product rotates
+    /// its input at the input's level, so a key for a later layer only needs that layer's
+    /// primes ([`KeyGenerator::galois_keys_at_levels`]), which makes it smaller.
+    pub fn rotation_levels(&self) -> Vec<(i64, usize)> {
+        if self.packing == Packing::Batch {
+            return Vec::new();
+        }
+        let slots = self.params.degree / 2;
+        let blocked = blocked_first(&self.steps).is_some();
+        let mut level = self.depth;
+        let mut out: std::collections::BTreeMap<i64, usize> = Default::default();
+        for (k, step) in self.steps.iter().enumerate() {
+            if let Some((i, o)) = step.dims() {
+                let steps = if k == 0 && blocked {
+                    CkksVector::matmul_blocked_rotation_steps(slots, i, o)
+                } else {
+                    CkksVector::matmul_replicated_rotation_steps(i, o)
+                };
+                for s in steps.into_iter().filter(|&s| s != 0) {
+                    let e = out.entry(s).or_insert(level);
+                    *e = (*e).max(level);
+                }
+            }
+            level = level.saturating_sub(step.depth());
+        }
+        out.into_iter().collect()
+    }
+
     /// Number of input values.
     pub fn input_len(&self) -> usize {
         self.input_len
@@ -551,7 +579,7 @@ impl Plan {
         let mut keygen = KeyGenerator::new(&ctx)?;
         let pk = keygen.public_key()?;
         let rlk = keygen.relin_key()?;
-        let gk = keygen.galois_keys(&self.rotation_steps)?;
+        let gk = keygen.galois_keys_at_levels(&self.rotation_levels())?;
         let sk = keygen.secret_key().clone();
         Ok(VectorContext::from_keys(&ctx, pk, Some(sk), rlk, gk)?)
     }

@@ -516,7 +516,8 @@ impl Evaluator {
         dec: &keyswitch::Decomposed,
     ) -> Result<Ciphertext> {
         let perm = self.ctx.ring().ntt_galois_permutation(g)?;
-        let (k0, k1) = keyswitch::apply(&self.ctx, dec, Some(&perm), key)?;
+        let (k0, k1) =
+            keyswitch::apply(&self.ctx, dec, Some(&perm), key).map_err(|e| self.name_step(e, g))?;
         let mut c0 = RnsPoly::zero(self.ctx.ring(), a.parts[0].primes(), Representation::Ntt)?;
         c0.apply_permutation_from(&a.parts[0], &perm);
         c0.add_assign(&k0)?;
@@ -536,6 +537,16 @@ impl Evaluator {
         g: u64,
         key: &SwitchingKey,
     ) -> Result<Ciphertext> {
+        if key.level() < a.level() {
+            return Err(self.name_step(
+                HeError::GaloisKeyLevel {
+                    step: 0,
+                    key_level: key.level(),
+                    level: a.level(),
+                },
+                g,
+            ));
+        }
         let perm = self.ctx.ring().ntt_galois_permutation(g)?;
         let mut c1 = RnsPoly::zero(self.ctx.ring(), a.parts[1].primes(), Representation::Ntt)?;
         c1.apply_permutation_from(&a.parts[1], &perm);
@@ -566,6 +577,20 @@ impl Evaluator {
             step: self.step_of_element(g),
         })?;
         self.apply_galois_single(a, g, key)
+    }
+
+    /// Names the rotation step in a key-level error.
+    fn name_step(&self, e: HeError, g: u64) -> HeError {
+        match e {
+            HeError::GaloisKeyLevel {
+                key_level, level, ..
+            } => HeError::GaloisKeyLevel {
+                step: self.step_of_element(g),
+                key_level,
+                level,
+            },
+            e => e,
+        }
     }
 
     fn step_of_element(&self, g: u64) -> i64 {

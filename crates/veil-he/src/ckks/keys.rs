@@ -81,19 +81,40 @@ impl PublicKey {
     }
 }
 
-/// A key-switching key from some `s'` to `s`: one `(b_j, a_j)` pair per digit.
+/// A key-switching key from some `s'` to `s`: one `(b_j, a_j)` pair per digit. A key made
+/// for ciphertexts up to level `ℓ` below the top holds only the digits and limbs those need
+/// (`q_0..q_ℓ` and the special primes): keys for rotations that happen low in a computation
+/// are that much smaller.
 #[derive(Clone, Debug)]
 pub struct SwitchingKey {
     pub(crate) b: Vec<RnsPoly>,
     pub(crate) a: Vec<RnsPoly>,
+    /// The highest ciphertext level the key serves; its polynomials are over
+    /// `ctx.ext_basis(level)`.
+    pub(crate) level: usize,
     pub(crate) seed: [u8; 32],
     pub(crate) fingerprint: [u8; 32],
 }
 
 impl SwitchingKey {
-    /// Number of digits (dnum).
+    /// Number of digits (dnum at the top level, fewer for a key made for lower levels).
     pub fn digits(&self) -> usize {
         self.b.len()
+    }
+
+    /// The highest ciphertext level the key serves.
+    pub fn level(&self) -> usize {
+        self.level
+    }
+
+    /// Position of global prime `prime` in the key's basis (`q_0..q_level`, then the
+    /// special primes), for a prime of the extended basis at a level the key serves.
+    pub(crate) fn limb_position(&self, prime: usize, max_level: usize) -> usize {
+        if prime <= self.level {
+            prime
+        } else {
+            prime - (max_level - self.level)
+        }
     }
 
     /// Fingerprint of the parameter set.
@@ -266,21 +287,36 @@ impl KeyGenerator {
 
     /// A switching key from `s_prime` (NTT form over all primes) to the secret key.
     pub(crate) fn switching_key(&mut self, s_prime: &RnsPoly) -> Result<SwitchingKey> {
+        self.switching_key_at_level(s_prime, self.ctx.max_level())
+    }
+
+    /// A switching key from `s_prime` (NTT form over all primes) to the secret key, for
+    /// ciphertexts up to `level`.
+    pub(crate) fn switching_key_at_level(
+        &mut self,
+        s_prime: &RnsPoly,
+        level: usize,
+    ) -> Result<SwitchingKey> {
         let ctx = self.ctx.clone();
-        let full = ctx.full_basis();
-        let top = ctx
-            .key_switch
-            .last()
-            .ok_or(HeError::Internal("no key-switching tables"))?;
+        let tables = ctx.key_switch.get(level).ok_or(HeError::OutOfLevels {
+            needed: level,
+            left: ctx.max_level(),
+        })?;
+        let basis = ctx.ext_basis(level);
+        // The secret key's limbs over the key's basis (a secret copy, zeroized on drop).
+        let mut s = Zeroizing::new(RnsPoly::zero(ctx.ring(), &basis, Representation::Ntt)?);
+        for (pos, &prime) in basis.iter().enumerate() {
+            s.limb_mut(pos).copy_from_slice(self.sk.s.limb(prime));
+        }
         let seed = self.fresh_seed();
         let mut a_rng = ChaCha20Rng::from_seed(seed);
-        let mut bs = Vec::with_capacity(top.digit_positions.len());
-        let mut as_ = Vec::with_capacity(top.digit_positions.len());
-        for digit in &top.digit_positions {
-            let a = uniform_poly(&ctx, &full, &mut a_rng)?;
-            let mut b = error_poly(&ctx, &full, &mut self.rng)?;
-            let mut a_s = Zeroizing::new(RnsPoly::zero(ctx.ring(), &full, Representation::Ntt)?);
-            a_s.add_mul_assign_prefix(&a, &self.sk.s)?;
+        let mut bs = Vec::with_capacity(tables.digit_positions.len());
+        let mut as_ = Vec::with_capacity(tables.digit_positions.len());
+        for digit in &tables.digit_positions {
+            let a = uniform_poly(&ctx, &basis, &mut a_rng)?;
+            let mut b = error_poly(&ctx, &basis, &mut self.rng)?;
+            let mut a_s = Zeroizing::new(RnsPoly::zero(ctx.ring(), &basis, Representation::Ntt)?);
+            a_s.add_mul_assign_prefix(&a, &s)?;
             b.sub_assign(&a_s)?;
             for &i in digit {
                 let m = ctx.ring().moduli()[i];
@@ -296,6 +332,7 @@ impl KeyGenerator {
         Ok(SwitchingKey {
             b: bs,
             a: as_,
+            level,
             seed,
             fingerprint: ctx.fingerprint(),
         })
@@ -344,6 +381,36 @@ impl KeyGenerator {
     /// Galois keys for the given rotation steps (positive: left).
     pub fn galois_keys(&mut self, steps: &[i64]) -> Result<GaloisKeys> {
         self.galois_keys_with_progress(steps, false, &mut |_, _| {})
+    }
+
+    /// Galois keys for rotation steps that only happen up to a given ciphertext level:
+    /// `(step, level)` pairs (a step listed twice gets the higher level). Each key holds
+    /// only the digits and limbs its level needs, so a computation that rotates low in the
+    /// chain ships smaller keys; rotating a ciphertext above a key's level is an error
+    /// ([`HeError::GaloisKeyLevel`]).
+    pub fn galois_keys_at_levels(&mut self, steps: &[(i64, usize)]) -> Result<GaloisKeys> {
+        let mut levels: BTreeMap<u64, usize> = BTreeMap::new();
+        for &(step, level) in steps {
+            if step.rem_euclid(self.ctx.slots() as i64) == 0 {
+                continue;
+            }
+            if level > self.ctx.max_level() {
+                return Err(HeError::OutOfLevels {
+                    needed: level,
+                    left: self.ctx.max_level(),
+                });
+            }
+            let g = self.ctx.galois_element_for_step(step);
+            let entry = levels.entry(g).or_insert(level);
+            *entry = (*entry).max(level);
+        }
+        let mut keys = GaloisKeys::default();
+        for (g, level) in levels {
+            let sg = Zeroizing::new(self.sk.s.automorphism(g)?);
+            keys.keys
+                .insert(g, self.switching_key_at_level(&sg, level)?);
+        }
+        Ok(keys)
     }
 
     /// The rotation steps `±1, ±2, ±4, …, ±N/4`: any rotation can be composed from them.

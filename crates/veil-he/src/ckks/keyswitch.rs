@@ -85,9 +85,17 @@ pub(crate) fn apply(
 ) -> Result<(RnsPoly, RnsPoly)> {
     ctx.check_fingerprint(&key.fingerprint)?;
     let level = dec.level;
+    if key.level < level {
+        return Err(HeError::GaloisKeyLevel {
+            step: 0,
+            key_level: key.level,
+            level,
+        });
+    }
     if key.b.len() < dec.digits.len() || key.a.len() != key.b.len() {
         return Err(HeError::Internal("switching key has too few digits"));
     }
+    let max_level = ctx.max_level();
     let n = ctx.degree();
     let ext = ctx.ext_basis(level);
     let ring = ctx.ring();
@@ -107,8 +115,9 @@ pub(crate) fn apply(
                 }
                 None => src,
             };
-            ring.mul_accumulate(prime, l0, src, key.b[j].limb(prime));
-            ring.mul_accumulate(prime, l1, src, key.a[j].limb(prime));
+            let pos = key.limb_position(prime, max_level);
+            ring.mul_accumulate(prime, l0, src, key.b[j].limb(pos));
+            ring.mul_accumulate(prime, l1, src, key.a[j].limb(pos));
         }
     };
     let total = n * ext.len() * dec.digits.len() * 4;

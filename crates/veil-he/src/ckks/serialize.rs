@@ -539,39 +539,59 @@ impl SecretKey {
     }
 }
 
+/// Marks a switching key written with its level (the byte after the digit count).
+const KEY_LEVEL_FLAG: u8 = 0x80;
+
 fn write_switching_key(v: &mut Vec<u8>, k: &SwitchingKey) {
-    v.push(k.b.len() as u8);
+    v.push(KEY_LEVEL_FLAG | k.b.len() as u8);
+    v.push(k.level as u8);
     v.extend_from_slice(&k.seed);
     for b in &k.b {
         write_poly(v, b);
     }
 }
 
+/// Bytes of a top-level switching key.
 fn switching_key_len(ctx: &CkksContext) -> usize {
     let digits = ctx.params().dnum();
-    1 + 32 + digits * packed_len(ctx.degree(), &poly_bits(ctx, &ctx.full_basis()))
+    2 + 32 + digits * packed_len(ctx.degree(), &poly_bits(ctx, &ctx.full_basis()))
 }
 
+/// Reads a switching key: the digit count (flagged), the level it serves, the seed of its
+/// uniform halves, then its `b` polynomials over the extended basis of that level. The digit
+/// count must be the one the parameters give at that level.
 fn read_switching_key(r: &mut Reader<'_>, ctx: &CkksContext) -> Result<SwitchingKey> {
-    let digits = r.u8()? as usize;
-    if digits != ctx.params().dnum() {
+    let first = r.u8()?;
+    if first & KEY_LEVEL_FLAG == 0 {
+        return Err(r.err("a switching key without its level (an older format)"));
+    }
+    let digits = usize::from(first & !KEY_LEVEL_FLAG);
+    let level = usize::from(r.u8()?);
+    let tables = ctx.key_switch.get(level).ok_or_else(|| {
+        r.err(format!(
+            "key for level {level}, the parameters stop at {}",
+            ctx.max_level()
+        ))
+    })?;
+    if digits != tables.digit_positions.len() {
         return Err(r.err(format!(
-            "key has {digits} digits, the parameters use dnum = {}",
-            ctx.params().dnum()
+            "key for level {level} has {digits} digits, the parameters use {} there",
+            tables.digit_positions.len()
         )));
     }
     let seed = r.seed()?;
-    let full = ctx.full_basis();
+    let basis = ctx.ext_basis(level);
     let b = (0..digits)
-        .map(|_| r.poly(ctx, &full))
+        .map(|_| r.poly(ctx, &basis))
         .collect::<Result<Vec<_>>>()?;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed);
     let a = (0..digits)
-        .map(|_| uniform_poly(ctx, &full, &mut rng))
+        .map(|_| uniform_poly(ctx, &basis, &mut rng))
         .collect::<Result<Vec<_>>>()?;
     Ok(SwitchingKey {
         b,
         a,
+        level,
         seed,
         fingerprint: ctx.fingerprint(),
     })
@@ -589,7 +609,11 @@ impl RelinearizationKey {
     pub fn from_bytes(ctx: &Arc<CkksContext>, bytes: &[u8]) -> Result<Self> {
         let mut r = reader(bytes, ObjectKind::RelinearizationKey, ctx)?;
         r.expect_remaining(switching_key_len(ctx))?;
-        Ok(RelinearizationKey(read_switching_key(&mut r, ctx)?))
+        let key = read_switching_key(&mut r, ctx)?;
+        if key.level != ctx.max_level() {
+            return Err(r.err("a relinearization key must serve every level"));
+        }
+        Ok(RelinearizationKey(key))
     }
 }
 
@@ -609,11 +633,11 @@ impl GaloisKeys {
     pub fn from_bytes(ctx: &Arc<CkksContext>, bytes: &[u8]) -> Result<Self> {
         let mut r = reader(bytes, ObjectKind::GaloisKeys, ctx)?;
         let count = r.u32()? as usize;
-        let per_key = 8 + switching_key_len(ctx);
-        let expected = count
-            .checked_mul(per_key)
-            .ok_or_else(|| r.err("key count overflow"))?;
-        r.expect_remaining(expected)?;
+        // Keys made for lower levels are shorter, so the total is checked as they are read;
+        // each is at least its element, counts and seed.
+        if count > r.remaining() / (8 + 2 + 32) {
+            return Err(r.err(format!("{count} keys cannot fit {} bytes", r.remaining())));
+        }
         let two_n = 2 * ctx.degree() as u64;
         let mut keys = GaloisKeys::default();
         for _ in 0..count {
@@ -626,6 +650,7 @@ impl GaloisKeys {
                 return Err(r.err(format!("duplicate Galois element {g}")));
             }
         }
+        r.finish()?;
         Ok(keys)
     }
 }

@@ -427,3 +427,54 @@ fn replicated_products_chain_like_a_network() {
     ));
     assert!(CkksVector::encrypt_replicated(&c, &[], false).is_err());
 }
+
+/// Galois keys made for low levels only: they rotate ciphertexts at those levels, refuse
+/// higher ones by name, and are smaller on the wire.
+#[test]
+fn galois_keys_for_low_levels_are_smaller_and_refuse_higher_ciphertexts() {
+    let params = small(2048, &[60, 40, 40, 40, 40, 60], 40.0);
+    let ckks = Arc::new(CkksContext::new(params).unwrap());
+    let mut kg = KeyGenerator::new(&ckks).unwrap();
+    let top = ckks.max_level();
+    let low = kg
+        .galois_keys_at_levels(&[(3, 1), (-5, 1), (-5, 0)])
+        .unwrap();
+    let full = kg.galois_keys(&[3, -5]).unwrap();
+    let (low_bytes, full_bytes) = (low.to_bytes(&ckks), full.to_bytes(&ckks));
+    assert!(
+        low_bytes.len() * 2 < full_bytes.len(),
+        "{} vs {}",
+        low_bytes.len(),
+        full_bytes.len()
+    );
+    let low = GaloisKeys::from_bytes(&ckks, &low_bytes).unwrap();
+    assert!(low.elements().all(|g| low.get(g).unwrap().level() == 1));
+    let pk = kg.public_key().unwrap();
+    let rlk = kg.relin_key().unwrap();
+    let sk = kg.secret_key().clone();
+    let c = VectorContext::from_keys(&ckks, pk, Some(sk), rlk, low).unwrap();
+    let v = values(8, 21);
+    let x = CkksVector::encrypt(&c, &v).unwrap();
+    assert_eq!(x.level(), top);
+    // At the top level the key is too low, and the error names the step.
+    match x.rotate(3) {
+        Err(HeError::GaloisKeyLevel {
+            key_level, level, ..
+        }) => assert_eq!((key_level, level), (1, top)),
+        other => panic!("expected a key-level error, got {other:?}"),
+    }
+    // At level 1 it rotates.
+    let mut y = x.clone();
+    while y.level() > 1 {
+        y = y.mul_scalar(1.0).unwrap();
+    }
+    let got = y
+        .rotate(3)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    let expect: Vec<f64> = (0..8).map(|i| v[(i + 3) % 8]).collect();
+    assert!(max_err(&got, &expect) < 1e-6);
+    // A key for a level the parameters do not have is refused.
+    assert!(kg.galois_keys_at_levels(&[(1, top + 1)]).is_err());
+}
