@@ -1078,16 +1078,7 @@ impl CkksVector {
         matrix: &[Vec<f64>],
         level: usize,
     ) -> Result<EncodedMatrix> {
-        let n = matrix.len();
-        let m = matrix.first().map_or(0, Vec::len);
-        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
-            return Err(HeError::ShapeMismatch(
-                "matrix rows must all have the same, non-zero length".into(),
-            ));
-        }
-        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
-            return Err(HeError::NonFiniteValue(bad));
-        }
+        let (n, m) = check_matrix(ctx, matrix, level)?;
         let slots = ctx.ckks.slots();
         let needed = n + m - 1;
         let g1 = (n as f64).sqrt().ceil().max(1.0) as usize;
@@ -1100,12 +1091,6 @@ impl CkksVector {
             return Err(HeError::ShapeMismatch(format!(
                 "a {n}×{m} product needs more than the {slots} slots"
             )));
-        }
-        if level > ctx.ckks.max_level() {
-            return Err(HeError::OutOfLevels {
-                needed: level,
-                left: ctx.ckks.max_level(),
-            });
         }
         let scale = ctx.scale_at(level);
         let diagonals = veil_math::par::map_range(n, n * slots * 8, |i| {
@@ -1193,22 +1178,7 @@ impl CkksVector {
         matrix: &[Vec<f64>],
         level: usize,
     ) -> Result<EncodedMatrix> {
-        let n = matrix.len();
-        let m = matrix.first().map_or(0, Vec::len);
-        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
-            return Err(HeError::ShapeMismatch(
-                "matrix rows must all have the same, non-zero length".into(),
-            ));
-        }
-        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
-            return Err(HeError::NonFiniteValue(bad));
-        }
-        if level > ctx.ckks.max_level() {
-            return Err(HeError::OutOfLevels {
-                needed: level,
-                left: ctx.ckks.max_level(),
-            });
-        }
+        let (n, m) = check_matrix(ctx, matrix, level)?;
         let slots = ctx.ckks.slots();
         let input = Self::blocked_layout(slots, n, m)?;
         let Layout::Blocked { block, babies } = input else {
@@ -1268,28 +1238,13 @@ impl CkksVector {
         matrix: &[Vec<f64>],
         level: usize,
     ) -> Result<EncodedMatrix> {
-        let n = matrix.len();
-        let m = matrix.first().map_or(0, Vec::len);
-        if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
-            return Err(HeError::ShapeMismatch(
-                "matrix rows must all have the same, non-zero length".into(),
-            ));
-        }
-        if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
-            return Err(HeError::NonFiniteValue(bad));
-        }
+        let (n, m) = check_matrix(ctx, matrix, level)?;
         let slots = ctx.ckks.slots();
         let (np, mp, d, g1, g2) = Self::replicated_shape(n, m);
         if np.max(mp) > slots {
             return Err(HeError::ShapeMismatch(format!(
                 "a {n}×{m} product of replicated vectors needs more than the {slots} slots"
             )));
-        }
-        if level > ctx.ckks.max_level() {
-            return Err(HeError::OutOfLevels {
-                needed: level,
-                left: ctx.ckks.max_level(),
-            });
         }
         let scale = ctx.scale_at(level);
         let entry = |t: usize, i: usize| -> f64 {
@@ -1368,14 +1323,38 @@ impl CkksVector {
             f *= 2;
         }
         let diagonals = self.diagonals_at(matrix, level)?;
+        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, n)?;
+        let acc = match acc {
+            Some(a) => a,
+            // All-zero matrix: the product is zero.
+            None => {
+                let scale = self.ctx.scale_at(level);
+                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
+            }
+        };
+        self.rescaled(acc, m, false)
+    }
+
+    /// `Σ_a rot_{a·g1}(Σ_b diag_{a·g1+b} ⊙ rot_b(w))` over the first `count` diagonals (baby
+    /// steps hoisted); `None` when every diagonal is zero.
+    fn baby_giant_sum(
+        &self,
+        w: &Ciphertext,
+        diagonals: &[Option<crate::ckks::Plaintext>],
+        g1: usize,
+        g2: usize,
+        count: usize,
+    ) -> Result<Option<Ciphertext>> {
+        let ev = self.ev();
+        let gk = &self.ctx.gk;
         let baby_steps: Vec<i64> = (0..g1 as i64).collect();
-        let babies = ev.rotate_hoisted(&w, &baby_steps, gk)?;
+        let babies = ev.rotate_hoisted(w, &baby_steps, gk)?;
         let mut acc: Option<Ciphertext> = None;
         for a in 0..g2 {
             let mut inner: Option<Ciphertext> = None;
             for (b, baby) in babies.iter().enumerate() {
                 let i = a * g1 + b;
-                if i >= n {
+                if i >= count {
                     break;
                 }
                 let Some(pt) = &diagonals[i] else { continue };
@@ -1396,15 +1375,7 @@ impl CkksVector {
                 None => acc = Some(rotated),
             }
         }
-        let acc = match acc {
-            Some(a) => a,
-            // All-zero matrix: the product is zero.
-            None => {
-                let scale = self.ctx.scale_at(level);
-                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
-            }
-        };
-        self.rescaled(acc, m, false)
+        Ok(acc)
     }
 
     /// The diagonals of `matrix` at `level` (below the level they were encoded at: mod-switched).
@@ -1526,34 +1497,7 @@ impl CkksVector {
             return Err(HeError::OutOfLevels { needed: 1, left: 0 });
         }
         let diagonals = self.diagonals_at(matrix, level)?;
-        let baby_steps: Vec<i64> = (0..g1 as i64).collect();
-        let babies = ev.rotate_hoisted(&w, &baby_steps, gk)?;
-        let mut acc: Option<Ciphertext> = None;
-        for a in 0..g2 {
-            let mut inner: Option<Ciphertext> = None;
-            for (b, baby) in babies.iter().enumerate() {
-                let i = a * g1 + b;
-                if i >= d {
-                    break;
-                }
-                let Some(pt) = &diagonals[i] else { continue };
-                let term = ev.multiply_plain(baby, pt)?;
-                match inner.as_mut() {
-                    Some(acc) => ev.add_assign(acc, &term)?,
-                    None => inner = Some(term),
-                }
-            }
-            let Some(inner) = inner else { continue };
-            let rotated = if a == 0 {
-                inner
-            } else {
-                ev.rotate(&inner, (a * g1) as i64, gk)?
-            };
-            match acc.as_mut() {
-                Some(acc) => ev.add_assign(acc, &rotated)?,
-                None => acc = Some(rotated),
-            }
-        }
+        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, d)?;
         let acc = match acc {
             Some(a) => a,
             None => {
@@ -1654,6 +1598,28 @@ impl CkksVector {
             layout,
         })
     }
+}
+
+/// A matrix to encode at `level`: rows of one non-zero length, finite entries, a level the
+/// parameters have. Returns `(rows, cols)`.
+fn check_matrix(ctx: &VectorContext, matrix: &[Vec<f64>], level: usize) -> Result<(usize, usize)> {
+    let n = matrix.len();
+    let m = matrix.first().map_or(0, Vec::len);
+    if n == 0 || m == 0 || matrix.iter().any(|r| r.len() != m) {
+        return Err(HeError::ShapeMismatch(
+            "matrix rows must all have the same, non-zero length".into(),
+        ));
+    }
+    if let Some(&bad) = matrix.iter().flatten().find(|v| !v.is_finite()) {
+        return Err(HeError::NonFiniteValue(bad));
+    }
+    if level > ctx.ckks.max_level() {
+        return Err(HeError::OutOfLevels {
+            needed: level,
+            left: ctx.ckks.max_level(),
+        });
+    }
+    Ok((n, m))
 }
 
 /// `values` repeated with period `values.len().next_power_of_two()` over `slots` slots
