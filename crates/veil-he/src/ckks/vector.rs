@@ -1100,10 +1100,7 @@ impl CkksVector {
             for j in 0..m {
                 diag[(j + a * g1) % slots] = matrix[(j + i) % n][j];
             }
-            if diag.iter().all(|&x| x == 0.0) {
-                return Ok(None);
-            }
-            ctx.encoder.encode(&diag, scale, level).map(Some)
+            encode_nonzero(ctx, &diag, scale, level)
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -1136,11 +1133,7 @@ impl CkksVector {
         let (np, mp, _, g1, g2) = Self::replicated_shape(rows, cols);
         let mut steps: Vec<i64> = (1..g1 as i64).collect();
         steps.extend((1..g2).map(|a| (a * g1) as i64));
-        let mut s = mp;
-        while s < np {
-            steps.push(s as i64);
-            s *= 2;
-        }
+        steps.extend(doubling(mp, np).map(|s| s as i64));
         steps
     }
 
@@ -1155,16 +1148,11 @@ impl CkksVector {
         let mut steps: Vec<i64> = (1..d.div_ceil(babies))
             .map(|a| (a * babies) as i64)
             .collect();
-        let mut s = block;
-        while s < block * babies {
-            steps.push(s as i64);
-            s *= 2;
-        }
-        let mut s = mp;
-        while s < np {
-            steps.push(s as i64);
-            s *= 2;
-        }
+        steps.extend(
+            doubling(block, block * babies)
+                .chain(doubling(mp, np))
+                .map(|s| s as i64),
+        );
         steps
     }
 
@@ -1206,10 +1194,7 @@ impl CkksVector {
                     diagonal(shift + t % babies, (j + block - shift % block) % block)
                 })
                 .collect();
-            if values.iter().all(|&x| x == 0.0) {
-                return Ok(None);
-            }
-            ctx.encoder.encode(&values, scale, level).map(Some)
+            encode_nonzero(ctx, &values, scale, level)
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -1261,10 +1246,7 @@ impl CkksVector {
             let diag: Vec<f64> = (0..slots)
                 .map(|j| entry((j + slots - shift) % slots, i))
                 .collect();
-            if diag.iter().all(|&x| x == 0.0) {
-                return Ok(None);
-            }
-            ctx.encoder.encode(&diag, scale, level).map(Some)
+            encode_nonzero(ctx, &diag, scale, level)
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -1420,15 +1402,8 @@ impl CkksVector {
         let g2 = d.div_ceil(babies);
         let ev = self.ev();
         let gk = &self.ctx.gk;
-        let w = if self.level() > matrix.level {
-            self.at_level(matrix.level)?
-        } else {
-            self.ct.clone()
-        };
+        let w = self.input_for(matrix)?;
         let level = w.level();
-        if level == 0 {
-            return Err(HeError::OutOfLevels { needed: 1, left: 0 });
-        }
         let plains = self.diagonals_at(matrix, level)?;
         let giant_steps: Vec<i64> = (0..g2).map(|a| (a * babies) as i64).collect();
         let giants = ev.rotate_hoisted(&w, &giant_steps, gk)?;
@@ -1441,37 +1416,11 @@ impl CkksVector {
                 None => acc = Some(term),
             }
         }
-        let acc = match acc {
-            Some(a) => a,
-            None => {
-                let scale = self.ctx.scale_at(level);
-                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
-            }
-        };
-        // Sum the blocks' partial products, then fold a narrowing product; before the
-        // rescale, so that its rounding error is added once, not once per partial sum.
-        let mut acc = acc;
-        let mut s = block;
-        while s < block * babies {
-            let r = ev.rotate(&acc, s as i64, gk)?;
-            ev.add_assign(&mut acc, &r)?;
-            s *= 2;
-        }
-        let mut s = mp;
-        while s < np {
-            let r = ev.rotate(&acc, s as i64, gk)?;
-            ev.add_assign(&mut acc, &r)?;
-            s *= 2;
-        }
-        let mut out = ev.rescale(&acc)?;
-        out.set_scale(self.ctx.scale_at(out.level()));
-        Ok(Self {
-            ctx: self.ctx.clone(),
-            ct: out,
-            len: matrix.cols,
-            dirty: true,
-            layout: Layout::Replicated,
-        })
+        // Sum the blocks' partial products, then fold a narrowing product.
+        let strides: Vec<usize> = doubling(block, block * babies)
+            .chain(doubling(mp, np))
+            .collect();
+        self.summed_product(acc, &w, &strides, matrix.cols)
     }
 
     /// [`CkksVector::matmul_encoded`] for a replicated vector and a matrix encoded with
@@ -1485,41 +1434,56 @@ impl CkksVector {
             ));
         }
         let (np, mp, d, g1, g2) = Self::replicated_shape(matrix.rows, matrix.cols);
-        let ev = self.ev();
-        let gk = &self.ctx.gk;
+        let w = self.input_for(matrix)?;
+        let diagonals = self.diagonals_at(matrix, w.level())?;
+        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, d)?;
+        // Fold the p/q partial sums of a narrowing product.
+        let strides: Vec<usize> = doubling(mp, np).collect();
+        self.summed_product(acc, &w, &strides, matrix.cols)
+    }
+
+    /// This vector's ciphertext brought to `matrix`'s level, which must leave a level.
+    fn input_for(&self, matrix: &EncodedMatrix) -> Result<Ciphertext> {
         let w = if self.level() > matrix.level {
             self.at_level(matrix.level)?
         } else {
             self.ct.clone()
         };
-        let level = w.level();
-        if level == 0 {
+        if w.level() == 0 {
             return Err(HeError::OutOfLevels { needed: 1, left: 0 });
         }
-        let diagonals = self.diagonals_at(matrix, level)?;
-        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, d)?;
-        let acc = match acc {
+        Ok(w)
+    }
+
+    /// Finishes a product of replicated output: `acc` (zero if every diagonal was), plus
+    /// its rotations by each of `strides` in turn (`x += rot(x, s)`), rescaled. The sums come
+    /// before the rescale so that its rounding error is added once, not once per partial sum.
+    fn summed_product(
+        &self,
+        acc: Option<Ciphertext>,
+        w: &Ciphertext,
+        strides: &[usize],
+        cols: usize,
+    ) -> Result<Self> {
+        let ev = self.ev();
+        let mut acc = match acc {
             Some(a) => a,
             None => {
+                let level = w.level();
                 let scale = self.ctx.scale_at(level);
-                ev.multiply_plain(&w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
+                ev.multiply_plain(w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
             }
         };
-        // Fold the p/q partial sums of a narrowing product; before the rescale, so that its
-        // rounding error is added once, not once per partial sum.
-        let mut acc = acc;
-        let mut s = mp;
-        while s < np {
-            let r = ev.rotate(&acc, s as i64, gk)?;
+        for &s in strides {
+            let r = ev.rotate(&acc, s as i64, &self.ctx.gk)?;
             ev.add_assign(&mut acc, &r)?;
-            s *= 2;
         }
         let mut out = ev.rescale(&acc)?;
         out.set_scale(self.ctx.scale_at(out.level()));
         Ok(Self {
             ctx: self.ctx.clone(),
             ct: out,
-            len: matrix.cols,
+            len: cols,
             dirty: true,
             layout: Layout::Replicated,
         })
@@ -1598,6 +1562,24 @@ impl CkksVector {
             layout,
         })
     }
+}
+
+/// `values` encoded, or `None` if they are all zero (a diagonal the product skips).
+fn encode_nonzero(
+    ctx: &VectorContext,
+    values: &[f64],
+    scale: f64,
+    level: usize,
+) -> Result<Option<crate::ckks::Plaintext>> {
+    if values.iter().all(|&x| x == 0.0) {
+        return Ok(None);
+    }
+    ctx.encoder.encode(values, scale, level).map(Some)
+}
+
+/// `from, 2·from, 4·from, …` below `to` (`from` a power of two).
+fn doubling(from: usize, to: usize) -> impl Iterator<Item = usize> {
+    std::iter::successors(Some(from.max(1)), |&s| s.checked_mul(2)).take_while(move |&s| s < to)
 }
 
 /// A matrix to encode at `level`: rows of one non-zero length, finite entries, a level the
