@@ -949,6 +949,34 @@ mod batch {
         }
     }
 
+    /// A single-packed query must have the layout the plan's first product takes (blocked by
+    /// the client): a plainly or replicated encrypted sample is refused, not computed into a
+    /// wrong answer.
+    #[test]
+    fn queries_in_another_layout_are_refused() {
+        let (_, plan, _) = compile("logreg", Packing::Single);
+        let data = test_set();
+        let client = plan.keygen().unwrap();
+        let server = client.make_public();
+        let prepared = plan.prepare(&server).unwrap();
+        let sample = &data.samples[0];
+        let good = plan.encrypt(&client, sample).unwrap();
+        assert!(matches!(
+            good.layout(),
+            veil_he::ckks::Layout::Blocked { .. }
+        ));
+        assert!(prepared.evaluate(&good).is_ok());
+        for bad in [
+            veil_he::ckks::CkksVector::encrypt(&client, sample).unwrap(),
+            veil_he::ckks::CkksVector::encrypt_replicated(&client, sample, true).unwrap(),
+        ] {
+            let err = prepared.evaluate(&bad).unwrap_err();
+            assert!(matches!(err, MlError::Input { .. }), "{err:?}");
+            let err = plan.evaluate(&bad).unwrap_err();
+            assert!(matches!(err, MlError::Input { .. }), "{err:?}");
+        }
+    }
+
     #[test]
     fn plans_are_saved_and_reloaded_exactly() {
         for name in ["logreg", "mlp", "cnn"] {
