@@ -109,7 +109,8 @@ const SUPPORTED: &str = "under MPC: Gemm/MatMul, Conv, BatchNormalization and co
     GlobalAveragePool, Flatten/Reshape, Transpose, and ArgMax/Softmax at the end";
 
 /// What the client learns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reveal {
     /// The predicted label only (a secure argmax; the scores stay shared).
     #[default]
@@ -149,7 +150,8 @@ impl Default for MpcOptions {
 }
 
 /// One operator of the plan, with the public part of its parameters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Step {
     /// `[B, inn] · [inn, out] + bias`; parameters `Wᵀ` (`inn × out`) then the bias.
     Linear {
@@ -182,7 +184,8 @@ enum Step {
 }
 
 /// The public shape of a convolution.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConvShape {
     in_shape: [usize; 3],
     out_shape: [usize; 3],
@@ -225,7 +228,8 @@ impl ConvShape {
 }
 
 /// A node of the plan.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PlanNode {
     name: String,
     step: Step,
@@ -934,6 +938,256 @@ impl MpcPlan {
         slots[self.scores]
             .take()
             .ok_or(MlError::Internal("the scores are not computed"))
+    }
+}
+
+/// The on-disk form of an [`MpcPlan`] (JSON): the architecture only, no weight.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MpcPlanFile {
+    format: String,
+    version: u32,
+    owner: usize,
+    client: usize,
+    reveal: Reveal,
+    input_bound: f64,
+    frac_bits: u32,
+    sizes: Vec<usize>,
+    input: ValueId,
+    scores: ValueId,
+    labels: Vec<i64>,
+    softmax: bool,
+    score_bound: f64,
+    nodes: Vec<PlanNode>,
+}
+
+/// `format` of a saved MPC plan.
+const MPC_PLAN_FORMAT: &str = "veil-ml-mpc-plan";
+/// Current version of the saved MPC plan format.
+const MPC_PLAN_VERSION: u32 = 1;
+/// Largest element count of one value, and of all pooling windows and maps together, that a
+/// loaded plan may declare (bounds the memory a forged plan can make a party allocate).
+const MPC_PLAN_MAX_ELEMENTS: usize = 1 << 26;
+
+impl MpcPlan {
+    /// A versioned encoding of the plan (JSON): what the model owner publishes to the other
+    /// parties and the dealer. It holds the architecture, the options and the score bound —
+    /// no weight.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let o = &self.options;
+        let file = MpcPlanFile {
+            format: MPC_PLAN_FORMAT.into(),
+            version: MPC_PLAN_VERSION,
+            owner: o.owner,
+            client: o.client,
+            reveal: o.reveal,
+            input_bound: o.input_bound,
+            frac_bits: o.fixed.frac_bits(),
+            sizes: self.sizes.clone(),
+            input: self.input,
+            scores: self.scores,
+            labels: self.labels.clone(),
+            softmax: self.softmax,
+            score_bound: self.score_bound,
+            nodes: self.nodes.clone(),
+        };
+        // Plain data with finite floats: serializing cannot fail; an empty vector would be
+        // refused by `from_bytes`.
+        serde_json::to_vec_pretty(&file).unwrap_or_default()
+    }
+
+    /// Reads a published plan and validates it as untrusted input (a party runs what the
+    /// owner published): format and version, every index in range, every node's sizes
+    /// consistent with its operator, nodes in evaluation order, bounded sizes. A plan that
+    /// passes cannot make a party panic or allocate without bound; it can still describe a
+    /// different model than the one the owner claims — the parties see its architecture.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: String| MlError::Format {
+            what: "MPC plan",
+            reason,
+        };
+        let file: MpcPlanFile = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if file.format != MPC_PLAN_FORMAT {
+            return Err(bad(format!(
+                "format `{}`, not `{MPC_PLAN_FORMAT}`",
+                file.format
+            )));
+        }
+        if file.version != MPC_PLAN_VERSION {
+            return Err(bad(format!(
+                "version {} (this build reads version {MPC_PLAN_VERSION})",
+                file.version
+            )));
+        }
+        let fixed = FixedPoint::new(file.frac_bits).map_err(|e| bad(e.to_string()))?;
+        let encode_limit = 2f64.powi(46 - file.frac_bits as i32);
+        if !below(0.0, file.input_bound) || !below(file.input_bound, encode_limit) {
+            return Err(bad(format!("input bound {}", file.input_bound)));
+        }
+        if !file.score_bound.is_finite() || file.score_bound < 0.0 {
+            return Err(bad(format!("score bound {}", file.score_bound)));
+        }
+        let plan = Self {
+            nodes: file.nodes,
+            sizes: file.sizes,
+            input: file.input,
+            scores: file.scores,
+            labels: file.labels,
+            softmax: file.softmax,
+            options: MpcOptions {
+                owner: file.owner,
+                client: file.client,
+                reveal: file.reveal,
+                input_bound: file.input_bound,
+                fixed,
+            },
+            score_bound: file.score_bound,
+        };
+        plan.validate().map_err(bad)?;
+        Ok(plan)
+    }
+
+    /// The structural checks of [`MpcPlan::from_bytes`].
+    fn validate(&self) -> std::result::Result<(), String> {
+        let sizes = &self.sizes;
+        let nv = sizes.len();
+        if self.input >= nv || self.scores >= nv {
+            return Err("the input or the scores are not values of the plan".into());
+        }
+        if let Some(&s) = sizes.iter().find(|&&s| s > MPC_PLAN_MAX_ELEMENTS) {
+            return Err(format!("a value of {s} elements"));
+        }
+        if sizes[self.input] == 0 || sizes[self.scores] == 0 {
+            return Err("an empty input or empty scores".into());
+        }
+        if self.labels.len() != sizes[self.scores] {
+            return Err(format!(
+                "{} labels for {} scores",
+                self.labels.len(),
+                sizes[self.scores]
+            ));
+        }
+        if self.options.owner > 1 << 16 || self.options.client > 1 << 16 {
+            return Err("owner or client index out of range".into());
+        }
+        let mut computed = vec![false; nv];
+        computed[self.input] = true;
+        let (mut listed, mut total) = (0usize, 0usize);
+        for (i, node) in self.nodes.iter().enumerate() {
+            let at = |why: String| format!("node {i} (`{}`): {why}", node.name);
+            if node.output >= nv || computed[node.output] {
+                return Err(at("its output is not a new value of the plan".into()));
+            }
+            if node.inputs.iter().any(|&v| v >= nv || !computed[v]) {
+                return Err(at("reads a value not computed before it".into()));
+            }
+            let arity = match node.step {
+                Step::Add | Step::Sub | Step::Mul => 2,
+                _ => 1,
+            };
+            if node.inputs.len() != arity {
+                return Err(at(format!(
+                    "{} inputs where its operator takes {arity}",
+                    node.inputs.len()
+                )));
+            }
+            let in_len = sizes[node.inputs[0]];
+            let out_len = sizes[node.output];
+            let same = || -> std::result::Result<(), String> {
+                if node.inputs.iter().any(|&v| sizes[v] != out_len) {
+                    return Err(at("its input and output sizes differ".into()));
+                }
+                Ok(())
+            };
+            let params = match &node.step {
+                Step::Linear { inn, out } => {
+                    if *inn != in_len || *out != out_len {
+                        return Err(at(format!(
+                            "a {inn} × {out} product on {in_len} values giving {out_len}"
+                        )));
+                    }
+                    inn.checked_mul(*out).and_then(|p| p.checked_add(*out))
+                }
+                Step::Conv(c) => {
+                    let [ci, h, w] = c.in_shape;
+                    let [co, oh, ow] = c.out_shape;
+                    let shape_ok = c.groups > 0
+                        && ci % c.groups == 0
+                        && co % c.groups == 0
+                        && ci.checked_mul(h).and_then(|v| v.checked_mul(w)) == Some(in_len)
+                        && co.checked_mul(oh).and_then(|v| v.checked_mul(ow)) == Some(out_len)
+                        && c.kernel.iter().all(|&k| (1..=1024).contains(&k))
+                        && c.stride.iter().all(|&s| (1..=1024).contains(&s))
+                        && c.dilation.iter().all(|&d| (1..=1024).contains(&d))
+                        && c.pads.iter().all(|&p| p <= 1024)
+                        && [h, w, oh, ow].iter().all(|&d| d <= 1 << 16);
+                    if !shape_ok {
+                        return Err(at("a malformed convolution shape".into()));
+                    }
+                    let cols = oh * ow * c.patch();
+                    if cols > MPC_PLAN_MAX_ELEMENTS {
+                        return Err(at("a convolution too large to load".into()));
+                    }
+                    c.patch()
+                        .checked_mul(co)
+                        .and_then(|p| p.checked_add(co))
+                }
+                Step::Affine { has_mul, has_add } => {
+                    same()?;
+                    Some(in_len * (usize::from(*has_mul) + usize::from(*has_add)))
+                }
+                Step::Add
+                | Step::Sub
+                | Step::Mul
+                | Step::Square
+                | Step::Relu
+                | Step::Sigmoid
+                | Step::Tanh
+                | Step::Permute { map: None } => {
+                    same()?;
+                    Some(0)
+                }
+                Step::Pool { windows, scale } => {
+                    if windows.len() != out_len || scale.len() != out_len {
+                        return Err(at("as many windows and divisors as outputs needed".into()));
+                    }
+                    listed = listed.saturating_add(windows.iter().map(Vec::len).sum());
+                    if windows.iter().flatten().any(|&k| k >= in_len) {
+                        return Err(at("a window reads past its input".into()));
+                    }
+                    if scale.iter().any(|s| !s.is_finite() || s.abs() > 1.0) {
+                        return Err(at("a divisor out of range".into()));
+                    }
+                    Some(0)
+                }
+                Step::Permute { map: Some(map) } => {
+                    if map.len() != out_len || map.iter().any(|&k| k >= in_len) {
+                        return Err(at("a permutation reading past its input".into()));
+                    }
+                    listed = listed.saturating_add(map.len());
+                    Some(0)
+                }
+            };
+            if params != Some(node.params) {
+                let want = params.map_or_else(|| "more than fit".into(), |p| p.to_string());
+                return Err(at(format!(
+                    "{} secret parameters where its shape takes {want}",
+                    node.params
+                )));
+            }
+            if listed > MPC_PLAN_MAX_ELEMENTS {
+                return Err("too many pooling or permutation entries".into());
+            }
+            total = total.saturating_add(node.params);
+            if total > MPC_PLAN_MAX_ELEMENTS {
+                return Err("too many secret parameters".into());
+            }
+            computed[node.output] = true;
+        }
+        if !computed[self.scores] {
+            return Err("the scores are never computed".into());
+        }
+        Ok(())
     }
 }
 

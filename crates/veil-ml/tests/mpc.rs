@@ -513,3 +513,110 @@ fn only_the_client_learns_the_predictions() {
         .collect();
     assert_eq!(labels, want);
 }
+
+#[test]
+fn a_published_plan_round_trips_and_holds_no_weight() {
+    for name in ["logreg", "mlp", "cnn"] {
+        let (plan, weights) = MpcPlan::compile(&model(name), &MpcOptions::default()).unwrap();
+        let bytes = plan.to_bytes();
+        assert_eq!(MpcPlan::from_bytes(&bytes).unwrap(), plan, "{name}");
+        // No weight in the published plan: the decimal form of none of the first layer's
+        // ten largest weights occurs in it.
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!weights.is_empty());
+        let g = model(name);
+        let mut first: Vec<f64> = g
+            .nodes()
+            .iter()
+            .find_map(|n| match &n.op {
+                Op::Linear { weight, .. } => Some(weight.data().to_vec()),
+                Op::Conv2d(c) => Some(c.weight.data().to_vec()),
+                _ => None,
+            })
+            .unwrap();
+        first.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
+        for w in &first[..10] {
+            assert!(!text.contains(&format!("{w}")), "{name} leaks the weight {w}");
+        }
+    }
+}
+
+/// A party runs the plan the owner published: a forged plan that would make it read out of
+/// bounds, allocate without bound or disagree with itself is refused at load, with a reason.
+#[test]
+fn a_forged_plan_is_refused_at_load() {
+    let graph = synthetic_model(true);
+    let (plan, _) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
+    let good: serde_json::Value = serde_json::from_slice(&plan.to_bytes()).unwrap();
+    let forge = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        MpcPlan::from_bytes(&serde_json::to_vec(&v).unwrap())
+    };
+    let node_with = |v: &mut serde_json::Value, key: &str| -> usize {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|n| n["step"].get(key).is_some())
+            .unwrap_or_else(|| panic!("no {key} node"))
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        (
+            "window past its input",
+            Box::new(|v| {
+                let i = node_with(v, "pool");
+                v["nodes"][i]["step"]["pool"]["windows"][0][0] = 1_000_000.into();
+            }),
+        ),
+        (
+            "permutation past its input",
+            Box::new(|v| {
+                let i = node_with(v, "permute");
+                v["nodes"][i]["step"]["permute"]["map"] = serde_json::json!([0, 99999]);
+            }),
+        ),
+        (
+            "linear shape",
+            Box::new(|v| {
+                let i = node_with(v, "linear");
+                v["nodes"][i]["step"]["linear"]["inn"] = 3.into();
+            }),
+        ),
+        (
+            "parameter count",
+            Box::new(|v| {
+                let i = node_with(v, "linear");
+                v["nodes"][i]["params"] = 1.into();
+            }),
+        ),
+        (
+            "a value of 2^40 elements",
+            Box::new(|v| v["sizes"][0] = (1u64 << 40).into()),
+        ),
+        ("reads a later value", Box::new(|v| v["nodes"][0]["inputs"][0] = 10_000.into())),
+        (
+            "convolution groups",
+            Box::new(|v| {
+                let i = node_with(v, "conv");
+                v["nodes"][i]["step"]["conv"]["groups"] = 0.into();
+            }),
+        ),
+        ("labels", Box::new(|v| v["labels"] = serde_json::json!([1]))),
+        ("fractional bits", Box::new(|v| v["frac_bits"] = 40.into())),
+        ("input bound", Box::new(|v| v["input_bound"] = (-1.0).into())),
+        ("version", Box::new(|v| v["version"] = 9.into())),
+        ("unknown field", Box::new(|v| v["weights"] = serde_json::json!([0.5]))),
+    ];
+    for (what, f) in cases {
+        match forge(&*f) {
+            Err(MlError::Format { what: "MPC plan", reason }) => {
+                println!("{what}: {reason}");
+            }
+            other => panic!("{what}: accepted or wrong error: {other:?}"),
+        }
+    }
+    // Truncated bytes, too.
+    let bytes = plan.to_bytes();
+    assert!(MpcPlan::from_bytes(&bytes[..bytes.len() / 2]).is_err());
+}
