@@ -26,6 +26,7 @@ mod demo;
 mod dp;
 mod he;
 mod ml;
+mod ml_mpc;
 mod mpc;
 mod progress;
 mod room;

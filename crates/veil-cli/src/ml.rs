@@ -44,6 +44,11 @@ pub enum MlCommand {
     /// Client: decrypt the server's answer (noise flooded), print each sample's prediction,
     /// and the accuracy when the CSV's labels are given.
     Decrypt(DecryptArgs),
+    /// MPC: run one party of a secure inference (an OS process; the owner gives the model,
+    /// the client the samples; start one per party, plus `veil ml dealer`).
+    Party(crate::ml_mpc::PartyArgs),
+    /// MPC: run the dealer of correlated randomness for a secure inference.
+    Dealer(crate::ml_mpc::DealerArgs),
 }
 
 /// How samples are packed into ciphertexts.
@@ -172,12 +177,51 @@ pub struct CompileArgs {
     /// samples per evaluation).
     #[arg(long, value_enum, default_value_t = PackArg::Single)]
     pub pack: PackArg,
-    /// Save the plan here (for `veil ml keygen/encrypt/eval/decrypt`).
+    /// Save the plan here (HE: for `veil ml keygen/encrypt/eval/decrypt`; MPC: to publish
+    /// to the parties and the dealer of `veil ml party/dealer`).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Every feature read from a CSV file is multiplied by this (1/16 for the digits pixels).
     #[arg(long, default_value_t = 0.0625)]
     pub scale: f64,
+    /// Compile for MPC instead of HE: the plan holds the architecture only (no weight).
+    #[arg(long)]
+    pub mpc: bool,
+    #[command(flatten)]
+    pub roles: MpcRoleArgs,
+}
+
+/// Who does what in an MPC inference, and what is checked.
+#[derive(Args, Debug)]
+pub struct MpcRoleArgs {
+    /// MPC: the party that owns the model.
+    #[arg(long, default_value_t = 0)]
+    pub owner: usize,
+    /// MPC: the party that gives the samples and learns the predictions.
+    #[arg(long, default_value_t = 1)]
+    pub client: usize,
+    /// MPC: what the client learns.
+    #[arg(long, value_enum, default_value_t = RevealArg::Label)]
+    pub reveal: RevealArg,
+    /// MPC: declared bound on every input value's magnitude (the range analysis starts
+    /// here; the client's samples must lie within it).
+    #[arg(long, default_value_t = 1.0)]
+    pub input_bound: f64,
+}
+
+impl MpcRoleArgs {
+    fn options(&self) -> MpcOptions {
+        MpcOptions {
+            owner: self.owner,
+            client: self.client,
+            reveal: match self.reveal {
+                RevealArg::Label => Reveal::Label,
+                RevealArg::Scores => Reveal::Scores,
+            },
+            input_bound: self.input_bound,
+            ..MpcOptions::default()
+        }
+    }
 }
 
 /// What the client of an MPC run learns.
@@ -199,9 +243,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub he: bool,
     /// Secure multi-party computation: the model owner and the client secret-share weights
-    /// and inputs; parties and dealer run in this process.
+    /// and inputs; the parties and the dealer run as processes over mutual TLS on loopback.
     #[arg(long)]
     pub mpc: bool,
+    /// MPC: run the parties and the dealer as threads of this process instead of processes.
+    #[arg(long, requires = "mpc")]
+    pub in_process: bool,
     /// Labelled samples: a CSV with a header, then `label,x0,x1,…` per row.
     #[arg(long, value_name = "DATA.csv")]
     pub data: PathBuf,
@@ -223,18 +270,14 @@ pub struct RunArgs {
     /// HE: packing (`auto`: batch from 16 samples on).
     #[arg(long, value_enum, default_value_t = PackArg::Auto)]
     pub pack: PackArg,
-    /// MPC: number of parties (party 0 owns the model, party 1 is the client).
+    /// MPC: number of parties.
     #[arg(long, default_value_t = 2)]
     pub parties: usize,
     /// MPC: samples per batch (default: all at once).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// MPC: what the client learns.
-    #[arg(long, value_enum, default_value_t = RevealArg::Label)]
-    pub reveal: RevealArg,
-    /// MPC: declared bound on every input value's magnitude (the range analysis starts here).
-    #[arg(long, default_value_t = 1.0)]
-    pub input_bound: f64,
+    #[command(flatten)]
+    pub roles: MpcRoleArgs,
 }
 
 pub fn run(cmd: MlCommand) -> Result<()> {
@@ -247,6 +290,8 @@ pub fn run(cmd: MlCommand) -> Result<()> {
         MlCommand::Encrypt(args) => encrypt(&args),
         MlCommand::Eval(args) => eval(&args),
         MlCommand::Decrypt(args) => decrypt(&args),
+        MlCommand::Party(args) => crate::ml_mpc::party(&args),
+        MlCommand::Dealer(args) => crate::ml_mpc::dealer(&args),
     }
 }
 
@@ -775,6 +820,9 @@ fn describe_plan(plan: &Plan) -> Result<()> {
 
 fn compile(args: &CompileArgs) -> Result<()> {
     let model = load_model(&args.model)?;
+    if args.mpc {
+        return compile_mpc(args, &model.graph);
+    }
     let mut options = compile_options(&args.range, args.scale, &model.graph)?;
     options.packing = match args.pack {
         PackArg::Batch => Packing::Batch,
@@ -1087,6 +1135,53 @@ fn he_round_trip_batch(plan: &Plan, graph: &Graph, data: &LabelledData) -> Resul
     Ok(r)
 }
 
+/// `veil ml compile --mpc`.
+fn compile_mpc(args: &CompileArgs, graph: &Graph) -> Result<()> {
+    let options = args.roles.options();
+    let (plan, _) = MpcPlan::compile(graph, &options)
+        .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    outln!(
+        "MPC plan for {}: party {} owns the model, party {} gives the samples and learns {}",
+        args.model.display(),
+        options.owner,
+        options.client,
+        match options.reveal {
+            Reveal::Label => "the labels",
+            Reveal::Scores => "the scores",
+        }
+    );
+    outln!(
+        "  {} inputs per sample in [-{b}, {b}], {} scores bounded by {:.1}, {} secret parameters, {} fractional bits",
+        plan.input_len(),
+        plan.score_len(),
+        plan.score_bound(),
+        plan.param_count(),
+        options.fixed.frac_bits(),
+        b = options.input_bound,
+    );
+    if let Some(out) = &args.out {
+        crate::ml_mpc::save_plan(&plan, out)?;
+        outln!(
+            "  plan saved to {} (architecture only: publish it to every party and the dealer)",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// What the client of an MPC run got and what it cost, however the parties ran.
+struct MpcOutcome {
+    labels: Vec<i64>,
+    scores: Option<Vec<Vec<f64>>>,
+    share_seconds: f64,
+    infer_seconds: f64,
+    bytes_sent: u64,
+    dealer_bytes: u64,
+    rounds: u64,
+    /// Processes only: from the first start to the last exit (start-up and TLS included).
+    wall_seconds: Option<f64>,
+}
+
 fn run_mpc(args: &RunArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let graph = &model.graph;
@@ -1099,19 +1194,19 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let options = MpcOptions {
-        reveal: match args.reveal {
-            RevealArg::Label => Reveal::Label,
-            RevealArg::Scores => Reveal::Scores,
-        },
-        input_bound: args.input_bound,
-        ..MpcOptions::default()
-    };
+    let options = args.roles.options();
     let (plan, weights) = MpcPlan::compile(graph, &options)
         .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    let how = if args.in_process {
+        "threads of this process"
+    } else {
+        "processes over mutual TLS on loopback"
+    };
     outln!(
-        "MPC ({} parties in this process + a dealer; party 0 owns the model, party 1 is the client): {} on {n} sample(s), batch {batch}",
+        "MPC ({} parties + a dealer, as {how}; party {} owns the model, party {} is the client): {} on {n} sample(s), batch {batch}",
         args.parties,
+        options.owner,
+        options.client,
         args.model.display()
     );
     outln!(
@@ -1121,18 +1216,62 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
         options.fixed.frac_bits()
     );
     let spinner = progress::spinner("secure inference");
-    let run = run_local(&plan, &weights, args.parties, &data.samples, batch)?;
+    let outcome = if args.in_process {
+        let run = run_local(&plan, &weights, args.parties, &data.samples, batch)?;
+        MpcOutcome {
+            labels: run.predictions.iter().map(|p| p.label).collect(),
+            scores: run.predictions.iter().map(|p| p.scores.clone()).collect(),
+            share_seconds: run.share_seconds,
+            infer_seconds: run.infer_seconds,
+            bytes_sent: run.bytes_sent.iter().sum(),
+            dealer_bytes: run.dealer_bytes,
+            rounds: run.rounds,
+            wall_seconds: None,
+        }
+    } else {
+        let run = crate::ml_mpc::run_processes(
+            &args.model,
+            &plan,
+            &args.data,
+            args.scale,
+            args.limit,
+            args.parties,
+            Some(batch),
+        )?;
+        let client = run
+            .reports
+            .iter()
+            .find(|r| r.party == options.client)
+            .context("the client did not report")?;
+        MpcOutcome {
+            labels: client
+                .labels
+                .clone()
+                .context("the client got no prediction")?,
+            scores: client.scores.clone(),
+            share_seconds: client.share_seconds,
+            infer_seconds: client.infer_seconds,
+            bytes_sent: run.reports.iter().map(|r| r.bytes_sent).sum(),
+            dealer_bytes: run.reports.iter().map(|r| r.dealer_bytes).sum(),
+            rounds: run.reports.iter().map(|r| r.rounds).max().unwrap_or(0),
+            wall_seconds: Some(run.wall_seconds),
+        }
+    };
     drop(spinner);
+    if outcome.labels.len() != n {
+        bail!("{} predictions for {n} samples", outcome.labels.len());
+    }
     let mut agree = 0;
     let mut correct = 0;
     let mut plain_correct = 0;
     let mut max_err = 0.0f64;
-    for ((pred, x), &label) in run.predictions.iter().zip(&data.samples).zip(&data.labels) {
+    for (i, (x, &label)) in data.samples.iter().zip(&data.labels).enumerate() {
         let plain = plain_class(graph, x)?;
-        agree += usize::from(pred.label == plain);
-        correct += usize::from(pred.label == label);
+        let pred = outcome.labels[i];
+        agree += usize::from(pred == plain);
+        correct += usize::from(pred == label);
         plain_correct += usize::from(plain == label);
-        if let Some(scores) = &pred.scores {
+        if let Some(scores) = outcome.scores.as_ref().and_then(|s| s.get(i)) {
             let reference = graph.run(x).context("plaintext model")?;
             if let Some(reference) = reference.first().filter(|r| r.len() == scores.len()) {
                 for (a, b) in scores.iter().zip(reference) {
@@ -1141,16 +1280,21 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
             }
         }
     }
-    let sent: u64 = run.bytes_sent.iter().sum();
-    outln!("  model sharing (once): {:.0} ms", run.share_seconds * 1e3);
+    outln!(
+        "  model sharing (once): {:.0} ms",
+        outcome.share_seconds * 1e3
+    );
     outln!(
         "  inference: {:.3} ms/image, {:.0} B/image between parties + {:.0} B/image from the dealer, {} rounds",
-        run.infer_seconds * 1e3 / n as f64,
-        sent as f64 / n as f64,
-        run.dealer_bytes as f64 / n as f64,
-        run.rounds
+        outcome.infer_seconds * 1e3 / n as f64,
+        outcome.bytes_sent as f64 / n as f64,
+        outcome.dealer_bytes as f64 / n as f64,
+        outcome.rounds
     );
-    if matches!(args.reveal, RevealArg::Scores) {
+    if let Some(w) = outcome.wall_seconds {
+        outln!("  wall time with process start-up and TLS handshakes: {w:.2} s");
+    }
+    if matches!(args.roles.reveal, RevealArg::Scores) {
         outln!("  largest score error vs plaintext: {max_err:.4}");
     }
     outln!(

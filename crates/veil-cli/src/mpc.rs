@@ -776,7 +776,7 @@ fn bench_party(
 }
 
 /// Spawns `veil` with `args`, stdout captured.
-fn spawn(args: &[String]) -> Result<Child> {
+pub(crate) fn spawn(args: &[String]) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the veil executable")?;
     let (key, value) = crate::KEEP_FREED_MEMORY;
     Command::new(exe)

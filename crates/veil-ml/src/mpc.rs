@@ -1128,9 +1128,7 @@ impl MpcPlan {
                     if cols > MPC_PLAN_MAX_ELEMENTS {
                         return Err(at("a convolution too large to load".into()));
                     }
-                    c.patch()
-                        .checked_mul(co)
-                        .and_then(|p| p.checked_add(co))
+                    c.patch().checked_mul(co).and_then(|p| p.checked_add(co))
                 }
                 Step::Affine { has_mul, has_add } => {
                     same()?;

@@ -536,7 +536,10 @@ fn a_published_plan_round_trips_and_holds_no_weight() {
             .unwrap();
         first.sort_by(|a, b| b.abs().total_cmp(&a.abs()));
         for w in &first[..10] {
-            assert!(!text.contains(&format!("{w}")), "{name} leaks the weight {w}");
+            assert!(
+                !text.contains(&format!("{w}")),
+                "{name} leaks the weight {w}"
+            );
         }
     }
 }
@@ -561,7 +564,8 @@ fn a_forged_plan_is_refused_at_load() {
             .position(|n| n["step"].get(key).is_some())
             .unwrap_or_else(|| panic!("no {key} node"))
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Forgery<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
+    let cases: Vec<(&str, Forgery)> = vec![
         (
             "window past its input",
             Box::new(|v| {
@@ -594,7 +598,10 @@ fn a_forged_plan_is_refused_at_load() {
             "a value of 2^40 elements",
             Box::new(|v| v["sizes"][0] = (1u64 << 40).into()),
         ),
-        ("reads a later value", Box::new(|v| v["nodes"][0]["inputs"][0] = 10_000.into())),
+        (
+            "reads a later value",
+            Box::new(|v| v["nodes"][0]["inputs"][0] = 10_000.into()),
+        ),
         (
             "convolution groups",
             Box::new(|v| {
@@ -604,13 +611,22 @@ fn a_forged_plan_is_refused_at_load() {
         ),
         ("labels", Box::new(|v| v["labels"] = serde_json::json!([1]))),
         ("fractional bits", Box::new(|v| v["frac_bits"] = 40.into())),
-        ("input bound", Box::new(|v| v["input_bound"] = (-1.0).into())),
+        (
+            "input bound",
+            Box::new(|v| v["input_bound"] = (-1.0).into()),
+        ),
         ("version", Box::new(|v| v["version"] = 9.into())),
-        ("unknown field", Box::new(|v| v["weights"] = serde_json::json!([0.5]))),
+        (
+            "unknown field",
+            Box::new(|v| v["weights"] = serde_json::json!([0.5])),
+        ),
     ];
     for (what, f) in cases {
         match forge(&*f) {
-            Err(MlError::Format { what: "MPC plan", reason }) => {
+            Err(MlError::Format {
+                what: "MPC plan",
+                reason,
+            }) => {
                 println!("{what}: {reason}");
             }
             other => panic!("{what}: accepted or wrong error: {other:?}"),

@@ -1,0 +1,433 @@
+//! `veil ml party | dealer` and `veil ml run --mpc`: secure inference with the parties and
+//! the dealer as separate processes over mutual TLS (veil-mpc's session, `veil mpc init`).
+//!
+//! The model owner compiles the model (`veil ml compile --mpc --out plan.json`) and
+//! publishes the plan — the architecture, no weight — to the other parties and the dealer.
+//! Every participant runs with the same `parties.toml` and plan: the plan's SHA-256 is part
+//! of the session hash, so a participant holding another plan is refused at connection.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use veil_ml::data::LabelledData;
+use veil_ml::mpc::{MpcPlan, Prediction};
+use veil_mpc::config::SessionConfig;
+use veil_mpc::net::{connect_party, run_dealer};
+use veil_mpc::protocol::Party;
+
+use crate::attest::Format;
+
+#[derive(Args, Debug)]
+pub struct PartyArgs {
+    /// The session configuration (`veil mpc init`, or `veil mpc certify` for separate
+    /// machines).
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    /// This party's id (its position in parties.toml, from 0).
+    #[arg(long)]
+    pub id: usize,
+    /// The plan the model owner published (`veil ml compile --mpc --out`).
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The model owner: the ONNX model (it must compile to the published plan).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The client: the samples, a CSV with a header then `label,x0,x1,…` per row (the labels
+    /// are not shared; they give the client its accuracy).
+    #[arg(long, value_name = "DATA.csv")]
+    pub data: Option<PathBuf>,
+    /// The client: every feature is multiplied by this (1/16 for the digits pixels).
+    #[arg(long, default_value_t = 0.0625)]
+    pub scale: f64,
+    /// The client: use only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The client: samples per batch (default: all at once). The number of samples and the
+    /// batch size are revealed to every party.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct DealerArgs {
+    /// The session configuration.
+    #[arg(long, default_value = "mpc-session/parties.toml")]
+    pub config: PathBuf,
+    /// The published plan (the dealer learns the architecture, nothing else of the model).
+    #[arg(long)]
+    pub plan: PathBuf,
+}
+
+/// Largest plan file read.
+const MAX_PLAN_BYTES: u64 = 1 << 30;
+
+/// Reads and validates a published plan; returns it with the program string hashed into
+/// the session.
+pub fn load_plan(path: &Path) -> Result<(MpcPlan, String)> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the plan {}", path.display()))?;
+    if meta.len() > MAX_PLAN_BYTES {
+        bail!("{} is larger than a plan may be", path.display());
+    }
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let plan = MpcPlan::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a usable MPC plan", path.display()))?;
+    Ok((plan, program_spec(&bytes)))
+}
+
+/// The program every participant must agree on: the plan file's hash.
+fn program_spec(plan_bytes: &[u8]) -> String {
+    format!(
+        "ml-infer plan-sha256={}",
+        hex::encode(Sha256::digest(plan_bytes))
+    )
+}
+
+/// Writes `plan` for publication.
+pub fn save_plan(plan: &MpcPlan, path: &Path) -> Result<()> {
+    std::fs::write(path, plan.to_bytes())
+        .with_context(|| format!("cannot write the plan {}", path.display()))
+}
+
+/// `veil ml dealer`.
+pub fn dealer(a: &DealerArgs) -> Result<()> {
+    let config = SessionConfig::load(&a.config)?;
+    let (_, spec) = load_plan(&a.plan)?;
+    let report = run_dealer(&config, &spec)?;
+    eprintln!(
+        "dealer: {} requests, {} bytes of corrections to the last party",
+        report.requests, report.correction_bytes
+    );
+    Ok(())
+}
+
+/// What a party reports (JSON with `--format json`).
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+pub struct PartyReport {
+    /// The party's id.
+    pub party: usize,
+    /// The client's predictions (absent at the other parties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<i64>>,
+    /// The client's scores ([`veil_ml::mpc::Reveal::Scores`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Vec<Vec<f64>>>,
+    /// Samples inferred.
+    pub samples: usize,
+    /// Seconds to share the model.
+    pub share_seconds: f64,
+    /// Seconds of inference (all batches).
+    pub infer_seconds: f64,
+    /// Bytes this party sent to the other parties during inference.
+    pub bytes_sent: u64,
+    /// Bytes of dealer corrections this party received during inference.
+    pub dealer_bytes: u64,
+    /// Communication rounds of inference.
+    pub rounds: u64,
+}
+
+/// `veil ml party`.
+pub fn party(a: &PartyArgs) -> Result<()> {
+    let config = SessionConfig::load(&a.config)?;
+    if a.id >= config.parties() {
+        bail!(
+            "--id {} is not a party of {} ({} parties)",
+            a.id,
+            a.config.display(),
+            config.parties()
+        );
+    }
+    let (plan, spec) = load_plan(&a.plan)?;
+    let options = *plan.options();
+    let is_owner = a.id == options.owner;
+    let is_client = a.id == options.client;
+    // Everything this party can check alone, before it connects.
+    let weights = match (&a.model, is_owner) {
+        (Some(path), true) => {
+            let model = veil_ml::onnx::import_file(path)
+                .with_context(|| format!("cannot use the model {}", path.display()))?;
+            let (mine, weights) = MpcPlan::compile(&model.graph, &options)
+                .with_context(|| format!("{} cannot run under MPC", path.display()))?;
+            if mine != plan {
+                bail!(
+                    "{} does not compile to the plan {} (another model, or other options)",
+                    path.display(),
+                    a.plan.display()
+                );
+            }
+            Some(weights)
+        }
+        (None, true) => bail!("party {} owns the model: give it with --model", a.id),
+        (Some(_), false) => bail!(
+            "party {} does not own the model (party {} does): --model is the owner's",
+            a.id,
+            options.owner
+        ),
+        (None, false) => None,
+    };
+    let data = match (&a.data, is_client) {
+        (Some(path), true) => Some(load_samples(path, a.scale, a.limit, &plan)?),
+        (None, true) => bail!("party {} is the client: give the samples with --data", a.id),
+        (Some(_), false) => bail!(
+            "party {} is not the client (party {} is): --data is the client's",
+            a.id,
+            options.client
+        ),
+        (None, false) => None,
+    };
+    if a.batch == Some(0) {
+        bail!("--batch must be at least 1");
+    }
+    let (ex, seed) = connect_party(&config, a.id, &spec)?;
+    let mut p = Party::new(ex, &seed, config.fixed())?;
+    drop(seed);
+    let report = run_party(&mut p, &plan, weights.as_ref(), data.as_ref(), a.batch)?;
+    // The computation is over: the dealer may stop.
+    p.exchange_mut().finish()?;
+    match a.format {
+        Format::Json => outln!("{}", serde_json::to_string(&report)?),
+        Format::Text => print_report(&report, data.as_ref())?,
+    }
+    Ok(())
+}
+
+fn load_samples(
+    path: &Path,
+    scale: f64,
+    limit: Option<usize>,
+    plan: &MpcPlan,
+) -> Result<LabelledData> {
+    if !(scale.is_finite() && scale > 0.0) {
+        bail!("--scale must be a positive number, got {scale}");
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the data file {}", path.display()))?;
+    let mut data = LabelledData::from_csv(&text, scale)
+        .with_context(|| format!("{} is not a labelled CSV file", path.display()))?;
+    if let Some(k) = limit {
+        data.samples.truncate(k);
+        data.labels.truncate(k);
+    }
+    if data.samples.is_empty() {
+        bail!("{} holds no sample", path.display());
+    }
+    let want = plan.input_len();
+    if let Some((i, s)) = data
+        .samples
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.len() != want)
+    {
+        bail!(
+            "{}: sample {} has {} values, the model takes {want}",
+            path.display(),
+            i + 1,
+            s.len()
+        );
+    }
+    let bound = plan.options().input_bound;
+    for (i, s) in data.samples.iter().enumerate() {
+        if let Some(v) = s.iter().find(|v| v.is_nan() || v.abs() > bound) {
+            bail!(
+                "{}: sample {} holds {v} (after --scale), outside the plan's input range \
+                 [-{bound}, {bound}]",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+    Ok(data)
+}
+
+/// One party's part: share the model, agree on the sample count and batch size, infer.
+fn run_party<E: veil_mpc::protocol::Exchange>(
+    p: &mut Party<E>,
+    plan: &MpcPlan,
+    weights: Option<&veil_ml::mpc::ModelWeights>,
+    data: Option<&LabelledData>,
+    batch: Option<usize>,
+) -> Result<PartyReport> {
+    let client = plan.options().client;
+    let start = Instant::now();
+    let model = plan.share_model(p, weights)?;
+    let share_seconds = start.elapsed().as_secs_f64();
+    // The client announces how many samples, in batches of how many.
+    let n_mine = data.map_or(0, |d| d.samples.len());
+    let n = p.exchange_lengths(n_mine)?[client];
+    let b = p.exchange_lengths(batch.unwrap_or(n_mine).min(n_mine))?[client];
+    if n == 0 || b == 0 {
+        bail!("the client announced {n} samples in batches of {b}");
+    }
+    let before = p.stats().total();
+    let start = Instant::now();
+    let mut predictions: Vec<Prediction> = Vec::new();
+    let mut done = 0;
+    while done < n {
+        let take = b.min(n - done);
+        let chunk = data.map(|d| &d.samples[done..done + take]);
+        if let Some(out) = plan.infer(p, &model, chunk, take)? {
+            predictions.extend(out);
+        }
+        done += take;
+    }
+    let infer_seconds = start.elapsed().as_secs_f64();
+    let after = p.stats().total();
+    let is_client = p.id() == client;
+    Ok(PartyReport {
+        party: p.id(),
+        labels: is_client.then(|| predictions.iter().map(|q| q.label).collect()),
+        scores: if is_client && predictions.iter().all(|q| q.scores.is_some()) {
+            Some(
+                predictions
+                    .iter()
+                    .filter_map(|q| q.scores.clone())
+                    .collect(),
+            )
+        } else {
+            None
+        },
+        samples: n,
+        share_seconds,
+        infer_seconds,
+        bytes_sent: after.bytes_sent - before.bytes_sent,
+        dealer_bytes: after.dealer_bytes - before.dealer_bytes,
+        rounds: after.rounds - before.rounds,
+    })
+}
+
+fn print_report(r: &PartyReport, data: Option<&LabelledData>) -> Result<()> {
+    outln!(
+        "party {}: {} sample(s); model shared in {:.0} ms; inference {:.3} ms/sample, {} B sent, {} B from the dealer, {} rounds",
+        r.party,
+        r.samples,
+        r.share_seconds * 1e3,
+        r.infer_seconds * 1e3 / r.samples.max(1) as f64,
+        r.bytes_sent,
+        r.dealer_bytes,
+        r.rounds
+    );
+    let (Some(labels), Some(data)) = (&r.labels, data) else {
+        return Ok(());
+    };
+    let mut correct = 0;
+    for (i, (&l, &truth)) in labels.iter().zip(&data.labels).enumerate() {
+        correct += usize::from(l == truth);
+        outln!("  sample {:>4}: {l}", i + 1);
+    }
+    outln!(
+        "  accuracy against the CSV's labels: {correct}/{} ({:.1}%)",
+        labels.len(),
+        100.0 * correct as f64 / labels.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// What `veil ml run --mpc` measured with the parties as processes.
+pub struct ProcessRun {
+    /// Each party's report, in party order.
+    pub reports: Vec<PartyReport>,
+    /// Wall-clock seconds from the first process started to the last one done.
+    pub wall_seconds: f64,
+}
+
+/// Starts the dealer and `parties` party processes over mutual TLS on loopback (a
+/// throwaway session): the owner with `model`, the client with the samples of `data`.
+pub fn run_processes(
+    model: &Path,
+    plan: &MpcPlan,
+    data: &Path,
+    scale: f64,
+    limit: Option<usize>,
+    parties: usize,
+    batch: Option<usize>,
+) -> Result<ProcessRun> {
+    let (dir, config) = crate::mpc::temp_session("ml", parties, &[])?;
+    let out = (|| {
+        let plan_path = dir.join("plan.json");
+        save_plan(plan, &plan_path)?;
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let common = |cmd: &str| -> Vec<String> {
+            vec![
+                "ml".into(),
+                cmd.into(),
+                "--config".into(),
+                path(&config),
+                "--plan".into(),
+                path(&plan_path),
+            ]
+        };
+        let start = Instant::now();
+        let mut dealer = crate::mpc::spawn(&common("dealer"))?;
+        let options = plan.options();
+        let mut children = Vec::with_capacity(parties);
+        for id in 0..parties {
+            let mut args = common("party");
+            args.extend([
+                "--id".into(),
+                id.to_string(),
+                "--format".into(),
+                "json".into(),
+            ]);
+            if id == options.owner {
+                args.extend(["--model".into(), path(model)]);
+            }
+            if id == options.client {
+                args.extend([
+                    "--data".into(),
+                    path(data),
+                    "--scale".into(),
+                    scale.to_string(),
+                ]);
+                if let Some(k) = limit {
+                    args.extend(["--limit".into(), k.to_string()]);
+                }
+                if let Some(b) = batch {
+                    args.extend(["--batch".into(), b.to_string()]);
+                }
+            }
+            children.push(crate::mpc::spawn(&args)?);
+        }
+        let mut reports = Vec::with_capacity(parties);
+        let mut failures = Vec::new();
+        for (id, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().context("waiting for a party")?;
+            if !out.status.success() {
+                failures.push(format!(
+                    "party {id}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                continue;
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().last().unwrap_or_default();
+            reports.push(
+                serde_json::from_str::<PartyReport>(line)
+                    .with_context(|| format!("party {id} reported `{line}`"))?,
+            );
+        }
+        if !failures.is_empty() {
+            let _ = dealer.kill();
+            let _ = dealer.wait();
+            bail!("{}", failures.join("\n"));
+        }
+        let dealer = dealer
+            .wait_with_output()
+            .context("waiting for the dealer")?;
+        if !dealer.status.success() {
+            bail!("dealer: {}", String::from_utf8_lossy(&dealer.stderr).trim());
+        }
+        Ok(ProcessRun {
+            reports,
+            wall_seconds: start.elapsed().as_secs_f64(),
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
