@@ -86,6 +86,10 @@ pub(crate) fn eval(op: &Op, shape: &[usize], args: &[&[f64]]) -> Result<Vec<f64>
         Op::Mul => x.iter().zip(args[1]).map(|(a, b)| a * b).collect(),
         Op::Square => x.iter().map(|v| v * v).collect(),
         Op::AveragePool(p) => avg_pool(p, shape, x),
+        Op::MaxPool(p) => pool_windows(p, shape)
+            .iter()
+            .map(|w| w.iter().fold(f64::NEG_INFINITY, |m, &k| m.max(x[k])))
+            .collect(),
         Op::GlobalAveragePool => {
             let c = shape.first().copied().unwrap_or(1).max(1);
             let plane = x.len() / c;
@@ -176,6 +180,37 @@ fn avg_pool(p: &Pool2d, shape: &[usize], x: &[f64]) -> Vec<f64> {
                 }
                 let div = if p.count_include_pad { kh * kw } else { count };
                 out[(ch * oh + oy) * ow + ox] = if div == 0 { 0.0 } else { acc / div as f64 };
+            }
+        }
+    }
+    out
+}
+
+/// The input positions of each output of a pooling (padding left out), in output order
+/// `[C, H', W']`.
+pub(crate) fn pool_windows(p: &Pool2d, shape: &[usize]) -> Vec<Vec<usize>> {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let oh = (h + p.pads[0] + p.pads[2] - kh) / sh + 1;
+    let ow = (w + p.pads[1] + p.pads[3] - kw) / sw + 1;
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut win = Vec::with_capacity(kh * kw);
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let iy = (oy * sh + ky).checked_sub(p.pads[0]);
+                        let ix = (ox * sw + kx).checked_sub(p.pads[1]);
+                        if let (Some(iy), Some(ix)) = (iy, ix) {
+                            if iy < h && ix < w {
+                                win.push((ch * h + iy) * w + ix);
+                            }
+                        }
+                    }
+                }
+                out.push(win);
             }
         }
     }

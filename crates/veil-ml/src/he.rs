@@ -1148,6 +1148,14 @@ fn lower(graph: &Graph) -> Result<(Vec<Pending>, Vec<Node>, usize, usize)> {
                     "operations on two values are not supported yet".into(),
                 ))
             }
+            Op::MaxPool(_) => {
+                return Err(unsupported(
+                    n,
+                    "a maximum is not a polynomial: under HE use AveragePool (MPC runs \
+                     MaxPool exactly)"
+                        .into(),
+                ))
+            }
             Op::TreeEnsemble(t) => {
                 use crate::ir::PostTransform;
                 if let Some(s) = flush(graph, &mut segment, segment_in)? {

@@ -333,6 +333,9 @@ pub enum Op {
     Square,
     /// Average pooling `[C, H, W] → [C, H', W']`.
     AveragePool(Pool2d),
+    /// Max pooling `[C, H, W] → [C, H', W']`; padded positions take no part (ONNX's
+    /// `-inf` padding). Every window holds at least one input position.
+    MaxPool(Pool2d),
     /// Mean over each channel `[C, H, W] → [C, 1, 1]`.
     GlobalAveragePool,
     /// Same values, another shape (Flatten, Reshape).
@@ -372,6 +375,7 @@ impl Op {
             Self::Mul => "Mul",
             Self::Square => "Square",
             Self::AveragePool(_) => "AveragePool",
+            Self::MaxPool(_) => "MaxPool",
             Self::GlobalAveragePool => "GlobalAveragePool",
             Self::Reshape { .. } => "Reshape",
             Self::Transpose { .. } => "Transpose",
@@ -442,6 +446,17 @@ impl Op {
             }
             Self::Square | Self::Activation(_) | Self::Softmax => Ok(x.to_vec()),
             Self::AveragePool(p) => pool_shape(p, x),
+            Self::MaxPool(p) => {
+                if p.pads[0].max(p.pads[2]) >= p.kernel[0]
+                    || p.pads[1].max(p.pads[3]) >= p.kernel[1]
+                {
+                    return Err(format!(
+                        "pads {:?} as large as the {}×{} window leave windows with no input",
+                        p.pads, p.kernel[0], p.kernel[1]
+                    ));
+                }
+                pool_shape(p, x)
+            }
             Self::GlobalAveragePool => match x {
                 [c, _, _] => Ok(vec![*c, 1, 1]),
                 _ => Err(format!("needs a [C, H, W] input, given {x:?}")),

@@ -26,6 +26,7 @@
 //! | `Affine` not folded | Beaver product by the shared factors, shared offsets |
 //! | `Add`, `Sub` / `Mul`, `Square` | local / Beaver product, square pair (each followed by a truncation) |
 //! | `Relu` | exact: `x · [x ≥ 0]` with veil-mpc's comparison |
+//! | `MaxPool` | exact: a tournament of comparisons per window, all windows and samples at once (`⌈log2 k²⌉` levels of 9 rounds) |
 //! | `Sigmoid` / `Tanh` | veil-mpc's sigmoid (absolute error below 0.002) / `2·σ(2x) − 1` (below 0.004) |
 //! | `AveragePool`, `GlobalAveragePool` | local sums, one product by the public `1/count` |
 //! | `Reshape` (Flatten), `Transpose` | a permutation of the shares (local) |
@@ -106,7 +107,7 @@ use crate::ir::{Activation, Conv2d, Graph, Op, Pool2d, Tensor, ValueId};
 /// The operators the MPC backend runs, for error messages.
 const SUPPORTED: &str = "under MPC: Gemm/MatMul, Conv, BatchNormalization and constant \
     Mul/Add (folded or on shares), Add, Sub, Mul, square, Relu, Sigmoid, Tanh, AveragePool, \
-    GlobalAveragePool, Flatten/Reshape, Transpose, and ArgMax/Softmax at the end";
+    MaxPool, GlobalAveragePool, Flatten/Reshape, Transpose, and ArgMax/Softmax at the end";
 
 /// What the client learns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -172,6 +173,11 @@ enum Step {
     Relu,
     Sigmoid,
     Tanh,
+    /// Per output element, the maximum over its window of input positions (a comparison
+    /// tournament).
+    MaxPool {
+        windows: Vec<Vec<usize>>,
+    },
     /// Window sums (per output element, the input positions) then `· 1/count`.
     Pool {
         windows: Vec<Vec<usize>>,
@@ -597,6 +603,27 @@ impl MpcPlan {
                     }
                     let bound = eval(&node.op, &in_shape, &[x])?;
                     (step, bound, Vec::new())
+                }
+                Op::MaxPool(p) => {
+                    let windows = crate::exec::pool_windows(p, &in_shape);
+                    let bound: Vec<f64> = windows
+                        .iter()
+                        .map(|w| w.iter().fold(0.0f64, |m, &k| m.max(x[k])))
+                        .collect();
+                    // The tournament compares differences of window values.
+                    let twice: Vec<f64> = x.iter().map(|a| 2.0 * a).collect();
+                    let limit = 2f64.powi(62 - f);
+                    if !below(max_of(&twice), limit) {
+                        return Err(range_error(
+                            name,
+                            op_name,
+                            "the difference of two pooled values",
+                            max_of(&twice),
+                            limit,
+                            options,
+                        ));
+                    }
+                    (Step::MaxPool { windows }, bound, Vec::new())
                 }
                 Op::GlobalAveragePool => {
                     let [c, h, w] = in_shape[..] else {
@@ -1145,6 +1172,20 @@ impl MpcPlan {
                     same()?;
                     Some(0)
                 }
+                Step::MaxPool { windows } => {
+                    if windows.len() != out_len {
+                        return Err(at("as many windows as outputs needed".into()));
+                    }
+                    if windows.iter().any(Vec::is_empty) {
+                        return Err(at("an empty window".into()));
+                    }
+                    let width = windows.iter().map(Vec::len).max().unwrap_or(0);
+                    listed = listed.saturating_add(width.saturating_mul(out_len));
+                    if windows.iter().flatten().any(|&k| k >= in_len) {
+                        return Err(at("a window reads past its input".into()));
+                    }
+                    Some(0)
+                }
                 Step::Pool { windows, scale } => {
                     if windows.len() != out_len || scale.len() != out_len {
                         return Err(at("as many windows and divisors as outputs needed".into()));
@@ -1362,6 +1403,21 @@ fn run_step<E: Exchange>(
                     party.mul_public(&sums, &all)?
                 }
             }
+        }
+        Step::MaxPool { windows } => {
+            // Every window padded to the widest by repeating its first position (the
+            // maximum is unchanged), then one tournament for the whole batch.
+            let width = windows.iter().map(Vec::len).max().unwrap_or(1);
+            let xs = x.share();
+            let mut gathered = Vec::with_capacity(batch * out_len * width);
+            for b in 0..batch {
+                let sample = &xs[b * in_len..(b + 1) * in_len];
+                for win in windows {
+                    gathered.extend(win.iter().map(|&k| sample[k]));
+                    gathered.extend(std::iter::repeat_n(sample[win[0]], width - win.len()));
+                }
+            }
+            party.max_groups(&Shared::from_share(gathered), batch * out_len, width)?
         }
         Step::Permute { map: None } => x.clone(),
         Step::Permute { map: Some(map) } => {

@@ -636,3 +636,91 @@ fn a_forged_plan_is_refused_at_load() {
     let bytes = plan.to_bytes();
     assert!(MpcPlan::from_bytes(&bytes[..bytes.len() / 2]).is_err());
 }
+
+/// Conv → MaxPool(3×3, stride 2, pads 1: ResNet's stem) → Flatten → Linear.
+fn max_pool_model() -> Graph {
+    let mut rng = Rng(0xba11);
+    let mut g = GraphBuilder::new("x", vec![1, 8, 8]);
+    let x = g.input();
+    let conv = Op::Conv2d(Conv2d {
+        weight: Tensor::new(vec![3, 1, 3, 3], rng.vec(27, 0.7)).unwrap(),
+        bias: rng.vec(3, 0.2),
+        stride: [1, 1],
+        pads: [1, 1, 1, 1],
+        dilation: [1, 1],
+        groups: 1,
+    });
+    let c = g.add("conv", "Conv", conv, &[x], "c").unwrap();
+    // No Relu before: windows at the edge may hold only negative values, which padding
+    // (ONNX's -inf) must not turn into 0.
+    let stem = Op::MaxPool(Pool2d {
+        kernel: [3, 3],
+        stride: [2, 2],
+        pads: [1, 1, 1, 1],
+        count_include_pad: false,
+    });
+    let p = g.add("stem", "MaxPool", stem, &[c], "p").unwrap();
+    let f = g
+        .add(
+            "flatten",
+            "Flatten",
+            Op::Reshape { shape: vec![48] },
+            &[p],
+            "f",
+        )
+        .unwrap();
+    let lin = Op::Linear {
+        weight: Tensor::new(vec![4, 48], rng.vec(192, 1.0)).unwrap(),
+        bias: rng.vec(4, 0.3),
+    };
+    let l = g.add("fc", "Gemm", lin, &[f], "l").unwrap();
+    g.finish(vec![l]).unwrap()
+}
+
+#[test]
+fn max_pooling_is_exact_under_mpc() {
+    let graph = max_pool_model();
+    let mut rng = Rng(7);
+    let inputs: Vec<Vec<f64>> = (0..24).map(|_| rng.vec(64, 1.0)).collect();
+    // The test is meaningful only if some padded window holds negative values only.
+    let conv_only = {
+        let mut g = GraphBuilder::new("x", vec![1, 8, 8]);
+        let x = g.input();
+        let c = g
+            .add("conv", "Conv", graph.nodes()[0].op.clone(), &[x], "c")
+            .unwrap();
+        g.finish(vec![c]).unwrap()
+    };
+    let negative_corners: usize = inputs
+        .iter()
+        .map(|x| {
+            let c = conv_only.run(x).unwrap().remove(0);
+            (0..3)
+                .filter(|ch| [0, 1, 8, 9].iter().all(|k| c[ch * 64 + k] < 0.0))
+                .count()
+        })
+        .sum();
+    assert!(negative_corners > 0);
+    let options = MpcOptions {
+        reveal: Reveal::Scores,
+        ..MpcOptions::default()
+    };
+    let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
+    assert_eq!(MpcPlan::from_bytes(&plan.to_bytes()).unwrap(), plan);
+    let run = run_local(&plan, &weights, 2, &inputs, 12).unwrap();
+    let mut worst = 0.0f64;
+    for (x, p) in inputs.iter().zip(&run.predictions) {
+        let want = graph.run(x).unwrap().remove(0);
+        for (a, b) in p.scores.as_ref().unwrap().iter().zip(&want) {
+            worst = worst.max((a - b).abs());
+        }
+        assert_eq!(p.label, argmax(&want) as i64);
+    }
+    // Rounding of inputs, weights and one truncation per product only: the maximum is exact.
+    assert!(worst < 2e-3, "score error {worst}");
+
+    // Under HE a maximum has no polynomial form: refused naming the node.
+    let err =
+        veil_ml::he::Plan::compile(&graph, &veil_ml::he::CompileOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("stem"), "{err}");
+}

@@ -154,3 +154,38 @@ fn grouped_argmax_and_shapes() {
         }
     }
 }
+
+#[test]
+fn max_of_groups_of_every_width_is_exact() {
+    for width in [1usize, 2, 3, 4, 5, 9] {
+        let groups = 7;
+        let mut s = 0x9e37_79b9_7f4a_7c15u64 ^ width as u64;
+        let x: Vec<f64> = (0..groups * width)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f64 / 2f64.powi(24) - 0.5) * 2000.0
+            })
+            .collect();
+        let x2 = x.clone();
+        let out = run(2, FixedPoint::default(), move |p| {
+            let sx = p.input(0, (p.id() == 0).then_some(&x2[..]), x2.len())?;
+            let m = p.max_groups(&sx, groups, width)?;
+            assert!(
+                p.max_groups(&sx, groups + 1, width).is_err(),
+                "shape checked"
+            );
+            p.open(&m)
+        })
+        .unwrap();
+        let q = |v: f64| (v * 65536.0).round() / 65536.0;
+        let want: Vec<f64> = x
+            .chunks(width)
+            .map(|g| g.iter().map(|&v| q(v)).fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        for got in &out {
+            assert_eq!(got, &want, "width {width}");
+        }
+    }
+}

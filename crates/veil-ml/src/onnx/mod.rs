@@ -30,7 +30,7 @@ pub const MAX_MODEL_BYTES: usize = 256 << 20;
 
 /// The operators the importer understands, for error messages.
 pub const SUPPORTED_OPS: &str = "Gemm, MatMul, Add, Sub, Mul, Div (by constants), Pow(x, 2), \
-    Conv (2-D), AveragePool, GlobalAveragePool, BatchNormalization, Flatten, Reshape, \
+    Conv (2-D), AveragePool, MaxPool, GlobalAveragePool, BatchNormalization, Flatten, Reshape, \
     Transpose, Relu, Sigmoid, Tanh, Softplus, Softmax, ArgMax, Identity, Dropout, Constant, \
     ai.onnx.ml TreeEnsembleClassifier, ai.onnx.ml TreeEnsembleRegressor";
 
@@ -516,6 +516,31 @@ impl Importer {
                     count_include_pad: at.int("count_include_pad", 0) != 0,
                 };
                 self.emit(at, Op::AveragePool(pool), &[x])?;
+            }
+            "MaxPool" => {
+                let x = self.value(at, 0)?;
+                if at.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                    return Err(at.unsupported("the Indices output"));
+                }
+                let kernel = pair(at, "kernel_shape", None)?;
+                let stride = pair(at, "strides", Some([1, 1]))?;
+                let pads = pads(at)?;
+                if at.int("ceil_mode", 0) != 0 {
+                    return Err(at.unsupported("ceil_mode = 1"));
+                }
+                if at
+                    .ints("dilations")
+                    .is_some_and(|d| d.iter().any(|&v| v != 1))
+                {
+                    return Err(at.unsupported("dilated pooling"));
+                }
+                let pool = Pool2d {
+                    kernel,
+                    stride,
+                    pads,
+                    count_include_pad: false,
+                };
+                self.emit(at, Op::MaxPool(pool), &[x])?;
             }
             "GlobalAveragePool" => {
                 let x = self.value(at, 0)?;

@@ -282,6 +282,54 @@ fn convolutional_ops_match_tract_and_batchnorm_folds() {
 }
 
 #[test]
+fn max_pooling_matches_tract_padded_and_strided() {
+    // Conv → Relu → MaxPool(3×3, stride 2, pads 1: ResNet's stem) → MaxPool(2×2) → Flatten
+    // → Gemm.
+    let nodes = vec![
+        node(
+            "Conv",
+            "conv",
+            &["x", "w", "b"],
+            &["c"],
+            vec![aints("kernel_shape", &[3, 3]), aints("pads", &[1, 1, 1, 1])],
+        ),
+        node("Relu", "relu", &["c"], &["r"], vec![]),
+        node(
+            "MaxPool",
+            "stem",
+            &["r"],
+            &["p"],
+            vec![
+                aints("kernel_shape", &[3, 3]),
+                aints("strides", &[2, 2]),
+                aints("pads", &[1, 1, 1, 1]),
+            ],
+        ),
+        node(
+            "MaxPool",
+            "pool",
+            &["p"],
+            &["q"],
+            vec![aints("kernel_shape", &[2, 2]), aints("strides", &[2, 2])],
+        ),
+        node("Flatten", "fl", &["q"], &["f"], vec![]),
+        node("Gemm", "fc", &["f", "gb"], &["y"], vec![ai("transB", 1)]),
+    ];
+    let inits = vec![
+        tensor("w", &[3, 2, 3, 3], pseudo(54, 200)),
+        tensor("b", &[3], pseudo(3, 201)),
+        tensor("gb", &[4, 12], pseudo(48, 202)),
+    ];
+    let bytes = model(nodes, inits, &[2, 8, 8], &["y"]);
+    let m = agree_with_tract(&bytes, &[2, 8, 8], 8);
+    let ops: Vec<&str> = m.graph.nodes().iter().map(|n| n.op.name()).collect();
+    assert_eq!(
+        ops,
+        ["Conv2d", "Relu", "MaxPool", "MaxPool", "Reshape", "Linear"]
+    );
+}
+
+#[test]
 fn strided_grouped_conv_global_pool_and_binary_ops_match_tract() {
     let nodes = vec![
         node(
@@ -338,9 +386,9 @@ fn unsupported_uses_are_explained() {
         "{err}"
     );
 
-    let maxpool = model(
+    let lppool = model(
         vec![node(
-            "MaxPool",
+            "LpPool",
             "",
             &["x"],
             &["y"],
@@ -350,11 +398,32 @@ fn unsupported_uses_are_explained() {
         &[1, 4, 4],
         &["y"],
     );
-    let err = import(&maxpool).unwrap_err();
+    let err = import(&lppool).unwrap_err();
     assert!(
-        matches!(&err, MlError::UnsupportedOp { node, op, .. } if node == "#0" && op == "MaxPool"),
+        matches!(&err, MlError::UnsupportedOp { node, op, .. } if node == "#0" && op == "LpPool"),
         "{err}"
     );
+    // MaxPool's second output (the indices), ceil_mode and padding as large as the window.
+    for (attrs, outputs) in [
+        (vec![aints("kernel_shape", &[2, 2])], vec!["y", "i"]),
+        (
+            vec![aints("kernel_shape", &[2, 2]), ai("ceil_mode", 1)],
+            vec!["y"],
+        ),
+        (
+            vec![aints("kernel_shape", &[2, 2]), aints("pads", &[2, 0, 0, 0])],
+            vec!["y"],
+        ),
+    ] {
+        let bytes = model(
+            vec![node("MaxPool", "mp", &["x"], &outputs, attrs)],
+            vec![],
+            &[1, 4, 4],
+            &["y"],
+        );
+        let err = import(&bytes).unwrap_err();
+        assert!(err.to_string().contains("mp"), "{err}");
+    }
 
     let batch_transpose = model(
         vec![node(
