@@ -49,6 +49,10 @@ pub enum MlCommand {
     Party(crate::ml_mpc::PartyArgs),
     /// MPC: run the dealer of correlated randomness for a secure inference.
     Dealer(crate::ml_mpc::DealerArgs),
+    /// MPC: train logistic regression or an MLP by mini-batch SGD on data split between
+    /// parties by rows or by columns, and write the owner's model as ONNX (parties and dealer
+    /// as threads of this process).
+    Train(crate::ml_mpc::TrainArgs),
 }
 
 /// How samples are packed into ciphertexts.
@@ -292,6 +296,7 @@ pub fn run(cmd: MlCommand) -> Result<()> {
         MlCommand::Decrypt(args) => decrypt(&args),
         MlCommand::Party(args) => crate::ml_mpc::party(&args),
         MlCommand::Dealer(args) => crate::ml_mpc::dealer(&args),
+        MlCommand::Train(args) => crate::ml_mpc::train(&args),
     }
 }
 

@@ -431,3 +431,253 @@ pub fn run_processes(
     let _ = std::fs::remove_dir_all(&dir);
     out
 }
+
+/// The model `veil ml train` trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainModel {
+    /// Per-class logistic regression (one dense layer).
+    Logreg,
+    /// A hidden layer with ReLU (`--hidden` units), then the output layer.
+    Mlp,
+}
+
+/// How `veil ml train` splits the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitArg {
+    /// Each party's file holds whole rows: `label,x0,x1,…`.
+    Rows,
+    /// Each party's file holds some columns of the same rows, in the same order; the file
+    /// whose header starts with `label` holds the labels (exactly one).
+    Columns,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// One CSV per party, in party order (a header line, then one row per line).
+    #[arg(long = "part", value_name = "FILE.csv", required = true)]
+    pub parts: Vec<PathBuf>,
+    /// How the data is split between the parties.
+    #[arg(long, value_enum, default_value_t = SplitArg::Rows)]
+    pub split: SplitArg,
+    /// The model.
+    #[arg(long, value_enum, default_value_t = TrainModel::Logreg)]
+    pub model: TrainModel,
+    /// mlp: hidden units.
+    #[arg(long, default_value_t = 16)]
+    pub hidden: usize,
+    /// Number of classes (labels 0 to classes − 1).
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Rows per SGD step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.5)]
+    pub rate: f64,
+    /// Seed of the initial weights and the row order (public).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Every feature is multiplied by this (1/16 for the digits pixels); features must then
+    /// lie in [-1, 1].
+    #[arg(long, default_value_t = 0.0625)]
+    pub scale: f64,
+    /// The party that receives the model.
+    #[arg(long, default_value_t = 0)]
+    pub owner: usize,
+    /// Where the owner writes the trained model (ONNX).
+    #[arg(long, value_name = "MODEL.onnx")]
+    pub out: PathBuf,
+    /// A labelled CSV (`label,x0,…`, all features in party order) to measure the model on,
+    /// against plaintext SGD on the pooled rows.
+    #[arg(long, value_name = "DATA.csv")]
+    pub test: Option<PathBuf>,
+}
+
+/// A party's CSV: labels if its header starts with `label`, and the features.
+fn read_part(path: &Path, scale: f64) -> Result<veil_ml::train::PartyData> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the data file {}", path.display()))?;
+    let header = text.lines().next().unwrap_or_default();
+    let labelled = header
+        .split(',')
+        .next()
+        .is_some_and(|f| f.trim().eq_ignore_ascii_case("label"));
+    let parsed = if labelled {
+        LabelledData::from_csv(&text, scale)
+    } else {
+        // The same parser with a zero label in front of every row.
+        let prefixed: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 || l.trim().is_empty() {
+                    format!("{l}\n")
+                } else {
+                    format!("0,{l}\n")
+                }
+            })
+            .collect();
+        LabelledData::from_csv(&prefixed, scale)
+    }
+    .with_context(|| format!("{} is not a CSV of numbers", path.display()))?;
+    let labels = if labelled {
+        let labels = parsed
+            .labels
+            .iter()
+            .map(|&l| usize::try_from(l))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .with_context(|| format!("{}: a negative label", path.display()))?;
+        Some(labels)
+    } else {
+        None
+    };
+    Ok(veil_ml::train::PartyData {
+        features: parsed.samples,
+        labels,
+    })
+}
+
+/// `veil ml train`: every party and the dealer as threads of this process.
+pub fn train(a: &TrainArgs) -> Result<()> {
+    use veil_ml::train::{plaintext_sgd, train_local, Architecture, Split, TrainOptions};
+    if !(a.scale.is_finite() && a.scale > 0.0) {
+        bail!("--scale must be a positive number, got {}", a.scale);
+    }
+    if a.parts.len() < 2 {
+        bail!("give at least two --part files (one per party)");
+    }
+    let parts = a
+        .parts
+        .iter()
+        .map(|p| read_part(p, a.scale))
+        .collect::<Result<Vec<_>>>()?;
+    let options = TrainOptions {
+        architecture: match a.model {
+            TrainModel::Logreg => Architecture::Logistic,
+            TrainModel::Mlp => Architecture::Mlp { hidden: a.hidden },
+        },
+        classes: a.classes,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        learning_rate: a.rate,
+        seed: a.seed,
+        owner: a.owner,
+        ..TrainOptions::default()
+    };
+    let split = match a.split {
+        SplitArg::Rows => Split::Rows,
+        SplitArg::Columns => Split::Columns,
+    };
+    outln!(
+        "training {} on {} parties' {} (parties and dealer as threads of this process), \
+         {} epochs of batches of {}, rate {}",
+        match a.model {
+            TrainModel::Logreg => "logistic regression".to_string(),
+            TrainModel::Mlp => format!("an MLP with {} hidden units", a.hidden),
+        },
+        parts.len(),
+        match split {
+            Split::Rows => "rows",
+            Split::Columns => "columns",
+        },
+        a.epochs,
+        a.batch_size,
+        a.rate
+    );
+    let spinner = crate::progress::spinner("training on shares");
+    let start = Instant::now();
+    let model = train_local(&parts, split, &options)?;
+    let seconds = start.elapsed().as_secs_f64();
+    drop(spinner);
+    let bytes = model.to_onnx()?;
+    std::fs::write(&a.out, &bytes)
+        .with_context(|| format!("cannot write the model {}", a.out.display()))?;
+    outln!(
+        "  trained in {seconds:.2} s; party {} wrote the model to {} ({} bytes of ONNX)",
+        a.owner,
+        a.out.display(),
+        bytes.len()
+    );
+    if let Some(test) = &a.test {
+        // The reference: the same schedule in plaintext on the pooled data, which only this
+        // single-machine command can see.
+        let (x, y) = pooled(&parts, split)?;
+        let plain = plaintext_sgd(&x, &y, &options)?;
+        let text = std::fs::read_to_string(test)
+            .with_context(|| format!("cannot read {}", test.display()))?;
+        let data = LabelledData::from_csv(&text, a.scale)
+            .with_context(|| format!("{} is not a labelled CSV file", test.display()))?;
+        if data.samples.first().map(Vec::len) != Some(model.input_len) {
+            bail!(
+                "{} has {} features per row, the model takes {}",
+                test.display(),
+                data.samples.first().map_or(0, Vec::len),
+                model.input_len
+            );
+        }
+        let acc = |m: &veil_ml::train::Model| {
+            let ok = data
+                .samples
+                .iter()
+                .zip(&data.labels)
+                .filter(|(x, &l)| m.predict(x) as i64 == l)
+                .count();
+            100.0 * ok as f64 / data.samples.len().max(1) as f64
+        };
+        let mut diff = 0.0f64;
+        for (l, r) in model.layers.iter().zip(&plain.layers) {
+            for (u, v) in l
+                .weight
+                .iter()
+                .chain(&l.bias)
+                .zip(r.weight.iter().chain(&r.bias))
+            {
+                diff = diff.max((u - v).abs());
+            }
+        }
+        outln!(
+            "  accuracy on {}: {:.1}% (plaintext SGD on the pooled rows: {:.1}%); largest weight difference {diff:.4}",
+            test.display(),
+            acc(&model),
+            acc(&plain)
+        );
+    }
+    Ok(())
+}
+
+/// The parties' data pooled (for the plaintext reference only).
+fn pooled(
+    parts: &[veil_ml::train::PartyData],
+    split: veil_ml::train::Split,
+) -> Result<(Vec<Vec<f64>>, Vec<usize>)> {
+    match split {
+        veil_ml::train::Split::Rows => {
+            let mut x = Vec::new();
+            let mut y = Vec::new();
+            for p in parts {
+                x.extend(p.features.iter().cloned());
+                y.extend(p.labels.iter().flatten().copied());
+            }
+            Ok((x, y))
+        }
+        veil_ml::train::Split::Columns => {
+            let n = parts[0].features.len();
+            let x = (0..n)
+                .map(|r| {
+                    parts
+                        .iter()
+                        .flat_map(|p| p.features.get(r).cloned().unwrap_or_default())
+                        .collect()
+                })
+                .collect();
+            let y = parts
+                .iter()
+                .find_map(|p| p.labels.clone())
+                .context("no party holds the labels")?;
+            Ok((x, y))
+        }
+    }
+}

@@ -298,3 +298,90 @@ fn mismatches_are_refused_before_connecting() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `veil ml train` on a vertical split: the top half of each image at party 0, the bottom half
+/// and the labels at party 1; the owner's ONNX model then runs under MPC.
+#[test]
+fn train_on_a_column_split_and_run_the_model() {
+    let dir = scratch("train");
+    let csv = std::fs::read_to_string(digits()).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let write = |name: &str, cols: std::ops::Range<usize>, rows: &[Vec<&str>]| {
+        let mut text = header[cols.clone()].join(",") + "\n";
+        for r in rows {
+            text += &(r[cols.clone()].join(",") + "\n");
+        }
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let a = write("a.csv", 1..33, &rows[..300]);
+    // Party 1: the label column then pixels 32..64.
+    let mut b_text = format!("label,{}\n", header[33..].join(","));
+    for r in &rows[..300] {
+        b_text += &format!("{},{}\n", r[0], r[33..].join(","));
+    }
+    let b = dir.join("b.csv");
+    std::fs::write(&b, b_text).unwrap();
+    let test = write("test.csv", 0..65, &rows[300..]);
+    let out = dir.join("model.onnx");
+    let run = veil(&[
+        "ml",
+        "train",
+        "--split",
+        "columns",
+        "--part",
+        &a,
+        "--part",
+        b.to_str().unwrap(),
+        "--owner",
+        "1",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "30",
+        "--rate",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--test",
+        &test,
+    ]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{stdout}{}", text(&run.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("largest weight difference"))
+        .unwrap();
+    let diff: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(diff < 0.05, "{line}");
+    let run = veil(&["ml", "run", out.to_str().unwrap(), "--mpc", "--data", &test]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("agreement with the plaintext model: 60/60"),
+        "{}",
+        text(&run.stdout)
+    );
+    // Two files with labels in a column split: refused, naming the rule.
+    let run = veil(&[
+        "ml",
+        "train",
+        "--split",
+        "columns",
+        "--part",
+        b.to_str().unwrap(),
+        "--part",
+        b.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        text(&run.stderr).contains("exactly one party"),
+        "{}",
+        text(&run.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

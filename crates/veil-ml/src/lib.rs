@@ -109,5 +109,6 @@ pub mod he;
 pub mod ir;
 pub mod mpc;
 pub mod onnx;
+pub mod train;
 
 pub use error::{MlError, Result};

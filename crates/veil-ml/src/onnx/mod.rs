@@ -1308,3 +1308,133 @@ fn reshape_target(at: &At<'_>, xs: &[usize], target: &[f64]) -> Result<Vec<usize
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
+
+/// One dense layer to export: `y = W·x + b`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseLayer {
+    /// `outputs × inputs`, row-major.
+    pub weight: Vec<f64>,
+    /// `outputs`.
+    pub bias: Vec<f64>,
+}
+
+/// Writes a chain of dense layers with ReLU between them as an ONNX model (opset 13, IR 7):
+/// input `x` of shape `[N, input_len]`, one `Gemm` (`transB = 1`) per layer, output `scores`
+/// of shape `[N, outputs]`. Weights are stored as 32-bit floats (ONNX's `FLOAT`). Fails if a
+/// layer's sizes do not chain or a value is not finite.
+pub fn export_dense(input_len: usize, layers: &[DenseLayer], producer: &str) -> Result<Vec<u8>> {
+    use proto::{
+        Dimension, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TypeProto,
+        TypeProtoTensor, ValueInfoProto,
+    };
+    if layers.is_empty() || input_len == 0 {
+        return Err(MlError::invalid(
+            "a model to export needs an input and a layer",
+        ));
+    }
+    let value = |name: &str, width: usize| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto {
+                    dim: vec![
+                        Dimension {
+                            dim_value: None,
+                            dim_param: Some("N".into()),
+                        },
+                        Dimension {
+                            dim_value: Some(width as i64),
+                            dim_param: None,
+                        },
+                    ],
+                }),
+            }),
+        }),
+    };
+    let tensor = |name: String, dims: Vec<i64>, data: &[f64]| TensorProto {
+        dims,
+        data_type: data_type::FLOAT,
+        float_data: data.iter().map(|&v| v as f32).collect(),
+        name,
+        ..Default::default()
+    };
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut current = "x".to_string();
+    let mut width = input_len;
+    for (i, layer) in layers.iter().enumerate() {
+        let outputs = layer.bias.len();
+        if outputs == 0 || layer.weight.len() != outputs * width {
+            return Err(MlError::invalid(format!(
+                "layer {i}: {} weights and {outputs} biases do not take {width} inputs",
+                layer.weight.len()
+            )));
+        }
+        if layer
+            .weight
+            .iter()
+            .chain(&layer.bias)
+            .any(|v| !v.is_finite())
+        {
+            return Err(MlError::invalid(format!("layer {i}: a non-finite weight")));
+        }
+        let (w, b) = (format!("fc{i}.weight"), format!("fc{i}.bias"));
+        inits.push(tensor(
+            w.clone(),
+            vec![outputs as i64, width as i64],
+            &layer.weight,
+        ));
+        inits.push(tensor(b.clone(), vec![outputs as i64], &layer.bias));
+        let last = i + 1 == layers.len();
+        let out = if last {
+            "scores".to_string()
+        } else {
+            format!("fc{i}")
+        };
+        nodes.push(NodeProto {
+            input: vec![current.clone(), w, b],
+            output: vec![out.clone()],
+            name: format!("fc{i}"),
+            op_type: "Gemm".into(),
+            domain: String::new(),
+            attribute: vec![AttributeProto {
+                name: "transB".into(),
+                r#type: 2,
+                i: 1,
+                ..Default::default()
+            }],
+        });
+        current = out;
+        if !last {
+            let relu = format!("relu{i}");
+            nodes.push(NodeProto {
+                input: vec![current.clone()],
+                output: vec![relu.clone()],
+                name: relu.clone(),
+                op_type: "Relu".into(),
+                domain: String::new(),
+                attribute: Vec::new(),
+            });
+            current = relu;
+        }
+        width = outputs;
+    }
+    Ok(ModelProto {
+        ir_version: 7,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        producer_name: producer.into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(GraphProto {
+            node: nodes,
+            name: "veil-trained".into(),
+            initializer: inits,
+            input: vec![value("x", input_len)],
+            output: vec![value("scores", width)],
+        }),
+    }
+    .encode_to_vec())
+}
