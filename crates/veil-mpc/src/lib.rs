@@ -71,6 +71,7 @@ pub mod ml;
 pub mod net;
 pub mod protocol;
 pub mod psi;
+pub mod rss;
 pub mod sharing;
 
 pub use error::{MpcError, Result};

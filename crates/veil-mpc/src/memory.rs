@@ -111,18 +111,7 @@ where
     let mut os = rand_core::OsRng;
     let mut rng = rand_core::TryRngCore::unwrap_mut(&mut os);
     let (mut dealer, seeds) = Dealer::new(n, &mut rng)?;
-    let mut to: Vec<Vec<Option<Sender<Vec<u64>>>>> = (0..n).map(|_| vec![None; n]).collect();
-    let mut from: Vec<Vec<Option<Receiver<Vec<u64>>>>> =
-        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-    for i in 0..n {
-        for j in 0..n {
-            if i != j {
-                let (tx, rx) = channel();
-                to[i][j] = Some(tx);
-                from[j][i] = Some(rx);
-            }
-        }
-    }
+    let (to, from) = links(n);
     let (req_tx, req_rx) = channel::<Request>();
     let (cor_tx, cor_rx) = channel::<Result<Vec<u64>>>();
     let dealer_thread = thread::spawn(move || {
@@ -154,6 +143,66 @@ where
             program(&mut party)
         }));
     }
+    let out = join(handles);
+    let _ = dealer_thread.join();
+    out
+}
+
+/// Channels between `n` parties: each party's senders to and receivers from the others.
+#[allow(clippy::type_complexity, reason = "two tables of channel ends")]
+fn links(
+    n: usize,
+) -> (
+    Vec<Vec<Option<Sender<Vec<u64>>>>>,
+    Vec<Vec<Option<Receiver<Vec<u64>>>>>,
+) {
+    let mut to: Vec<Vec<Option<Sender<Vec<u64>>>>> = (0..n).map(|_| vec![None; n]).collect();
+    let mut from: Vec<Vec<Option<Receiver<Vec<u64>>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j {
+                let (tx, rx) = channel();
+                to[i][j] = Some(tx);
+                from[j][i] = Some(rx);
+            }
+        }
+    }
+    (to, from)
+}
+
+/// Runs `program` on `n` in-memory exchanges (one thread each) **without a dealer**, for
+/// protocols that need none (the three-party replicated family, [`crate::rss`]); returns
+/// each party's result or the first error.
+pub fn run_exchanges<T, F>(n: usize, timeout: Duration, program: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(MemoryExchange) -> Result<T> + Send + Sync + 'static,
+{
+    let (to, from) = links(n);
+    let program = std::sync::Arc::new(program);
+    let handles = to
+        .into_iter()
+        .zip(from)
+        .enumerate()
+        .map(|(id, (to, from))| {
+            let ex = MemoryExchange {
+                id,
+                to,
+                from,
+                dealer: None,
+                timeout,
+            };
+            let program = program.clone();
+            thread::spawn(move || program(ex))
+        })
+        .collect();
+    join(handles)
+}
+
+/// The parties' results in order, or the first error (a panic is reported as the party
+/// gone).
+fn join<T>(handles: Vec<thread::JoinHandle<Result<T>>>) -> Result<Vec<T>> {
     let mut results = Vec::new();
     let mut first_err = None;
     for (i, h) in handles.into_iter().enumerate() {
@@ -171,7 +220,6 @@ where
             }
         }
     }
-    let _ = dealer_thread.join();
     match first_err {
         Some(e) => Err(e),
         None => Ok(results),
