@@ -97,7 +97,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use veil_mpc::protocol::{Exchange, Party, Shared};
+use veil_mpc::protocol::OpStats;
+use veil_mpc::Engine;
 use veil_mpc::{FixedPoint, MpcError};
 
 use crate::error::{MlError, Result};
@@ -288,8 +289,8 @@ impl ModelWeights {
 
 /// This party's shares of the model's parameters, one block per node.
 #[derive(Debug)]
-pub struct SharedModel {
-    blocks: Vec<Shared>,
+pub struct SharedModel<S> {
+    blocks: Vec<S>,
 }
 
 /// A prediction, as the client receives it.
@@ -726,7 +727,7 @@ impl MpcPlan {
         self.nodes.iter().map(|n| n.params).sum()
     }
 
-    fn check_party<E: Exchange>(&self, party: &Party<E>) -> Result<()> {
+    fn check_party<P: Engine>(&self, party: &P) -> Result<()> {
         let n = party.parties();
         let o = &self.options;
         if o.owner >= n || o.client >= n {
@@ -751,11 +752,11 @@ impl MpcPlan {
 
     /// Secret-shares the model's parameters (one round): the owner passes its weights, the
     /// other parties `None`. Done once; the shares serve any number of [`MpcPlan::infer`].
-    pub fn share_model<E: Exchange>(
+    pub fn share_model<P: Engine>(
         &self,
-        party: &mut Party<E>,
+        party: &mut P,
         weights: Option<&ModelWeights>,
-    ) -> Result<SharedModel> {
+    ) -> Result<SharedModel<P::Share>> {
         self.check_party(party)?;
         let owner = self.options.owner;
         let total = self.param_count();
@@ -776,9 +777,7 @@ impl MpcPlan {
         let mut blocks = Vec::with_capacity(self.nodes.len());
         let mut at = 0;
         for node in &self.nodes {
-            blocks.push(Shared::from_share(
-                all.share()[at..at + node.params].to_vec(),
-            ));
+            blocks.push(slice::<P>(&all, at, node.params));
             at += node.params;
         }
         Ok(SharedModel { blocks })
@@ -786,10 +785,10 @@ impl MpcPlan {
 
     /// Runs a batch of `batch` samples (public): the client passes them, the other parties
     /// `None`. The client gets `Some` predictions, in order; the others `None`.
-    pub fn infer<E: Exchange>(
+    pub fn infer<P: Engine>(
         &self,
-        party: &mut Party<E>,
-        model: &SharedModel,
+        party: &mut P,
+        model: &SharedModel<P::Share>,
         inputs: Option<&[Vec<f64>]>,
         batch: usize,
     ) -> Result<Option<Vec<Prediction>>> {
@@ -823,13 +822,9 @@ impl MpcPlan {
                 // Position = Σ i · onehot_i (local).
                 let positions: Vec<i64> = (0..batch).flat_map(|_| 0..k as i64).collect();
                 let weighted = party.mul_public_int(&onehot, &positions)?;
-                let index = Shared::from_share(
-                    weighted
-                        .share()
-                        .chunks(k.max(1))
-                        .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
-                        .collect(),
-                );
+                let groups: Vec<Vec<usize>> =
+                    (0..batch).map(|b| (b * k..(b + 1) * k).collect()).collect();
+                let index = P::sum_windows(&weighted, &groups);
                 let Some(opened) = party.reveal_to_raw(&index, client)? else {
                     return Ok(None);
                 };
@@ -923,13 +918,13 @@ impl MpcPlan {
 
     /// Runs the plan's nodes on the shared batch `x` (`batch × input_len`), returning the
     /// shared scores (`batch × score_len`).
-    fn evaluate<E: Exchange>(
+    fn evaluate<P: Engine>(
         &self,
-        party: &mut Party<E>,
-        model: &SharedModel,
-        x: Shared,
+        party: &mut P,
+        model: &SharedModel<P::Share>,
+        x: P::Share,
         batch: usize,
-    ) -> Result<Shared> {
+    ) -> Result<P::Share> {
         let mut remaining = vec![0usize; self.sizes.len()];
         for node in &self.nodes {
             for &i in &node.inputs {
@@ -937,7 +932,7 @@ impl MpcPlan {
             }
         }
         remaining[self.scores] += 1;
-        let mut slots: Vec<Option<Shared>> = vec![None; self.sizes.len()];
+        let mut slots: Vec<Option<P::Share>> = vec![None; self.sizes.len()];
         slots[self.input] = Some(x);
         for (node, params) in self.nodes.iter().zip(&model.blocks) {
             let out = {
@@ -1331,44 +1326,46 @@ fn division_products(sums: &[f64], scale: &[f64], frac_bits: u32) -> Vec<f64> {
     }
 }
 
-/// Repeats a per-sample sharing `batch` times.
-fn broadcast(x: &[u64], batch: usize) -> Shared {
-    let mut out = Vec::with_capacity(x.len() * batch);
-    for _ in 0..batch {
-        out.extend_from_slice(x);
-    }
-    Shared::from_share(out)
+/// Elements `at..at + len` of a sharing (local).
+fn slice<P: Engine>(x: &P::Share, at: usize, len: usize) -> P::Share {
+    let idx: Vec<Option<usize>> = (at..at + len).map(Some).collect();
+    P::gather(x, &idx)
+}
+
+/// Elements `at..at + len` of a sharing, repeated `batch` times (local).
+fn broadcast<P: Engine>(x: &P::Share, at: usize, len: usize, batch: usize) -> P::Share {
+    let idx: Vec<Option<usize>> = (0..batch).flat_map(|_| (at..at + len).map(Some)).collect();
+    P::gather(x, &idx)
 }
 
 /// One step on a batch: `args` are `batch × in_len` sharings (batch-major).
-fn run_step<E: Exchange>(
-    party: &mut Party<E>,
+fn run_step<P: Engine>(
+    party: &mut P,
     step: &Step,
-    args: &[&Shared],
-    params: &Shared,
+    args: &[&P::Share],
+    params: &P::Share,
     batch: usize,
     in_len: usize,
     out_len: usize,
-) -> Result<Shared> {
+) -> Result<P::Share> {
     let x = args[0];
-    let p = params.share();
     Ok(match step {
         Step::Linear { inn, out } => {
-            let (wt, bias) = p.split_at(inn * out);
-            let y = party.matmul(x, &Shared::from_share(wt.to_vec()), batch, *inn, *out)?;
-            party.add(&y, &broadcast(bias, batch))?
+            let wt = slice::<P>(params, 0, inn * out);
+            let y = party.matmul(x, &wt, batch, *inn, *out)?;
+            party.add(&y, &broadcast::<P>(params, inn * out, *out, batch))?
         }
-        Step::Conv(c) => conv(party, c, x, p, batch)?,
+        Step::Conv(c) => conv(party, c, x, params, batch)?,
         Step::Affine { has_mul, has_add } => {
             let mut y = x.clone();
             let mut at = 0;
             if *has_mul {
-                let m = broadcast(&p[..in_len], batch);
+                let m = broadcast::<P>(params, 0, in_len, batch);
                 y = party.mul(&y, &m)?;
                 at = in_len;
             }
             if *has_add {
-                y = party.add(&y, &broadcast(&p[at..at + in_len], batch))?;
+                y = party.add(&y, &broadcast::<P>(params, at, in_len, batch))?;
             }
             y
         }
@@ -1379,22 +1376,21 @@ fn run_step<E: Exchange>(
         Step::Relu => party.relu(x)?,
         Step::Sigmoid => party.sigmoid(x)?,
         Step::Tanh => {
-            let n = x.len();
+            let n = P::len(x);
             let twice = party.mul_public_int(x, &vec![2; n])?;
             let s = party.sigmoid(&twice)?;
             let s2 = party.mul_public_int(&s, &vec![2; n])?;
             party.add_public(&s2, &vec![-1.0; n])?
         }
         Step::Pool { windows, scale } => {
-            let xs = x.share();
-            let mut sums = Vec::with_capacity(batch * out_len);
-            for b in 0..batch {
-                let sample = &xs[b * in_len..(b + 1) * in_len];
-                for win in windows {
-                    sums.push(win.iter().fold(0u64, |a, &k| a.wrapping_add(sample[k])));
-                }
-            }
-            let sums = Shared::from_share(sums);
+            let all: Vec<Vec<usize>> = (0..batch)
+                .flat_map(|b| {
+                    windows
+                        .iter()
+                        .map(move |w| w.iter().map(|&k| b * in_len + k).collect())
+                })
+                .collect();
+            let sums = P::sum_windows(x, &all);
             match uniform_scale(scale) {
                 // One divisor everywhere: keep about 20 significant bits of it.
                 Some(c) => party.mul_public_scalar(&sums, c)?,
@@ -1408,81 +1404,75 @@ fn run_step<E: Exchange>(
             // Every window padded to the widest by repeating its first position (the
             // maximum is unchanged), then one tournament for the whole batch.
             let width = windows.iter().map(Vec::len).max().unwrap_or(1);
-            let xs = x.share();
-            let mut gathered = Vec::with_capacity(batch * out_len * width);
+            let mut idx = Vec::with_capacity(batch * out_len * width);
             for b in 0..batch {
-                let sample = &xs[b * in_len..(b + 1) * in_len];
                 for win in windows {
-                    gathered.extend(win.iter().map(|&k| sample[k]));
-                    gathered.extend(std::iter::repeat_n(sample[win[0]], width - win.len()));
+                    idx.extend(win.iter().map(|&k| Some(b * in_len + k)));
+                    idx.extend(std::iter::repeat_n(
+                        Some(b * in_len + win[0]),
+                        width - win.len(),
+                    ));
                 }
             }
-            party.max_groups(&Shared::from_share(gathered), batch * out_len, width)?
+            party.max_groups(&P::gather(x, &idx), batch * out_len, width)?
         }
         Step::Permute { map: None } => x.clone(),
         Step::Permute { map: Some(map) } => {
-            let xs = x.share();
-            let mut out = Vec::with_capacity(batch * out_len);
-            for b in 0..batch {
-                let sample = &xs[b * in_len..(b + 1) * in_len];
-                out.extend(map.iter().map(|&k| sample[k]));
-            }
-            Shared::from_share(out)
+            let idx: Vec<Option<usize>> = (0..batch)
+                .flat_map(|b| map.iter().map(move |&k| Some(b * in_len + k)))
+                .collect();
+            P::gather(x, &idx)
         }
     })
 }
 
 /// A convolution on a batch: im2col of the shares (local), one matrix product per group,
 /// the shared bias per output channel.
-fn conv<E: Exchange>(
-    party: &mut Party<E>,
+fn conv<P: Engine>(
+    party: &mut P,
     c: &ConvShape,
-    x: &Shared,
-    params: &[u64],
+    x: &P::Share,
+    params: &P::Share,
     batch: usize,
-) -> Result<Shared> {
+) -> Result<P::Share> {
     let [ci, h, w] = c.in_shape;
     let [co, oh, ow] = c.out_shape;
     let (in_len, plane) = (ci * h * w, oh * ow);
     let (patch, cog) = (c.patch(), c.cog());
     let rows = batch * plane;
-    let xs = x.share();
-    let mut out = vec![0u64; batch * co * plane];
+    let mut groups = Vec::with_capacity(c.groups);
     for g in 0..c.groups {
-        // Patches: rows (b, oy, ox), columns (k, ky, kx); padding is a public zero, whose
-        // share is zero at every party.
+        // Patches: rows (b, oy, ox), columns (k, ky, kx); padding is a public zero.
         let mut cols = Vec::with_capacity(rows * patch);
         for b in 0..batch {
-            let sample = &xs[b * in_len..(b + 1) * in_len];
             for oy in 0..oh {
                 for ox in 0..ow {
                     for col in 0..patch {
-                        cols.push(c.source(g, oy, ox, col).map_or(0, |k| sample[k]));
+                        cols.push(c.source(g, oy, ox, col).map(|k| b * in_len + k));
                     }
                 }
             }
         }
-        let wt = &params[g * patch * cog..(g + 1) * patch * cog];
-        let y = party.matmul(
-            &Shared::from_share(cols),
-            &Shared::from_share(wt.to_vec()),
-            rows,
-            patch,
-            cog,
-        )?;
-        // (b, pos) × o  →  [b, g·cog + o, pos].
-        for (r, row) in y.share().chunks(cog.max(1)).enumerate() {
+        let wt = slice::<P>(params, g * patch * cog, patch * cog);
+        groups.push(party.matmul(&P::gather(x, &cols), &wt, rows, patch, cog)?);
+    }
+    // Group g's (b, pos) × o  →  [b, g·cog + o, pos].
+    let all = P::concat(&groups.iter().collect::<Vec<_>>());
+    let mut idx = vec![None; batch * co * plane];
+    for g in 0..c.groups {
+        for r in 0..rows {
             let (b, pos) = (r / plane, r % plane);
-            for (o, v) in row.iter().enumerate() {
-                out[(b * co + g * cog + o) * plane + pos] = *v;
+            for o in 0..cog {
+                idx[(b * co + g * cog + o) * plane + pos] = Some(g * rows * cog + r * cog + o);
             }
         }
     }
-    let bias = &params[c.groups * patch * cog..];
-    for (k, v) in out.iter_mut().enumerate() {
-        *v = v.wrapping_add(bias[(k / plane) % co]);
-    }
-    Ok(Shared::from_share(out))
+    let out = P::gather(&all, &idx);
+    let bias_at = c.groups * patch * cog;
+    let bias_idx: Vec<Option<usize>> = (0..batch * co * plane)
+        .map(|k| Some(bias_at + (k / plane) % co))
+        .collect();
+    Ok(party.add(&out, &P::gather(params, &bias_idx))?)
 }
 
 /// What a local run ([`run_local`]) measured.
@@ -1503,65 +1493,51 @@ pub struct LocalRun {
     pub rounds: u64,
 }
 
-/// Runs the plan with `parties` parties as threads of this process and the dealer in
-/// another (veil-mpc's in-memory exchange): the owner shares `weights` once, then the
-/// client's `inputs` run in batches of `batch_size`. For tests, benchmarks and single-machine
-/// use; every party and the dealer run on this machine, so this protects nothing by itself.
-pub fn run_local(
+/// One party's part of a local run: share the model, run the batches, measure.
+fn local_party<P: Engine>(
+    party: &mut P,
+    stats: impl Fn(&P) -> OpStats,
     plan: &MpcPlan,
     weights: &ModelWeights,
-    parties: usize,
     inputs: &[Vec<f64>],
     batch_size: usize,
-) -> Result<LocalRun> {
-    if batch_size == 0 {
-        return Err(MlError::Input {
-            reason: "the batch size must be positive".into(),
-        });
-    }
-    let plan = Arc::new(plan.clone());
-    let weights = Arc::new(weights.clone());
-    let inputs = Arc::new(inputs.to_vec());
+) -> Result<PartyOut> {
     let (owner, client) = (plan.options.owner, plan.options.client);
-    type PartyOut = Result<(
-        Option<Vec<Prediction>>,
-        f64,
-        f64,
-        veil_mpc::protocol::OpStats,
-    )>;
-    let results = veil_mpc::memory::run(parties, plan.options.fixed, move |party| {
-        let out: PartyOut = (|| {
-            let me = party.id();
-            let start = Instant::now();
-            let model = plan.share_model(party, (me == owner).then_some(weights.as_ref()))?;
-            let share_seconds = start.elapsed().as_secs_f64();
-            let before = party.stats().total();
-            let start = Instant::now();
-            let mut all = Vec::with_capacity(inputs.len());
-            for chunk in inputs.chunks(batch_size) {
-                let mine = (me == client).then_some(chunk);
-                if let Some(p) = plan.infer(party, &model, mine, chunk.len())? {
-                    all.extend(p);
-                }
-            }
-            let infer_seconds = start.elapsed().as_secs_f64();
-            let after = party.stats().total();
-            let delta = veil_mpc::protocol::OpStats {
-                calls: after.calls - before.calls,
-                rounds: after.rounds - before.rounds,
-                bytes_sent: after.bytes_sent - before.bytes_sent,
-                dealer_bytes: after.dealer_bytes - before.dealer_bytes,
-            };
-            Ok((
-                (me == client).then_some(all),
-                share_seconds,
-                infer_seconds,
-                delta,
-            ))
-        })();
-        Ok(out)
-    })?;
-    // The root cause, rather than the parties that saw another one stop.
+    let me = party.id();
+    let start = Instant::now();
+    let model = plan.share_model(party, (me == owner).then_some(weights))?;
+    let share_seconds = start.elapsed().as_secs_f64();
+    let before = stats(party);
+    let start = Instant::now();
+    let mut all = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch_size) {
+        let mine = (me == client).then_some(chunk);
+        if let Some(p) = plan.infer(party, &model, mine, chunk.len())? {
+            all.extend(p);
+        }
+    }
+    let infer_seconds = start.elapsed().as_secs_f64();
+    let after = stats(party);
+    let delta = OpStats {
+        calls: after.calls - before.calls,
+        rounds: after.rounds - before.rounds,
+        bytes_sent: after.bytes_sent - before.bytes_sent,
+        dealer_bytes: after.dealer_bytes - before.dealer_bytes,
+    };
+    Ok((
+        (me == client).then_some(all),
+        share_seconds,
+        infer_seconds,
+        delta,
+    ))
+}
+
+/// What each party of a local run returns.
+type PartyOut = (Option<Vec<Prediction>>, f64, f64, OpStats);
+
+/// The client's predictions and the totals, or the root cause of a failure (rather than the
+/// parties that saw another one stop).
+fn collect(results: Vec<Result<PartyOut>>, client: usize) -> Result<LocalRun> {
     let mut outs = Vec::with_capacity(results.len());
     let mut first_err = None;
     for r in results {
@@ -1597,4 +1573,72 @@ pub fn run_local(
         }
     }
     Ok(run)
+}
+
+/// Runs the plan with `parties` parties as threads of this process and the dealer in
+/// another (veil-mpc's in-memory exchange): the owner shares `weights` once, then the
+/// client's `inputs` run in batches of `batch_size`. For tests, benchmarks and single-machine
+/// use; every party and the dealer run on this machine, so this protects nothing by itself.
+pub fn run_local(
+    plan: &MpcPlan,
+    weights: &ModelWeights,
+    parties: usize,
+    inputs: &[Vec<f64>],
+    batch_size: usize,
+) -> Result<LocalRun> {
+    if batch_size == 0 {
+        return Err(MlError::Input {
+            reason: "the batch size must be positive".into(),
+        });
+    }
+    let client = plan.options.client;
+    let (plan, weights, inputs) = (
+        Arc::new(plan.clone()),
+        Arc::new(weights.clone()),
+        Arc::new(inputs.to_vec()),
+    );
+    let results = veil_mpc::memory::run(parties, plan.options.fixed, move |party| {
+        Ok(local_party(
+            party,
+            |p| p.stats().total(),
+            &plan,
+            &weights,
+            &inputs,
+            batch_size,
+        ))
+    })?;
+    collect(results, client)
+}
+
+/// [`run_local`] with veil-mpc's **dealer-free** three-party protocol
+/// ([`veil_mpc::rss`]: replicated shares, honest majority): three parties as threads of this
+/// process, no dealer. The plan's owner and client must be among parties 0, 1 and 2.
+pub fn run_local_replicated(
+    plan: &MpcPlan,
+    weights: &ModelWeights,
+    inputs: &[Vec<f64>],
+    batch_size: usize,
+) -> Result<LocalRun> {
+    if batch_size == 0 {
+        return Err(MlError::Input {
+            reason: "the batch size must be positive".into(),
+        });
+    }
+    let client = plan.options.client;
+    let (plan, weights, inputs) = (
+        Arc::new(plan.clone()),
+        Arc::new(weights.clone()),
+        Arc::new(inputs.to_vec()),
+    );
+    let results = veil_mpc::rss::run_local(plan.options.fixed, move |party| {
+        Ok(local_party(
+            party,
+            |p| p.stats(),
+            &plan,
+            &weights,
+            &inputs,
+            batch_size,
+        ))
+    })?;
+    collect(results, client)
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use veil_ml::data::LabelledData;
 use veil_ml::ir::{Activation, Conv2d, Graph, GraphBuilder, Op, Pool2d, Tensor};
-use veil_ml::mpc::{run_local, MpcOptions, MpcPlan, Reveal};
+use veil_ml::mpc::{run_local, run_local_replicated, MpcOptions, MpcPlan, Reveal};
 use veil_ml::MlError;
 
 fn models_dir() -> PathBuf {
@@ -41,9 +41,32 @@ fn argmax(v: &[f64]) -> usize {
 /// Largest |MPC score − plaintext score| allowed on the digits models (16 fractional bits).
 const SCORE_TOLERANCE: f64 = 0.02;
 
-/// Runs `name` on all 360 test images at batch 360, label only and scores, with two parties;
-/// checks agreement with the plaintext executor and prints time and bytes per image.
-fn digits_model_agrees(name: &str) {
+/// How the parties run.
+#[derive(Clone, Copy, Debug)]
+enum Family {
+    /// Two parties and the dealer.
+    Dealer,
+    /// Three parties, no dealer (replicated shares).
+    Replicated,
+}
+
+fn run_with(
+    family: Family,
+    plan: &MpcPlan,
+    weights: &veil_ml::mpc::ModelWeights,
+    inputs: &[Vec<f64>],
+    batch: usize,
+) -> veil_ml::mpc::LocalRun {
+    match family {
+        Family::Dealer => run_local(plan, weights, 2, inputs, batch).unwrap(),
+        Family::Replicated => run_local_replicated(plan, weights, inputs, batch).unwrap(),
+    }
+}
+
+/// Runs `name` on all 360 test images at batch 360, label only and scores, with two parties
+/// and the dealer or three parties without; checks agreement with the plaintext executor and
+/// prints time and bytes per image.
+fn digits_model_agrees(name: &str, family: Family) {
     let graph = model(name);
     let data = test_set();
     let plain: Vec<Vec<f64>> = data
@@ -55,7 +78,7 @@ fn digits_model_agrees(name: &str) {
     assert_eq!(n, 360);
 
     let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
-    let run = run_local(&plan, &weights, 2, &data.samples, n).unwrap();
+    let run = run_with(family, &plan, &weights, &data.samples, n);
     assert_eq!(run.predictions.len(), n);
     let agree = run
         .predictions
@@ -70,7 +93,7 @@ fn digits_model_agrees(name: &str) {
         .filter(|(p, l)| p.label == **l)
         .count();
     println!(
-        "{name}: label mode, 2 parties, batch {n}: {agree}/{n} agree with plaintext, \
+        "{name}: label mode, {family:?}, batch {n}: {agree}/{n} agree with plaintext, \
          {correct}/{n} correct; {:.3} ms/image, {:.0} B/image sent per party ({:?} total), \
          {:.0} B/image dealer corrections, {} rounds, model shared in {:.2} ms",
         run.infer_seconds * 1e3 / n as f64,
@@ -87,7 +110,7 @@ fn digits_model_agrees(name: &str) {
         ..MpcOptions::default()
     };
     let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
-    let run = run_local(&plan, &weights, 2, &data.samples, n).unwrap();
+    let run = run_with(family, &plan, &weights, &data.samples, n);
     let mut worst = 0.0f64;
     let mut agree = 0;
     for (p, s) in run.predictions.iter().zip(&plain) {
@@ -98,24 +121,27 @@ fn digits_model_agrees(name: &str) {
         }
         agree += usize::from(p.label == argmax(s) as i64 && p.label == argmax(scores) as i64);
     }
-    println!("{name}: scores mode: {agree}/{n} agree, largest score error {worst:.2e}");
+    println!("{name}: scores mode, {family:?}: {agree}/{n} agree, largest score error {worst:.2e}");
     assert!(worst < SCORE_TOLERANCE, "{name}: score error {worst}");
     assert!(agree * 100 >= 99 * n, "{name}: only {agree}/{n} agree");
 }
 
 #[test]
 fn logreg_agrees_with_plaintext_on_the_test_split() {
-    digits_model_agrees("logreg");
+    digits_model_agrees("logreg", Family::Dealer);
+    digits_model_agrees("logreg", Family::Replicated);
 }
 
 #[test]
 fn mlp_agrees_with_plaintext_on_the_test_split() {
-    digits_model_agrees("mlp");
+    digits_model_agrees("mlp", Family::Dealer);
+    digits_model_agrees("mlp", Family::Replicated);
 }
 
 #[test]
 fn cnn_agrees_with_plaintext_on_the_test_split() {
-    digits_model_agrees("cnn");
+    digits_model_agrees("cnn", Family::Dealer);
+    digits_model_agrees("cnn", Family::Replicated);
 }
 
 /// Batch 1 (latency): the same labels as a batch, and the time and bytes per image.
@@ -302,19 +328,21 @@ fn every_supported_operator_matches_plaintext() {
         ..MpcOptions::default()
     };
     let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
-    let run = run_local(&plan, &weights, 2, &inputs, 16).unwrap();
-    let mut worst = 0.0f64;
-    for (x, p) in inputs.iter().zip(&run.predictions) {
-        let want = plain_scores(x);
-        let got = p.scores.as_ref().unwrap();
-        for (a, b) in got.iter().zip(&want) {
-            worst = worst.max((a - b).abs());
+    for family in [Family::Dealer, Family::Replicated] {
+        let run = run_with(family, &plan, &weights, &inputs, 16);
+        let mut worst = 0.0f64;
+        for (x, p) in inputs.iter().zip(&run.predictions) {
+            let want = plain_scores(x);
+            let got = p.scores.as_ref().unwrap();
+            for (a, b) in got.iter().zip(&want) {
+                worst = worst.max((a - b).abs());
+            }
+            assert_eq!(p.label, graph.run(x).unwrap()[0][0] as i64);
         }
-        assert_eq!(p.label, graph.run(x).unwrap()[0][0] as i64);
+        // Sigmoid is within 0.002 and tanh within 0.004; the last layer's weights are below 2.
+        println!("synthetic model, {family:?}: largest score error {worst:.2e}");
+        assert!(worst < 0.05, "{family:?}: score error {worst}");
     }
-    // Sigmoid is within 0.002 and tanh within 0.004; the last layer's weights are below 2.
-    println!("synthetic model: largest score error {worst:.2e}");
-    assert!(worst < 0.05, "score error {worst}");
 
     // Label mode: the labels of the ArgMax node.
     let (plan, weights) = MpcPlan::compile(&graph, &MpcOptions::default()).unwrap();
@@ -707,17 +735,19 @@ fn max_pooling_is_exact_under_mpc() {
     };
     let (plan, weights) = MpcPlan::compile(&graph, &options).unwrap();
     assert_eq!(MpcPlan::from_bytes(&plan.to_bytes()).unwrap(), plan);
-    let run = run_local(&plan, &weights, 2, &inputs, 12).unwrap();
-    let mut worst = 0.0f64;
-    for (x, p) in inputs.iter().zip(&run.predictions) {
-        let want = graph.run(x).unwrap().remove(0);
-        for (a, b) in p.scores.as_ref().unwrap().iter().zip(&want) {
-            worst = worst.max((a - b).abs());
+    for family in [Family::Dealer, Family::Replicated] {
+        let run = run_with(family, &plan, &weights, &inputs, 12);
+        let mut worst = 0.0f64;
+        for (x, p) in inputs.iter().zip(&run.predictions) {
+            let want = graph.run(x).unwrap().remove(0);
+            for (a, b) in p.scores.as_ref().unwrap().iter().zip(&want) {
+                worst = worst.max((a - b).abs());
+            }
+            assert_eq!(p.label, argmax(&want) as i64);
         }
-        assert_eq!(p.label, argmax(&want) as i64);
+        // Rounding of inputs, weights and one truncation per product: the maximum is exact.
+        assert!(worst < 2e-3, "{family:?}: score error {worst}");
     }
-    // Rounding of inputs, weights and one truncation per product only: the maximum is exact.
-    assert!(worst < 2e-3, "score error {worst}");
 
     // Under HE a maximum has no polynomial form: refused naming the node.
     let err =

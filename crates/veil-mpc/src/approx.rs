@@ -6,6 +6,7 @@
 //! Each is accurate on a stated domain; outside it the result is meaningless (as with every
 //! fixed-point MPC framework), so callers scale their data.
 
+use crate::engine::Engine;
 use crate::error::{MpcError, Result};
 use crate::protocol::{Exchange, Party, Shared};
 
@@ -29,15 +30,7 @@ impl<E: Exchange> Party<E> {
     /// `[-256, 10]`.
     pub fn exp(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("exp");
-        let out = (|| {
-            let scale = self.fill(x, 1.0 / f64::from(1u32 << EXP_SQUARINGS));
-            let small = self.mul_public(x, &scale)?;
-            let mut y = self.add_public(&small, &self.fill(x, 1.0))?;
-            for _ in 0..EXP_SQUARINGS {
-                y = self.square(&y)?;
-            }
-            Ok(y)
-        })();
+        let out = exp(self, x);
         self.end(outer);
         out
     }
@@ -61,19 +54,8 @@ impl<E: Exchange> Party<E> {
     }
 
     /// `y ← y · (2 - x·y)`, `iterations` times.
-    fn newton_reciprocal(
-        &mut self,
-        x: &Shared,
-        mut y: Shared,
-        iterations: usize,
-    ) -> Result<Shared> {
-        for _ in 0..iterations {
-            let xy = self.mul(x, &y)?;
-            let neg = self.mul_public_int(&xy, &vec![-1; x.len()])?;
-            let two_minus = self.add_public(&neg, &self.fill(x, 2.0))?;
-            y = self.mul(&y, &two_minus)?;
-        }
-        Ok(y)
+    fn newton_reciprocal(&mut self, x: &Shared, y: Shared, iterations: usize) -> Result<Shared> {
+        newton_reciprocal(self, x, y, iterations)
     }
 
     /// `x / y` element-wise, for `y` in the domain of [`Party::reciprocal`].
@@ -85,30 +67,7 @@ impl<E: Exchange> Party<E> {
     /// The logistic function `1 / (1 + e^-x)` for any `x` (absolute error below 0.002).
     pub fn sigmoid(&mut self, x: &Shared) -> Result<Shared> {
         let outer = self.begin("sigmoid");
-        let out = (|| {
-            let n = x.len();
-            // a = |x|, clamped to SIGMOID_CLAMP so that 1 - a/256 stays positive.
-            let neg = self.ltz(x)?;
-            let two_neg = self.mul_public_int(&neg, &vec![2; n])?;
-            let one = self.constant_raw(&vec![1; n]);
-            let sign = self.sub(&one, &two_neg)?;
-            let a = self.mul_raw(x, &sign)?;
-            let over = self.add_public(&a, &self.fill(x, -SIGMOID_CLAMP))?;
-            let excess = self.relu(&over)?;
-            let a = self.sub(&a, &excess)?;
-            // s = 1 / (1 + e^-a), with 1 + e^-a in (1, 2]: Newton from 0.75 converges fast.
-            let minus_a = self.mul_public_int(&a, &vec![-1; n])?;
-            let t = self.exp(&minus_a)?;
-            let denom = self.add_public(&t, &self.fill(x, 1.0))?;
-            let y0 = self.constant(&self.fill(x, 0.75))?;
-            let s = self.newton_reciprocal(&denom, y0, 5)?;
-            // sigmoid(x) = s for x >= 0, 1 - s for x < 0: s + neg·(1 - 2s).
-            let two_s = self.mul_public_int(&s, &vec![2; n])?;
-            let one_fp = self.constant(&self.fill(x, 1.0))?;
-            let flip = self.sub(&one_fp, &two_s)?;
-            let adj = self.mul_raw(&neg, &flip)?;
-            self.add(&s, &adj)
-        })();
+        let out = sigmoid(self, x);
         self.end(outer);
         out
     }
@@ -159,4 +118,59 @@ impl<E: Exchange> Party<E> {
         let total = self.sum(x);
         self.mul_public_wide(&total, 1.0 / x.len() as f64)
     }
+}
+
+/// `e^x` on any protocol (see [`Party::exp`]).
+pub(crate) fn exp<P: Engine>(p: &mut P, x: &P::Share) -> Result<P::Share> {
+    let n = P::len(x);
+    let small = p.mul_public(x, &vec![1.0 / f64::from(1u32 << EXP_SQUARINGS); n])?;
+    let mut y = p.add_public(&small, &vec![1.0; n])?;
+    for _ in 0..EXP_SQUARINGS {
+        y = p.square(&y)?;
+    }
+    Ok(y)
+}
+
+/// Newton–Raphson iterations `y ← y · (2 − x·y)` towards `1/x`.
+pub(crate) fn newton_reciprocal<P: Engine>(
+    p: &mut P,
+    x: &P::Share,
+    mut y: P::Share,
+    iterations: usize,
+) -> Result<P::Share> {
+    let n = P::len(x);
+    for _ in 0..iterations {
+        let xy = p.mul(x, &y)?;
+        let neg = p.mul_public_int(&xy, &vec![-1; n])?;
+        let two_minus = p.add_public(&neg, &vec![2.0; n])?;
+        y = p.mul(&y, &two_minus)?;
+    }
+    Ok(y)
+}
+
+/// The logistic function on any protocol (see [`Party::sigmoid`]): `s = 1 / (1 + e^-|x|)`
+/// by Newton from 0.75, then `s` or `1 − s` by the sign.
+pub(crate) fn sigmoid<P: Engine>(p: &mut P, x: &P::Share) -> Result<P::Share> {
+    let n = P::len(x);
+    // a = |x|, clamped to SIGMOID_CLAMP so that 1 - a/256 stays positive.
+    let neg = p.ltz(x)?;
+    let two_neg = p.mul_public_int(&neg, &vec![2; n])?;
+    let one = p.constant_raw(&vec![1; n]);
+    let sign = p.sub(&one, &two_neg)?;
+    let a = p.mul_raw(x, &sign)?;
+    let over = p.add_public(&a, &vec![-SIGMOID_CLAMP; n])?;
+    let excess = p.relu(&over)?;
+    let a = p.sub(&a, &excess)?;
+    // s = 1 / (1 + e^-a), with 1 + e^-a in (1, 2]: Newton from 0.75 converges fast.
+    let minus_a = p.mul_public_int(&a, &vec![-1; n])?;
+    let t = exp(p, &minus_a)?;
+    let denom = p.add_public(&t, &vec![1.0; n])?;
+    let y0 = p.constant(&vec![0.75; n])?;
+    let s = newton_reciprocal(p, &denom, y0, 5)?;
+    // sigmoid(x) = s for x >= 0, 1 - s for x < 0: s + neg·(1 - 2s).
+    let two_s = p.mul_public_int(&s, &vec![2; n])?;
+    let one_fp = p.constant(&vec![1.0; n])?;
+    let flip = p.sub(&one_fp, &two_s)?;
+    let adj = p.mul_raw(&neg, &flip)?;
+    p.add(&s, &adj)
 }

@@ -64,6 +64,7 @@ pub mod bits;
 pub mod compare;
 pub mod config;
 pub mod dealer;
+pub mod engine;
 pub mod error;
 pub mod fixed;
 pub mod memory;
@@ -74,5 +75,6 @@ pub mod psi;
 pub mod rss;
 pub mod sharing;
 
+pub use engine::Engine;
 pub use error::{MpcError, Result};
 pub use fixed::FixedPoint;

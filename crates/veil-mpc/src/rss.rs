@@ -118,6 +118,15 @@ impl Rep {
         }
     }
 
+    /// Per window, the sum of the elements it lists (local).
+    pub fn sum_windows(&self, windows: &[Vec<usize>]) -> Rep {
+        let sum = |v: &[u64], w: &[usize]| w.iter().fold(0u64, |acc, &k| acc.wrapping_add(v[k]));
+        Rep {
+            a: windows.iter().map(|w| sum(&self.a, w)).collect(),
+            b: windows.iter().map(|w| sum(&self.b, w)).collect(),
+        }
+    }
+
     fn map2(&self, y: &Rep, f: impl Fn(u64, u64) -> u64) -> Rep {
         Rep {
             a: self.a.iter().zip(&y.a).map(|(p, q)| f(*p, *q)).collect(),
