@@ -253,6 +253,9 @@ pub struct RunArgs {
     /// MPC: run the parties and the dealer as threads of this process instead of processes.
     #[arg(long, requires = "mpc")]
     pub in_process: bool,
+    /// MPC: the protocol family (`replicated`: three parties and no dealer).
+    #[arg(long, value_enum, default_value_t = crate::ml_mpc::ProtocolArg::Dealer)]
+    pub protocol: crate::ml_mpc::ProtocolArg,
     /// Labelled samples: a CSV with a header, then `label,x0,x1,…` per row.
     #[arg(long, value_name = "DATA.csv")]
     pub data: PathBuf,
@@ -274,9 +277,9 @@ pub struct RunArgs {
     /// HE: packing (`auto`: batch from 16 samples on).
     #[arg(long, value_enum, default_value_t = PackArg::Auto)]
     pub pack: PackArg,
-    /// MPC: number of parties.
-    #[arg(long, default_value_t = 2)]
-    pub parties: usize,
+    /// MPC: number of parties (default 2 with the dealer, 3 for `replicated`).
+    #[arg(long)]
+    pub parties: Option<usize>,
     /// MPC: samples per batch (default: all at once).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -1192,8 +1195,13 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
     let graph = &model.graph;
     let data = load_data(&args.data, args.scale, args.limit, graph)?;
     let n = data.len();
-    if args.parties < 2 {
+    let replicated = args.protocol == crate::ml_mpc::ProtocolArg::Replicated;
+    let parties = args.parties.unwrap_or(if replicated { 3 } else { 2 });
+    if parties < 2 {
         bail!("--parties must be at least 2 (the model owner and the client)");
+    }
+    if replicated && parties != 3 {
+        bail!("--protocol replicated runs with exactly 3 parties, not {parties}");
     }
     let batch = args.batch.unwrap_or(n);
     if batch == 0 {
@@ -1207,9 +1215,13 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
     } else {
         "processes over mutual TLS on loopback"
     };
+    let helper = if replicated {
+        ", no dealer (replicated shares)"
+    } else {
+        " + a dealer"
+    };
     outln!(
-        "MPC ({} parties + a dealer, as {how}; party {} owns the model, party {} is the client): {} on {n} sample(s), batch {batch}",
-        args.parties,
+        "MPC ({parties} parties{helper}, as {how}; party {} owns the model, party {} is the client): {} on {n} sample(s), batch {batch}",
         options.owner,
         options.client,
         args.model.display()
@@ -1222,7 +1234,11 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
     );
     let spinner = progress::spinner("secure inference");
     let outcome = if args.in_process {
-        let run = run_local(&plan, &weights, args.parties, &data.samples, batch)?;
+        let run = if replicated {
+            veil_ml::mpc::run_local_replicated(&plan, &weights, &data.samples, batch)?
+        } else {
+            run_local(&plan, &weights, parties, &data.samples, batch)?
+        };
         MpcOutcome {
             labels: run.predictions.iter().map(|p| p.label).collect(),
             scores: run.predictions.iter().map(|p| p.scores.clone()).collect(),
@@ -1240,8 +1256,9 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
             &args.data,
             args.scale,
             args.limit,
-            args.parties,
+            parties,
             Some(batch),
+            args.protocol,
         )?;
         let client = run
             .reports

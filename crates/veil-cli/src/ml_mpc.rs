@@ -15,10 +15,33 @@ use sha2::{Digest, Sha256};
 use veil_ml::data::LabelledData;
 use veil_ml::mpc::{MpcPlan, Prediction};
 use veil_mpc::config::SessionConfig;
-use veil_mpc::net::{connect_party, run_dealer};
+use veil_mpc::net::{connect_party, connect_peers, run_dealer};
 use veil_mpc::protocol::Party;
+use veil_mpc::rss::Rss;
+use veil_mpc::Engine;
 
 use crate::attest::Format;
+
+/// The MPC protocol family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolArg {
+    /// Two or more parties and a dealer of correlated randomness (the dealer and any one
+    /// party together see everything).
+    #[default]
+    Dealer,
+    /// Exactly three parties, no dealer: replicated shares, honest majority (any two parties
+    /// together see everything).
+    Replicated,
+}
+
+impl ProtocolArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Dealer => "dealer",
+            Self::Replicated => "replicated",
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct PartyArgs {
@@ -49,6 +72,10 @@ pub struct PartyArgs {
     /// batch size are revealed to every party.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// The protocol family (every participant must give the same: it is part of the
+    /// session).
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Dealer)]
+    pub protocol: ProtocolArg,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -68,8 +95,13 @@ pub struct DealerArgs {
 const MAX_PLAN_BYTES: u64 = 1 << 30;
 
 /// Reads and validates a published plan; returns it with the program string hashed into
-/// the session.
+/// the session (for the dealer family).
 pub fn load_plan(path: &Path) -> Result<(MpcPlan, String)> {
+    load_plan_for(path, ProtocolArg::Dealer)
+}
+
+/// [`load_plan`] for a protocol family.
+fn load_plan_for(path: &Path, protocol: ProtocolArg) -> Result<(MpcPlan, String)> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read the plan {}", path.display()))?;
     if meta.len() > MAX_PLAN_BYTES {
@@ -79,13 +111,14 @@ pub fn load_plan(path: &Path) -> Result<(MpcPlan, String)> {
         std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
     let plan = MpcPlan::from_bytes(&bytes)
         .with_context(|| format!("{} is not a usable MPC plan", path.display()))?;
-    Ok((plan, program_spec(&bytes)))
+    Ok((plan, program_spec(&bytes, protocol)))
 }
 
-/// The program every participant must agree on: the plan file's hash.
-fn program_spec(plan_bytes: &[u8]) -> String {
+/// The program every participant must agree on: the protocol and the plan file's hash.
+fn program_spec(plan_bytes: &[u8], protocol: ProtocolArg) -> String {
     format!(
-        "ml-infer plan-sha256={}",
+        "ml-infer protocol={} plan-sha256={}",
+        protocol.name(),
         hex::encode(Sha256::digest(plan_bytes))
     )
 }
@@ -144,8 +177,15 @@ pub fn party(a: &PartyArgs) -> Result<()> {
             config.parties()
         );
     }
-    let (plan, spec) = load_plan(&a.plan)?;
+    let (plan, spec) = load_plan_for(&a.plan, a.protocol)?;
     let options = *plan.options();
+    if a.protocol == ProtocolArg::Replicated && config.parties() != 3 {
+        bail!(
+            "the replicated protocol runs with exactly 3 parties; {} lists {}",
+            a.config.display(),
+            config.parties()
+        );
+    }
     let is_owner = a.id == options.owner;
     let is_client = a.id == options.client;
     // Everything this party can check alone, before it connects.
@@ -185,12 +225,24 @@ pub fn party(a: &PartyArgs) -> Result<()> {
     if a.batch == Some(0) {
         bail!("--batch must be at least 1");
     }
-    let (ex, seed) = connect_party(&config, a.id, &spec)?;
-    let mut p = Party::new(ex, &seed, config.fixed())?;
-    drop(seed);
-    let report = run_party(&mut p, &plan, weights.as_ref(), data.as_ref(), a.batch)?;
-    // The computation is over: the dealer may stop.
-    p.exchange_mut().finish()?;
+    let report = match a.protocol {
+        ProtocolArg::Dealer => {
+            let (ex, seed) = connect_party(&config, a.id, &spec)?;
+            let mut p = Party::new(ex, &seed, config.fixed())?;
+            drop(seed);
+            let report = run_party(&mut p, &plan, weights.as_ref(), data.as_ref(), a.batch)?;
+            // The computation is over: the dealer may stop.
+            p.exchange_mut().finish()?;
+            report
+        }
+        ProtocolArg::Replicated => {
+            let ex = connect_peers(&config, a.id, &spec)?;
+            let mut p = Rss::new(ex, config.fixed())?;
+            let report = run_party(&mut p, &plan, weights.as_ref(), data.as_ref(), a.batch)?;
+            p.exchange_mut().finish()?;
+            report
+        }
+    };
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string(&report)?),
         Format::Text => print_report(&report, data.as_ref())?,
@@ -247,8 +299,8 @@ fn load_samples(
 }
 
 /// One party's part: share the model, agree on the sample count and batch size, infer.
-fn run_party<E: veil_mpc::protocol::Exchange>(
-    p: &mut Party<E>,
+fn run_party<P: Engine>(
+    p: &mut P,
     plan: &MpcPlan,
     weights: Option<&veil_ml::mpc::ModelWeights>,
     data: Option<&LabelledData>,
@@ -265,7 +317,7 @@ fn run_party<E: veil_mpc::protocol::Exchange>(
     if n == 0 || b == 0 {
         bail!("the client announced {n} samples in batches of {b}");
     }
-    let before = p.stats().total();
+    let before = p.totals();
     let start = Instant::now();
     let mut predictions: Vec<Prediction> = Vec::new();
     let mut done = 0;
@@ -278,7 +330,7 @@ fn run_party<E: veil_mpc::protocol::Exchange>(
         done += take;
     }
     let infer_seconds = start.elapsed().as_secs_f64();
-    let after = p.stats().total();
+    let after = p.totals();
     let is_client = p.id() == client;
     Ok(PartyReport {
         party: p.id(),
@@ -339,6 +391,10 @@ pub struct ProcessRun {
 
 /// Starts the dealer and `parties` party processes over mutual TLS on loopback (a
 /// throwaway session): the owner with `model`, the client with the samples of `data`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "what a user gives `veil ml run --mpc`"
+)]
 pub fn run_processes(
     model: &Path,
     plan: &MpcPlan,
@@ -347,6 +403,7 @@ pub fn run_processes(
     limit: Option<usize>,
     parties: usize,
     batch: Option<usize>,
+    protocol: ProtocolArg,
 ) -> Result<ProcessRun> {
     let (dir, config) = crate::mpc::temp_session("ml", parties, &[])?;
     let out = (|| {
@@ -364,7 +421,10 @@ pub fn run_processes(
             ]
         };
         let start = Instant::now();
-        let mut dealer = crate::mpc::spawn(&common("dealer"))?;
+        let mut dealer = match protocol {
+            ProtocolArg::Dealer => Some(crate::mpc::spawn(&common("dealer"))?),
+            ProtocolArg::Replicated => None,
+        };
         let options = plan.options();
         let mut children = Vec::with_capacity(parties);
         for id in 0..parties {
@@ -374,6 +434,8 @@ pub fn run_processes(
                 id.to_string(),
                 "--format".into(),
                 "json".into(),
+                "--protocol".into(),
+                protocol.name().into(),
             ]);
             if id == options.owner {
                 args.extend(["--model".into(), path(model)]);
@@ -413,15 +475,19 @@ pub fn run_processes(
             );
         }
         if !failures.is_empty() {
-            let _ = dealer.kill();
-            let _ = dealer.wait();
+            if let Some(mut dealer) = dealer {
+                let _ = dealer.kill();
+                let _ = dealer.wait();
+            }
             bail!("{}", failures.join("\n"));
         }
-        let dealer = dealer
-            .wait_with_output()
-            .context("waiting for the dealer")?;
-        if !dealer.status.success() {
-            bail!("dealer: {}", String::from_utf8_lossy(&dealer.stderr).trim());
+        if let Some(dealer) = dealer.take() {
+            let dealer = dealer
+                .wait_with_output()
+                .context("waiting for the dealer")?;
+            if !dealer.status.success() {
+                bail!("dealer: {}", String::from_utf8_lossy(&dealer.stderr).trim());
+            }
         }
         Ok(ProcessRun {
             reports,

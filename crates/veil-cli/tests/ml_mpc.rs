@@ -62,9 +62,14 @@ fn free() -> u16 {
 
 /// `veil mpc init` of two parties on free ports, with a 10 s peer timeout.
 fn session(dir: &Path) -> String {
+    session_of(dir, 2)
+}
+
+/// `veil mpc init` of `n` parties on free ports, with a 10 s peer timeout.
+fn session_of(dir: &Path, n: u16) -> String {
     let base = loop {
         let b = free();
-        if (1..=2u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()) {
+        if (1..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()) {
             break b;
         }
     };
@@ -73,7 +78,7 @@ fn session(dir: &Path) -> String {
         "mpc",
         "init",
         "--parties",
-        "2",
+        &n.to_string(),
         "--dir",
         sdir.to_str().unwrap(),
         "--base-port",
@@ -384,4 +389,148 @@ fn train_on_a_column_split_and_run_the_model() {
         text(&run.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The dealer-free family: three party processes over mutual TLS and no dealer process; the
+/// client (party 1) learns the labels, the owner and the third party nothing.
+#[test]
+fn three_parties_without_a_dealer_over_tls() {
+    let dir = scratch("rss");
+    let config = session_of(&dir, 3);
+    let plan = publish(&dir, "cnn", &[]);
+    let cnn = model("cnn");
+    let data = digits();
+    let common = [
+        "ml",
+        "party",
+        "--config",
+        &config,
+        "--plan",
+        &plan,
+        "--protocol",
+        "replicated",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        common
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_string())
+            .collect()
+    };
+    let start = |extra: &[&str]| {
+        let args = with(extra);
+        spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let owner = start(&["--id", "0", "--model", &cnn, "--format", "json"]);
+    let client = start(&[
+        "--id", "1", "--data", &data, "--limit", "30", "--format", "json",
+    ]);
+    let third = start(&["--id", "2", "--format", "json"]);
+    let outs: Vec<Output> = [owner, client, third]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (id, out) in outs.iter().enumerate() {
+        assert!(out.status.success(), "party {id}: {}", text(&out.stderr));
+    }
+    assert_eq!(labels_of(&text(&outs[0].stdout)), None);
+    assert_eq!(labels_of(&text(&outs[2].stdout)), None);
+    assert_eq!(
+        labels_of(&text(&outs[1].stdout)).unwrap(),
+        plain_labels("cnn", 30)
+    );
+    // The third party sent and received, but saw no dealer: its report shows no dealer bytes.
+    let third: serde_json::Value =
+        serde_json::from_str(text(&outs[2].stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(third["dealer_bytes"], 0);
+    assert!(third["bytes_sent"].as_u64().unwrap() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A participant that runs the dealer family cannot join a replicated session (the protocol
+/// is part of the session hash), and the replicated family refuses a two-party session.
+#[test]
+fn the_protocol_is_part_of_the_session() {
+    let dir = scratch("mixed");
+    let config = session_of(&dir, 3);
+    let plan = publish(&dir, "logreg", &[]);
+    let m = model("logreg");
+    let data = digits();
+    let a = spawn(&[
+        "ml",
+        "party",
+        "--config",
+        &config,
+        "--plan",
+        &plan,
+        "--protocol",
+        "replicated",
+        "--id",
+        "0",
+        "--model",
+        &m,
+    ]);
+    let b = spawn(&[
+        "ml", "party", "--config", &config, "--plan", &plan, "--id", "1", "--data", &data,
+        "--limit", "3",
+    ]);
+    let c = spawn(&[
+        "ml",
+        "party",
+        "--config",
+        &config,
+        "--plan",
+        &plan,
+        "--protocol",
+        "replicated",
+        "--id",
+        "2",
+    ]);
+    let outs: Vec<Output> = [a, b, c]
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    assert!(outs.iter().all(|o| !o.status.success()));
+    let err = text(&outs[1].stderr);
+    assert!(err.contains("program") || err.contains("protocol"), "{err}");
+    assert!(labels_of_any(&text(&outs[1].stdout)).is_none());
+
+    let two = session(&dir.join("two"));
+    let out = veil(&[
+        "ml",
+        "party",
+        "--config",
+        &two,
+        "--plan",
+        &plan,
+        "--protocol",
+        "replicated",
+        "--id",
+        "0",
+        "--model",
+        &m,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("exactly 3 parties"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn labels_of_any(report: &str) -> Option<Vec<i64>> {
+    report
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| {
+            v.get("labels").map(|l| {
+                l.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect()
+            })
+        })
 }

@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::fixed::FixedPoint;
-use crate::protocol::{Exchange, Party, Shared};
+use crate::protocol::{Exchange, OpStats, Party, Shared};
 use crate::rss::{Rep, Rss};
 
 /// Fixed-point arithmetic on secret shares, whatever the protocol.
@@ -19,6 +19,10 @@ pub trait Engine {
     fn parties(&self) -> usize;
     /// The fixed-point format.
     fn fixed(&self) -> FixedPoint;
+    /// Rounds and bytes so far (the dealer's corrections included for the dealer family).
+    fn totals(&self) -> OpStats;
+    /// Every party announces a length (one round); the lengths in party order.
+    fn exchange_lengths(&mut self, mine: usize) -> Result<Vec<usize>>;
 
     /// Number of elements of a sharing.
     fn len(x: &Self::Share) -> usize;
@@ -100,6 +104,12 @@ impl<E: Exchange> Engine for Party<E> {
     }
     fn fixed(&self) -> FixedPoint {
         Party::fixed(self)
+    }
+    fn totals(&self) -> OpStats {
+        self.stats().total()
+    }
+    fn exchange_lengths(&mut self, mine: usize) -> Result<Vec<usize>> {
+        Party::exchange_lengths(self, mine)
     }
     fn len(x: &Shared) -> usize {
         x.len()
@@ -203,6 +213,12 @@ impl<E: Exchange> Engine for Rss<E> {
     }
     fn fixed(&self) -> FixedPoint {
         Rss::fixed(self)
+    }
+    fn totals(&self) -> OpStats {
+        self.stats()
+    }
+    fn exchange_lengths(&mut self, mine: usize) -> Result<Vec<usize>> {
+        Rss::exchange_lengths(self, mine)
     }
     fn len(x: &Rep) -> usize {
         x.len()

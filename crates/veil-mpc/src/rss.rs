@@ -288,6 +288,32 @@ impl<E: Exchange> Rss<E> {
         }
     }
 
+    /// Every party announces a length (one round); the lengths in party order.
+    pub fn exchange_lengths(&mut self, mine: usize) -> Result<Vec<usize>> {
+        let me = self.me;
+        let msg = vec![mine as u64];
+        let sends = (0..3)
+            .filter(|&j| j != me)
+            .map(|j| (j, msg.clone()))
+            .collect();
+        let mut incoming = self.send("lengths", sends)?;
+        (0..3)
+            .map(|j| {
+                if j == me {
+                    return Ok(mine);
+                }
+                match Self::take(&mut incoming, j, 1, "lengths")?.as_slice() {
+                    [len] if *len <= crate::dealer::MAX_REQUEST as u64 => Ok(*len as usize),
+                    _ => Err(MpcError::Malformed {
+                        party: j,
+                        phase: "lengths".into(),
+                        why: "not a length".into(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
     /// Another party's ring elements as this party's input sharing (one round): the owner
     /// passes `values`, the others `None`.
     pub fn input_raw(&mut self, owner: usize, values: Option<&[u64]>, n: usize) -> Result<Rep> {
