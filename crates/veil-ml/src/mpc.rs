@@ -1,8 +1,11 @@
-//! Secure inference of a model with multi-party computation (veil-mpc's dealer protocol).
+//! Secure inference of a model with multi-party computation, on either of veil-mpc's
+//! protocol families ([`veil_mpc::Engine`]).
 //!
-//! The [`ir::Graph`](crate::ir::Graph) of a model runs on **additive secret shares** over
-//! `Z_2^64` held by two or more parties, with the fixed-point encoding of
-//! [`veil_mpc::FixedPoint`] (16 fractional bits by default).
+//! The [`ir::Graph`](crate::ir::Graph) of a model runs on secret shares over `Z_2^64`, with
+//! the fixed-point encoding of [`veil_mpc::FixedPoint`] (16 fractional bits by default):
+//! additive shares held by two or more parties with a dealer ([`run_local`], `veil ml party`),
+//! or replicated shares held by exactly three parties and no dealer ([`run_local_replicated`],
+//! `veil ml party --protocol replicated`). The plan and the weights are the same for both.
 //!
 //! # Roles
 //!
@@ -15,7 +18,8 @@
 //! - Every party (the owner and the client are parties; more may join as pure compute
 //!   parties) runs the same plan on its shares. The **dealer** of veil-mpc, a separate
 //!   process, hands out the correlated randomness (matrix triples, square pairs, truncation
-//!   pairs, comparison masks).
+//!   pairs, comparison masks) in the dealer family; in the three-party family the parties
+//!   make it themselves from pairwise keys (party 2 draws the truncation masks).
 //!
 //! # What runs how
 //!
@@ -53,7 +57,10 @@
 //!
 //! # Security model
 //!
-//! That of veil-mpc's dealer protocol (`docs/security/mpc.md`, [`veil_mpc`] crate docs):
+//! With the three-party family, that of [`veil_mpc::rss`]: no dealer, semi-honest parties,
+//! any one party learns nothing beyond what is revealed to it, **any two together learn
+//! everything**; the roles below are the same. With the dealer family, that of veil-mpc's
+//! dealer protocol (`docs/security/mpc.md`, [`veil_mpc`] crate docs):
 //!
 //! - **Semi-honest** parties and dealer: everyone follows the protocol. Shares carry no
 //!   MAC: a party that deviates can change the prediction undetected.

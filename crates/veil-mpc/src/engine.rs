@@ -1,6 +1,6 @@
 //! What a protocol family offers to programs written once for both: [`Engine`], implemented
-//! by the dealer family's [`Party`](crate::protocol::Party) (additive shares, two or more
-//! parties and a dealer) and by the dealer-free [`Rss`](crate::rss::Rss) (replicated shares,
+//! by the dealer family's [`Party`] (additive shares, two or more
+//! parties and a dealer) and by the dealer-free [`Rss`] (replicated shares,
 //! three parties). Model inference (`veil-ml`) runs on either through it.
 
 use crate::error::Result;

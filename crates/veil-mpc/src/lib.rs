@@ -29,8 +29,17 @@
 //! - [`psi`]: private set intersection (or its size only) by Diffie–Hellman over Ristretto255.
 //! - [`memory`]: an in-process [`protocol::Exchange`] over channels, one thread per party, for
 //!   tests and single-machine use.
+//! - [`rss`]: the **dealer-free** family for exactly three parties — replicated (2-out-of-3)
+//!   shares, correlated randomness from pairwise PRF keys, one-round products, matrix products
+//!   whose traffic is the size of their output, truncation with party 2 as helper, comparison
+//!   by a carry-save and a Kogge–Stone adder on XOR shares. Honest majority: any one party
+//!   learns nothing, any two learn everything (its own [security model](rss#security-model)).
+//! - [`engine`]: [`Engine`], the operations both families offer, so that a program (model
+//!   inference in `veil-ml`) is written once.
 //!
 //! # Security model
+//!
+//! This section is the dealer family's; the three-party family's is in [`rss`].
 //!
 //! - **Semi-honest parties and dealer.** Everyone follows the protocol; what is guaranteed is
 //!   that what a party sees — its shares, the masked values opened to everyone, the results
