@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side secure inference: CrypTen 0.4.1 (`crypten.nn.from_onnx`, 2 processes, trusted
-third party) against Veil (`veil ml run --mpc`: 2 party processes and a dealer process over
-mutual TLS on loopback), on the committed digits models and the 360-image test split.
+third party) against Veil (`veil ml run --mpc`: 2 party processes and a dealer process, then
+3 party processes and no dealer (`--protocol replicated`), over mutual TLS on loopback), on
+the committed digits models and the 360-image test split.
 
 Usage
 -----
@@ -188,8 +189,8 @@ VEIL_LINE = re.compile(
 AGREE = re.compile(r"agreement with the plaintext model: (\d+)/(\d+)")
 
 
-def run_veil(exe, name, batch, limit):
-    cmd = [exe, "ml", "run", str(MODELS / f"{name}.onnx"), "--mpc",
+def run_veil(exe, name, batch, limit, protocol):
+    cmd = [exe, "ml", "run", str(MODELS / f"{name}.onnx"), "--mpc", "--protocol", protocol,
            "--data", str(MODELS / "digits_test.csv"), "--batch", str(batch)]
     if limit:
         cmd += ["--limit", str(limit)]
@@ -224,9 +225,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             c = run_crypten(py, name, args.latency_images, tmp)
-            v1 = run_veil(exe, name, 1, args.latency_images)
-            vn = run_veil(exe, name, 360, None)
-            rows.append((name, c, v1, vn))
+            for protocol in ("dealer", "replicated"):
+                v1 = run_veil(exe, name, 1, args.latency_images, protocol)
+                vn = run_veil(exe, name, 360, None, protocol)
+                rows.append((f"{name}, Veil {protocol}", c, v1, vn))
     if args.markdown:
         print("| model | batch 1: CrypTen ms | Veil ms | ratio | CrypTen B/img | Veil B/img "
               "| batch 360: CrypTen ms/img | Veil ms/img | ratio | CrypTen B/img | Veil B/img "

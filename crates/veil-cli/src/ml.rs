@@ -253,6 +253,11 @@ pub struct RunArgs {
     /// MPC: run the parties and the dealer as threads of this process instead of processes.
     #[arg(long, requires = "mpc")]
     pub in_process: bool,
+    /// MPC: measure the value bounds on the first 60 samples (times 2) instead of proving
+    /// them for the whole input range — for deep models whose worst case overflows the
+    /// fixed point. Values beyond the measured ones can then wrap around silently.
+    #[arg(long, requires = "mpc")]
+    pub calibrate: bool,
     /// MPC: the protocol family (`replicated`: three parties and no dealer).
     #[arg(long, value_enum, default_value_t = crate::ml_mpc::ProtocolArg::Dealer)]
     pub protocol: crate::ml_mpc::ProtocolArg,
@@ -1146,8 +1151,21 @@ fn he_round_trip_batch(plan: &Plan, graph: &Graph, data: &LabelledData) -> Resul
 /// `veil ml compile --mpc`.
 fn compile_mpc(args: &CompileArgs, graph: &Graph) -> Result<()> {
     let options = args.roles.options();
-    let (plan, _) = MpcPlan::compile(graph, &options)
-        .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    let (plan, _) = if args.range.calibration.is_some() {
+        // Bounds measured on the calibration samples (times 2), not proven.
+        let samples = compile_options(&args.range, args.scale, graph)?.calibration;
+        MpcPlan::compile_calibrated(graph, &options, &samples, 2.0)
+    } else {
+        MpcPlan::compile(graph, &options)
+    }
+    .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    if let Some(c) = plan.calibration() {
+        outln!(
+            "  value bounds measured on {} samples (times {}): no worst-case guarantee against wrap-around",
+            c.samples,
+            c.margin
+        );
+    }
     outln!(
         "MPC plan for {}: party {} owns the model, party {} gives the samples and learns {}",
         args.model.display(),
@@ -1208,8 +1226,20 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let options = args.roles.options();
-    let (plan, weights) = MpcPlan::compile(graph, &options)
-        .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    let (plan, weights) = if args.calibrate {
+        let samples = &data.samples[..n.min(60)];
+        MpcPlan::compile_calibrated(graph, &options, samples, 2.0)
+    } else {
+        MpcPlan::compile(graph, &options)
+    }
+    .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    if let Some(c) = plan.calibration() {
+        outln!(
+            "  value bounds measured on {} samples (times {}): no worst-case guarantee against wrap-around",
+            c.samples,
+            c.margin
+        );
+    }
     let how = if args.in_process {
         "threads of this process"
     } else {

@@ -193,15 +193,13 @@ pub fn party(a: &PartyArgs) -> Result<()> {
         (Some(path), true) => {
             let model = veil_ml::onnx::import_file(path)
                 .with_context(|| format!("cannot use the model {}", path.display()))?;
-            let (mine, weights) = MpcPlan::compile(&model.graph, &options)
-                .with_context(|| format!("{} cannot run under MPC", path.display()))?;
-            if mine != plan {
-                bail!(
-                    "{} does not compile to the plan {} (another model, or other options)",
+            let weights = plan.owner_weights(&model.graph).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} does not compile to the plan {}: {e}",
                     path.display(),
                     a.plan.display()
-                );
-            }
+                )
+            })?;
             Some(weights)
         }
         (None, true) => bail!("party {} owns the model: give it with --model", a.id),

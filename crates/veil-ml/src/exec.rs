@@ -10,6 +10,28 @@ impl Graph {
     /// Evaluates the graph on one sample (row-major, the input's per-sample shape); returns
     /// each output's values in order.
     pub fn run(&self, input: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let slots = self.execute(input, false)?;
+        self.outputs()
+            .iter()
+            .map(|&o| {
+                slots[o]
+                    .clone()
+                    .ok_or(MlError::Internal("output not computed"))
+            })
+            .collect()
+    }
+
+    /// Evaluates the graph on one sample and returns **every** value (indexed by
+    /// [`ValueId`](crate::ir::ValueId)): what calibration measures.
+    pub fn run_all(&self, input: &[f64]) -> Result<Vec<Vec<f64>>> {
+        self.execute(input, true)?
+            .into_iter()
+            .map(|v| v.ok_or(MlError::Internal("a value is not computed")))
+            .collect()
+    }
+
+    /// The values after evaluation; those nobody reads any more are dropped unless `keep`.
+    fn execute(&self, input: &[f64], keep: bool) -> Result<Vec<Option<Vec<f64>>>> {
         let expected = self.input().shape.iter().product::<usize>();
         if input.len() != expected {
             return Err(MlError::Input {
@@ -42,20 +64,13 @@ impl Graph {
             // Drop values nobody reads any more.
             for &i in &node.inputs {
                 remaining[i] -= 1;
-                if remaining[i] == 0 {
+                if remaining[i] == 0 && !keep && !self.outputs().contains(&i) {
                     slots[i] = None;
                 }
             }
             slots[node.output] = Some(out);
         }
-        self.outputs()
-            .iter()
-            .map(|&o| {
-                slots[o]
-                    .clone()
-                    .ok_or(MlError::Internal("output not computed"))
-            })
-            .collect()
+        Ok(slots)
     }
 }
 

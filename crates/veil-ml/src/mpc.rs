@@ -265,8 +265,20 @@ pub struct MpcPlan {
     labels: Vec<i64>,
     softmax: bool,
     options: MpcOptions,
-    /// Worst-case magnitude of the scores (interval analysis).
+    /// Worst-case magnitude of the scores (interval analysis), or the calibrated one.
     score_bound: f64,
+    /// Set when the bounds were measured on samples instead of proven.
+    calibration: Option<Calibration>,
+}
+
+/// How a plan's value bounds were measured ([`MpcPlan::compile_calibrated`]).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Number of samples measured.
+    pub samples: usize,
+    /// Factor applied to the measured bounds.
+    pub margin: f64,
 }
 
 /// The model owner's secret parameters, in the order the plan shares them. Never leaves
@@ -376,6 +388,61 @@ impl MpcPlan {
     /// refuses a model whose fixed-point products could overflow, and splits the model into
     /// the public plan and the owner's secret [`ModelWeights`].
     pub fn compile(graph: &Graph, options: &MpcOptions) -> Result<(Self, ModelWeights)> {
+        Self::compile_inner(graph, options, None)
+    }
+
+    /// [`MpcPlan::compile`] with value bounds **measured** on `samples` (the largest
+    /// magnitude of each value over them, times `margin`) instead of the worst case over the
+    /// declared input range. For deep models (a ResNet with random weights) whose worst case
+    /// overflows any fixed-point encoding although their actual values are small. **The
+    /// guarantee becomes statistical**: an input whose intermediate values exceed the
+    /// calibrated ones by more than the margin can wrap around the ring and give a wrong
+    /// result without an error. The plan records it ([`MpcPlan::calibration`]), so every
+    /// party sees that the owner opted out of the worst-case check.
+    pub fn compile_calibrated(
+        graph: &Graph,
+        options: &MpcOptions,
+        samples: &[Vec<f64>],
+        margin: f64,
+    ) -> Result<(Self, ModelWeights)> {
+        if samples.is_empty() || !(margin.is_finite() && margin >= 1.0) {
+            return Err(MlError::Input {
+                reason: format!(
+                    "calibration needs samples ({} given) and a margin of at least 1 ({margin})",
+                    samples.len()
+                ),
+            });
+        }
+        let mut observed = vec![0.0f64; graph.values().len()];
+        for x in samples {
+            if let Some(v) = x
+                .iter()
+                .find(|v| v.is_nan() || v.abs() > options.input_bound)
+            {
+                return Err(MlError::Input {
+                    reason: format!(
+                        "a calibration sample holds {v}, outside the declared input range"
+                    ),
+                });
+            }
+            for (o, vals) in observed.iter_mut().zip(graph.run_all(x)?) {
+                *o = vals.iter().fold(*o, |m, v| m.max(v.abs()));
+            }
+        }
+        let bounds: Vec<f64> = observed.iter().map(|o| o * margin).collect();
+        let (mut plan, weights) = Self::compile_inner(graph, options, Some(&bounds))?;
+        plan.calibration = Some(Calibration {
+            samples: samples.len(),
+            margin,
+        });
+        Ok((plan, weights))
+    }
+
+    fn compile_inner(
+        graph: &Graph,
+        options: &MpcOptions,
+        calibrated: Option<&[f64]>,
+    ) -> Result<(Self, ModelWeights)> {
         let fixed = options.fixed;
         let f = fixed.frac_bits() as i32;
         // Products before truncation: below 2^62 ring units, one bit of headroom.
@@ -487,8 +554,10 @@ impl MpcPlan {
                 }
                 Ok(())
             };
+            // Calibrated: the measured bound of this node's output stands for its products.
+            let observed = calibrated.map(|c| c[node.output]);
             let check_product = |pre: &[f64], what: &'static str| -> Result<()> {
-                let m = max_of(pre);
+                let m = observed.unwrap_or_else(|| max_of(pre));
                 if !below(m, product_limit) {
                     return Err(range_error(name, op_name, what, m, product_limit, options));
                 }
@@ -669,6 +738,10 @@ impl MpcPlan {
                     ))
                 }
             };
+            let out_bound = match observed {
+                Some(o) => vec![o; out_bound.len()],
+                None => out_bound,
+            };
             bounds[node.output] = Some(out_bound);
             nodes.push(PlanNode {
                 name: node.name.clone(),
@@ -704,6 +777,7 @@ impl MpcPlan {
                 softmax,
                 options: *options,
                 score_bound,
+                calibration: None,
             },
             ModelWeights { values: weights },
         ))
@@ -724,9 +798,45 @@ impl MpcPlan {
         self.sizes[self.scores]
     }
 
-    /// Worst-case magnitude of the scores on inputs in the declared range.
+    /// Worst-case magnitude of the scores on inputs in the declared range (calibrated
+    /// plans: the measured one times the margin).
     pub fn score_bound(&self) -> f64 {
         self.score_bound
+    }
+
+    /// The owner's check that `graph` is the model this plan was compiled from (same
+    /// operators, shapes, options, and for a plan with proven bounds the same score bound),
+    /// and its weights in the plan's order. What `veil ml party` runs before the owner
+    /// connects.
+    pub fn owner_weights(&self, graph: &Graph) -> Result<ModelWeights> {
+        let (mine, weights) = match self.calibration {
+            None => Self::compile(graph, &self.options)?,
+            // The measured bounds are the plan's; only the structure is compared.
+            Some(_) => {
+                Self::compile_inner(graph, &self.options, Some(&vec![0.0; graph.values().len()]))?
+            }
+        };
+        let same = mine.nodes == self.nodes
+            && mine.sizes == self.sizes
+            && mine.input == self.input
+            && mine.scores == self.scores
+            && mine.labels == self.labels
+            && mine.softmax == self.softmax
+            && (self.calibration.is_some() || mine.score_bound == self.score_bound);
+        if !same {
+            return Err(MlError::Input {
+                reason: "the model does not compile to this plan (another model, or other \
+                         options)"
+                    .into(),
+            });
+        }
+        Ok(weights)
+    }
+
+    /// `Some` when the bounds were measured on samples ([`MpcPlan::compile_calibrated`]):
+    /// no worst-case guarantee against wrap-around.
+    pub fn calibration(&self) -> Option<Calibration> {
+        self.calibration
     }
 
     /// Number of secret parameters the owner shares.
@@ -987,6 +1097,9 @@ struct MpcPlanFile {
     labels: Vec<i64>,
     softmax: bool,
     score_bound: f64,
+    /// Absent in plans with proven (worst-case) bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<Calibration>,
     nodes: Vec<PlanNode>,
 }
 
@@ -1018,6 +1131,7 @@ impl MpcPlan {
             labels: self.labels.clone(),
             softmax: self.softmax,
             score_bound: self.score_bound,
+            calibration: self.calibration,
             nodes: self.nodes.clone(),
         };
         // Plain data with finite floats: serializing cannot fail; an empty vector would be
@@ -1056,6 +1170,11 @@ impl MpcPlan {
         if !file.score_bound.is_finite() || file.score_bound < 0.0 {
             return Err(bad(format!("score bound {}", file.score_bound)));
         }
+        if let Some(c) = file.calibration {
+            if c.samples == 0 || !(c.margin.is_finite() && c.margin >= 1.0) {
+                return Err(bad(format!("calibration {c:?}")));
+            }
+        }
         let plan = Self {
             nodes: file.nodes,
             sizes: file.sizes,
@@ -1071,6 +1190,7 @@ impl MpcPlan {
                 fixed,
             },
             score_bound: file.score_bound,
+            calibration: file.calibration,
         };
         plan.validate().map_err(bad)?;
         Ok(plan)

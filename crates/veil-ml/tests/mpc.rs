@@ -754,3 +754,35 @@ fn max_pooling_is_exact_under_mpc() {
         veil_ml::he::Plan::compile(&graph, &veil_ml::he::CompileOptions::default()).unwrap_err();
     assert!(err.to_string().contains("stem"), "{err}");
 }
+
+/// A model whose worst case overflows but whose measured values are small compiles with
+/// calibration; the plan says so (to every party) and computes correctly on such inputs.
+#[test]
+fn a_calibrated_plan_records_that_its_bounds_are_measured() {
+    let graph = square_model(1e3);
+    let options = MpcOptions {
+        reveal: Reveal::Scores,
+        ..MpcOptions::default()
+    };
+    assert!(MpcPlan::compile(&graph, &options).is_err());
+    let mut rng = Rng(3);
+    let samples: Vec<Vec<f64>> = (0..20).map(|_| rng.vec(64, 0.01)).collect();
+    let (plan, weights) = MpcPlan::compile_calibrated(&graph, &options, &samples, 2.0).unwrap();
+    let c = plan.calibration().unwrap();
+    assert_eq!((c.samples, c.margin), (20, 2.0));
+    let loaded = MpcPlan::from_bytes(&plan.to_bytes()).unwrap();
+    assert_eq!(loaded.calibration(), plan.calibration());
+    let inputs: Vec<Vec<f64>> = (0..8).map(|_| rng.vec(64, 0.01)).collect();
+    let run = run_local(&plan, &weights, 2, &inputs, 8).unwrap();
+    for (x, p) in inputs.iter().zip(&run.predictions) {
+        let want = graph.run(x).unwrap().remove(0);
+        for (a, b) in p.scores.as_ref().unwrap().iter().zip(&want) {
+            assert!((a - b).abs() < 0.01 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+    // Samples outside the declared range, no sample, a margin below 1: refused.
+    let outside = vec![vec![2.0; 64]];
+    assert!(MpcPlan::compile_calibrated(&graph, &MpcOptions::default(), &outside, 2.0).is_err());
+    assert!(MpcPlan::compile_calibrated(&graph, &MpcOptions::default(), &[], 2.0).is_err());
+    assert!(MpcPlan::compile_calibrated(&graph, &MpcOptions::default(), &samples, 0.5).is_err());
+}
