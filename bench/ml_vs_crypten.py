@@ -55,6 +55,7 @@ import crypten.mpc as mpc
 from crypten.config import cfg
 
 model_path, data_path, n_latency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+throughput = sys.argv[6] == "1"
 rows = [l.split(",") for l in open(data_path).read().strip().split("\n")[1:]]
 X = torch.tensor([[float(v) / 16.0 for v in r[1:]] for r in rows])
 shape = json.loads(sys.argv[4])
@@ -84,14 +85,16 @@ def bench():
         lat_labels += run(X[i:i + 1])
     lat = (time.perf_counter() - t) / n_latency
     lat_bytes = comm.get().get_communication_stats()["bytes"] / n_latency
-    crypten.reset_communication_stats()
-    t = time.perf_counter()
-    labels = run(X)
-    thr = (time.perf_counter() - t) / len(rows)
-    thr_bytes = comm.get().get_communication_stats()["bytes"] / len(rows)
+    labels, thr, thr_bytes = lat_labels, lat, lat_bytes
+    if throughput:
+        crypten.reset_communication_stats()
+        t = time.perf_counter()
+        labels = run(X)
+        thr = (time.perf_counter() - t) / len(rows)
+        thr_bytes = comm.get().get_communication_stats()["bytes"] / len(rows)
     out = {"rank": rank, "latency_ms": lat * 1e3, "latency_bytes": lat_bytes,
            "per_image_ms": thr * 1e3, "per_image_bytes": thr_bytes,
-           "agree": sum(int(a == b) for a, b in zip(labels, plain))}
+           "agree": sum(int(a == b) for a, b in zip(labels, plain)), "n": len(labels)}
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump(out, f)
 
@@ -99,10 +102,10 @@ bench()
 """
 
 
-def crypten_model(py, name, shape, out_dir):
+def crypten_model(py, name, shape, out_dir, model=None, data=None):
     """The model as CrypTen can import it (Mul(x, x) rewritten to Pow(x, 2)), and the
-    plaintext labels of the 360 images in `out_dir/plain.json`."""
-    src = MODELS / f"{name}.onnx"
+    plaintext labels of the images in `out_dir/plain.json`."""
+    src = model or MODELS / f"{name}.onnx"
     dst = out_dir / f"{name}.crypten.onnx"
     script = r"""
 import sys, onnx
@@ -146,6 +149,14 @@ for n in orig.node:
                                        groups=a.get("group", 1))
     elif n.op_type == "Mul":
         y = i[0] * i[1]
+    elif n.op_type == "Add":
+        y = i[0] + i[1]
+    elif n.op_type == "MaxPool":
+        p = a.get("pads", [0, 0, 0, 0])
+        y = torch.nn.functional.max_pool2d(i[0], a["kernel_shape"], a.get("strides", None),
+                                           padding=p[:2])
+    elif n.op_type == "GlobalAveragePool":
+        y = i[0].mean(dim=(2, 3), keepdim=True)
     elif n.op_type == "Relu":
         y = torch.relu(i[0])
     elif n.op_type == "Flatten":
@@ -157,18 +168,18 @@ scores = env[orig.output[0].name]
 json.dump([int(v) for v in scores.argmax(dim=1)], open(sys.argv[5], "w"))
 """
     out_dir.mkdir()
-    subprocess.run([py, "-c", script, str(src), str(dst), str(MODELS / "digits_test.csv"),
+    subprocess.run([py, "-c", script, str(src), str(dst), str(data or MODELS / "digits_test.csv"),
                     json.dumps(shape), str(out_dir / "plain.json")], check=True)
     return dst
 
 
-def run_crypten(py, name, n_latency, tmp):
-    shape = [1, 8, 8] if name == "cnn" else [64]
+def run_crypten(py, name, n_latency, tmp, model=None, data=None, shape=None, throughput=True):
+    shape = shape or ([1, 8, 8] if name == "cnn" else [64])
     out_dir = Path(tmp) / name
-    path = crypten_model(py, name, shape, out_dir)
+    path = crypten_model(py, name, shape, out_dir, model, data)
     res = subprocess.run(
-        [py, "-c", CRYPTEN_PROGRAM, str(path), str(MODELS / "digits_test.csv"),
-         str(n_latency), json.dumps(shape), str(out_dir)],
+        [py, "-c", CRYPTEN_PROGRAM, str(path), str(data or MODELS / "digits_test.csv"),
+         str(n_latency), json.dumps(shape), str(out_dir), "1" if throughput else "0"],
         capture_output=True, text=True, timeout=3600)
     outs = [json.loads(p.read_text()) for p in sorted(out_dir.glob("rank*.json"))]
     if len(outs) != 2:
@@ -179,7 +190,7 @@ def run_crypten(py, name, n_latency, tmp):
         "latency_bytes": a["latency_bytes"] + b["latency_bytes"],
         "per_image_ms": max(a["per_image_ms"], b["per_image_ms"]),
         "per_image_bytes": a["per_image_bytes"] + b["per_image_bytes"],
-        "agree": f"{a['agree']}/360",
+        "agree": f"{a['agree']}/{a['n']}",
     }
 
 
@@ -189,9 +200,10 @@ VEIL_LINE = re.compile(
 AGREE = re.compile(r"agreement with the plaintext model: (\d+)/(\d+)")
 
 
-def run_veil(exe, name, batch, limit, protocol):
-    cmd = [exe, "ml", "run", str(MODELS / f"{name}.onnx"), "--mpc", "--protocol", protocol,
-           "--data", str(MODELS / "digits_test.csv"), "--batch", str(batch)]
+def run_veil(exe, name, batch, limit, protocol, model=None, data=None, extra=()):
+    cmd = [exe, "ml", "run", str(model or MODELS / f"{name}.onnx"), "--mpc", "--protocol",
+           protocol, "--data", str(data or MODELS / "digits_test.csv"), "--batch", str(batch),
+           *extra]
     if limit:
         cmd += ["--limit", str(limit)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -218,6 +230,9 @@ def main():
     ap.add_argument("--latency-images", type=int, default=30)
     ap.add_argument("--veil", help="path to the veil binary (default: target/release/veil)")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--resnet", type=int, default=0, metavar="N",
+                    help="also time a ResNet-18 (random weights, 3×32×32) on N images at batch "
+                         "1 (bench/resnet18_onnx.py; Veil with --calibrate)")
     args = ap.parse_args()
     py = ensure_crypten()
     exe = veil_binary(args.veil)
@@ -229,6 +244,8 @@ def main():
                 v1 = run_veil(exe, name, 1, args.latency_images, protocol)
                 vn = run_veil(exe, name, 360, None, protocol)
                 rows.append((f"{name}, Veil {protocol}", c, v1, vn))
+        if args.resnet:
+            resnet_rows(py, exe, args.resnet, tmp)
     if args.markdown:
         print("| model | batch 1: CrypTen ms | Veil ms | ratio | CrypTen B/img | Veil B/img "
               "| batch 360: CrypTen ms/img | Veil ms/img | ratio | CrypTen B/img | Veil B/img "
@@ -249,6 +266,28 @@ def main():
                   f"({c['per_image_bytes']:.0f} B/img)  Veil {vn['ms']:.3f} ms/img "
                   f"({vn['bytes']:.0f} B/img)  ratio {c['per_image_ms'] / vn['ms']:.2f}x  "
                   f"agreement CrypTen {c['agree']}, Veil {vn['agree']}")
+
+
+def resnet_rows(py, exe, n, tmp):
+    """ResNet-18 at batch 1: CrypTen, Veil dealer and Veil replicated (time, bytes)."""
+    import random
+    model = Path(tmp) / "resnet18.onnx"
+    sh(["/usr/bin/python3", str(HERE / "resnet18_onnx.py"), str(model)], stdout=subprocess.DEVNULL)
+    data = Path(tmp) / "resnet_inputs.csv"
+    rng = random.Random(1)
+    lines = ["label," + ",".join(f"p{i}" for i in range(3072))]
+    lines += ["0," + ",".join(str(rng.randint(0, 16)) for _ in range(3072)) for _ in range(max(n, 8))]
+    data.write_text("\n".join(lines) + "\n")
+    c = run_crypten(py, "resnet18", n, tmp, model=model, data=data, shape=[3, 32, 32],
+                    throughput=False)
+    print(f"resnet18 (batch 1, {n} images): CrypTen {c['latency_ms']:.0f} ms, "
+          f"{c['latency_bytes'] / 1e6:.1f} MB/image, agreement {c['agree']}")
+    for protocol in ("dealer", "replicated"):
+        v = run_veil(exe, "resnet18", 1, n, protocol, model=model, data=data,
+                     extra=("--calibrate",))
+        print(f"resnet18 (batch 1, {n} images): Veil {protocol} {v['ms']:.0f} ms, "
+              f"{v['bytes'] / 1e6:.1f} MB/image, agreement {v['agree']}, "
+              f"ratio {c['latency_ms'] / v['ms']:.2f}x")
 
 
 if __name__ == "__main__":
