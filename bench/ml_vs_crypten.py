@@ -29,6 +29,9 @@ What it does
   the dealer's corrections); CrypTen's are ``time.perf_counter`` around ``model(x)`` and its
   communicator's byte count, summed over both parties (the trusted third party's traffic is
   not counted by CrypTen).
+* Both reveal the scores (CrypTen's ``get_plain_text``; Veil's ``--reveal scores``, to the
+  client only), and the label is their argmax: Veil's default (``--reveal label``) also runs a
+  secure argmax tournament, which CrypTen's figures would not include.
 * Prints both, and the ratio reference / Veil (higher is better for Veil).
 """
 
@@ -203,7 +206,7 @@ AGREE = re.compile(r"agreement with the plaintext model: (\d+)/(\d+)")
 def run_veil(exe, name, batch, limit, protocol, model=None, data=None, extra=()):
     cmd = [exe, "ml", "run", str(model or MODELS / f"{name}.onnx"), "--mpc", "--protocol",
            protocol, "--data", str(data or MODELS / "digits_test.csv"), "--batch", str(batch),
-           *extra]
+           "--reveal", "scores", *extra]
     if limit:
         cmd += ["--limit", str(limit)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -112,6 +112,9 @@ use crate::error::{MlError, Result};
 use crate::exec::eval;
 use crate::ir::{Activation, Conv2d, Graph, Op, Pool2d, Tensor, ValueId};
 
+/// Weights shared per message by [`MpcPlan::share_model`] (16 MiB of ring elements).
+const SHARE_PIECE: usize = 1 << 21;
+
 /// The operators the MPC backend runs, for error messages.
 const SUPPORTED: &str = "under MPC: Gemm/MatMul, Conv, BatchNormalization and constant \
     Mul/Add (folded or on shares), Add, Sub, Mul, square, Relu, Sigmoid, Tanh, AveragePool, \
@@ -890,7 +893,15 @@ impl MpcPlan {
         } else {
             None
         };
-        let all = party.input(owner, values, total)?;
+        // In pieces, so that no message exceeds a session's frame limit (64 MiB by default)
+        // whatever the model's size.
+        let mut pieces = Vec::new();
+        for at in (0..total.max(1)).step_by(SHARE_PIECE) {
+            let len = SHARE_PIECE.min(total - at);
+            let mine = values.map(|v| &v[at..at + len]);
+            pieces.push(party.input(owner, mine, len)?);
+        }
+        let all = P::concat(&pieces.iter().collect::<Vec<_>>());
         let mut blocks = Vec::with_capacity(self.nodes.len());
         let mut at = 0;
         for node in &self.nodes {
