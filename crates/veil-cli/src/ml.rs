@@ -1148,17 +1148,18 @@ fn he_round_trip_batch(plan: &Plan, graph: &Graph, data: &LabelledData) -> Resul
     Ok(r)
 }
 
-/// `veil ml compile --mpc`.
-fn compile_mpc(args: &CompileArgs, graph: &Graph) -> Result<()> {
-    let options = args.roles.options();
-    let (plan, _) = if args.range.calibration.is_some() {
-        // Bounds measured on the calibration samples (times 2), not proven.
-        let samples = compile_options(&args.range, args.scale, graph)?.calibration;
-        MpcPlan::compile_calibrated(graph, &options, &samples, 2.0)
-    } else {
-        MpcPlan::compile(graph, &options)
+/// Compiles for MPC, with bounds measured on `samples` (times 2) when given, and says so.
+fn mpc_plan(
+    graph: &Graph,
+    options: &MpcOptions,
+    samples: Option<&[Vec<f64>]>,
+    model: &Path,
+) -> Result<(MpcPlan, veil_ml::mpc::ModelWeights)> {
+    let (plan, weights) = match samples {
+        Some(samples) => MpcPlan::compile_calibrated(graph, options, samples, 2.0),
+        None => MpcPlan::compile(graph, options),
     }
-    .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
+    .with_context(|| format!("{} cannot run under MPC", model.display()))?;
     if let Some(c) = plan.calibration() {
         outln!(
             "  value bounds measured on {} samples (times {}): no worst-case guarantee against wrap-around",
@@ -1166,6 +1167,18 @@ fn compile_mpc(args: &CompileArgs, graph: &Graph) -> Result<()> {
             c.margin
         );
     }
+    Ok((plan, weights))
+}
+
+/// `veil ml compile --mpc`.
+fn compile_mpc(args: &CompileArgs, graph: &Graph) -> Result<()> {
+    let options = args.roles.options();
+    let samples = match args.range.calibration {
+        // Bounds measured on the calibration samples, not proven.
+        Some(_) => Some(compile_options(&args.range, args.scale, graph)?.calibration),
+        None => None,
+    };
+    let (plan, _) = mpc_plan(graph, &options, samples.as_deref(), &args.model)?;
     outln!(
         "MPC plan for {}: party {} owns the model, party {} gives the samples and learns {}",
         args.model.display(),
@@ -1226,20 +1239,8 @@ fn run_mpc(args: &RunArgs) -> Result<()> {
         bail!("--batch must be at least 1");
     }
     let options = args.roles.options();
-    let (plan, weights) = if args.calibrate {
-        let samples = &data.samples[..n.min(60)];
-        MpcPlan::compile_calibrated(graph, &options, samples, 2.0)
-    } else {
-        MpcPlan::compile(graph, &options)
-    }
-    .with_context(|| format!("{} cannot run under MPC", args.model.display()))?;
-    if let Some(c) = plan.calibration() {
-        outln!(
-            "  value bounds measured on {} samples (times {}): no worst-case guarantee against wrap-around",
-            c.samples,
-            c.margin
-        );
-    }
+    let samples = args.calibrate.then(|| &data.samples[..n.min(60)]);
+    let (plan, weights) = mpc_plan(graph, &options, samples, &args.model)?;
     let how = if args.in_process {
         "threads of this process"
     } else {

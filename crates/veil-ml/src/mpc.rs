@@ -1400,39 +1400,26 @@ fn pool_step(
     out_shape: &[usize],
     bound: &[f64],
 ) -> Result<(Step, Vec<f64>)> {
-    let (&[c, h, w], &[_, oh, ow]) = (in_shape, out_shape) else {
+    if in_shape.len() != 3 || out_shape.len() != 3 {
         return Err(MlError::Internal("pooling shapes are not [C, H, W]"));
-    };
-    let [kh, kw] = p.kernel;
-    let mut windows = Vec::with_capacity(c * oh * ow);
-    let mut scale = Vec::with_capacity(c * oh * ow);
-    let mut sums = Vec::with_capacity(c * oh * ow);
-    for ch in 0..c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut win = Vec::with_capacity(kh * kw);
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let iy = (oy * p.stride[0] + ky).checked_sub(p.pads[0]);
-                        let ix = (ox * p.stride[1] + kx).checked_sub(p.pads[1]);
-                        if let (Some(iy), Some(ix)) = (iy, ix) {
-                            if iy < h && ix < w {
-                                win.push((ch * h + iy) * w + ix);
-                            }
-                        }
-                    }
-                }
-                let div = if p.count_include_pad {
-                    kh * kw
-                } else {
-                    win.len()
-                };
-                scale.push(if div == 0 { 0.0 } else { 1.0 / div as f64 });
-                sums.push(win.iter().map(|&k| bound[k]).sum());
-                windows.push(win);
-            }
-        }
     }
+    let windows = crate::exec::pool_windows(p, in_shape);
+    let full = p.kernel[0] * p.kernel[1];
+    let scale = windows
+        .iter()
+        .map(|win| {
+            let div = if p.count_include_pad { full } else { win.len() };
+            if div == 0 {
+                0.0
+            } else {
+                1.0 / div as f64
+            }
+        })
+        .collect();
+    let sums = windows
+        .iter()
+        .map(|win| win.iter().map(|&k| bound[k]).sum())
+        .collect();
     Ok((Step::Pool { windows, scale }, sums))
 }
 
@@ -1670,6 +1657,27 @@ fn local_party<P: Engine>(
     ))
 }
 
+/// What the threads of a local run share, once the batch size is checked.
+type LocalSetup = (Arc<MpcPlan>, Arc<ModelWeights>, Arc<Vec<Vec<f64>>>);
+
+fn local_setup(
+    plan: &MpcPlan,
+    weights: &ModelWeights,
+    inputs: &[Vec<f64>],
+    batch_size: usize,
+) -> Result<LocalSetup> {
+    if batch_size == 0 {
+        return Err(MlError::Input {
+            reason: "the batch size must be positive".into(),
+        });
+    }
+    Ok((
+        Arc::new(plan.clone()),
+        Arc::new(weights.clone()),
+        Arc::new(inputs.to_vec()),
+    ))
+}
+
 /// What each party of a local run returns.
 type PartyOut = (Option<Vec<Prediction>>, f64, f64, OpStats);
 
@@ -1724,17 +1732,8 @@ pub fn run_local(
     inputs: &[Vec<f64>],
     batch_size: usize,
 ) -> Result<LocalRun> {
-    if batch_size == 0 {
-        return Err(MlError::Input {
-            reason: "the batch size must be positive".into(),
-        });
-    }
     let client = plan.options.client;
-    let (plan, weights, inputs) = (
-        Arc::new(plan.clone()),
-        Arc::new(weights.clone()),
-        Arc::new(inputs.to_vec()),
-    );
+    let (plan, weights, inputs) = local_setup(plan, weights, inputs, batch_size)?;
     let results = veil_mpc::memory::run(parties, plan.options.fixed, move |party| {
         Ok(local_party(
             party,
@@ -1757,17 +1756,8 @@ pub fn run_local_replicated(
     inputs: &[Vec<f64>],
     batch_size: usize,
 ) -> Result<LocalRun> {
-    if batch_size == 0 {
-        return Err(MlError::Input {
-            reason: "the batch size must be positive".into(),
-        });
-    }
     let client = plan.options.client;
-    let (plan, weights, inputs) = (
-        Arc::new(plan.clone()),
-        Arc::new(weights.clone()),
-        Arc::new(inputs.to_vec()),
-    );
+    let (plan, weights, inputs) = local_setup(plan, weights, inputs, batch_size)?;
     let results = veil_mpc::rss::run_local(plan.options.fixed, move |party| {
         Ok(local_party(
             party,

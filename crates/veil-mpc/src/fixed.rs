@@ -29,6 +29,30 @@ impl Default for FixedPoint {
 }
 
 impl FixedPoint {
+    /// For `x · c` keeping about 20 significant bits of the public real `c` (where an
+    /// encoding keeps `f` fractional bits): the integer `k ≈ c · 2^t` and the truncation
+    /// `t ≥ f` that follows the product by `k`. `None` for `c = 0` (the product is zero).
+    pub fn scalar_factor(&self, c: f64) -> Result<Option<(i64, u32)>> {
+        if c == 0.0 {
+            return Ok(None);
+        }
+        if !c.is_finite() {
+            return Err(MpcError::InvalidParameter(format!(
+                "cannot multiply by {c}"
+            )));
+        }
+        let t = (20.0 - c.abs().log2())
+            .ceil()
+            .clamp(f64::from(self.frac_bits), 60.0) as u32;
+        let k = (c * (1u64 << t) as f64).round();
+        if k.abs() >= (1u64 << 46) as f64 {
+            return Err(MpcError::InvalidParameter(format!(
+                "constant {c} too large"
+            )));
+        }
+        Ok(Some((k as i64, t)))
+    }
+
     /// A format with `frac_bits` fractional bits (1 to 30).
     pub fn new(frac_bits: u32) -> Result<Self> {
         if !(1..=30).contains(&frac_bits) {

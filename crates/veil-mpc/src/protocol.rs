@@ -629,24 +629,9 @@ impl<E: Exchange> Party<E> {
     /// round. Requires `|x · c| < 2^(42 - t)` with `t ≈ 20 - log2|c|` (e.g. below 131,072
     /// for `c = 1/450`).
     pub fn mul_public_scalar(&mut self, x: &Shared, c: f64) -> Result<Shared> {
-        if !c.is_finite() || c == 0.0 {
-            return if c == 0.0 {
-                Ok(Shared::from_share(vec![0; x.len()]))
-            } else {
-                Err(MpcError::InvalidParameter(format!(
-                    "cannot multiply by {c}"
-                )))
-            };
-        }
-        let f = self.fixed.frac_bits();
-        let t = (20.0 - c.abs().log2()).ceil().clamp(f64::from(f), 60.0) as u32;
-        let k = (c * (1u64 << t) as f64).round();
-        if k.abs() >= (1u64 << 46) as f64 {
-            return Err(MpcError::InvalidParameter(format!(
-                "constant {c} too large"
-            )));
-        }
-        let k = k as i64;
+        let Some((k, t)) = self.fixed.scalar_factor(c)? else {
+            return Ok(Shared::from_share(vec![0; x.len()]));
+        };
         let outer = self.begin("mul_public");
         let raw = Shared::from_share(x.share.iter().map(|s| s.wrapping_mul(k as u64)).collect());
         let out = self.truncate_by(&raw, t);

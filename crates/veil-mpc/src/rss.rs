@@ -597,23 +597,10 @@ impl<E: Exchange> Rss<E> {
     /// `x · c` for one public real, keeping about 20 significant bits of `c` (two rounds;
     /// requires `|x · c| < 2^(42 − t)` with `t ≈ 20 − log2|c|`, as the dealer's).
     pub fn mul_public_scalar(&mut self, x: &Rep, c: f64) -> Result<Rep> {
-        if c == 0.0 {
+        let Some((k, t)) = self.fixed.scalar_factor(c)? else {
             return Ok(self.constant_raw(&vec![0; x.len()]));
-        }
-        if !c.is_finite() {
-            return Err(MpcError::InvalidParameter(format!(
-                "cannot multiply by {c}"
-            )));
-        }
-        let f = self.fixed.frac_bits();
-        let t = (20.0 - c.abs().log2()).ceil().clamp(f64::from(f), 60.0) as u32;
-        let k = (c * (1u64 << t) as f64).round();
-        if k.abs() >= (1u64 << 46) as f64 {
-            return Err(MpcError::InvalidParameter(format!(
-                "constant {c} too large"
-            )));
-        }
-        let p = self.mul_public_int(x, &vec![k as i64; x.len()])?;
+        };
+        let p = self.mul_public_int(x, &vec![k; x.len()])?;
         self.truncate_by(&p, t)
     }
 

@@ -497,24 +497,7 @@ impl Importer {
             "Conv" => self.conv(at)?,
             "AveragePool" => {
                 let x = self.value(at, 0)?;
-                let kernel = pair(at, "kernel_shape", None)?;
-                let stride = pair(at, "strides", Some([1, 1]))?;
-                let pads = pads(at)?;
-                if at.int("ceil_mode", 0) != 0 {
-                    return Err(at.unsupported("ceil_mode = 1"));
-                }
-                if at
-                    .ints("dilations")
-                    .is_some_and(|d| d.iter().any(|&v| v != 1))
-                {
-                    return Err(at.unsupported("dilated pooling"));
-                }
-                let pool = Pool2d {
-                    kernel,
-                    stride,
-                    pads,
-                    count_include_pad: at.int("count_include_pad", 0) != 0,
-                };
+                let pool = pool2d(at, at.int("count_include_pad", 0) != 0)?;
                 self.emit(at, Op::AveragePool(pool), &[x])?;
             }
             "MaxPool" => {
@@ -522,24 +505,7 @@ impl Importer {
                 if at.node.output.iter().skip(1).any(|o| !o.is_empty()) {
                     return Err(at.unsupported("the Indices output"));
                 }
-                let kernel = pair(at, "kernel_shape", None)?;
-                let stride = pair(at, "strides", Some([1, 1]))?;
-                let pads = pads(at)?;
-                if at.int("ceil_mode", 0) != 0 {
-                    return Err(at.unsupported("ceil_mode = 1"));
-                }
-                if at
-                    .ints("dilations")
-                    .is_some_and(|d| d.iter().any(|&v| v != 1))
-                {
-                    return Err(at.unsupported("dilated pooling"));
-                }
-                let pool = Pool2d {
-                    kernel,
-                    stride,
-                    pads,
-                    count_include_pad: false,
-                };
+                let pool = pool2d(at, false)?;
                 self.emit(at, Op::MaxPool(pool), &[x])?;
             }
             "GlobalAveragePool" => {
@@ -1237,6 +1203,28 @@ fn pair(at: &At<'_>, name: &str, default: Option<[usize; 2]>) -> Result<[usize; 
         (None, Some(d)) => Ok(d),
         (None, None) => Err(at.invalid(format!("attribute {name} is missing"))),
     }
+}
+
+/// The window of an AveragePool or MaxPool node (no ceil mode, no dilation).
+fn pool2d(at: &At<'_>, count_include_pad: bool) -> Result<Pool2d> {
+    let kernel = pair(at, "kernel_shape", None)?;
+    let stride = pair(at, "strides", Some([1, 1]))?;
+    let pads = pads(at)?;
+    if at.int("ceil_mode", 0) != 0 {
+        return Err(at.unsupported("ceil_mode = 1"));
+    }
+    if at
+        .ints("dilations")
+        .is_some_and(|d| d.iter().any(|&v| v != 1))
+    {
+        return Err(at.unsupported("dilated pooling"));
+    }
+    Ok(Pool2d {
+        kernel,
+        stride,
+        pads,
+        count_include_pad,
+    })
 }
 
 fn pads(at: &At<'_>) -> Result<[usize; 4]> {
