@@ -110,6 +110,12 @@ impl Rep {
         }
     }
 
+    /// **Hazmat, for tests of what a party can see**: this party's two parts `(x_i, x_{i+1})`.
+    #[doc(hidden)]
+    pub fn hazmat_parts(&self) -> (&[u64], &[u64]) {
+        (&self.a, &self.b)
+    }
+
     /// The sharings one after the other (local).
     pub fn concat(parts: &[&Rep]) -> Rep {
         Rep {
@@ -579,7 +585,16 @@ impl<E: Exchange> Rss<E> {
 
     /// Divides by `2^bits` (two rounds; error at most one unit; requires `|x| < 2^62`).
     pub fn truncate_by(&mut self, x: &Rep, bits: u32) -> Result<Rep> {
-        self.truncate_additive(x.a.clone(), bits)
+        // Party i's part x_i is known to party i − 1 as well, and party 1 holds the two
+        // others: sent as is in the truncation's first round, it would complete party 1's
+        // view of x. A fresh zero sharing makes the 3-out-of-3 parts uniformly random.
+        let alpha = self.zero(x.len());
+        let z =
+            x.a.iter()
+                .zip(&alpha)
+                .map(|(v, r)| v.wrapping_add(*r))
+                .collect();
+        self.truncate_additive(z, bits)
     }
 
     /// `x · c` for public reals (`f` fractional bits of `c`; two rounds).

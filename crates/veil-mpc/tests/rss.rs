@@ -199,3 +199,82 @@ fn two_or_four_parties_are_refused() {
         assert!(err.to_string().contains("exactly 3"), "{err}");
     }
 }
+
+/// An exchange that keeps a copy of every message this party receives.
+struct Recorder {
+    inner: veil_mpc::memory::MemoryExchange,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Vec<u64>>>>,
+}
+
+impl veil_mpc::protocol::Exchange for Recorder {
+    fn id(&self) -> usize {
+        self.inner.id()
+    }
+    fn parties(&self) -> usize {
+        self.inner.parties()
+    }
+    fn exchange(
+        &mut self,
+        phase: &str,
+        outgoing: Vec<Vec<u64>>,
+    ) -> veil_mpc::Result<Vec<Vec<u64>>> {
+        let got = self.inner.exchange(phase, outgoing)?;
+        self.log.lock().unwrap().extend(got.iter().cloned());
+        Ok(got)
+    }
+    fn dealer_request(&mut self, request: &veil_mpc::dealer::Request) -> veil_mpc::Result<()> {
+        self.inner.dealer_request(request)
+    }
+    fn dealer_correction(&mut self) -> veil_mpc::Result<Option<Vec<u64>>> {
+        self.inner.dealer_correction()
+    }
+}
+
+/// The attack: each party holds two of the three parts of every sharing; a message that gives
+/// it the third part of a secret value reveals that value. Record everything each party
+/// receives while a sharing is truncated, multiplied by a public constant, multiplied and
+/// compared, and check that no received element completes its parts. (A truncation that
+/// forwarded party 0's raw part failed this: party 1 read every value truncated, pooled or
+/// scaled.)
+#[test]
+fn no_single_party_receives_the_missing_part_of_a_secret() {
+    let n = 64;
+    let secret: Vec<u64> = xorshift(29, n).iter().map(|v| v >> 24).collect();
+    let logs: Vec<_> = (0..3)
+        .map(|_| std::sync::Arc::new(std::sync::Mutex::new(Vec::new())))
+        .collect();
+    let (logs2, secret2) = (logs.clone(), secret.clone());
+    let parts = veil_mpc::memory::run_exchanges(3, std::time::Duration::from_secs(30), move |ex| {
+        let me = veil_mpc::protocol::Exchange::id(&ex);
+        let rec = Recorder {
+            inner: ex,
+            log: logs2[me].clone(),
+        };
+        let mut p = veil_mpc::rss::Rss::new(rec, FixedPoint::default())?;
+        let x = p.input_raw(0, (me == 0).then_some(&secret2[..]), n)?;
+        let (a, b) = x.hazmat_parts();
+        let mine = (a.to_vec(), b.to_vec());
+        let _ = p.truncate_by(&x, 16)?;
+        let _ = p.mul_public(&x, &vec![0.3; n])?;
+        let _ = p.mul_public_scalar(&x, 0.01)?;
+        let _ = p.mul(&x, &x)?;
+        let _ = p.ltz(&x)?;
+        Ok(mine)
+    })
+    .unwrap();
+    for (party, (a, b)) in parts.iter().enumerate() {
+        let received = logs[party].lock().unwrap();
+        assert!(!received.is_empty());
+        for msg in received.iter() {
+            for v in msg {
+                for i in 0..n {
+                    assert_ne!(
+                        v.wrapping_add(a[i]).wrapping_add(b[i]),
+                        secret[i],
+                        "party {party} received the missing part of element {i}"
+                    );
+                }
+            }
+        }
+    }
+}
