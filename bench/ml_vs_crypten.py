@@ -48,7 +48,7 @@ ROOT = HERE.parent
 MODELS = ROOT / "crates" / "veil-ml" / "models"
 sys.path.insert(0, str(HERE))
 
-from mpc_vs_crypten import ensure_crypten, sh  # noqa: E402  (shared installer)
+from mpc_vs_crypten import ensure_crypten, sh, veil_binary  # noqa: E402  (shared helpers)
 
 
 CRYPTEN_PROGRAM = r"""
@@ -216,15 +216,6 @@ def run_veil(exe, name, batch, limit, protocol, model=None, data=None, extra=())
         raise SystemExit(f"unexpected output of {' '.join(cmd)}:\n{out}")
     return {"ms": float(m.group(1)), "bytes": float(m.group(2)) + float(m.group(3)),
             "agree": f"{agree.group(1)}/{agree.group(2)}"}
-
-
-def veil_binary(path):
-    if path:
-        return path
-    exe = ROOT / "target" / "release" / "veil"
-    if not exe.exists():
-        sh(["cargo", "build", "--release", "-p", "veil-cli"], cwd=ROOT)
-    return str(exe)
 
 
 def main():

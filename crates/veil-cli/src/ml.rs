@@ -510,7 +510,7 @@ fn load_data(path: &Path, scale: f64, limit: Option<usize>, graph: &Graph) -> Re
     })
 }
 
-fn load_data_for(
+pub(crate) fn load_data_for(
     path: &Path,
     scale: f64,
     limit: Option<usize>,

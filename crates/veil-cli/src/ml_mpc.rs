@@ -254,34 +254,7 @@ fn load_samples(
     limit: Option<usize>,
     plan: &MpcPlan,
 ) -> Result<LabelledData> {
-    if !(scale.is_finite() && scale > 0.0) {
-        bail!("--scale must be a positive number, got {scale}");
-    }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the data file {}", path.display()))?;
-    let mut data = LabelledData::from_csv(&text, scale)
-        .with_context(|| format!("{} is not a labelled CSV file", path.display()))?;
-    if let Some(k) = limit {
-        data.samples.truncate(k);
-        data.labels.truncate(k);
-    }
-    if data.samples.is_empty() {
-        bail!("{} holds no sample", path.display());
-    }
-    let want = plan.input_len();
-    if let Some((i, s)) = data
-        .samples
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.len() != want)
-    {
-        bail!(
-            "{}: sample {} has {} values, the model takes {want}",
-            path.display(),
-            i + 1,
-            s.len()
-        );
-    }
+    let data = crate::ml::load_data_for(path, scale, limit, plan.input_len())?;
     let bound = plan.options().input_bound;
     for (i, s) in data.samples.iter().enumerate() {
         if let Some(v) = s.iter().find(|v| v.is_nan() || v.abs() > bound) {
