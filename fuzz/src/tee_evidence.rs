@@ -5,10 +5,10 @@
 
 use std::sync::OnceLock;
 
-use veil_tee::evidence::dcap::DcapVerifier;
-use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
-use veil_tee::evidence::snp::SnpVerifier;
-use veil_tee::evidence::{detect, Verifier};
+use veil_attest::evidence::dcap::DcapVerifier;
+use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_attest::evidence::snp::SnpVerifier;
+use veil_attest::evidence::{detect, Verifier};
 
 use crate::edits;
 
@@ -30,7 +30,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../crates/veil-tee/tests/vectors"
+            "/../crates/veil-attest/tests/vectors"
         );
         let read = |n: &str| std::fs::read(format!("{dir}/{n}")).expect("vector");
         let text = |n: &str| String::from_utf8(read(n)).expect("utf-8");
@@ -75,7 +75,7 @@ fn check(f: &Fixture, data: &[u8]) {
     if let Ok(v) = SnpVerifier::from_vcek_der(&f.vcek_der) {
         let _ = v.with_crl(data);
     }
-    let _ = veil_tee::evidence::dcap::inspect_unverified(data);
+    let _ = veil_attest::evidence::dcap::inspect_unverified(data);
 }
 
 /// One fuzz input: must never panic.

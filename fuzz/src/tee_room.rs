@@ -4,12 +4,12 @@
 
 use std::sync::OnceLock;
 
-use veil_tee::evidence::sim::SimulatedPlatform;
-use veil_tee::room::{
+use veil_attest::evidence::sim::SimulatedPlatform;
+use veil_room::workload::LaunchConfig;
+use veil_room::{
     builtin, encode_csv, verify_room_evidence, InputFormat, Manifest, NonceRequest, PartyKey,
     RoomEvidence, RoomServer, RoomSpec, SignedRequest,
 };
-use veil_tee::workload::LaunchConfig;
 
 struct Fixture {
     room: RoomServer,
@@ -51,15 +51,14 @@ fn fixture() -> &'static Fixture {
         let nonce = [9u8; 32];
         let evidence = room
             .attest(&NonceRequest {
-                nonce: veil_tee::service::encode_b64(&nonce),
+                nonce: veil_attest::util::encode_b64(&nonce),
             })
             .expect("evidence");
         let verified =
             verify_room_evidence(&manifest, &room.room_id(), &nonce, &evidence, 0).expect("verify");
-        let client = veil_tee::room::RoomClient::new("http://127.0.0.1:9", &text).expect("client");
-        let (_, upload) = client
-            .prepare_upload(&verified, &keys[0], "a.csv", &1.0f64.to_le_bytes())
-            .expect("upload");
+        let (_, upload) =
+            veil_room::prepare_upload(&verified, &keys[0], "a.csv", &1.0f64.to_le_bytes())
+                .expect("upload");
         Fixture {
             room,
             manifest,
@@ -113,7 +112,7 @@ pub fn run(data: &[u8]) {
         }
         6 => {
             let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key();
-            let _ = veil_tee::room::check_audit_text(&text, &key, 3, "00");
+            let _ = veil_room::check_audit_text(&text, &key, 3, "00");
         }
         _ => {
             let mut ev = f.evidence.clone();

@@ -5,12 +5,12 @@
 
 use std::sync::OnceLock;
 
-use veil_tee::audit::AuditLog;
-use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
-use veil_tee::kbs::{ReleasedSecret, WorkloadKeyPair};
-use veil_tee::policy::Policy;
-use veil_tee::service::{AttestRequest, AttestationService, Verifiers};
-use veil_tee::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+use veil_attest::audit::AuditLog;
+use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_attest::policy::Policy;
+use veil_attest::service::{AttestRequest, AttestationService, Verifiers};
+use veil_attest::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+use veil_kbs::{ReleasedSecret, WorkloadKeyPair};
 
 struct Fixture {
     service: AttestationService,
@@ -59,7 +59,7 @@ pub fn run(data: &[u8]) {
     // A request with a valid nonce and the fuzz input as evidence.
     if let Ok(nonce) = f.service.nonce() {
         let req = AttestRequest {
-            evidence: veil_tee::service::encode_b64(data),
+            evidence: veil_attest::util::encode_b64(data),
             nonce: nonce.nonce,
             runtime_public_key: "AAAA".into(),
             runtime_data: String::new(),

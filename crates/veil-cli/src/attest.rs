@@ -5,9 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use veil_tee::evidence::dcap::DcapVerifier;
-use veil_tee::evidence::sim::SimVerifier;
-use veil_tee::evidence::{detect, EvidenceKind, Verifier};
+use veil_attest::evidence::dcap::DcapVerifier;
+use veil_attest::evidence::sim::SimVerifier;
+use veil_attest::evidence::{detect, EvidenceKind, Verifier};
 
 #[derive(Subcommand, Debug)]
 pub enum AttestCommand {
@@ -117,7 +117,7 @@ pub struct VerifyArgs {
     /// security bulletins), `bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]`. The TCB status is
     /// `UpToDate` or `OutOfDate` against it; without it, `Unknown`.
     #[arg(long)]
-    pub snp_min_tcb: Option<veil_tee::evidence::snp::SnpTcb>,
+    pub snp_min_tcb: Option<veil_attest::evidence::snp::SnpTcb>,
     /// Exit 1 unless the TCB status is `UpToDate` (a platform needing configuration or
     /// software hardening, out of date, or of unknown status fails). Without it, such
     /// evidence verifies (exit 0) and a note on stderr says so.
@@ -147,13 +147,13 @@ pub fn run(cmd: AttestCommand) -> Result<()> {
 }
 
 fn verify_log(args: &VerifyLogArgs) -> Result<()> {
-    use veil_tee::audit::{parse_public_key, verify_against_head, SignedHead};
+    use veil_attest::audit::{parse_public_key, verify_against_head, SignedHead};
     let text = std::fs::read_to_string(&args.log)
         .with_context(|| format!("cannot read {}", args.log.display()))?;
     let head_json = if args.head.starts_with("http://") || args.head.starts_with("https://") {
         let url = args.head.clone();
         crate::services::runtime()?.block_on(async move {
-            let client = veil_tee::client::http_client()?;
+            let client = veil_server::client::http_client()?;
             let resp = client
                 .get(&url)
                 .send()
@@ -196,7 +196,7 @@ fn nonce_bytes(args: &SimulateArgs) -> Vec<u8> {
     if args.nonce.is_empty() {
         return Vec::new();
     }
-    match veil_tee::service::decode_b64("nonce", args.nonce.trim()) {
+    match veil_attest::util::decode_b64("nonce", args.nonce.trim()) {
         Ok(bytes) => bytes,
         Err(_) => {
             eprintln!(
@@ -210,13 +210,13 @@ fn nonce_bytes(args: &SimulateArgs) -> Vec<u8> {
 
 fn simulate(args: &SimulateArgs) -> Result<()> {
     use sha2::{Digest, Sha384};
-    use veil_tee::evidence::sim::SimulatedPlatform;
+    use veil_attest::evidence::sim::SimulatedPlatform;
     let code = std::fs::read(&args.workload)
         .with_context(|| format!("cannot read {}", args.workload.display()))?;
     let measurement: [u8; 48] = Sha384::digest(&code).into();
     let pk = hex::decode(args.public_key.trim()).context("--public-key is not hex")?;
     let nonce = nonce_bytes(args);
-    let report_data = veil_tee::binding::expected_report_data(&nonce, &pk, b"");
+    let report_data = veil_attest::binding::expected_report_data(&nonce, &pk, b"");
     let platform = match &args.platform_seed {
         Some(seed) => {
             let bytes = hex::decode(seed.trim()).context("--platform-seed is not hex")?;
@@ -237,8 +237,8 @@ fn simulate(args: &SimulateArgs) -> Result<()> {
     outln!("               (SHA-384 of the file: what this simulated evidence reports)");
     // A measured workload (and a data room) measures the module *and* its launch limits, so
     // the same file has a second measurement there: say which is which.
-    let launch = veil_tee::workload::LaunchConfig::default();
-    if let Ok(launch_measurement) = veil_tee::workload::measure_module(&code, &launch) {
+    let launch = veil_room::workload::LaunchConfig::default();
+    if let Ok(launch_measurement) = veil_room::workload::measure_module(&code, &launch) {
         outln!("launch_measurement {}", hex::encode(launch_measurement));
         outln!(
             "               (the module with its launch limits, fuel {}, memory {} bytes, no \
@@ -269,7 +269,7 @@ pub fn fetch_collateral(
     let ca_pem = ca
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .transpose()?;
-    let client = veil_tee::pccs::PccsClient::new(url, ca_pem.as_deref())?;
+    let client = veil_attest::pccs::PccsClient::new(url, ca_pem.as_deref())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -318,8 +318,8 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             }
         }
         EvidenceKind::SnpReport => {
-            use veil_tee::evidence::snp::SnpVerifier;
-            type FromDer = fn(&[u8]) -> veil_tee::Result<SnpVerifier>;
+            use veil_attest::evidence::snp::SnpVerifier;
+            type FromDer = fn(&[u8]) -> veil_attest::Result<SnpVerifier>;
             let (path, what, from_der): (_, _, FromDer) = match (&args.vcek, &args.vlek) {
                 (Some(p), _) => (p, "VCEK", SnpVerifier::from_vcek_der),
                 (None, Some(p)) => (p, "VLEK", SnpVerifier::from_vlek_der),
@@ -353,7 +353,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         Format::Text => {
             use crate::room::untrusted;
             outln!("verified: {} evidence", claims.tee.name());
-            if claims.tee == veil_tee::TeeKind::Sim {
+            if claims.tee == veil_attest::TeeKind::Sim {
                 outln!("WARNING: simulated TEE — no hardware protection");
             }
             for (name, value) in &claims.measurements {
@@ -394,7 +394,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             outln!("{:<14} {}", "report_data", untrusted(&claims.report_data));
         }
     }
-    let status_ok = claims.tcb_status == "UpToDate" || claims.tee == veil_tee::TeeKind::Sim;
+    let status_ok = claims.tcb_status == "UpToDate" || claims.tee == veil_attest::TeeKind::Sim;
     let advisories = if claims.advisory_ids.is_empty() {
         String::new()
     } else {
@@ -410,7 +410,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         );
     }
     if let Some(path) = &args.policy {
-        let policy = veil_tee::policy::Policy::from_file(path)?;
+        let policy = veil_attest::policy::Policy::from_file(path)?;
         policy.evaluate(&serde_json::to_value(&claims)?)?;
         eprintln!("policy {} allows these claims", path.display());
     } else if !status_ok {
@@ -426,9 +426,9 @@ fn verify(args: &VerifyArgs) -> Result<()> {
 
 /// Adds AMD's CRLs read from `paths` to an SNP verifier.
 pub fn with_snp_crls(
-    mut verifier: veil_tee::evidence::snp::SnpVerifier,
+    mut verifier: veil_attest::evidence::snp::SnpVerifier,
     paths: &[PathBuf],
-) -> Result<veil_tee::evidence::snp::SnpVerifier> {
+) -> Result<veil_attest::evidence::snp::SnpVerifier> {
     for path in paths {
         let der = std::fs::read(path)
             .with_context(|| format!("cannot read the CRL {}", path.display()))?;

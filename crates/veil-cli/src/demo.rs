@@ -525,13 +525,13 @@ fn mpc_demo() -> Result<()> {
 /// the key bound in its evidence; a workload with other code gets nothing.
 fn cc_demo() -> Result<()> {
     use sha2::{Digest, Sha384};
-    use veil_tee::audit::AuditLog;
-    use veil_tee::client::SimulatedWorkload;
-    use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
-    use veil_tee::kbs::SecretStore;
-    use veil_tee::policy::Policy;
-    use veil_tee::service::{AttestationService, Verifiers};
-    use veil_tee::token::{TokenAlgorithm, TokenIssuer};
+    use veil_attest::audit::AuditLog;
+    use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
+    use veil_attest::policy::Policy;
+    use veil_attest::service::{AttestationService, Verifiers};
+    use veil_attest::token::{TokenAlgorithm, TokenIssuer};
+    use veil_kbs::SecretStore;
+    use veil_server::client::SimulatedWorkload;
 
     outln!("== Veil demo: confidential computing (SIMULATED TEE — no hardware protection here) ==");
     let dir = std::env::temp_dir().join(format!("veil-demo-cc-{}", std::process::id()));
@@ -570,7 +570,7 @@ fn cc_demo() -> Result<()> {
         "toml",
         "release.toml",
         &policy_text,
-        veil_tee::service::unix_now(),
+        veil_attest::util::unix_now(),
     )?;
     outln!("[hospital] stored patients-dataset-key in the key broker (encrypted at rest)");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -622,7 +622,7 @@ fn cc_demo() -> Result<()> {
         ("attestation", "attest-audit.jsonl"),
         ("key broker", "kbs-audit.jsonl"),
     ] {
-        let entries = veil_tee::audit::verify_log(&dir.join(file))?;
+        let entries = veil_attest::audit::verify_log(&dir.join(file))?;
         let events: Vec<&str> = entries.iter().map(|e| e.event.as_str()).collect();
         outln!("[audit] {name} log verifies (hash chain intact): {events:?}");
     }
@@ -636,10 +636,9 @@ fn cc_demo() -> Result<()> {
 /// the signed audit log is verified and printed.
 fn room_demo() -> Result<()> {
     use std::sync::Arc;
-    use veil_tee::evidence::sim::SimulatedPlatform;
-    use veil_tee::room::{
-        builtin, decode_output, Manifest, PartyKey, RoomClient, RoomServer, RoomSpec,
-    };
+    use veil_attest::evidence::sim::SimulatedPlatform;
+    use veil_room::{builtin, decode_output, Manifest, PartyKey, RoomServer, RoomSpec};
+    use veil_server::room::RoomClient;
 
     outln!("== Veil demo: data room (SIMULATED TEE — no hardware protection here) ==");
     let stats = builtin("stats").context("the stats workload ships with veil")?;
@@ -647,7 +646,7 @@ fn room_demo() -> Result<()> {
     let keys = names
         .iter()
         .map(|n| PartyKey::generate(n))
-        .collect::<veil_tee::Result<Vec<_>>>()?;
+        .collect::<veil_attest::Result<Vec<_>>>()?;
     let platform = SimulatedPlatform::generate()?;
     let t = Instant::now();
     let manifest = Manifest::create(
@@ -661,13 +660,13 @@ fn room_demo() -> Result<()> {
                 .iter()
                 .map(|s| (*s).to_string())
                 .collect(),
-            launch: veil_tee::workload::LaunchConfig::default(),
+            launch: veil_room::workload::LaunchConfig::default(),
             parties: keys.iter().map(PartyKey::public).collect(),
             output_to: vec!["hospital-a".into(), "hospital-b".into()],
             sim_platform_keys: vec![hex::encode(platform.public_key())],
             min_security_version: Some(1),
         },
-        veil_tee::service::unix_now(),
+        veil_attest::util::unix_now(),
     )?;
     let text = manifest.to_toml()?;
     outln!(
@@ -690,7 +689,7 @@ fn room_demo() -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(veil_tee::room::serve(listener, room, async move {
+        let server = tokio::spawn(veil_server::room::serve(listener, room, async move {
             let _ = rx.await;
         }));
         outln!("[operator] room launched in the simulated TEE at {url}");

@@ -1,4 +1,4 @@
-//! `veil room …`: multi-party data rooms (see `veil_tee::room`).
+//! `veil room …`: multi-party data rooms (see `veil_attest::room`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use veil_tee::evidence::sim::SimulatedPlatform;
-use veil_tee::room::{
-    builtin, decode_output, encode_csv, InputFormat, Manifest, Party, PartyKey, RoomClient,
-    RoomServer, RoomSpec, BUILTINS,
+use veil_attest::evidence::sim::SimulatedPlatform;
+use veil_attest::util::unix_now;
+use veil_room::workload::LaunchConfig;
+use veil_room::{
+    builtin, decode_output, encode_csv, InputFormat, Manifest, Party, PartyKey, RoomServer,
+    RoomSpec, BUILTINS,
 };
-use veil_tee::service::unix_now;
-use veil_tee::workload::LaunchConfig;
+use veil_server::room::RoomClient;
 
 use crate::attest::Format;
 use crate::services::{hex32, runtime, shutdown_signal, write_private};
@@ -302,7 +303,7 @@ fn read_seed(path: &Path) -> Result<SimulatedPlatform> {
 }
 
 /// The module bytes and, for a shipped workload, its description.
-fn load_code(code: &str) -> Result<(Vec<u8>, Option<&'static veil_tee::room::Builtin>)> {
+fn load_code(code: &str) -> Result<(Vec<u8>, Option<&'static veil_room::Builtin>)> {
     if let Some(name) = code.strip_prefix("builtin:") {
         let b = builtin(name).with_context(|| {
             format!(
@@ -376,10 +377,7 @@ fn create(args: &CreateArgs) -> Result<()> {
     std::fs::write(&args.out, &text)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     outln!("manifest     {}", args.out.display());
-    outln!(
-        "room id      {}",
-        hex::encode(veil_tee::room::room_id(&text))
-    );
+    outln!("room id      {}", hex::encode(veil_room::room_id(&text)));
     outln!("measurement  {}", manifest.code.measurement);
     outln!(
         "parties      {}",
@@ -415,7 +413,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
             }
         }
     };
-    let id = hex::encode(veil_tee::room::room_id(&text));
+    let id = hex::encode(veil_room::room_id(&text));
     let platform = read_seed(&args.platform_seed_file)?;
     let (room, where_) = match &args.state {
         Some(dir) => {
@@ -452,7 +450,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
             "room {} on http://{addr} ({where_}); Ctrl-C stops",
             &id[..16],
         );
-        veil_tee::room::serve(listener, room, shutdown_signal()).await?;
+        veil_server::room::serve(listener, room, shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -483,7 +481,7 @@ fn verify(args: &ClientArgs) -> Result<()> {
         Format::Text => {
             outln!("room {} verified", hex::encode(room.room_id));
             outln!("  tee          {:?}", room.claims.tee);
-            if room.claims.tee == veil_tee::TeeKind::Sim {
+            if room.claims.tee == veil_attest::TeeKind::Sim {
                 outln!("  WARNING      simulated TEE — no hardware protection");
             }
             for (k, v) in &room.claims.measurements {
@@ -614,7 +612,7 @@ fn audit(args: &AuditArgs) -> Result<()> {
 
 /// One line per audit entry. Every string from the log is escaped ([`untrusted`]): the
 /// log is signed by the room, but labels, names and reasons in it come from parties.
-pub fn print_history(entries: &[veil_tee::audit::AuditEntry]) -> Result<()> {
+pub fn print_history(entries: &[veil_attest::audit::AuditEntry]) -> Result<()> {
     for e in entries {
         let d = &e.details;
         let s = |key: &str| untrusted_value(&d[key]);

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use sha2::{Digest, Sha384};
-use veil_tee::audit::AuditLog;
-use veil_tee::client::SimulatedWorkload;
-use veil_tee::evidence::sim::{SimVerifier, SimulatedPlatform};
-use veil_tee::kbs::{KeyBroker, SecretStore};
-use veil_tee::policy::Policy;
-use veil_tee::service::{AttestationService, Verifiers};
-use veil_tee::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+use veil_attest::audit::AuditLog;
+use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
+use veil_attest::policy::Policy;
+use veil_attest::service::{AttestationService, Verifiers};
+use veil_attest::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+use veil_kbs::{KeyBroker, SecretStore};
+use veil_server::client::SimulatedWorkload;
 
 use crate::attest::Format;
 
@@ -83,7 +83,7 @@ pub struct AttestServeArgs {
     /// For SEV-SNP reports: the oldest TCB still current (`bootloader=N,tee=N,snp=N,
     /// microcode=N[,fmc=N]`); without it their TCB status is `Unknown`.
     #[arg(long)]
-    pub snp_min_tcb: Option<veil_tee::evidence::snp::SnpTcb>,
+    pub snp_min_tcb: Option<veil_attest::evidence::snp::SnpTcb>,
 }
 
 #[derive(Args, Debug)]
@@ -236,7 +236,7 @@ fn signing_key(path: &Path, alg: TokenAlgorithm) -> Result<TokenIssuer> {
 }
 
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    veil_tee::kbs::write_private(path, bytes)
+    veil_attest::util::write_private(path, bytes)
         .with_context(|| format!("cannot write {} (it must not exist yet)", path.display()))
 }
 
@@ -252,7 +252,7 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
             .with_context(|| format!("cannot read collateral {}", path.display()))?;
         verifiers
             .dcap
-            .push(veil_tee::evidence::dcap::DcapVerifier::from_collateral_json(&json)?);
+            .push(veil_attest::evidence::dcap::DcapVerifier::from_collateral_json(&json)?);
     }
     if !args.snp_crl.is_empty() && args.vcek.is_empty() && args.vlek.is_empty() {
         bail!("--snp-crl checks SEV-SNP chains: give the reports' --vcek or --vlek too");
@@ -263,7 +263,7 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         .map(|p| (p, false))
         .chain(args.vlek.iter().map(|p| (p, true)));
     for (path, is_vlek) in veks {
-        use veil_tee::evidence::snp::SnpVerifier;
+        use veil_attest::evidence::snp::SnpVerifier;
         let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut verifier = if is_vlek {
             SnpVerifier::from_vlek_der(&der)?
@@ -288,8 +288,8 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
             .as_ref()
             .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
             .transpose()?;
-        let client = veil_tee::pccs::PccsClient::new(url, ca.as_deref())?;
-        verifiers.pccs = Some(veil_tee::pccs::CollateralCache::new(
+        let client = veil_attest::pccs::PccsClient::new(url, ca.as_deref())?;
+        verifiers.pccs = Some(veil_attest::pccs::CollateralCache::new(
             client,
             args.pccs_cache.as_secs(),
         ));
@@ -305,12 +305,12 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.audit_log.with_extension("key"));
     let audit = AuditLog::open(&args.audit_log)?.with_signer(
-        veil_tee::audit::load_or_create_signing_key(&audit_key_path)?,
+        veil_attest::audit::load_or_create_signing_key(&audit_key_path)?,
     );
     let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
     let service = AttestationService::new(verifiers, policy, issuer, audit)
         .with_lifetimes(args.nonce_ttl.as_secs(), args.token_ttl.as_secs());
-    let router = veil_tee::service::router(Arc::new(service));
+    let router = veil_server::attest::router(Arc::new(service));
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -322,7 +322,7 @@ pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
         if let Some(key) = &audit_key {
             eprintln!("audit log signed by Ed25519 key {key} (signed head at /audit/head)");
         }
-        veil_tee::service::serve(listener, router, shutdown_signal()).await?;
+        veil_server::serve(listener, router, shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -367,11 +367,8 @@ pub fn kbs(cmd: KbsCommand) -> Result<()> {
                         .with_context(|| format!("cannot read {}", path.display()))?,
                 ),
                 (None, Some(n)) => {
-                    if n == 0 || n > veil_tee::kbs::MAX_SECRET_LEN {
-                        bail!(
-                            "--generate takes 1 to {} bytes",
-                            veil_tee::kbs::MAX_SECRET_LEN
-                        );
+                    if n == 0 || n > veil_kbs::MAX_SECRET_LEN {
+                        bail!("--generate takes 1 to {} bytes", veil_kbs::MAX_SECRET_LEN);
                     }
                     let mut v = zeroize::Zeroizing::new(vec![0u8; n]);
                     rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, &mut v)
@@ -397,7 +394,7 @@ pub fn kbs(cmd: KbsCommand) -> Result<()> {
                 kind,
                 &policy_name,
                 &text,
-                veil_tee::service::unix_now(),
+                veil_attest::util::unix_now(),
             )?;
             outln!(
                 "stored {} ({} bytes, policy {policy_name})",
@@ -466,20 +463,21 @@ fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.store.join("audit.key"));
     let audit = AuditLog::open(&audit_path)?
-        .with_signer(veil_tee::audit::load_or_create_signing_key(&key_path)?);
+        .with_signer(veil_attest::audit::load_or_create_signing_key(&key_path)?);
     let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
     let rt = runtime()?;
     let is_url = args.jwks.starts_with("http://") || args.jwks.starts_with("https://");
     let verifier = if is_url {
-        rt.block_on(veil_tee::client::fetch_jwks(&args.jwks))
+        rt.block_on(veil_server::client::fetch_jwks(&args.jwks))
             .with_context(|| format!("cannot fetch the JWKS from {}", args.jwks))?
     } else {
         let json = std::fs::read_to_string(&args.jwks)
             .with_context(|| format!("cannot read {}", args.jwks))?;
         TokenVerifier::from_jwks_json(&json)?
     };
-    let broker = KeyBroker::new(store, verifier, is_url.then(|| args.jwks.clone()), audit);
-    let router = veil_tee::kbs::router(Arc::new(broker));
+    let key_source = is_url.then(|| veil_server::client::jwks_source(&args.jwks));
+    let broker = KeyBroker::new(store, verifier, key_source, audit);
+    let router = veil_server::kbs::router(Arc::new(broker));
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -489,7 +487,7 @@ fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
         if let Some(key) = &audit_key {
             eprintln!("audit log signed by Ed25519 key {key} (signed head at /audit/head)");
         }
-        veil_tee::service::serve(listener, router, shutdown_signal()).await?;
+        veil_server::serve(listener, router, shutdown_signal()).await?;
         Ok(())
     })
 }
@@ -501,7 +499,7 @@ pub struct LocalServices {
     /// The key broker's URL.
     pub kbs_url: String,
     stop: tokio::sync::watch::Sender<bool>,
-    handles: Vec<tokio::task::JoinHandle<veil_tee::Result<()>>>,
+    handles: Vec<tokio::task::JoinHandle<veil_attest::Result<()>>>,
 }
 
 impl LocalServices {
@@ -517,19 +515,19 @@ impl LocalServices {
         };
         let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let attest_url = format!("http://{}", l1.local_addr()?);
-        let h1 = tokio::spawn(veil_tee::service::serve(
+        let h1 = tokio::spawn(veil_server::serve(
             l1,
-            veil_tee::service::router(Arc::new(service)),
+            veil_server::attest::router(Arc::new(service)),
             until(rx.clone()),
         ));
         let verifier =
-            veil_tee::client::fetch_jwks(&format!("{attest_url}/.well-known/jwks.json")).await?;
+            veil_server::client::fetch_jwks(&format!("{attest_url}/.well-known/jwks.json")).await?;
         let broker = KeyBroker::new(store, verifier, None, kbs_audit);
         let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let kbs_url = format!("http://{}", l2.local_addr()?);
-        let h2 = tokio::spawn(veil_tee::service::serve(
+        let h2 = tokio::spawn(veil_server::serve(
             l2,
-            veil_tee::kbs::router(Arc::new(broker)),
+            veil_server::kbs::router(Arc::new(broker)),
             until(rx),
         ));
         Ok(Self {
@@ -595,14 +593,14 @@ async fn drive<F, Fut>(
 ) -> Result<Timing>
 where
     F: Fn(Arc<SimulatedWorkload>, String) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = veil_tee::Result<()>> + Send,
+    Fut: std::future::Future<Output = veil_attest::Result<()>> + Send,
 {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     let mut ready = Vec::new();
     for _ in 0..concurrency {
-        let w = Arc::new(make()?.with_http_client(veil_tee::client::http_client()?));
+        let w = Arc::new(make()?.with_http_client(veil_server::client::http_client()?));
         let token = w.attest(attest_url).await?.token;
         ready.push((w, token));
     }
@@ -616,7 +614,7 @@ where
                 f(w.clone(), token.clone()).await?;
                 lat.push(t.elapsed().as_secs_f64() * 1e3);
             }
-            Ok::<_, veil_tee::TeeError>(lat)
+            Ok::<_, veil_attest::TeeError>(lat)
         }));
     }
     let mut latencies_ms = Vec::with_capacity(count);
@@ -717,7 +715,7 @@ pub fn attest_bench(args: &AttestBenchArgs) -> Result<()> {
         services.stop().await;
         Ok::<_, anyhow::Error>(out)
     })?;
-    let entries = veil_tee::audit::verify_log(&dir.join("attest.jsonl"))?.len();
+    let entries = veil_attest::audit::verify_log(&dir.join("attest.jsonl"))?.len();
     std::fs::remove_dir_all(&dir)?;
     if !args.json {
         outln!(

@@ -123,11 +123,15 @@ fn bad_input_is_an_error_not_a_panic() {
     }
 }
 
-/// The recorded evidence committed with veil-tee's tests (`crates/veil-tee/tests/vectors`),
+/// The recorded evidence committed with veil-attest's tests (`crates/veil-attest/tests/vectors`),
 /// or `VEIL_VECTORS`. Missing evidence fails the test: it is part of the repository.
 fn vectors() -> Option<String> {
-    let dir = std::env::var("VEIL_VECTORS")
-        .unwrap_or_else(|_| format!("{}/../veil-tee/tests/vectors", env!("CARGO_MANIFEST_DIR")));
+    let dir = std::env::var("VEIL_VECTORS").unwrap_or_else(|_| {
+        format!(
+            "{}/../veil-attest/tests/vectors",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
     assert!(
         std::path::Path::new(&dir).join("dcap").is_dir(),
         "recorded evidence not found at {dir} (set VEIL_VECTORS)"

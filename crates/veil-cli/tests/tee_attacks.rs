@@ -18,11 +18,15 @@ fn veil(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The recorded evidence committed with veil-tee's tests (`crates/veil-tee/tests/vectors`),
+/// The recorded evidence committed with veil-attest's tests (`crates/veil-attest/tests/vectors`),
 /// or `VEIL_VECTORS`. Missing evidence fails the test: it is part of the repository.
 fn vectors() -> Option<String> {
-    let dir = std::env::var("VEIL_VECTORS")
-        .unwrap_or_else(|_| format!("{}/../veil-tee/tests/vectors", env!("CARGO_MANIFEST_DIR")));
+    let dir = std::env::var("VEIL_VECTORS").unwrap_or_else(|_| {
+        format!(
+            "{}/../veil-attest/tests/vectors",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
     assert!(
         std::path::Path::new(&dir).join("dcap").is_dir(),
         "recorded evidence not found at {dir} (set VEIL_VECTORS)"
@@ -300,7 +304,7 @@ fn attest_simulate_binds_the_services_base64_nonce_and_names_its_measurements() 
     let evidence = dir.join("evidence.bin");
     let nonce: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0xa5).collect();
     // base64url without padding, as `GET /nonce` returns it.
-    let nonce_b64 = veil_tee::service::encode_b64(&nonce);
+    let nonce_b64 = veil_attest::util::encode_b64(&nonce);
     let public_key = "aabb";
     let seed = "07".repeat(32);
     let stdout = ok(&[
@@ -332,7 +336,7 @@ fn attest_simulate_binds_the_services_base64_nonce_and_names_its_measurements() 
         "json",
     ]);
     let claims: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let expected = veil_tee::binding::expected_report_data(&nonce, &[0xaa, 0xbb], b"");
+    let expected = veil_attest::binding::expected_report_data(&nonce, &[0xaa, 0xbb], b"");
     assert_eq!(claims["report_data"], hex::encode(expected), "{stdout}");
     // Both measurements, each named for what it covers.
     let file_sha384 = hex::encode(sha2::Sha384::digest(b"(module)"));
