@@ -78,6 +78,40 @@ pub struct DpResult {
     pub warnings: Vec<String>,
 }
 
+/// What a query would cost and how accurate it would be ([`Engine::preview`]): nothing read,
+/// nothing charged.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Preview {
+    /// ε the query would charge.
+    pub epsilon: f64,
+    /// δ the query would charge (0 unless it groups by a private key set).
+    pub delta: f64,
+    /// What the dataset has left now.
+    pub remaining_epsilon: f64,
+    /// δ the dataset has left now.
+    pub remaining_delta: f64,
+    /// What the analyst's own budget has left now (infinite without one).
+    pub analyst_remaining_epsilon: f64,
+    /// δ the analyst's own budget has left now.
+    pub analyst_remaining_delta: f64,
+    /// Whether both budgets could pay now.
+    pub affordable: bool,
+    /// Per output column that is an aggregate: the half-width of the 95% confidence interval
+    /// of its noise, where it does not depend on the data (counts and sums); `None` otherwise.
+    pub accuracy: BTreeMap<String, Option<f64>>,
+    /// What the analyst should know about the guarantee.
+    pub warnings: Vec<String>,
+}
+
+/// A planned query that passed every check that reads no data.
+struct Checked {
+    plan: DpPlan,
+    epsilon: f64,
+    delta_spent: f64,
+    warnings: Vec<String>,
+    mechanisms: Mechanisms,
+}
+
 impl DpResult {
     /// The rows as JSON values.
     pub fn rows(&self) -> Result<Vec<Vec<serde_json::Value>>> {
@@ -272,29 +306,14 @@ impl Engine {
         sql: &str,
         options: QueryOptions,
     ) -> Result<DpResult> {
-        let plan = self.plan(sql).await?;
-        let QueryOptions { epsilon, delta } = options;
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(SqlError::rejected(format!(
-                "ε must be a positive number, not {epsilon}"
-            )));
-        }
-        if !(delta.is_finite() && (0.0..1.0).contains(&delta)) {
-            return Err(SqlError::rejected(format!(
-                "δ must be in [0, 1), not {delta}"
-            )));
-        }
-        let private = plan.private_keys();
-        if private && delta == 0.0 {
-            return Err(SqlError::rejected(
-                "grouping by a private key set (a column without public_keys in the metadata) \
-                 releases only keys whose noisy count passes a threshold, which needs δ > 0 \
-                 (e.g. --delta 1e-6)",
-            ));
-        }
-        let delta_spent = if private { delta } else { 0.0 };
-        let warnings = self.check_delta(delta_spent)?;
-        let mechanisms = Mechanisms::new(&plan, epsilon)?;
+        let Checked {
+            plan,
+            epsilon,
+            delta_spent,
+            warnings,
+            mechanisms,
+        } = self.check(sql, options).await?;
+        let delta = options.delta;
         let left = ledger.remaining(dataset, None)?;
         if epsilon > left.epsilon || delta_spent > left.delta {
             return Err(veil_dp::DpError::BudgetExhausted {
@@ -347,6 +366,85 @@ impl Engine {
             accuracy,
             threshold,
             warnings,
+        })
+    }
+
+    /// Plans and checks `sql` with `options` without reading data: the checks every query
+    /// passes before it may be charged.
+    async fn check(&self, sql: &str, options: QueryOptions) -> Result<Checked> {
+        let plan = self.plan(sql).await?;
+        let QueryOptions { epsilon, delta } = options;
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            return Err(SqlError::rejected(format!(
+                "ε must be a positive number, not {epsilon}"
+            )));
+        }
+        if !(delta.is_finite() && (0.0..1.0).contains(&delta)) {
+            return Err(SqlError::rejected(format!(
+                "δ must be in [0, 1), not {delta}"
+            )));
+        }
+        let private = plan.private_keys();
+        if private && delta == 0.0 {
+            return Err(SqlError::rejected(
+                "grouping by a private key set (a column without public_keys in the metadata) \
+                 releases only keys whose noisy count passes a threshold, which needs δ > 0 \
+                 (e.g. --delta 1e-6)",
+            ));
+        }
+        let delta_spent = if private { delta } else { 0.0 };
+        let warnings = self.check_delta(delta_spent)?;
+        let mechanisms = Mechanisms::new(&plan, epsilon)?;
+        Ok(Checked {
+            plan,
+            epsilon,
+            delta_spent,
+            warnings,
+            mechanisms,
+        })
+    }
+
+    /// A dry run: what `sql` with `options` would cost and how accurate its noisy columns
+    /// would be, and whether the budgets could pay, **without reading any data and without
+    /// charging anything**. Everything it reports is a function of the query, the options and
+    /// the public metadata (the noise scales), plus the ledger's remaining budgets: the
+    /// analyst learns nothing about the data from it. A query the preview accepts can still
+    /// be refused when it runs (e.g. by the backend), costing nothing then either.
+    pub async fn preview(
+        &self,
+        ledger: &dyn Ledger,
+        dataset: &str,
+        analyst: &str,
+        sql: &str,
+        options: QueryOptions,
+    ) -> Result<Preview> {
+        let checked = self.check(sql, options).await?;
+        let (batch, by_agg) = result_batch(&checked.plan, &checked.mechanisms, &[])?;
+        let final_plan = replace_aggregate(&checked.plan, batch)?;
+        let accuracy = output_accuracy(&checked.plan, &final_plan, &by_agg);
+        let left = ledger.remaining(dataset, None)?;
+        // The dataset exists (above): an unknown analyst budget means the analyst has none.
+        let own = match ledger.remaining(dataset, Some(analyst)) {
+            Err(veil_dp::DpError::UnknownDataset(_)) => veil_dp::ledger::Remaining {
+                epsilon: f64::INFINITY,
+                delta: f64::INFINITY,
+            },
+            other => other?,
+        };
+        let affordable = checked.epsilon <= left.epsilon
+            && checked.delta_spent <= left.delta
+            && checked.epsilon <= own.epsilon
+            && checked.delta_spent <= own.delta;
+        Ok(Preview {
+            epsilon: checked.epsilon,
+            delta: checked.delta_spent,
+            remaining_epsilon: left.epsilon,
+            remaining_delta: left.delta,
+            analyst_remaining_epsilon: own.epsilon,
+            analyst_remaining_delta: own.delta,
+            affordable,
+            accuracy,
+            warnings: checked.warnings,
         })
     }
 

@@ -42,6 +42,6 @@ pub mod metadata;
 mod planner;
 pub mod sample;
 
-pub use engine::{DpResult, Engine, QueryOptions};
+pub use engine::{DpResult, Engine, Preview, QueryOptions};
 pub use error::{Result, SqlError};
 pub use metadata::Metadata;

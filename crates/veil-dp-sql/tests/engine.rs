@@ -808,3 +808,51 @@ fn hostile_sql_is_answered_or_refused_never_a_panic() {
         }
     });
 }
+
+/// A dry run reads nothing and charges nothing, and what it announces is what the query then
+/// reports: the same cost, the same accuracy for data-independent columns.
+#[test]
+fn a_preview_costs_nothing_and_announces_the_query() {
+    let d = data("preview");
+    let l = ledger(&d.dir, 3.0);
+    l.set_budget("persons", Some("tester"), 2.0, 1e-3).unwrap();
+    rt().block_on(async {
+        let engine = embedded(&d).await;
+        let sql = "SELECT sex, COUNT(*) AS n, SUM(age) AS total, AVG(age) AS mean FROM persons GROUP BY sex";
+        let options = QueryOptions {
+            epsilon: 1.5,
+            delta: 1e-6,
+        };
+        let before = l.history("persons").unwrap().len();
+        let p = engine
+            .preview(&l, "persons", "tester", sql, options)
+            .await
+            .unwrap();
+        assert_eq!(l.history("persons").unwrap().len(), before, "a preview charges nothing");
+        assert_eq!(p.epsilon, 1.5);
+        assert_eq!(p.delta, 0.0, "public keys spend no δ");
+        assert!(p.affordable);
+        assert_eq!(p.analyst_remaining_epsilon, 2.0);
+        assert!(p.accuracy["n"].is_some() && p.accuracy["total"].is_some());
+        assert_eq!(p.accuracy["mean"], None, "a mean's accuracy depends on the data");
+        let r = engine
+            .query(&l, "persons", "tester", sql, options)
+            .await
+            .unwrap();
+        assert_eq!(r.epsilon, p.epsilon);
+        assert_eq!(r.accuracy["n"], p.accuracy["n"]);
+        assert_eq!(r.accuracy["total"], p.accuracy["total"]);
+        // Now the analyst's own budget (0.5 left) cannot pay: the preview says so, still free.
+        let again = engine
+            .preview(&l, "persons", "tester", sql, options)
+            .await
+            .unwrap();
+        assert!(!again.affordable);
+        assert_eq!(l.history("persons").unwrap().len(), before + 1);
+        // A query the engine refuses is refused by the preview too.
+        assert!(engine
+            .preview(&l, "persons", "tester", "SELECT age FROM persons", options)
+            .await
+            .is_err());
+    });
+}
