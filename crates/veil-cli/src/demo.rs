@@ -353,7 +353,7 @@ fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
     // The operator's step: register the dataset's metadata and its total budget.
     ledger.register(
         "persons",
-        &crate::dp::metadata_sha256(veil_dp_sql::sample::PERSONS_METADATA.as_bytes()),
+        &veil_dp_sql::dataset::metadata_sha256(veil_dp_sql::sample::PERSONS_METADATA.as_bytes()),
         meta.budget.epsilon,
         meta.budget.delta,
     )?;

@@ -5,9 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use sha2::{Digest, Sha256};
-use veil_dp::ledger::postgres::PostgresLedger;
-use veil_dp::ledger::{check_registered, Ledger, Registration, SqliteLedger};
+use veil_dp::ledger::Registration;
 use veil_dp_sql::metadata::{dataset_name, Metadata};
 
 use crate::attest::Format;
@@ -204,44 +202,24 @@ pub fn run(cmd: DpCommand) -> Result<()> {
 }
 
 /// The ledger named by `--ledger`, or the SQLite file beside the metadata; and how to name it.
-pub fn open_ledger(ledger: Option<&str>, metadata: &Path) -> Result<(Box<dyn Ledger>, String)> {
-    match ledger {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            let l = PostgresLedger::connect(url).context("cannot open the PostgreSQL ledger")?;
-            // Never print the password part of a URL.
-            let shown = match url.split_once('@') {
-                Some((_, host)) => format!("postgres://…@{host}"),
-                None => url.to_string(),
-            };
-            Ok((Box::new(l), shown))
-        }
-        Some(path) => Ok((Box::new(SqliteLedger::open(path)?), path.to_string())),
-        None => {
-            let path = metadata.with_file_name(format!("{}.budget.db", dataset_name(metadata)));
-            let shown = path.display().to_string();
-            Ok((Box::new(SqliteLedger::open(&path)?), shown))
-        }
-    }
-}
-
-/// The SHA-256 (hex) a ledger registers a metadata file under: of the file's exact bytes.
-pub fn metadata_sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Reads a metadata file once: the checked metadata and the SHA-256 of the very bytes that
-/// were parsed (so the file cannot change between the hash and the parse).
-fn read_metadata(path: &Path) -> Result<(Metadata, String)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    let meta = Metadata::from_toml(text).map_err(|e| match e {
-        veil_dp_sql::SqlError::Metadata(m) => {
-            veil_dp_sql::SqlError::Metadata(format!("{}: {m}", path.display()))
-        }
-        other => other,
+pub fn open_ledger(
+    ledger: Option<&str>,
+    metadata: &Path,
+) -> Result<(veil_dp_sql::dataset::SharedLedger, String)> {
+    let spec = match ledger {
+        Some(spec) => spec.to_string(),
+        None => metadata
+            .with_file_name(format!("{}.budget.db", dataset_name(metadata)))
+            .display()
+            .to_string(),
+    };
+    let l = veil_dp_sql::dataset::open_ledger(&spec).with_context(|| {
+        format!(
+            "cannot open the ledger {}",
+            veil_dp_sql::dataset::shown_ledger(&spec)
+        )
     })?;
-    Ok((meta, metadata_sha256(&bytes)))
+    Ok((l, veil_dp_sql::dataset::shown_ledger(&spec)))
 }
 
 /// A registered dataset, ready to be queried or shown.
@@ -251,7 +229,7 @@ pub struct Dataset {
     /// The dataset's name in the ledger.
     pub name: String,
     /// The ledger.
-    pub ledger: Box<dyn Ledger>,
+    pub ledger: veil_dp_sql::dataset::SharedLedger,
     /// How to name the ledger to a user.
     pub shown: String,
     /// Its registration (total budget, metadata hash).
@@ -262,10 +240,12 @@ pub struct Dataset {
 /// dataset that was never registered there or metadata that is not the registered file: the
 /// total budget is what the operator registered, never what the file passed says.
 pub fn dataset(metadata: &Path, ledger: Option<&str>) -> Result<Dataset> {
-    let (meta, sha256) = read_metadata(metadata)?;
-    let name = dataset_name(metadata);
     let (ledger, shown) = open_ledger(ledger, metadata)?;
-    let registration = check_registered(ledger.as_ref(), &name, &sha256)?;
+    let veil_dp_sql::dataset::Registered {
+        meta,
+        name,
+        registration,
+    } = veil_dp_sql::dataset::registered(metadata, ledger.as_ref())?;
     Ok(Dataset {
         meta,
         name,
@@ -276,7 +256,7 @@ pub fn dataset(metadata: &Path, ledger: Option<&str>) -> Result<Dataset> {
 }
 
 fn register(a: &RegisterArgs) -> Result<()> {
-    let (meta, sha256) = read_metadata(&a.metadata)?;
+    let (meta, sha256) = veil_dp_sql::dataset::read_metadata(&a.metadata)?;
     let name = dataset_name(&a.metadata);
     let (ledger, shown) = open_ledger(a.ledger.as_deref(), &a.metadata)?;
     let before = ledger.registration(&name)?;
@@ -434,7 +414,11 @@ fn table_args(tables: &[String]) -> Result<Vec<(String, PathBuf)>> {
 fn engine(
     a: &DataArgs,
     rt: &tokio::runtime::Runtime,
-) -> Result<(Box<dyn Ledger>, String, veil_dp_sql::Engine)> {
+) -> Result<(
+    veil_dp_sql::dataset::SharedLedger,
+    String,
+    veil_dp_sql::Engine,
+)> {
     let Dataset {
         meta, name, ledger, ..
     } = dataset(&a.metadata, a.ledger.as_deref())?;

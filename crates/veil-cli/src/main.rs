@@ -30,6 +30,7 @@ mod ml_mpc;
 mod mpc;
 mod progress;
 mod room;
+mod serve;
 mod services;
 
 /// Veil: compute on data that must stay hidden (homomorphic encryption, MPC, differential
@@ -85,6 +86,9 @@ enum Command {
         #[command(subcommand)]
         command: room::RoomCommand,
     },
+    /// One service for analysts and clients: DP SQL with API tokens, per-analyst budgets and
+    /// dry runs, behind request limits (`veil serve --config veil.toml`; `veil serve token`).
+    Serve(serve::ServeArgs),
 }
 
 /// What [`keep_freed_memory`] sets: mimalloc keeps freed memory committed instead of
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         Command::Ml { command } => ml::run(command),
         Command::Mpc { command } => mpc::run(command),
         Command::Psi(args) => mpc::psi(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

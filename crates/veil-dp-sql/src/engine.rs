@@ -143,6 +143,42 @@ impl DpResult {
         }))
     }
 
+    /// The rows as CSV (RFC 4180: a header line, fields quoted when they hold a comma, a quote
+    /// or a line break; SQL NULL as an empty field).
+    pub fn to_csv(&self) -> Result<String> {
+        fn field(out: &mut String, text: &str) {
+            if text.contains([',', '"', '\n', '\r']) {
+                out.push('"');
+                out.push_str(&text.replace('"', "\"\""));
+                out.push('"');
+            } else {
+                out.push_str(text);
+            }
+        }
+        let mut out = String::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            field(&mut out, c);
+        }
+        out.push_str("\r\n");
+        for row in self.rows()? {
+            for (i, v) in row.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match v {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(t) => field(&mut out, t),
+                    other => field(&mut out, &other.to_string()),
+                }
+            }
+            out.push_str("\r\n");
+        }
+        Ok(out)
+    }
+
     /// The rows as a text table.
     pub fn to_table(&self) -> Result<String> {
         Ok(
@@ -300,7 +336,7 @@ impl Engine {
     /// atomically, and only then runs the bounded statistics and adds noise.
     pub async fn query(
         &self,
-        ledger: &dyn Ledger,
+        ledger: &(dyn Ledger + Sync),
         dataset: &str,
         analyst: &str,
         sql: &str,
@@ -412,7 +448,7 @@ impl Engine {
     /// be refused when it runs (e.g. by the backend), costing nothing then either.
     pub async fn preview(
         &self,
-        ledger: &dyn Ledger,
+        ledger: &(dyn Ledger + Sync),
         dataset: &str,
         analyst: &str,
         sql: &str,

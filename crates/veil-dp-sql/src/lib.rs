@@ -36,6 +36,7 @@
 
 mod backend;
 mod bounding;
+pub mod dataset;
 pub mod engine;
 pub mod error;
 pub mod metadata;

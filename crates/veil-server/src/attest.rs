@@ -34,7 +34,7 @@ pub fn router(service: Arc<AttestationService>) -> Router {
         .route(
             "/audit/head",
             get(|State(s): State<Arc<AttestationService>>| async move {
-                s.audit_head().map(Json).map_err(HttpError)
+                s.audit_head().map(Json).map_err(HttpError::from)
             }),
         )
         .route("/health", get(|| async { "ok" }))

@@ -8,13 +8,44 @@ use serde_json::json;
 
 use veil_attest::TeeError;
 
-/// An error as an HTTP response.
+/// An error as an HTTP response: a status, a stable `kind`, a reason in words, and for 503 a
+/// `Retry-After`. Every route answers errors through this one type.
 #[derive(Debug)]
-pub struct HttpError(pub TeeError);
+pub struct HttpError {
+    /// The status.
+    pub status: StatusCode,
+    /// The stable machine-readable kind.
+    pub kind: &'static str,
+    /// The reason, in words.
+    pub message: String,
+    /// Seconds after which a retry can succeed (503).
+    pub retry_after: Option<u64>,
+}
+
+impl HttpError {
+    /// An error with this status, kind and reason.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
 
 impl From<TeeError> for HttpError {
     fn from(e: TeeError) -> Self {
-        Self(e)
+        let retry_after = match &e {
+            TeeError::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        Self {
+            status: status_of(&e),
+            kind: kind_of(&e),
+            message: e.to_string(),
+            retry_after,
+        }
     }
 }
 
@@ -59,12 +90,18 @@ pub fn kind_of(e: &TeeError) -> &'static str {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.0.to_string(), "kind": kind_of(&self.0) });
-        let mut response = (status_of(&self.0), Json(body)).into_response();
-        if let TeeError::Overloaded { retry_after, .. } = &self.0 {
+        let body = json!({ "error": self.message, "kind": self.kind });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(retry_after) = self.retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(*retry_after),
+                axum::http::HeaderValue::from(retry_after),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
             );
         }
         response
@@ -92,7 +129,7 @@ mod tests {
         };
         assert_eq!(status_of(&e), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(kind_of(&e), "overloaded");
-        let response = HttpError(e).into_response();
+        let response = HttpError::from(e).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers().get(axum::http::header::RETRY_AFTER),

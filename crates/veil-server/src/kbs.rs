@@ -25,7 +25,7 @@ pub fn router(broker: Arc<KeyBroker>) -> Router {
         .route(
             "/audit/head",
             get(|State(b): State<Arc<KeyBroker>>| async move {
-                b.audit_head().map(Json).map_err(HttpError)
+                b.audit_head().map(Json).map_err(HttpError::from)
             }),
         )
         .route("/health", get(|| async { "ok" }))

@@ -8,12 +8,16 @@
 //! - [`error`]: the one mapping from [`veil_attest::TeeError`] to an HTTP status and body;
 //! - [`attest`], [`kbs`], [`room`]: the routers of the attestation service, the key broker and a
 //!   data room;
+//! - [`app`]: `veil serve` — one process mounting what its configuration enables;
+//! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
 //! - [`client`]: clients of those services (nonce, attest, release, JWKS) and a simulated
 //!   workload; [`room::RoomClient`]: a party's client of a room;
 //! - [`serve`]: serve a router until shutdown, recording the peer's address.
 
+pub mod app;
 pub mod attest;
 pub mod client;
+pub mod dp;
 pub mod error;
 pub mod kbs;
 pub mod room;

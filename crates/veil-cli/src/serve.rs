@@ -1,0 +1,103 @@
+//! `veil serve`: the one service an operator deploys (see `veil_server::app`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+
+use crate::services::runtime;
+
+/// `veil serve`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
+    /// The configuration (TOML; see docs/serve.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Listen here instead of the configuration's `listen` (port 0: any free port; the
+    /// address is printed).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServeCommand {
+    /// Make an API token for an analyst: prints the token (give it to the analyst, privately)
+    /// and the lines for the configuration, which keeps only its SHA-256.
+    Token {
+        /// The analyst's name (as the ledger records it).
+        name: String,
+    },
+}
+
+/// Runs `veil serve`.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    if let Some(ServeCommand::Token { name }) = &args.command {
+        return token(name);
+    }
+    let path = args
+        .config
+        .as_ref()
+        .context("give the configuration: veil serve --config veil.toml")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config = veil_server::app::ServeConfig::parse(&text)
+        .with_context(|| format!("in {}", path.display()))?;
+    if let Some(listen) = &args.listen {
+        config.listen.clone_from(listen);
+    }
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let router = veil_server::app::router(&config, &base)
+            .await
+            .with_context(|| format!("cannot serve {}", path.display()))?;
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        outln!("veil serve: listening on http://{addr}");
+        veil_server::serve(listener, router, shutdown()).await?;
+        outln!("veil serve: stopped");
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight, exit.
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return crate::services::shutdown_signal().await,
+            };
+        tokio::select! {
+            () = crate::services::shutdown_signal() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    crate::services::shutdown_signal().await;
+}
+
+fn token(name: &str) -> Result<()> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, raw.as_mut())
+        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let token = zeroize::Zeroizing::new(format!("veil_{}", hex::encode(raw.as_ref())));
+    let hash = hex::encode(veil_server::dp::token_sha256(&token));
+    outln!(
+        "token (give it to {name}; it is not stored anywhere): {}",
+        token.as_str()
+    );
+    outln!();
+    outln!("[[dp.analysts]]");
+    outln!("name = {name:?}");
+    outln!("token_sha256 = \"{hash}\"");
+    Ok(())
+}

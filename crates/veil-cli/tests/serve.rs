@@ -1,0 +1,162 @@
+//! `veil serve` as an operator runs it: a configuration, tokens from `veil serve token`, and
+//! a `kill -9` in the middle of a stream of queries. After the restart every answer that was
+//! released is still charged, and the budget goes on from where it was.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "veil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `veil serve` process; dropping it sends SIGKILL (no shutdown code runs).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path) -> (Server, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args([
+            "serve",
+            "--config",
+            &config.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("veil serve: listening on http://") {
+            let addr = addr.trim().to_string();
+            std::thread::spawn(move || for _ in lines {});
+            return (server, addr);
+        }
+    }
+    panic!("veil serve exited without listening");
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn remaining(addr: &str, token: &str) -> f64 {
+    let (status, body) = http(addr, "GET", "/dp/datasets", token, "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v[0]["remaining_epsilon"].as_f64().unwrap()
+}
+
+#[test]
+fn a_server_killed_between_queries_loses_no_charge() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    ok(&["dp", "sample", "--dir", &d, "--rows", "2000"]);
+    let ledger = dir.join("budget.db").to_string_lossy().into_owned();
+    let metadata = dir.join("persons.toml").to_string_lossy().into_owned();
+    ok(&[
+        "dp",
+        "dataset",
+        "register",
+        "--metadata",
+        &metadata,
+        "--ledger",
+        &ledger,
+        "--total-epsilon",
+        "5",
+    ]);
+    let minted = ok(&["serve", "token", "alice"]);
+    let token = minted
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, t)| t.trim().to_string()))
+        .unwrap();
+    let block: String = minted
+        .lines()
+        .skip_while(|l| !l.starts_with("[[dp.analysts]]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!block.contains(&token), "the configuration holds no token");
+    let config = dir.join("veil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dp]\nledger = \"budget.db\"\n\n[[dp.datasets]]\nmetadata = \"persons.toml\"\n\
+             tables = {{ persons = \"persons.csv\" }}\n\n{block}"
+        ),
+    )
+    .unwrap();
+    let query =
+        r#"{"dataset": "persons", "sql": "SELECT COUNT(*) AS n FROM persons", "epsilon": 1.0}"#;
+
+    let (server, addr) = start(&config);
+    assert_eq!(remaining(&addr, &token), 5.0);
+    for _ in 0..2 {
+        let (status, body) = http(&addr, "POST", "/dp/query", &token, query);
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(server); // kill -9
+
+    let (server, addr) = start(&config);
+    assert_eq!(
+        remaining(&addr, &token),
+        3.0,
+        "both released answers are still charged"
+    );
+    for _ in 0..3 {
+        let (status, body) = http(&addr, "POST", "/dp/query", &token, query);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = http(&addr, "POST", "/dp/query", &token, query);
+    assert_eq!(status, 403, "the budget goes on from where it was: {body}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

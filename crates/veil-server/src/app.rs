@@ -1,0 +1,220 @@
+//! `veil serve`: one process mounting what its configuration enables, behind one set of limits.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"        # loopback by default
+//!
+//! [limits]
+//! max_body_bytes = 1048576         # larger bodies get 413
+//! request_timeout_secs = 30        # slower requests get 408
+//!
+//! [dp]
+//! ledger = "budget.db"             # or postgres://user@host/db, shared by several servers
+//!
+//! [[dp.datasets]]
+//! metadata = "persons.toml"        # registered in the ledger (`veil dp register`)
+//! tables = { persons = "persons.csv" }
+//!
+//! [[dp.analysts]]
+//! name = "alice"
+//! token_sha256 = "…"               # `veil serve token alice` prints a token and this line
+//! epsilon = 1.0                    # alice's own budget on every dataset (optional)
+//! delta = 1e-6
+//! ```
+//!
+//! Relative paths are relative to the configuration file. Nothing secret is in the file: API
+//! tokens appear only as their SHA-256.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use crate::dp::{Analyst, DpService};
+
+/// Why a configuration cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is malformed or inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A dataset cannot be opened or is not registered.
+    #[error(transparent)]
+    Dp(#[from] veil_dp_sql::SqlError),
+    /// The ledger refused an analyst budget.
+    #[error(transparent)]
+    Ledger(#[from] veil_dp::DpError),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where to listen (default `127.0.0.1:8080`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// DP SQL for analysts.
+    pub dp: Option<DpConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Request limits.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body (bytes).
+    pub max_body_bytes: usize,
+    /// Longest a request may take (seconds).
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Section `[dp]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpConfig {
+    /// The ledger: a SQLite file or a PostgreSQL URL.
+    pub ledger: String,
+    /// The datasets served.
+    #[serde(default)]
+    pub datasets: Vec<DatasetConfig>,
+    /// The analysts admitted.
+    #[serde(default)]
+    pub analysts: Vec<AnalystConfig>,
+}
+
+/// One `[[dp.datasets]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// The metadata file (its stem is the dataset's name in the ledger).
+    pub metadata: PathBuf,
+    /// Table name → CSV or Parquet file.
+    pub tables: BTreeMap<String, PathBuf>,
+}
+
+/// One `[[dp.analysts]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalystConfig {
+    /// The analyst's name in the ledger.
+    pub name: String,
+    /// SHA-256 (hex) of the analyst's API token.
+    pub token_sha256: String,
+    /// The analyst's own ε on every dataset (without it only the dataset's total binds).
+    pub epsilon: Option<f64>,
+    /// The analyst's own δ (default 0).
+    pub delta: Option<f64>,
+}
+
+impl ServeConfig {
+    /// Parses a configuration file's text.
+    pub fn parse(text: &str) -> Result<Self, ServeError> {
+        toml::from_str(text).map_err(|e| ServeError::Config(e.to_string()))
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Opens the DP service `[dp]` describes: every dataset must be registered in the ledger with
+/// exactly this metadata file, and analyst budgets are set (again) in the ledger.
+pub async fn dp_service(config: &DpConfig, base: &Path) -> Result<DpService, ServeError> {
+    let ledger_spec = if veil_dp_sql::dataset::is_postgres_url(&config.ledger) {
+        config.ledger.clone()
+    } else {
+        resolve(base, Path::new(&config.ledger))
+            .display()
+            .to_string()
+    };
+    let ledger = veil_dp_sql::dataset::open_ledger(&ledger_spec)?;
+    let mut analysts = Vec::new();
+    for a in &config.analysts {
+        let hash: [u8; 32] = hex::decode(a.token_sha256.trim())
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                ServeError::Config(format!(
+                    "analyst {:?}: token_sha256 must be 64 hex digits",
+                    a.name
+                ))
+            })?;
+        if a.name.is_empty() || analysts.iter().any(|x: &Analyst| x.name == a.name) {
+            return Err(ServeError::Config(format!(
+                "analyst names must be non-empty and distinct ({:?})",
+                a.name
+            )));
+        }
+        analysts.push(Analyst {
+            name: a.name.clone(),
+            token_sha256: hash,
+        });
+    }
+    let mut engines = Vec::new();
+    for d in &config.datasets {
+        let metadata = resolve(base, &d.metadata);
+        let reg = veil_dp_sql::dataset::registered(&metadata, ledger.as_ref())?;
+        for a in &config.analysts {
+            if let Some(epsilon) = a.epsilon {
+                ledger.set_budget(&reg.name, Some(&a.name), epsilon, a.delta.unwrap_or(0.0))?;
+            }
+        }
+        let tables: Vec<(String, PathBuf)> = d
+            .tables
+            .iter()
+            .map(|(n, p)| (n.clone(), resolve(base, p)))
+            .collect();
+        let pairs: Vec<(String, &Path)> = tables
+            .iter()
+            .map(|(n, p)| (n.clone(), p.as_path()))
+            .collect();
+        let engine = veil_dp_sql::Engine::embedded(reg.meta, &pairs).await?;
+        engines.push((reg.name, engine));
+    }
+    let mut service = DpService::new(ledger);
+    for (name, engine) in engines {
+        service.add_dataset(&name, engine);
+    }
+    for a in analysts {
+        service.add_analyst(a);
+    }
+    Ok(service)
+}
+
+/// The whole service's router: the enabled sections, `/health`, and the limits.
+pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeError> {
+    let mut app = Router::new().route("/health", get(|| async { "ok" }));
+    if let Some(dp) = &config.dp {
+        let service = dp_service(dp, base).await?;
+        app = app.merge(crate::dp::router(Arc::new(service)));
+    }
+    Ok(app
+        .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.limits.request_timeout_secs.max(1)),
+        )))
+}

@@ -1,0 +1,343 @@
+//! DP SQL for analysts over HTTP (`veil serve`, section `[dp]`).
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /dp/datasets` | the datasets, with what the dataset and the caller have left |
+//! | `POST /dp/query` | [`QueryRequest`] → a noisy answer (JSON, or CSV with `Accept: text/csv`), or with `"dry_run": true` its cost and accuracy ([`veil_dp_sql::Preview`]) without reading data or charging |
+//!
+//! Every route needs `Authorization: Bearer <API token>`. The service keeps only each token's
+//! SHA-256 and compares the presented token's hash with **every** analyst's in constant time
+//! (no early exit), so neither the answer nor its timing says which analysts exist; a missing,
+//! malformed or unknown token gets the same 401. The analyst is the token's owner, never a
+//! field of the request: nobody spends another analyst's budget.
+//!
+//! Every answer is charged to the dataset's registered total and to the analyst's own budget,
+//! atomically, before any statistic is computed (the engine's guarantee; the ledger may be
+//! PostgreSQL, shared by several server processes). Errors after the plan is accepted (a
+//! backend failure) are reported as `query_failed` without their detail, which goes to the
+//! server's log: an error message must not become a channel for records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use veil_dp::DpError;
+use veil_dp_sql::dataset::SharedLedger;
+use veil_dp_sql::{Engine, QueryOptions, SqlError};
+
+use crate::error::HttpError;
+
+/// Longest SQL text accepted.
+pub const MAX_SQL_LEN: usize = 16 * 1024;
+
+/// An analyst: a name (the ledger's analyst) and the SHA-256 of their API token.
+#[derive(Clone)]
+pub struct Analyst {
+    /// The analyst's name.
+    pub name: String,
+    /// SHA-256 of the API token.
+    pub token_sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for Analyst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyst")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of an API token, as the configuration stores it.
+pub fn token_sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The DP SQL service: registered datasets, one ledger, the analysts.
+pub struct DpService {
+    ledger: SharedLedger,
+    datasets: BTreeMap<String, Engine>,
+    analysts: Vec<Analyst>,
+}
+
+impl std::fmt::Debug for DpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpService")
+            .field("datasets", &self.datasets.keys().collect::<Vec<_>>())
+            .field("analysts", &self.analysts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /dp/query` body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The dataset's name (`GET /dp/datasets`).
+    pub dataset: String,
+    /// The SQL query.
+    pub sql: String,
+    /// ε of the whole query.
+    pub epsilon: f64,
+    /// δ (spent only when grouping by a private key set); default 0.
+    #[serde(default)]
+    pub delta: f64,
+    /// Only say what the query would cost and how accurate it would be.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One dataset in `GET /dp/datasets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// The dataset's name.
+    pub name: String,
+    /// ε the dataset has left (all analysts together).
+    pub remaining_epsilon: f64,
+    /// δ the dataset has left.
+    pub remaining_delta: f64,
+    /// ε the caller's own budget has left (`null`: no own budget, the dataset's total binds).
+    pub analyst_remaining_epsilon: Option<f64>,
+    /// δ the caller's own budget has left.
+    pub analyst_remaining_delta: Option<f64>,
+}
+
+impl DpService {
+    /// A service over `ledger` with no dataset and no analyst yet.
+    pub fn new(ledger: SharedLedger) -> Self {
+        Self {
+            ledger,
+            datasets: BTreeMap::new(),
+            analysts: Vec::new(),
+        }
+    }
+
+    /// Serves `engine` as dataset `name` (registered in the ledger: see
+    /// [`veil_dp_sql::dataset::registered`]).
+    pub fn add_dataset(&mut self, name: &str, engine: Engine) {
+        self.datasets.insert(name.to_string(), engine);
+    }
+
+    /// Admits an analyst.
+    pub fn add_analyst(&mut self, analyst: Analyst) {
+        self.analysts.push(analyst);
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &SharedLedger {
+        &self.ledger
+    }
+
+    /// The analyst owning the bearer token in `headers`: every analyst's hash is compared, in
+    /// constant time, whatever the token.
+    fn analyst(&self, headers: &HeaderMap) -> Result<&str, HttpError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| token_sha256(t.trim()))
+            .unwrap_or([0; 32]);
+        let mut found = None;
+        for a in &self.analysts {
+            if bool::from(a.token_sha256.ct_eq(&presented)) {
+                found = Some(a.name.as_str());
+            }
+        }
+        found.ok_or_else(|| {
+            HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid API token is required (Authorization: Bearer <token>)",
+            )
+        })
+    }
+
+    fn engine(&self, dataset: &str) -> Result<&Engine, HttpError> {
+        self.datasets.get(dataset).ok_or_else(|| {
+            HttpError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_dataset",
+                format!("no dataset {dataset:?} here (GET /dp/datasets lists them)"),
+            )
+        })
+    }
+
+    fn datasets(&self, analyst: &str) -> Result<Vec<DatasetInfo>, HttpError> {
+        let mut out = Vec::new();
+        for name in self.datasets.keys() {
+            let all = self.ledger.remaining(name, None).map_err(dp_error)?;
+            let own = match self.ledger.remaining(name, Some(analyst)) {
+                Ok(r) => Some(r),
+                Err(DpError::UnknownDataset(_)) => None,
+                Err(e) => return Err(dp_error(e)),
+            };
+            out.push(DatasetInfo {
+                name: name.clone(),
+                remaining_epsilon: all.epsilon,
+                remaining_delta: all.delta,
+                analyst_remaining_epsilon: own.map(|r| r.epsilon),
+                analyst_remaining_delta: own.map(|r| r.delta),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The DP routes.
+pub fn router(service: Arc<DpService>) -> Router {
+    Router::new()
+        .route("/dp/datasets", get(datasets_route))
+        .route("/dp/query", post(query_route))
+        .with_state(service)
+}
+
+async fn datasets_route(
+    State(s): State<Arc<DpService>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<DatasetInfo>>, HttpError> {
+    let analyst = s.analyst(&headers)?.to_string();
+    let s2 = s.clone();
+    let list = tokio::task::spawn_blocking(move || s2.datasets(&analyst))
+        .await
+        .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "task"))??;
+    Ok(Json(list))
+}
+
+/// Parses a JSON body, insisting on the JSON content type.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, HttpError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request as JSON (Content-Type: application/json)",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("request body: {e}"),
+        )
+    })
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
+}
+
+async fn query_route(
+    State(s): State<Arc<DpService>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, HttpError> {
+    let analyst = s.analyst(&headers)?.to_string();
+    let req: QueryRequest = json_body(&headers, &body)?;
+    if req.sql.len() > MAX_SQL_LEN {
+        return Err(HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "query_too_long",
+            format!("SQL is limited to {MAX_SQL_LEN} bytes"),
+        ));
+    }
+    let engine = s.engine(&req.dataset)?;
+    let options = QueryOptions {
+        epsilon: req.epsilon,
+        delta: req.delta,
+    };
+    let ledger = s.ledger.as_ref();
+    if req.dry_run {
+        let preview = engine
+            .preview(ledger, &req.dataset, &analyst, &req.sql, options)
+            .await
+            .map_err(sql_error)?;
+        return Ok(Json(preview).into_response());
+    }
+    let result = engine
+        .query(ledger, &req.dataset, &analyst, &req.sql, options)
+        .await
+        .map_err(sql_error)?;
+    tracing::info!(
+        analyst = %analyst,
+        dataset = %req.dataset,
+        epsilon = result.epsilon,
+        delta = result.delta,
+        "dp query answered"
+    );
+    if wants_csv(&headers) {
+        let csv = result.to_csv().map_err(sql_error)?;
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
+        for (name, value) in [
+            ("veil-epsilon", result.epsilon),
+            ("veil-delta", result.delta),
+            ("veil-remaining-epsilon", result.remaining_epsilon),
+        ] {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value.to_string()) {
+                response.headers_mut().insert(name, v);
+            }
+        }
+        return Ok(response);
+    }
+    Ok(Json(result.to_json().map_err(sql_error)?).into_response())
+}
+
+fn dp_error(e: DpError) -> HttpError {
+    match e {
+        DpError::BudgetExhausted { .. } => {
+            HttpError::new(StatusCode::FORBIDDEN, "budget_exhausted", e.to_string())
+        }
+        DpError::UnknownDataset(_) => {
+            HttpError::new(StatusCode::NOT_FOUND, "unknown_dataset", e.to_string())
+        }
+        DpError::InvalidParameter(_) => {
+            HttpError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "ledger error");
+            HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                "the budget ledger is unavailable: nothing was released; retry later",
+            )
+        }
+    }
+}
+
+/// The HTTP form of a DP SQL error: refusals say why (they depend only on the query and the
+/// public metadata); failures after the plan was accepted say nothing of their detail.
+pub fn sql_error(e: SqlError) -> HttpError {
+    match e {
+        SqlError::Rejected(_) | SqlError::Sql(_) => {
+            HttpError::new(StatusCode::BAD_REQUEST, "query_rejected", e.to_string())
+        }
+        SqlError::Dp(d) => dp_error(d),
+        other => {
+            tracing::error!(error = %other, "dp query failed");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "query_failed",
+                "the query failed after it was accepted; nothing was released",
+            )
+        }
+    }
+}

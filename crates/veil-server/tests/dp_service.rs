@@ -1,0 +1,330 @@
+//! `veil serve`'s DP SQL routes attacked over real HTTP: forged and missing tokens, an analyst
+//! reaching for another's budget, floods of concurrent queries, malformed, oversized and
+//! mistyped bodies. Each test states the guarantee it checks.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests"
+)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use veil_dp::ledger::SqliteLedger;
+use veil_server::app::{router, ServeConfig};
+use veil_server::dp::token_sha256;
+
+const ALICE: &str = "veil_alice_token_0123456789abcdef";
+const BOB: &str = "veil_bob_token_0123456789abcdef01";
+
+struct Site {
+    dir: PathBuf,
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A dataset registered with total ε = `total`; alice has her own ε = `alice`, bob none.
+async fn site(name: &str, total: f64, alice: f64, max_body: usize) -> Site {
+    let dir = std::env::temp_dir().join(format!("veil-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("persons.csv")).unwrap());
+    veil_dp_sql::sample::write_persons(&mut f, 2_000, 3).unwrap();
+    std::io::Write::flush(&mut f).unwrap();
+    drop(f);
+    std::fs::write(
+        dir.join("persons.toml"),
+        veil_dp_sql::sample::PERSONS_METADATA,
+    )
+    .unwrap();
+    let ledger = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    ledger
+        .register(
+            "persons",
+            &veil_dp_sql::dataset::metadata_sha256(
+                veil_dp_sql::sample::PERSONS_METADATA.as_bytes(),
+            ),
+            total,
+            1e-3,
+        )
+        .unwrap();
+    let config = ServeConfig::parse(&format!(
+        r#"
+listen = "127.0.0.1:0"
+[limits]
+max_body_bytes = {max_body}
+[dp]
+ledger = "budget.db"
+[[dp.datasets]]
+metadata = "persons.toml"
+tables = {{ persons = "persons.csv" }}
+[[dp.analysts]]
+name = "alice"
+token_sha256 = "{}"
+epsilon = {alice}
+delta = 1e-4
+[[dp.analysts]]
+name = "bob"
+token_sha256 = "{}"
+"#,
+        hex::encode(token_sha256(ALICE)),
+        hex::encode(token_sha256(BOB)),
+    ))
+    .unwrap();
+    let app = router(&config, &dir).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(veil_server::serve(listener, app, async move {
+        let _ = rx.await;
+    }));
+    Site {
+        dir,
+        url,
+        stop: Some(stop),
+    }
+}
+
+fn charges(dir: &Path) -> Vec<(String, f64)> {
+    SqliteLedger::open(dir.join("budget.db"))
+        .unwrap()
+        .history("persons")
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.analyst, c.epsilon))
+        .collect()
+}
+
+async fn query(url: &str, token: Option<&str>, body: &Value) -> (reqwest::StatusCode, Value) {
+    let mut req = veil_server::client::http_client()
+        .unwrap()
+        .post(format!("{url}/dp/query"))
+        .json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn count_query(epsilon: f64) -> Value {
+    json!({ "dataset": "persons", "sql": "SELECT COUNT(*) AS n FROM persons", "epsilon": epsilon })
+}
+
+/// Missing, malformed, unknown and near-miss tokens get the same 401 and the same body: the
+/// answer does not say which analysts exist, and nothing is charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_invalid_token_gets_the_same_401_and_costs_nothing() {
+    let s = site("tokens", 10.0, 5.0, 1 << 20).await;
+    let mut bodies = Vec::new();
+    for token in [
+        None,
+        Some(""),
+        Some("not-a-token"),
+        Some(&ALICE[..ALICE.len() - 1]),
+        Some(&format!("{ALICE}x")[..]),
+    ] {
+        let (status, body) = query(&s.url, token, &count_query(1.0)).await;
+        assert_eq!(status, 401, "{token:?}");
+        bodies.push(body);
+    }
+    let raw = veil_server::client::http_client()
+        .unwrap()
+        .get(format!("{}/dp/datasets", s.url))
+        .header("authorization", format!("Basic {ALICE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 401);
+    assert_eq!(raw.headers()["www-authenticate"], "Bearer");
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+    assert_eq!(bodies[0]["kind"], "unauthorized");
+    assert!(charges(&s.dir).is_empty());
+    // The genuine token works.
+    let (status, body) = query(&s.url, Some(ALICE), &count_query(1.0)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The analyst is the token's owner: a request cannot name another analyst, alice's own
+/// budget stops alice and not bob, and every charge is recorded under its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_spends_only_their_own_budget() {
+    let s = site("budgets", 10.0, 2.0, 1 << 20).await;
+    let mut forged = count_query(1.0);
+    forged["analyst"] = "bob".into();
+    let (status, body) = query(&s.url, Some(ALICE), &forged).await;
+    assert_eq!(status, 400, "{body}");
+    for _ in 0..2 {
+        let (status, body) = query(&s.url, Some(ALICE), &count_query(1.0)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = query(&s.url, Some(ALICE), &count_query(1.0)).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["kind"], "budget_exhausted");
+    let (status, body) = query(&s.url, Some(BOB), &count_query(1.0)).await;
+    assert_eq!(status, 200, "{body}");
+    let list: Value = veil_server::client::http_client()
+        .unwrap()
+        .get(format!("{}/dp/datasets", s.url))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "persons");
+    assert_eq!(list[0]["analyst_remaining_epsilon"], 0.0);
+    assert_eq!(list[0]["remaining_epsilon"], 7.0);
+    assert_eq!(
+        charges(&s.dir),
+        [
+            ("alice".into(), 1.0),
+            ("alice".into(), 1.0),
+            ("bob".into(), 1.0)
+        ]
+    );
+}
+
+/// A dry run reads nothing and charges nothing, and announces what the query then costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_is_free() {
+    let s = site("dry", 10.0, 2.0, 1 << 20).await;
+    let mut dry = count_query(1.5);
+    dry["dry_run"] = true.into();
+    let (status, preview) = query(&s.url, Some(ALICE), &dry).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["epsilon"], 1.5);
+    assert_eq!(preview["affordable"], true);
+    assert!(charges(&s.dir).is_empty());
+    let (status, answer) = query(&s.url, Some(ALICE), &count_query(1.5)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accuracy"]["n"], preview["accuracy"]["n"]);
+    let (_, again) = query(&s.url, Some(ALICE), &dry).await;
+    assert_eq!(again["affordable"], false, "alice has 0.5 left");
+    assert_eq!(charges(&s.dir).len(), 1);
+}
+
+/// 64 analysts' queries at once on a dataset that can pay for ten: exactly ten answers, and
+/// the ledger's total never exceeds the registered budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_queries_never_overspend() {
+    let s = site("flood", 10.0, 100.0, 1 << 20).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let url = s.url.clone();
+            tokio::spawn(async move {
+                let token = if i % 2 == 0 { ALICE } else { BOB };
+                query(&url, Some(token), &count_query(1.0)).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        match status.as_u16() {
+            200 => ok += 1,
+            403 => assert_eq!(body["kind"], "budget_exhausted"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    let spent: f64 = charges(&s.dir).iter().map(|c| c.1).sum();
+    assert!(spent <= 10.0 + 1e-9, "spent {spent}");
+    assert_eq!(charges(&s.dir).len(), 10);
+}
+
+/// Malformed, oversized, mistyped and refused requests get a 4xx with a reason, cost
+/// nothing, and leave the server answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_with_a_reason_and_costs_nothing() {
+    let s = site("bad", 10.0, 5.0, 64 * 1024).await;
+    let client = veil_server::client::http_client().unwrap();
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        client
+            .post(format!("{}/dp/query", s.url))
+            .bearer_auth(ALICE)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let big = vec![b'x'; 128 * 1024];
+    let r = post(big, "application/json").send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = post(b"{\"dataset\": ".to_vec(), "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["kind"], "bad_request");
+    let valid = serde_json::to_vec(&count_query(1.0)).unwrap();
+    let r = post(valid.clone(), "text/plain").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    for (body, status, kind) in [
+        (
+            json!({ "dataset": "nope", "sql": "SELECT COUNT(*) FROM persons", "epsilon": 1.0 }),
+            404,
+            "unknown_dataset",
+        ),
+        (
+            json!({ "dataset": "persons", "sql": "SELECT age FROM persons", "epsilon": 1.0 }),
+            400,
+            "query_rejected",
+        ),
+        (
+            json!({ "dataset": "persons", "sql": "SELECT COUNT(*) FROM persons", "epsilon": -1.0 }),
+            400,
+            "query_rejected",
+        ),
+        (
+            json!({ "dataset": "persons", "sql": format!("SELECT COUNT(*) FROM persons {}", " ".repeat(20_000)), "epsilon": 1.0 }),
+            413,
+            "query_too_long",
+        ),
+    ] {
+        let (got, answer) = query(&s.url, Some(ALICE), &body).await;
+        assert_eq!(got, status, "{answer}");
+        assert_eq!(answer["kind"], kind, "{answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    assert!(charges(&s.dir).is_empty());
+    let (status, _) = query(&s.url, Some(ALICE), &count_query(1.0)).await;
+    assert_eq!(status, 200);
+}
+
+/// `Accept: text/csv` gives the rows as CSV with the charge in headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_as_csv() {
+    let s = site("csv", 10.0, 5.0, 1 << 20).await;
+    let r = veil_server::client::http_client().unwrap()
+        .post(format!("{}/dp/query", s.url))
+        .bearer_auth(BOB)
+        .header("accept", "text/csv")
+        .json(&json!({ "dataset": "persons", "sql": "SELECT sex, COUNT(*) AS n FROM persons GROUP BY sex", "epsilon": 1.0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert_eq!(r.headers()["veil-epsilon"], "1");
+    let text = r.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "sex,n");
+    assert!(lines.len() >= 3, "{text}");
+}
