@@ -99,7 +99,7 @@ async fn time_plain(ctx: &SessionContext, sql: &str, runs: usize) -> f64 {
     median(t)
 }
 
-async fn time_dp(engine: &Engine, ledger: &dyn Ledger, sql: &str, runs: usize) -> f64 {
+async fn time_dp(engine: &Engine, ledger: &(dyn Ledger + Sync), sql: &str, runs: usize) -> f64 {
     let options = QueryOptions {
         epsilon: 1.0,
         delta: 1e-6,

@@ -137,7 +137,7 @@ enum Seen {
 
 async fn run(
     engine: &Engine,
-    ledger: &dyn Ledger,
+    ledger: &(dyn Ledger + Sync),
     sql: &str,
     options: QueryOptions,
 ) -> (Seen, Option<String>) {
@@ -212,7 +212,7 @@ const CORPUS: &[&str] = &[
 ];
 
 /// Both variants of every attack look alike; nothing fails after the charge.
-async fn corpus(engine: &Engine, ledger: &dyn Ledger, backend: &str) {
+async fn corpus(engine: &Engine, ledger: &(dyn Ledger + Sync), backend: &str) {
     let options = QueryOptions {
         epsilon: 1e-6,
         delta: 1e-9,

@@ -128,7 +128,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// A query at a large ε (tight answers), charged to a generous budget.
-async fn ask(engine: &Engine, ledger: &dyn Ledger, sql: &str, epsilon: f64) -> DpResult {
+async fn ask(engine: &Engine, ledger: &(dyn Ledger + Sync), sql: &str, epsilon: f64) -> DpResult {
     engine
         .query(
             ledger,
@@ -166,7 +166,7 @@ fn quantile(xs: &[f64], q: f64) -> f64 {
 }
 
 /// Checks every supported shape against the truth computed here from the same rows.
-async fn every_supported_shape(engine: &Engine, ledger: &dyn Ledger, d: &Data) {
+async fn every_supported_shape(engine: &Engine, ledger: &(dyn Ledger + Sync), d: &Data) {
     let n = d.persons.len() as f64;
     let ages: Vec<f64> = d.persons.iter().map(|p| p.age).collect();
     let incomes: Vec<f64> = d.persons.iter().map(|p| p.income.min(500_000.0)).collect();
@@ -344,7 +344,7 @@ async fn every_supported_shape(engine: &Engine, ledger: &dyn Ledger, d: &Data) {
 }
 
 /// Every refused shape, with the reason it must give; none of them charges anything.
-async fn every_refused_shape(engine: &Engine, ledger: &dyn Ledger) {
+async fn every_refused_shape(engine: &Engine, ledger: &(dyn Ledger + Sync)) {
     let before = ledger.history("persons").unwrap().len();
     let cases: &[(&str, &str)] = &[
         ("SELECT * FROM persons", "row-level output"),
