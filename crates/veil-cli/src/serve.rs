@@ -61,7 +61,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
         outln!("veil serve: listening on http://{addr}");
-        veil_server::serve(listener, router, shutdown()).await?;
+        let header_timeout = config.limits.header_read_timeout();
+        veil_server::serve_with(listener, router, shutdown(), header_timeout).await?;
         outln!("veil serve: stopped");
         Ok(())
     })

@@ -6,6 +6,7 @@
 //! [limits]
 //! max_body_bytes = 1048576         # larger bodies get 413
 //! request_timeout_secs = 30        # slower requests get 408
+//! header_read_timeout_secs = 10    # connections slower to send their headers are closed
 //!
 //! [dp]
 //! ledger = "budget.db"             # or postgres://user@host/db, shared by several servers
@@ -76,6 +77,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest a request may take (seconds).
     pub request_timeout_secs: u64,
+    /// Longest a client may take to send a request's headers (seconds; slowloris).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 1 << 20,
             request_timeout_secs: 30,
+            header_read_timeout_secs: crate::HEADER_READ_TIMEOUT.as_secs(),
         }
     }
 }
@@ -202,6 +206,13 @@ pub async fn dp_service(config: &DpConfig, base: &Path) -> Result<DpService, Ser
         service.add_analyst(a);
     }
     Ok(service)
+}
+
+impl Limits {
+    /// The header-read timeout (at least a second).
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs.max(1))
+    }
 }
 
 /// The whole service's router: the enabled sections, `/health`, and the limits.

@@ -328,3 +328,43 @@ async fn results_as_csv() {
     assert_eq!(lines[0], "sex,n");
     assert!(lines.len() >= 3, "{text}");
 }
+
+/// Slowloris: a client that opens a connection and never finishes its headers is cut off
+/// after the header-read timeout (axum's own `serve` would keep it open for ever), while
+/// other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(veil_server::serve_with(
+        listener,
+        app,
+        std::future::pending(),
+        std::time::Duration::from_secs(1),
+    ));
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let fine = veil_server::client::http_client()
+        .unwrap()
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    let closed = matches!(read, Ok(Ok(_)) | Ok(Err(_)));
+    assert!(closed, "the slow connection is still open after 10 s");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "the slow request was not served"
+    );
+}
