@@ -137,16 +137,21 @@ impl DpService {
     /// The analyst owning the bearer token in `headers`: every analyst's hash is compared, in
     /// constant time, whatever the token.
     fn analyst(&self, headers: &HeaderMap) -> Result<&str, HttpError> {
+        // A missing or empty token matches nobody (not even a configured hash of ""); the
+        // early answer depends only on the request, never on who the analysts are.
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| token_sha256(t.trim()))
-            .unwrap_or([0; 32]);
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(token_sha256);
         let mut found = None;
-        for a in &self.analysts {
-            if bool::from(a.token_sha256.ct_eq(&presented)) {
-                found = Some(a.name.as_str());
+        if let Some(presented) = presented {
+            for a in &self.analysts {
+                if bool::from(a.token_sha256.ct_eq(&presented)) {
+                    found = Some(a.name.as_str());
+                }
             }
         }
         found.ok_or_else(|| {
@@ -339,5 +344,42 @@ pub fn sql_error(e: SqlError) -> HttpError {
                 "the query failed after it was accepted; nothing was released",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty or blank token matches nobody, even an analyst configured (carelessly) with
+    /// the hash of the empty string.
+    #[test]
+    fn a_blank_token_matches_nobody() {
+        let dir = std::env::temp_dir().join(format!("veil-dp-blank-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let ledger = veil_dp_sql::dataset::open_ledger(&dir.join("b.db").display().to_string());
+        let Ok(ledger) = ledger else {
+            unreachable!("a SQLite ledger opens in a temp dir")
+        };
+        let mut s = DpService::new(ledger);
+        s.add_analyst(Analyst {
+            name: "careless".into(),
+            token_sha256: token_sha256(""),
+        });
+        for value in ["Bearer ", "Bearer    ", "Bearer", ""] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                axum::http::HeaderValue::from_static(value),
+            );
+            assert!(s.analyst(&h).is_err(), "{value:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            axum::http::HeaderValue::from_static("Bearer  x "),
+        );
+        assert!(s.analyst(&h).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -78,9 +78,13 @@ delta = 1e-4
 [[dp.analysts]]
 name = "bob"
 token_sha256 = "{}"
+[[dp.analysts]]
+name = "careless"
+token_sha256 = "{}"
 "#,
         hex::encode(token_sha256(ALICE)),
         hex::encode(token_sha256(BOB)),
+        hex::encode(token_sha256("")),
     ))
     .unwrap();
     let app = router(&config, &dir).await.unwrap();
