@@ -342,30 +342,8 @@ fn load_context(plan: &Plan, public: &Path, secret: Option<&Path>) -> Result<Arc
     let sk = sk.map(zeroize::Zeroizing::new);
     let ctx = VectorContext::from_public_bytes(&bytes, sk.as_ref().map(|k| k.as_slice()))
         .with_context(|| format!("{} is not a usable public context", public.display()))?;
-    let expected = plan.parameters()?;
-    if ctx.ckks().params().fingerprint() != expected.fingerprint() {
-        bail!(
-            "{} was made for other parameters than this plan's (N = {}, moduli {:?}): run              `veil ml keygen` for this plan",
-            public.display(),
-            plan.parameter_choice().degree,
-            plan.parameter_choice().moduli_bits
-        );
-    }
-    let mut missing: Vec<i64> = Vec::new();
-    for (step, level) in plan.rotation_levels() {
-        let key = ctx
-            .galois_keys()
-            .get(ctx.ckks().galois_element_for_step(step));
-        if key.is_none_or(|k| k.level() < level) {
-            missing.push(step);
-        }
-    }
-    if !missing.is_empty() {
-        bail!(
-            "{} lacks the Galois keys for rotations {missing:?} that the plan needs",
-            public.display()
-        );
-    }
+    plan.check_context(&ctx)
+        .with_context(|| format!("{} does not fit this plan", public.display()))?;
     Ok(ctx)
 }
 

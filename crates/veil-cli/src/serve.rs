@@ -27,15 +27,27 @@ enum ServeCommand {
     /// Make an API token for an analyst: prints the token (give it to the analyst, privately)
     /// and the lines for the configuration, which keeps only its SHA-256.
     Token {
-        /// The analyst's name (as the ledger records it).
+        /// The analyst's or client's name (as the ledger and the logs record it).
         name: String,
+        /// Which part of the service the token is for.
+        #[arg(long = "for", value_enum, default_value_t = TokenFor::Dp)]
+        section: TokenFor,
     },
+}
+
+/// Who a token is for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TokenFor {
+    /// An analyst of DP SQL (`[[dp.analysts]]`).
+    Dp,
+    /// A client of encrypted inference (`[[inference.clients]]`).
+    Inference,
 }
 
 /// Runs `veil serve`.
 pub fn run(args: &ServeArgs) -> Result<()> {
-    if let Some(ServeCommand::Token { name }) = &args.command {
-        return token(name);
+    if let Some(ServeCommand::Token { name, section }) = &args.command {
+        return token(name, *section);
     }
     let path = args
         .config
@@ -56,13 +68,25 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         let router = veil_server::app::router(&config, &base)
             .await
             .with_context(|| format!("cannot serve {}", path.display()))?;
+        let tls = veil_server::tls::setup(&config.tls, &base, &config.listen)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("[tls] in {}", path.display()))?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        outln!("veil serve: listening on http://{addr}");
+        if let Some(tls) = &tls {
+            outln!(
+                "veil serve: certificate {} (SHA-256 {})",
+                tls.cert_path.display(),
+                tls.fingerprint
+            );
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        outln!("veil serve: listening on {scheme}://{addr}");
         let header_timeout = config.limits.header_read_timeout();
-        veil_server::serve_with(listener, router, shutdown(), header_timeout).await?;
+        let server = tls.map(|t| t.server);
+        veil_server::serve_tls(listener, router, shutdown(), header_timeout, server).await?;
         outln!("veil serve: stopped");
         Ok(())
     })
@@ -86,18 +110,24 @@ async fn shutdown() {
     crate::services::shutdown_signal().await;
 }
 
-fn token(name: &str) -> Result<()> {
+fn token(name: &str, section: TokenFor) -> Result<()> {
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
     rand_core::TryRngCore::try_fill_bytes(&mut rand_core::OsRng, raw.as_mut())
         .map_err(|_| anyhow::anyhow!("no system randomness"))?;
     let token = zeroize::Zeroizing::new(format!("veil_{}", hex::encode(raw.as_ref())));
-    let hash = hex::encode(veil_server::dp::token_sha256(&token));
+    let hash = hex::encode(veil_server::auth::token_sha256(&token));
     outln!(
         "token (give it to {name}; it is not stored anywhere): {}",
         token.as_str()
     );
     outln!();
-    outln!("[[dp.analysts]]");
+    outln!(
+        "{}",
+        match section {
+            TokenFor::Dp => "[[dp.analysts]]",
+            TokenFor::Inference => "[[inference.clients]]",
+        }
+    );
     outln!("name = {name:?}");
     outln!("token_sha256 = \"{hash}\"");
     Ok(())

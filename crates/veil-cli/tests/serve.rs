@@ -37,6 +37,16 @@ impl Drop for Server {
 }
 
 fn start(config: &Path) -> (Server, String) {
+    let (server, url, _) = start_any(config);
+    let addr = url
+        .strip_prefix("http://")
+        .expect("plain HTTP in this test")
+        .to_string();
+    (server, addr)
+}
+
+/// Starts `veil serve`: the server, its URL, and the certificate's fingerprint under TLS.
+fn start_any(config: &Path) -> (Server, String, Option<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
         .args([
             "serve",
@@ -52,12 +62,16 @@ fn start(config: &Path) -> (Server, String) {
     let stdout = child.stdout.take().unwrap();
     let server = Server(child);
     let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut fingerprint = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("veil serve: listening on http://") {
-            let addr = addr.trim().to_string();
+        if let Some((_, f)) = line.split_once("(SHA-256 ") {
+            fingerprint = Some(f.trim_end_matches(')').to_string());
+        }
+        if let Some(url) = line.strip_prefix("veil serve: listening on ") {
+            let url = url.trim().to_string();
             std::thread::spawn(move || for _ in lines {});
-            return (server, addr);
+            return (server, url, fingerprint);
         }
     }
     panic!("veil serve exited without listening");
@@ -129,7 +143,7 @@ fn a_server_killed_between_queries_loses_no_charge() {
     std::fs::write(
         &config,
         format!(
-            "[dp]\nledger = \"budget.db\"\n\n[[dp.datasets]]\nmetadata = \"persons.toml\"\n\
+            "[tls]\nmode = \"off\"\n\n[dp]\nledger = \"budget.db\"\n\n[[dp.datasets]]\nmetadata = \"persons.toml\"\n\
              tables = {{ persons = \"persons.csv\" }}\n\n{block}"
         ),
     )
@@ -158,5 +172,43 @@ fn a_server_killed_between_queries_loses_no_charge() {
     let (status, body) = http(&addr, "POST", "/dp/query", &token, query);
     assert_eq!(status, 403, "the budget goes on from where it was: {body}");
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With no `[tls]` section the service speaks TLS with a self-signed certificate kept beside
+/// the configuration: a client pinning it gets through, a restart serves the same certificate,
+/// and plain HTTP gets no answer.
+#[test]
+fn tls_is_on_by_default_with_a_certificate_kept_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-serve-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("veil.toml");
+    std::fs::write(&config, "# nothing enabled but /health\n").unwrap();
+    let (server, url, fingerprint) = start_any(&config);
+    assert!(url.starts_with("https://"), "{url}");
+    let fingerprint = fingerprint.expect("the certificate's fingerprint is printed");
+    let pem = std::fs::read(dir.join("veil-tls/cert.pem")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let health = |url: String| {
+        let client = veil_server::tls::client_trusting(&pem).unwrap();
+        rt.block_on(async move {
+            let r = client.get(format!("{url}/health")).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    assert_eq!(health(url.clone()), (200, "ok".to_string()));
+    let plain = rt.block_on(async {
+        let c = veil_server::client::http_client().unwrap();
+        c.get(url.replace("https://", "http://") + "/health")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert!(plain.map_or(true, |s| s != 200));
+    drop(server);
+    let (_server, url, again) = start_any(&config);
+    assert_eq!(again.as_deref(), Some(fingerprint.as_str()));
+    assert_eq!(health(url), (200, "ok".to_string()));
     let _ = std::fs::remove_dir_all(&dir);
 }

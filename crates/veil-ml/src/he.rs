@@ -552,6 +552,42 @@ impl Plan {
         out.into_iter().collect()
     }
 
+    /// Checks that `ctx` (a client's public context) was made for this plan: the same CKKS
+    /// parameters, and a Galois key at a sufficient level for every rotation the plan performs.
+    /// A server calls this once when a client uploads its context, so that evaluation never
+    /// fails half-way for want of a key.
+    pub fn check_context(&self, ctx: &VectorContext) -> Result<()> {
+        let expected = self.parameters()?;
+        if ctx.ckks().params().fingerprint() != expected.fingerprint() {
+            return Err(MlError::Input {
+                reason: format!(
+                    "the context was made for other parameters than this plan's (N = {}, \
+                     moduli {:?}): make keys for this plan",
+                    self.params.degree, self.params.moduli_bits
+                ),
+            });
+        }
+        let missing: Vec<i64> = self
+            .rotation_levels()
+            .into_iter()
+            .filter(|&(step, level)| {
+                ctx.galois_keys()
+                    .get(ctx.ckks().galois_element_for_step(step))
+                    .is_none_or(|k| k.level() < level)
+            })
+            .map(|(step, _)| step)
+            .collect();
+        if !missing.is_empty() {
+            return Err(MlError::Input {
+                reason: format!(
+                    "the context lacks the Galois keys for rotations {missing:?} that the plan \
+                     needs"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Number of input values.
     pub fn input_len(&self) -> usize {
         self.input_len

@@ -3,6 +3,9 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"        # loopback by default
 //!
+//! [tls]                            # see `veil_server::tls`
+//! mode = "self-signed"             # the default; or "files" (cert, key), or "off" (loopback only)
+//!
 //! [limits]
 //! max_body_bytes = 1048576         # larger bodies get 413
 //! request_timeout_secs = 30        # slower requests get 408
@@ -20,6 +23,17 @@
 //! token_sha256 = "…"               # `veil serve token alice` prints a token and this line
 //! epsilon = 1.0                    # alice's own budget on every dataset (optional)
 //! delta = 1e-6
+//!
+//! [[inference.models]]
+//! name = "digits"
+//! plan = "digits.plan"             # `veil ml compile`
+//!
+//! [[inference.clients]]
+//! name = "clinic"
+//! token_sha256 = "…"               # `veil serve token clinic --for inference`
+//!
+//! [inference.limits]               # all optional; see `InferenceLimits`
+//! contexts_per_client = 4
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Nothing secret is in the file: API
@@ -61,8 +75,13 @@ pub struct ServeConfig {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// TLS (default: a self-signed certificate; see [`crate::tls`]).
+    #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
     /// DP SQL for analysts.
     pub dp: Option<DpConfig>,
+    /// Encrypted inference.
+    pub inference: Option<InferenceConfig>,
 }
 
 fn default_listen() -> String {
@@ -115,6 +134,41 @@ pub struct DatasetConfig {
     pub tables: BTreeMap<String, PathBuf>,
 }
 
+/// Section `[inference]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// The models served.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// The clients admitted (same form as analysts: a name and a token's SHA-256).
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// Body limits, context caps, workers.
+    #[serde(default)]
+    pub limits: crate::inference::InferenceLimits,
+}
+
+/// One `[[inference.models]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model's name in the routes.
+    pub name: String,
+    /// The compiled plan (`veil ml compile`).
+    pub plan: PathBuf,
+}
+
+/// One `[[inference.clients]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client's name (in logs).
+    pub name: String,
+    /// SHA-256 (hex) of the client's API token.
+    pub token_sha256: String,
+}
+
 /// One `[[dp.analysts]]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,21 +211,12 @@ pub async fn dp_service(config: &DpConfig, base: &Path) -> Result<DpService, Ser
     let ledger = veil_dp_sql::dataset::open_ledger(&ledger_spec)?;
     let mut analysts = Vec::new();
     for a in &config.analysts {
-        let hash: [u8; 32] = hex::decode(a.token_sha256.trim())
-            .ok()
-            .and_then(|v| v.try_into().ok())
-            .ok_or_else(|| {
-                ServeError::Config(format!(
-                    "analyst {:?}: token_sha256 must be 64 hex digits",
-                    a.name
-                ))
-            })?;
-        if a.name.is_empty() || analysts.iter().any(|x: &Analyst| x.name == a.name) {
-            return Err(ServeError::Config(format!(
-                "analyst names must be non-empty and distinct ({:?})",
+        let hash = crate::auth::parse_token_hash(&a.token_sha256).ok_or_else(|| {
+            ServeError::Config(format!(
+                "analyst {:?}: token_sha256 must be 64 hex digits",
                 a.name
-            )));
-        }
+            ))
+        })?;
         analysts.push(Analyst {
             name: a.name.clone(),
             token_sha256: hash,
@@ -203,7 +248,45 @@ pub async fn dp_service(config: &DpConfig, base: &Path) -> Result<DpService, Ser
         service.add_dataset(&name, engine);
     }
     for a in analysts {
-        service.add_analyst(a);
+        service
+            .add_analyst(a)
+            .map_err(|e| ServeError::Config(format!("[[dp.analysts]]: {e}")))?;
+    }
+    Ok(service)
+}
+
+/// Opens the inference service `[inference]` describes: every plan must load.
+pub fn inference_service(
+    config: &InferenceConfig,
+    base: &Path,
+) -> Result<crate::inference::InferenceService, ServeError> {
+    let mut service = crate::inference::InferenceService::new(config.limits);
+    for m in &config.models {
+        let path = resolve(base, &m.plan);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            ServeError::Config(format!(
+                "model {:?}: cannot read {}: {e}",
+                m.name,
+                path.display()
+            ))
+        })?;
+        service
+            .add_model(&m.name, bytes)
+            .map_err(ServeError::Config)?;
+    }
+    for c in &config.clients {
+        let hash = crate::auth::parse_token_hash(&c.token_sha256).ok_or_else(|| {
+            ServeError::Config(format!(
+                "client {:?}: token_sha256 must be 64 hex digits",
+                c.name
+            ))
+        })?;
+        service
+            .add_client(crate::auth::Principal {
+                name: c.name.clone(),
+                token_sha256: hash,
+            })
+            .map_err(|e| ServeError::Config(format!("[[inference.clients]]: {e}")))?;
     }
     Ok(service)
 }
@@ -221,6 +304,10 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
     if let Some(dp) = &config.dp {
         let service = dp_service(dp, base).await?;
         app = app.merge(crate::dp::router(Arc::new(service)));
+    }
+    if let Some(inference) = &config.inference {
+        let service = inference_service(inference, base)?;
+        app = app.merge(crate::inference::router(Arc::new(service)));
     }
     Ok(app
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))

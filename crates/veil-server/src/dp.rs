@@ -5,11 +5,8 @@
 //! | `GET /dp/datasets` | the datasets, with what the dataset and the caller have left |
 //! | `POST /dp/query` | [`QueryRequest`] → a noisy answer (JSON, or CSV with `Accept: text/csv`), or with `"dry_run": true` its cost and accuracy ([`veil_dp_sql::Preview`]) without reading data or charging |
 //!
-//! Every route needs `Authorization: Bearer <API token>`. The service keeps only each token's
-//! SHA-256 and compares the presented token's hash with **every** analyst's in constant time
-//! (no early exit), so neither the answer nor its timing says which analysts exist; a missing,
-//! malformed or unknown token gets the same 401. The analyst is the token's owner, never a
-//! field of the request: nobody spends another analyst's budget.
+//! Every route needs `Authorization: Bearer <API token>` ([`crate::auth`]). The analyst is the
+//! token's owner, never a field of the request: nobody spends another analyst's budget.
 //!
 //! Every answer is charged to the dataset's registered total and to the analyst's own budget,
 //! atomically, before any statistic is computed (the engine's guarantee; the ledger may be
@@ -26,8 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use veil_dp::DpError;
 use veil_dp_sql::dataset::SharedLedger;
 use veil_dp_sql::{Engine, QueryOptions, SqlError};
@@ -37,33 +32,14 @@ use crate::error::HttpError;
 /// Longest SQL text accepted.
 pub const MAX_SQL_LEN: usize = 16 * 1024;
 
-/// An analyst: a name (the ledger's analyst) and the SHA-256 of their API token.
-#[derive(Clone)]
-pub struct Analyst {
-    /// The analyst's name.
-    pub name: String,
-    /// SHA-256 of the API token.
-    pub token_sha256: [u8; 32],
-}
-
-impl std::fmt::Debug for Analyst {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analyst")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The SHA-256 of an API token, as the configuration stores it.
-pub fn token_sha256(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
+use crate::auth::Principals;
+pub use crate::auth::{token_sha256, Principal as Analyst};
 
 /// The DP SQL service: registered datasets, one ledger, the analysts.
 pub struct DpService {
     ledger: SharedLedger,
     datasets: BTreeMap<String, Engine>,
-    analysts: Vec<Analyst>,
+    analysts: Principals,
 }
 
 impl std::fmt::Debug for DpService {
@@ -114,7 +90,7 @@ impl DpService {
         Self {
             ledger,
             datasets: BTreeMap::new(),
-            analysts: Vec::new(),
+            analysts: Principals::default(),
         }
     }
 
@@ -124,9 +100,9 @@ impl DpService {
         self.datasets.insert(name.to_string(), engine);
     }
 
-    /// Admits an analyst.
-    pub fn add_analyst(&mut self, analyst: Analyst) {
-        self.analysts.push(analyst);
+    /// Admits an analyst (names must be non-empty and distinct).
+    pub fn add_analyst(&mut self, analyst: Analyst) -> Result<(), String> {
+        self.analysts.add(analyst)
     }
 
     /// The ledger.
@@ -134,33 +110,9 @@ impl DpService {
         &self.ledger
     }
 
-    /// The analyst owning the bearer token in `headers`: every analyst's hash is compared, in
-    /// constant time, whatever the token.
+    /// The analyst owning the bearer token in `headers` (see [`crate::auth`]).
     fn analyst(&self, headers: &HeaderMap) -> Result<&str, HttpError> {
-        // A missing or empty token matches nobody (not even a configured hash of ""); the
-        // early answer depends only on the request, never on who the analysts are.
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(token_sha256);
-        let mut found = None;
-        if let Some(presented) = presented {
-            for a in &self.analysts {
-                if bool::from(a.token_sha256.ct_eq(&presented)) {
-                    found = Some(a.name.as_str());
-                }
-            }
-        }
-        found.ok_or_else(|| {
-            HttpError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid API token is required (Authorization: Bearer <token>)",
-            )
-        })
+        self.analysts.owner(headers)
     }
 
     fn engine(&self, dataset: &str) -> Result<&Engine, HttpError> {
@@ -344,42 +296,5 @@ pub fn sql_error(e: SqlError) -> HttpError {
                 "the query failed after it was accepted; nothing was released",
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An empty or blank token matches nobody, even an analyst configured (carelessly) with
-    /// the hash of the empty string.
-    #[test]
-    fn a_blank_token_matches_nobody() {
-        let dir = std::env::temp_dir().join(format!("veil-dp-blank-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_default();
-        let ledger = veil_dp_sql::dataset::open_ledger(&dir.join("b.db").display().to_string());
-        let Ok(ledger) = ledger else {
-            unreachable!("a SQLite ledger opens in a temp dir")
-        };
-        let mut s = DpService::new(ledger);
-        s.add_analyst(Analyst {
-            name: "careless".into(),
-            token_sha256: token_sha256(""),
-        });
-        for value in ["Bearer ", "Bearer    ", "Bearer", ""] {
-            let mut h = HeaderMap::new();
-            h.insert(
-                header::AUTHORIZATION,
-                axum::http::HeaderValue::from_static(value),
-            );
-            assert!(s.analyst(&h).is_err(), "{value:?}");
-        }
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            axum::http::HeaderValue::from_static("Bearer  x "),
-        );
-        assert!(s.analyst(&h).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

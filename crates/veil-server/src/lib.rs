@@ -10,17 +10,23 @@
 //!   data room;
 //! - [`app`]: `veil serve` — one process mounting what its configuration enables;
 //! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
+//! - [`inference`]: encrypted inference (clients' public contexts, ciphertexts in and out);
+//! - [`auth`]: API tokens, kept as SHA-256 and compared in constant time;
 //! - [`client`]: clients of those services (nonce, attest, release, JWKS) and a simulated
 //!   workload; [`room::RoomClient`]: a party's client of a room;
-//! - [`serve`]: serve a router until shutdown, recording the peer's address.
+//! - [`serve`], [`serve_tls`]: serve a router until shutdown, recording the peer's address;
+//!   [`tls`]: the self-signed default, certificates from files, plain HTTP on loopback only.
 
 pub mod app;
 pub mod attest;
+pub mod auth;
 pub mod client;
 pub mod dp;
 pub mod error;
+pub mod inference;
 pub mod kbs;
 pub mod room;
+pub mod tls;
 
 pub use error::{ErrorBody, HttpError};
 
@@ -52,18 +58,31 @@ pub async fn serve(
     serve_with(listener, router, shutdown, HEADER_READ_TIMEOUT).await
 }
 
-/// [`serve`] with another header-read timeout. HTTP/1.1 through hyper with a timer, so that
-/// hyper's header-read timeout is in force (`axum::serve` installs no timer, which leaves a
-/// connection that never finishes its headers open for ever). On `shutdown` the listener
-/// closes and requests in flight get up to [`SHUTDOWN_GRACE`] to finish.
+/// [`serve`] with another header-read timeout.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     header_read_timeout: std::time::Duration,
 ) -> Result<()> {
+    serve_tls(listener, router, shutdown, header_read_timeout, None).await
+}
+
+/// Serves `router`, over TLS when `tls` is given. HTTP/1.1 through hyper with a timer, so that
+/// hyper's header-read timeout is in force (`axum::serve` installs no timer, which leaves a
+/// connection that never finishes its headers open for ever); the TLS handshake has the same
+/// deadline. On `shutdown` the listener closes and requests in flight get up to
+/// [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    header_read_timeout: std::time::Duration,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -82,13 +101,42 @@ pub async fn serve_with(
             .clone()
             .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         let service = hyper_util::service::TowerToHyperService::new(app);
-        let conn = hyper::server::conn::http1::Builder::new()
+        let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+            .clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match acceptor {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    // A client that opens a connection and never completes the handshake is
+                    // cut off like one that never finishes its headers.
+                    let stream =
+                        match tokio::time::timeout(header_read_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
