@@ -12,7 +12,7 @@ use veil_attest::audit::AuditLog;
 use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
 use veil_attest::policy::Policy;
 use veil_attest::service::{AttestationService, Verifiers};
-use veil_attest::token::{TokenAlgorithm, TokenIssuer, TokenVerifier};
+use veil_attest::token::{TokenAlgorithm, TokenIssuer};
 use veil_kbs::{KeyBroker, SecretStore};
 use veil_server::client::SimulatedWorkload;
 
@@ -83,7 +83,7 @@ pub struct AttestServeArgs {
     /// For SEV-SNP reports: the oldest TCB still current (`bootloader=N,tee=N,snp=N,
     /// microcode=N[,fmc=N]`); without it their TCB status is `Unknown`.
     #[arg(long)]
-    pub snp_min_tcb: Option<veil_attest::evidence::snp::SnpTcb>,
+    pub snp_min_tcb: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -208,31 +208,11 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn unix(t: &str, flag: &str) -> Result<u64> {
-    Ok(humantime::parse_rfc3339(t)
-        .with_context(|| format!("{flag} {t:?} is not an RFC 3339 time"))?
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0))
-}
-
 pub(crate) fn hex32(text: &str, flag: &str) -> Result<[u8; 32]> {
     let bytes = hex::decode(text.trim()).with_context(|| format!("{flag} is not hex"))?;
     bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("{flag} must be 32 bytes (64 hex characters)"))
-}
-
-fn signing_key(path: &Path, alg: TokenAlgorithm) -> Result<TokenIssuer> {
-    if path.exists() {
-        let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return TokenIssuer::from_pkcs8(alg, &der)
-            .with_context(|| format!("{} (is it a {alg:?} key?)", path.display()));
-    }
-    let issuer = TokenIssuer::generate(alg)?;
-    write_private(path, issuer.pkcs8_der())?;
-    eprintln!("generated a new {alg:?} signing key in {}", path.display());
-    Ok(issuer)
 }
 
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -245,71 +225,34 @@ pub(crate) async fn shutdown_signal() {
 }
 
 pub fn attest_serve(args: &AttestServeArgs) -> Result<()> {
-    let policy = Policy::from_file(&args.policy)?;
-    let mut verifiers = Verifiers::default();
-    for path in &args.collateral {
-        let json = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read collateral {}", path.display()))?;
-        verifiers
-            .dcap
-            .push(veil_attest::evidence::dcap::DcapVerifier::from_collateral_json(&json)?);
+    let config = veil_server::mount::AttestConfig {
+        policy: args.policy.clone(),
+        collateral: args.collateral.clone(),
+        pccs: args.pccs.clone(),
+        pccs_ca: args.pccs_ca.clone(),
+        pccs_cache_secs: args.pccs_cache.as_secs(),
+        vcek: args.vcek.clone(),
+        vlek: args.vlek.clone(),
+        snp_crl: args.snp_crl.clone(),
+        snp_min_tcb: args.snp_min_tcb.clone(),
+        sim_platform_keys: args.sim_platform_key.clone(),
+        verify_at: args.verify_at.clone(),
+        signing_key: args.signing_key.clone(),
+        alg: args.alg.clone(),
+        nonce_ttl_secs: args.nonce_ttl.as_secs(),
+        token_ttl_secs: args.token_ttl.as_secs(),
+        audit_log: args.audit_log.clone(),
+        audit_key: args.audit_key.clone(),
+    };
+    let built = veil_server::mount::attestation_service(&config, Path::new(""))?;
+    if built.new_signing_key {
+        eprintln!(
+            "generated a new {} signing key in {}",
+            args.alg,
+            args.signing_key.display()
+        );
     }
-    if !args.snp_crl.is_empty() && args.vcek.is_empty() && args.vlek.is_empty() {
-        bail!("--snp-crl checks SEV-SNP chains: give the reports' --vcek or --vlek too");
-    }
-    let veks = args
-        .vcek
-        .iter()
-        .map(|p| (p, false))
-        .chain(args.vlek.iter().map(|p| (p, true)));
-    for (path, is_vlek) in veks {
-        use veil_attest::evidence::snp::SnpVerifier;
-        let der = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut verifier = if is_vlek {
-            SnpVerifier::from_vlek_der(&der)?
-        } else {
-            SnpVerifier::from_vcek_der(&der)?
-        };
-        if let Some(min) = args.snp_min_tcb {
-            verifier = verifier.with_min_tcb(min);
-        }
-        verifiers
-            .snp
-            .push(crate::attest::with_snp_crls(verifier, &args.snp_crl)?);
-    }
-    for key in &args.sim_platform_key {
-        verifiers
-            .sim
-            .push(SimVerifier::new(&hex32(key, "--sim-platform-key")?)?);
-    }
-    if let Some(url) = &args.pccs {
-        let ca = args
-            .pccs_ca
-            .as_ref()
-            .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
-            .transpose()?;
-        let client = veil_attest::pccs::PccsClient::new(url, ca.as_deref())?;
-        verifiers.pccs = Some(veil_attest::pccs::CollateralCache::new(
-            client,
-            args.pccs_cache.as_secs(),
-        ));
-    }
-    verifiers.verify_at = args
-        .verify_at
-        .as_deref()
-        .map(|t| unix(t, "--verify-at"))
-        .transpose()?;
-    let issuer = signing_key(&args.signing_key, TokenAlgorithm::parse(&args.alg)?)?;
-    let audit_key_path = args
-        .audit_key
-        .clone()
-        .unwrap_or_else(|| args.audit_log.with_extension("key"));
-    let audit = AuditLog::open(&args.audit_log)?.with_signer(
-        veil_attest::audit::load_or_create_signing_key(&audit_key_path)?,
-    );
-    let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
-    let service = AttestationService::new(verifiers, policy, issuer, audit)
-        .with_lifetimes(args.nonce_ttl.as_secs(), args.token_ttl.as_secs());
+    let (service, audit_key) = (built.service, built.audit_key);
     let router = veil_server::attest::router(Arc::new(service));
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -453,30 +396,16 @@ pub fn kbs(cmd: KbsCommand) -> Result<()> {
 }
 
 fn kbs_serve(args: &KbsServeArgs) -> Result<()> {
-    let store = SecretStore::open(&args.store)?;
-    let audit_path = args
-        .audit_log
-        .clone()
-        .unwrap_or_else(|| args.store.join("audit.jsonl"));
-    let key_path = args
-        .audit_key
-        .clone()
-        .unwrap_or_else(|| args.store.join("audit.key"));
-    let audit = AuditLog::open(&audit_path)?
-        .with_signer(veil_attest::audit::load_or_create_signing_key(&key_path)?);
-    let audit_key = audit.public_key().map(|k| hex::encode(k.as_bytes()));
-    let rt = runtime()?;
-    let is_url = args.jwks.starts_with("http://") || args.jwks.starts_with("https://");
-    let verifier = if is_url {
-        rt.block_on(veil_server::client::fetch_jwks(&args.jwks))
-            .with_context(|| format!("cannot fetch the JWKS from {}", args.jwks))?
-    } else {
-        let json = std::fs::read_to_string(&args.jwks)
-            .with_context(|| format!("cannot read {}", args.jwks))?;
-        TokenVerifier::from_jwks_json(&json)?
+    let config = veil_server::mount::KbsConfig {
+        store: args.store.clone(),
+        jwks: Some(args.jwks.clone()),
+        audit_log: args.audit_log.clone(),
+        audit_key: args.audit_key.clone(),
     };
-    let key_source = is_url.then(|| veil_server::client::jwks_source(&args.jwks));
-    let broker = KeyBroker::new(store, verifier, key_source, audit);
+    let rt = runtime()?;
+    let (broker, audit_key) = rt
+        .block_on(veil_server::mount::key_broker(&config, Path::new(""), None))
+        .with_context(|| format!("cannot start the key broker (JWKS {})", args.jwks))?;
     let router = veil_server::kbs::router(Arc::new(broker));
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -588,6 +588,42 @@ impl Plan {
         Ok(())
     }
 
+    /// The plan with the model's values removed: what a client needs to make keys, encrypt
+    /// and decrypt (packing, sizes, parameters, rotations, every step's shape and depth, the
+    /// client-side tail) and nothing more. Affine weights and biases, polynomial coefficients
+    /// and intervals, and tree decisions are zeroed, keeping their shapes. A server hands
+    /// clients this, never the plan it evaluates.
+    pub fn without_weights(&self) -> Plan {
+        let steps = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Affine { rows, bias } => Step::Affine {
+                    rows: rows.iter().map(|r| vec![0.0; r.len()]).collect(),
+                    bias: vec![0.0; bias.len()],
+                },
+                Step::Square => Step::Square,
+                Step::Polynomial(p) => Step::Polynomial(PolyApprox {
+                    activation: p.activation,
+                    node: p.node.clone(),
+                    lo: -1.0,
+                    hi: 1.0,
+                    degree: p.degree,
+                    coeffs: vec![0.0; p.coeffs.len()],
+                    max_error: 0.0,
+                    output_range: (0.0, 0.0),
+                }),
+                Step::Leaves { paths } => Step::Leaves {
+                    paths: paths.iter().map(|p| vec![(0, true); p.len()]).collect(),
+                },
+            })
+            .collect();
+        Plan {
+            steps,
+            ..self.clone()
+        }
+    }
+
     /// Number of input values.
     pub fn input_len(&self) -> usize {
         self.input_len

@@ -24,6 +24,13 @@
 //! epsilon = 1.0                    # alice's own budget on every dataset (optional)
 //! delta = 1e-6
 //!
+//! [attest]                         # the attestation service at /attest (see `mount`)
+//! policy = "policy.toml"
+//! sim_platform_keys = ["…"]
+//!
+//! [kbs]                            # the key broker at /kbs, trusting [attest]'s tokens
+//! store = "veil-kbs"
+//!
 //! [[inference.models]]
 //! name = "digits"
 //! plan = "digits.plan"             # `veil ml compile`
@@ -63,6 +70,9 @@ pub enum ServeError {
     /// The ledger refused an analyst budget.
     #[error(transparent)]
     Ledger(#[from] veil_dp::DpError),
+    /// The attestation service or key broker cannot start.
+    #[error(transparent)]
+    Tee(#[from] veil_attest::TeeError),
 }
 
 /// The whole configuration.
@@ -82,6 +92,10 @@ pub struct ServeConfig {
     pub dp: Option<DpConfig>,
     /// Encrypted inference.
     pub inference: Option<InferenceConfig>,
+    /// The attestation service, mounted at `/attest`.
+    pub attest: Option<crate::mount::AttestConfig>,
+    /// The key broker, mounted at `/kbs`.
+    pub kbs: Option<crate::mount::KbsConfig>,
 }
 
 fn default_listen() -> String {
@@ -304,6 +318,23 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
     if let Some(dp) = &config.dp {
         let service = dp_service(dp, base).await?;
         app = app.merge(crate::dp::router(Arc::new(service)));
+    }
+    let attest = match &config.attest {
+        Some(a) => {
+            let built = crate::mount::attestation_service(a, base)?;
+            if built.new_signing_key {
+                tracing::info!("made a new token signing key");
+            }
+            Some(Arc::new(built.service))
+        }
+        None => None,
+    };
+    if let Some(k) = &config.kbs {
+        let (broker, _) = crate::mount::key_broker(k, base, attest.as_deref()).await?;
+        app = app.nest("/kbs", crate::kbs::router(Arc::new(broker)));
+    }
+    if let Some(service) = attest {
+        app = app.nest("/attest", crate::attest::router(service));
     }
     if let Some(inference) = &config.inference {
         let service = inference_service(inference, base)?;

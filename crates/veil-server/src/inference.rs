@@ -4,7 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /inference/models` | the registered models ([`ModelInfo`]) |
-//! | `GET /inference/models/{name}/plan` | the model's compiled plan (`veil ml compile`), from which a client makes keys and encrypts |
+//! | `GET /inference/models/{name}/plan` | the model's plan **without its weights** ([`Plan::without_weights`]), from which a client makes keys, encrypts and decrypts |
 //! | `POST /inference/models/{name}/contexts` | a client's **public** context (`veil ml keygen`) → `{"context": id}` (201) |
 //! | `POST /inference/contexts/{id}/evaluate` | encrypted samples → encrypted answers (both `application/octet-stream`) |
 //! | `DELETE /inference/contexts/{id}` | forget a context |
@@ -93,7 +93,7 @@ pub struct ModelInfo {
     pub samples_per_evaluation: usize,
     /// The ring degree N.
     pub degree: usize,
-    /// SHA-256 (hex) of the plan: a client checks it has the plan the server runs.
+    /// SHA-256 (hex) of the weightless plan the server hands out.
     pub plan_sha256: String,
 }
 
@@ -192,6 +192,8 @@ impl InferenceService {
         let plan = Plan::from_bytes(&bytes).map_err(|e| format!("model {name:?}: {e}"))?;
         plan.parameters()
             .map_err(|e| format!("model {name:?}: {e}"))?;
+        // Clients get the plan's shape, never the model's weights.
+        let bytes = plan.without_weights().to_bytes();
         let info = ModelInfo {
             name: name.to_string(),
             packing: plan.packing().name().to_string(),

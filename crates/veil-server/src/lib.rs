@@ -9,6 +9,7 @@
 //! - [`attest`], [`kbs`], [`room`]: the routers of the attestation service, the key broker and a
 //!   data room;
 //! - [`app`]: `veil serve` — one process mounting what its configuration enables;
+//!   [`mount`]: the attestation service and key broker built from their sections;
 //! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
 //! - [`inference`]: encrypted inference (clients' public contexts, ciphertexts in and out);
 //! - [`auth`]: API tokens, kept as SHA-256 and compared in constant time;
@@ -25,6 +26,7 @@ pub mod dp;
 pub mod error;
 pub mod inference;
 pub mod kbs;
+pub mod mount;
 pub mod room;
 pub mod tls;
 

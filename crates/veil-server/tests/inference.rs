@@ -201,6 +201,12 @@ async fn a_client_gets_predictions_on_data_the_server_never_sees() {
         models[0].plan_sha256
     );
     let plan = Plan::from_bytes(&plan_bytes).unwrap();
+    // The client gets the plan's shape, not the model: every weight and bias is zero.
+    for step in plan.steps() {
+        if let veil_ml::he::Step::Affine { rows, bias } = step {
+            assert!(rows.iter().flatten().chain(bias).all(|&w| w == 0.0));
+        }
+    }
     let ctx = keys(&plan);
     let id = upload(&s.url, CLINIC, &ctx).await;
     let xs = samples();
