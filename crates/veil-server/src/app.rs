@@ -24,6 +24,8 @@
 //! epsilon = 1.0                    # alice's own budget on every dataset (optional)
 //! delta = 1e-6
 //!
+//! [metrics]                        # Prometheus at /metrics (optional token_sha256)
+//!
 //! [attest]                         # the attestation service at /attest (see `mount`)
 //! policy = "policy.toml"
 //! sim_platform_keys = ["…"]
@@ -96,6 +98,8 @@ pub struct ServeConfig {
     pub attest: Option<crate::mount::AttestConfig>,
     /// The key broker, mounted at `/kbs`.
     pub kbs: Option<crate::mount::KbsConfig>,
+    /// Prometheus metrics at `/metrics`.
+    pub metrics: Option<crate::metrics::MetricsConfig>,
 }
 
 fn default_listen() -> String {
@@ -339,6 +343,10 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
     if let Some(inference) = &config.inference {
         let service = inference_service(inference, base)?;
         app = app.merge(crate::inference::router(Arc::new(service)));
+    }
+    if let Some(m) = &config.metrics {
+        let metrics = crate::metrics::Metrics::new(m).map_err(ServeError::Config)?;
+        app = crate::metrics::instrument(app, Arc::new(metrics));
     }
     Ok(app
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))

@@ -10,6 +10,7 @@
 //!   data room;
 //! - [`app`]: `veil serve` — one process mounting what its configuration enables;
 //!   [`mount`]: the attestation service and key broker built from their sections;
+//!   [`metrics`]: Prometheus metrics with labels from a closed set;
 //! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
 //! - [`inference`]: encrypted inference (clients' public contexts, ciphertexts in and out);
 //! - [`auth`]: API tokens, kept as SHA-256 and compared in constant time;
@@ -26,6 +27,7 @@ pub mod dp;
 pub mod error;
 pub mod inference;
 pub mod kbs;
+pub mod metrics;
 pub mod mount;
 pub mod room;
 pub mod tls;
