@@ -212,3 +212,136 @@ fn tls_is_on_by_default_with_a_certificate_kept_across_restarts() {
     assert_eq!(health(url), (200, "ok".to_string()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Encrypted inference as a client runs it against `veil serve` (over its default TLS): the
+/// plan from the service (without the model's weights), `veil ml keygen|encrypt|decrypt` on
+/// the client, the public context and the ciphertexts over HTTPS. The predictions are right on
+/// held-out digits although the server saw neither the images nor the answers.
+#[test]
+fn an_inference_client_uses_the_service_with_the_cli() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-serve-ml-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/../veil-ml/models");
+    let digits = format!("{models}/digits_test.csv");
+    ok(&[
+        "ml",
+        "compile",
+        &format!("{models}/logreg.onnx"),
+        "--calibration",
+        &digits,
+        "--out",
+        &f("server.plan"),
+    ]);
+    let minted = ok(&["serve", "token", "clinic", "--for", "inference"]);
+    let token = minted
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, t)| t.trim().to_string()))
+        .unwrap();
+    let block: String = minted
+        .lines()
+        .skip_while(|l| !l.starts_with("[[inference.clients]]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config = dir.join("veil.toml");
+    std::fs::write(
+        &config,
+        format!("[[inference.models]]\nname = \"digits\"\nplan = \"server.plan\"\n\n{block}"),
+    )
+    .unwrap();
+    let (_server, url, _) = start_any(&config);
+    let pem = std::fs::read(dir.join("veil-tls/cert.pem")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = veil_server::tls::client_trusting(&pem).unwrap();
+    let get = |path: String| {
+        let (c, t) = (client.clone(), token.clone());
+        rt.block_on(async move {
+            let r = c.get(path).bearer_auth(t).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap().to_vec()
+        })
+    };
+    let post = |path: String, body: Vec<u8>| {
+        let (c, t) = (client.clone(), token.clone());
+        rt.block_on(async move {
+            let r = c
+                .post(path)
+                .bearer_auth(t)
+                .header("content-type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.bytes().await.unwrap().to_vec();
+            assert!(status < 300, "{status}: {}", String::from_utf8_lossy(&body));
+            body
+        })
+    };
+    let plan = get(format!("{url}/inference/models/digits/plan"));
+    assert_ne!(plan, std::fs::read(dir.join("server.plan")).unwrap());
+    std::fs::write(dir.join("client.plan"), &plan).unwrap();
+    let (cplan, public, secret) = (f("client.plan"), f("c.pub"), f("c.key"));
+    ok(&[
+        "ml", "keygen", "--plan", &cplan, "--public", &public, "--secret", &secret,
+    ]);
+    let created = post(
+        format!("{url}/inference/models/digits/contexts"),
+        std::fs::read(&public).unwrap(),
+    );
+    let id = serde_json::from_slice::<serde_json::Value>(&created).unwrap()["context"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&[
+        "ml",
+        "encrypt",
+        "--plan",
+        &cplan,
+        "--public",
+        &public,
+        "--secret",
+        &secret,
+        "--data",
+        &digits,
+        "--limit",
+        "30",
+        "--out",
+        &f("q"),
+    ]);
+    let answer = post(
+        format!("{url}/inference/contexts/{id}/evaluate"),
+        std::fs::read(f("q")).unwrap(),
+    );
+    std::fs::write(f("a"), answer).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args([
+            "ml",
+            "decrypt",
+            "--plan",
+            &cplan,
+            "--public",
+            &public,
+            "--secret",
+            &secret,
+            "--answer",
+            &f("a"),
+            "--labels",
+            &digits,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let accuracy: f64 = stderr
+        .split("accuracy: ")
+        .nth(1)
+        .and_then(|r| r.split('(').nth(1))
+        .and_then(|r| r.split('%').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy >= 90.0, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
