@@ -94,16 +94,44 @@ impl PostgresServer {
         if !ok.success() {
             return Err("initdb failed".into());
         }
-        let ok = server
+        server.pg_ctl_start()?;
+        Ok(Some(server))
+    }
+}
+
+impl PostgresServer {
+    /// Stops the server (fast shutdown: open transactions are rolled back, connections cut),
+    /// keeping its data: an outage.
+    pub fn stop(&self) -> Result<(), String> {
+        let ok = self
             .cmd("pg_ctl")
             .arg("-D")
-            .arg(&server.data)
+            .arg(&self.data)
+            .args(["-w", "-m", "fast", "stop"])
+            .status()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        ok.success()
+            .then_some(())
+            .ok_or_else(|| "pg_ctl stop failed".into())
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl_start()
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let ok = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
             .arg("-l")
-            .arg(server.dir.join("log"))
+            .arg(self.dir.join("log"))
             .args(["-w", "-o"])
             .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
-                server.dir.display()
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=100",
+                self.port,
+                self.dir.display()
             ))
             .arg("start")
             .status()
@@ -111,10 +139,10 @@ impl PostgresServer {
         if !ok.success() {
             return Err(format!(
                 "pg_ctl start failed: {}",
-                std::fs::read_to_string(server.dir.join("log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
             ));
         }
-        Ok(Some(server))
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use veil_dp::ledger::SqliteLedger;
+use veil_dp::ledger::{Ledger, SqliteLedger};
 use veil_server::app::{router, ServeConfig};
 use veil_server::dp::token_sha256;
 
@@ -47,6 +47,18 @@ fn load_token(i: usize) -> String {
 
 /// [`site`] with `extra` more analysts `load0…`, without their own budgets.
 async fn site_with(name: &str, total: f64, alice: f64, max_body: usize, extra: usize) -> Site {
+    site_on(name, total, alice, max_body, extra, None).await
+}
+
+/// [`site_with`] on the PostgreSQL ledger at `pg` (a `postgres://` URL) instead of SQLite.
+async fn site_on(
+    name: &str,
+    total: f64,
+    alice: f64,
+    max_body: usize,
+    extra: usize,
+    pg: Option<&str>,
+) -> Site {
     let dir = std::env::temp_dir().join(format!("veil-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -59,7 +71,10 @@ async fn site_with(name: &str, total: f64, alice: f64, max_body: usize, extra: u
         veil_dp_sql::sample::PERSONS_METADATA,
     )
     .unwrap();
-    let ledger = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    let ledger: Box<dyn Ledger> = match pg {
+        Some(url) => Box::new(veil_dp::ledger::postgres::PostgresLedger::connect(url).unwrap()),
+        None => Box::new(SqliteLedger::open(dir.join("budget.db")).unwrap()),
+    };
     ledger
         .register(
             "persons",
@@ -77,7 +92,7 @@ listen = "127.0.0.1:0"
 [limits]
 max_body_bytes = {max_body}
 [dp]
-ledger = "budget.db"
+ledger = "{}"
 [[dp.datasets]]
 metadata = "persons.toml"
 tables = {{ persons = "persons.csv" }}
@@ -93,6 +108,7 @@ token_sha256 = "{}"
 name = "careless"
 token_sha256 = "{}"
 "#,
+            pg.unwrap_or("budget.db"),
             hex::encode(token_sha256(ALICE)),
             hex::encode(token_sha256(BOB)),
             hex::encode(token_sha256("")),
@@ -452,4 +468,81 @@ async fn sixty_four_analysts_under_sustained_load_lose_no_charge() {
     let spent: f64 = charges.iter().map(|c| c.1).sum();
     assert!((spent - 0.01 * all.len() as f64).abs() < 1e-6 && spent <= 1e6);
     assert!(charges.iter().all(|(a, _)| a.starts_with("load")));
+}
+
+/// PostgreSQL restarts while 8 analysts keep querying through one `veil serve` (the
+/// shared ledger several server processes use). During the outage every query gets 503
+/// `ledger_unavailable` (never a 500, a hang or an answer without a charge); after it the same
+/// server answers again without being restarted; every released answer is charged and the
+/// total is never exceeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_load_is_survived_without_overspending() {
+    let Some(pg) = veil_dp::testing::PostgresServer::start("serve-restart").unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL (initdb, pg_ctl) is not installed"
+        );
+        eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
+        return;
+    };
+    let url = format!("postgres://veil@127.0.0.1:{}/postgres", pg.port);
+    let s = site_on("pg-restart", 1000.0, 1000.0, 1 << 20, 8, Some(&url)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, stop) = (s.url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = veil_server::client::http_client().unwrap();
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let resp = client
+                        .post(format!("{url}/dp/query"))
+                        .bearer_auth(load_token(i))
+                        .json(&count_query(0.01))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    match status {
+                        200 => {}
+                        503 => assert_eq!(body["kind"], "ledger_unavailable", "{body}"),
+                        other => panic!("{other}: {body}"),
+                    }
+                    seen.push((std::time::Instant::now(), status));
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| pg.stop().unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| pg.start_again().unwrap());
+    let back = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let answered = all.iter().filter(|(_, s)| *s == 200).count();
+    let refused = all.iter().filter(|(_, s)| *s == 503).count();
+    let after = all
+        .iter()
+        .filter(|(t, s)| *t > back + std::time::Duration::from_millis(500) && *s == 200)
+        .count();
+    eprintln!("{answered} answered, {refused} refused during the outage, {after} after it");
+    assert!(refused > 0, "the outage was not noticed");
+    assert!(after > 0, "the server did not recover without a restart");
+    let ledger = veil_dp::ledger::postgres::PostgresLedger::connect(&url).unwrap();
+    let charges = ledger.history("persons").unwrap();
+    assert!(
+        charges.len() >= answered,
+        "an answer was released without a charge"
+    );
+    let spent: f64 = charges.iter().map(|c| c.epsilon).sum();
+    assert!(spent <= 1000.0 + 1e-9);
+    drop(s);
 }

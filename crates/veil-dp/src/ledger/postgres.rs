@@ -166,8 +166,16 @@ impl PostgresLedger {
                         return;
                     }
                 };
-                drop(url);
                 while let Ok(job) = queue.recv() {
+                    // The database restarted, or the connection broke: reconnect before the
+                    // job. A job that finds the database still down fails with a ledger error
+                    // (nothing charged, nothing released) and the next one tries again, so
+                    // the service recovers without a restart.
+                    if client.is_closed() {
+                        if let Ok(c) = open(&url) {
+                            client = c;
+                        }
+                    }
                     job(&mut client);
                 }
             })
