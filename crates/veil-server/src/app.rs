@@ -54,7 +54,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
@@ -318,7 +317,14 @@ impl Limits {
 
 /// The whole service's router: the enabled sections, `/health`, and the limits.
 pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeError> {
-    let mut app = Router::new().route("/health", get(|| async { "ok" }));
+    let mounted = crate::openapi::Mounted {
+        dp: config.dp.is_some(),
+        inference: config.inference.is_some(),
+        attest: config.attest.is_some(),
+        kbs: config.kbs.is_some(),
+        metrics: config.metrics.is_some(),
+    };
+    let mut app = crate::openapi::router(mounted);
     if let Some(dp) = &config.dp {
         let service = dp_service(dp, base).await?;
         app = app.merge(crate::dp::router(Arc::new(service)));

@@ -41,16 +41,28 @@ pub fn router(service: Arc<AttestationService>) -> Router {
         .with_state(service)
 }
 
+/// A fresh single-use nonce and its expiry.
+#[utoipa::path(get, path = "/attest/nonce", tag = "attestation",
+    responses((status = 200, body = Object), (status = 503, body = crate::ErrorBody)))]
 async fn nonce_route(
     State(s): State<Arc<AttestationService>>,
 ) -> std::result::Result<Json<NonceResponse>, HttpError> {
     Ok(Json(s.nonce()?))
 }
 
+/// The token signing keys, for relying parties.
+#[utoipa::path(get, path = "/attest/.well-known/jwks.json", tag = "attestation",
+    responses((status = 200, body = Object)))]
 async fn jwks_route(State(s): State<Arc<AttestationService>>) -> Json<Jwks> {
     Json(s.jwks())
 }
 
+/// Evidence → verification, binding, policy → a token (JWT).
+#[utoipa::path(post, path = "/attest/attest", tag = "attestation",
+    request_body(content = Object, description = "evidence, nonce, runtime public key (base64url)"),
+    responses((status = 200, description = "the token", body = Object),
+        (status = 400, body = crate::ErrorBody), (status = 401, description = "nonce refused", body = crate::ErrorBody),
+        (status = 403, description = "evidence or policy refused", body = crate::ErrorBody)))]
 async fn attest_route(
     State(s): State<Arc<AttestationService>>,
     peer: Peer,

@@ -27,7 +27,7 @@ use veil_dp::DpError;
 use veil_dp_sql::dataset::SharedLedger;
 use veil_dp_sql::{Engine, QueryOptions, SqlError};
 
-use crate::error::HttpError;
+use crate::error::{ErrorBody, HttpError};
 
 /// Longest SQL text accepted.
 pub const MAX_SQL_LEN: usize = 16 * 1024;
@@ -52,7 +52,7 @@ impl std::fmt::Debug for DpService {
 }
 
 /// `POST /dp/query` body.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// The dataset's name (`GET /dp/datasets`).
@@ -70,7 +70,7 @@ pub struct QueryRequest {
 }
 
 /// One dataset in `GET /dp/datasets`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatasetInfo {
     /// The dataset's name.
     pub name: String,
@@ -154,6 +154,9 @@ pub fn router(service: Arc<DpService>) -> Router {
         .with_state(service)
 }
 
+/// The datasets, with what the dataset and the caller have left.
+#[utoipa::path(get, path = "/dp/datasets", tag = "dp", security(("bearer" = [])),
+    responses((status = 200, body = [DatasetInfo]), (status = 401, description = "no valid API token", body = ErrorBody)))]
 async fn datasets_route(
     State(s): State<Arc<DpService>>,
     headers: HeaderMap,
@@ -202,6 +205,17 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/csv"))
 }
 
+/// A noisy answer (JSON, or CSV with `Accept: text/csv`), charged first; with `dry_run`, its
+/// cost and accuracy without reading data or charging.
+#[utoipa::path(post, path = "/dp/query", tag = "dp", security(("bearer" = [])),
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "the answer (columns, rows, charge, accuracy) or the dry run's preview", content(
+            (Object = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "malformed, or the engine refuses the query (nothing charged)", body = ErrorBody),
+        (status = 401, description = "no valid API token", body = ErrorBody),
+        (status = 403, description = "budget exhausted", body = ErrorBody),
+        (status = 503, description = "the ledger is unavailable (nothing released)", body = ErrorBody)))]
 async fn query_route(
     State(s): State<Arc<DpService>>,
     headers: HeaderMap,

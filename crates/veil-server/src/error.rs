@@ -108,8 +108,8 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Error body of both services.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Error body of every route.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The reason, in words.
     pub error: String,

@@ -42,7 +42,7 @@ use veil_he::ckks::VectorContext;
 use veil_ml::he::{EncryptedSamples, Plan};
 
 use crate::auth::{Principal, Principals};
-use crate::error::HttpError;
+use crate::error::{ErrorBody, HttpError};
 
 /// Limits of the inference service.
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -79,7 +79,7 @@ impl Default for InferenceLimits {
 }
 
 /// One model in `GET /inference/models`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
     /// The model's name.
     pub name: String,
@@ -98,7 +98,7 @@ pub struct ModelInfo {
 }
 
 /// `POST /inference/models/{name}/contexts` answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContextCreated {
     /// The context's id (for `/inference/contexts/{id}/…`).
     pub context: String,
@@ -353,6 +353,9 @@ fn octets(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
+/// The registered models.
+#[utoipa::path(get, path = "/inference/models", tag = "inference", security(("bearer" = [])),
+    responses((status = 200, body = [ModelInfo]), (status = 401, description = "no valid API token", body = ErrorBody)))]
 async fn models_route(
     State(s): State<Arc<InferenceService>>,
     headers: HeaderMap,
@@ -361,6 +364,11 @@ async fn models_route(
     Ok(Json(s.models.values().map(|m| m.info.clone()).collect()))
 }
 
+/// The model's plan without its weights (`veil ml keygen|encrypt|decrypt` take it).
+#[utoipa::path(get, path = "/inference/models/{name}/plan", tag = "inference",
+    security(("bearer" = [])), params(("name" = String, Path, description = "the model")),
+    responses((status = 200, description = "the plan", content_type = "application/octet-stream", body = String),
+        (status = 401, description = "no valid API token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn plan_route(
     State(s): State<Arc<InferenceService>>,
     Path(name): Path<String>,
@@ -370,6 +378,14 @@ async fn plan_route(
     Ok(octets(s.model(&name)?.bytes.as_ref().clone()))
 }
 
+/// Stores the caller's public context (`veil ml keygen --public`) for this model.
+#[utoipa::path(post, path = "/inference/models/{name}/contexts", tag = "inference",
+    security(("bearer" = [])), params(("name" = String, Path, description = "the model")),
+    request_body(content = String, description = "the public context", content_type = "application/octet-stream"),
+    responses((status = 201, body = ContextCreated),
+        (status = 400, description = "not a public context for this plan", body = ErrorBody),
+        (status = 401, description = "no valid API token", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "too large"),
+        (status = 503, description = "too many contexts or evaluations: retry", body = ErrorBody)))]
 async fn context_route(
     State(s): State<Arc<InferenceService>>,
     Path(name): Path<String>,
@@ -396,6 +412,15 @@ async fn context_route(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Evaluates encrypted samples (`veil ml encrypt`) under the caller's context.
+#[utoipa::path(post, path = "/inference/contexts/{id}/evaluate", tag = "inference",
+    security(("bearer" = [])), params(("id" = String, Path, description = "the context")),
+    request_body(content = String, description = "encrypted samples", content_type = "application/octet-stream"),
+    responses((status = 200, description = "encrypted answers (`veil ml decrypt`)", content_type = "application/octet-stream", body = String),
+        (status = 400, body = ErrorBody), (status = 401, description = "no valid API token", body = ErrorBody),
+        (status = 404, description = "no such context of the caller's", body = ErrorBody),
+        (status = 413, description = "too large"),
+        (status = 503, description = "the queue is full: retry", body = ErrorBody)))]
 async fn evaluate_route(
     State(s): State<Arc<InferenceService>>,
     Path(id): Path<String>,
@@ -427,6 +452,10 @@ async fn evaluate_route(
     Ok(octets(answer))
 }
 
+/// Forgets the caller's context.
+#[utoipa::path(delete, path = "/inference/contexts/{id}", tag = "inference",
+    security(("bearer" = [])), params(("id" = String, Path, description = "the context")),
+    responses((status = 204, description = "forgotten"), (status = 401, description = "no valid API token", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_route(
     State(s): State<Arc<InferenceService>>,
     Path(id): Path<String>,

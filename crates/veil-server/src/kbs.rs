@@ -32,6 +32,14 @@ pub fn router(broker: Arc<KeyBroker>) -> Router {
         .with_state(broker)
 }
 
+/// Releases a secret sealed to the attested key named in the token.
+#[utoipa::path(post, path = "/kbs/release/{name}", tag = "key broker",
+    params(("name" = String, Path, description = "the secret")),
+    request_body(content = Object, description = "{\"token\": \"<JWT>\"} (or Authorization: Bearer)"),
+    responses((status = 200, description = "the HPKE-sealed secret", body = Object),
+        (status = 401, description = "token refused", body = crate::ErrorBody),
+        (status = 403, description = "the release policy refused", body = crate::ErrorBody),
+        (status = 404, body = crate::ErrorBody)))]
 async fn release_route(
     State(b): State<Arc<KeyBroker>>,
     UrlPath(name): UrlPath<String>,

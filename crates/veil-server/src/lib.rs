@@ -10,7 +10,8 @@
 //!   data room;
 //! - [`app`]: `veil serve` — one process mounting what its configuration enables;
 //!   [`mount`]: the attestation service and key broker built from their sections;
-//!   [`metrics`]: Prometheus metrics with labels from a closed set;
+//!   [`metrics`]: Prometheus metrics with labels from a closed set; [`openapi`]: the OpenAPI 3
+//!   description of what is mounted, generated from the handlers;
 //! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
 //! - [`inference`]: encrypted inference (clients' public contexts, ciphertexts in and out);
 //! - [`auth`]: API tokens, kept as SHA-256 and compared in constant time;
@@ -29,6 +30,7 @@ pub mod inference;
 pub mod kbs;
 pub mod metrics;
 pub mod mount;
+pub mod openapi;
 pub mod room;
 pub mod tls;
 

@@ -158,6 +158,10 @@ pub fn instrument(app: Router, metrics: Arc<Metrics>) -> Router {
         .layer(axum::middleware::from_fn_with_state(metrics, track))
 }
 
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "the metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "a scrape token is configured and was not given", body = crate::ErrorBody)))]
 async fn metrics_route(
     State(m): State<Arc<Metrics>>,
     headers: HeaderMap,
