@@ -53,3 +53,42 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .map_err(|e| TeeError::Store(format!("{}: {e}", path.display())))
 }
+
+/// Suffix of the temporary files [`write_atomic`] renames into place (`.NAME.tmp`): a crash
+/// may leave one behind, which a store removes when it opens.
+pub const TMP_SUFFIX: &str = ".tmp";
+
+/// Makes a directory's entries (created, renamed, removed files) durable. Only Unix lets a
+/// directory be opened and synced; elsewhere the rename is as durable as the OS makes it.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TeeError::Store(format!("{}: {e}", dir.display())))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes `dir/name` so that a crash leaves the old file or the new one, never a mix: to a
+/// temporary file (mode 0600), `fsync`, rename, `fsync` the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
+    let path = dir.join(name);
+    let io = |p: &Path, e: std::io::Error| TeeError::Store(format!("{}: {e}", p.display()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    sync_dir(dir)
+}

@@ -42,6 +42,8 @@ enum TokenFor {
     Dp,
     /// A client of encrypted inference (`[[inference.clients]]`).
     Inference,
+    /// An organiser of MPC sessions (`[[mpc.organisers]]`).
+    Mpc,
 }
 
 /// Runs `veil serve`.
@@ -126,6 +128,7 @@ fn token(name: &str, section: TokenFor) -> Result<()> {
         match section {
             TokenFor::Dp => "[[dp.analysts]]",
             TokenFor::Inference => "[[inference.clients]]",
+            TokenFor::Mpc => "[[mpc.organisers]]",
         }
     );
     outln!("name = {name:?}");

@@ -18,7 +18,6 @@
 //! and logged on resume; computed outputs, kept and logged on resume).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +33,7 @@ pub(super) const HEAD: &str = "audit.head.json";
 pub(super) const UPLOADS: &str = "uploads";
 pub(super) const OUTPUTS: &str = "outputs.sealed";
 const LOCK: &str = "lock";
-const TMP_SUFFIX: &str = ".tmp";
+use veil_attest::util::TMP_SUFFIX;
 
 pub(super) fn storage(why: impl Into<String>) -> TeeError {
     TeeError::RoomStorage(why.into())
@@ -254,37 +253,20 @@ fn list(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Makes a directory's entries (created, renamed, removed files) durable. Only Unix lets a
-/// directory be opened and synced; elsewhere the rename is as durable as the OS makes it.
-fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, &e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+/// A room's storage failure is a room storage error.
+fn as_room(e: TeeError) -> TeeError {
+    match e {
+        TeeError::Store(m) => storage(m),
+        other => other,
+    }
 }
 
-/// Writes `dir/name` so that a crash leaves the old file or the new one, never a mix: to a
-/// temporary file (mode 0600), `fsync`, rename, `fsync` the directory.
+fn sync_dir(dir: &Path) -> Result<()> {
+    veil_attest::util::sync_dir(dir).map_err(as_room)
+}
+
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
-    let path = dir.join(name);
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, &e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io(&tmp, &e))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, &e))?;
-    sync_dir(dir)
+    veil_attest::util::write_atomic(dir, name, bytes).map_err(as_room)
 }
 
 /// Cuts a log's last line if a crash left it half-written (no final newline): that entry

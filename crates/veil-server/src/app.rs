@@ -24,6 +24,12 @@
 //! epsilon = 1.0                    # alice's own budget on every dataset (optional)
 //! delta = 1e-6
 //!
+//! [mpc]                            # MPC coordination: sessions for `veil mpc party|dealer`
+//! dir = "veil-mpc-sessions"
+//! [[mpc.organisers]]
+//! name = "consortium"
+//! token_sha256 = "…"               # `veil serve token consortium --for mpc`
+//!
 //! [metrics]                        # Prometheus at /metrics (optional token_sha256)
 //!
 //! [attest]                         # the attestation service at /attest (see `mount`)
@@ -99,6 +105,31 @@ pub struct ServeConfig {
     pub kbs: Option<crate::mount::KbsConfig>,
     /// Prometheus metrics at `/metrics`.
     pub metrics: Option<crate::metrics::MetricsConfig>,
+    /// MPC coordination.
+    pub mpc: Option<MpcConfig>,
+}
+
+/// Section `[mpc]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MpcConfig {
+    /// Where sessions are kept (default `veil-mpc-sessions`).
+    #[serde(default = "default_mpc_dir")]
+    pub dir: PathBuf,
+    /// Most sessions kept at once (default 64).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Who may create sessions.
+    #[serde(default)]
+    pub organisers: Vec<ClientConfig>,
+}
+
+fn default_mpc_dir() -> PathBuf {
+    "veil-mpc-sessions".into()
+}
+
+fn default_max_sessions() -> usize {
+    64
 }
 
 fn default_listen() -> String {
@@ -323,6 +354,7 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
         attest: config.attest.is_some(),
         kbs: config.kbs.is_some(),
         metrics: config.metrics.is_some(),
+        mpc: config.mpc.is_some(),
     };
     let mut app = crate::openapi::router(mounted);
     if let Some(dp) = &config.dp {
@@ -345,6 +377,27 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
     }
     if let Some(service) = attest {
         app = app.nest("/attest", crate::attest::router(service));
+    }
+    if let Some(m) = &config.mpc {
+        let mut organisers = crate::auth::Principals::default();
+        for c in &m.organisers {
+            let hash = crate::auth::parse_token_hash(&c.token_sha256).ok_or_else(|| {
+                ServeError::Config(format!(
+                    "organiser {:?}: token_sha256 must be 64 hex digits",
+                    c.name
+                ))
+            })?;
+            organisers
+                .add(crate::auth::Principal {
+                    name: c.name.clone(),
+                    token_sha256: hash,
+                })
+                .map_err(|e| ServeError::Config(format!("[[mpc.organisers]]: {e}")))?;
+        }
+        let service =
+            crate::mpc::MpcService::new(resolve(base, &m.dir), organisers, m.max_sessions)
+                .map_err(ServeError::Config)?;
+        app = app.merge(crate::mpc::router(Arc::new(service)));
     }
     if let Some(inference) = &config.inference {
         let service = inference_service(inference, base)?;

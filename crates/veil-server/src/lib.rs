@@ -13,6 +13,7 @@
 //!   [`metrics`]: Prometheus metrics with labels from a closed set; [`openapi`]: the OpenAPI 3
 //!   description of what is mounted, generated from the handlers;
 //! - [`dp`]: DP SQL for analysts (API tokens, per-analyst budgets, dry runs, JSON and CSV);
+//! - [`mpc`]: MPC coordination (sessions, enrollment by certificate request, downloads);
 //! - [`inference`]: encrypted inference (clients' public contexts, ciphertexts in and out);
 //! - [`auth`]: API tokens, kept as SHA-256 and compared in constant time;
 //! - [`client`]: clients of those services (nonce, attest, release, JWKS) and a simulated
@@ -30,6 +31,7 @@ pub mod inference;
 pub mod kbs;
 pub mod metrics;
 pub mod mount;
+pub mod mpc;
 pub mod openapi;
 pub mod room;
 pub mod tls;

@@ -62,6 +62,22 @@ struct Kbs;
 #[openapi(paths(crate::metrics::metrics_route))]
 struct Metrics;
 
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        crate::mpc::create_route,
+        crate::mpc::status_route,
+        crate::mpc::enroll_route,
+        crate::mpc::file_route
+    ),
+    components(schemas(
+        crate::mpc::CreateSession,
+        crate::mpc::SessionCreated,
+        crate::mpc::SessionStatus
+    ))
+)]
+struct Mpc;
+
 /// Which sections are mounted.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Mounted {
@@ -75,6 +91,8 @@ pub struct Mounted {
     pub kbs: bool,
     /// `[metrics]`.
     pub metrics: bool,
+    /// `[mpc]`.
+    pub mpc: bool,
 }
 
 /// The description of what is mounted.
@@ -86,12 +104,13 @@ pub fn document(mounted: Mounted) -> Doc {
         (mounted.attest, Attest::openapi),
         (mounted.kbs, Kbs::openapi),
         (mounted.metrics, Metrics::openapi),
+        (mounted.mpc, Mpc::openapi),
     ] {
         if on {
             doc.merge(part());
         }
     }
-    if mounted.dp || mounted.inference {
+    if mounted.dp || mounted.inference || mounted.mpc {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",

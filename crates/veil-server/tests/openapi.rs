@@ -71,7 +71,7 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
     )
     .unwrap();
     let full = site(
-        "[metrics]\n[attest]\npolicy = \"policy.toml\"\n[kbs]\n[[inference.models]]\nname = \"m\"\nplan = \"m.plan\"\n",
+        "[metrics]\n[mpc]\ndir = \"mpc\"\n[attest]\npolicy = \"policy.toml\"\n[kbs]\n[[inference.models]]\nname = \"m\"\nplan = \"m.plan\"\n",
         &dir,
     )
     .await;
@@ -86,6 +86,7 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
         "/inference/contexts/{id}/evaluate",
         "/attest/nonce",
         "/kbs/release/{name}",
+        "/mpc/sessions/{id}/requests/{seat}",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
@@ -94,7 +95,11 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
     let http = veil_server::client::http_client().unwrap();
     let mut checked = 0;
     for (path, ops) in paths {
-        let concrete = path.replace("{id}", "0").replace("{name}", "m");
+        let concrete = path
+            .replace("{id}", "0")
+            .replace("{name}", "m")
+            .replace("{seat}", "dealer")
+            .replace("{file}", "ca.pem");
         for method in ops.as_object().unwrap().keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = http
