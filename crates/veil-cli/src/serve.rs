@@ -87,8 +87,12 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         outln!("veil serve: listening on {scheme}://{addr}");
         let header_timeout = config.limits.header_read_timeout();
-        let server = tls.map(|t| t.server);
-        veil_server::serve_tls(listener, router, shutdown(), header_timeout, server).await?;
+        let options = veil_server::ServeOptions {
+            header_read_timeout: header_timeout,
+            tls: tls.map(|t| t.server),
+            max_connections_per_ip: config.limits.max_connections_per_ip,
+        };
+        veil_server::serve_tls(listener, router, shutdown(), options).await?;
         outln!("veil serve: stopped");
         Ok(())
     })

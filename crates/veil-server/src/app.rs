@@ -10,6 +10,7 @@
 //! max_body_bytes = 1048576         # larger bodies get 413
 //! request_timeout_secs = 30        # slower requests get 408
 //! header_read_timeout_secs = 10    # connections slower to send their headers are closed
+//! max_connections_per_ip = 256     # a connection beyond is closed at once
 //!
 //! [dp]
 //! ledger = "budget.db"             # or postgres://user@host/db, shared by several servers
@@ -146,6 +147,8 @@ pub struct Limits {
     pub request_timeout_secs: u64,
     /// Longest a client may take to send a request's headers (seconds; slowloris).
     pub header_read_timeout_secs: u64,
+    /// Open connections one IP address may hold (a connection beyond is closed at once).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -154,6 +157,7 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             request_timeout_secs: 30,
             header_read_timeout_secs: crate::HEADER_READ_TIMEOUT.as_secs(),
+            max_connections_per_ip: 256,
         }
     }
 }

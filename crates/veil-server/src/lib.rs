@@ -73,21 +73,82 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     header_read_timeout: std::time::Duration,
 ) -> Result<()> {
-    serve_tls(listener, router, shutdown, header_read_timeout, None).await
+    let options = ServeOptions {
+        header_read_timeout,
+        ..ServeOptions::default()
+    };
+    serve_tls(listener, router, shutdown, options).await
 }
 
-/// Serves `router`, over TLS when `tls` is given. HTTP/1.1 through hyper with a timer, so that
-/// hyper's header-read timeout is in force (`axum::serve` installs no timer, which leaves a
-/// connection that never finishes its headers open for ever); the TLS handshake has the same
-/// deadline. On `shutdown` the listener closes and requests in flight get up to
+/// How [`serve_tls`] serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Deadline for a request's headers, and for the TLS handshake.
+    pub header_read_timeout: std::time::Duration,
+    /// TLS, or plain HTTP when `None`.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Open connections one IP address may hold; a connection beyond is closed at once.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            tls: None,
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+/// Open connections per IP address; a slot is given back when its guard drops.
+#[derive(Clone, Default)]
+struct PerIp(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+struct Slot(PerIp, std::net::IpAddr);
+
+impl PerIp {
+    fn take(&self, ip: std::net::IpAddr, max: usize) -> Option<Slot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), ip))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// Serves `router`, over TLS when `options.tls` is given. HTTP/1.1 through hyper with a
+/// timer, so that hyper's header-read timeout is in force (`axum::serve` installs no timer,
+/// which leaves a connection that never finishes its headers open for ever); the TLS handshake
+/// has the same deadline, and one IP address holds at most `max_connections_per_ip`
+/// connections. On `shutdown` the listener closes and requests in flight get up to
 /// [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    header_read_timeout: std::time::Duration,
-    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    options: ServeOptions,
 ) -> Result<()> {
+    let ServeOptions {
+        header_read_timeout,
+        tls,
+        max_connections_per_ip,
+    } = options;
+    let per_ip = PerIp::default();
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -105,6 +166,11 @@ pub async fn serve_tls(
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = per_ip.take(peer.ip(), max_connections_per_ip.max(1)) else {
+            tracing::debug!(peer = %peer.ip(), "too many connections from one address");
+            drop(stream);
+            continue;
+        };
         let app = router
             .clone()
             .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
@@ -116,6 +182,7 @@ pub async fn serve_tls(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let result = match acceptor {
                 None => {
                     watcher

@@ -408,6 +408,55 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
 }
 
+/// One address cannot hold every connection: beyond `max_connections_per_ip` a new
+/// connection from it is closed at once (not queued, not served), and when its connections
+/// close it is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    use tokio::io::AsyncReadExt;
+    let app = axum::Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(veil_server::serve_tls(
+        listener,
+        app,
+        std::future::pending(),
+        veil_server::ServeOptions {
+            header_read_timeout: std::time::Duration::from_secs(30),
+            max_connections_per_ip: 8,
+            ..veil_server::ServeOptions::default()
+        },
+    ));
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(3), extra.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the 9th connection was not closed: {read:?}"
+    );
+    drop(held);
+    let client = veil_server::client::http_client().unwrap();
+    let mut served = false;
+    for _ in 0..20 {
+        if let Ok(r) = client.get(format!("http://{addr}/health")).send().await {
+            served = r.status() == 200;
+            if served {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        served,
+        "the address was not served again after its connections closed"
+    );
+}
+
 /// 64 analysts querying one dataset at once, for `VEIL_LOAD_SECS` seconds (default 3; the
 /// figures in docs/benchmarks.md come from 60): every answer is charged exactly once and the
 /// dataset's total is never exceeded. Prints p50/p99 latency and queries per second.

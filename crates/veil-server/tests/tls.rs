@@ -37,8 +37,11 @@ async fn start(tls: &veil_server::tls::Tls, timeout: Duration) -> u16 {
         listener,
         app,
         std::future::pending(),
-        timeout,
-        Some(server),
+        veil_server::ServeOptions {
+            header_read_timeout: timeout,
+            tls: Some(server),
+            ..veil_server::ServeOptions::default()
+        },
     ));
     port
 }
