@@ -109,12 +109,18 @@ mod tests {
             );
             assert!(s.owner(&h).is_err(), "{value:?}");
         }
+        assert!(s
+            .add(Principal {
+                name: "real".into(),
+                token_sha256: token_sha256("x"),
+            })
+            .is_ok());
         let mut h = HeaderMap::new();
         h.insert(
             header::AUTHORIZATION,
             axum::http::HeaderValue::from_static("Bearer x"),
         );
-        assert!(s.owner(&h).is_ok());
+        assert_eq!(s.owner(&h).ok(), Some("real"));
     }
 
     #[test]
