@@ -33,6 +33,18 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The SHA-256 of the bearer token in `headers`; `None` when there is none or it is blank
+/// (a blank token matches nobody, not even a configured hash of "").
+pub fn bearer_sha256(headers: &HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(token_sha256)
+}
+
 /// Parses a configured `token_sha256` (64 hex digits).
 pub fn parse_token_hash(hex_digits: &str) -> Option<[u8; 32]> {
     hex::decode(hex_digits.trim())
@@ -62,13 +74,7 @@ impl Principals {
     pub fn owner(&self, headers: &HeaderMap) -> Result<&str, HttpError> {
         // A missing or empty token matches nobody (not even a configured hash of ""); the
         // early answer depends only on the request, never on who the principals are.
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(token_sha256);
+        let presented = bearer_sha256(headers);
         let mut found = None;
         if let Some(presented) = presented {
             for p in &self.0 {

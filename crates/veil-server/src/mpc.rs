@@ -170,20 +170,13 @@ impl MpcService {
     /// The session `id` and the seat whose token `headers` carry (every seat's hash is
     /// compared, in constant time); an unknown session and a foreign token look the same.
     fn seat(&self, id: &str, headers: &HeaderMap) -> Result<(Stored, String), HttpError> {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(token_sha256)
-            .ok_or_else(|| {
-                HttpError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "a seat's enrollment token is required (Authorization: Bearer <token>)",
-                )
-            })?;
+        let presented = crate::auth::bearer_sha256(headers).ok_or_else(|| {
+            HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a seat's enrollment token is required (Authorization: Bearer <token>)",
+            )
+        })?;
         let stored = self.load(id).ok_or_else(unknown)?;
         let mut found = None;
         for (seat, hash) in &stored.seats {

@@ -10,30 +10,17 @@
     reason = "tests"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod site;
+use site::Site;
 
 use serde_json::{json, Value};
 use veil_dp::ledger::{Ledger, SqliteLedger};
-use veil_server::app::{router, ServeConfig};
 use veil_server::dp::token_sha256;
 
 const ALICE: &str = "veil_alice_token_0123456789abcdef";
 const BOB: &str = "veil_bob_token_0123456789abcdef01";
-
-struct Site {
-    dir: PathBuf,
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A dataset registered with total ε = `total`; alice has her own ε = `alice`, bob none.
 async fn site(name: &str, total: f64, alice: f64, max_body: usize) -> Site {
@@ -59,9 +46,7 @@ async fn site_on(
     extra: usize,
     pg: Option<&str>,
 ) -> Site {
-    let dir = std::env::temp_dir().join(format!("veil-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = site::fresh_dir(name);
     let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("persons.csv")).unwrap());
     veil_dp_sql::sample::write_persons(&mut f, 2_000, 3).unwrap();
     std::io::Write::flush(&mut f).unwrap();
@@ -85,9 +70,8 @@ async fn site_on(
             1e-3,
         )
         .unwrap();
-    let config = ServeConfig::parse(
-        &(format!(
-            r#"
+    let config = format!(
+        r#"
 listen = "127.0.0.1:0"
 [limits]
 max_body_bytes = {max_body}
@@ -108,32 +92,19 @@ token_sha256 = "{}"
 name = "careless"
 token_sha256 = "{}"
 "#,
-            pg.unwrap_or("budget.db"),
-            hex::encode(token_sha256(ALICE)),
-            hex::encode(token_sha256(BOB)),
-            hex::encode(token_sha256("")),
-        ) + &(0..extra)
-            .map(|i| {
-                format!(
-                    "[[dp.analysts]]\nname = \"load{i}\"\ntoken_sha256 = \"{}\"\n",
-                    hex::encode(token_sha256(&load_token(i)))
-                )
-            })
-            .collect::<String>()),
-    )
-    .unwrap();
-    let app = router(&config, &dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_server::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
-    Site {
-        dir,
-        url,
-        stop: Some(stop),
-    }
+        pg.unwrap_or("budget.db"),
+        hex::encode(token_sha256(ALICE)),
+        hex::encode(token_sha256(BOB)),
+        hex::encode(token_sha256("")),
+    ) + &(0..extra)
+        .map(|i| {
+            format!(
+                "[[dp.analysts]]\nname = \"load{i}\"\ntoken_sha256 = \"{}\"\n",
+                hex::encode(token_sha256(&load_token(i)))
+            )
+        })
+        .collect::<String>();
+    site::serve(&config, &dir).await
 }
 
 fn charges(dir: &Path) -> Vec<(String, f64)> {

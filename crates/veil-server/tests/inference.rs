@@ -11,14 +11,15 @@
     reason = "tests"
 )]
 
-use std::path::PathBuf;
 use std::sync::Arc;
+
+mod site;
+use site::Site;
 
 use serde_json::Value;
 use veil_he::ckks::VectorContext;
 use veil_ml::he::{CompileOptions, Plan};
 use veil_ml::ir::{Graph, GraphBuilder, Op, Tensor};
-use veil_server::app::{router, ServeConfig};
 use veil_server::auth::token_sha256;
 use veil_server::inference::{ContextCreated, ModelInfo};
 
@@ -59,27 +60,10 @@ fn samples() -> Vec<Vec<f64>> {
         .collect()
 }
 
-struct Site {
-    dir: PathBuf,
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn site(name: &str, limits: &str) -> Site {
-    let dir = std::env::temp_dir().join(format!("veil-infer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = site::fresh_dir(&format!("infer-{name}"));
     std::fs::write(dir.join("linear.plan"), plan(0.125).to_bytes()).unwrap();
-    let config = ServeConfig::parse(&format!(
+    let config = format!(
         r#"
 [[inference.models]]
 name = "linear"
@@ -95,20 +79,8 @@ token_sha256 = "{}"
 "#,
         hex::encode(token_sha256(CLINIC)),
         hex::encode(token_sha256(LAB)),
-    ))
-    .unwrap();
-    let app = router(&config, &dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_server::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
-    Site {
-        dir,
-        url,
-        stop: Some(stop),
-    }
+    );
+    site::serve(&config, &dir).await
 }
 
 fn http() -> reqwest::Client {
@@ -482,9 +454,7 @@ async fn thirty_two_clients_under_sustained_load_at_n_8192() {
     };
     let plan = Plan::compile(&model.graph, &options).unwrap();
     assert_eq!(plan.parameter_choice().degree, 8192);
-    let dir = std::env::temp_dir().join(format!("veil-infer-load-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = site::fresh_dir("infer-load");
     std::fs::write(dir.join("digits.plan"), plan.to_bytes()).unwrap();
     // 32 distinct clients (one client may hold only `contexts_per_client` contexts).
     let token = |i: usize| format!("veil_load_client_{i:02}_0123456789abcdef");
@@ -496,14 +466,12 @@ async fn thirty_two_clients_under_sustained_load_at_n_8192() {
             )
         })
         .collect();
-    let config = ServeConfig::parse(&format!(
-        "[[inference.models]]\nname = \"linear\"\nplan = \"digits.plan\"\n{clients}"
-    ))
-    .unwrap();
-    let app = router(&config, &dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(veil_server::serve(listener, app, std::future::pending()));
+    let server = site::serve(
+        &format!("[[inference.models]]\nname = \"linear\"\nplan = \"digits.plan\"\n{clients}"),
+        &dir,
+    )
+    .await;
+    let url = server.url.clone();
 
     let ctx = plan.keygen().unwrap();
     let public = ctx.make_public().public_to_bytes();
@@ -581,5 +549,5 @@ async fn thirty_two_clients_under_sustained_load_at_n_8192() {
         q(0.5),
         q(0.99)
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
 }

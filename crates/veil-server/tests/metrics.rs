@@ -11,18 +11,8 @@
     reason = "tests"
 )]
 
-use veil_server::app::{router, ServeConfig};
+mod site;
 use veil_server::auth::token_sha256;
-
-async fn site(config: &str) -> String {
-    let dir = std::env::temp_dir();
-    let config = ServeConfig::parse(config).unwrap();
-    let app = router(&config, &dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(veil_server::serve(listener, app, std::future::pending()));
-    url
-}
 
 async fn scrape(url: &str, token: Option<&str>) -> (u16, String) {
     let mut r = veil_server::client::http_client()
@@ -37,7 +27,8 @@ async fn scrape(url: &str, token: Option<&str>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_paths_and_methods_do_not_grow_the_series() {
-    let url = site("[metrics]\n").await;
+    let server = site::serve("[metrics]\n", &site::fresh_dir("metrics-labels")).await;
+    let url = server.url.clone();
     let http = veil_server::client::http_client().unwrap();
     for _ in 0..3 {
         assert_eq!(
@@ -93,11 +84,15 @@ async fn random_paths_and_methods_do_not_grow_the_series() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_scrape_token_is_required() {
-    let url = site(&format!(
-        "[metrics]\ntoken_sha256 = \"{}\"\n",
-        hex::encode(token_sha256("scrape-me"))
-    ))
+    let server = site::serve(
+        &format!(
+            "[metrics]\ntoken_sha256 = \"{}\"\n",
+            hex::encode(token_sha256("scrape-me"))
+        ),
+        &site::fresh_dir("metrics-token"),
+    )
     .await;
+    let url = server.url.clone();
     assert_eq!(scrape(&url, None).await.0, 401);
     assert_eq!(scrape(&url, Some("wrong")).await.0, 401);
     let (status, text) = scrape(&url, Some("scrape-me")).await;

@@ -14,28 +14,22 @@
 
 use std::path::{Path, PathBuf};
 
+mod site;
+use site::Site;
+
 use serde_json::{json, Value};
 use veil_mpc::config::{keygen, SessionConfig};
-use veil_server::app::{router, ServeConfig};
 use veil_server::auth::token_sha256;
 use veil_server::mpc::SessionCreated;
 
 const ORGANISER: &str = "veil_organiser_token_0123456789abcdef";
 
-async fn start(dir: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let config = ServeConfig::parse(&format!(
+async fn start(dir: &Path) -> Site {
+    let config = format!(
         "[mpc]\ndir = \"sessions\"\n[[mpc.organisers]]\nname = \"consortium\"\ntoken_sha256 = \"{}\"\n",
         hex::encode(token_sha256(ORGANISER))
-    ))
-    .unwrap();
-    let app = router(&config, dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_server::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
-    (url, stop)
+    );
+    site::serve(&config, dir).await
 }
 
 fn http() -> reqwest::Client {
@@ -84,10 +78,9 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_built_from_participants_requests_and_runs() {
-    let root = std::env::temp_dir().join(format!("veil-mpc-coord-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let (url, stop) = start(&root).await;
+    let root = site::fresh_dir("mpc-coord");
+    let server = start(&root).await;
+    let url = server.url.clone();
 
     // Only an organiser creates sessions.
     assert_eq!(create(&url, "nope").await.0, 401);
@@ -149,8 +142,9 @@ async fn a_session_is_built_from_participants_requests_and_runs() {
     assert_eq!(a, 404);
 
     // A restart in the middle loses nothing.
-    let _ = stop.send(());
-    let (url, _stop) = start(&root).await;
+    server.stop_keeping_dir();
+    let server = start(&root).await;
+    let url = server.url.clone();
     let status: Value = http()
         .get(format!("{url}/mpc/sessions/{id}"))
         .bearer_auth(seat("party-1"))
@@ -260,5 +254,5 @@ async fn a_session_is_built_from_participants_requests_and_runs() {
     for z in result {
         assert!((z + 7.5).abs() < 1e-3, "{z}");
     }
-    let _ = std::fs::remove_dir_all(&root);
+    drop(server);
 }

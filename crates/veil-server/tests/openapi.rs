@@ -11,16 +11,7 @@
 )]
 
 use serde_json::Value;
-use veil_server::app::{router, ServeConfig};
-
-async fn site(config: &str, dir: &std::path::Path) -> String {
-    let config = ServeConfig::parse(config).unwrap();
-    let app = router(&config, dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(veil_server::serve(listener, app, std::future::pending()));
-    url
-}
+mod site;
 
 async fn doc(url: &str) -> Value {
     veil_server::client::http_client()
@@ -36,9 +27,7 @@ async fn doc(url: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
-    let dir = std::env::temp_dir().join(format!("veil-openapi-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = site::fresh_dir("openapi");
     std::fs::write(
         dir.join("policy.toml"),
         "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"00\"]\n",
@@ -70,11 +59,12 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
         .to_bytes(),
     )
     .unwrap();
-    let full = site(
+    let server = site::serve(
         "[metrics]\n[mpc]\ndir = \"mpc\"\n[attest]\npolicy = \"policy.toml\"\n[kbs]\n[[inference.models]]\nname = \"m\"\nplan = \"m.plan\"\n",
         &dir,
     )
     .await;
+    let full = server.url.clone();
     let d = doc(&full).await;
     assert!(d["openapi"].as_str().unwrap().starts_with("3."));
     let paths = d["paths"].as_object().unwrap();
@@ -120,9 +110,10 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
     }
     assert!(checked >= 12, "{checked}");
     // A server with nothing enabled documents only itself.
-    let bare = site("", &dir).await;
-    let d = doc(&bare).await;
+    let bare = site::serve("", &dir).await;
+    let d = doc(&bare.url).await;
     let paths: Vec<&String> = d["paths"].as_object().unwrap().keys().collect();
     assert_eq!(paths, ["/health", "/openapi.json"]);
-    let _ = std::fs::remove_dir_all(&dir);
+    bare.stop_keeping_dir();
+    drop(server);
 }

@@ -11,37 +11,20 @@
     reason = "tests"
 )]
 
-use std::path::PathBuf;
+mod site;
+use site::Site;
 
 use veil_attest::evidence::sim::SimulatedPlatform;
 use veil_attest::TeeError;
 use veil_kbs::SecretStore;
-use veil_server::app::{router, ServeConfig};
 use veil_server::client::SimulatedWorkload;
 
 const GOOD: [u8; 48] = [0x11; 48];
 const BAD: [u8; 48] = [0x22; 48];
 const SEED: [u8; 32] = [9; 32];
 
-struct Site {
-    dir: PathBuf,
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn site(name: &str) -> Site {
-    let dir = std::env::temp_dir().join(format!("veil-serve-tee-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = site::fresh_dir(&format!("tee-{name}"));
     std::fs::write(
         dir.join("policy.toml"),
         format!(
@@ -65,23 +48,11 @@ async fn site(name: &str) -> Site {
         )
         .unwrap();
     let platform = SimulatedPlatform::from_seed(&SEED);
-    let config = ServeConfig::parse(&format!(
+    let config = format!(
         "[attest]\npolicy = \"policy.toml\"\nsim_platform_keys = [\"{}\"]\n\n[kbs]\nstore = \"veil-kbs\"\n",
         hex::encode(platform.public_key())
-    ))
-    .unwrap();
-    let app = router(&config, &dir).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_server::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
-    Site {
-        dir,
-        url,
-        stop: Some(stop),
-    }
+    );
+    site::serve(&config, &dir).await
 }
 
 fn workload(measurement: [u8; 48]) -> SimulatedWorkload {
