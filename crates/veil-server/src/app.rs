@@ -108,6 +108,9 @@ pub struct ServeConfig {
     pub metrics: Option<crate::metrics::MetricsConfig>,
     /// MPC coordination.
     pub mpc: Option<MpcConfig>,
+    /// Data rooms, each at `/rooms/{name}`.
+    #[serde(default)]
+    pub rooms: Vec<crate::mount::RoomConfig>,
 }
 
 /// Section `[mpc]`.
@@ -402,6 +405,20 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
             crate::mpc::MpcService::new(resolve(base, &m.dir), organisers, m.max_sessions)
                 .map_err(ServeError::Config)?;
         app = app.merge(crate::mpc::router(Arc::new(service)));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for r in &config.rooms {
+        if !names.insert(r.name.as_str()) {
+            return Err(ServeError::Config(format!("two rooms named {:?}", r.name)));
+        }
+        let room = crate::mount::room_server(r, base)?;
+        if room.resumed() {
+            tracing::info!(room = %r.name, "room resumed from its state");
+        }
+        app = app.nest(
+            &format!("/rooms/{}", r.name),
+            crate::room::router(Arc::new(room)),
+        );
     }
     if let Some(inference) = &config.inference {
         let service = inference_service(inference, base)?;

@@ -17,6 +17,14 @@
 //! [kbs]
 //! store = "veil-kbs"                  # `veil kbs put` fills it
 //! # jwks = "https://…/.well-known/jwks.json"   # default: this process's [attest] keys
+//!
+//! [[rooms]]                           # a data room at /rooms/{name} (see `veil room`)
+//! name = "study"
+//! manifest = "room.toml"              # `veil room create`
+//! platform_seed_file = "platform.seed"  # the simulated TEE's seed (hex)
+//! state = "room-state"                # crash-safe state: a restart resumes the room
+//! # code = "module.wasm"              # default: the manifest's file (`builtin:…` or a path)
+//! # security_version = 1
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -300,4 +308,78 @@ pub async fn key_broker(
         }
     };
     Ok((KeyBroker::new(store, verifier, source, audit), audit_key))
+}
+
+/// One `[[rooms]]`: what `veil room serve --state` takes as flags.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomConfig {
+    /// The room's name in its routes (`/rooms/{name}/…`).
+    pub name: String,
+    /// The manifest (`veil room create`).
+    pub manifest: PathBuf,
+    /// The WebAssembly module (default: the manifest's `code.file`, relative to the manifest).
+    pub code: Option<PathBuf>,
+    /// The simulated TEE platform's seed (64 hex digits in a file).
+    pub platform_seed_file: PathBuf,
+    /// The platform's security version (default 1).
+    #[serde(default = "default_svn")]
+    pub security_version: u16,
+    /// The room's state directory (uploads, outputs, audit log; resumed after a restart).
+    pub state: PathBuf,
+}
+
+fn default_svn() -> u16 {
+    1
+}
+
+/// Opens (or resumes) the room `config` describes.
+pub fn room_server(config: &RoomConfig, base: &Path) -> Result<veil_room::RoomServer, TeeError> {
+    let ok = !config.name.is_empty()
+        && config.name.len() <= 64
+        && config
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !ok {
+        return Err(TeeError::BadRequest(format!(
+            "room name {:?}: 1 to 64 of [A-Za-z0-9-_]",
+            config.name
+        )));
+    }
+    let manifest_path = resolve(base, &config.manifest);
+    let text = String::from_utf8(read(&manifest_path)?)
+        .map_err(|_| TeeError::BadRequest(format!("{} is not UTF-8", manifest_path.display())))?;
+    let manifest = veil_room::Manifest::parse(&text)?;
+    let module = match (&config.code, manifest.code.file.strip_prefix("builtin:")) {
+        (Some(path), _) => read(&resolve(base, path))?,
+        (None, Some(name)) => veil_room::builtin(name)
+            .ok_or_else(|| TeeError::BadRequest(format!("no shipped workload {name:?}")))?
+            .wat
+            .as_bytes()
+            .to_vec(),
+        (None, None) => {
+            let dir = manifest_path.parent().unwrap_or(Path::new("."));
+            read(&dir.join(&manifest.code.file))?
+        }
+    };
+    let seed_path = resolve(base, &config.platform_seed_file);
+    let seed_text = zeroize::Zeroizing::new(read(&seed_path)?);
+    let seed: zeroize::Zeroizing<[u8; 32]> = zeroize::Zeroizing::new(
+        std::str::from_utf8(&seed_text)
+            .ok()
+            .and_then(|t| hex::decode(t.trim()).ok())
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                TeeError::BadRequest(format!("{} must hold 64 hex digits", seed_path.display()))
+            })?,
+    );
+    let platform = veil_attest::evidence::sim::SimulatedPlatform::from_seed(&seed);
+    veil_room::RoomServer::open(
+        &text,
+        &module,
+        platform,
+        config.security_version,
+        &resolve(base, &config.state),
+    )
 }

@@ -1,0 +1,120 @@
+//! `veil serve` with `[[rooms]]`: a data room mounted at `/rooms/{name}`, its state on disk.
+//! The server stops between two parties' uploads and a new one starts on the same state: the
+//! room resumes (same id, same audit key), the upload made before the restart still counts
+//! and cannot be replaced, and the run computes on everyone's data.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "tests"
+)]
+
+use veil_attest::evidence::sim::SimulatedPlatform;
+use veil_attest::TeeError;
+use veil_room::workload::LaunchConfig;
+use veil_room::{builtin, decode_output, encode_csv, Manifest, PartyKey, RoomSpec};
+use veil_server::room::RoomClient;
+
+mod site;
+
+const SEED: [u8; 32] = [7; 32];
+
+fn manifest_text(parties: &[PartyKey]) -> String {
+    let b = builtin("stats").unwrap();
+    let spec = RoomSpec {
+        name: "joint study".into(),
+        file: "builtin:stats".into(),
+        input: b.input,
+        output_labels: b.output_labels.iter().map(|s| (*s).to_string()).collect(),
+        launch: LaunchConfig::default(),
+        parties: parties.iter().map(PartyKey::public).collect(),
+        output_to: vec!["hospital-a".into()],
+        sim_platform_keys: vec![hex::encode(
+            SimulatedPlatform::from_seed(&SEED).public_key(),
+        )],
+        min_security_version: Some(1),
+    };
+    Manifest::create(b.wat.as_bytes(), spec, 1_800_000_000)
+        .unwrap()
+        .to_toml()
+        .unwrap()
+}
+
+const CONFIG: &str = "[[rooms]]\nname = \"study\"\nmanifest = \"room.toml\"\n\
+                      platform_seed_file = \"platform.seed\"\nstate = \"room-state\"\n";
+
+fn csv(values: &[f64]) -> String {
+    std::iter::once("glucose".to_string())
+        .chain(values.iter().map(f64::to_string))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
+    let dir = site::fresh_dir("room");
+    let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
+        .iter()
+        .map(|n| PartyKey::generate(n).unwrap())
+        .collect();
+    let text = manifest_text(&keys);
+    std::fs::write(dir.join("room.toml"), &text).unwrap();
+    std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    let data = [vec![4.0, 5.0, 6.0], vec![7.0, 8.0]];
+
+    let server = site::serve(CONFIG, &dir).await;
+    let client = RoomClient::new(&format!("{}/rooms/study", server.url), &text).unwrap();
+    let before = client.verify().await.unwrap();
+    let input = encode_csv(client.manifest().code.input, &csv(&data[0]), None).unwrap();
+    client.upload(&keys[0], "a.csv", &input).await.unwrap();
+    server.stop_keeping_dir();
+
+    let server = site::serve(CONFIG, &dir).await;
+    let client = RoomClient::new(&format!("{}/rooms/study", server.url), &text).unwrap();
+    let after = client.verify().await.unwrap();
+    assert_eq!(after.room_id, before.room_id);
+    assert_eq!(after.audit_key.to_bytes(), before.audit_key.to_bytes());
+    // The upload from before the restart stands: it cannot be replaced.
+    let again = encode_csv(client.manifest().code.input, &csv(&[1000.0]), None).unwrap();
+    let e = client
+        .upload(&keys[0], "again.csv", &again)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, TeeError::Refused { status: 409, .. }), "{e:?}");
+    let input = encode_csv(client.manifest().code.input, &csv(&data[1]), None).unwrap();
+    client.upload(&keys[1], "b.csv", &input).await.unwrap();
+    client.run(&keys[1]).await.unwrap();
+    let out = client.fetch_output(&keys[0]).await.unwrap();
+    let values = decode_output(client.manifest(), &out).unwrap();
+    assert_eq!(values[0], ("count".to_string(), 5.0));
+    assert!((values[1].1 - 6.0).abs() < 1e-9, "{values:?}");
+    // Only the named recipient reads the output.
+    assert!(client.fetch_output(&keys[1]).await.is_err());
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_room_sections_are_refused_at_start() {
+    let dir = site::fresh_dir("room-bad");
+    let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
+        .iter()
+        .map(|n| PartyKey::generate(n).unwrap())
+        .collect();
+    std::fs::write(dir.join("room.toml"), manifest_text(&keys)).unwrap();
+    std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    for config in [
+        format!("{CONFIG}{CONFIG}"),
+        CONFIG.replace("\"study\"", "\"../x\""),
+        CONFIG.replace("platform.seed", "missing.seed"),
+    ] {
+        let parsed = veil_server::app::ServeConfig::parse(&config).unwrap();
+        assert!(
+            veil_server::app::router(&parsed, &dir).await.is_err(),
+            "{config}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
