@@ -44,6 +44,8 @@ enum TokenFor {
     Inference,
     /// An organiser of MPC sessions (`[[mpc.organisers]]`).
     Mpc,
+    /// An operator reading the web console (`[[console.operators]]`).
+    Console,
 }
 
 /// Runs `veil serve`.
@@ -133,6 +135,7 @@ fn token(name: &str, section: TokenFor) -> Result<()> {
             TokenFor::Dp => "[[dp.analysts]]",
             TokenFor::Inference => "[[inference.clients]]",
             TokenFor::Mpc => "[[mpc.organisers]]",
+            TokenFor::Console => "[[console.operators]]",
         }
     );
     outln!("name = {name:?}");

@@ -1,6 +1,7 @@
 //! Issue 12, item 19: a data room served by `veil room serve --state DIR` is killed with
 //! SIGKILL between uploads and between the run and the fetch; every restart resumes it from
-//! DIR and nothing a party was told is lost.
+//! DIR and nothing a party was told is lost. Issue 16: the same, with the room mounted in
+//! `veil serve` (`[[rooms]]`).
 
 #![allow(
     clippy::unwrap_used,
@@ -41,13 +42,23 @@ impl Drop for Server {
     }
 }
 
-/// Starts `veil room serve` on `dir`'s files and state directory; returns it and its URL,
-/// or the server's stderr when it exits without serving.
-fn start_room(dir: &Path) -> Result<(Server, String), String> {
+/// Which process serves the room.
+#[derive(Clone, Copy, Debug)]
+enum Host {
+    /// `veil room serve --state state`.
+    RoomServe,
+    /// `veil serve` with the room mounted at `/rooms/study` (state in `state`).
+    VeilServe,
+}
+
+/// Starts a server on `dir`'s files and state directory; returns it and the room's URL, or
+/// what the server said when it exits without serving.
+fn start_room(dir: &Path, host: Host) -> Result<(Server, String), String> {
     use std::io::BufRead;
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args([
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_veil"));
+    match host {
+        Host::RoomServe => cmd.args([
             "room",
             "serve",
             "--manifest",
@@ -58,21 +69,45 @@ fn start_room(dir: &Path) -> Result<(Server, String), String> {
             "127.0.0.1:0",
             "--state",
             &p("state"),
-        ])
+        ]),
+        Host::VeilServe => {
+            std::fs::write(
+                dir.join("serve.toml"),
+                "listen = \"127.0.0.1:0\"\n[tls]\nmode = \"off\"\n[[rooms]]\nname = \"study\"\n\
+                 manifest = \"room.toml\"\nplatform_seed_file = \"platform.seed\"\nstate = \"state\"\n",
+            )
+            .unwrap();
+            cmd.args(["serve", "--config", &p("serve.toml")])
+        }
+    };
+    let mut child = cmd
         .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    // Both streams are read to their end, so the server never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+    let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+    for stream in [out, err] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
     let server = Server(child);
-    let mut lines = std::io::BufReader::new(stderr).lines();
     let mut said = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    while let Ok(line) = rx.recv() {
         if let Some(rest) = line.find(" on http://").map(|i| &line[i + 4..]) {
             let url = rest.split_whitespace().next().unwrap().to_string();
-            std::thread::spawn(move || for _ in lines {});
-            return Ok((server, url));
+            return Ok(match host {
+                Host::RoomServe => (server, url),
+                Host::VeilServe => (server, format!("{url}/rooms/study")),
+            });
         }
         said.push_str(&line);
         said.push('\n');
@@ -86,7 +121,19 @@ fn kill9(server: Server) {
 
 #[test]
 fn a_room_killed_between_uploads_and_before_the_fetch_loses_nothing() {
-    let dir = std::env::temp_dir().join(format!("veil-cli-restart-{}", std::process::id()));
+    killed_between_uploads_and_before_the_fetch(Host::RoomServe);
+}
+
+#[test]
+fn a_room_in_veil_serve_killed_between_uploads_and_before_the_fetch_loses_nothing() {
+    killed_between_uploads_and_before_the_fetch(Host::VeilServe);
+}
+
+fn killed_between_uploads_and_before_the_fetch(host: Host) {
+    let dir = std::env::temp_dir().join(format!(
+        "veil-cli-restart-{host:?}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
@@ -155,10 +202,10 @@ fn a_room_killed_between_uploads_and_before_the_fetch_loses_nothing() {
     };
 
     // a uploads; the room is killed; b uploads after the restart; killed again.
-    let (room, url) = start_room(&dir).unwrap();
+    let (room, url) = start_room(&dir, host).unwrap();
     let receipt_a = upload(&url, "hospital-a");
     kill9(room);
-    let (room, url) = start_room(&dir).unwrap();
+    let (room, url) = start_room(&dir, host).unwrap();
     upload(&url, "hospital-b");
     // a's upload survived: a second one is refused as a repeat, c is the one missing.
     let key_a = p("hospital-a.key");
@@ -184,7 +231,7 @@ fn a_room_killed_between_uploads_and_before_the_fetch_loses_nothing() {
     kill9(room);
 
     // c uploads after the second restart, c asks for the run; killed before anyone fetched.
-    let (room, url) = start_room(&dir).unwrap();
+    let (room, url) = start_room(&dir, host).unwrap();
     let key_c = p("hospital-c.key");
     let early = veil(&[
         "room",
@@ -207,7 +254,7 @@ fn a_room_killed_between_uploads_and_before_the_fetch_loses_nothing() {
     kill9(room);
 
     // After the restart the recipients fetch the output computed before the crash.
-    let (room, url) = start_room(&dir).unwrap();
+    let (room, url) = start_room(&dir, host).unwrap();
     let again = veil(&[
         "room",
         "run",
@@ -243,7 +290,7 @@ fn a_room_killed_between_uploads_and_before_the_fetch_loses_nothing() {
     assert_eq!(values["count"], serde_json::json!(n));
     assert!((values["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
     kill9(room);
-    let (_room, url) = start_room(&dir).unwrap();
+    let (_room, url) = start_room(&dir, host).unwrap();
     let values_b: serde_json::Value = serde_json::from_str(&party(
         &url,
         "fetch-output",
@@ -326,7 +373,7 @@ fn a_tampered_state_directory_stops_the_room_naming_the_file() {
         &p("room.toml"),
     ]);
     std::fs::write(p("a.csv"), "glucose\n1\n2\n3\n").unwrap();
-    let (room, url) = start_room(&dir).unwrap();
+    let (room, url) = start_room(&dir, Host::RoomServe).unwrap();
     let key = p("alice.key");
     let manifest = p("room.toml");
     let csv = p("a.csv");
@@ -348,7 +395,7 @@ fn a_tampered_state_directory_stops_the_room_naming_the_file() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&sealed, &bytes).unwrap();
-    let e = start_room(&dir).map(|_| ()).unwrap_err();
+    let e = start_room(&dir, Host::RoomServe).map(|_| ()).unwrap_err();
     assert!(e.contains("alice.sealed"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -36,4 +36,4 @@ pub mod workload;
 pub use manifest::*;
 pub use party::*;
 pub use protocol::*;
-pub use server::RoomServer;
+pub use server::{PartyStatus, RoomServer, RoomStatus};

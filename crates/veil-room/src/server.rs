@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use ed25519_dalek::{Signer as _, SigningKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -27,6 +27,30 @@ pub(crate) struct StoredUpload {
     /// The upload record (who, what, salt ‖ data) sealed to the workload's measurement: the
     /// bytes of its file in the state directory.
     pub(crate) sealed: Vec<u8>,
+}
+
+/// A room's state as [`RoomServer::status`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomStatus {
+    /// The room id (hex).
+    pub room_id: String,
+    /// The manifest's room name.
+    pub name: String,
+    /// The parties, in manifest order.
+    pub parties: Vec<PartyStatus>,
+    /// Whether the workload ran (its outputs are sealed and waiting).
+    pub ran: bool,
+    /// Entries in the room's audit log.
+    pub audit_entries: u64,
+}
+
+/// One party in a [`RoomStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartyStatus {
+    /// The party's name.
+    pub name: String,
+    /// Whether its upload was accepted.
+    pub uploaded: bool,
 }
 
 #[derive(Default)]
@@ -320,6 +344,27 @@ impl RoomServer {
     /// The audit log.
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// What the room holds now, for an operator: which parties have uploaded and whether it
+    /// ran. Nothing about the data (not even its hash, which would confirm a guess).
+    pub fn status(&self) -> Result<RoomStatus> {
+        let state = self.lock()?;
+        Ok(RoomStatus {
+            room_id: hex::encode(self.room_id),
+            name: self.manifest.room.name.clone(),
+            parties: self
+                .manifest
+                .parties
+                .iter()
+                .map(|p| PartyStatus {
+                    name: p.name.clone(),
+                    uploaded: state.uploads.contains_key(&p.name),
+                })
+                .collect(),
+            ran: state.outputs.is_some(),
+            audit_entries: self.audit.len(),
+        })
     }
 
     /// The audit key (Ed25519 public key).

@@ -50,6 +50,10 @@
 //!
 //! [inference.limits]               # all optional; see `InferenceLimits`
 //! contexts_per_client = 4
+//!
+//! [[console.operators]]            # the web console at /console/ (see `console`)
+//! name = "ops"
+//! token_sha256 = "…"               # `veil serve token ops --for console`
 //! ```
 //!
 //! Relative paths are relative to the configuration file. Nothing secret is in the file: API
@@ -111,6 +115,17 @@ pub struct ServeConfig {
     /// Data rooms, each at `/rooms/{name}`.
     #[serde(default)]
     pub rooms: Vec<crate::mount::RoomConfig>,
+    /// The operator's web console at `/console/`.
+    pub console: Option<ConsoleConfig>,
+}
+
+/// Section `[console]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Who may read the console's API (a name and a token's SHA-256 each).
+    #[serde(default)]
+    pub operators: Vec<ClientConfig>,
 }
 
 /// Section `[mpc]`.
@@ -310,6 +325,25 @@ pub async fn dp_service(config: &DpConfig, base: &Path) -> Result<DpService, Ser
     Ok(service)
 }
 
+/// The principals a `[[section]]` list of clients names.
+fn principals(list: &[ClientConfig], section: &str) -> Result<crate::auth::Principals, ServeError> {
+    let mut out = crate::auth::Principals::default();
+    for c in list {
+        let hash = crate::auth::parse_token_hash(&c.token_sha256).ok_or_else(|| {
+            ServeError::Config(format!(
+                "{section} {:?}: token_sha256 must be 64 hex digits",
+                c.name
+            ))
+        })?;
+        out.add(crate::auth::Principal {
+            name: c.name.clone(),
+            token_sha256: hash,
+        })
+        .map_err(|e| ServeError::Config(format!("{section}: {e}")))?;
+    }
+    Ok(out)
+}
+
 /// Opens the inference service `[inference]` describes: every plan must load.
 pub fn inference_service(
     config: &InferenceConfig,
@@ -362,11 +396,23 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
         kbs: config.kbs.is_some(),
         metrics: config.metrics.is_some(),
         mpc: config.mpc.is_some(),
+        rooms: !config.rooms.is_empty(),
+        console: config.console.is_some(),
     };
     let mut app = crate::openapi::router(mounted);
+    let mut console = match &config.console {
+        Some(c) => Some(crate::console::Console::new(principals(
+            &c.operators,
+            "[[console.operators]]",
+        )?)),
+        None => None,
+    };
     if let Some(dp) = &config.dp {
-        let service = dp_service(dp, base).await?;
-        app = app.merge(crate::dp::router(Arc::new(service)));
+        let service = Arc::new(dp_service(dp, base).await?);
+        if let Some(c) = console.as_mut() {
+            c.with_dp(service.clone());
+        }
+        app = app.merge(crate::dp::router(service));
     }
     let attest = match &config.attest {
         Some(a) => {
@@ -380,27 +426,23 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
     };
     if let Some(k) = &config.kbs {
         let (broker, _) = crate::mount::key_broker(k, base, attest.as_deref()).await?;
-        app = app.nest("/kbs", crate::kbs::router(Arc::new(broker)));
+        let broker = Arc::new(broker);
+        if let Some(c) = console.as_mut() {
+            c.with_audit("kbs", crate::console::AuditSource::Kbs(broker.clone()));
+        }
+        app = app.nest("/kbs", crate::kbs::router(broker));
     }
     if let Some(service) = attest {
+        if let Some(c) = console.as_mut() {
+            c.with_audit(
+                "attest",
+                crate::console::AuditSource::Attest(service.clone()),
+            );
+        }
         app = app.nest("/attest", crate::attest::router(service));
     }
     if let Some(m) = &config.mpc {
-        let mut organisers = crate::auth::Principals::default();
-        for c in &m.organisers {
-            let hash = crate::auth::parse_token_hash(&c.token_sha256).ok_or_else(|| {
-                ServeError::Config(format!(
-                    "organiser {:?}: token_sha256 must be 64 hex digits",
-                    c.name
-                ))
-            })?;
-            organisers
-                .add(crate::auth::Principal {
-                    name: c.name.clone(),
-                    token_sha256: hash,
-                })
-                .map_err(|e| ServeError::Config(format!("[[mpc.organisers]]: {e}")))?;
-        }
+        let organisers = principals(&m.organisers, "[[mpc.organisers]]")?;
         let service =
             crate::mpc::MpcService::new(resolve(base, &m.dir), organisers, m.max_sessions)
                 .map_err(ServeError::Config)?;
@@ -415,14 +457,21 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
         if room.resumed() {
             tracing::info!(room = %r.name, "room resumed from its state");
         }
-        app = app.nest(
-            &format!("/rooms/{}", r.name),
-            crate::room::router(Arc::new(room)),
-        );
+        let room = Arc::new(room);
+        if let Some(c) = console.as_mut() {
+            c.with_room(&r.name, room.clone());
+        }
+        app = app.nest(&format!("/rooms/{}", r.name), crate::room::router(room));
     }
     if let Some(inference) = &config.inference {
-        let service = inference_service(inference, base)?;
-        app = app.merge(crate::inference::router(Arc::new(service)));
+        let service = Arc::new(inference_service(inference, base)?);
+        if let Some(c) = console.as_mut() {
+            c.with_inference(service.clone());
+        }
+        app = app.merge(crate::inference::router(service));
+    }
+    if let Some(c) = console {
+        app = app.merge(crate::console::router(Arc::new(c)));
     }
     if let Some(m) = &config.metrics {
         let metrics = crate::metrics::Metrics::new(m).map_err(ServeError::Config)?;

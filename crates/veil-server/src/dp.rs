@@ -105,6 +105,11 @@ impl DpService {
         self.analysts.add(analyst)
     }
 
+    /// The names of the datasets served.
+    pub fn dataset_names(&self) -> Vec<String> {
+        self.datasets.keys().cloned().collect()
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &SharedLedger {
         &self.ledger

@@ -165,6 +165,16 @@ fn internal(e: impl std::fmt::Display) -> HttpError {
 }
 
 impl InferenceService {
+    /// The models served.
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.models.values().map(|m| m.info.clone()).collect()
+    }
+
+    /// The public contexts held now (all clients).
+    pub fn contexts_held(&self) -> usize {
+        self.contexts.lock().map_or(0, |c| c.len())
+    }
+
     /// A service with no model and no client yet.
     pub fn new(limits: InferenceLimits) -> Self {
         let workers = if limits.workers == 0 {
@@ -361,7 +371,7 @@ async fn models_route(
     headers: HeaderMap,
 ) -> Result<Json<Vec<ModelInfo>>, HttpError> {
     s.clients.owner(&headers)?;
-    Ok(Json(s.models.values().map(|m| m.info.clone()).collect()))
+    Ok(Json(s.models()))
 }
 
 /// The model's plan without its weights (`veil ml keygen|encrypt|decrypt` take it).

@@ -25,6 +25,7 @@ pub mod app;
 pub mod attest;
 pub mod auth;
 pub mod client;
+pub mod console;
 pub mod dp;
 pub mod error;
 pub mod inference;

@@ -78,6 +78,30 @@ struct Metrics;
 )]
 struct Mpc;
 
+#[derive(OpenApi)]
+#[openapi(paths(
+    crate::room::info_route,
+    crate::room::attest_route,
+    crate::room::upload_route,
+    crate::room::run_route,
+    crate::room::output_route,
+    crate::room::audit_route
+))]
+struct Rooms;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(crate::console::overview_route, crate::console::audit_route),
+    components(schemas(
+        crate::console::Overview,
+        crate::console::DatasetOverview,
+        crate::console::AnalystCharges,
+        crate::console::RoomOverview,
+        crate::console::AuditView
+    ))
+)]
+struct Console;
+
 /// Which sections are mounted.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Mounted {
@@ -93,6 +117,10 @@ pub struct Mounted {
     pub metrics: bool,
     /// `[mpc]`.
     pub mpc: bool,
+    /// `[[rooms]]`.
+    pub rooms: bool,
+    /// `[console]`.
+    pub console: bool,
 }
 
 /// The description of what is mounted.
@@ -105,12 +133,14 @@ pub fn document(mounted: Mounted) -> Doc {
         (mounted.kbs, Kbs::openapi),
         (mounted.metrics, Metrics::openapi),
         (mounted.mpc, Mpc::openapi),
+        (mounted.rooms, Rooms::openapi),
+        (mounted.console, Console::openapi),
     ] {
         if on {
             doc.merge(part());
         }
     }
-    if mounted.dp || mounted.inference || mounted.mpc {
+    if mounted.dp || mounted.inference || mounted.mpc || mounted.console {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",

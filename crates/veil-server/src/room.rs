@@ -18,10 +18,7 @@ use crate::error::HttpError;
 /// The room's HTTP routes.
 pub fn router(room: Arc<RoomServer>) -> Router {
     Router::new()
-        .route(
-            "/room",
-            get(|State(r): State<Arc<RoomServer>>| async move { Json(r.info()) }),
-        )
+        .route("/room", get(info_route))
         .route("/attest", post(attest_route))
         .route(
             "/upload",
@@ -47,6 +44,20 @@ fn json_body<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<
     serde_json::from_slice(body).map_err(|e| TeeError::BadRequest(format!("{what}: {e}")))
 }
 
+/// The room id and the manifest it was launched with.
+#[utoipa::path(get, path = "/rooms/{name}/room", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    responses((status = 200, description = "`{room_id, manifest}`", body = Object)))]
+async fn info_route(State(r): State<Arc<RoomServer>>) -> Json<RoomInfo> {
+    Json(r.info())
+}
+
+/// Evidence for a verifier's nonce, binding the room id and its keys.
+#[utoipa::path(post, path = "/rooms/{name}/attest", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    request_body(content = Object, description = "`{nonce}` (16 to 64 random bytes, base64url)"),
+    responses((status = 200, description = "evidence, workload key, audit key", body = Object),
+        (status = 400, body = crate::ErrorBody)))]
 async fn attest_route(
     State(r): State<Arc<RoomServer>>,
     body: axum::body::Bytes,
@@ -55,6 +66,14 @@ async fn attest_route(
     blocking(move || r.attest(&req)).await
 }
 
+/// A party's sealed, signed upload; answered with a receipt signed by the audit key.
+#[utoipa::path(post, path = "/rooms/{name}/upload", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "the upload (`veil room upload` prepares it)"),
+    responses((status = 200, description = "the receipt", body = Object),
+        (status = 400, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody),
+        (status = 409, description = "this party already uploaded", body = crate::ErrorBody)))]
 async fn upload_route(
     State(r): State<Arc<RoomServer>>,
     body: axum::body::Bytes,
@@ -62,6 +81,12 @@ async fn upload_route(
     blocking(move || r.upload(&body)).await
 }
 
+/// Runs the workload once every party has uploaded (a party's signed request).
+#[utoipa::path(post, path = "/rooms/{name}/run", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    request_body(content = Object, description = "a signed request"),
+    responses((status = 200, description = "the run's summary", body = Object),
+        (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 async fn run_route(
     State(r): State<Arc<RoomServer>>,
     body: axum::body::Bytes,
@@ -70,6 +95,12 @@ async fn run_route(
     blocking(move || r.run(&req)).await
 }
 
+/// A recipient's output, sealed to its key (a signed request).
+#[utoipa::path(post, path = "/rooms/{name}/output", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    request_body(content = Object, description = "a signed request"),
+    responses((status = 200, description = "the sealed output", body = Object),
+        (status = 403, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 async fn output_route(
     State(r): State<Arc<RoomServer>>,
     body: axum::body::Bytes,
@@ -78,6 +109,12 @@ async fn output_route(
     blocking(move || r.output(&req)).await
 }
 
+/// The audit log with a head signed by the attested audit key for the verifier's nonce.
+#[utoipa::path(post, path = "/rooms/{name}/audit", tag = "rooms",
+    params(("name" = String, Path, description = "the room's name in `[[rooms]]`")),
+    request_body(content = Object, description = "`{nonce}`"),
+    responses((status = 200, description = "the log and its signed head", body = Object),
+        (status = 400, body = crate::ErrorBody)))]
 async fn audit_route(
     State(r): State<Arc<RoomServer>>,
     body: axum::body::Bytes,
