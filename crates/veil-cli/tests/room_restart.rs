@@ -130,10 +130,8 @@ fn a_room_in_veil_serve_killed_between_uploads_and_before_the_fetch_loses_nothin
 }
 
 fn killed_between_uploads_and_before_the_fetch(host: Host) {
-    let dir = std::env::temp_dir().join(format!(
-        "veil-cli-restart-{host:?}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("veil-cli-restart-{host:?}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();

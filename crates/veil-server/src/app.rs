@@ -478,9 +478,35 @@ pub async fn router(config: &ServeConfig, base: &Path) -> Result<Router, ServeEr
         app = crate::metrics::instrument(app, Arc::new(metrics));
     }
     Ok(app
+        .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.limits.request_timeout_secs.max(1)),
         )))
+}
+
+/// One structured event per request (target `veil::http`, level info): the method, the route's
+/// pattern (never the path the client sent, which may carry ids or names), the status and the
+/// time to the response's head. Shown with `VEIL_LOG=veil::http=info`.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = crate::metrics::method_label(req.method());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "veil::http",
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
 }

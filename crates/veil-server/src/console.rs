@@ -293,7 +293,10 @@ pub struct AuditView {
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
         .route("/console", get(|| async { redirect() }))
-        .route("/console/", get(|| async { asset(PAGE, "text/html; charset=utf-8") }))
+        .route(
+            "/console/",
+            get(|| async { asset(PAGE, "text/html; charset=utf-8") }),
+        )
         .route(
             "/console/console.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
@@ -383,7 +386,5 @@ async fn audit_route(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     c.operators.owner(&headers)?;
-    Ok(with_headers(
-        blocking(c, move |c| c.audit(&source)).await?,
-    ))
+    Ok(with_headers(blocking(c, move |c| c.audit(&source)).await?))
 }

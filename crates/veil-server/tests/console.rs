@@ -82,7 +82,9 @@ name = "ops"
 token_sha256 = "{}"
 "#,
         hex::encode(token_sha256(ALICE)),
-        hex::encode(veil_attest::evidence::sim::SimulatedPlatform::from_seed(&[9; 32]).public_key()),
+        hex::encode(
+            veil_attest::evidence::sim::SimulatedPlatform::from_seed(&[9; 32]).public_key()
+        ),
         hex::encode(token_sha256(OPERATOR)),
     );
     site::serve(&config, &dir).await
@@ -171,7 +173,10 @@ async fn the_operator_api_answers_operators_only_and_the_page_is_locked_down() {
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-frame-options"], "DENY");
         let body = r.text().await.unwrap();
-        assert!(!body.contains("persons"), "{path} holds data without a token");
+        assert!(
+            !body.contains("persons"),
+            "{path} holds data without a token"
+        );
     }
     // The page has no inline script or style for the policy to forbid.
     let page = get(&site, "/console/", None).await.text().await.unwrap();
@@ -204,7 +209,10 @@ fn a_browser_loads_the_console_previews_and_runs_a_query_and_verifies_the_audit_
          document.getElementById('load').click(); true",
         json!(OPERATOR)
     ));
-    b.wait_for("document.getElementById('status').dataset.state === 'loaded'", WAIT);
+    b.wait_for(
+        "document.getElementById('status').dataset.state === 'loaded'",
+        WAIT,
+    );
     assert_eq!(
         b.text("#datasets tr[data-name='persons'] .remaining-epsilon"),
         "3.0000"
@@ -219,7 +227,11 @@ fn a_browser_loads_the_console_previews_and_runs_a_query_and_verifies_the_audit_
             .unwrap()
     });
     let server_side = veil_attest::audit::verify_entries(entries["text"].as_str().unwrap(), None);
-    assert_eq!(server_side.unwrap().len(), 2, "the page and the library agree");
+    assert_eq!(
+        server_side.unwrap().len(),
+        2,
+        "the page and the library agree"
+    );
 
     // The analyst previews a query whose column alias is markup.
     let alias = "<img src=x onerror='window.pwned=1'>";
@@ -266,7 +278,10 @@ fn a_browser_loads_the_console_previews_and_runs_a_query_and_verifies_the_audit_
     });
     let d = &o["datasets"][0];
     let remaining = d["remaining_epsilon"].as_f64().unwrap();
-    assert!((remaining - 2.75).abs() < 1e-9, "charged exactly once: {remaining}");
+    assert!(
+        (remaining - 2.75).abs() < 1e-9,
+        "charged exactly once: {remaining}"
+    );
     assert_eq!(b.text("#answer-remaining"), format!("{remaining:.4}"));
     assert_eq!(b.text("#answer-epsilon"), "0.2500");
     let cell = "#datasets tr[data-name='persons'] .remaining-epsilon";
@@ -293,9 +308,15 @@ fn a_browser_loads_the_console_previews_and_runs_a_query_and_verifies_the_audit_
         ));
     };
     set(&mut b, format!("{remaining:.4}"));
-    assert!(shown == b.screenshot(cell), "the page draws the API's value");
+    assert!(
+        shown == b.screenshot(cell),
+        "the page draws the API's value"
+    );
     set(&mut b, format!("{:.4}", remaining + 0.25));
-    assert!(shown != b.screenshot(cell), "the comparison tells values apart");
+    assert!(
+        shown != b.screenshot(cell),
+        "the comparison tells values apart"
+    );
     set(&mut b, format!("{remaining:.4}"));
     let page = b.screenshot_page();
     assert!(page.starts_with(b"\x89PNG"));

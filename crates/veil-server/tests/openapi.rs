@@ -60,7 +60,7 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
     )
     .unwrap();
     let server = site::serve(
-        "[metrics]\n[mpc]\ndir = \"mpc\"\n[attest]\npolicy = \"policy.toml\"\n[kbs]\n[[inference.models]]\nname = \"m\"\nplan = \"m.plan\"\n",
+        "[console]\n[metrics]\n[mpc]\ndir = \"mpc\"\n[attest]\npolicy = \"policy.toml\"\n[kbs]\n[[inference.models]]\nname = \"m\"\nplan = \"m.plan\"\n",
         &dir,
     )
     .await;
@@ -77,6 +77,8 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
         "/attest/nonce",
         "/kbs/release/{name}",
         "/mpc/sessions/{id}/requests/{seat}",
+        "/console/api/overview",
+        "/console/api/audit/{source}",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
@@ -89,7 +91,8 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
             .replace("{id}", "0")
             .replace("{name}", "m")
             .replace("{seat}", "dealer")
-            .replace("{file}", "ca.pem");
+            .replace("{file}", "ca.pem")
+            .replace("{source}", "attest");
         for method in ops.as_object().unwrap().keys() {
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = http
@@ -108,7 +111,7 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
             checked += 1;
         }
     }
-    assert!(checked >= 12, "{checked}");
+    assert!(checked >= 14, "{checked}");
     // A server with nothing enabled documents only itself.
     let bare = site::serve("", &dir).await;
     let d = doc(&bare.url).await;

@@ -1,7 +1,8 @@
 //! `veil serve` with `[[rooms]]`: a data room mounted at `/rooms/{name}`, its state on disk.
 //! The server stops between two parties' uploads and a new one starts on the same state: the
 //! room resumes (same id, same audit key), the upload made before the restart still counts
-//! and cannot be replaced, and the run computes on everyone's data.
+//! and cannot be replaced, and the run computes on everyone's data. The console reports who
+//! has uploaded and serves the room's log, signed by the attested audit key.
 
 #![allow(
     clippy::unwrap_used,
@@ -45,6 +46,29 @@ fn manifest_text(parties: &[PartyKey]) -> String {
 const CONFIG: &str = "[[rooms]]\nname = \"study\"\nmanifest = \"room.toml\"\n\
                       platform_seed_file = \"platform.seed\"\nstate = \"room-state\"\n";
 
+const OPERATOR: &str = "veil_operator_token_0123456789abcdef";
+
+/// `GET /console/api/{path}` as the operator.
+async fn console(site: &site::Site, path: &str) -> serde_json::Value {
+    veil_server::client::http_client()
+        .unwrap()
+        .get(format!("{}/console/api/{path}", site.url))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn with_console() -> String {
+    format!(
+        "{CONFIG}[[console.operators]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\n",
+        hex::encode(veil_server::auth::token_sha256(OPERATOR))
+    )
+}
+
 fn csv(values: &[f64]) -> String {
     std::iter::once("glucose".to_string())
         .chain(values.iter().map(f64::to_string))
@@ -72,9 +96,19 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
     client.upload(&keys[0], "a.csv", &input).await.unwrap();
     server.stop_keeping_dir();
 
-    let server = site::serve(CONFIG, &dir).await;
+    let server = site::serve(&with_console(), &dir).await;
     let client = RoomClient::new(&format!("{}/rooms/study", server.url), &text).unwrap();
     let after = client.verify().await.unwrap();
+    let o = console(&server, "overview").await;
+    let status = &o["rooms"][0]["status"];
+    assert_eq!(o["rooms"][0]["name"], "study");
+    assert_eq!(status["parties"][0]["uploaded"], true, "{status}");
+    assert_eq!(status["parties"][1]["uploaded"], false, "{status}");
+    assert_eq!(status["ran"], false);
+    assert!(
+        !status.to_string().contains("sha256"),
+        "no hash of a party's data"
+    );
     assert_eq!(after.room_id, before.room_id);
     assert_eq!(after.audit_key.to_bytes(), before.audit_key.to_bytes());
     // The upload from before the restart stands: it cannot be replaced.
@@ -87,6 +121,20 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
     let input = encode_csv(client.manifest().code.input, &csv(&data[1]), None).unwrap();
     client.upload(&keys[1], "b.csv", &input).await.unwrap();
     client.run(&keys[1]).await.unwrap();
+    assert_eq!(
+        console(&server, "overview").await["rooms"][0]["status"]["ran"],
+        true
+    );
+    // The console serves the room's log, signed by the key the room attested.
+    let view = console(&server, "audit/rooms/study").await;
+    assert_eq!(
+        view["head"]["public_key"],
+        hex::encode(after.audit_key.to_bytes())
+    );
+    let entries =
+        veil_attest::audit::verify_entries(view["text"].as_str().unwrap(), Some(&after.audit_key))
+            .unwrap();
+    assert!(entries.iter().any(|e| e.event == "run"));
     let out = client.fetch_output(&keys[0]).await.unwrap();
     let values = decode_output(client.manifest(), &out).unwrap();
     assert_eq!(values[0], ("count".to_string(), 5.0));

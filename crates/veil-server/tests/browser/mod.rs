@@ -156,7 +156,10 @@ impl Browser {
     /// Loads `url` and waits until the document has loaded.
     pub fn open(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url }));
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(30));
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(30),
+        );
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
@@ -211,7 +214,8 @@ impl Browser {
 
     /// A PNG of the whole page.
     pub fn screenshot_page(&mut self) -> Vec<u8> {
-        let size = self.eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]");
+        let size = self
+            .eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]");
         let clip = json!({ "x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1 });
         self.png(clip)
     }
