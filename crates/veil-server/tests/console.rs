@@ -35,26 +35,8 @@ const WAIT: Duration = Duration::from_secs(60);
 /// `[dp]` with one dataset (total ε = 3, alice ε = 1), `[attest]` and `[console]`.
 async fn site(name: &str) -> Site {
     let dir = site::fresh_dir(&format!("console-{name}"));
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("persons.csv")).unwrap());
-    veil_dp_sql::sample::write_persons(&mut f, 1_000, 5).unwrap();
-    std::io::Write::flush(&mut f).unwrap();
-    drop(f);
-    std::fs::write(
-        dir.join("persons.toml"),
-        veil_dp_sql::sample::PERSONS_METADATA,
-    )
-    .unwrap();
-    SqliteLedger::open(dir.join("budget.db"))
-        .unwrap()
-        .register(
-            "persons",
-            &veil_dp_sql::dataset::metadata_sha256(
-                veil_dp_sql::sample::PERSONS_METADATA.as_bytes(),
-            ),
-            3.0,
-            1e-3,
-        )
-        .unwrap();
+    let ledger = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    site::persons_dataset(&dir, 1_000, 5, &ledger, 3.0);
     std::fs::write(
         dir.join("policy.toml"),
         format!(

@@ -47,29 +47,11 @@ async fn site_on(
     pg: Option<&str>,
 ) -> Site {
     let dir = site::fresh_dir(name);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("persons.csv")).unwrap());
-    veil_dp_sql::sample::write_persons(&mut f, 2_000, 3).unwrap();
-    std::io::Write::flush(&mut f).unwrap();
-    drop(f);
-    std::fs::write(
-        dir.join("persons.toml"),
-        veil_dp_sql::sample::PERSONS_METADATA,
-    )
-    .unwrap();
     let ledger: Box<dyn Ledger> = match pg {
         Some(url) => Box::new(veil_dp::ledger::postgres::PostgresLedger::connect(url).unwrap()),
         None => Box::new(SqliteLedger::open(dir.join("budget.db")).unwrap()),
     };
-    ledger
-        .register(
-            "persons",
-            &veil_dp_sql::dataset::metadata_sha256(
-                veil_dp_sql::sample::PERSONS_METADATA.as_bytes(),
-            ),
-            total,
-            1e-3,
-        )
-        .unwrap();
+    site::persons_dataset(&dir, 2_000, 3, ledger.as_ref(), total);
     let config = format!(
         r#"
 listen = "127.0.0.1:0"

@@ -46,6 +46,31 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes the sample dataset `persons` (`rows` rows drawn from `seed`: `persons.csv`,
+/// `persons.toml`) into `dir` and registers it in `ledger` with total ε = `total`, δ = 10⁻³.
+pub fn persons_dataset(
+    dir: &Path,
+    rows: u64,
+    seed: u64,
+    ledger: &dyn veil_dp::ledger::Ledger,
+    total: f64,
+) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("persons.csv")).unwrap());
+    veil_dp_sql::sample::write_persons(&mut f, rows, seed).unwrap();
+    std::io::Write::flush(&mut f).unwrap();
+    drop(f);
+    let metadata = veil_dp_sql::sample::PERSONS_METADATA;
+    std::fs::write(dir.join("persons.toml"), metadata).unwrap();
+    ledger
+        .register(
+            "persons",
+            &veil_dp_sql::dataset::metadata_sha256(metadata.as_bytes()),
+            total,
+            1e-3,
+        )
+        .unwrap();
+}
+
 /// Serves the configuration `text` (relative paths from `dir`).
 pub async fn serve(text: &str, dir: &Path) -> Site {
     let config = ServeConfig::parse(text).unwrap();
