@@ -18,7 +18,7 @@ const JULY_2025: u64 = 1_751_328_000; // 2025-07-01T00:00:00Z
 const MARCH_2026: u64 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const JAN_2027: u64 = 1_798_761_600; // 2027-01-01T00:00:00Z
 
-mod common;
+use crate::common;
 use common::{vector, vectors_dir};
 
 fn verifier(name: &str) -> DcapVerifier {

@@ -9,7 +9,7 @@
     reason = "tests fail by panicking"
 )]
 
-mod common;
+use crate::common;
 
 use axum::http::HeaderMap;
 use axum::routing::get;

@@ -83,7 +83,7 @@ pub(crate) struct Facts {
 
 /// `x` clamped to the column's bounds, as a float.
 pub(crate) fn clamp(b: &Bounded, facts: &Facts) -> Expr {
-    let x = f64_of(Expr::Column(b.column.clone()));
+    let x = f64_of(b.read());
     let range = facts
         .ranges
         .iter()
@@ -262,11 +262,11 @@ fn row_stat(m: &Measurement, w: &Option<Expr>, facts: &Facts) -> Option<Expr> {
             Some(w) => sum(w.clone()),
             None => f64_of(count_star()),
         },
-        Measurement::NonNull(c) => match w {
-            Some(w) => sum(when(Expr::Column(c.clone()).is_null(), lit(0.0))
+        Measurement::NonNull(x) => match w {
+            Some(w) => sum(when(x.clone().is_null(), lit(0.0))
                 .otherwise(w.clone())
                 .ok()?),
-            None => f64_of(count(Expr::Column(c.clone()))),
+            None => f64_of(count(x.clone())),
         },
         Measurement::Sum(b) => sum(weighted(clamp(b, facts))),
         // Raw moments; the engine centers them exactly before any noise (one pass less per
@@ -355,9 +355,8 @@ pub(crate) fn stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
                 let mut k = keys.clone();
                 k.push(bucket(b, facts).alias(BUCKET));
                 let weight = match &w {
-                    Some(w) => sum(when(Expr::Column(b.column.clone()).is_null(), lit(0.0))
-                        .otherwise(w.clone())?),
-                    None => f64_of(count(Expr::Column(b.column.clone()))),
+                    Some(w) => sum(when(b.read().is_null(), lit(0.0)).otherwise(w.clone())?),
+                    None => f64_of(count(b.read())),
                 };
                 let p = LogicalPlanBuilder::from(input.clone())
                     .aggregate(k, vec![f64_of(weight).alias(stat_name(0))])?

@@ -720,7 +720,7 @@ fn center(plan: &DpPlan, exact: &mut Exact) -> Result<()> {
             Measurement::CenteredSumSquares(b) => (b, true),
             _ => continue,
         };
-        let count = find(&Measurement::NonNull(b.column.clone()))
+        let count = find(&Measurement::NonNull(b.read()))
             .ok_or_else(|| SqlError::Internal("a centered sum without its count".into()))?;
         let sum = find(&Measurement::CenteredSum(b.clone()))
             .ok_or_else(|| SqlError::Internal("centered squares without their sum".into()))?;

@@ -18,26 +18,42 @@
 //!
 //! Everything else is refused with the reason: row-level output, grouping by the privacy
 //! unit, joins not on the unit, subqueries computing exact statistics over private data,
-//! aggregates of unbounded columns or of expressions, and plan shapes it cannot bound.
+//! aggregates of unbounded columns, and plan shapes it cannot bound.
+//!
+//! An aggregate's argument may be an **expression** of bounded columns and constants with
+//! `+`, `−`, `×`, `÷` by a constant and numeric casts (`SUM(price * qty)`,
+//! `AVG(income / 1000)`): its bounds follow from the columns' declared bounds by interval
+//! arithmetic, and it is computed on the *clamped* columns, in double precision (an integer
+//! division truncates, as SQL's does). So it cannot fail on any row (no overflow, no division
+//! by zero: nothing a row's values could reveal through an error), and one person's influence
+//! is bounded by the derived bounds, whatever the data holds.
 
 use std::collections::BTreeMap;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::functions::math::expr_fn::trunc;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    binary_expr, lit, when, Aggregate, Expr, ExprSchemable, JoinType, LogicalPlan, Operator,
+};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
+use crate::bounding::{clamp, Facts};
 use crate::error::{Result, SqlError};
 use crate::metadata::{Column as ColumnMeta, ColumnType, Metadata};
 
 /// A column of the aggregation's input that a measurement reads, with its declared bounds.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Bounded {
-    /// The column in the aggregation input's schema.
+    /// The column in the aggregation input's schema (for an expression, a name `__e{i}` that
+    /// no fact about the data is attached to).
     pub column: Column,
+    /// For an expression argument: its value over the clamped columns of the aggregation's
+    /// input.
+    pub value: Option<Expr>,
     /// Declared lower bound (values below are clamped to it).
     pub lower: f64,
     /// Declared upper bound.
@@ -49,6 +65,14 @@ pub(crate) struct Bounded {
 }
 
 impl Bounded {
+    /// What a measurement reads: the column, or the expression's value.
+    pub fn read(&self) -> Expr {
+        match &self.value {
+            Some(v) => v.clone(),
+            None => Expr::Column(self.column.clone()),
+        }
+    }
+
     /// Largest absolute value a clamped value can take.
     pub fn magnitude(&self) -> f64 {
         self.lower.abs().max(self.upper.abs())
@@ -71,7 +95,7 @@ pub(crate) enum Measurement {
     /// Number of rows.
     Rows,
     /// Number of rows where the column is not NULL.
-    NonNull(Column),
+    NonNull(Expr),
     /// Sum of the clamped column.
     Sum(Bounded),
     /// Sum of the clamped column's distances to the middle of its bounds (half the
@@ -598,8 +622,15 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
         }
     };
     let mut outputs = Vec::new();
+    let mut derived = Vec::new();
+    let schema = aggregate.input.schema().clone();
     for e in &aggregate.aggr_expr {
-        outputs.push(output(e, &source, &mut add)?);
+        let mut args = Args {
+            source: &source,
+            schema: &schema,
+            derived: &mut derived,
+        };
+        outputs.push(output(e, &mut args, &mut add)?);
     }
     // Private keys are thresholded on a noisy count: any count the query already measures
     // does (each is at most a unit's weight per group), else one more.
@@ -898,6 +929,7 @@ fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
     };
     Ok(Bounded {
         column: c.clone(),
+        value: None,
         lower,
         upper,
         integer: m.kind == ColumnType::Int,
@@ -916,8 +948,265 @@ fn literal_f64(e: &Expr) -> Option<f64> {
     }
 }
 
+/// Largest bound an expression argument may reach: beyond 2^53 a double no longer holds every
+/// integer, and sums of such values lose the exactness the sensitivity analysis assumes.
+const MAX_DERIVED: f64 = 9_007_199_254_740_992.0;
+
+/// An aggregate's argument that is an expression, with its derived bounds and value.
+struct Derived {
+    /// The analyst's expression (the same one is measured once).
+    expr: Expr,
+    /// Its bounds and its value over the clamped columns.
+    bounded: Bounded,
+}
+
+/// What resolving an aggregate's argument needs.
+struct Args<'a> {
+    source: &'a Source,
+    schema: &'a DFSchema,
+    derived: &'a mut Vec<Derived>,
+}
+
+impl Args<'_> {
+    /// The bounded column an aggregate's argument is: a declared column, or an expression's
+    /// column with bounds derived from the declared ones.
+    fn bounded(&mut self, e: &Expr, func: &str) -> Result<Bounded> {
+        let e = unalias(e);
+        if let Ok(c) = column_arg(e, func) {
+            return bounded(c, self.source, func);
+        }
+        if let Some(d) = self.derived.iter().find(|d| d.expr == *e) {
+            return Ok(d.bounded.clone());
+        }
+        let v = interval(e, self.source, self.schema, func)?;
+        let (lower, upper) = (v.lower, v.upper);
+        if !(lower.is_finite() && upper.is_finite())
+            || lower.abs() > MAX_DERIVED
+            || upper.abs() > MAX_DERIVED
+        {
+            return reject(format!(
+                "{func}({e}): its bounds derived from the columns' ([{}, {}]) exceed ±2^53, \
+                 where doubles stop being exact",
+                show(lower),
+                show(upper)
+            ));
+        }
+        let name = format!("__e{}", self.derived.len());
+        let bounded = Bounded {
+            column: Column::from_name(name.clone()),
+            value: Some(v.value),
+            lower,
+            upper,
+            integer: v.integer,
+            // No table: no fact about the data applies to a computed value.
+            origin: (String::new(), name),
+        };
+        self.derived.push(Derived {
+            expr: e.clone(),
+            bounded: bounded.clone(),
+        });
+        Ok(bounded)
+    }
+}
+
+/// A bound as a short number (`5e305`, not 306 digits).
+fn show(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e9).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// An expression of bounded columns: its value on the clamped columns and its bounds.
+struct Interval {
+    value: Expr,
+    lower: f64,
+    upper: f64,
+    integer: bool,
+    /// A lower bound on the magnitude of the value when it is not zero (`∞`: always zero).
+    /// PostgreSQL fails a product or quotient of non-zero doubles that rounds to zero
+    /// ("value out of range: underflow"), so every one must stay far above the doubles'
+    /// smallest magnitudes.
+    tiny: f64,
+}
+
+/// Values of a real column closer to zero than this are read as zero in an expression (a
+/// change far below any noise) so that products of them cannot underflow.
+const SNAP: f64 = 1e-100;
+
+/// Smallest magnitude a non-zero product or quotient may reach (normal doubles end at 2e-308).
+const MIN_NONZERO: f64 = 1e-300;
+
+/// Interval arithmetic over an aggregate's argument: columns with declared bounds, numeric
+/// constants, `+`, `−`, `×`, `÷` by a non-zero constant, negation and numeric casts.
+fn interval(e: &Expr, source: &Source, schema: &DFSchema, func: &str) -> Result<Interval> {
+    let refuse = |what: String| -> Result<Interval> {
+        reject(format!(
+            "{func}(…{what}…): an aggregate's argument may be a column or arithmetic (+, −, ×, \
+             ÷ by a non-zero constant, numeric CAST) of bounded columns and constants"
+        ))
+    };
+    if let Some(v) = const_value(e)? {
+        let integer = v.data_type().is_integer();
+        return match v.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(x))) if x.is_finite() => Ok(Interval {
+                value: lit(x),
+                lower: x,
+                upper: x,
+                integer,
+                tiny: if x == 0.0 { f64::INFINITY } else { x.abs() },
+            }),
+            _ => refuse(format!("the constant {e}")),
+        };
+    }
+    let sub = |x: &Expr| interval(x, source, schema, func);
+    match e {
+        Expr::Alias(a) => sub(&a.expr),
+        Expr::Column(c) => {
+            let b = bounded(c, source, func)?;
+            let x = clamp(&b, &Facts::default());
+            let (value, tiny) = if b.integer {
+                // Clamped to its bounds, a non-zero integer is at least 1 (or its bound) away
+                // from zero.
+                let tiny = [b.lower, b.upper]
+                    .iter()
+                    .map(|v| v.abs())
+                    .filter(|v| *v > 0.0)
+                    .fold(1.0, f64::min);
+                (x, tiny)
+            } else {
+                let near_zero = x.clone().gt(lit(-SNAP)).and(x.clone().lt(lit(SNAP)));
+                (when(near_zero, lit(0.0)).otherwise(x)?, SNAP)
+            };
+            Ok(Interval {
+                value,
+                lower: b.lower,
+                upper: b.upper,
+                integer: b.integer,
+                tiny,
+            })
+        }
+        Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+        | Expr::TryCast(datafusion::logical_expr::TryCast { expr, field }) => {
+            let to = field.data_type();
+            let inner = sub(expr)?;
+            // A cast to a double, or between integers, leaves the value as it is.
+            if !(to.is_floating() || (to.is_integer() && inner.integer)) {
+                return refuse(format!("CAST({expr} AS {to})"));
+            }
+            Ok(inner)
+        }
+        Expr::Negative(x) => {
+            let v = sub(x)?;
+            Ok(Interval {
+                value: lit(0.0) - v.value,
+                lower: -v.upper,
+                upper: -v.lower,
+                integer: v.integer,
+                tiny: v.tiny,
+            })
+        }
+        Expr::BinaryExpr(b) => {
+            let (l, r) = (sub(&b.left)?, sub(&b.right)?);
+            let integer = l.integer && r.integer;
+            // A non-zero sum of doubles is a multiple of the smaller operand's last digit.
+            let sum_tiny = if l.tiny.is_infinite() || r.tiny.is_infinite() {
+                l.tiny.min(r.tiny)
+            } else {
+                l.tiny.min(r.tiny) * f64::EPSILON / 2.0
+            };
+            let checked = |v: Interval| -> Result<Interval> {
+                let huge = v.lower.abs().max(v.upper.abs());
+                if !huge.is_finite() || huge > MAX_DERIVED {
+                    return reject(format!(
+                        "{func}(…{e}…): its bounds derived from the columns' ([{}, {}]) exceed \
+                         ±2^53, where doubles stop being exact",
+                        show(v.lower),
+                        show(v.upper)
+                    ));
+                }
+                if matches!(b.op, Operator::Multiply | Operator::Divide) && v.tiny < MIN_NONZERO {
+                    return reject(format!(
+                        "{func}(…{e}…): this product or quotient could round to zero on some \
+                         rows (a failure on PostgreSQL); scale by constants nearer to 1"
+                    ));
+                }
+                Ok(v)
+            };
+            let (lower, upper) = match b.op {
+                Operator::Plus => (l.lower + r.lower, l.upper + r.upper),
+                Operator::Minus => (l.lower - r.upper, l.upper - r.lower),
+                Operator::Multiply => {
+                    let p = [
+                        l.lower * r.lower,
+                        l.lower * r.upper,
+                        l.upper * r.lower,
+                        l.upper * r.upper,
+                    ];
+                    (
+                        p.iter().copied().fold(f64::INFINITY, f64::min),
+                        p.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    )
+                }
+                Operator::Divide => {
+                    let divisor = const_f64(&b.right)?.filter(|d| d.is_finite() && *d != 0.0);
+                    let Some(d) = divisor else {
+                        return refuse(format!("{e}: divide only by a non-zero constant"));
+                    };
+                    let (a, z) = (l.lower / d, l.upper / d);
+                    let (lo, hi) = (a.min(z), a.max(z));
+                    let value = l.value / lit(d);
+                    let quotient = checked(Interval {
+                        value,
+                        lower: lo,
+                        upper: hi,
+                        integer,
+                        tiny: l.tiny / d.abs(),
+                    })?;
+                    return Ok(if integer {
+                        // SQL's integer division truncates toward zero (monotone: the bounds
+                        // truncate too); exact below 2^53.
+                        Interval {
+                            value: trunc(vec![quotient.value]),
+                            lower: lo.trunc(),
+                            upper: hi.trunc(),
+                            integer,
+                            tiny: 1.0,
+                        }
+                    } else {
+                        quotient
+                    });
+                }
+                op => return refuse(format!("the operator {op} in {e}")),
+            };
+            let tiny = if b.op == Operator::Multiply {
+                l.tiny * r.tiny
+            } else {
+                sum_tiny
+            };
+            checked(Interval {
+                value: binary_expr(l.value, b.op, r.value),
+                lower,
+                upper,
+                integer,
+                tiny,
+            })
+        }
+        other => {
+            check_total(other, schema, "an aggregate's argument")?;
+            refuse(format!("{other}"))
+        }
+    }
+}
+
 /// One aggregate expression as measurements.
-fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize) -> Result<Output> {
+fn output(
+    e: &Expr,
+    args: &mut Args<'_>,
+    add: &mut impl FnMut(Measurement) -> usize,
+) -> Result<Output> {
+    let source = args.source;
     let e = unalias(e);
     let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
         return reject(format!("{e} is not an aggregate the engine can bound"));
@@ -932,10 +1221,10 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         check_no_subquery(a, "an aggregate's argument")?;
     }
     let arg = |i: usize| params.args.get(i);
-    // The bounded column an aggregate's first argument names.
-    let first_bounded = |func: &str| -> Result<Bounded> {
+    // The bounded column (or expression) an aggregate's first argument is.
+    let mut first_bounded = |func: &str| -> Result<Bounded> {
         match arg(0) {
-            Some(a) => bounded(column_arg(a, func)?, source, func),
+            Some(a) => args.bounded(a, func),
             None => reject(format!("{func} needs a column")),
         }
     };
@@ -952,8 +1241,17 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             Some(Expr::Literal(v, _)) if !v.is_null() && !params.distinct => {
                 Ok(Output::Count(add(Measurement::Rows)))
             }
+            Some(a) if !params.distinct && column_arg(a, "COUNT").is_err() => {
+                let b = first_bounded("COUNT")?;
+                Ok(Output::Count(add(Measurement::NonNull(b.read()))))
+            }
             Some(a) => {
-                let c = column_arg(a, "COUNT")?;
+                let Ok(c) = column_arg(a, "COUNT") else {
+                    return reject(format!(
+                        "COUNT(DISTINCT {a}) is only answered for the privacy unit ({})",
+                        source.unit.name
+                    ));
+                };
                 if params.distinct {
                     if source.is_unit(c) {
                         Ok(Output::Count(add(Measurement::DistinctUnits)))
@@ -964,7 +1262,9 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
                         ))
                     }
                 } else {
-                    Ok(Output::Count(add(Measurement::NonNull(c.clone()))))
+                    Ok(Output::Count(add(Measurement::NonNull(Expr::Column(
+                        c.clone(),
+                    )))))
                 }
             }
         },
@@ -975,7 +1275,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
         "avg" | "mean" => {
             let b = first_bounded("AVG")?;
             let (lower, upper) = (b.lower, b.upper);
-            let count = add(Measurement::NonNull(b.column.clone()));
+            let count = add(Measurement::NonNull(b.read()));
             plain(Output::Avg {
                 sum: add(Measurement::CenteredSum(b)),
                 count,
@@ -988,7 +1288,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             let up = name.to_ascii_uppercase();
             let b = first_bounded(&up)?;
             let range = b.upper - b.lower;
-            let count = add(Measurement::NonNull(b.column.clone()));
+            let count = add(Measurement::NonNull(b.read()));
             let sum = add(Measurement::CenteredSum(b.clone()));
             plain(Output::Variance {
                 squares: add(Measurement::CenteredSumSquares(b)),
@@ -1029,7 +1329,7 @@ fn output(e: &Expr, source: &Source, add: &mut impl FnMut(Measurement) -> usize)
             let Some(q) = q else {
                 return reject(format!("{up} needs a literal percentile between 0 and 1"));
             };
-            let b = bounded(column_arg(&target, &up)?, source, &up)?;
+            let b = args.bounded(&target, &up)?;
             plain(Output::Quantile(add(Measurement::Quantile(b, q))))
         }
         other => reject(format!(

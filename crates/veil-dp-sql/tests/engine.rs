@@ -204,6 +204,58 @@ async fn every_supported_shape(engine: &Engine, ledger: &(dyn Ledger + Sync), d:
         "post-processed: no closed form"
     );
 
+    // Aggregates of expressions: bounds derived from the declared ones by interval
+    // arithmetic, values computed on the clamped columns (an integer division truncates, as
+    // SQL's does).
+    let sql = "SELECT SUM(age * 2) AS s, AVG(income / 1000) AS a, AVG(age / 7) AS q, \
+               MAX(age + 5) AS mx, COUNT(age - 1) AS c, SUM(100 - age) AS r, \
+               SUM(-age) AS neg FROM persons";
+    let r = ask(engine, ledger, sql, 80.0).await;
+    let row = &r.rows().unwrap()[0];
+    let total_age: f64 = ages.iter().sum();
+    close("SUM(age * 2)", num(&row[0]), 2.0 * total_age, 400.0);
+    close(
+        "AVG(income / 1000)",
+        num(&row[1]),
+        mean(&incomes) / 1000.0,
+        2.0,
+    );
+    let sevenths: Vec<f64> = ages.iter().map(|a| (a / 7.0).trunc()).collect();
+    close("AVG(age / 7)", num(&row[2]), mean(&sevenths), 0.1);
+    close(
+        "MAX(age + 5)",
+        num(&row[3]),
+        quantile(&ages, 1.0) + 5.0,
+        3.0,
+    );
+    close("COUNT(age - 1)", num(&row[4]), n, 20.0);
+    close("SUM(100 - age)", num(&row[5]), 100.0 * n - total_age, 400.0);
+    close("SUM(-age)", num(&row[6]), -total_age, 400.0);
+    // One person moves SUM(age * 2) by up to 200: the stated interval is exactly twice
+    // SUM(age)'s at the same ε.
+    let one = |sql: &'static str| async move { ask(engine, ledger, sql, 5.0).await.accuracy };
+    let twice = one("SELECT SUM(age * 2) AS s FROM persons").await["s"].unwrap();
+    let once = one("SELECT SUM(age) AS s FROM persons").await["s"].unwrap();
+    assert!((twice / once - 2.0).abs() < 1e-9, "{twice} vs {once}");
+    // Over a join on the unit (three visits per person at most): cost × age / 100 ∈ [0, 1000].
+    let r = ask(
+        engine,
+        ledger,
+        "SELECT SUM(v.cost * p.age / 100) AS x FROM persons p \
+         JOIN visits v ON p.person_id = v.person_id",
+        40.0,
+    )
+    .await;
+    let age_of: std::collections::HashMap<u64, f64> =
+        d.persons.iter().map(|p| (p.id, p.age)).collect();
+    let want: f64 = d.visits.iter().map(|(id, c)| c * age_of[id] / 100.0).sum();
+    close(
+        "SUM(cost * age / 100)",
+        num(&r.rows().unwrap()[0][0]),
+        want,
+        1_000.0,
+    );
+
     // Quantiles: MIN/MAX/MEDIAN/percentile over the declared bounds.
     let sql = "SELECT MEDIAN(age), MIN(age), MAX(age), \
                percentile_cont(0.9) WITHIN GROUP (ORDER BY age), \
@@ -390,7 +442,16 @@ async fn every_refused_shape(engine: &Engine, ledger: &(dyn Ledger + Sync)) {
         ("SELECT COUNT(*) FROM persons WHERE age * age > 100", "operator *"),
         ("SELECT MIN(state) FROM persons", "no numeric bounds"),
         ("SELECT AVG(state) FROM persons", "avg"),
-        ("SELECT SUM(age * 2) FROM persons", "must be a column"),
+        ("SELECT SUM(age * note) FROM persons", "no bounds"),
+        ("SELECT SUM(age / income) FROM persons", "non-zero constant"),
+        ("SELECT SUM(age / 0) FROM persons", "non-zero constant"),
+        ("SELECT SUM(age % 7) FROM persons", "the operator %"),
+        ("SELECT AVG(sqrt(age)) FROM persons", "sqrt"),
+        ("SELECT SUM(income * 1e12) FROM persons", "2^53"),
+        ("SELECT SUM(income * 1e-299) FROM persons", "round to zero"),
+        ("SELECT SUM(CAST(income AS INT) * 2) FROM persons", "CAST"),
+        ("SELECT SUM(CASE WHEN age > 3 THEN age END) FROM persons", "arithmetic"),
+        ("SELECT COUNT(DISTINCT age + 1) FROM persons", "privacy unit"),
         (
             "SELECT COUNT(DISTINCT state) FROM persons",
             "only answered for the privacy unit",
@@ -473,7 +534,7 @@ fn csv_answers_and_refuses_every_shape() {
         let spent: f64 = history.iter().map(|c| c.epsilon).sum();
         let left = l.remaining("persons", None).unwrap();
         assert!((left.epsilon - (10_000.0 - spent)).abs() < 1e-6);
-        assert_eq!(history.len(), 10);
+        assert_eq!(history.len(), 14);
     });
 }
 
@@ -740,7 +801,7 @@ fn postgres_answers_and_refuses_every_shape() {
         every_supported_shape(&engine, &l, &d).await;
         every_refused_shape(&engine, &l).await;
         // The same budget accounting as the embedded backend.
-        assert_eq!(l.history("persons").unwrap().len(), 10);
+        assert_eq!(l.history("persons").unwrap().len(), 14);
         // What PostgreSQL runs is the clamped, bounded aggregation: no noise, no random().
         let sql = engine
             .explain_postgres("SELECT sex, SUM(income) FROM persons GROUP BY sex")

@@ -3,7 +3,7 @@
 //! supported operator on a synthetic model, and the refusals (unsupported operators, a model
 //! whose fixed-point products could overflow, inputs outside the declared range).
 //!
-//! Timings print with `cargo test -p veil-ml --test mpc -- --nocapture`.
+//! Timings print with `cargo test -p veil-ml --test integration mpc:: -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;

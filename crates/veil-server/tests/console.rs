@@ -20,8 +20,8 @@
 
 use std::time::Duration;
 
-mod browser;
-mod site;
+use crate::browser;
+use crate::site;
 
 use serde_json::{json, Value};
 use site::Site;

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-mod site;
+use crate::site;
 use site::Site;
 
 use serde_json::{json, Value};

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-mod site;
+use crate::site;
 use site::Site;
 
 use serde_json::Value;

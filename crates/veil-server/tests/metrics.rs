@@ -11,7 +11,7 @@
     reason = "tests"
 )]
 
-mod site;
+use crate::site;
 use veil_server::auth::token_sha256;
 
 async fn scrape(url: &str, token: Option<&str>) -> (u16, String) {

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod site;
+use crate::site;
 use site::Site;
 
 use serde_json::{json, Value};

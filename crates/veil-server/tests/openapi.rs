@@ -10,8 +10,8 @@
     reason = "tests"
 )]
 
+use crate::site;
 use serde_json::Value;
-mod site;
 
 async fn doc(url: &str) -> Value {
     veil_server::client::http_client()

@@ -18,7 +18,7 @@ use veil_room::workload::LaunchConfig;
 use veil_room::{builtin, decode_output, encode_csv, Manifest, PartyKey, RoomSpec};
 use veil_server::room::RoomClient;
 
-mod site;
+use crate::site;
 
 const SEED: [u8; 32] = [7; 32];
 

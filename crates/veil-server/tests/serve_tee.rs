@@ -11,7 +11,7 @@
     reason = "tests"
 )]
 
-mod site;
+use crate::site;
 use site::Site;
 
 use veil_attest::evidence::sim::SimulatedPlatform;

@@ -1,0 +1,14 @@
+//! veil-attest's integration tests, one test binary: each module is one file of `tests/`.
+//! (One binary links the crate's dependencies once instead of once per file; run one file's
+//! tests with `cargo test -p veil-attest --test integration <file>::`.)
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+mod common;
+mod evidence;
+mod pccs;

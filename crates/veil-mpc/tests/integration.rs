@@ -1,0 +1,22 @@
+//! veil-mpc's integration tests, one test binary: each module is one file of `tests/`.
+//! (One binary links the crate's dependencies once instead of once per file; run one file's
+//! tests with `cargo test -p veil-mpc --test integration <file>::`.)
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
+
+mod approx;
+mod compare;
+mod dealer_attacks;
+mod keys;
+mod ml;
+mod net;
+mod net_attacks;
+mod operations;
+mod psi;
+mod rss;
+mod stats;
