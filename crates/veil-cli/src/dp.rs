@@ -119,6 +119,11 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
+    /// Show what the query would cost and how accurate it would be (its measurements, their
+    /// share of ε, the 95% interval of each column, the keys policy, what the budgets have
+    /// left) without reading any data or charging anything.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The SQL query (SELECT with aggregates).
     pub sql: String,
 }
@@ -465,6 +470,66 @@ fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
 fn query(a: &QueryArgs) -> Result<()> {
     let rt = runtime()?;
     let (ledger, name, engine) = engine(&a.data, &rt)?;
+    if a.dry_run {
+        let p = rt.block_on(engine.preview(
+            ledger.as_ref(),
+            &name,
+            &a.data.analyst,
+            &a.sql,
+            options(&a.data),
+        ))?;
+        for w in &p.warnings {
+            eprintln!("warning: {w}");
+        }
+        match a.format {
+            QueryFormat::Json => outln!("{}", serde_json::to_string(&p)?),
+            QueryFormat::Table => {
+                outln!("dry run    nothing was read and nothing was charged");
+                outln!(
+                    "cost       ε {}  δ {:e}   (the dataset has ε {}  δ {:e} left)",
+                    p.epsilon,
+                    p.delta,
+                    p.remaining_epsilon,
+                    p.remaining_delta
+                );
+                if p.analyst_remaining_epsilon.is_finite() {
+                    outln!(
+                        "analyst    {} has ε {}  δ {:e} left",
+                        a.data.analyst,
+                        p.analyst_remaining_epsilon,
+                        p.analyst_remaining_delta
+                    );
+                }
+                outln!(
+                    "affordable {}",
+                    if p.affordable {
+                        "yes"
+                    } else {
+                        "no: the query would be refused"
+                    }
+                );
+                for m in &p.measurements {
+                    outln!(
+                        "measure    {} ({}, ε {}, sensitivity {})",
+                        m.what,
+                        m.mechanism,
+                        m.epsilon,
+                        m.sensitivity
+                    );
+                }
+                for (column, half) in &p.accuracy {
+                    match half {
+                        Some(h) => {
+                            outln!("accuracy   {column}: ± {h:.3} (95% confidence, noise only)")
+                        }
+                        None => outln!("accuracy   {column}: depends on the data (no closed form)"),
+                    }
+                }
+                outln!("keys       {}", p.keys);
+            }
+        }
+        return Ok(());
+    }
     let spinner = crate::progress::spinner("running the bounded query");
     let result = rt.block_on(engine.query(
         ledger.as_ref(),

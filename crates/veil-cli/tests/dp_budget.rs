@@ -439,3 +439,104 @@ fn dp_sql_with_a_postgresql_ledger() {
     let v = budget(&m, Some(&url), &[]);
     assert!(close(&v["spent_epsilon"], 8.0), "{v}");
 }
+
+fn as_refs(a: &[String]) -> Vec<&str> {
+    a.iter().map(String::as_str).collect()
+}
+
+/// Issue 18: `veil dp query --dry-run` tells the cost, the measurements with their share of ε,
+/// the 95% interval per column and the keys policy, reading no data and charging nothing; the
+/// run that follows charges exactly what it announced. A refused query is refused by the dry
+/// run too, and an unaffordable one is said to be so, still free.
+#[test]
+fn a_dry_run_announces_the_cost_and_charges_nothing() {
+    let d = Data::new("dry-run", 300);
+    let (m, t) = (d.meta(), d.table());
+    register(&m, None, &["--total-epsilon", "2", "--total-delta", "1e-6"]);
+    let sql = "SELECT sex, SUM(age * 2) AS s, AVG(income) AS a FROM persons GROUP BY sex";
+    let args = |format: &'static str, epsilon: &'static str| -> Vec<String> {
+        [
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--table",
+            &t,
+            "--analyst",
+            "ann",
+            "--epsilon",
+            epsilon,
+            "--format",
+            format,
+            "--dry-run",
+            sql,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let p = json(&ok(&as_refs(&args("json", "1.5"))));
+    assert!(
+        close(&p["epsilon"], 1.5) && close(&p["remaining_epsilon"], 2.0),
+        "{p}"
+    );
+    assert_eq!(p["affordable"], true);
+    let ms = p["measurements"].as_array().unwrap();
+    // SUM(age * 2), and AVG(income)'s count and centered sum: ε/3 each.
+    assert_eq!(ms.len(), 3, "{p}");
+    for m in ms {
+        assert!(close(&m["epsilon"], 0.5), "{m}");
+    }
+    // One person moves SUM(age * 2) by at most 2 × 100 (age is declared in [0, 100]).
+    let sum = ms
+        .iter()
+        .find(|m| {
+            m["what"]
+                .as_str()
+                .unwrap()
+                .starts_with("sum of persons.age * ")
+        })
+        .unwrap_or_else(|| panic!("{p}"));
+    assert!(close(&sum["sensitivity"], 200.0), "{sum}");
+    assert!(
+        sum["what"].as_str().unwrap().ends_with("in [0, 200]"),
+        "{sum}"
+    );
+    assert_eq!(sum["mechanism"], "Laplace");
+    assert!(p["accuracy"]["s"].as_f64().unwrap() > 0.0, "{p}");
+    assert!(
+        p["keys"].as_str().unwrap().starts_with("public key sets"),
+        "{p}"
+    );
+    let v = budget(&m, None, &[]);
+    assert!(
+        close(&v["spent_epsilon"], 0.0),
+        "a dry run charges nothing: {v}"
+    );
+    let table = ok(&as_refs(&args("table", "1.5")));
+    assert!(
+        table.contains("nothing was read and nothing was charged"),
+        "{table}"
+    );
+    assert!(table.contains("affordable yes"), "{table}");
+    assert!(
+        table.contains("measure    sum of persons.age * "),
+        "{table}"
+    );
+    // The run charges what the dry run announced.
+    let mut real = args("json", "1.5");
+    real.retain(|a| a != "--dry-run");
+    let r = json(&ok(&as_refs(&real)));
+    assert!(close(&r["epsilon"], 1.5), "{r}");
+    assert_eq!(r["accuracy"]["s"], p["accuracy"]["s"]);
+    // 0.5 left: the dry run says the next one is unaffordable, and still charges nothing.
+    let p = json(&ok(&as_refs(&args("json", "1.5"))));
+    assert_eq!(p["affordable"], false, "{p}");
+    let v = budget(&m, None, &[]);
+    assert!(close(&v["spent_epsilon"], 1.5), "{v}");
+    // A refused shape is refused by the dry run, before anything is read.
+    let mut bad = args("json", "0.1");
+    *bad.last_mut().unwrap() = "SELECT age FROM persons".into();
+    let err = refused(&as_refs(&bad));
+    assert!(err.contains("row-level output"), "{err}");
+}

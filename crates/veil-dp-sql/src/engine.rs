@@ -101,6 +101,23 @@ pub struct Preview {
     pub accuracy: BTreeMap<String, Option<f64>>,
     /// What the analyst should know about the guarantee.
     pub warnings: Vec<String>,
+    /// The noisy measurements the query takes per group, each with its share of ε.
+    pub measurements: Vec<PreviewMeasurement>,
+    /// How the grouping keys are released.
+    pub keys: String,
+}
+
+/// One noisy measurement of a [`Preview`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PreviewMeasurement {
+    /// What is measured (`rows`, `sum of income clamped to [0, 500000]`, …).
+    pub what: String,
+    /// The mechanism: `Laplace` (exact discrete noise) or `report noisy max` (quantiles).
+    pub mechanism: String,
+    /// Its share of the query's ε.
+    pub epsilon: f64,
+    /// How much one privacy unit can move it (its contribution bound included).
+    pub sensitivity: f64,
 }
 
 /// A planned query that passed every check that reads no data.
@@ -481,6 +498,8 @@ impl Engine {
             affordable,
             accuracy,
             warnings: checked.warnings,
+            measurements: checked.mechanisms.describe(&checked.plan, checked.epsilon),
+            keys: keys_policy(&checked.plan),
         })
     }
 
@@ -785,6 +804,8 @@ struct Mechanisms {
     selection: Vec<Option<ReportNoisyMax>>,
     /// Per quantile: how far from the ends its target rank is kept.
     margins: Vec<f64>,
+    /// Per measurement: its sensitivity.
+    sensitivities: Vec<f64>,
 }
 
 impl Mechanisms {
@@ -795,6 +816,7 @@ impl Mechanisms {
         let mut laplace = Vec::new();
         let mut selection = Vec::new();
         let mut margins = Vec::new();
+        let mut sensitivities = Vec::new();
         for m in &plan.measurements {
             let sensitivity = match m {
                 Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctUnits => k,
@@ -805,6 +827,7 @@ impl Mechanisms {
             };
             // A column bounded to [0, 0] has nothing to hide.
             let sensitivity = sensitivity.max(f64::MIN_POSITIVE);
+            sensitivities.push(sensitivity);
             margins.push(match m {
                 Measurement::Quantile(b, _) => {
                     let (c, _) = bounding::grid(b);
@@ -824,7 +847,40 @@ impl Mechanisms {
             laplace,
             selection,
             margins,
+            sensitivities,
         })
+    }
+
+    /// The measurements as the preview shows them.
+    fn describe(&self, plan: &DpPlan, epsilon: f64) -> Vec<PreviewMeasurement> {
+        let each = epsilon / plan.measurements.len().max(1) as f64;
+        let range =
+            |b: &crate::planner::Bounded| format!("{} in [{}, {}]", b.label, b.lower, b.upper);
+        plan.measurements
+            .iter()
+            .zip(&self.sensitivities)
+            .map(|(m, s)| PreviewMeasurement {
+                what: match m {
+                    Measurement::Rows => "rows".into(),
+                    Measurement::NonNull(Expr::Column(c)) => format!("non-NULL {}", c.name),
+                    Measurement::NonNull(_) => "non-NULL values of the expression".into(),
+                    Measurement::Sum(b) => format!("sum of {}", range(b)),
+                    Measurement::CenteredSum(b) => format!("sum of {} (centered)", range(b)),
+                    Measurement::CenteredSumSquares(b) => {
+                        format!("sum of squares of {} (centered)", range(b))
+                    }
+                    Measurement::DistinctUnits => "distinct privacy units".into(),
+                    Measurement::Quantile(b, q) => format!("{q} quantile of {}", range(b)),
+                },
+                mechanism: if matches!(m, Measurement::Quantile(..)) {
+                    "report noisy max".into()
+                } else {
+                    "Laplace".into()
+                },
+                epsilon: each,
+                sensitivity: *s,
+            })
+            .collect()
     }
 
     /// 95% confidence half-width of measurement `i` (Laplace: `b ln 20`).
@@ -833,6 +889,21 @@ impl Mechanisms {
             .get(i)?
             .as_ref()
             .map(|m| m.confidence_half_width(0.05))
+    }
+}
+
+/// How a query's grouping keys are released, in words.
+fn keys_policy(plan: &DpPlan) -> String {
+    if plan.groups.is_empty() {
+        "no grouping: one row".into()
+    } else if plan.private_keys() {
+        "private keys: a key is released only if its noisy count passes the threshold τ (this \
+         spends δ); a key absent from the data never appears"
+            .into()
+    } else {
+        "public key sets: every listed key is released, present in the data or not, and no \
+         other"
+            .into()
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Bounded {
     /// For an expression argument: its value over the clamped columns of the aggregation's
     /// input.
     pub value: Option<Expr>,
+    /// What the analyst wrote: the column's name or the expression.
+    pub label: String,
     /// Declared lower bound (values below are clamped to it).
     pub lower: f64,
     /// Declared upper bound.
@@ -930,6 +932,7 @@ fn bounded(c: &Column, source: &Source, func: &str) -> Result<Bounded> {
     Ok(Bounded {
         column: c.clone(),
         value: None,
+        label: c.name.clone(),
         lower,
         upper,
         integer: m.kind == ColumnType::Int,
@@ -995,6 +998,7 @@ impl Args<'_> {
         let bounded = Bounded {
             column: Column::from_name(name.clone()),
             value: Some(v.value),
+            label: e.to_string(),
             lower,
             upper,
             integer: v.integer,
