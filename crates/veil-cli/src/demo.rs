@@ -365,6 +365,7 @@ fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
         let options = QueryOptions {
             epsilon: 1.0,
             delta: 1e-6,
+            ..QueryOptions::default()
         };
         for sql in [
             "SELECT COUNT(*) AS persons, AVG(income) AS mean_income FROM persons WHERE age >= 65",

@@ -110,6 +110,15 @@ pub struct DataArgs {
     /// Who is asking (charged to this analyst's own budget too, if one is set).
     #[arg(long, default_value = "analyst")]
     pub analyst: String,
+    /// Groups of the GROUP BY one privacy unit may fall into (the L0 bound, ZetaSQL's
+    /// max_groups_contributed): a unit in more keeps this many, chosen at random. Default:
+    /// the metadata's max_groups_per_unit, else max_rows_per_unit.
+    #[arg(long, value_name = "N")]
+    pub max_groups_per_unit: Option<u64>,
+    /// Rows one privacy unit may bring to any one group (the L∞ bound). Default: the
+    /// metadata's max_rows_per_group, else max_rows_per_unit.
+    #[arg(long, value_name = "N")]
+    pub max_rows_per_group: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -464,6 +473,8 @@ fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
     veil_dp_sql::QueryOptions {
         epsilon: a.epsilon,
         delta: a.delta,
+        max_groups_per_unit: a.max_groups_per_unit,
+        max_rows_per_group: a.max_rows_per_group,
     }
 }
 
@@ -526,6 +537,7 @@ fn query(a: &QueryArgs) -> Result<()> {
                     }
                 }
                 outln!("keys       {}", p.keys);
+                outln!("bounds     {}", p.contribution);
             }
         }
         return Ok(());

@@ -534,6 +534,28 @@ fn a_dry_run_announces_the_cost_and_charges_nothing() {
     assert_eq!(p["affordable"], false, "{p}");
     let v = budget(&m, None, &[]);
     assert!(close(&v["spent_epsilon"], 1.5), "{v}");
+    // Per-group bounds asked on the command line: stated, and they set the sensitivity
+    // (the persons metadata allows 1 row per person: min(k = 1, 3 × 1)).
+    let mut bounded = args("table", "0.1");
+    let at = bounded.len() - 1;
+    bounded.splice(
+        at..at,
+        ["--max-groups-per-unit", "3", "--max-rows-per-group", "1"].map(String::from),
+    );
+    let table = ok(&as_refs(&bounded));
+    assert!(
+        table.contains(
+            "bounds     each privacy unit brings at most 1 row in all, into at most 1 group, \
+             at most 1 row per group (a unit in more groups keeps that many of them"
+        ),
+        "{table}"
+    );
+    *bounded.iter_mut().find(|a| *a == "3").unwrap() = "0".into();
+    let err = refused(&as_refs(&bounded));
+    assert!(
+        err.contains("max_groups_per_unit must be between 1"),
+        "{err}"
+    );
     // A refused shape is refused by the dry run, before anything is read.
     let mut bad = args("json", "0.1");
     *bad.last_mut().unwrap() = "SELECT age FROM persons".into();

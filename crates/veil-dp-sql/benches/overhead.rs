@@ -103,6 +103,7 @@ async fn time_dp(engine: &Engine, ledger: &(dyn Ledger + Sync), sql: &str, runs:
     let options = QueryOptions {
         epsilon: 1.0,
         delta: 1e-6,
+        ..Default::default()
     };
     engine
         .query(ledger, "persons", "bench", sql, options)
@@ -185,6 +186,7 @@ fn main() {
                             QueryOptions {
                                 epsilon: 1.0,
                                 delta: 1e-6,
+                                ..Default::default()
                             },
                         )
                         .await

@@ -29,11 +29,12 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, JoinType};
-use datafusion::functions::core::expr_fn::{greatest, least};
-use datafusion::functions::math::expr_fn::floor;
+use datafusion::functions::core::expr_fn::{coalesce, greatest, least};
+use datafusion::functions::math::expr_fn::{floor, random};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, min, sum};
+use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{
-    cast, col, lit, when, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder,
+    cast, col, lit, when, Expr, ExprFunctionExt, ExprSchemable, LogicalPlan, LogicalPlanBuilder,
 };
 
 use crate::error::Result;
@@ -56,6 +57,8 @@ const UNIT: &str = "__unit";
 const WEIGHT_UNIT: &str = "__wunit";
 const WEIGHT: &str = "__weight";
 const ROWS: &str = "__n";
+const RANK: &str = "__rank";
+const TOTAL: &str = "__total";
 
 fn count_star() -> Expr {
     count(lit(1i64))
@@ -276,8 +279,221 @@ fn row_stat(m: &Measurement, w: &Option<Expr>, facts: &Facts) -> Option<Expr> {
             let x = clamp(b, facts);
             sum(weighted(x.clone() * x))
         }
-        Measurement::DistinctUnits | Measurement::Quantile(..) => return None,
+        Measurement::DistinctUnits | Measurement::DistinctValues(_) | Measurement::Quantile(..) => {
+            return None
+        }
     })
+}
+
+/// The per-group bounds (L0 groups per unit, L∞ rows per group), when the plan has them:
+/// one row per kept (unit, group) pair, `__unit`, `__g*`, `__n` (its rows), the `partials`
+/// (aggregates over the pair's rows) and `__weight`, the weight of each of its rows.
+///
+/// A unit found in more than L0 groups keeps L0 of them, ranked by `random()` (any choice
+/// that depends on nothing but the unit's own rows keeps the sensitivities; a random one
+/// biases no group). A pair's rows count `min(1, L∞/n)` each, and a unit whose kept rows
+/// still exceed its row bound `k` is scaled by `k / total`: a unit then moves at most L0
+/// groups, each by at most L∞, and at most `k` rows in all.
+fn weighted_pairs(plan: &DpPlan, facts: &Facts, partials: Vec<Expr>) -> Result<LogicalPlan> {
+    let unit = col(Column::from_name(UNIT));
+    let mut keys = vec![Expr::Column(plan.unit.clone()).alias(UNIT)];
+    keys.extend(group_exprs(plan)?);
+    let mut aggs = vec![count_star().alias(ROWS)];
+    aggs.extend(partials);
+    let mut pairs = LogicalPlanBuilder::from(unit_rows(plan, facts)?)
+        .aggregate(keys, aggs)?
+        .alias("__pairs")?;
+    if !plan.groups.is_empty() {
+        let rank = row_number()
+            .partition_by(vec![unit.clone()])
+            .order_by(vec![random().sort(true, false)])
+            .build()?
+            .alias(RANK);
+        pairs = pairs
+            .window(vec![rank])?
+            .filter(col(Column::from_name(RANK)).lt_eq(lit(plan.l0() as i64)))?
+            .alias("__kept")?;
+    }
+    let pairs = pairs.build()?;
+    let n = f64_of(col(Column::from_name(ROWS)));
+    let linf = plan.linf() as f64;
+    let kept = least(vec![n.clone(), lit(linf)]);
+    let totals = LogicalPlanBuilder::from(pairs.clone())
+        .aggregate(vec![unit], vec![sum(kept.clone()).alias(TOTAL)])?
+        .project(vec![
+            col(Column::from_name(UNIT)).alias(WEIGHT_UNIT),
+            col(Column::from_name(TOTAL)),
+        ])?
+        .alias("__unit_totals")?
+        .build()?;
+    let k = plan.bound as f64;
+    let total = col(Column::from_name(TOTAL));
+    let scale = when(total.clone().lt_eq(lit(k)), lit(1.0)).otherwise(lit(k) / total)?;
+    let mut out: Vec<Expr> = pairs
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != RANK)
+        .map(|f| col(Column::from_name(f.name())))
+        .collect();
+    out.push((kept / n * scale).alias(WEIGHT));
+    Ok(LogicalPlanBuilder::from(pairs)
+        .join(
+            totals,
+            JoinType::Inner,
+            (
+                vec![Column::from_name(UNIT)],
+                vec![Column::from_name(WEIGHT_UNIT)],
+            ),
+            None,
+        )?
+        .project(out)?
+        .alias("__weighted_pairs")?
+        .build()?)
+}
+
+/// The partial aggregate over one pair's rows of a row-level measurement (`None`: the row
+/// count `__n` is all it needs, or it has its own plan).
+fn partial(m: &Measurement, facts: &Facts) -> Option<Expr> {
+    Some(match m {
+        Measurement::NonNull(x) => f64_of(count(x.clone())),
+        Measurement::Sum(b) | Measurement::CenteredSum(b) => sum(clamp(b, facts)),
+        Measurement::CenteredSumSquares(b) => {
+            let x = clamp(b, facts);
+            sum(x.clone() * x)
+        }
+        Measurement::Rows
+        | Measurement::DistinctUnits
+        | Measurement::DistinctValues(_)
+        | Measurement::Quantile(..) => return None,
+    })
+}
+
+/// The statistics plans under per-group bounds ([`weighted_pairs`]): the row-level
+/// statistics and distinct units from one plan (one random choice of groups), each quantile's
+/// histogram from its own.
+fn pair_stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
+    let mut partials = Vec::new();
+    let mut which = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        if let Some(p) = partial(m, facts) {
+            partials.push(p.alias(format!("__p{i}")));
+            which.push(i);
+        }
+    }
+    let pairs = weighted_pairs(plan, facts, partials)?;
+    let w = col(Column::from_name(WEIGHT));
+    let n = f64_of(col(Column::from_name(ROWS)));
+    let groups: Vec<Expr> = (0..plan.groups.len())
+        .map(|g| col(Column::from_name(group_name(g))))
+        .collect();
+    let mut aggs = Vec::new();
+    let mut row_stats = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        let e = match m {
+            Measurement::Rows => sum(n.clone() * w.clone()),
+            Measurement::DistinctUnits => {
+                let nw = n.clone() * w.clone();
+                sum(when(nw.clone().gt(lit(1.0)), lit(1.0)).otherwise(nw)?)
+            }
+            Measurement::Quantile(..) | Measurement::DistinctValues(_) => continue,
+            _ if which.contains(&i) => sum(col(Column::from_name(format!("__p{i}"))) * w.clone()),
+            _ => continue,
+        };
+        aggs.push(f64_of(e).alias(stat_name(row_stats.len())));
+        row_stats.push(i);
+    }
+    if aggs.is_empty() {
+        aggs.push(f64_of(count_star()).alias(stat_name(0)));
+        row_stats.push(usize::MAX);
+    }
+    let rows = LogicalPlanBuilder::from(pairs)
+        .aggregate(groups.clone(), aggs)?
+        .build()?;
+    let mut histograms = Vec::new();
+    let mut distinct_values = Vec::new();
+    for (i, m) in plan.measurements.iter().enumerate() {
+        match m {
+            Measurement::Quantile(b, _) => {
+                histograms.push((i, weighted_cells(plan, facts, bucket(b, facts), b.read())?))
+            }
+            Measurement::DistinctValues(x) => distinct_values.push((
+                i,
+                soft_distinct(plan, weighted_cells(plan, facts, x.clone(), x.clone())?)?,
+            )),
+            _ => {}
+        }
+    }
+    Ok(StatsPlans {
+        rows,
+        row_stats,
+        distinct_units: None,
+        distinct_values,
+        histograms,
+    })
+}
+
+/// Per group: `Σ over non-NULL cells of min(1, weight)` — the distinct count of the cells'
+/// values when every row weighs 1, and moved by at most a unit's weight otherwise.
+fn soft_distinct(plan: &DpPlan, cells: LogicalPlan) -> Result<LogicalPlan> {
+    let groups: Vec<Expr> = (0..plan.groups.len())
+        .map(|g| col(Column::from_name(group_name(g))))
+        .collect();
+    let w = col(Column::from_name(stat_name(0)));
+    Ok(LogicalPlanBuilder::from(cells)
+        .alias("__distinct_cells")?
+        .filter(col(Column::from_name(BUCKET)).is_not_null())?
+        .aggregate(
+            groups,
+            vec![f64_of(sum(least(vec![w, lit(1.0)]))).alias(stat_name(0))],
+        )?
+        .build()?)
+}
+
+/// Under per-group bounds: per group and value of `cell`, the weighted number of rows where
+/// `counted` is not NULL (`__g*`, `__bucket`, `__s0`): (unit, group, cell) counts joined to the
+/// weights of their kept (unit, group) pair.
+fn weighted_cells(plan: &DpPlan, facts: &Facts, cell: Expr, counted: Expr) -> Result<LogicalPlan> {
+    {
+        let mut keys = vec![Expr::Column(plan.unit.clone()).alias(UNIT)];
+        keys.extend(group_exprs(plan)?);
+        keys.push(cell.alias(BUCKET));
+        let cells = LogicalPlanBuilder::from(unit_rows(plan, facts)?)
+            .aggregate(keys, vec![f64_of(count(counted)).alias("__c")])?
+            .alias("__cells")?
+            .build()?;
+        let weights = weighted_pairs(plan, facts, Vec::new())?;
+        let at = |t: &str, c: String| col(Column::new(Some(t), c));
+        // Grouping keys may be NULL (a group of their own): matched NULL to NULL.
+        let mut on = vec![at("__cells", UNIT.into()).eq(at("__weighted_pairs", UNIT.into()))];
+        for g in 0..plan.groups.len() {
+            // A 0/1 flag, not two booleans compared (which the SQL unparser writes without
+            // the parentheses PostgreSQL needs).
+            let key = |t: &str| -> Result<(Expr, Expr)> {
+                let x = cast(at(t, group_name(g)), DataType::Utf8);
+                let flag = when(x.clone().is_null(), lit(1i64)).otherwise(lit(0i64))?;
+                Ok((coalesce(vec![x, lit("")]), flag))
+            };
+            let (lk, ln) = key("__cells")?;
+            let (rk, rn) = key("__weighted_pairs")?;
+            on.push(lk.eq(rk));
+            on.push(ln.eq(rn));
+        }
+        let mut k: Vec<Expr> = (0..plan.groups.len())
+            .map(|g| at("__cells", group_name(g)).alias(group_name(g)))
+            .collect();
+        k.push(at("__cells", BUCKET.into()).alias(BUCKET));
+        Ok(LogicalPlanBuilder::from(cells)
+            .join_on(weights, JoinType::Inner, on)?
+            .aggregate(
+                k,
+                vec![f64_of(sum(
+                    col(Column::from_name("__c")) * at("__weighted_pairs", WEIGHT.into())
+                ))
+                .alias(stat_name(0))],
+            )?
+            .build()?)
+    }
 }
 
 /// The statistics plans of a query.
@@ -291,10 +507,15 @@ pub(crate) struct StatsPlans {
     pub distinct_units: Option<(usize, LogicalPlan)>,
     /// Per quantile measurement: groups × bucket × weighted rows (`__g*`, `__bucket`, `__s0`).
     pub histograms: Vec<(usize, LogicalPlan)>,
+    /// Per distinct-values measurement: groups × its value (`__g*`, `__s0`).
+    pub distinct_values: Vec<(usize, LogicalPlan)>,
 }
 
 /// Builds the statistics plans, skipping what `facts` prove unnecessary.
 pub(crate) fn stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
+    if plan.per_group_bounds() && !facts.proven {
+        return pair_stats_plans(plan, facts);
+    }
     let (input, w) = weighted(plan, facts)?;
     let keys = group_exprs(plan)?;
     let mut aggs = Vec::new();
@@ -315,8 +536,28 @@ pub(crate) fn stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
         .build()?;
     let mut distinct_units = None;
     let mut histograms = Vec::new();
+    let mut distinct_values = Vec::new();
     for (i, m) in plan.measurements.iter().enumerate() {
         match m {
+            Measurement::DistinctValues(x) => {
+                let p = match &w {
+                    None => LogicalPlanBuilder::from(input.clone())
+                        .aggregate(
+                            keys.clone(),
+                            vec![f64_of(count_distinct(x.clone())).alias(stat_name(0))],
+                        )?
+                        .build()?,
+                    Some(w) => {
+                        let mut k = keys.clone();
+                        k.push(x.clone().alias(BUCKET));
+                        let cells = LogicalPlanBuilder::from(input.clone())
+                            .aggregate(k, vec![f64_of(sum(w.clone())).alias(stat_name(0))])?
+                            .build()?;
+                        soft_distinct(plan, cells)?
+                    }
+                };
+                distinct_values.push((i, p));
+            }
             Measurement::DistinctUnits => {
                 let p = if facts.proven {
                     LogicalPlanBuilder::from(unit_rows(plan, facts)?)
@@ -370,6 +611,7 @@ pub(crate) fn stats_plans(plan: &DpPlan, facts: &Facts) -> Result<StatsPlans> {
         rows,
         row_stats,
         distinct_units,
+        distinct_values,
         histograms,
     })
 }

@@ -42,6 +42,12 @@ pub struct QueryOptions {
     pub epsilon: f64,
     /// δ, spent only by τ-thresholding of private grouping keys (0 refuses such queries).
     pub delta: f64,
+    /// Groups of the `GROUP BY` one privacy unit may fall into (L0, ZetaSQL's
+    /// `max_groups_contributed`); `None`: the metadata's `max_groups_per_unit`, if any.
+    pub max_groups_per_unit: Option<u64>,
+    /// Rows one unit may bring to one group (L∞); `None`: the metadata's
+    /// `max_rows_per_group`, if any.
+    pub max_rows_per_group: Option<u64>,
 }
 
 impl Default for QueryOptions {
@@ -49,6 +55,8 @@ impl Default for QueryOptions {
         Self {
             epsilon: 1.0,
             delta: 1e-6,
+            max_groups_per_unit: None,
+            max_rows_per_group: None,
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct Preview {
     pub measurements: Vec<PreviewMeasurement>,
     /// How the grouping keys are released.
     pub keys: String,
+    /// How far one privacy unit's rows are bounded (the sensitivities follow from it).
+    pub contribution: String,
 }
 
 /// One noisy measurement of a [`Preview`].
@@ -386,7 +396,7 @@ impl Engine {
         if let Some((_, p)) = &stats.distinct_units {
             self.backend.check(&self.ctx, p).await?;
         }
-        for (_, p) in &stats.histograms {
+        for (_, p) in stats.histograms.iter().chain(&stats.distinct_values) {
             self.backend.check(&self.ctx, p).await?;
         }
         // The charge is atomic and happens before any statistic over the data is computed.
@@ -425,8 +435,26 @@ impl Engine {
     /// Plans and checks `sql` with `options` without reading data: the checks every query
     /// passes before it may be charged.
     async fn check(&self, sql: &str, options: QueryOptions) -> Result<Checked> {
-        let plan = self.plan(sql).await?;
-        let QueryOptions { epsilon, delta } = options;
+        let mut plan = self.plan(sql).await?;
+        let QueryOptions {
+            epsilon,
+            delta,
+            max_groups_per_unit,
+            max_rows_per_group,
+        } = options;
+        for (what, v) in [
+            ("max_groups_per_unit", max_groups_per_unit),
+            ("max_rows_per_group", max_rows_per_group),
+        ] {
+            if v.is_some_and(|v| !(1..=crate::metadata::MAX_ROWS_PER_UNIT).contains(&v)) {
+                return Err(SqlError::rejected(format!(
+                    "{what} must be between 1 and {}",
+                    crate::metadata::MAX_ROWS_PER_UNIT
+                )));
+            }
+        }
+        plan.max_groups = max_groups_per_unit.or(plan.max_groups);
+        plan.max_per_group = max_rows_per_group.or(plan.max_per_group);
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(SqlError::rejected(format!(
                 "ε must be a positive number, not {epsilon}"
@@ -500,6 +528,7 @@ impl Engine {
             warnings: checked.warnings,
             measurements: checked.mechanisms.describe(&checked.plan, checked.epsilon),
             keys: keys_policy(&checked.plan),
+            contribution: contribution(&checked.plan),
         })
     }
 
@@ -540,6 +569,8 @@ impl Engine {
             ranges: Vec::new(),
             never_null: Vec::new(),
         };
+        // Rows one unit has in the aggregation input at most (the product over a join).
+        let mut most_rows = 1.0f64;
         for (table, unit, bound) in &plan.tables {
             let version = self
                 .tables
@@ -554,6 +585,7 @@ impl Engine {
                 continue;
             }
             let proof = self.proof(table, unit, version).await?;
+            most_rows *= proof.max_rows.max(1.0);
             if proof.max_rows > *bound as f64 {
                 // For the operator's debug log only, never in the analyst's result: whether some
                 // unit exceeds the bound is a fact about the data that no noise covers.
@@ -587,6 +619,18 @@ impl Engine {
                 if whole && !facts.never_null.contains(&b.column) {
                     facts.never_null.push(b.column.clone());
                 }
+            }
+        }
+        // Per-group bounds are met too when no unit has more rows than they allow: a unit with
+        // `r` rows falls into at most `r` groups with at most `r` rows in each.
+        if plan.per_group_bounds() {
+            let need = if plan.groups.is_empty() {
+                plan.linf()
+            } else {
+                plan.l0().min(plan.linf())
+            };
+            if most_rows > need as f64 {
+                facts.proven = false;
             }
         }
         Ok(facts)
@@ -677,7 +721,7 @@ impl Engine {
                 }
             }
         }
-        if let Some((m, p)) = &stats.distinct_units {
+        for (m, p) in stats.distinct_units.iter().chain(&stats.distinct_values) {
             for b in self.backend.run(&self.ctx, p).await? {
                 for r in 0..b.num_rows() {
                     let key = key_of(&b, g, r)?;
@@ -812,14 +856,18 @@ impl Mechanisms {
     fn new(plan: &DpPlan, epsilon: f64) -> Result<Self> {
         let n = plan.measurements.len().max(1) as f64;
         let each = epsilon / n;
-        let k = plan.bound as f64;
+        // A unit moves at most `l1` rows in all (L0 groups × L∞ rows, and its row bound), and
+        // at most L0 distinct-unit counts by one each.
+        let k = plan.l1() as f64;
         let mut laplace = Vec::new();
         let mut selection = Vec::new();
         let mut margins = Vec::new();
         let mut sensitivities = Vec::new();
         for m in &plan.measurements {
             let sensitivity = match m {
-                Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctUnits => k,
+                Measurement::Rows | Measurement::NonNull(_) => k,
+                Measurement::DistinctUnits => plan.l0() as f64,
+                Measurement::DistinctValues(_) => k,
                 Measurement::Sum(b) => k * b.magnitude(),
                 Measurement::CenteredSum(b) => k * b.half_range(),
                 Measurement::CenteredSumSquares(b) => k * b.half_range() * b.half_range(),
@@ -870,6 +918,10 @@ impl Mechanisms {
                         format!("sum of squares of {} (centered)", range(b))
                     }
                     Measurement::DistinctUnits => "distinct privacy units".into(),
+                    Measurement::DistinctValues(Expr::Column(c)) => {
+                        format!("distinct values of {}", c.name)
+                    }
+                    Measurement::DistinctValues(_) => "distinct values".into(),
                     Measurement::Quantile(b, q) => format!("{q} quantile of {}", range(b)),
                 },
                 mechanism: if matches!(m, Measurement::Quantile(..)) {
@@ -890,6 +942,33 @@ impl Mechanisms {
             .as_ref()
             .map(|m| m.confidence_half_width(0.05))
     }
+}
+
+/// How one unit's contribution is bounded, in words.
+fn contribution(plan: &DpPlan) -> String {
+    let rows = |n: u64| {
+        if n == 1 {
+            "1 row".to_string()
+        } else {
+            format!("{n} rows")
+        }
+    };
+    let mut s = format!(
+        "each privacy unit brings at most {} in all",
+        rows(plan.l1())
+    );
+    if !plan.groups.is_empty() {
+        s += &format!(
+            ", into at most {} group{}, at most {} per group",
+            plan.l0(),
+            if plan.l0() == 1 { "" } else { "s" },
+            rows(plan.linf())
+        );
+    }
+    if plan.per_group_bounds() {
+        s += " (a unit in more groups keeps that many of them, chosen at random)";
+    }
+    s
 }
 
 /// How a query's grouping keys are released, in words.
@@ -971,8 +1050,10 @@ fn release(
                 .as_ref()
                 .ok_or_else(|| SqlError::Internal("threshold count has no mechanism".into()))?
                 .scale();
-            let k = plan.bound as f64;
-            Some(k + b * (k / (2.0 * delta)).ln().max(0.0))
+            // A key only one unit holds has a count of at most L∞; that unit holds at most L0
+            // keys, each passing with probability at most δ / L0.
+            let (l0, linf) = (plan.l0() as f64, plan.linf() as f64);
+            Some(linf + b * (l0 / (2.0 * delta)).ln().max(0.0))
         }
         None => None,
     };

@@ -26,7 +26,7 @@
 //! let ledger = SqliteLedger::open("data/persons.budget.db")?;
 //! ledger.set_budget("persons", None, meta.budget.epsilon, meta.budget.delta)?;
 //! let engine = Engine::embedded(meta, &[("persons".into(), Path::new("data/persons.csv"))]).await?;
-//! let options = QueryOptions { epsilon: 1.0, delta: 1e-6 };
+//! let options = QueryOptions { epsilon: 1.0, delta: 1e-6, ..Default::default() };
 //! let r = engine
 //!     .query(&ledger, "persons", "alice", "SELECT sex, AVG(income) FROM persons GROUP BY sex", options)
 //!     .await?;

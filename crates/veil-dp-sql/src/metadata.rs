@@ -11,6 +11,8 @@
 //! [table.persons]
 //! privacy_unit = "person_id"
 //! max_rows_per_unit = 1         # enforced by the engine, never assumed
+//! # max_groups_per_unit = 3     # optional L0 bound: groups one unit may fall into
+//! # max_rows_per_group = 1      # optional L∞ bound: rows one unit may bring to one group
 //!
 //! [table.persons.columns]
 //! person_id = { type = "int" }
@@ -104,6 +106,15 @@ pub struct Table {
     pub privacy_unit: String,
     /// How many rows one privacy unit may contribute; the engine enforces it.
     pub max_rows_per_unit: u64,
+    /// Into how many groups of a `GROUP BY` one unit may contribute (the L0 bound, ZetaSQL's
+    /// `max_groups_contributed`): a unit found in more keeps that many of its groups, chosen
+    /// at random, instead of being dropped. Unset: `max_rows_per_unit`.
+    #[serde(default)]
+    pub max_groups_per_unit: Option<u64>,
+    /// How many rows one unit may contribute to any one group (the L∞ bound). Unset:
+    /// `max_rows_per_unit`.
+    #[serde(default)]
+    pub max_rows_per_group: Option<u64>,
     /// The columns by name.
     pub columns: BTreeMap<String, Column>,
 }
@@ -189,6 +200,18 @@ impl Metadata {
                     "[table.{name}] max_rows_per_unit must be between 1 and {MAX_ROWS_PER_UNIT}, not {}",
                     t.max_rows_per_unit
                 )));
+            }
+            for (key, v) in [
+                ("max_groups_per_unit", t.max_groups_per_unit),
+                ("max_rows_per_group", t.max_rows_per_group),
+            ] {
+                if let Some(v) = v {
+                    if !(1..=MAX_ROWS_PER_UNIT).contains(&v) {
+                        return Err(err(format!(
+                            "[table.{name}] {key} must be between 1 and {MAX_ROWS_PER_UNIT}, not {v}"
+                        )));
+                    }
+                }
             }
             if t.column(&t.privacy_unit).is_none() {
                 return Err(err(format!(
@@ -328,6 +351,16 @@ mod tests {
                 "state = { type = \"string\" }",
                 "state = { type = \"string\", lower = 0, upper = 1 }",
                 "bounds on a String column",
+            ),
+            (
+                "max_rows_per_unit = 1 ",
+                "max_rows_per_unit = 1\nmax_groups_per_unit = 0 ",
+                "max_groups_per_unit",
+            ),
+            (
+                "max_rows_per_unit = 1 ",
+                "max_rows_per_unit = 1\nmax_rows_per_group = 2000000 ",
+                "max_rows_per_group",
             ),
             ("[\"F\", \"M\"]", "[\"F\", \"F\"]", "listed twice"),
             ("type = \"float\"", "type = \"decimal\"", "unknown variant"),

@@ -107,6 +107,10 @@ pub(crate) enum Measurement {
     CenteredSumSquares(Bounded),
     /// Number of distinct privacy units.
     DistinctUnits,
+    /// Number of distinct non-NULL values of a column other than the unit: under bounding,
+    /// `Σ over values of min(1, total weight of its rows)` (each unit adds at most its own
+    /// weight of new values; exactly the distinct count when nothing is cut).
+    DistinctValues(Expr),
     /// A quantile of the clamped column (exponential mechanism over a histogram).
     Quantile(Bounded, f64),
 }
@@ -160,6 +164,11 @@ pub(crate) struct DpPlan {
     pub unit: Column,
     /// Rows one unit may contribute to the aggregation input.
     pub bound: u64,
+    /// Groups one unit may fall into (L0), when declared or asked: a unit in more keeps that
+    /// many of its groups, chosen at random.
+    pub max_groups: Option<u64>,
+    /// Rows one unit may bring to one group (L∞), when declared or asked.
+    pub max_per_group: Option<u64>,
     /// The metadata tables read, with their privacy unit column and bound.
     pub tables: Vec<(String, String, u64)>,
     /// Grouping keys.
@@ -176,6 +185,32 @@ impl DpPlan {
     /// Whether some grouping key is private (needs τ-thresholding and δ > 0).
     pub fn private_keys(&self) -> bool {
         self.groups.iter().any(|g| g.public.is_none())
+    }
+
+    /// Whether an L0 or L∞ bound is set: contributions are then bounded per (unit, group)
+    /// pair, not only per unit.
+    pub fn per_group_bounds(&self) -> bool {
+        self.max_groups.is_some() || self.max_per_group.is_some()
+    }
+
+    /// L0: how many groups one unit can move (1 without `GROUP BY`; never more than its
+    /// rows).
+    pub fn l0(&self) -> u64 {
+        if self.groups.is_empty() {
+            1
+        } else {
+            self.max_groups.unwrap_or(self.bound).min(self.bound)
+        }
+    }
+
+    /// L∞: how many rows one unit can bring to one group.
+    pub fn linf(&self) -> u64 {
+        self.max_per_group.unwrap_or(self.bound).min(self.bound)
+    }
+
+    /// L1: how many rows one unit can bring in all (what a count's sensitivity is).
+    pub fn l1(&self) -> u64 {
+        self.l0().saturating_mul(self.linf()).min(self.bound)
     }
 }
 
@@ -653,10 +688,21 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     } else {
         None
     };
+    // The per-group bounds of the tables read: the smallest declared (any choice is private;
+    // the sensitivities follow it).
+    let declared = |f: fn(&crate::metadata::Table) -> Option<u64>| {
+        source
+            .tables
+            .iter()
+            .filter_map(|(t, _, _)| meta.table(t).and_then(|(_, t)| f(t)))
+            .min()
+    };
     Ok(DpPlan {
         original: query.clone(),
         unit: source.unit,
         bound: source.bound,
+        max_groups: declared(|t| t.max_groups_per_unit),
+        max_per_group: declared(|t| t.max_rows_per_group),
         tables: source.tables,
         groups,
         outputs,
@@ -1252,18 +1298,16 @@ fn output(
             Some(a) => {
                 let Ok(c) = column_arg(a, "COUNT") else {
                     return reject(format!(
-                        "COUNT(DISTINCT {a}) is only answered for the privacy unit ({})",
-                        source.unit.name
+                        "COUNT(DISTINCT {a}) is answered for a column, not an expression"
                     ));
                 };
                 if params.distinct {
                     if source.is_unit(c) {
                         Ok(Output::Count(add(Measurement::DistinctUnits)))
                     } else {
-                        reject(format!(
-                            "COUNT(DISTINCT {}) is only answered for the privacy unit ({})",
-                            c.name, source.unit.name
-                        ))
+                        Ok(Output::Count(add(Measurement::DistinctValues(
+                            Expr::Column(c.clone()),
+                        ))))
                     }
                 } else {
                     Ok(Output::Count(add(Measurement::NonNull(Expr::Column(

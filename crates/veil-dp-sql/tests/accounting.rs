@@ -139,6 +139,7 @@ async fn releases(s: &Setup, sql: &str, epsilon: f64) -> (Vec<f64>, Option<f64>)
                 QueryOptions {
                     epsilon,
                     delta: 0.0,
+                    ..Default::default()
                 },
             )
             .await
@@ -449,6 +450,7 @@ async fn postgres_ledger_inside_the_engine(name: &str) {
             QueryOptions {
                 epsilon,
                 delta: 0.0,
+                ..Default::default()
             },
         )
     };

@@ -229,6 +229,7 @@ async fn corpus(engine: &Engine, ledger: &(dyn Ledger + Sync), backend: &str) {
     let options = QueryOptions {
         epsilon: 1e-6,
         delta: 1e-9,
+        ..Default::default()
     };
     let mut answered = 0;
     for template in CORPUS {
@@ -376,6 +377,7 @@ fn huge_epsilon_never_errors_with_the_value() {
             let options = QueryOptions {
                 epsilon: 9e6,
                 delta: 0.0,
+                ..Default::default()
             };
             let r = engine.query(&l, "persons", "mallory", sql, options).await;
             let r = r.unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -403,6 +405,7 @@ fn delta_is_checked_against_the_population() {
         let too_big = QueryOptions {
             epsilon: 1.0,
             delta: 1.0 / 100.0,
+            ..Default::default()
         };
         let (seen, msg) = run(&engine, &l, sql, too_big).await;
         assert_eq!(seen, Seen::Refused, "{msg:?}");
@@ -410,6 +413,7 @@ fn delta_is_checked_against_the_population() {
         let fine = QueryOptions {
             epsilon: 1.0,
             delta: 1e-4,
+            ..Default::default()
         };
         let r = engine
             .query(&l, "persons", "mallory", sql, fine)

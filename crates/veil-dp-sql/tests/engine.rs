@@ -138,6 +138,7 @@ async fn ask(engine: &Engine, ledger: &(dyn Ledger + Sync), sql: &str, epsilon: 
             QueryOptions {
                 epsilon,
                 delta: 1e-6,
+                ..Default::default()
             },
         )
         .await
@@ -179,6 +180,39 @@ async fn every_supported_shape(engine: &Engine, ledger: &(dyn Ledger + Sync), d:
     let acc = r.accuracy["n"].unwrap();
     assert!(acc > 0.0 && acc < 1.0, "accuracy {acc}");
     assert_eq!((r.epsilon, r.delta), (10.0, 0.0));
+
+    // Distinct values of a column other than the unit (any type): sensitivity k = 1.
+    let r = ask(
+        engine,
+        ledger,
+        "SELECT sex, COUNT(DISTINCT state) AS s, COUNT(DISTINCT age) AS a FROM persons \
+         GROUP BY sex ORDER BY sex",
+        20.0,
+    )
+    .await;
+    for (i, sex) in ["F", "M"].into_iter().enumerate() {
+        let of = |f: fn(&Person) -> String| {
+            d.persons
+                .iter()
+                .filter(|p| p.sex == sex)
+                .map(f)
+                .collect::<std::collections::HashSet<_>>()
+                .len() as f64
+        };
+        let row = &r.rows().unwrap()[i];
+        close(
+            "distinct states",
+            num(&row[1]),
+            of(|p| p.state.clone()),
+            3.0,
+        );
+        close(
+            "distinct ages",
+            num(&row[2]),
+            of(|p| p.age.to_string()),
+            3.0,
+        );
+    }
 
     // Aggregates of bounded columns, a WHERE, and post-processing arithmetic.
     let sql = "SELECT COUNT(income), COUNT(DISTINCT person_id), SUM(age), AVG(income), \
@@ -383,6 +417,74 @@ async fn every_supported_shape(engine: &Engine, ledger: &(dyn Ledger + Sync), d:
     let row = &r.rows().unwrap()[0];
     close("join COUNT", num(&row[0]), vs.len() as f64, 10.0);
     close("join SUM", num(&row[1]), vs.iter().sum(), 3_000.0);
+    // Per-group bounds asked with the query (ZetaSQL's max_groups_contributed): one group
+    // per person, at most 2 of their (up to 3) visits in it, each of a person's visits
+    // weighted min(1, 2 / visits). Each person has one sex, so which groups are kept does not
+    // depend on the random choice and the answer is exact before noise on every backend.
+    let r = engine
+        .query(
+            ledger,
+            "persons",
+            "tester",
+            "SELECT p.sex, COUNT(*) AS n, SUM(v.cost) AS c, MEDIAN(v.cost) AS m, \
+             COUNT(DISTINCT v.cost) AS d \
+             FROM persons p JOIN visits v ON p.person_id = v.person_id \
+             GROUP BY p.sex ORDER BY p.sex",
+            QueryOptions {
+                epsilon: 30.0,
+                delta: 1e-6,
+                max_groups_per_unit: Some(1),
+                max_rows_per_group: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    let sex_of: std::collections::HashMap<u64, &str> =
+        d.persons.iter().map(|p| (p.id, p.sex.as_str())).collect();
+    let mut per_person: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+    for (id, c) in &d.visits {
+        per_person.entry(*id).or_default().push(*c);
+    }
+    for (i, sex) in ["F", "M"].into_iter().enumerate() {
+        let mut n = 0.0;
+        let mut sum = 0.0;
+        let mut weighted: Vec<(f64, f64)> = Vec::new();
+        let mut per_value: std::collections::BTreeMap<u64, f64> = Default::default();
+        for (id, costs) in &per_person {
+            if sex_of[id] != sex {
+                continue;
+            }
+            let w = (2.0 / costs.len() as f64).min(1.0);
+            n += w * costs.len() as f64;
+            sum += w * costs.iter().sum::<f64>();
+            weighted.extend(costs.iter().map(|c| (*c, w)));
+            for c in costs {
+                *per_value.entry(c.to_bits()).or_default() += w;
+            }
+        }
+        // Distinct values under bounding: Σ over values of min(1, their rows' weight).
+        let soft: f64 = per_value.values().map(|w| w.min(1.0)).sum();
+        weighted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let half = weighted.iter().map(|x| x.1).sum::<f64>() / 2.0;
+        let mut acc = 0.0;
+        let median = weighted
+            .iter()
+            .find(|(_, w)| {
+                acc += w;
+                acc >= half
+            })
+            .unwrap()
+            .0;
+        let row = &r.rows().unwrap()[i];
+        // Sensitivities: 2 rows in all (1 group × 2 rows), 2 × 1000 for the sum.
+        close(&format!("{sex} bounded n"), num(&row[1]), n, 5.0);
+        close(&format!("{sex} bounded sum"), num(&row[2]), sum, 2_000.0);
+        close(&format!("{sex} bounded median"), num(&row[3]), median, 20.0);
+        close(&format!("{sex} bounded distinct"), num(&row[4]), soft, 5.0);
+        // Without the per-group bound every visit would count.
+        let all = d.visits.iter().filter(|(id, _)| sex_of[id] == sex).count() as f64;
+        assert!(all - n > 100.0, "{sex}: the data must exercise the bound");
+    }
     // Derived tables that keep the unit are row-level work.
     let r = ask(
         engine,
@@ -451,10 +553,9 @@ async fn every_refused_shape(engine: &Engine, ledger: &(dyn Ledger + Sync)) {
         ("SELECT SUM(income * 1e-299) FROM persons", "round to zero"),
         ("SELECT SUM(CAST(income AS INT) * 2) FROM persons", "CAST"),
         ("SELECT SUM(CASE WHEN age > 3 THEN age END) FROM persons", "arithmetic"),
-        ("SELECT COUNT(DISTINCT age + 1) FROM persons", "privacy unit"),
         (
-            "SELECT COUNT(DISTINCT state) FROM persons",
-            "only answered for the privacy unit",
+            "SELECT COUNT(DISTINCT age + 1) FROM persons",
+            "a column, not an expression",
         ),
         ("SELECT SUM(DISTINCT age) FROM persons", "DISTINCT"),
         (
@@ -509,6 +610,7 @@ async fn every_refused_shape(engine: &Engine, ledger: &(dyn Ledger + Sync)) {
             QueryOptions {
                 epsilon: 1.0,
                 delta: 0.0,
+                ..Default::default()
             },
         )
         .await
@@ -534,7 +636,7 @@ fn csv_answers_and_refuses_every_shape() {
         let spent: f64 = history.iter().map(|c| c.epsilon).sum();
         let left = l.remaining("persons", None).unwrap();
         assert!((left.epsilon - (10_000.0 - spent)).abs() < 1e-6);
-        assert_eq!(history.len(), 14);
+        assert_eq!(history.len(), 16);
     });
 }
 
@@ -638,6 +740,162 @@ fn contributions_beyond_the_bound_are_cut_not_assumed() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Metadata for trips: a person may bring 100 rows, into at most 2 cities, 1 row per city.
+const TRIPS: &str = r#"
+[budget]
+epsilon = 1000.0
+delta = 1e-3
+
+[table.trips]
+privacy_unit = "person_id"
+max_rows_per_unit = 100
+max_groups_per_unit = 2
+max_rows_per_group = 1
+
+[table.trips.columns]
+person_id = { type = "int" }
+city = { type = "string", public_keys = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"] }
+place = { type = "string" }
+fare = { type = "float", lower = 0, upper = 100 }
+"#;
+
+#[test]
+fn a_unit_in_many_groups_keeps_at_most_l0_of_them_with_one_row_each() {
+    // 300 persons with one trip to A (fare 10); one traveller with 3 trips to each of the 10
+    // cities (fare 100), and 50 trips to places no one else visits. Without the per-group
+    // bounds the traveller's 30 rows (≤ 100) would all count: 3 in each of B..J.
+    let dir = std::env::temp_dir().join(format!("veil-dp-sql-l0-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::from("person_id,city,place,fare\n");
+    for i in 1..=300 {
+        csv.push_str(&format!("{i},A,home,10.0\n"));
+    }
+    for c in ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J"] {
+        for _ in 0..3 {
+            csv.push_str(&format!("9999,{c},home,100.0\n"));
+        }
+    }
+    for j in 0..50 {
+        csv.push_str(&format!("9999,A,secret-{j},100.0\n"));
+    }
+    std::fs::write(dir.join("trips.csv"), &csv).unwrap();
+    let l = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    l.set_budget("trips", None, 1e6, 1e-3).unwrap();
+    let meta = Metadata::from_toml(TRIPS).unwrap();
+    let options = |max_groups: Option<u64>| QueryOptions {
+        epsilon: 200.0,
+        delta: 1e-6,
+        max_groups_per_unit: max_groups,
+        max_rows_per_group: None,
+    };
+    rt().block_on(async {
+        let path = dir.join("trips.csv");
+        let engine = Engine::embedded(meta, &[("trips".into(), path.as_path())])
+            .await
+            .unwrap();
+        let sql =
+            "SELECT city, COUNT(*) AS n, SUM(fare) AS f FROM trips GROUP BY city ORDER BY city";
+        for (asked, l0) in [(None, 2.0), (Some(1), 1.0)] {
+            // Repeated: the choice of groups is random, the bound is not.
+            for _ in 0..4 {
+                let r = engine
+                    .query(&l, "trips", "tester", sql, options(asked))
+                    .await;
+                let rows = r.unwrap().rows().unwrap();
+                assert_eq!(rows.len(), 10, "public keys: every city");
+                let n: Vec<f64> = rows.iter().map(|r| num(&r[1])).collect();
+                let f: Vec<f64> = rows.iter().map(|r| num(&r[2])).collect();
+                // Count sensitivity l0 × 1 row ≤ 2 (scale 0.02), fares 200 (scale 2).
+                close("rows in all", n.iter().sum(), 300.0 + l0, 0.5);
+                close("fares in all", f.iter().sum(), 3000.0 + 100.0 * l0, 50.0);
+                let elsewhere = n[1..].iter().filter(|x| **x > 0.5).count() as f64;
+                // Kept, not dropped: the traveller is in l0 cities (one of them may be A).
+                assert!(
+                    elsewhere <= l0 && elsewhere >= l0 - 1.0,
+                    "the traveller shows up in {elsewhere} of B..J: {n:?}"
+                );
+                assert!(n[1..].iter().all(|x| *x < 1.5), "one row per group: {n:?}");
+            }
+        }
+        // Private keys: the traveller's 50 secret places are each theirs alone; with at most
+        // 1 row per place and 2 places, τ = 1 + b·ln(2 / 2δ) keeps them all hidden.
+        let r = engine
+            .query(
+                &l,
+                "trips",
+                "tester",
+                "SELECT place, COUNT(*) AS n FROM trips GROUP BY place ORDER BY place",
+                options(None),
+            )
+            .await
+            .unwrap();
+        let places: Vec<Value> = r
+            .rows()
+            .unwrap()
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(places, [Value::from("home")]);
+        let b = 2.0 / 200.0;
+        close(
+            "τ",
+            r.threshold.unwrap(),
+            1.0 + b * (2.0f64 / 2e-6).ln(),
+            1e-9,
+        );
+        // COUNT(DISTINCT place): without a GROUP BY the traveller brings one row in all (L∞),
+        // spread over its 80 rows: its 50 secret places add 50/80, not 50.
+        let r = engine
+            .query(
+                &l,
+                "trips",
+                "tester",
+                "SELECT COUNT(DISTINCT place) AS d FROM trips",
+                options(None),
+            )
+            .await
+            .unwrap();
+        close(
+            "distinct places",
+            num(&r.rows().unwrap()[0][0]),
+            1.0 + 50.0 / 80.0,
+            0.5, // counts are released as integers: 1.625 rounds to 2
+        );
+        // The dry run states the bounds and the sensitivities they give.
+        let p = engine
+            .preview(&l, "trips", "tester", sql, QueryOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            p.contribution
+                .contains("at most 2 rows in all, into at most 2 groups, at most 1 row per group"),
+            "{}",
+            p.contribution
+        );
+        assert_eq!(p.measurements[0].sensitivity, 2.0);
+        close(
+            "sum sensitivity",
+            p.measurements[1].sensitivity,
+            200.0,
+            1e-9,
+        );
+        // A bound out of range is refused before anything is charged.
+        let before = l.remaining("trips", None).unwrap().epsilon;
+        let bad = QueryOptions {
+            max_groups_per_unit: Some(0),
+            ..Default::default()
+        };
+        let e = engine
+            .query(&l, "trips", "tester", sql, bad)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("max_groups_per_unit"), "{e}");
+        assert_eq!(l.remaining("trips", None).unwrap().epsilon, before);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn thirty_two_concurrent_queries_never_overspend() {
     let d = data("concurrent");
@@ -664,6 +922,7 @@ fn thirty_two_concurrent_queries_never_overspend() {
                         QueryOptions {
                             epsilon: 1.0,
                             delta: 0.0,
+                            ..Default::default()
                         },
                     ))
                 })
@@ -801,7 +1060,7 @@ fn postgres_answers_and_refuses_every_shape() {
         every_supported_shape(&engine, &l, &d).await;
         every_refused_shape(&engine, &l).await;
         // The same budget accounting as the embedded backend.
-        assert_eq!(l.history("persons").unwrap().len(), 14);
+        assert_eq!(l.history("persons").unwrap().len(), 16);
         // What PostgreSQL runs is the clamped, bounded aggregation: no noise, no random().
         let sql = engine
             .explain_postgres("SELECT sex, SUM(income) FROM persons GROUP BY sex")
@@ -883,6 +1142,7 @@ fn a_preview_costs_nothing_and_announces_the_query() {
         let options = QueryOptions {
             epsilon: 1.5,
             delta: 1e-6,
+            ..Default::default()
         };
         let before = l.history("persons").unwrap().len();
         let p = engine

@@ -67,6 +67,12 @@ pub struct QueryRequest {
     /// Only say what the query would cost and how accurate it would be.
     #[serde(default)]
     pub dry_run: bool,
+    /// Groups one privacy unit may fall into (L0); default: the metadata's.
+    #[serde(default)]
+    pub max_groups_per_unit: Option<u64>,
+    /// Rows one privacy unit may bring to one group (L∞); default: the metadata's.
+    #[serde(default)]
+    pub max_rows_per_group: Option<u64>,
 }
 
 /// One dataset in `GET /dp/datasets`.
@@ -239,6 +245,8 @@ async fn query_route(
     let options = QueryOptions {
         epsilon: req.epsilon,
         delta: req.delta,
+        max_groups_per_unit: req.max_groups_per_unit,
+        max_rows_per_group: req.max_rows_per_group,
     };
     let ledger = s.ledger.as_ref();
     if req.dry_run {
