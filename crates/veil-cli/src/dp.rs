@@ -481,12 +481,17 @@ fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
 fn query(a: &QueryArgs) -> Result<()> {
     let rt = runtime()?;
     let (ledger, name, engine) = engine(&a.data, &rt)?;
-    if a.dry_run {
+    // `EXPLAIN <query>` is the dry run of the query.
+    let (sql, dry_run) = match veil_dp_sql::explained(&a.sql)? {
+        Some(inner) => (inner, true),
+        None => (a.sql.as_str(), a.dry_run),
+    };
+    if dry_run {
         let p = rt.block_on(engine.preview(
             ledger.as_ref(),
             &name,
             &a.data.analyst,
-            &a.sql,
+            sql,
             options(&a.data),
         ))?;
         for w in &p.warnings {

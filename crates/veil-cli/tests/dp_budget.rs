@@ -556,6 +556,20 @@ fn a_dry_run_announces_the_cost_and_charges_nothing() {
         err.contains("max_groups_per_unit must be between 1"),
         "{err}"
     );
+    // `EXPLAIN <query>` is the same dry run; EXPLAIN ANALYZE is refused. Neither charges.
+    let mut explain = args("table", "0.1");
+    explain.retain(|a| a != "--dry-run");
+    *explain.last_mut().unwrap() = format!("EXPLAIN {sql}");
+    let table = ok(&as_refs(&explain));
+    assert!(
+        table.contains("nothing was read and nothing was charged"),
+        "{table}"
+    );
+    *explain.last_mut().unwrap() = format!("EXPLAIN ANALYZE {sql}");
+    let err = refused(&as_refs(&explain));
+    assert!(err.contains("EXPLAIN ANALYZE is not supported"), "{err}");
+    let v = budget(&m, None, &[]);
+    assert!(close(&v["spent_epsilon"], 1.5), "{v}");
     // A refused shape is refused by the dry run, before anything is read.
     let mut bad = args("json", "0.1");
     *bad.last_mut().unwrap() = "SELECT age FROM persons".into();

@@ -61,6 +61,36 @@ impl Default for QueryOptions {
     }
 }
 
+/// `EXPLAIN <query>` asks for a dry run of the query ([`Engine::preview`]): its cost,
+/// measurements, accuracy and bounds, nothing read or charged. Returns the query to preview,
+/// or `None` when `sql` is not an `EXPLAIN`. `EXPLAIN ANALYZE` (which would run the query) and
+/// the other options of SQL's `EXPLAIN` are refused.
+pub fn explained(sql: &str) -> Result<Option<&str>> {
+    let s = sql.trim_start();
+    let word = |s: &str| {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .map(str::len)
+    };
+    let is = |s: &str, w: &str| {
+        s.len() >= w.len() && s[..w.len()].eq_ignore_ascii_case(w) && word(s) == Some(w.len())
+    };
+    if !is(s, "explain") {
+        return Ok(None);
+    }
+    let rest = s["explain".len()..].trim_start();
+    for option in ["analyze", "analyse", "verbose", "format"] {
+        if is(rest, option) {
+            return Err(SqlError::rejected(format!(
+                "EXPLAIN {} is not supported: EXPLAIN <query> is a dry run (its cost, \
+                 measurements and accuracy; nothing is read or charged)",
+                option.to_ascii_uppercase()
+            )));
+        }
+    }
+    Ok(Some(rest))
+}
+
 /// A differentially private answer.
 #[derive(Clone, Debug)]
 pub struct DpResult {
@@ -1307,6 +1337,31 @@ fn output_accuracy(
                 Some(i) => node = i,
                 None => return out,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explained;
+
+    #[test]
+    fn explain_names_the_query_to_preview() {
+        assert_eq!(explained("SELECT 1").unwrap(), None);
+        assert_eq!(
+            explained("  explain SELECT COUNT(*) FROM t").unwrap(),
+            Some("SELECT COUNT(*) FROM t")
+        );
+        assert_eq!(explained("EXPLAIN\nSELECT 1").unwrap(), Some("SELECT 1"));
+        // Not the keyword: left to the SQL parser (which refuses it).
+        assert_eq!(explained("EXPLAINED SELECT 1").unwrap(), None);
+        for bad in [
+            "EXPLAIN ANALYZE SELECT 1",
+            "explain verbose SELECT 1",
+            "EXPLAIN FORMAT JSON SELECT 1",
+        ] {
+            let e = explained(bad).unwrap_err().to_string();
+            assert!(e.contains("is not supported"), "{bad}: {e}");
         }
     }
 }

@@ -249,9 +249,14 @@ async fn query_route(
         max_rows_per_group: req.max_rows_per_group,
     };
     let ledger = s.ledger.as_ref();
-    if req.dry_run {
+    // `EXPLAIN <query>` is the dry run of the query.
+    let (sql, dry_run) = match veil_dp_sql::explained(&req.sql).map_err(sql_error)? {
+        Some(inner) => (inner, true),
+        None => (req.sql.as_str(), req.dry_run),
+    };
+    if dry_run {
         let preview = engine
-            .preview(ledger, &req.dataset, &analyst, &req.sql, options)
+            .preview(ledger, &req.dataset, &analyst, sql, options)
             .await
             .map_err(sql_error)?;
         return Ok(Json(preview).into_response());

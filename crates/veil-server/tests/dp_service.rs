@@ -207,6 +207,19 @@ async fn a_dry_run_is_free() {
     assert_eq!(answer["accuracy"]["n"], preview["accuracy"]["n"]);
     let (_, again) = query(&s.url, Some(ALICE), &dry).await;
     assert_eq!(again["affordable"], false, "alice has 0.5 left");
+    // `EXPLAIN <query>` is the same dry run; `EXPLAIN ANALYZE` is a 4xx. Neither charges.
+    let mut explain = count_query(0.25);
+    let sql = explain["sql"].as_str().unwrap().to_string();
+    explain["sql"] = format!("EXPLAIN {sql}").into();
+    let (status, p) = query(&s.url, Some(ALICE), &explain).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["epsilon"].as_f64(), p["affordable"].as_bool()),
+        (Some(0.25), Some(true))
+    );
+    explain["sql"] = format!("EXPLAIN ANALYZE {sql}").into();
+    let (status, e) = query(&s.url, Some(ALICE), &explain).await;
+    assert_eq!(status.as_u16() / 100, 4, "{e}");
     assert_eq!(charges(&s.dir).len(), 1);
 }
 
