@@ -419,6 +419,9 @@ impl Engine {
             }
             .into());
         }
+        for (table, column) in &plan.public_joins {
+            self.check_public_key(table, column).await?;
+        }
         let facts = self.facts(&plan).await.map_err(opaque)?;
         let stats = bounding::stats_plans(&plan, &facts)?;
         // Whatever the backend refuses to plan is refused now, before the charge.
@@ -664,6 +667,35 @@ impl Engine {
             }
         }
         Ok(facts)
+    }
+
+    /// A public table joined on `column` must hold each of its values at most once, or the
+    /// join could count a private row several times. The table is public: reading it, and
+    /// refusing because of what it holds, tells nothing about a person.
+    async fn check_public_key(&self, table: &str, column: &str) -> Result<()> {
+        let scan = self.ctx.table(table).await?.into_unoptimized_plan();
+        let key = scan
+            .schema()
+            .columns()
+            .into_iter()
+            .find(|c| c.name.eq_ignore_ascii_case(column))
+            .ok_or_else(|| SqlError::Internal(format!("no column {column} in {table}")))?;
+        let rows = self
+            .backend
+            .run(&self.ctx, &bounding::rows_per_unit(scan, key)?)
+            .await?;
+        let most = match rows.iter().find(|b| b.num_rows() > 0) {
+            Some(b) => f64_at(b, 0, 0)?,
+            None => 0.0,
+        };
+        if most > 1.0 {
+            return Err(SqlError::rejected(format!(
+                "the public table {table} holds some value of {column} more than once: a join \
+                 on it could count a person's row several times (join on a column whose values \
+                 are unique)"
+            )));
+        }
+        Ok(())
     }
 
     /// The proof of one table version, from the cache or from two aggregations.

@@ -102,9 +102,18 @@ impl Column {
 /// What is known about one table.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Table {
-    /// The column that identifies a person (or whatever one protects).
+    /// A public table (`public = true`): data anyone may see — a dimension table, a list of
+    /// keys. It has no privacy unit, cannot be aggregated on its own, and joins a private
+    /// table on a column whose values it holds at most once each (checked before the
+    /// charge), so the join never multiplies a person's rows.
+    #[serde(default)]
+    pub public: bool,
+    /// The column that identifies a person (or whatever one protects); none for a public
+    /// table.
+    #[serde(default)]
     pub privacy_unit: String,
     /// How many rows one privacy unit may contribute; the engine enforces it.
+    #[serde(default)]
     pub max_rows_per_unit: u64,
     /// Into how many groups of a `GROUP BY` one unit may contribute (the L0 bound, ZetaSQL's
     /// `max_groups_contributed`): a unit found in more keeps that many of its groups, chosen
@@ -195,7 +204,22 @@ impl Metadata {
         }
         for (name, t) in &self.tables {
             let at = |col: &str| format!("[table.{name}.columns] {col}");
-            if !(1..=MAX_ROWS_PER_UNIT).contains(&t.max_rows_per_unit) {
+            if t.public {
+                if !t.privacy_unit.is_empty()
+                    || t.max_rows_per_unit != 0
+                    || t.max_groups_per_unit.is_some()
+                    || t.max_rows_per_group.is_some()
+                {
+                    return Err(err(format!(
+                        "[table.{name}] is public: it has no privacy_unit or contribution bounds"
+                    )));
+                }
+            } else if t.privacy_unit.is_empty() {
+                return Err(err(format!(
+                    "[table.{name}] needs a privacy_unit (or public = true for public data)"
+                )));
+            }
+            if !t.public && !(1..=MAX_ROWS_PER_UNIT).contains(&t.max_rows_per_unit) {
                 return Err(err(format!(
                     "[table.{name}] max_rows_per_unit must be between 1 and {MAX_ROWS_PER_UNIT}, not {}",
                     t.max_rows_per_unit
@@ -213,7 +237,7 @@ impl Metadata {
                     }
                 }
             }
-            if t.column(&t.privacy_unit).is_none() {
+            if !t.public && t.column(&t.privacy_unit).is_none() {
                 return Err(err(format!(
                     "[table.{name}] privacy_unit {:?} is not one of its columns",
                     t.privacy_unit
@@ -363,6 +387,16 @@ mod tests {
                 "max_rows_per_group",
             ),
             ("[\"F\", \"M\"]", "[\"F\", \"F\"]", "listed twice"),
+            (
+                "max_rows_per_unit = 1 ",
+                "max_rows_per_unit = 1\npublic = true ",
+                "is public: it has no privacy_unit",
+            ),
+            (
+                "privacy_unit = \"person_id\"",
+                "maximum = 3",
+                "needs a privacy_unit",
+            ),
             ("type = \"float\"", "type = \"decimal\"", "unknown variant"),
         ];
         for (from, to, want) in cases {

@@ -171,6 +171,9 @@ pub(crate) struct DpPlan {
     pub max_per_group: Option<u64>,
     /// The metadata tables read, with their privacy unit column and bound.
     pub tables: Vec<(String, String, u64)>,
+    /// Public tables joined and the column each is joined on: the engine checks, before the
+    /// charge, that the column holds no value twice (else the join could multiply rows).
+    pub public_joins: Vec<(String, String)>,
     /// Grouping keys.
     pub groups: Vec<GroupKey>,
     /// One entry per aggregate expression of the node, in order.
@@ -223,6 +226,11 @@ struct Source {
     /// Columns described by the metadata, with the (table, column) they come from.
     columns: BTreeMap<Column, (ColumnMeta, (String, String))>,
     tables: Vec<(String, String, u64)>,
+    /// The public table this source is, when it is one (it has no unit then).
+    public: Option<String>,
+    /// Public tables joined, with the column they are joined on (which must hold each value
+    /// at most once).
+    public_joins: Vec<(String, String)>,
 }
 
 impl Source {
@@ -609,6 +617,71 @@ fn check_total(e: &Expr, schema: &DFSchema, place: &str) -> Result<()> {
     }
 }
 
+/// A join of a private source with a public table, on an equality between a column of the
+/// public table and an expression of the private side: each private row then meets at most
+/// one public row once the engine has checked that column holds no value twice, so the bound
+/// is the private side's.
+fn public_join(
+    left: Source,
+    right: Source,
+    pairs: &[(Expr, Expr)],
+    right_plan: &LogicalPlan,
+) -> Result<Source> {
+    let (private, public, public_is_right) = match (&left.public, &right.public) {
+        (Some(_), Some(_)) => return reject("the query reads no private table"),
+        (None, Some(_)) => (left, right, true),
+        _ => (right, left, false),
+    };
+    let table = public.public.clone().unwrap_or_default();
+    let on_public = |e: &Expr| -> Option<Column> {
+        match e {
+            Expr::Column(c)
+                if (public_is_right && right_plan.schema().has_column(c))
+                    || (!public_is_right && !right_plan.schema().has_column(c)) =>
+            {
+                Some(c.clone())
+            }
+            _ => None,
+        }
+    };
+    // The other side must read the private rows only (`r.a = r.b` constrains nothing).
+    let private_only = |e: &Expr| {
+        let refs = e.column_refs();
+        !refs.is_empty()
+            && refs
+                .iter()
+                .all(|c| right_plan.schema().has_column(c) != public_is_right)
+    };
+    let key = pairs
+        .iter()
+        .find_map(|(a, b)| match (on_public(a), on_public(b)) {
+            (Some(k), _) if private_only(b) => Some(k),
+            (_, Some(k)) if private_only(a) => Some(k),
+            _ => None,
+        });
+    let Some(key) = key else {
+        return reject(format!(
+            "a join with the public table {table:?} must be on an equality with one of its \
+             columns (e.g. ON p.region = r.region_id)"
+        ));
+    };
+    let Some((_, (_, (_, column)))) = public.columns.iter().find(|(c, _)| **c == key) else {
+        return reject(format!(
+            "the public table {table:?} has no column {} in its metadata",
+            key.name
+        ));
+    };
+    let mut columns = private.columns;
+    columns.extend(public.columns.clone());
+    let mut public_joins = private.public_joins;
+    public_joins.push((table, column.clone()));
+    Ok(Source {
+        columns,
+        public_joins,
+        ..private
+    })
+}
+
 /// Plans an analyst's query: accepts it with its measurements or says why not.
 pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     if let LogicalPlan::Ddl(_)
@@ -623,6 +696,12 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     }
     let aggregate = find_aggregate(query)?;
     let source = source(&aggregate.input, meta)?;
+    if let Some(t) = &source.public {
+        return reject(format!(
+            "the query reads only the public table {t:?}: it needs no differential privacy \
+             (query the data directly) and the engine answers only private tables"
+        ));
+    }
     let mut groups = Vec::new();
     for g in &aggregate.group_expr {
         check_row_expr(g, aggregate.input.schema(), "GROUP BY")?;
@@ -701,6 +780,7 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
         original: query.clone(),
         unit: source.unit,
         bound: source.bound,
+        public_joins: source.public_joins,
         max_groups: declared(|t| t.max_groups_per_unit),
         max_per_group: declared(|t| t.max_rows_per_group),
         tables: source.tables,
@@ -771,11 +851,23 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             for (q, f) in scan.projected_schema.iter() {
                 let c = Column::from((q, f));
                 if let Some((cname, m)) = table.column(f.name()) {
-                    if cname.eq_ignore_ascii_case(&table.privacy_unit) {
+                    if !table.public && cname.eq_ignore_ascii_case(&table.privacy_unit) {
                         unit = Some(c.clone());
                     }
                     columns.insert(c, (m.clone(), (tname.to_string(), cname.to_string())));
                 }
+            }
+            if table.public {
+                return Ok(Source {
+                    // No column has an empty name: nothing is ever this "unit".
+                    unit: Column::from_name(""),
+                    same_as_unit: Vec::new(),
+                    bound: 1,
+                    columns,
+                    tables: Vec::new(),
+                    public: Some(tname.to_string()),
+                    public_joins: Vec::new(),
+                });
             }
             let Some(unit) = unit else {
                 return reject(format!(
@@ -793,6 +885,8 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
                     table.privacy_unit.clone(),
                     table.max_rows_per_unit,
                 )],
+                public: None,
+                public_joins: Vec::new(),
             })
         }
         LogicalPlan::Filter(f) => {
@@ -815,6 +909,12 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
         }
         LogicalPlan::Projection(p) => {
             let inner = source(&p.input, meta)?;
+            if let Some(t) = &inner.public {
+                return reject(format!(
+                    "a derived table over the public table {t:?} is not supported: join the \
+                     table itself"
+                ));
+            }
             let mut columns = BTreeMap::new();
             let mut unit = None;
             let mut same_as_unit = Vec::new();
@@ -872,6 +972,13 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
                     }
                 }
             }
+            for (a, b) in &pairs {
+                check_row_expr(a, j.schema.as_ref(), "a join condition")?;
+                check_row_expr(b, j.schema.as_ref(), "a join condition")?;
+            }
+            if left.public.is_some() || right.public.is_some() {
+                return public_join(left, right, &pairs, &j.right);
+            }
             let lu = Expr::Column(left.unit.clone());
             let ru = Expr::Column(right.unit.clone());
             let on_unit = pairs
@@ -898,10 +1005,14 @@ fn source(plan: &LogicalPlan, meta: &Metadata) -> Result<Source> {
             let mut same_as_unit = left.same_as_unit;
             same_as_unit.push(right.unit);
             same_as_unit.extend(right.same_as_unit);
+            let mut public_joins = left.public_joins;
+            public_joins.extend(right.public_joins);
             Ok(Source {
                 unit: left.unit,
                 same_as_unit,
                 bound,
+                public: None,
+                public_joins,
                 columns,
                 tables,
             })

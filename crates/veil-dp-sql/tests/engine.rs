@@ -896,6 +896,129 @@ fn a_unit_in_many_groups_keeps_at_most_l0_of_them_with_one_row_each() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+const GEO: &str = r#"
+[budget]
+epsilon = 1000.0
+
+[table.persons]
+privacy_unit = "person_id"
+max_rows_per_unit = 1
+
+[table.persons.columns]
+person_id = { type = "int" }
+state = { type = "string" }
+income = { type = "float", lower = 0, upper = 1000 }
+
+[table.states]
+public = true
+
+[table.states.columns]
+code = { type = "string" }
+region = { type = "string", public_keys = ["East", "West"] }
+population = { type = "float", lower = 0, upper = 100 }
+"#;
+
+#[test]
+fn a_public_table_joins_without_multiplying_a_person() {
+    // 400 persons in 4 states; a public table of the states, and a copy of it in which CA is
+    // listed 50 times (a join on it would count every Californian 50 times).
+    let dir = std::env::temp_dir().join(format!("veil-dp-sql-public-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let states = [
+        ("CA", "West", 39.0),
+        ("OR", "West", 4.0),
+        ("NY", "East", 20.0),
+        ("MA", "East", 7.0),
+    ];
+    let mut persons = String::from("person_id,state,income\n");
+    for i in 0..400 {
+        let (code, _, _) = states[i % 4];
+        persons.push_str(&format!("{i},{code},{}\n", 10 * (i % 4) + 100));
+    }
+    std::fs::write(dir.join("persons.csv"), persons).unwrap();
+    let mut table = String::from("code,region,population\n");
+    for (code, region, pop) in states {
+        table.push_str(&format!("{code},{region},{pop}\n"));
+    }
+    std::fs::write(dir.join("states.csv"), &table).unwrap();
+    for _ in 0..49 {
+        table.push_str("CA,West,39.0\n");
+    }
+    std::fs::write(dir.join("states_dup.csv"), &table).unwrap();
+    let l = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    l.set_budget("geo", None, 1e6, 1e-3).unwrap();
+    let opts = QueryOptions {
+        epsilon: 100.0,
+        delta: 1e-6,
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let meta = Metadata::from_toml(GEO).unwrap();
+        let engine = |states: &'static str| {
+            let meta = meta.clone();
+            let dir = dir.clone();
+            async move {
+                let p = dir.join("persons.csv");
+                let s = dir.join(states);
+                Engine::embedded(
+                    meta,
+                    &[("persons".into(), p.as_path()), ("states".into(), s.as_path())],
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let sql = "SELECT s.region, COUNT(*) AS n, SUM(p.income) AS i, SUM(s.population) AS pop \
+                   FROM persons p JOIN states s ON p.state = s.code \
+                   GROUP BY s.region ORDER BY s.region";
+        let good = engine("states.csv").await;
+        let r = good.query(&l, "geo", "tester", sql, opts).await.unwrap();
+        let rows = r.rows().unwrap();
+        // East: NY (i%4 = 2, income 120) and MA (130); West: CA (100) and OR (110).
+        for (row, (region, income, pop)) in
+            rows.iter().zip([("East", 100.0 * 250.0, 100.0 * 27.0), ("West", 100.0 * 210.0, 100.0 * 43.0)])
+        {
+            assert_eq!(row[0], Value::from(region));
+            close("n", num(&row[1]), 200.0, 1.0);
+            close("income", num(&row[2]), income, 300.0);
+            // A public column summed over private rows: each person meets one state.
+            close("population", num(&row[3]), pop, 30.0);
+        }
+        // The same join on a public table listing CA 50 times is refused before the charge.
+        let spent = l.history("geo").unwrap().len();
+        let bad = engine("states_dup.csv").await;
+        let e = bad.query(&l, "geo", "tester", sql, opts).await.unwrap_err();
+        assert!(e.to_string().contains("holds some value of code more than once"), "{e}");
+        assert_eq!(l.history("geo").unwrap().len(), spent, "nothing charged");
+        // Shapes that would not bound the join, or read only public data, are refused.
+        for (sql, why) in [
+            (
+                "SELECT COUNT(*) FROM persons p JOIN states s ON s.code = s.region",
+                "must be on an equality with one of its columns",
+            ),
+            (
+                "SELECT COUNT(*) FROM persons p JOIN states s ON p.state < s.code",
+                "must be on an equality with one of its columns",
+            ),
+            ("SELECT region, COUNT(*) FROM states GROUP BY region", "only the public table"),
+            (
+                "SELECT COUNT(*) FROM persons p LEFT JOIN states s ON p.state = s.code",
+                "joins are not supported",
+            ),
+            (
+                "SELECT COUNT(*) FROM persons p JOIN (SELECT code FROM states) s ON p.state = s.code",
+                "derived table over the public table",
+            ),
+        ] {
+            let e = good.query(&l, "geo", "tester", sql, opts).await.unwrap_err();
+            assert!(e.to_string().contains(why), "{sql}: {e}");
+        }
+        assert_eq!(l.history("geo").unwrap().len(), spent, "refusals charge nothing");
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn thirty_two_concurrent_queries_never_overspend() {
     let d = data("concurrent");
