@@ -712,6 +712,28 @@ fn contributions_beyond_the_bound_are_cut_not_assumed() {
         close("COUNT(DISTINCT)", num(&row[2]), 501.0, 3.0);
         // The heavy person's 5000 copies of age 100 no longer decide the maximum.
         close("MAX(age)", num(&row[3]), 40.0, 1.0);
+        // Distinct values under the enforced bound: CA (500 people) and NY, whose 5000 rows
+        // weigh 1 in all, so min(1, 1) — one value, not 5000 rows' worth.
+        let r = ask(
+            &engine,
+            &l,
+            "SELECT COUNT(DISTINCT state) FROM persons",
+            40.0,
+        )
+        .await;
+        close(
+            "COUNT(DISTINCT state)",
+            num(&r.rows().unwrap()[0][0]),
+            2.0,
+            0.5,
+        );
+        let r = ask(&engine, &l, "SELECT COUNT(DISTINCT age) FROM persons", 40.0).await;
+        close(
+            "COUNT(DISTINCT age)",
+            num(&r.rows().unwrap()[0][0]),
+            2.0,
+            0.5,
+        );
         let r = ask(
             &engine,
             &l,
