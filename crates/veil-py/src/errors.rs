@@ -1,0 +1,65 @@
+//! Python exceptions, one class per protection, all under `veil.VeilError`.
+//!
+//! The message is the Rust error's `Display`, which names what was wrong and (for the DP
+//! engine) states that nothing was charged when that is so.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+create_exception!(
+    veil,
+    VeilError,
+    PyException,
+    "Base class of every error Veil raises."
+);
+create_exception!(
+    veil,
+    HeError,
+    VeilError,
+    "Homomorphic encryption: bad parameters, keys, ciphertexts or operands."
+);
+create_exception!(
+    veil,
+    DpError,
+    VeilError,
+    "Differential privacy: refused queries, bad parameters, ledger errors."
+);
+create_exception!(
+    veil,
+    BudgetExhausted,
+    DpError,
+    "The privacy budget cannot pay for the release; nothing was charged."
+);
+
+/// Adds the exception classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("VeilError", py.get_type::<VeilError>())?;
+    m.add("HeError", py.get_type::<HeError>())?;
+    m.add("DpError", py.get_type::<DpError>())?;
+    m.add("BudgetExhausted", py.get_type::<BudgetExhausted>())?;
+    Ok(())
+}
+
+/// A homomorphic-encryption error as a Python exception.
+pub fn he(e: veil_he::HeError) -> PyErr {
+    HeError::new_err(e.to_string())
+}
+
+/// A differential-privacy error as a Python exception ([`BudgetExhausted`] when the budget
+/// could not pay).
+pub fn dp(e: veil_dp::DpError) -> PyErr {
+    match e {
+        veil_dp::DpError::BudgetExhausted { .. } => BudgetExhausted::new_err(e.to_string()),
+        other => DpError::new_err(other.to_string()),
+    }
+}
+
+/// A DP SQL error as a Python exception.
+pub fn sql(e: veil_dp_sql::SqlError) -> PyErr {
+    match e {
+        veil_dp_sql::SqlError::Dp(inner) => dp(inner),
+        other => DpError::new_err(other.to_string()),
+    }
+}

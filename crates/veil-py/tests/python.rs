@@ -1,0 +1,144 @@
+//! Runs the Python test suite (pytest, including the tutorial notebooks) against the
+//! extension module this workspace build just made.
+//!
+//! The module is `target/<profile>/deps/libveil_native.so`, built with the workspace (see
+//! `.cargo/config.toml`). The test stages it as `veil/_native.abi3.so` beside the package's
+//! Python sources, makes a virtual environment in the target dir with the test requirements
+//! from PyPI (once; kept while `tests/requirements.txt` is unchanged) and runs pytest there.
+//! Under `CI=true` a missing Python or a failed install fails the test; elsewhere it skips
+//! with a message.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (prints why) outside CI, fails under CI.
+fn unavailable(why: &str) {
+    assert!(!in_ci(), "the Python suite cannot run under CI: {why}");
+    eprintln!("skipping the Python suite: {why}");
+}
+
+fn extension_module() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    for name in ["libveil_native.so", "libveil_native.dylib"] {
+        let p = deps.join(name);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() != "__pycache__" {
+                copy_dir(&entry.path(), &target)?;
+            }
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> std::io::Result<(bool, String)> {
+    let out = cmd.output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+/// The virtual environment with the test requirements, made once per requirements file.
+fn venv(tmp: &Path) -> Result<PathBuf, String> {
+    let requirements = crate_dir().join("tests/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).map_err(|e| e.to_string())?;
+    let dir = tmp.join("veil-py-venv");
+    let python = dir.join("bin/python");
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.exists() {
+        return Ok(python);
+    }
+    let system = std::env::var("VEIL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out) = run(Command::new(&system).args(["-m", "venv"]).arg(&dir))
+        .map_err(|e| format!("cannot run {system}: {e}"))?;
+    if !ok {
+        return Err(format!("{system} -m venv failed:\n{out}"));
+    }
+    eprintln!("installing the Python test requirements (once) …");
+    let (ok, out) = run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))
+    .map_err(|e| e.to_string())?;
+    if !ok {
+        return Err(format!(
+            "pip install -r {} failed:\n{out}",
+            requirements.display()
+        ));
+    }
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+#[test]
+fn python_suite_and_notebooks() {
+    let Some(module) = extension_module() else {
+        unavailable("the extension module (libveil_native.so) was not built beside this test");
+        return;
+    };
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let python = match venv(&tmp) {
+        Ok(p) => p,
+        Err(e) => {
+            unavailable(&e);
+            return;
+        }
+    };
+    // Stage the package: the Python sources plus this build's module.
+    let stage = tmp.join("veil-py-stage");
+    let _ = std::fs::remove_dir_all(&stage);
+    let package = stage.join("veil");
+    copy_dir(&crate_dir().join("python/veil"), &package).expect("stage the Python sources");
+    std::fs::copy(&module, package.join("_native.abi3.so")).expect("stage the module");
+
+    let (ok, out) = run(Command::new(&python)
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/python",
+        ])
+        .current_dir(crate_dir())
+        .env("PYTHONPATH", &stage)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("VEIL_REPO", crate_dir().join("../..")))
+    .expect("run pytest");
+    println!("{out}");
+    assert!(ok, "the Python suite failed:\n{out}");
+}
