@@ -27,6 +27,12 @@ create_exception!(
 );
 create_exception!(
     veil,
+    MlError,
+    VeilError,
+    "Machine learning: a model, plan, sample or encrypted batch that cannot be used."
+);
+create_exception!(
+    veil,
     BudgetExhausted,
     DpError,
     "The privacy budget cannot pay for the release; nothing was charged."
@@ -39,6 +45,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HeError", py.get_type::<HeError>())?;
     m.add("DpError", py.get_type::<DpError>())?;
     m.add("BudgetExhausted", py.get_type::<BudgetExhausted>())?;
+    m.add("MlError", py.get_type::<MlError>())?;
     Ok(())
 }
 
@@ -61,5 +68,13 @@ pub fn sql(e: veil_dp_sql::SqlError) -> PyErr {
     match e {
         veil_dp_sql::SqlError::Dp(inner) => dp(inner),
         other => DpError::new_err(other.to_string()),
+    }
+}
+
+/// A model error as a Python exception (an HE error inside it stays an `HeError`).
+pub fn ml(e: veil_ml::MlError) -> PyErr {
+    match e {
+        veil_ml::MlError::He(inner) => he(inner),
+        other => MlError::new_err(other.to_string()),
     }
 }

@@ -38,6 +38,18 @@ pub struct Context {
     inner: Arc<VectorContext>,
 }
 
+impl Context {
+    /// Wraps a context made in Rust (e.g. by an ML plan's key generation).
+    pub(crate) fn from_inner(inner: Arc<VectorContext>) -> Self {
+        Self { inner }
+    }
+
+    /// The Rust context.
+    pub(crate) fn inner(&self) -> &Arc<VectorContext> {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl Context {
     /// Generates a fresh secret key and the public, relinearization and Galois keys (the

@@ -18,6 +18,8 @@ mod dp;
 pub mod errors;
 #[cfg(not(test))]
 mod he;
+#[cfg(not(test))]
+mod ml;
 
 #[cfg(not(test))]
 mod module {
@@ -35,6 +37,9 @@ mod module {
         let dp = PyModule::new(py, "dp")?;
         crate::dp::register(&dp)?;
         m.add_submodule(&dp)?;
+        let ml = PyModule::new(py, "ml")?;
+        crate::ml::register(&ml)?;
+        m.add_submodule(&ml)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         Ok(())
     }

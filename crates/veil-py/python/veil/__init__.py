@@ -1,14 +1,16 @@
 """Veil: protect sensitive data while it is being computed on.
 
 - :mod:`veil.he` — homomorphic encryption (CKKS) with a TenSEAL-like API.
+- :mod:`veil.ml` — encrypted inference of ONNX models (client/server split).
 - :mod:`veil.dp` — differential privacy: SQL over files or pandas DataFrames with a privacy
   budget that is never overspent, mechanisms that charge before they release, local DP.
 
 Every error is a :class:`VeilError`; each protection has its own subclass
-(:class:`HeError`, :class:`DpError` and its :class:`BudgetExhausted`).
+(:class:`HeError`, :class:`MlError`, :class:`DpError` and its :class:`BudgetExhausted`).
 """
 
-from ._native import BudgetExhausted, DpError, HeError, VeilError, __version__
-from . import dp, he
+from ._native import BudgetExhausted, DpError, HeError, MlError, VeilError, __version__
+from . import dp, he, ml
 
-__all__ = ["he", "dp", "VeilError", "HeError", "DpError", "BudgetExhausted", "__version__"]
+__all__ = ["he", "ml", "dp", "VeilError", "HeError", "MlError", "DpError", "BudgetExhausted",
+           "__version__"]
