@@ -33,6 +33,12 @@ create_exception!(
 );
 create_exception!(
     veil,
+    TeeError,
+    VeilError,
+    "Confidential computing: evidence that does not verify, or a missing trust anchor."
+);
+create_exception!(
+    veil,
     BudgetExhausted,
     DpError,
     "The privacy budget cannot pay for the release; nothing was charged."
@@ -46,6 +52,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DpError", py.get_type::<DpError>())?;
     m.add("BudgetExhausted", py.get_type::<BudgetExhausted>())?;
     m.add("MlError", py.get_type::<MlError>())?;
+    m.add("TeeError", py.get_type::<TeeError>())?;
     Ok(())
 }
 
@@ -77,4 +84,9 @@ pub fn ml(e: veil_ml::MlError) -> PyErr {
         veil_ml::MlError::He(inner) => he(inner),
         other => MlError::new_err(other.to_string()),
     }
+}
+
+/// An attestation error as a Python exception.
+pub fn tee(e: veil_attest::TeeError) -> PyErr {
+    TeeError::new_err(e.to_string())
 }

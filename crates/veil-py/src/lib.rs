@@ -20,6 +20,8 @@ pub mod errors;
 mod he;
 #[cfg(not(test))]
 mod ml;
+#[cfg(not(test))]
+mod tee;
 
 #[cfg(not(test))]
 mod module {
@@ -40,6 +42,9 @@ mod module {
         let ml = PyModule::new(py, "ml")?;
         crate::ml::register(&ml)?;
         m.add_submodule(&ml)?;
+        let tee = PyModule::new(py, "tee")?;
+        crate::tee::register(&tee)?;
+        m.add_submodule(&tee)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         Ok(())
     }

@@ -191,3 +191,26 @@ class ml:
         def from_bytes(ctx: he.Context, data: bytes) -> "ml.Encrypted": ...
         samples: int
         def __len__(self) -> int: ...
+
+class TeeError(VeilError): ...
+
+class tee:
+    @staticmethod
+    def evidence_kind(evidence: bytes) -> str: ...
+    @staticmethod
+    def verify(
+        evidence: bytes,
+        at: int,
+        collateral: Optional[str] = None,
+        vcek: Optional[bytes] = None,
+        vlek: Optional[bytes] = None,
+        snp_min_tcb: Optional[str] = None,
+        sim_platform_key: Optional[bytes] = None,
+    ) -> str: ...
+
+    class SimulatedTee:
+        def __init__(self, seed: Optional[bytes] = None) -> None: ...
+        def public_key(self) -> bytes: ...
+        def issue(
+            self, measurement: bytes, report_data: bytes, debug: bool = False, svn: int = 0
+        ) -> bytes: ...
