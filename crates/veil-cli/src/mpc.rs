@@ -134,13 +134,20 @@ pub struct ProgramArgs {
 }
 
 impl ProgramArgs {
+    /// The `stats` program with these options.
+    fn stats(&self) -> veil_mpc::programs::Stats {
+        veil_mpc::programs::Stats {
+            low: self.low,
+            high: self.high,
+            bins: self.bins,
+            max_abs: self.max_abs,
+        }
+    }
+
     /// The canonical description hashed into the session.
     fn spec(&self) -> String {
         match self.program {
-            Program::Stats => format!(
-                "stats low={} high={} bins={} max_abs={}",
-                self.low, self.high, self.bins, self.max_abs
-            ),
+            Program::Stats => self.stats().spec(),
             Program::Logreg => format!("logreg epochs={} rate={}", self.epochs, self.rate),
             Program::Mlp => format!("mlp owner={:?}", self.model_owner),
             Program::Bench => format!("bench mul={} lt={}", self.bench_mul, self.bench_lt),
@@ -416,15 +423,7 @@ fn reveal(
     config: &SessionConfig,
     x: &Shared,
 ) -> Result<Option<Vec<u64>>> {
-    let mut mine = None;
-    for to in 0..p.parties() {
-        if config.learns_results(to) {
-            if let Some(v) = p.reveal_to_raw(x, to)? {
-                mine = Some(v);
-            }
-        }
-    }
-    Ok(mine)
+    Ok(veil_mpc::programs::reveal_to_learners(p, config, x)?)
 }
 
 fn party(a: &PartyArgs) -> Result<()> {
@@ -452,38 +451,12 @@ fn party(a: &PartyArgs) -> Result<()> {
     drop(seed);
     let fp = config.fixed();
     let result = match a.program.program {
-        Program::Stats => {
-            let col = stats_column;
-            let lens = p.exchange_lengths(col.len())?;
-            let mut parts = Vec::new();
-            for (owner, len) in lens.iter().enumerate() {
-                parts.push(p.input(owner, (owner == a.id).then_some(&col[..]), *len)?);
-            }
-            let all = p.concat(&parts);
-            let s = p.statistics(
-                &all,
-                a.program.max_abs,
-                a.program.low,
-                a.program.high,
-                a.program.bins,
-            )?;
-            let summary = p.concat(&[s.sum, s.mean, s.variance]);
-            let values = reveal(&mut p, &config, &summary)?;
-            let hist = reveal(&mut p, &config, &s.histogram)?;
-            values.zip(hist).map(|(v, h)| {
-                let v = fp.decode_all(&v);
-                serde_json::json!({
-                    "count": s.count,
-                    "sum": v[0],
-                    "mean": v[1],
-                    "variance": v[2],
-                    "std_dev": v[2].max(0.0).sqrt(),
-                    "histogram": h,
-                    "low": a.program.low,
-                    "high": a.program.high,
-                })
-            })
-        }
+        Program::Stats => a
+            .program
+            .stats()
+            .run(&mut p, &config, &stats_column)?
+            .map(serde_json::to_value)
+            .transpose()?,
         Program::Logreg => {
             let path = a.input.as_ref().context("logreg needs --input FILE.csv")?;
             let (_, rows) = read_csv(path)?;

@@ -79,6 +79,7 @@ pub mod fixed;
 pub mod memory;
 pub mod ml;
 pub mod net;
+pub mod programs;
 pub mod protocol;
 pub mod psi;
 pub mod rss;

@@ -39,6 +39,12 @@ create_exception!(
 );
 create_exception!(
     veil,
+    MpcError,
+    VeilError,
+    "Secure multi-party computation: a session, a party or an input that fails."
+);
+create_exception!(
+    veil,
     BudgetExhausted,
     DpError,
     "The privacy budget cannot pay for the release; nothing was charged."
@@ -53,6 +59,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BudgetExhausted", py.get_type::<BudgetExhausted>())?;
     m.add("MlError", py.get_type::<MlError>())?;
     m.add("TeeError", py.get_type::<TeeError>())?;
+    m.add("MpcError", py.get_type::<MpcError>())?;
     Ok(())
 }
 
@@ -89,4 +96,9 @@ pub fn ml(e: veil_ml::MlError) -> PyErr {
 /// An attestation error as a Python exception.
 pub fn tee(e: veil_attest::TeeError) -> PyErr {
     TeeError::new_err(e.to_string())
+}
+
+/// An MPC error as a Python exception.
+pub fn mpc(e: veil_mpc::MpcError) -> PyErr {
+    MpcError::new_err(e.to_string())
 }

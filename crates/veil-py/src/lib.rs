@@ -21,6 +21,8 @@ mod he;
 #[cfg(not(test))]
 mod ml;
 #[cfg(not(test))]
+mod mpc;
+#[cfg(not(test))]
 mod tee;
 
 #[cfg(not(test))]
@@ -45,6 +47,9 @@ mod module {
         let tee = PyModule::new(py, "tee")?;
         crate::tee::register(&tee)?;
         m.add_submodule(&tee)?;
+        let mpc = PyModule::new(py, "mpc")?;
+        crate::mpc::register(&mpc)?;
+        m.add_submodule(&mpc)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         Ok(())
     }

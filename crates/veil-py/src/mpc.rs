@@ -1,0 +1,125 @@
+//! `veil._native.mpc`: sessions, the dealer and the `stats` program of one party (the
+//! `veil.mpc` module runs each participant as its own Python process over mutual TLS).
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use veil_mpc::config::{init, SessionConfig};
+use veil_mpc::programs::Stats;
+
+use crate::errors::{mpc, MpcError};
+use crate::f64s_from_le_bytes;
+
+/// Adds the functions to the `mpc` submodule.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(local_session, m)?)?;
+    m.add_function(wrap_pyfunction!(parties, m)?)?;
+    m.add_function(wrap_pyfunction!(stats_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(run_dealer, m)?)?;
+    m.add_function(wrap_pyfunction!(stats_party, m)?)?;
+    Ok(())
+}
+
+fn free_port() -> PyResult<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| MpcError::new_err(format!("no free loopback port: {e}")))
+}
+
+/// Makes a session for `names` in `dir` (a CA, one certificate and key per participant) on
+/// free loopback ports; returns the path of its `parties.toml`. For a session across
+/// machines, make it with `veil mpc init` / `keygen` / `certify` instead.
+#[pyfunction]
+fn local_session(dir: PathBuf, names: Vec<String>) -> PyResult<PathBuf> {
+    if names.len() < 2 {
+        return Err(MpcError::new_err("a session needs at least two parties"));
+    }
+    let path = init(&dir, &names, 20000).map_err(mpc)?;
+    let mut config = SessionConfig::load(&path).map_err(mpc)?;
+    config.dealer.address = format!("127.0.0.1:{}", free_port()?);
+    for p in &mut config.parties {
+        p.address = format!("127.0.0.1:{}", free_port()?);
+    }
+    let text = toml::to_string(&config).map_err(|e| MpcError::new_err(e.to_string()))?;
+    std::fs::write(&path, text)
+        .map_err(|e| MpcError::new_err(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// The parties' names in the session's order.
+#[pyfunction]
+fn parties(config: PathBuf) -> PyResult<Vec<String>> {
+    let c = SessionConfig::load(&config).map_err(mpc)?;
+    Ok(c.parties.iter().map(|p| p.name.clone()).collect())
+}
+
+/// The canonical description of the `stats` program with these options.
+#[pyfunction]
+fn stats_spec(low: f64, high: f64, bins: usize, max_abs: f64) -> String {
+    Stats {
+        low,
+        high,
+        bins,
+        max_abs,
+    }
+    .spec()
+}
+
+/// Runs the dealer of the session for `program` (its spec) until the parties end it;
+/// returns `(requests, correction_bytes)`.
+#[pyfunction]
+fn run_dealer(py: Python<'_>, config: PathBuf, program: String) -> PyResult<(u64, u64)> {
+    let c = SessionConfig::load(&config).map_err(mpc)?;
+    let r = py
+        .detach(|| veil_mpc::net::run_dealer(&c, &program))
+        .map_err(mpc)?;
+    Ok((r.requests, r.correction_bytes))
+}
+
+/// Runs party `id` of the `stats` program on this party's values (float64 bytes); returns
+/// the result as JSON text at the parties that learn it, `None` elsewhere.
+#[pyfunction]
+#[pyo3(signature = (config, id, values_le, low, high, bins, max_abs))]
+#[allow(clippy::too_many_arguments, reason = "the program's public options")]
+fn stats_party(
+    py: Python<'_>,
+    config: PathBuf,
+    id: usize,
+    values_le: &[u8],
+    low: f64,
+    high: f64,
+    bins: usize,
+    max_abs: f64,
+) -> PyResult<Option<String>> {
+    let values = f64s_from_le_bytes(values_le)
+        .ok_or_else(|| MpcError::new_err("values must be float64 bytes"))?;
+    // Refused by its owner before it connects: nothing is miscomputed, nothing leaks.
+    if let Some((i, v)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite() || v.abs() > max_abs)
+    {
+        return Err(MpcError::new_err(format!(
+            "value {i} ({v}) is beyond max_abs {max_abs} (every party must give the same bound)"
+        )));
+    }
+    let c = SessionConfig::load(&config).map_err(mpc)?;
+    if id >= c.parties() {
+        return Err(MpcError::new_err(format!(
+            "party {id} is not in the session ({} parties)",
+            c.parties()
+        )));
+    }
+    let stats = Stats {
+        low,
+        high,
+        bins,
+        max_abs,
+    };
+    let r = py
+        .detach(|| stats.run_party(&c, id, &values))
+        .map_err(mpc)?;
+    r.map(|r| serde_json::to_string(&r).map_err(|e| MpcError::new_err(e.to_string())))
+        .transpose()
+}
