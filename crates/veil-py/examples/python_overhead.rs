@@ -18,6 +18,10 @@ use std::time::Instant;
 
 use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, Preset, VectorContext};
 
+/// The allocator the Python module uses too (see the crate's lib.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..runs)
@@ -55,39 +59,67 @@ fn main() {
         .map(|i| (0..64).map(|j| ((i * 64 + j) % 7) as f64 / 7.0).collect())
         .collect();
     let small = CkksVector::encrypt(&ctx, &x[..64]).expect("encrypt");
+    // A cyclic rotation needs room for a second copy: half the slots.
+    let half = CkksVector::encrypt(&ctx, &x[..n / 2]).expect("encrypt");
     let bytes = a.to_bytes();
 
     emit(
         "encrypt",
-        median_us(runs, || drop(CkksVector::encrypt(&ctx, &x))),
+        median_us(runs, || drop(CkksVector::encrypt(&ctx, &x).expect("op"))),
         runs,
     );
-    emit("add", median_us(runs, || drop(a.add(&b))), runs);
-    emit("mul", median_us(runs, || drop(a.mul(&b))), runs);
-    emit("mul_plain", median_us(runs, || drop(a.mul_plain(&x))), runs);
+    emit(
+        "add",
+        median_us(runs, || drop(a.add(&b).expect("op"))),
+        runs,
+    );
+    emit(
+        "mul",
+        median_us(runs, || drop(a.mul(&b).expect("op"))),
+        runs,
+    );
+    emit(
+        "mul_plain",
+        median_us(runs, || drop(a.mul_plain(&x).expect("op"))),
+        runs,
+    );
     emit(
         "add_scalar",
-        median_us(runs, || drop(a.add_scalar(1.5))),
+        median_us(runs, || drop(a.add_scalar(1.5).expect("op"))),
         runs,
     );
-    emit("dot", median_us(runs, || drop(a.dot(&b))), runs);
-    emit("sum", median_us(runs, || drop(a.sum())), runs);
-    emit("rotate", median_us(runs, || drop(a.rotate(1))), runs);
+    emit(
+        "dot",
+        median_us(runs, || drop(a.dot(&b).expect("op"))),
+        runs,
+    );
+    emit("sum", median_us(runs, || drop(a.sum().expect("op"))), runs);
+    emit(
+        "rotate",
+        median_us(runs, || drop(half.rotate(1).expect("op"))),
+        runs,
+    );
     emit(
         "polyval",
-        median_us(runs, || drop(a.polyval(&[0.5, 0.25, 0.125]))),
+        median_us(runs, || drop(a.polyval(&[0.5, 0.25, 0.125]).expect("op"))),
         runs,
     );
     emit(
         "matmul_64",
-        median_us(runs, || drop(small.matmul(&m))),
+        median_us(runs, || drop(small.matmul(&m).expect("op"))),
         runs,
     );
-    emit("decrypt", median_us(runs, || drop(a.decrypt())), runs);
+    emit(
+        "decrypt",
+        median_us(runs, || drop(a.decrypt().expect("op"))),
+        runs,
+    );
     emit("serialize", median_us(runs, || drop(a.to_bytes())), runs);
     emit(
         "deserialize",
-        median_us(runs, || drop(CkksVector::from_bytes(&ctx, &bytes))),
+        median_us(runs, || {
+            drop(CkksVector::from_bytes(&ctx, &bytes).expect("op"))
+        }),
         runs,
     );
 

@@ -10,6 +10,14 @@
 //! suite (`cargo test --workspace`) builds it as part of the workspace and runs the Python
 //! tests and tutorial notebooks against that build (`tests/python.rs`).
 
+/// mimalloc keeps freed pages for reuse, as in the `veil` binary: homomorphic operations
+/// allocate and free many polynomial-sized buffers, which glibc's allocator hands back to the
+/// kernel and page-faults in again. Only Rust's allocations in the module use it (Python's
+/// objects keep Python's allocator).
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // The module is compiled out of the unit-test harness: an extension module leaves Python's
 // symbols to the interpreter that loads it, so a test executable could not link it.
 #[cfg(not(test))]

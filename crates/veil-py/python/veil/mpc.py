@@ -105,13 +105,16 @@ class Session:
         procs = []
         try:
             cmd = [sys.executable, "-m", "veil._mpc_worker"]
-            procs.append(subprocess.Popen(cmd + ["dealer", self.config, *options],
+            # Parties allocate and free many-megabyte buffers per round: mimalloc keeps them
+            # (as `veil mpc run` does for its processes).
+            env = dict(os.environ, MIMALLOC_PURGE_DELAY="-1")
+            procs.append(subprocess.Popen(cmd + ["dealer", self.config, *options], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
             for i, col in enumerate(cols):
                 path = os.path.join(work, f"{i}.npy")
                 np.save(path, col)
                 procs.append(subprocess.Popen(
-                    cmd + ["party", self.config, str(i), path, *options],
+                    cmd + ["party", self.config, str(i), path, *options], env=env,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE))
             outs = []
             for p in procs:
