@@ -22,6 +22,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SqlEngine>()?;
     m.add_class::<Laplace>()?;
     m.add_class::<Gaussian>()?;
+    m.add_class::<Accountant>()?;
     m.add_function(wrap_pyfunction!(randomized_response_report, m)?)?;
     m.add_function(wrap_pyfunction!(estimate_fraction, m)?)?;
     m.add_function(wrap_pyfunction!(mean_report, m)?)?;
@@ -320,6 +321,63 @@ impl Gaussian {
 
     fn __repr__(&self) -> String {
         format!("Gaussian(sigma={}, rho={})", self.inner.sigma(), self.rho())
+    }
+}
+
+/// Composition of releases (OpenDP's odometer without a limit): Laplace costs add in ε,
+/// Gaussian costs add in ρ (zCDP) and convert to (ε, δ) once, at the δ asked for. To *limit*
+/// spending, release through a `Ledger`, which refuses what the budget cannot pay.
+#[pyclass(module = "veil._native.dp", name = "Accountant")]
+pub struct Accountant {
+    inner: std::sync::Mutex<veil_dp::accountant::Accountant>,
+}
+
+#[pymethods]
+impl Accountant {
+    /// An empty accountant.
+    #[new]
+    fn new() -> Self {
+        Self {
+            inner: std::sync::Mutex::new(veil_dp::accountant::Accountant::new()),
+        }
+    }
+
+    /// Records one release of `mechanism` (a `Laplace` or a `Gaussian`).
+    fn record(&self, mechanism: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cost = if let Ok(m) = mechanism.cast::<Laplace>() {
+            m.get().inner.cost()
+        } else if let Ok(m) = mechanism.cast::<Gaussian>() {
+            m.get().inner.cost()
+        } else {
+            return Err(DpError::new_err(
+                "mechanism must be a veil.dp.Laplace or veil.dp.Gaussian",
+            ));
+        };
+        self.inner
+            .lock()
+            .map_err(|_| DpError::new_err("the accountant's lock is poisoned"))?
+            .record(cost);
+        Ok(())
+    }
+
+    /// The total `(ε, δ)` so far, zCDP releases converted at `delta`.
+    #[pyo3(signature = (delta = 1e-6))]
+    fn total(&self, delta: f64) -> PyResult<(f64, f64)> {
+        self.inner
+            .lock()
+            .map_err(|_| DpError::new_err("the accountant's lock is poisoned"))?
+            .total(delta)
+            .map_err(dp)
+    }
+
+    /// Total ρ of the Gaussian (zCDP) releases.
+    #[getter]
+    fn rho(&self) -> PyResult<f64> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| DpError::new_err("the accountant's lock is poisoned"))?
+            .rho())
     }
 }
 

@@ -38,6 +38,7 @@ __all__ = [
     "Result",
     "Laplace",
     "Gaussian",
+    "Accountant",
     "randomized_response",
     "estimate_fraction",
     "mean_report",
@@ -56,6 +57,9 @@ Ledger = _dp.Ledger
 Laplace = _dp.Laplace
 #: The Gaussian mechanism: ``Gaussian(sensitivity, epsilon, delta)``; ``.cost``, ``.sigma``.
 Gaussian = _dp.Gaussian
+#: Composition without a limit: ``Accountant()``, ``.record(mechanism)``, ``.total(delta)``
+#: (Laplace in ε; Gaussian in ρ, converted once), ``.rho``. A :class:`Ledger` limits spending.
+Accountant = _dp.Accountant
 
 
 def _metadata_text(metadata: Union[str, os.PathLike]) -> str:

@@ -190,3 +190,21 @@ def test_local_dp_estimates_recover_the_truth():
         assert abs(e - (cats == c).sum()) < 5 * s
     with pytest.raises(veil.DpError):
         dp.unary_report(7, 4, 1.0)
+
+
+def test_the_accountant_composes_laplace_in_epsilon_and_gaussians_in_rho():
+    acc = dp.Accountant()
+    assert acc.total() == (0.0, 0.0)
+    lap = dp.Laplace(sensitivity=1.0, epsilon=0.25)
+    g = dp.Gaussian(sensitivity=1.0, epsilon=1.0, delta=1e-6)
+    for _ in range(4):
+        acc.record(lap)
+    assert acc.total() == pytest.approx((1.0, 0.0))
+    acc.record(g)
+    acc.record(g)
+    assert acc.rho == pytest.approx(2 * g.rho)
+    eps, delta = acc.total(1e-6)
+    # Two Gaussians compose in ρ: less than twice their (ε, δ) each.
+    assert 1.0 + 1.0 < eps < 1.0 + 2 * 1.0 and delta == pytest.approx(1e-6)
+    with pytest.raises(veil.DpError):
+        acc.record("not a mechanism")
