@@ -141,6 +141,22 @@ pub enum HeError {
     /// A matrix or vector had the wrong shape.
     #[error("shape mismatch: {0}")]
     ShapeMismatch(String),
+    /// A BFV value is outside the plaintext range.
+    #[error("value {value} is outside the plaintext range of modulus t = {plain_modulus} (0..t, or (−t/2, t/2] signed); use a larger plaintext modulus")]
+    PlainValueOutOfRange {
+        /// The value.
+        value: i128,
+        /// The plaintext modulus `t`.
+        plain_modulus: u64,
+    },
+    /// A BFV ciphertext's noise has used up its budget: it no longer decrypts correctly.
+    #[error(
+        "the ciphertext's noise budget is exhausted (invariant noise ≥ 1/4 at level {level}); its decryption          would be wrong. Use a larger modulus chain (more levels) or a smaller plaintext modulus, multiply less          deeply, or check `noise_budget` before decrypting"
+    )]
+    NoiseBudgetExhausted {
+        /// Level of the ciphertext.
+        level: usize,
+    },
     /// Serialized data is malformed.
     #[error("cannot deserialize {what}: {reason}")]
     Deserialize {

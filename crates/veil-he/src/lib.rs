@@ -60,6 +60,7 @@
 //!   Gaussian, and the flooding estimate against errors shaped to hide from it (see
 //!   [`ckks::flooding`]).
 
+pub mod bfv;
 pub mod ckks;
 pub mod error;
 

@@ -186,6 +186,17 @@ impl RingContext {
         }
     }
 
+    /// The NTT output slot that holds the evaluation at `ω^e` (`ω` the root of slot 0), for an
+    /// odd exponent `e` (taken mod 2N); `None` for an even one. BFV's batch encoder uses it to
+    /// lay its slot matrix out so that automorphisms rotate rows.
+    pub fn ntt_slot_of_exponent(&self, e: u64) -> Option<usize> {
+        let e = e & (2 * self.degree as u64 - 1);
+        if e.is_multiple_of(2) || self.slot_of_exponent.is_empty() {
+            return None;
+        }
+        Some(self.slot_of_exponent[((e - 1) / 2) as usize] as usize)
+    }
+
     /// The permutation implementing the Galois automorphism `X ↦ X^g` on NTT-form limbs:
     /// `out[j] = in[perm[j]]`.
     pub fn ntt_galois_permutation(&self, g: u64) -> Result<Vec<u32>> {

@@ -92,7 +92,7 @@ impl BaseConverter {
 
     /// Converts coefficient-form limbs `input` (`|A| · n` words) to `output` (`|B| · n` words).
     pub fn convert(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.convert_impl(n, input, output, false)
+        self.convert_impl(n, input, output, Lift::Plain)
     }
 
     /// Like [`convert`](Self::convert), but lifts each `[x_i·(A/a_i)^{-1}]_{a_i}` to its
@@ -100,16 +100,21 @@ impl BaseConverter {
     /// value is centred around zero. Key switching uses it for ModUp, which halves the noise
     /// the digits contribute.
     pub fn convert_centered(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
-        self.convert_impl(n, input, output, true)
+        self.convert_impl(n, input, output, Lift::Centered)
     }
 
-    fn convert_impl(
-        &self,
-        n: usize,
-        input: &[u64],
-        output: &mut [u64],
-        centered: bool,
-    ) -> Result<()> {
+    /// Exact conversion of the centred value: the result is `x` itself for `x` in
+    /// `(−A/2, A/2)` (Halevi–Polyakov–Shoup): the multiple `v = round(Σ_i y_i / a_i)` of `A`
+    /// that the fast conversion adds is computed in floating point and subtracted. The
+    /// floating-point sum is off by at most `|A|·2^-52`, so the result can be wrong only for
+    /// `x` within that fraction of `±A/2` (BFV multiplication relies on this, as SEAL's and
+    /// OpenFHE's do).
+    pub fn convert_exact(&self, n: usize, input: &[u64], output: &mut [u64]) -> Result<()> {
+        self.convert_impl(n, input, output, Lift::Exact)
+    }
+
+    fn convert_impl(&self, n: usize, input: &[u64], output: &mut [u64], lift: Lift) -> Result<()> {
+        let centered = lift != Lift::Plain;
         if input.len() != self.from.len() * n {
             return Err(MathError::LengthMismatch {
                 expected: self.from.len() * n,
@@ -157,7 +162,20 @@ impl BaseConverter {
         let hat = &self.hat_mod_to;
         // Centred: how many y_i (of this coefficient) stand for y_i − a_i, counted once for
         // every target prime.
-        let counts: Vec<u32> = if centered {
+        let counts: Vec<u32> = if lift == Lift::Exact {
+            // v = round(Σ_i y_i / a_i): how many times the fast conversion overshoots by A.
+            let mut sums = vec![0.5f64; n];
+            for (i, a) in from.iter().enumerate() {
+                let inv = 1.0 / a.value() as f64;
+                let yi = &y[i * n..(i + 1) * n];
+                crate::simd::vectorize(|| {
+                    for (s, &v) in sums.iter_mut().zip(yi) {
+                        *s += v as f64 * inv;
+                    }
+                });
+            }
+            sums.into_iter().map(|s| s as u32).collect()
+        } else if centered {
             let mut counts = vec![0u32; n];
             for (i, a) in from.iter().enumerate() {
                 let half = a.value() / 2;
@@ -205,7 +223,8 @@ impl BaseConverter {
                 }
             }
             if centered {
-                // Each y_i above a_i/2 stands for y_i − a_i: subtract a_i·(A/a_i) = A once per such i.
+                // Subtract A once per overshoot counted above (centred: each y_i above a_i/2
+                // stands for y_i − a_i; exact: v = round(Σ y_i / a_i)).
                 let a_mod_b = self.a_mod_to[j];
                 let table: Vec<u64> = (0..=k as u64)
                     .map(|c| b.mul(b.reduce(c), a_mod_b))
@@ -217,6 +236,17 @@ impl BaseConverter {
         });
         Ok(())
     }
+}
+
+/// How a base conversion lifts the source residues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lift {
+    /// `x + u·A`, `0 ≤ u < |A|`.
+    Plain,
+    /// `x + u·A`, `|u| ≤ |A|/2`.
+    Centered,
+    /// `x` (the centred representative), up to floating-point ties.
+    Exact,
 }
 
 /// Exact CRT composition by Garner's mixed-radix algorithm with balanced digits, giving the
@@ -381,6 +411,45 @@ mod tests {
                 x as i128
             };
             assert_eq!(o[c], to[0].reduce_i128(centred));
+        }
+    }
+
+    #[test]
+    fn exact_conversion_gives_the_centred_value() {
+        // Three 40-bit source primes (A ≈ 2^123): values across the whole centred range.
+        let from = primes_for_bit_sizes(16, &[40, 41, 42]).unwrap();
+        let to = primes_for_bit_sizes(16, &[50, 51, 60]).unwrap();
+        let conv = BaseConverter::new(&from, &to).unwrap();
+        let a_prod: i128 = from.iter().map(|m| i128::from(m.value())).product();
+        let xs: Vec<i128> = vec![
+            0,
+            1,
+            -1,
+            a_prod / 2 - (1 << 80),
+            -(a_prod / 2) + (1 << 80),
+            123_456_789_012_345_678_901,
+            -987_654_321_987_654_321_123,
+            a_prod / 3,
+            -(a_prod / 5),
+        ];
+        let n = xs.len();
+        let mut input = vec![0u64; from.len() * n];
+        for (i, m) in from.iter().enumerate() {
+            for (c, &x) in xs.iter().enumerate() {
+                input[i * n + c] = m.reduce_i128(x);
+            }
+        }
+        let mut out = vec![0u64; to.len() * n];
+        conv.convert_exact(n, &input, &mut out).unwrap();
+        for (j, b) in to.iter().enumerate() {
+            for (c, &x) in xs.iter().enumerate() {
+                assert_eq!(
+                    out[j * n + c],
+                    b.reduce_i128(x),
+                    "value {x} modulo {}",
+                    b.value()
+                );
+            }
         }
     }
 
