@@ -11,7 +11,8 @@ use crate::progress;
 
 #[derive(Subcommand, Debug)]
 pub enum HeCommand {
-    /// Per-operation median timings of CKKS (the names match bench/he_vs_seal.py).
+    /// Per-operation median timings of CKKS (the names match bench/he_vs_seal.py), or of BFV
+    /// with `--scheme bfv` (names as bench/bfv_vs_seal.py).
     Bench(BenchArgs),
     /// List the named parameter presets.
     Presets,
@@ -19,6 +20,13 @@ pub enum HeCommand {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// The scheme: `ckks` (approximate reals) or `bfv` (exact integers modulo t).
+    #[arg(long, value_enum, default_value_t = Scheme::Ckks)]
+    pub scheme: Scheme,
+    /// BFV only: bits of the batching plaintext modulus t (default 20, as SEAL's
+    /// `PlainModulus::Batching(N, 20)`).
+    #[arg(long, default_value_t = 20)]
+    pub plain_bits: u32,
     /// Ring degree N (4096 … 65536).
     #[arg(long, default_value_t = 8192)]
     pub degree: usize,
@@ -40,6 +48,15 @@ pub struct BenchArgs {
     pub ops: Option<Vec<String>>,
 }
 
+/// Homomorphic encryption schemes `veil he bench` measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// CKKS: approximate arithmetic on reals.
+    Ckks,
+    /// BFV: exact arithmetic on integers modulo t.
+    Bfv,
+}
+
 pub fn run(cmd: HeCommand) -> Result<()> {
     match cmd {
         HeCommand::Bench(args) => bench(&args),
@@ -48,6 +65,13 @@ pub fn run(cmd: HeCommand) -> Result<()> {
                 let (n, bits, scale) = p.spec();
                 outln!(
                     "{:<16} N = {n:<6} moduli = {bits:?} scale = 2^{scale}",
+                    p.name()
+                );
+            }
+            for p in veil_he::bfv::BfvPreset::ALL {
+                let (n, bits) = p.spec();
+                outln!(
+                    "{:<16} N = {n:<6} moduli = {bits:?} plaintext modulus: 20-bit batching prime",
                     p.name()
                 );
             }
@@ -122,7 +146,84 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> veil_he::Result<T>) -> Result<f64
     Ok(median_us(&mut samples))
 }
 
+fn bench_bfv(args: &BenchArgs) -> Result<()> {
+    use veil_he::bfv::{bench, BfvParameters, BfvPreset};
+    let bits = match &args.moduli {
+        Some(m) => parse_moduli(m)?,
+        None => BfvPreset::ALL
+            .into_iter()
+            .map(BfvPreset::spec)
+            .find(|(n, _)| *n == args.degree)
+            .map(|(_, b)| b)
+            .with_context(|| format!("no BFV preset for N = {}; pass --moduli", args.degree))?,
+    };
+    let runs = args
+        .runs
+        .unwrap_or(if args.degree <= 8192 { 20 } else { 10 });
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if let Some(unknown) = args
+        .ops
+        .iter()
+        .flatten()
+        .find(|o| !bench::OPS.contains(&o.as_str()))
+    {
+        bail!(
+            "unknown BFV operation {unknown:?}; known: {}",
+            bench::OPS.join(", ")
+        );
+    }
+    let params = BfvParameters::builder()
+        .degree(args.degree)
+        .moduli_bits(&bits)
+        .plain_modulus_bits(args.plain_bits)
+        .build()
+        .context("invalid BFV parameters")?;
+    let t = params.plain_modulus();
+    let wanted = |op: &str| args.ops.as_ref().is_none_or(|o| o.iter().any(|x| x == op));
+    let (results, fresh, after) = bench::run(params, runs, &wanted)?;
+    if args.json {
+        for r in &results {
+            let line = serde_json::json!({"op": r.op, "degree": args.degree, "median_us": (r.median_us * 100.0).round() / 100.0, "runs": runs});
+            outln!("{line}");
+        }
+        for (op, v) in [
+            ("noise_budget_fresh", u64::from(fresh)),
+            ("noise_budget_after_multiply", u64::from(after)),
+            ("plain_modulus", t),
+        ] {
+            outln!(
+                "{}",
+                serde_json::json!({"op": op, "degree": args.degree, "value": v})
+            );
+        }
+    } else {
+        outln!(
+            "BFV N = {}, moduli = {:?}, t = {t}, {} thread(s), {} run(s) per op",
+            args.degree,
+            bits,
+            rayon::current_num_threads(),
+            runs
+        );
+        outln!("{:<22} {:>14}", "operation", "median");
+        for r in &results {
+            let shown = if r.median_us >= 1000.0 {
+                format!("{:.2} ms", r.median_us / 1000.0)
+            } else {
+                format!("{:.1} µs", r.median_us)
+            };
+            outln!("{:<22} {shown:>14}", r.op);
+        }
+        outln!("noise budget: {fresh} bits fresh, {after} bits after one product");
+    }
+    Ok(())
+}
+
 fn bench(args: &BenchArgs) -> Result<()> {
+    if args.scheme == Scheme::Bfv {
+        return bench_bfv(args);
+    }
     let bits = match &args.moduli {
         Some(m) => parse_moduli(m)?,
         None => default_moduli(args.degree)?,

@@ -100,6 +100,52 @@ fn bench_json_has_every_operation() {
 }
 
 #[test]
+fn bfv_bench_json_has_every_operation_and_seal_like_budgets() {
+    let out = veil(&[
+        "he", "bench", "--scheme", "bfv", "--degree", "4096", "--runs", "1", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let get = |op: &str| rows.iter().find(|r| r["op"] == op).cloned();
+    for op in [
+        "encode",
+        "encrypt_pk",
+        "decrypt",
+        "add",
+        "multiply_plain",
+        "multiply+relin",
+        "rotate_rows_1",
+        "rotate_columns",
+        "mod_switch",
+    ] {
+        let r = get(op).unwrap_or_else(|| panic!("missing {op} in {stdout}"));
+        assert!(r["median_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    // N = 4096, 72-bit Q, 20-bit t: a product spends ~32 bits of a ~40-bit budget.
+    let fresh = get("noise_budget_fresh").unwrap()["value"]
+        .as_u64()
+        .unwrap();
+    let after = get("noise_budget_after_multiply").unwrap()["value"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (30..60).contains(&fresh) && after < fresh,
+        "{fresh} {after}"
+    );
+    let out = veil(&["he", "bench", "--scheme", "bfv", "--ops", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown BFV operation"));
+}
+
+#[test]
 fn bad_input_is_an_error_not_a_panic() {
     for args in [
         vec!["he", "bench", "--degree", "3000"],
@@ -113,6 +159,8 @@ fn bad_input_is_an_error_not_a_panic() {
         ],
         vec!["he", "bench", "--moduli", "sixty"],
         vec!["he", "bench", "--runs", "0"],
+        vec!["he", "bench", "--scheme", "bfv", "--degree", "2048"],
+        vec!["he", "bench", "--scheme", "bfv", "--plain-bits", "50"],
         vec!["demo", "--patients", "0"],
     ] {
         let out = veil(&args);

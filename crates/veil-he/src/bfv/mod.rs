@@ -50,6 +50,7 @@
 //! - **Not protected**: a malicious evaluator (it may return any ciphertext), side channels
 //!   beyond those CKKS handles.
 
+pub mod bench;
 pub mod context;
 pub mod encoder;
 pub mod evaluator;
