@@ -21,6 +21,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // The module is compiled out of the unit-test harness: an extension module leaves Python's
 // symbols to the interpreter that loads it, so a test executable could not link it.
 #[cfg(not(test))]
+mod bfv;
+#[cfg(not(test))]
 mod dp;
 #[cfg(not(test))]
 pub mod errors;
@@ -45,6 +47,7 @@ mod module {
         crate::errors::register(m)?;
         let he = PyModule::new(py, "he")?;
         crate::he::register(&he)?;
+        crate::bfv::register(&he)?;
         m.add_submodule(&he)?;
         let dp = PyModule::new(py, "dp")?;
         crate::dp::register(&dp)?;

@@ -144,6 +144,14 @@ impl BfvEncryptor {
         })
     }
 
+    /// The public key, for a public-key encryptor.
+    pub fn public_key(&self) -> Option<&PublicKey> {
+        match &self.inner {
+            EncryptWith::Public(e) => Some(e.public_key()),
+            EncryptWith::Secret(_) => None,
+        }
+    }
+
     /// Encrypts at the top level with randomness from the operating system.
     pub fn encrypt(&self, pt: &BfvPlaintext) -> Result<BfvCiphertext> {
         self.encrypt_with_rng(pt, &mut ChaCha20Rng::from_os_rng())
@@ -188,6 +196,11 @@ impl BfvDecryptor {
             ctx: ctx.clone(),
             inner: Decryptor::new(ctx.core(), sk)?,
         })
+    }
+
+    /// The secret key (handle with care).
+    pub fn secret_key(&self) -> &SecretKey {
+        self.inner.secret_key()
     }
 
     /// `[c_0 + c_1·s (+ c_2·s²)]_Q` in coefficient form.

@@ -395,6 +395,29 @@ fn public_context_computes_but_cannot_decrypt() {
 }
 
 #[test]
+fn contexts_travel_as_bytes_without_the_secret_key() {
+    let s = n8192();
+    let public = s.keys.public_to_bytes();
+    let server = BfvVectorContext::from_public_bytes(&public, None).unwrap();
+    assert!(!server.has_secret_key());
+    let x = BfvVector::encrypt(&server, &[4, -5, 6]).unwrap();
+    let y = x.mul_scalar(3).unwrap().add(&x).unwrap().rotate(1).unwrap();
+    let back = BfvVector::from_bytes(&s.keys, &y.to_bytes()).unwrap();
+    assert_eq!(back.decrypt().unwrap(), vec![-20, 24, 0]);
+    // The key holder's side rebuilt from bytes decrypts too.
+    let sk = s.keys.secret_key_bytes().unwrap().unwrap();
+    let owner = BfvVectorContext::from_public_bytes(&public, Some(&sk)).unwrap();
+    let z = BfvVector::from_bytes(&owner, &y.to_bytes()).unwrap();
+    assert_eq!(z.decrypt().unwrap(), vec![-20, 24, 0]);
+    // Hostile context bytes: truncated, trailing, wrong magic.
+    assert!(BfvVectorContext::from_public_bytes(&public[..public.len() - 1], None).is_err());
+    let mut longer = public.clone();
+    longer.push(0);
+    assert!(BfvVectorContext::from_public_bytes(&longer, None).is_err());
+    assert!(BfvVectorContext::from_public_bytes(b"VEILCTX1", None).is_err());
+}
+
+#[test]
 fn small_and_large_presets_work() {
     for preset in [BfvPreset::N4096, BfvPreset::N16384] {
         let ctx = BfvContext::new(BfvParameters::preset(preset).unwrap()).unwrap();

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use crate::bfv::context::BfvContext;
 use crate::bfv::encoder::BatchEncoder;
 use crate::bfv::evaluator::{BfvCiphertext, BfvDecryptor, BfvEncryptor, BfvEvaluator};
-use crate::ckks::{GaloisKeys, KeyGenerator, RelinearizationKey};
+use crate::bfv::params::BfvParameters;
+use crate::ckks::{GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey};
+
+const CONTEXT_MAGIC: &[u8] = b"VBFVCTX1";
 use crate::error::{HeError, Result};
 
 /// Keys and helpers for [`BfvVector`]: the key holder's context holds the secret key; a
@@ -54,6 +57,83 @@ impl BfvVectorContext {
             rlk: self.rlk.clone(),
             gk: self.gk.clone(),
         })
+    }
+
+    /// Serializes the public part (parameters, public, relinearization and Galois keys): what
+    /// a computing party needs. The secret key is never included.
+    pub fn public_to_bytes(&self) -> Vec<u8> {
+        let core = self.ctx.core();
+        let parts = [
+            self.ctx.params().to_bytes(),
+            // Always a public-key encryptor here.
+            self.encryptor
+                .public_key()
+                .map(PublicKey::to_bytes)
+                .unwrap_or_default(),
+            self.rlk.to_bytes(),
+            self.gk.to_bytes(core),
+        ];
+        crate::ckks::vector::join_length_prefixed(CONTEXT_MAGIC, &parts)
+    }
+
+    /// The serialized secret key (a zeroizing buffer), if this context holds one.
+    pub fn secret_key_bytes(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        self.decryptor
+            .as_ref()
+            .map(|d| d.secret_key().to_bytes())
+            .transpose()
+    }
+
+    /// Rebuilds a context from [`public_to_bytes`](Self::public_to_bytes) and, on the key
+    /// holder's side, the secret key. Parameters below 128-bit security are refused.
+    pub fn from_public_bytes(bytes: &[u8], secret_key: Option<&[u8]>) -> Result<Arc<Self>> {
+        Self::read_public(bytes, secret_key, false)
+    }
+
+    /// Like [`from_public_bytes`](Self::from_public_bytes) but accepts parameters below 128-bit
+    /// security. **Insecure**: tests and experiments only.
+    pub fn from_public_bytes_insecure_allow_below_128_bit_security(
+        bytes: &[u8],
+        secret_key: Option<&[u8]>,
+    ) -> Result<Arc<Self>> {
+        Self::read_public(bytes, secret_key, true)
+    }
+
+    fn read_public(
+        bytes: &[u8],
+        secret_key: Option<&[u8]>,
+        allow_insecure: bool,
+    ) -> Result<Arc<Self>> {
+        let bad = |reason: &str| HeError::Deserialize {
+            what: "BFV vector context",
+            reason: reason.into(),
+        };
+        let body = bytes
+            .strip_prefix(CONTEXT_MAGIC)
+            .ok_or_else(|| bad("bad magic or version"))?;
+        let parts = crate::ckks::vector::split_length_prefixed(body, 4).map_err(bad)?;
+        let params = if allow_insecure {
+            BfvParameters::from_bytes_insecure_allow_below_128_bit_security(parts[0])?
+        } else {
+            BfvParameters::from_bytes(parts[0])?
+        };
+        let ctx = BfvContext::new(params)?;
+        let core = ctx.core();
+        let pk = PublicKey::from_bytes(core, parts[1])?;
+        let rlk = RelinearizationKey::from_bytes(core, parts[2])?;
+        let gk = GaloisKeys::from_bytes(core, parts[3])?;
+        let decryptor = secret_key
+            .map(|b| BfvDecryptor::new(&ctx, SecretKey::from_bytes(core, b)?))
+            .transpose()?;
+        Ok(Arc::new(Self {
+            encoder: BatchEncoder::new(&ctx),
+            encryptor: BfvEncryptor::new(&ctx, pk)?,
+            decryptor,
+            evaluator: BfvEvaluator::new(&ctx),
+            rlk,
+            gk,
+            ctx,
+        }))
     }
 
     /// Whether this context can decrypt.

@@ -221,13 +221,7 @@ impl VectorContext {
             self.rlk.to_bytes(),
             self.gk.to_bytes(&self.ckks),
         ];
-        let mut out = Vec::new();
-        out.extend_from_slice(b"VEILCTX1");
-        for p in &parts {
-            out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-            out.extend_from_slice(p);
-        }
-        out
+        join_length_prefixed(b"VEILCTX1", &parts)
     }
 
     /// Rebuilds a public context (no secret key) from [`VectorContext::public_to_bytes`];
@@ -263,26 +257,7 @@ impl VectorContext {
         let body = bytes
             .strip_prefix(b"VEILCTX1")
             .ok_or_else(|| bad("bad magic or version"))?;
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(4);
-        let mut rest = body;
-        for _ in 0..4 {
-            if rest.len() < 8 {
-                return Err(bad("truncated"));
-            }
-            let (len, tail) = rest.split_at(8);
-            let mut l = [0u8; 8];
-            l.copy_from_slice(len);
-            let len = usize::try_from(u64::from_le_bytes(l)).map_err(|_| bad("length overflow"))?;
-            if tail.len() < len {
-                return Err(bad("truncated"));
-            }
-            let (part, tail) = tail.split_at(len);
-            parts.push(part);
-            rest = tail;
-        }
-        if !rest.is_empty() {
-            return Err(bad("trailing bytes"));
-        }
+        let parts = split_length_prefixed(body, 4).map_err(bad)?;
         let params = if allow_insecure {
             crate::ckks::CkksParameters::from_bytes_insecure_allow_below_128_bit_security(parts[0])?
         } else {
@@ -1686,4 +1661,40 @@ impl std::ops::Neg for &CkksVector {
     fn neg(self) -> Result<CkksVector> {
         CkksVector::neg(self)
     }
+}
+
+/// Splits `body` into exactly `count` parts, each prefixed by its length (u64, little endian),
+/// with nothing left over (the layout of serialized vector contexts).
+pub(crate) fn split_length_prefixed(
+    body: &[u8],
+    count: usize,
+) -> std::result::Result<Vec<&[u8]>, &'static str> {
+    let mut parts = Vec::with_capacity(count);
+    let mut rest = body;
+    for _ in 0..count {
+        let (len, tail) = rest.split_first_chunk::<8>().ok_or("truncated")?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| "length overflow")?;
+        if tail.len() < len {
+            return Err("truncated");
+        }
+        let (part, tail) = tail.split_at(len);
+        parts.push(part);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(parts)
+}
+
+/// Joins parts, each prefixed by its length (the inverse of [`split_length_prefixed`]).
+pub(crate) fn join_length_prefixed(magic: &[u8], parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(magic.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+    out.extend_from_slice(magic);
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
 }

@@ -1,4 +1,5 @@
-"""Homomorphic encryption (CKKS) with a TenSEAL-like API.
+"""Homomorphic encryption — CKKS (approximate reals) and BFV (exact integers) — with a
+TenSEAL-like API.
 
 A TenSEAL tutorial ports by renaming the import::
 
@@ -10,6 +11,12 @@ A TenSEAL tutorial ports by renaming the import::
     ctx.generate_galois_keys()
     v = ts.ckks_vector(ctx, [1.0, 2.0, 3.0])
     (v * v + 1).decrypt()          # numpy array ≈ [2, 5, 10]
+
+BFV as TenSEAL's ``bfv_vector``::
+
+    ctx = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=8192, plain_modulus=1032193)
+    v = ts.bfv_vector(ctx, [1, 2, 3])
+    (v * v + 1).decrypt()          # [2, 5, 10], exactly
 
 Differences from TenSEAL, all on the side of safety:
 
@@ -43,6 +50,11 @@ __all__ = [
     "context_from_preset",
     "ckks_vector",
     "ckks_vector_from",
+    "BFVContext",
+    "BFVVector",
+    "bfv_vector",
+    "bfv_vector_from",
+    "bfv_context_from",
     "HeError",
 ]
 
@@ -53,7 +65,8 @@ _CONTEXT_MAGIC = b"VEILPYC1"
 
 
 class SCHEME_TYPE(enum.Enum):
-    """The scheme of a context (TenSEAL's ``ts.SCHEME_TYPE``). Only CKKS is available."""
+    """The scheme of a context (TenSEAL's ``ts.SCHEME_TYPE``): CKKS (approximate reals) or
+    BFV (exact integers modulo ``plain_modulus``)."""
 
     CKKS = "ckks"
     BFV = "bfv"
@@ -228,12 +241,21 @@ def context(scheme: SCHEME_TYPE = SCHEME_TYPE.CKKS, poly_modulus_degree: int = 8
             coeff_mod_bit_sizes: Sequence[int] = (60, 40, 40, 60), *,
             global_scale: Optional[float] = None, rotation_steps: Iterable[int] = (),
             special_primes: int = 1, flooding_bits: int = 30,
-            insecure_allow_below_128_bit_security: bool = False, **_tenseal_options) -> Context:
-    """A CKKS context, as ``tenseal.context`` takes it. Keys are generated on first use, so
-    ``global_scale`` may still be set afterwards. Extra TenSEAL options (``n_threads``,
-    ``encryption_type``) are accepted and ignored."""
+            insecure_allow_below_128_bit_security: bool = False, **_tenseal_options):
+    """A context, as ``tenseal.context`` takes it.
+
+    CKKS: keys are generated on first use, so ``global_scale`` may still be set afterwards.
+    BFV: ``plain_modulus`` is a prime ≡ 1 (mod 2·poly_modulus_degree) (e.g. TenSEAL's 1032193;
+    default: a 20-bit one), ``coeff_mod_bit_sizes`` defaults to Veil's chain for the degree
+    when left at the CKKS default; returns a :class:`BFVContext`. Extra TenSEAL options
+    (``n_threads``, ``encryption_type``) are accepted and ignored."""
+    if scheme == SCHEME_TYPE.BFV:
+        bits = None if tuple(coeff_mod_bit_sizes) == (60, 40, 40, 60) else list(coeff_mod_bit_sizes)
+        return BFVContext(poly_modulus_degree=poly_modulus_degree, plain_modulus=plain_modulus,
+                          coeff_mod_bit_sizes=bits,
+                          insecure_allow_below_128_bit_security=insecure_allow_below_128_bit_security)
     if scheme != SCHEME_TYPE.CKKS:
-        raise HeError("only CKKS is available (BFV is planned); use SCHEME_TYPE.CKKS")
+        raise HeError(f"unknown scheme {scheme!r}")
     if plain_modulus is not None:
         raise HeError("plain_modulus is a BFV parameter; CKKS takes none")
     return Context(poly_modulus_degree=poly_modulus_degree,
@@ -474,3 +496,234 @@ def ckks_vector_from(ctx: Context, data: bytes) -> CKKSVector:
     if not isinstance(ctx, Context):
         raise HeError(f"expected a veil.he.Context, got {type(ctx).__name__}")
     return CKKSVector(ctx, _native=_he.Vector.from_bytes(ctx._native(), bytes(data)))
+
+
+# ---------------------------------------------------------------------------------------------
+# BFV: exact integers modulo t (TenSEAL's BFVVector)
+# ---------------------------------------------------------------------------------------------
+
+_BFV_MAGIC = b"VEILPYB1"
+
+
+def _ints(values, what: str = "values") -> list:
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise HeError(f"{what} must be integers: {e}") from None
+    if arr.ndim != 1:
+        raise HeError(f"{what} must be one-dimensional, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iub":
+        raise HeError(f"{what} must be integers, got {arr.dtype}")
+    return [int(x) for x in arr]
+
+
+class BFVContext:
+    """BFV parameters and keys: ``N`` integers modulo ``plain_modulus`` per ciphertext (a
+    2 × N/2 matrix; rotations act within rows). The data owner's context holds the secret
+    key; the computing party gets :meth:`make_context_public` / ``serialize()``."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, *, poly_modulus_degree: int = 8192, plain_modulus: Optional[int] = None,
+                 coeff_mod_bit_sizes: Optional[Sequence[int]] = None,
+                 insecure_allow_below_128_bit_security: bool = False, _inner=None):
+        if _inner is None:
+            _inner = _he.BfvContext(
+                int(poly_modulus_degree),
+                None if plain_modulus is None else int(plain_modulus),
+                20,
+                None if coeff_mod_bit_sizes is None else [int(b) for b in coeff_mod_bit_sizes],
+                bool(insecure_allow_below_128_bit_security),
+            )
+        self._inner = _inner
+
+    def generate_galois_keys(self) -> None:
+        """Kept for TenSEAL code: the rotation keys are made with the context."""
+
+    def generate_relin_keys(self) -> None:
+        """Kept for TenSEAL code: the relinearization key is made with the context."""
+
+    def is_private(self) -> bool:
+        return self._inner.is_private()
+
+    def is_public(self) -> bool:
+        return not self._inner.is_private()
+
+    def make_context_public(self) -> None:
+        """Drops the secret key from this context (in place, as TenSEAL)."""
+        self._inner = self._inner.make_public()
+
+    def public(self) -> "BFVContext":
+        """A copy without the secret key."""
+        return BFVContext(_inner=self._inner.make_public())
+
+    def serialize(self, save_secret_key: bool = False) -> bytes:
+        """The public keys and parameters, and the secret key only if asked."""
+        public = self._inner.public_bytes()
+        secret = self._inner.secret_key_bytes() if save_secret_key else None
+        secret = secret or b""
+        return (_BFV_MAGIC + struct.pack("<Q", len(public)) + public
+                + struct.pack("<Q", len(secret)) + secret)
+
+    @property
+    def poly_modulus_degree(self) -> int:
+        return self._inner.poly_modulus_degree
+
+    @property
+    def plain_modulus(self) -> int:
+        return self._inner.plain_modulus
+
+    @property
+    def coeff_mod_bit_sizes(self) -> list:
+        return list(self._inner.coeff_mod_bit_sizes)
+
+    @property
+    def slots(self) -> int:
+        return self._inner.slots
+
+    @property
+    def security(self) -> str:
+        return self._inner.security
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def bfv_context_from(data: bytes, *,
+                     insecure_allow_below_128_bit_security: bool = False) -> BFVContext:
+    """Reads a context written by :meth:`BFVContext.serialize`; malformed bytes and
+    parameters below 128-bit security (unless opted into by name) are refused."""
+    data = bytes(data)
+    if not data.startswith(_BFV_MAGIC) or len(data) < len(_BFV_MAGIC) + 16:
+        raise HeError("not a serialized Veil BFV context (bad magic or truncated)")
+    at = len(_BFV_MAGIC)
+    (n,) = struct.unpack_from("<Q", data, at)
+    at += 8
+    if n > len(data) - at - 8:
+        raise HeError("serialized BFV context is truncated")
+    public = data[at:at + n]
+    at += n
+    (m,) = struct.unpack_from("<Q", data, at)
+    at += 8
+    if m != len(data) - at:
+        raise HeError("serialized BFV context has a bad secret-key length or trailing bytes")
+    secret = data[at:] if m else None
+    return BFVContext(_inner=_he.BfvContext.from_bytes(public, secret,
+                                                       insecure_allow_below_128_bit_security))
+
+
+BfvOperand = Union["BFVVector", int, Sequence[int], np.ndarray]
+
+
+class BFVVector:
+    """An encrypted vector of integers modulo ``plain_modulus`` (values given and returned
+    signed, in (−t/2, t/2]; arithmetic wraps modulo t). ``+ - *`` take another vector, an
+    integer or a plain integer array of the same length.
+
+    ``decrypt()`` is exact. It refuses (``HeError``) when the vector's public noise estimate
+    says the result may be wrong — computed from the operations alone, so the refusal reveals
+    nothing about the key — instead of returning garbage."""
+
+    __slots__ = ("_v", "_ctx")
+
+    def __init__(self, ctx: BFVContext, values=None, *, _native=None):
+        if not isinstance(ctx, BFVContext):
+            raise HeError(f"expected a veil.he.BFVContext, got {type(ctx).__name__}")
+        self._ctx = ctx
+        self._v = _native if _native is not None else _he.BfvVector.encrypt(ctx._inner,
+                                                                            _ints(values))
+
+    def _new(self, native) -> "BFVVector":
+        return BFVVector(self._ctx, _native=native)
+
+    def _binary(self, other: BfvOperand, vec, plain, scalar):
+        if isinstance(other, BFVVector):
+            return self._new(vec(other._v))
+        if isinstance(other, (int, np.integer)) and not isinstance(other, bool):
+            return self._new(scalar(int(other)))
+        return self._new(plain(_ints(other, "the plain operand")))
+
+    def add(self, other: BfvOperand) -> "BFVVector":
+        v = self._v
+        return self._binary(other, v.add, v.add_plain, v.add_scalar)
+
+    def sub(self, other: BfvOperand) -> "BFVVector":
+        v = self._v
+        return self._binary(other, v.sub, v.sub_plain, lambda c: v.add_scalar(-c))
+
+    def mul(self, other: BfvOperand) -> "BFVVector":
+        v = self._v
+        return self._binary(other, v.mul, v.mul_plain, v.mul_scalar)
+
+    __add__ = __radd__ = add
+    __sub__ = sub
+    __mul__ = __rmul__ = mul
+
+    def __rsub__(self, other: BfvOperand) -> "BFVVector":
+        return self.neg().add(other)
+
+    def neg(self) -> "BFVVector":
+        return self._new(self._v.neg())
+
+    __neg__ = neg
+
+    def square(self) -> "BFVVector":
+        return self._new(self._v.square())
+
+    def sum(self, axis: int = 0) -> "BFVVector":
+        """The sum of all values (a vector of length 1)."""
+        if axis != 0:
+            raise HeError("a BFVVector has one axis")
+        return self._new(self._v.sum())
+
+    def dot(self, other: "BFVVector") -> "BFVVector":
+        """The dot product with another encrypted vector (length 1)."""
+        if not isinstance(other, BFVVector):
+            return self.mul(other).sum()
+        return self._new(self._v.dot(other._v))
+
+    def rotate(self, steps: int) -> "BFVVector":
+        """Rotates left by ``steps`` within the row (zeros come in past the vector's end)."""
+        return self._new(self._v.rotate(int(steps)))
+
+    def decrypt(self) -> list:
+        """The exact values (signed). Needs the secret key."""
+        return self._v.decrypt()
+
+    def noise_budget(self) -> int:
+        """The measured invariant noise budget in bits (SEAL's number). It depends on the
+        secret key: keep it to yourself."""
+        return self._v.noise_budget()
+
+    def estimated_noise_budget(self) -> Optional[float]:
+        """The public estimate of the budget left (``None`` for a vector read from bytes)."""
+        return self._v.estimated_noise_budget()
+
+    def serialize(self) -> bytes:
+        return self._v.to_bytes()
+
+    def size(self) -> int:
+        return len(self._v)
+
+    def __len__(self) -> int:
+        return len(self._v)
+
+    @property
+    def level(self) -> int:
+        return self._v.level
+
+    def context(self) -> BFVContext:
+        return self._ctx
+
+    def __repr__(self) -> str:
+        return f"BFVVector(size={len(self._v)}, level={self._v.level})"
+
+
+def bfv_vector(ctx: BFVContext, values) -> BFVVector:
+    """Encrypts integers (TenSEAL's ``ts.bfv_vector``)."""
+    return BFVVector(ctx, values)
+
+
+def bfv_vector_from(ctx: BFVContext, data: bytes) -> BFVVector:
+    """Reads a vector written by :meth:`BFVVector.serialize`."""
+    return BFVVector(ctx, _native=_he.BfvVector.from_bytes(ctx._inner, bytes(data)))
