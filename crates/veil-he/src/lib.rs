@@ -61,6 +61,7 @@
 //!   [`ckks::flooding`]).
 
 pub mod bfv;
+pub mod bgv;
 pub mod ckks;
 pub mod error;
 

@@ -178,8 +178,19 @@ pub struct BfvContext {
 }
 
 impl BfvContext {
-    /// Precomputes everything for `params`.
+    /// Precomputes everything for `params` (BFV parameters: BGV ones are refused, use
+    /// [`BgvContext`](crate::bgv::BgvContext)).
     pub fn new(params: BfvParameters) -> Result<Arc<Self>> {
+        if params.is_bgv() {
+            return Err(HeError::InvalidParameters(
+                "these are BGV parameters; use BgvContext".into(),
+            ));
+        }
+        Self::new_any(params)
+    }
+
+    /// Precomputes everything, for BFV or (inside a BGV context) BGV parameters.
+    pub(crate) fn new_any(params: BfvParameters) -> Result<Arc<Self>> {
         let core = CkksContext::new(params.core().clone())?;
         let n = params.degree();
         let t = params.plain();

@@ -86,6 +86,7 @@ pub struct BfvParametersBuilder {
     special_count: usize,
     plain: PlainChoice,
     insecure: bool,
+    bgv: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -103,6 +104,7 @@ impl Default for BfvParametersBuilder {
             special_count: 1,
             plain: PlainChoice::Bits(20),
             insecure: false,
+            bgv: false,
         }
     }
 }
@@ -144,6 +146,19 @@ impl BfvParametersBuilder {
     pub fn insecure_allow_below_128_bit_security(mut self) -> Self {
         self.insecure = true;
         self
+    }
+
+    /// For BGV: the core's errors become multiples of `t` (a different fingerprint, so keys
+    /// and ciphertexts never mix with BFV's).
+    pub(crate) fn bgv(mut self, yes: bool) -> Self {
+        self.bgv = yes;
+        self
+    }
+
+    /// Validates everything and builds a **BGV** parameter set (for
+    /// [`BgvContext`](crate::bgv::BgvContext)): the same chain and `t`, errors multiples of `t`.
+    pub fn build_bgv(self) -> Result<BfvParameters> {
+        self.bgv(true).build()
     }
 
     /// Validates everything and generates the primes.
@@ -224,8 +239,27 @@ impl BfvParametersBuilder {
             ));
         }
         let plain = Modulus::new(t)?;
+        let core = if self.bgv {
+            // The same primes again, now with errors that are multiples of t.
+            let mut b = CkksParameters::builder()
+                .degree(self.degree)
+                .moduli_bits(&self.bit_sizes)
+                .special_primes(self.special_count)
+                .scale_bits(1.0)
+                .error_plain_modulus(Some(t));
+            if self.insecure {
+                b = b.insecure_allow_below_128_bit_security();
+            }
+            b.build()?
+        } else {
+            core
+        };
         let mut h = Sha256::new();
-        h.update(b"veil-bfv-params-v1");
+        h.update(if self.bgv {
+            b"veil-bgv-params-v1"
+        } else {
+            b"veil-bfv-params-v1"
+        });
         h.update(core.fingerprint());
         h.update(t.to_le_bytes());
         Ok(BfvParameters {
@@ -248,9 +282,15 @@ impl BfvParameters {
         Self::builder().degree(degree).moduli_bits(&bits).build()
     }
 
+    /// Whether this is a BGV parameter set (errors multiples of `t`).
+    pub fn is_bgv(&self) -> bool {
+        self.core.plain_modulus_of_errors().is_some()
+    }
+
     /// Rebuilds from a core parameter set and a plaintext modulus (deserialization).
-    pub(crate) fn from_core(core: CkksParameters, t: u64) -> Result<Self> {
+    pub(crate) fn from_core(core: CkksParameters, t: u64, bgv: bool) -> Result<Self> {
         let mut b = Self::builder()
+            .bgv(bgv)
             .degree(core.degree())
             .moduli_bits(core.bit_sizes())
             .special_primes(core.special_moduli().len())
@@ -259,7 +299,9 @@ impl BfvParameters {
             b = b.insecure_allow_below_128_bit_security();
         }
         let p = b.build()?;
-        if p.core.fingerprint() != core.fingerprint() {
+        if p.core.ciphertext_moduli() != core.ciphertext_moduli()
+            || p.core.special_moduli() != core.special_moduli()
+        {
             return Err(HeError::InvalidParameters(
                 "the chain does not regenerate to the recorded primes".into(),
             ));

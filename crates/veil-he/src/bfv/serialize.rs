@@ -15,9 +15,11 @@ const MAGIC: &[u8; 4] = b"VBFV";
 const VERSION: u8 = 1;
 const KIND_PARAMETERS: u8 = 1;
 const KIND_CIPHERTEXT: u8 = 2;
+const KIND_BGV_PARAMETERS: u8 = 3;
+pub(crate) const KIND_BGV_CIPHERTEXT: u8 = 4;
 const HEADER_LEN: usize = 4 + 1 + 1 + 32;
 
-fn header(kind: u8, fingerprint: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn header(kind: u8, fingerprint: &[u8; 32]) -> Vec<u8> {
     let mut v = Vec::with_capacity(HEADER_LEN);
     v.extend_from_slice(MAGIC);
     v.push(VERSION);
@@ -27,7 +29,11 @@ fn header(kind: u8, fingerprint: &[u8; 32]) -> Vec<u8> {
 }
 
 /// Checks the header and returns the recorded fingerprint and the payload.
-fn read_header<'a>(bytes: &'a [u8], kind: u8, what: &'static str) -> Result<([u8; 32], &'a [u8])> {
+pub(crate) fn read_header<'a>(
+    bytes: &'a [u8],
+    kind: u8,
+    what: &'static str,
+) -> Result<([u8; 32], &'a [u8])> {
     let bad = |reason: &str| HeError::Deserialize {
         what,
         reason: reason.into(),
@@ -52,13 +58,19 @@ fn read_header<'a>(bytes: &'a [u8], kind: u8, what: &'static str) -> Result<([u8
 impl BfvParameters {
     /// Serializes the parameter set.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = header(KIND_PARAMETERS, &self.fingerprint());
+        let kind = if self.is_bgv() {
+            KIND_BGV_PARAMETERS
+        } else {
+            KIND_PARAMETERS
+        };
+        let mut v = header(kind, &self.fingerprint());
         v.extend_from_slice(&self.plain_modulus().to_le_bytes());
-        v.extend(self.core().to_bytes());
+        v.extend(self.core().without_error_plain_modulus().to_bytes());
         v
     }
 
-    /// Reads and re-validates a parameter set; below 128-bit security is refused whatever the
+    /// Reads and re-validates a parameter set (BFV or BGV, see
+    /// [`is_bgv`](BfvParameters::is_bgv)); below 128-bit security is refused whatever the
     /// bytes say.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         Self::read(bytes, false)
@@ -72,7 +84,13 @@ impl BfvParameters {
 
     fn read(bytes: &[u8], allow_insecure: bool) -> Result<Self> {
         let what = "BFV parameters";
-        let (fp, rest) = read_header(bytes, KIND_PARAMETERS, what)?;
+        let bgv = bytes.get(5) == Some(&KIND_BGV_PARAMETERS);
+        let kind = if bgv {
+            KIND_BGV_PARAMETERS
+        } else {
+            KIND_PARAMETERS
+        };
+        let (fp, rest) = read_header(bytes, kind, what)?;
         let (t, core) = rest.split_first_chunk::<8>().ok_or(HeError::Deserialize {
             what,
             reason: "truncated".into(),
@@ -82,7 +100,7 @@ impl BfvParameters {
         } else {
             CkksParameters::from_bytes(core)?
         };
-        let params = BfvParameters::from_core(core, u64::from_le_bytes(*t))?;
+        let params = BfvParameters::from_core(core, u64::from_le_bytes(*t), bgv)?;
         if params.fingerprint() != fp {
             return Err(HeError::Deserialize {
                 what,

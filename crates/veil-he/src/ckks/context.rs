@@ -51,6 +51,18 @@ pub struct CkksContext {
     pub(crate) half_p_mod: Vec<u64>,
     /// `log2(q_0 ··· q_ℓ)` for every level ℓ (scale checks run on every operation).
     modulus_bits: Vec<f64>,
+    /// BGV cores: `t`, `t^{-1} mod p_j` for the special primes and `t mod r` for every prime.
+    pub(crate) plain: Option<PlainErrors>,
+}
+
+/// Tables of a BGV core, whose errors are multiples of the plaintext modulus `t`.
+#[derive(Debug)]
+pub(crate) struct PlainErrors {
+    pub t: u64,
+    /// `t^{-1} mod p_j` for every special prime.
+    pub t_inv_special: Vec<u64>,
+    /// `t mod r` for every prime of the context (ciphertext and special).
+    pub t_mod: Vec<u64>,
 }
 
 impl CkksContext {
@@ -152,7 +164,22 @@ impl CkksContext {
                 Some(*acc)
             })
             .collect();
+        let plain = match params.plain_modulus_of_errors() {
+            None => None,
+            Some(t) => Some(PlainErrors {
+                t,
+                t_inv_special: p
+                    .iter()
+                    .map(|m| {
+                        m.inv(m.reduce(t))
+                            .ok_or(HeError::Internal("t divides a special prime"))
+                    })
+                    .collect::<Result<_>>()?,
+                t_mod: all.iter().map(|m| m.reduce(t)).collect(),
+            }),
+        };
         Ok(Arc::new(Self {
+            plain,
             params,
             ring,
             encoder: EncoderTables { rot_group, roots },

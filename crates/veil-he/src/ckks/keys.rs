@@ -201,7 +201,7 @@ pub(crate) fn uniform_poly(
     Ok(p)
 }
 
-/// A fresh Gaussian error polynomial over `basis`, in NTT form.
+/// A fresh Gaussian error polynomial over `basis`, in NTT form (times `t` in a BGV core).
 pub(crate) fn error_poly(
     ctx: &CkksContext,
     basis: &[usize],
@@ -209,6 +209,12 @@ pub(crate) fn error_poly(
 ) -> Result<RnsPoly> {
     let mut e = Zeroizing::new(vec![0i64; ctx.degree()]);
     ctx.gaussian.fill(rng, &mut e);
+    if let Some(plain) = &ctx.plain {
+        // BGV: every error is t·e, so that c_0 + c_1·s stays ≡ m (mod t). |e| ≤ ~40 and
+        // t < 2^41: no overflow.
+        let t = plain.t as i64;
+        e.iter_mut().for_each(|x| *x *= t);
+    }
     let mut p = RnsPoly::from_signed(ctx.ring(), basis, &e)?;
     p.to_ntt();
     Ok(p)

@@ -143,7 +143,54 @@ pub(crate) fn apply(
 }
 
 /// ModDown: `round(x / P)` from the extended basis back to `q_0..q_ℓ` (NTT form).
-pub(crate) fn mod_down(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Result<RnsPoly> {
+///
+/// In a BGV core, `(x − δ)/P` with `δ = t·[x·t^{-1}]_P` instead: `δ ≡ x (mod P)` makes the
+/// division exact and `δ ≡ 0 (mod t)` keeps the error a multiple of `t`. With `x` an inner
+/// product against keys `−a·s + t·e + P·g·s'` (or an encryption of zero with `t·e` errors),
+/// `x = P·d·s' + t·E`, and the result decrypts to `d·s' + t·E'`: the message is untouched.
+pub(crate) fn mod_down(ctx: &CkksContext, acc: RnsPoly, level: usize) -> Result<RnsPoly> {
+    match &ctx.plain {
+        None => mod_down_rounding(ctx, acc, level),
+        Some(plain) => mod_down_bgv(ctx, acc, level, plain),
+    }
+}
+
+/// BGV ModDown (see [`mod_down`]).
+fn mod_down_bgv(
+    ctx: &CkksContext,
+    mut acc: RnsPoly,
+    level: usize,
+    plain: &crate::ckks::context::PlainErrors,
+) -> Result<RnsPoly> {
+    let ks = &ctx.key_switch[level];
+    let n = ctx.degree();
+    let ring = ctx.ring();
+    let ext = ctx.ext_basis(level);
+    // y = [x·t^{-1}]_P, lifted centred to q_0..q_ℓ; δ = t·y ≡ x (mod P), δ ≡ 0 (mod t).
+    let mut special: Vec<u64> = acc.data()[(level + 1) * n..].to_vec();
+    for_each_limb(&mut special, n, NTT_COST, |t, limb| {
+        let prime = ext[level + 1 + t];
+        ring.ntt_inverse(prime, limb);
+        ring.mul_constant_assign(prime, limb, plain.t_inv_special[t]);
+    });
+    let mut conv = vec![0u64; (level + 1) * n];
+    ks.mod_down.convert_centered(n, &special, &mut conv)?;
+    for_each_limb(&mut conv, n, NTT_COST, |i, limb| {
+        ring.mul_constant_assign(i, limb, plain.t_mod[i]);
+        ring.ntt_forward(i, limb);
+    });
+    acc.truncate_limbs(level + 1)?;
+    let moduli = acc.moduli();
+    for_each_limb(acc.data_mut(), n, 4, |i, limb| {
+        let m = &moduli[i];
+        m.sub_assign_slices(limb, &conv[i * n..(i + 1) * n]);
+        ring.mul_constant_assign(i, limb, ks.p_inv[i].value);
+    });
+    Ok(acc)
+}
+
+/// CKKS ModDown: `round(x / P)`.
+fn mod_down_rounding(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Result<RnsPoly> {
     let ks = &ctx.key_switch[level];
     let n = ctx.degree();
     let ring = ctx.ring();

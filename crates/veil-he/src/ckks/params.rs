@@ -108,6 +108,9 @@ pub struct CkksParameters {
     /// `Δ_ℓ` for every level: the scale a ciphertext at level ℓ has in the automatic
     /// schedule ([`CkksParameters::level_scale`]).
     level_scales: Vec<f64>,
+    /// BGV cores only: the plaintext modulus `t` that every error term is a multiple of
+    /// (keys, encryption, key switching keep `c_0 + c_1·s ≡ m (mod t)`).
+    error_plain_modulus: Option<u64>,
 }
 
 /// Builder for [`CkksParameters`]: set what you need, then [`build`](Self::build) validates
@@ -120,6 +123,7 @@ pub struct CkksParametersBuilder {
     dnum: Option<usize>,
     scale_bits: f64,
     insecure: bool,
+    error_plain_modulus: Option<u64>,
 }
 
 impl Default for CkksParametersBuilder {
@@ -131,6 +135,7 @@ impl Default for CkksParametersBuilder {
             dnum: None,
             scale_bits: 40.0,
             insecure: false,
+            error_plain_modulus: None,
         }
     }
 }
@@ -173,6 +178,12 @@ impl CkksParametersBuilder {
 
     /// Accept parameters below 128-bit security. **Insecure**: for tests and experiments only;
     /// every key and ciphertext made with them is marked [`SecurityLevel::Insecure`].
+    pub(crate) fn error_plain_modulus(mut self, t: Option<u64>) -> Self {
+        self.error_plain_modulus = t;
+        self
+    }
+
+    /// **Insecure**: accept parameters below 128-bit security (tests and experiments only).
     pub fn insecure_allow_below_128_bit_security(mut self) -> Self {
         self.insecure = true;
         self
@@ -263,16 +274,14 @@ impl CkksParametersBuilder {
         let level_scales =
             retarget_scale_primes(n, &self.bit_sizes, q_count, self.scale_bits, &mut moduli)?;
         let (q, p) = moduli.split_at(q_count);
-        let mut h = Sha256::new();
-        h.update(b"veil-ckks-params-v1");
-        h.update((n as u64).to_le_bytes());
-        h.update((dnum as u64).to_le_bytes());
-        h.update((self.special_count as u64).to_le_bytes());
-        for m in &moduli {
-            h.update(m.value().to_le_bytes());
-        }
-        h.update([u8::from(security == SecurityLevel::Insecure)]);
-        let fingerprint: [u8; 32] = h.finalize().into();
+        let fingerprint = fingerprint_of(
+            n,
+            dnum,
+            self.special_count,
+            &moduli,
+            security,
+            self.error_plain_modulus,
+        );
         Ok(CkksParameters {
             degree: n,
             bit_sizes: self.bit_sizes,
@@ -284,8 +293,34 @@ impl CkksParametersBuilder {
             security,
             fingerprint,
             level_scales,
+            error_plain_modulus: self.error_plain_modulus,
         })
     }
+}
+
+/// SHA-256 over everything that defines a parameter set (and, for BGV cores, `t`).
+fn fingerprint_of(
+    n: usize,
+    dnum: usize,
+    special_count: usize,
+    moduli: &[Modulus],
+    security: SecurityLevel,
+    error_plain_modulus: Option<u64>,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"veil-ckks-params-v1");
+    h.update((n as u64).to_le_bytes());
+    h.update((dnum as u64).to_le_bytes());
+    h.update((special_count as u64).to_le_bytes());
+    for m in moduli {
+        h.update(m.value().to_le_bytes());
+    }
+    h.update([u8::from(security == SecurityLevel::Insecure)]);
+    if let Some(t) = error_plain_modulus {
+        h.update(b"bgv-errors-times-t");
+        h.update(t.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 /// Picks the ciphertext primes `q_L … q_1` whose bit size equals the scale so that the scale
@@ -454,6 +489,27 @@ impl CkksParameters {
     /// log2 of the default scale.
     pub fn scale_bits(&self) -> f64 {
         self.scale_bits
+    }
+
+    /// The same set without the BGV error modulus (what is serialized: the BGV wrapper
+    /// records `t` and rebuilds the core).
+    pub(crate) fn without_error_plain_modulus(&self) -> Self {
+        let mut p = self.clone();
+        p.error_plain_modulus = None;
+        let moduli: Vec<Modulus> = p
+            .ciphertext_moduli
+            .iter()
+            .chain(&p.special_moduli)
+            .copied()
+            .collect();
+        p.fingerprint =
+            fingerprint_of(p.degree, p.dnum, p.special_count, &moduli, p.security, None);
+        p
+    }
+
+    /// BGV cores: the plaintext modulus every error is a multiple of.
+    pub(crate) fn plain_modulus_of_errors(&self) -> Option<u64> {
+        self.error_plain_modulus
     }
 
     /// The security level the parameters meet.
