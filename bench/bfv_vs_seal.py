@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Side-by-side BFV benchmark: Microsoft SEAL's BFV (via seal-python) vs Veil's, in one run.
+"""Side-by-side BFV (or BGV) benchmark: Microsoft SEAL (via seal-python) vs Veil, in one run.
 
 Usage
 -----
     python3 bench/bfv_vs_seal.py                    # N = 8192 and 16384, Veil's preset chains
     python3 bench/bfv_vs_seal.py --degree 8192 --runs 20 --markdown
+    python3 bench/bfv_vs_seal.py --scheme bgv            # SEAL's BGV vs Veil's BGV
     python3 bench/bfv_vs_seal.py --veil-bench target/release/examples/bfv_bench
 
 Both libraries get the same parameters: the ring degree, the same prime bit sizes
@@ -82,11 +83,11 @@ def median_us(runs: int, f) -> float:
     return statistics.median(samples)
 
 
-def run_seal(degree: int, bits: list, runs: int) -> dict:
+def run_seal(scheme: str, degree: int, bits: list, runs: int) -> dict:
     import numpy as np
     import seal
 
-    parms = seal.EncryptionParameters(seal.scheme_type.bfv)
+    parms = seal.EncryptionParameters(getattr(seal.scheme_type, scheme))
     parms.set_poly_modulus_degree(degree)
     parms.set_coeff_modulus(seal.CoeffModulus.Create(degree, bits))
     parms.set_plain_modulus(seal.PlainModulus.Batching(degree, 20))
@@ -139,8 +140,8 @@ def run_seal(degree: int, bits: list, runs: int) -> dict:
     return out
 
 
-def run_veil(binary: Path, degree: int, bits: list, runs: int) -> dict:
-    cmd = [str(binary), "--degree", str(degree), "--runs", str(runs),
+def run_veil(scheme: str, binary: Path, degree: int, bits: list, runs: int) -> dict:
+    cmd = [str(binary), "--scheme", scheme, "--degree", str(degree), "--runs", str(runs),
            "--moduli", ",".join(map(str, bits))]
     env = dict(os.environ, RAYON_NUM_THREADS="1")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -157,6 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--degree", type=int, action="append", choices=sorted(CHAINS))
     ap.add_argument("--runs", type=int, default=0, help="timed runs per op (default 20 / 10)")
+    ap.add_argument("--scheme", choices=["bfv", "bgv"], default="bfv")
     ap.add_argument("--veil-bench", type=Path,
                     default=REPO / "target" / "release" / "examples" / "bfv_bench")
     ap.add_argument("--markdown", action="store_true")
@@ -171,12 +173,12 @@ def main() -> None:
         runs = args.runs or (20 if degree <= 8192 else 10)
         bits = CHAINS[degree]
         log(f"N = {degree}, primes {bits}, {runs} runs: SEAL")
-        s = run_seal(degree, bits, runs)
+        s = run_seal(args.scheme, degree, bits, runs)
         log(f"N = {degree}: Veil")
-        v = run_veil(args.veil_bench, degree, bits, runs)
+        v = run_veil(args.scheme, args.veil_bench, degree, bits, runs)
         if s["plain_modulus"] != v["plain_modulus"]:
             log(f"note: plaintext moduli differ (SEAL {s['plain_modulus']}, Veil {v['plain_modulus']})")
-        title = (f"BFV N = {degree}, primes {bits}, t = {v['plain_modulus']} (20 bits), "
+        title = (f"{args.scheme.upper()} N = {degree}, primes {bits}, t = {v['plain_modulus']} (20 bits), "
                  f"1 thread, median of {runs}")
         if args.markdown:
             print(f"\n**{title}**\n\n| op | SEAL µs | Veil µs | Veil/SEAL |\n|---|---:|---:|---:|")

@@ -12,7 +12,7 @@ use crate::progress;
 #[derive(Subcommand, Debug)]
 pub enum HeCommand {
     /// Per-operation median timings of CKKS (the names match bench/he_vs_seal.py), or of BFV
-    /// with `--scheme bfv` (names as bench/bfv_vs_seal.py).
+    /// with `--scheme bfv|bgv` (names as bench/bfv_vs_seal.py).
     Bench(BenchArgs),
     /// List the named parameter presets.
     Presets,
@@ -20,10 +20,10 @@ pub enum HeCommand {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The scheme: `ckks` (approximate reals) or `bfv` (exact integers modulo t).
+    /// The scheme: `ckks` (approximate reals), `bfv` or `bgv` (exact integers modulo t).
     #[arg(long, value_enum, default_value_t = Scheme::Ckks)]
     pub scheme: Scheme,
-    /// BFV only: bits of the batching plaintext modulus t (default 20, as SEAL's
+    /// BFV and BGV: bits of the batching plaintext modulus t (default 20, as SEAL's
     /// `PlainModulus::Batching(N, 20)`).
     #[arg(long, default_value_t = 20)]
     pub plain_bits: u32,
@@ -55,6 +55,8 @@ pub enum Scheme {
     Ckks,
     /// BFV: exact arithmetic on integers modulo t.
     Bfv,
+    /// BGV: exact arithmetic on integers modulo t (message in the low bits).
+    Bgv,
 }
 
 pub fn run(cmd: HeCommand) -> Result<()> {
@@ -174,12 +176,17 @@ fn bench_bfv(args: &BenchArgs) -> Result<()> {
             bench::OPS.join(", ")
         );
     }
-    let params = BfvParameters::builder()
+    let builder = BfvParameters::builder()
         .degree(args.degree)
         .moduli_bits(&bits)
-        .plain_modulus_bits(args.plain_bits)
-        .build()
-        .context("invalid BFV parameters")?;
+        .plain_modulus_bits(args.plain_bits);
+    let bgv = args.scheme == Scheme::Bgv;
+    let params = if bgv {
+        builder.build_bgv()
+    } else {
+        builder.build()
+    }
+    .context("invalid BFV/BGV parameters")?;
     let t = params.plain_modulus();
     let wanted = |op: &str| args.ops.as_ref().is_none_or(|o| o.iter().any(|x| x == op));
     let (results, fresh, after) = bench::run(params, runs, &wanted)?;
@@ -200,7 +207,8 @@ fn bench_bfv(args: &BenchArgs) -> Result<()> {
         }
     } else {
         outln!(
-            "BFV N = {}, moduli = {:?}, t = {t}, {} thread(s), {} run(s) per op",
+            "{} N = {}, moduli = {:?}, t = {t}, {} thread(s), {} run(s) per op",
+            if bgv { "BGV" } else { "BFV" },
             args.degree,
             bits,
             rayon::current_num_threads(),
@@ -221,7 +229,7 @@ fn bench_bfv(args: &BenchArgs) -> Result<()> {
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
-    if args.scheme == Scheme::Bfv {
+    if args.scheme != Scheme::Ckks {
         return bench_bfv(args);
     }
     let bits = match &args.moduli {

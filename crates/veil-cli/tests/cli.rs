@@ -100,7 +100,7 @@ fn bench_json_has_every_operation() {
 }
 
 #[test]
-fn bfv_bench_json_has_every_operation_and_seal_like_budgets() {
+fn bfv_and_bgv_bench_json_have_every_operation_and_seal_like_budgets() {
     let out = veil(&[
         "he", "bench", "--scheme", "bfv", "--degree", "4096", "--runs", "1", "--json",
     ]);
@@ -140,6 +140,17 @@ fn bfv_bench_json_has_every_operation_and_seal_like_budgets() {
         (30..60).contains(&fresh) && after < fresh,
         "{fresh} {after}"
     );
+    // BGV: every op, a fresh budget, a product that decrypts (checked inside the bench).
+    let out = veil(&[
+        "he", "bench", "--scheme", "bgv", "--degree", "4096", "--runs", "1", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"mod_switch\"") && stdout.contains("noise_budget_fresh"));
     let out = veil(&["he", "bench", "--scheme", "bfv", "--ops", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown BFV operation"));

@@ -1,4 +1,5 @@
-//! BFV per-operation timings as JSON lines, for `bench/bfv_vs_seal.py`:
+//! BFV (or, with `--scheme bgv`, BGV) per-operation timings as JSON lines, for
+//! `bench/bfv_vs_seal.py`:
 //!
 //! ```text
 //! cargo build --release -p veil-he --example bfv_bench
@@ -6,7 +7,8 @@
 //! ```
 //!
 //! Options: `--degree N` (a preset's degree: 4096, 8192, 16384, 32768), `--runs R`,
-//! `--moduli 54,54,54,56` (bit sizes, the last one special), `--plain-bits 20`.
+//! `--moduli 54,54,54,56` (bit sizes, the last one special), `--plain-bits 20`,
+//! `--scheme bfv|bgv`.
 
 use veil_he::bfv::{bench, BfvParameters, BfvPreset};
 
@@ -22,6 +24,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = 20usize;
     let mut moduli: Option<Vec<u32>> = None;
     let mut plain_bits = 20u32;
+    let mut bgv = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
@@ -29,6 +32,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--degree" => degree = value()?.parse()?,
             "--runs" => runs = value()?.parse()?,
             "--plain-bits" => plain_bits = value()?.parse()?,
+            "--scheme" => {
+                bgv = match value()?.as_str() {
+                    "bfv" => false,
+                    "bgv" => true,
+                    other => return Err(format!("unknown scheme {other}: bfv or bgv").into()),
+                }
+            }
             "--moduli" => {
                 moduli = Some(
                     value()?
@@ -51,11 +61,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .1
         }
     };
-    let params = BfvParameters::builder()
+    let builder = BfvParameters::builder()
         .degree(degree)
         .moduli_bits(&bits)
-        .plain_modulus_bits(plain_bits)
-        .build()?;
+        .plain_modulus_bits(plain_bits);
+    let params = if bgv {
+        builder.build_bgv()?
+    } else {
+        builder.build()?
+    };
     let t = params.plain_modulus();
     let (timings, fresh, after) = bench::run(params, runs, &|_| true)?;
     for x in timings {

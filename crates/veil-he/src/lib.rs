@@ -7,7 +7,9 @@
 //! SEAL and TenSEAL take it (`[60, 40, 40, 60]`), with 128-bit security enforced unless the
 //! caller opts out by name, hybrid key switching, hoisted rotations, seeded secret-key
 //! encryption and a compact, validated serialization. [`ckks::CkksVector`] offers the
-//! TenSEAL-style vector API.
+//! TenSEAL-style vector API. [`bfv`] and [`bgv`] compute exactly on integers modulo a
+//! plaintext modulus over the same ring, keys and key switching ([`bfv::BfvVector`] is
+//! TenSEAL's `BFVVector`).
 //!
 //! ## Design
 //!

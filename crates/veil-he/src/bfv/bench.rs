@@ -1,4 +1,4 @@
-//! Per-operation timings of BFV, shared by `veil he bench --scheme bfv` and the
+//! Per-operation timings of BFV and BGV, shared by `veil he bench --scheme bfv|bgv` and the
 //! `bfv_bench` example that `bench/bfv_vs_seal.py` runs beside SEAL's BFV. The operation
 //! names match that script's.
 
@@ -41,28 +41,56 @@ pub struct Timing {
     pub median_us: f64,
 }
 
-fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
-    drop(f()?);
+fn time(runs: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
-        let r = f()?;
+        f()?;
         samples.push(start.elapsed().as_secs_f64() * 1e6);
-        drop(r);
     }
     samples.sort_by(f64::total_cmp);
     Ok(samples[samples.len() / 2])
 }
 
+type Op<'a> = (&'static str, Box<dyn FnMut() -> Result<()> + 'a>);
+
+/// Times each op in [`OPS`] order that `wanted` accepts (keygen at most 10 runs).
+fn measure(
+    runs: usize,
+    wanted: &dyn Fn(&str) -> bool,
+    mut ops: Vec<Op<'_>>,
+) -> Result<Vec<Timing>> {
+    let mut out = Vec::new();
+    for name in OPS.into_iter().filter(|op| wanted(op)) {
+        if let Some((op, f)) = ops.iter_mut().find(|(op, _)| *op == name) {
+            let r = if *op == "keygen_relin" {
+                runs.min(10)
+            } else {
+                runs
+            };
+            out.push(Timing {
+                op,
+                median_us: time(r, &mut **f)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Times the operations `wanted` accepts (all of [`OPS`] by default) on full random slot
-/// vectors, `runs` timed runs each after one warm-up (at least 1). Also returns the noise
-/// budget of a fresh encryption and of a product, to compare with SEAL's.
+/// vectors, `runs` timed runs each after one warm-up (at least 1), for BFV or BGV parameters
+/// (`params.is_bgv()`). Also returns the noise budget of a fresh encryption and of a product,
+/// to compare with SEAL's. Fails if the product does not decrypt exactly.
 pub fn run(
     params: BfvParameters,
     runs: usize,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<Timing>, u32, u32)> {
     let runs = runs.max(1);
+    if params.is_bgv() {
+        return run_bgv(params, runs, wanted);
+    }
     let ctx = BfvContext::new(params)?;
     let mut kg = KeyGenerator::new(ctx.core())?;
     let pk = kg.public_key()?;
@@ -74,54 +102,151 @@ pub fn run(
     let sym = BfvEncryptor::symmetric(&ctx, kg.secret_key().clone())?;
     let decryptor = BfvDecryptor::new(&ctx, kg.secret_key().clone())?;
     let ev = BfvEvaluator::new(&ctx);
-    let t = ctx.plain_modulus();
-    let mut rng = ChaCha20Rng::seed_from_u64(42);
-    let a: Vec<u64> = (0..ctx.slots()).map(|_| rng.next_u64() % t).collect();
-    let b: Vec<u64> = (0..ctx.slots()).map(|_| rng.next_u64() % t).collect();
+    let (a, b) = inputs(ctx.plain_modulus(), ctx.slots());
     let pa = encoder.encode(&a)?;
     let pb = encoder.encode(&b)?;
     let ca = encryptor.encrypt(&pa)?;
     let cb = encryptor.encrypt(&pb)?;
     let prod3 = ev.multiply(&ca, &cb)?;
     let prod = ev.relinearize(&prod3, &rlk)?;
-    let mut out = Vec::new();
-    let mut add = |op: &'static str, us: Result<f64>| -> Result<()> {
-        out.push(Timing { op, median_us: us? });
-        Ok(())
-    };
-    for op in OPS.into_iter().filter(|op| wanted(op)) {
-        let us = match op {
-            "encode" => time(runs, || encoder.encode(&a)),
-            "decode" => time(runs, || encoder.decode(&pa)),
-            "encrypt_pk" => time(runs, || encryptor.encrypt(&pa)),
-            "encrypt_sk" => time(runs, || sym.encrypt(&pa)),
-            "decrypt" => time(runs, || decryptor.decrypt(&ca)),
-            "noise_budget" => time(runs, || decryptor.invariant_noise_budget(&ca)),
-            "add" => time(runs, || ev.add(&ca, &cb)),
-            "multiply_plain" => time(runs, || ev.multiply_plain(&ca, &pb)),
-            "multiply" => time(runs, || ev.multiply(&ca, &cb)),
-            "relinearize" => time(runs, || ev.relinearize(&prod3, &rlk)),
-            "multiply+relin" => time(runs, || ev.multiply_relin(&ca, &cb, &rlk)),
-            "rotate_rows_1" => time(runs, || ev.rotate_rows(&ca, 1, &gk)),
-            "rotate_columns" => time(runs, || ev.rotate_columns(&ca, &gk)),
-            "mod_switch" => time(runs, || ev.mod_switch_to_next(&ca)),
-            _ => time(runs.min(10), || kg.relin_key()),
-        };
-        add(op, us)?;
-    }
-    // The product must be right, or the timings mean nothing.
-    let got = encoder.decode(&decryptor.decrypt(&prod)?)?;
+    check_product(
+        ctx.plain_modulus(),
+        &a,
+        &b,
+        &encoder.decode(&decryptor.decrypt(&prod)?)?,
+    )?;
+    let fresh = decryptor.invariant_noise_budget(&ca)?;
+    let after = decryptor.invariant_noise_budget(&prod)?;
+    let ops: Vec<Op<'_>> = vec![
+        ("encode", Box::new(|| encoder.encode(&a).map(drop))),
+        ("decode", Box::new(|| encoder.decode(&pa).map(drop))),
+        ("encrypt_pk", Box::new(|| encryptor.encrypt(&pa).map(drop))),
+        ("encrypt_sk", Box::new(|| sym.encrypt(&pa).map(drop))),
+        ("decrypt", Box::new(|| decryptor.decrypt(&ca).map(drop))),
+        (
+            "noise_budget",
+            Box::new(|| decryptor.invariant_noise_budget(&ca).map(drop)),
+        ),
+        ("add", Box::new(|| ev.add(&ca, &cb).map(drop))),
+        (
+            "multiply_plain",
+            Box::new(|| ev.multiply_plain(&ca, &pb).map(drop)),
+        ),
+        ("multiply", Box::new(|| ev.multiply(&ca, &cb).map(drop))),
+        (
+            "relinearize",
+            Box::new(|| ev.relinearize(&prod3, &rlk).map(drop)),
+        ),
+        (
+            "multiply+relin",
+            Box::new(|| ev.multiply_relin(&ca, &cb, &rlk).map(drop)),
+        ),
+        (
+            "rotate_rows_1",
+            Box::new(|| ev.rotate_rows(&ca, 1, &gk).map(drop)),
+        ),
+        (
+            "rotate_columns",
+            Box::new(|| ev.rotate_columns(&ca, &gk).map(drop)),
+        ),
+        (
+            "mod_switch",
+            Box::new(|| ev.mod_switch_to_next(&ca).map(drop)),
+        ),
+        ("keygen_relin", Box::new(|| kg.relin_key().map(drop))),
+    ];
+    Ok((measure(runs, wanted, ops)?, fresh, after))
+}
+
+fn inputs(t: u64, slots: usize) -> (Vec<u64>, Vec<u64>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(42);
+    let a = (0..slots).map(|_| rng.next_u64() % t).collect();
+    let b = (0..slots).map(|_| rng.next_u64() % t).collect();
+    (a, b)
+}
+
+/// The product must be right, or the timings mean nothing.
+fn check_product(t: u64, a: &[u64], b: &[u64], got: &[u64]) -> Result<()> {
     let tm = veil_math::Modulus::new(t)?;
     if got
         .iter()
-        .zip(a.iter().zip(&b))
+        .zip(a.iter().zip(b))
         .any(|(&g, (&x, &y))| g != tm.mul(x, y))
     {
-        return Err(crate::error::HeError::Internal(
-            "BFV product decrypted wrongly",
-        ));
+        return Err(crate::error::HeError::Internal("product decrypted wrongly"));
     }
-    let fresh = decryptor.invariant_noise_budget(&ca)?;
-    let after = decryptor.invariant_noise_budget(&prod)?;
-    Ok((out, fresh, after))
+    Ok(())
+}
+
+fn run_bgv(
+    params: BfvParameters,
+    runs: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Timing>, u32, u32)> {
+    use crate::bgv::{BgvContext, BgvDecryptor, BgvEncryptor, BgvEvaluator};
+    let ctx = BgvContext::new(params)?;
+    let mut kg = KeyGenerator::new(ctx.core())?;
+    let pk = kg.public_key()?;
+    let rlk = kg.relin_key()?;
+    let mut gk = kg.galois_keys(&[1])?;
+    gk.extend(kg.galois_keys_with_progress(&[], true, &mut |_, _| {})?);
+    let encoder = ctx.encoder();
+    let encryptor = BgvEncryptor::new(&ctx, pk)?;
+    let sym = BgvEncryptor::symmetric(&ctx, kg.secret_key().clone())?;
+    let decryptor = BgvDecryptor::new(&ctx, kg.secret_key().clone())?;
+    let ev = BgvEvaluator::new(&ctx);
+    let (a, b) = inputs(ctx.plain_modulus(), ctx.slots());
+    let pa = encoder.encode(&a)?;
+    let pb = encoder.encode(&b)?;
+    let ca = encryptor.encrypt(&pa)?;
+    let cb = encryptor.encrypt(&pb)?;
+    let prod3 = ev.multiply(&ca, &cb)?;
+    let prod = ev.relinearize(&prod3, &rlk)?;
+    check_product(
+        ctx.plain_modulus(),
+        &a,
+        &b,
+        &encoder.decode(&decryptor.decrypt(&prod)?)?,
+    )?;
+    let fresh = decryptor.noise_budget(&ca)?;
+    let after = decryptor.noise_budget(&prod)?;
+    let ops: Vec<Op<'_>> = vec![
+        ("encode", Box::new(|| encoder.encode(&a).map(drop))),
+        ("decode", Box::new(|| encoder.decode(&pa).map(drop))),
+        ("encrypt_pk", Box::new(|| encryptor.encrypt(&pa).map(drop))),
+        ("encrypt_sk", Box::new(|| sym.encrypt(&pa).map(drop))),
+        ("decrypt", Box::new(|| decryptor.decrypt(&ca).map(drop))),
+        (
+            "noise_budget",
+            Box::new(|| decryptor.noise_budget(&ca).map(drop)),
+        ),
+        ("add", Box::new(|| ev.add(&ca, &cb).map(drop))),
+        (
+            "multiply_plain",
+            Box::new(|| ev.multiply_plain(&ca, &pb).map(drop)),
+        ),
+        ("multiply", Box::new(|| ev.multiply(&ca, &cb).map(drop))),
+        (
+            "relinearize",
+            Box::new(|| ev.relinearize(&prod3, &rlk).map(drop)),
+        ),
+        (
+            "multiply+relin",
+            Box::new(|| ev.multiply_relin(&ca, &cb, &rlk).map(drop)),
+        ),
+        (
+            "rotate_rows_1",
+            Box::new(|| ev.rotate_rows(&ca, 1, &gk).map(drop)),
+        ),
+        (
+            "rotate_columns",
+            Box::new(|| ev.rotate_columns(&ca, &gk).map(drop)),
+        ),
+        (
+            "mod_switch",
+            Box::new(|| ev.mod_switch_to_next(&ca).map(drop)),
+        ),
+        ("keygen_relin", Box::new(|| kg.relin_key().map(drop))),
+    ];
+    Ok((measure(runs, wanted, ops)?, fresh, after))
 }

@@ -60,6 +60,9 @@ const NTT_COST: usize = 32;
 struct BgvLevel {
     /// Decryption: `[x]_t` for the centred `x` over `q_0..q_ℓ`.
     to_t: BaseConverter,
+    /// `(Q/q_i)^{-1} mod q_i` and `1/q_i`: `x/Q ≡ Σ_i [x_i·(Q/q_i)^{-1}]_{q_i} / q_i (mod 1)`
+    /// gives the phase's size in floating point (the refusal check of decryption).
+    hat_inv: Vec<(veil_math::ShoupConst, f64)>,
     /// `t^{-1} mod q_ℓ` (modulus switching from level ℓ).
     t_inv_last: u64,
     /// `q_ℓ^{-1} mod t`: the correction factor modulus switching from level ℓ multiplies in.
@@ -90,7 +93,23 @@ impl BgvContext {
         let levels = (0..q.len())
             .map(|l| {
                 let ql = q[l];
+                let hat_inv = q[..=l]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, qi)| {
+                        let hat = q[..=l]
+                            .iter()
+                            .enumerate()
+                            .filter(|&(k, _)| k != i)
+                            .fold(1u64, |acc, (_, m)| qi.mul(acc, qi.reduce(m.value())));
+                        let inv = qi
+                            .inv(hat)
+                            .ok_or(HeError::Internal("ciphertext primes are not distinct"))?;
+                        Ok((qi.shoup(inv), 1.0 / qi.value() as f64))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(BgvLevel {
+                    hat_inv,
                     to_t: BaseConverter::new(&q[..=l], &[t])?,
                     t_inv_last: ql
                         .inv(ql.reduce(t.value()))
@@ -345,11 +364,26 @@ impl BgvDecryptor {
             .max(0.0) as u32)
     }
 
+    /// Whether some coefficient of the centred phase has `|x| ≥ Q/4` (floating point: exact
+    /// up to `2^-50·Q`, which only moves the threshold by that much).
+    fn phase_reaches_quarter(&self, x: &RnsPoly, level: usize) -> bool {
+        let hat_inv = &self.ctx.levels[level].hat_inv;
+        let moduli = x.moduli();
+        let n = self.ctx.degree();
+        let mut frac = vec![0f64; n];
+        for (i, (m, &(h, inv))) in moduli.iter().zip(hat_inv).enumerate() {
+            for (f, &xi) in frac.iter_mut().zip(x.limb(i)) {
+                *f += m.mul_shoup(xi, h) as f64 * inv;
+            }
+        }
+        frac.iter().any(|&f| (f - f.round()).abs() >= 0.25)
+    }
+
     /// Decrypts; refuses ([`HeError::NoiseBudgetExhausted`]) when the phase reaches `Q/4`.
     pub fn decrypt(&self, ct: &BgvCiphertext) -> Result<BfvPlaintext> {
         let x = self.phase(ct)?;
         let level = ct.level();
-        if self.noise_log2(&x, level) >= self.ctx.exact.modulus_bits_at(level) - 2.0 {
+        if self.phase_reaches_quarter(&x, level) {
             return Err(HeError::NoiseBudgetExhausted { level });
         }
         let n = self.ctx.degree();
@@ -399,18 +433,24 @@ impl BgvEvaluator {
         self.ctx.check(&a.fingerprint)
     }
 
-    /// `b` rescaled to carry `a`'s correction factor.
-    fn aligned(&self, a: &BgvCiphertext, b: &BgvCiphertext) -> Result<Ciphertext> {
+    /// `b` rescaled to carry `a`'s correction factor (borrowed when it already does).
+    fn aligned<'b>(
+        &self,
+        a: &BgvCiphertext,
+        b: &'b BgvCiphertext,
+    ) -> Result<std::borrow::Cow<'b, Ciphertext>> {
         self.check(a)?;
         self.check(b)?;
         if a.correction == b.correction {
-            return Ok(b.inner.clone());
+            return Ok(std::borrow::Cow::Borrowed(&b.inner));
         }
         let t = self.ctx.t;
         let inv = t
             .inv(b.correction)
             .ok_or(HeError::Internal("correction factor is not a unit"))?;
-        Ok(self.scaled(&b.inner, t.mul(a.correction, inv)))
+        Ok(std::borrow::Cow::Owned(
+            self.scaled(&b.inner, t.mul(a.correction, inv)),
+        ))
     }
 
     /// `c · k` for a constant `k` modulo `t` (centred).
