@@ -78,6 +78,73 @@ fn measure(
     Ok(out)
 }
 
+/// The timing body shared by both schemes (their types differ, their method names do not).
+macro_rules! bench_scheme {
+    ($ctx:expr, $encryptor:ty, $decryptor:ty, $evaluator:ty, $budget:ident, $runs:expr, $wanted:expr) => {{
+        let ctx = $ctx;
+        let mut kg = KeyGenerator::new(ctx.core())?;
+        let pk = kg.public_key()?;
+        let rlk = kg.relin_key()?;
+        let mut gk = kg.galois_keys(&[1])?;
+        gk.extend(kg.galois_keys_with_progress(&[], true, &mut |_, _| {})?);
+        let encoder = BatchEncoder::new(&ctx.exact_context());
+        let encryptor = <$encryptor>::new(&ctx, pk)?;
+        let sym = <$encryptor>::symmetric(&ctx, kg.secret_key().clone())?;
+        let decryptor = <$decryptor>::new(&ctx, kg.secret_key().clone())?;
+        let ev = <$evaluator>::new(&ctx);
+        let (a, b) = inputs(ctx.plain_modulus(), ctx.slots());
+        let pa = encoder.encode(&a)?;
+        let pb = encoder.encode(&b)?;
+        let ca = encryptor.encrypt(&pa)?;
+        let cb = encryptor.encrypt(&pb)?;
+        let prod3 = ev.multiply(&ca, &cb)?;
+        let prod = ev.relinearize(&prod3, &rlk)?;
+        let got = encoder.decode(&decryptor.decrypt(&prod)?)?;
+        check_product(ctx.plain_modulus(), &a, &b, &got)?;
+        let fresh = decryptor.$budget(&ca)?;
+        let after = decryptor.$budget(&prod)?;
+        let ops: Vec<Op<'_>> = vec![
+            ("encode", Box::new(|| encoder.encode(&a).map(drop))),
+            ("decode", Box::new(|| encoder.decode(&pa).map(drop))),
+            ("encrypt_pk", Box::new(|| encryptor.encrypt(&pa).map(drop))),
+            ("encrypt_sk", Box::new(|| sym.encrypt(&pa).map(drop))),
+            ("decrypt", Box::new(|| decryptor.decrypt(&ca).map(drop))),
+            (
+                "noise_budget",
+                Box::new(|| decryptor.$budget(&ca).map(drop)),
+            ),
+            ("add", Box::new(|| ev.add(&ca, &cb).map(drop))),
+            (
+                "multiply_plain",
+                Box::new(|| ev.multiply_plain(&ca, &pb).map(drop)),
+            ),
+            ("multiply", Box::new(|| ev.multiply(&ca, &cb).map(drop))),
+            (
+                "relinearize",
+                Box::new(|| ev.relinearize(&prod3, &rlk).map(drop)),
+            ),
+            (
+                "multiply+relin",
+                Box::new(|| ev.multiply_relin(&ca, &cb, &rlk).map(drop)),
+            ),
+            (
+                "rotate_rows_1",
+                Box::new(|| ev.rotate_rows(&ca, 1, &gk).map(drop)),
+            ),
+            (
+                "rotate_columns",
+                Box::new(|| ev.rotate_columns(&ca, &gk).map(drop)),
+            ),
+            (
+                "mod_switch",
+                Box::new(|| ev.mod_switch_to_next(&ca).map(drop)),
+            ),
+            ("keygen_relin", Box::new(|| kg.relin_key().map(drop))),
+        ];
+        Ok((measure($runs, $wanted, ops)?, fresh, after))
+    }};
+}
+
 /// Times the operations `wanted` accepts (all of [`OPS`] by default) on full random slot
 /// vectors, `runs` timed runs each after one warm-up (at least 1), for BFV or BGV parameters
 /// (`params.is_bgv()`). Also returns the noise budget of a fresh encryption and of a product,
@@ -87,75 +154,29 @@ pub fn run(
     runs: usize,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<Timing>, u32, u32)> {
+    use crate::bgv::{BgvContext, BgvDecryptor, BgvEncryptor, BgvEvaluator};
     let runs = runs.max(1);
     if params.is_bgv() {
-        return run_bgv(params, runs, wanted);
+        bench_scheme!(
+            BgvContext::new(params)?,
+            BgvEncryptor,
+            BgvDecryptor,
+            BgvEvaluator,
+            noise_budget,
+            runs,
+            wanted
+        )
+    } else {
+        bench_scheme!(
+            BfvContext::new(params)?,
+            BfvEncryptor,
+            BfvDecryptor,
+            BfvEvaluator,
+            invariant_noise_budget,
+            runs,
+            wanted
+        )
     }
-    let ctx = BfvContext::new(params)?;
-    let mut kg = KeyGenerator::new(ctx.core())?;
-    let pk = kg.public_key()?;
-    let rlk = kg.relin_key()?;
-    let mut gk = kg.galois_keys(&[1])?;
-    gk.extend(kg.galois_keys_with_progress(&[], true, &mut |_, _| {})?);
-    let encoder = BatchEncoder::new(&ctx);
-    let encryptor = BfvEncryptor::new(&ctx, pk)?;
-    let sym = BfvEncryptor::symmetric(&ctx, kg.secret_key().clone())?;
-    let decryptor = BfvDecryptor::new(&ctx, kg.secret_key().clone())?;
-    let ev = BfvEvaluator::new(&ctx);
-    let (a, b) = inputs(ctx.plain_modulus(), ctx.slots());
-    let pa = encoder.encode(&a)?;
-    let pb = encoder.encode(&b)?;
-    let ca = encryptor.encrypt(&pa)?;
-    let cb = encryptor.encrypt(&pb)?;
-    let prod3 = ev.multiply(&ca, &cb)?;
-    let prod = ev.relinearize(&prod3, &rlk)?;
-    check_product(
-        ctx.plain_modulus(),
-        &a,
-        &b,
-        &encoder.decode(&decryptor.decrypt(&prod)?)?,
-    )?;
-    let fresh = decryptor.invariant_noise_budget(&ca)?;
-    let after = decryptor.invariant_noise_budget(&prod)?;
-    let ops: Vec<Op<'_>> = vec![
-        ("encode", Box::new(|| encoder.encode(&a).map(drop))),
-        ("decode", Box::new(|| encoder.decode(&pa).map(drop))),
-        ("encrypt_pk", Box::new(|| encryptor.encrypt(&pa).map(drop))),
-        ("encrypt_sk", Box::new(|| sym.encrypt(&pa).map(drop))),
-        ("decrypt", Box::new(|| decryptor.decrypt(&ca).map(drop))),
-        (
-            "noise_budget",
-            Box::new(|| decryptor.invariant_noise_budget(&ca).map(drop)),
-        ),
-        ("add", Box::new(|| ev.add(&ca, &cb).map(drop))),
-        (
-            "multiply_plain",
-            Box::new(|| ev.multiply_plain(&ca, &pb).map(drop)),
-        ),
-        ("multiply", Box::new(|| ev.multiply(&ca, &cb).map(drop))),
-        (
-            "relinearize",
-            Box::new(|| ev.relinearize(&prod3, &rlk).map(drop)),
-        ),
-        (
-            "multiply+relin",
-            Box::new(|| ev.multiply_relin(&ca, &cb, &rlk).map(drop)),
-        ),
-        (
-            "rotate_rows_1",
-            Box::new(|| ev.rotate_rows(&ca, 1, &gk).map(drop)),
-        ),
-        (
-            "rotate_columns",
-            Box::new(|| ev.rotate_columns(&ca, &gk).map(drop)),
-        ),
-        (
-            "mod_switch",
-            Box::new(|| ev.mod_switch_to_next(&ca).map(drop)),
-        ),
-        ("keygen_relin", Box::new(|| kg.relin_key().map(drop))),
-    ];
-    Ok((measure(runs, wanted, ops)?, fresh, after))
 }
 
 fn inputs(t: u64, slots: usize) -> (Vec<u64>, Vec<u64>) {
@@ -176,77 +197,4 @@ fn check_product(t: u64, a: &[u64], b: &[u64], got: &[u64]) -> Result<()> {
         return Err(crate::error::HeError::Internal("product decrypted wrongly"));
     }
     Ok(())
-}
-
-fn run_bgv(
-    params: BfvParameters,
-    runs: usize,
-    wanted: &dyn Fn(&str) -> bool,
-) -> Result<(Vec<Timing>, u32, u32)> {
-    use crate::bgv::{BgvContext, BgvDecryptor, BgvEncryptor, BgvEvaluator};
-    let ctx = BgvContext::new(params)?;
-    let mut kg = KeyGenerator::new(ctx.core())?;
-    let pk = kg.public_key()?;
-    let rlk = kg.relin_key()?;
-    let mut gk = kg.galois_keys(&[1])?;
-    gk.extend(kg.galois_keys_with_progress(&[], true, &mut |_, _| {})?);
-    let encoder = ctx.encoder();
-    let encryptor = BgvEncryptor::new(&ctx, pk)?;
-    let sym = BgvEncryptor::symmetric(&ctx, kg.secret_key().clone())?;
-    let decryptor = BgvDecryptor::new(&ctx, kg.secret_key().clone())?;
-    let ev = BgvEvaluator::new(&ctx);
-    let (a, b) = inputs(ctx.plain_modulus(), ctx.slots());
-    let pa = encoder.encode(&a)?;
-    let pb = encoder.encode(&b)?;
-    let ca = encryptor.encrypt(&pa)?;
-    let cb = encryptor.encrypt(&pb)?;
-    let prod3 = ev.multiply(&ca, &cb)?;
-    let prod = ev.relinearize(&prod3, &rlk)?;
-    check_product(
-        ctx.plain_modulus(),
-        &a,
-        &b,
-        &encoder.decode(&decryptor.decrypt(&prod)?)?,
-    )?;
-    let fresh = decryptor.noise_budget(&ca)?;
-    let after = decryptor.noise_budget(&prod)?;
-    let ops: Vec<Op<'_>> = vec![
-        ("encode", Box::new(|| encoder.encode(&a).map(drop))),
-        ("decode", Box::new(|| encoder.decode(&pa).map(drop))),
-        ("encrypt_pk", Box::new(|| encryptor.encrypt(&pa).map(drop))),
-        ("encrypt_sk", Box::new(|| sym.encrypt(&pa).map(drop))),
-        ("decrypt", Box::new(|| decryptor.decrypt(&ca).map(drop))),
-        (
-            "noise_budget",
-            Box::new(|| decryptor.noise_budget(&ca).map(drop)),
-        ),
-        ("add", Box::new(|| ev.add(&ca, &cb).map(drop))),
-        (
-            "multiply_plain",
-            Box::new(|| ev.multiply_plain(&ca, &pb).map(drop)),
-        ),
-        ("multiply", Box::new(|| ev.multiply(&ca, &cb).map(drop))),
-        (
-            "relinearize",
-            Box::new(|| ev.relinearize(&prod3, &rlk).map(drop)),
-        ),
-        (
-            "multiply+relin",
-            Box::new(|| ev.multiply_relin(&ca, &cb, &rlk).map(drop)),
-        ),
-        (
-            "rotate_rows_1",
-            Box::new(|| ev.rotate_rows(&ca, 1, &gk).map(drop)),
-        ),
-        (
-            "rotate_columns",
-            Box::new(|| ev.rotate_columns(&ca, &gk).map(drop)),
-        ),
-        (
-            "mod_switch",
-            Box::new(|| ev.mod_switch_to_next(&ca).map(drop)),
-        ),
-        ("keygen_relin", Box::new(|| kg.relin_key().map(drop))),
-    ];
-    Ok((measure(runs, wanted, ops)?, fresh, after))
 }

@@ -285,6 +285,12 @@ impl BfvContext {
         &self.params
     }
 
+    /// Itself (BGV contexts return the exact-scheme context they wrap): what
+    /// [`BatchEncoder::new`](crate::bfv::BatchEncoder::new) takes.
+    pub(crate) fn exact_context(self: &Arc<Self>) -> Arc<Self> {
+        self.clone()
+    }
+
     /// The CKKS core: ring, key switching. Keys for this context are made with
     /// [`KeyGenerator::new`](crate::ckks::KeyGenerator::new) on it.
     pub fn core(&self) -> &Arc<CkksContext> {

@@ -139,6 +139,11 @@ impl BgvContext {
         BatchEncoder::new(&self.exact)
     }
 
+    /// The exact-scheme context it wraps (encoder tables, slot layout).
+    pub(crate) fn exact_context(&self) -> Arc<BfvContext> {
+        self.exact.clone()
+    }
+
     /// Ring degree N.
     pub fn degree(&self) -> usize {
         self.exact.degree()
