@@ -110,6 +110,33 @@ fn centred_plain(ctx: &BfvContext, pt: &BfvPlaintext, level: usize) -> Result<Pl
     })
 }
 
+/// Every part of `c` times the constant `k` modulo `t`, taken centred (so the noise grows by at
+/// most `t/2`). Shared by BFV's and BGV's scalar products.
+pub(crate) fn scale_by_constant(
+    core: &crate::ckks::CkksContext,
+    c: &Ciphertext,
+    k: u64,
+    t: u64,
+) -> Ciphertext {
+    let k = if k > t / 2 {
+        k as i64 - t as i64
+    } else {
+        k as i64
+    };
+    let mut out = c.clone();
+    out.seed = None;
+    let ring = core.ring().clone();
+    let n = core.degree();
+    for part in out.parts.iter_mut() {
+        let moduli = part.moduli();
+        let primes = part.primes().to_vec();
+        for_each_limb(part.data_mut(), n, 2, |i, limb| {
+            ring.mul_constant_assign(primes[i], limb, moduli[i].reduce_i64(k));
+        });
+    }
+    out
+}
+
 fn core_basis(level: usize) -> Vec<usize> {
     (0..=level).collect()
 }
@@ -348,23 +375,9 @@ impl BfvEvaluator {
     /// `a · c` in every slot (`c` taken modulo `t`, centred).
     pub fn multiply_scalar(&self, a: &BfvCiphertext, c: i64) -> Result<BfvCiphertext> {
         self.check(a)?;
-        let t = self.ctx.plain_modulus() as i64;
-        let mut c = c.rem_euclid(t);
-        if c > t / 2 {
-            c -= t;
-        }
-        let mut out = a.inner.clone();
-        out.seed = None;
-        let n = self.ctx.degree();
-        let ring = self.ctx.core().ring().clone();
-        for part in out.parts.iter_mut() {
-            let moduli = part.moduli();
-            let primes = part.primes().to_vec();
-            for_each_limb(part.data_mut(), n, 2, |i, limb| {
-                ring.mul_constant_assign(primes[i], limb, moduli[i].reduce_i64(c));
-            });
-        }
-        Ok(self.wrap(out))
+        let t = self.ctx.plain_modulus();
+        let k = c.rem_euclid(t as i64) as u64;
+        Ok(self.wrap(scale_by_constant(self.ctx.core(), &a.inner, k, t)))
     }
 
     /// Lifts a 2-part input's polynomials to `Q_ℓ ∪ B` (NTT form, in the multiplication ring).

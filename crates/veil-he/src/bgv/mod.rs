@@ -460,24 +460,7 @@ impl BgvEvaluator {
 
     /// `c · k` for a constant `k` modulo `t` (centred).
     fn scaled(&self, c: &Ciphertext, k: u64) -> Ciphertext {
-        let t = self.ctx.plain_modulus();
-        let k = if k > t / 2 {
-            k as i64 - t as i64
-        } else {
-            k as i64
-        };
-        let mut out = c.clone();
-        out.seed = None;
-        let ring = self.ctx.core().ring().clone();
-        let n = self.ctx.degree();
-        for part in out.parts.iter_mut() {
-            let moduli = part.moduli();
-            let primes = part.primes().to_vec();
-            for_each_limb(part.data_mut(), n, 2, |i, limb| {
-                ring.mul_constant_assign(primes[i], limb, moduli[i].reduce_i64(k));
-            });
-        }
-        out
+        crate::bfv::evaluator::scale_by_constant(self.ctx.core(), c, k, self.ctx.plain_modulus())
     }
 
     /// `a + b`.
