@@ -271,24 +271,30 @@ def context_from_preset(name: str, *, rotation_steps: Iterable[int] = (),
     return Context._wrap(_he.Context.preset(name, list(rotation_steps), flooding_bits))
 
 
-def context_from(data: bytes, *, insecure_allow_below_128_bit_security: bool = False) -> Context:
-    """Reads a context written by :meth:`Context.serialize`. Malformed bytes and parameters
-    below 128-bit security (unless opted into by name) are refused."""
+def _split_context(data: bytes, magic: bytes, what: str):
+    """(public bytes, secret-key bytes or None) of a serialized context: the magic, then two
+    length-prefixed parts, nothing after."""
     data = bytes(data)
-    if not data.startswith(_CONTEXT_MAGIC) or len(data) < len(_CONTEXT_MAGIC) + 16:
-        raise HeError("not a serialized Veil context (bad magic or truncated)")
-    at = len(_CONTEXT_MAGIC)
+    if not data.startswith(magic) or len(data) < len(magic) + 16:
+        raise HeError(f"not a serialized Veil {what} (bad magic or truncated)")
+    at = len(magic)
     (n,) = struct.unpack_from("<Q", data, at)
     at += 8
     if n > len(data) - at - 8:
-        raise HeError("serialized context is truncated")
+        raise HeError(f"serialized {what} is truncated")
     public = data[at:at + n]
     at += n
     (m,) = struct.unpack_from("<Q", data, at)
     at += 8
     if m != len(data) - at:
-        raise HeError("serialized context has a bad secret-key length or trailing bytes")
-    secret = data[at:] if m else None
+        raise HeError(f"serialized {what} has a bad secret-key length or trailing bytes")
+    return public, (data[at:] if m else None)
+
+
+def context_from(data: bytes, *, insecure_allow_below_128_bit_security: bool = False) -> Context:
+    """Reads a context written by :meth:`Context.serialize`. Malformed bytes and parameters
+    below 128-bit security (unless opted into by name) are refused."""
+    public, secret = _split_context(data, _CONTEXT_MAGIC, "context")
     return Context._wrap(_he.Context.from_bytes(public, secret,
                                                 insecure_allow_below_128_bit_security))
 
@@ -593,21 +599,7 @@ def bfv_context_from(data: bytes, *,
                      insecure_allow_below_128_bit_security: bool = False) -> BFVContext:
     """Reads a context written by :meth:`BFVContext.serialize`; malformed bytes and
     parameters below 128-bit security (unless opted into by name) are refused."""
-    data = bytes(data)
-    if not data.startswith(_BFV_MAGIC) or len(data) < len(_BFV_MAGIC) + 16:
-        raise HeError("not a serialized Veil BFV context (bad magic or truncated)")
-    at = len(_BFV_MAGIC)
-    (n,) = struct.unpack_from("<Q", data, at)
-    at += 8
-    if n > len(data) - at - 8:
-        raise HeError("serialized BFV context is truncated")
-    public = data[at:at + n]
-    at += n
-    (m,) = struct.unpack_from("<Q", data, at)
-    at += 8
-    if m != len(data) - at:
-        raise HeError("serialized BFV context has a bad secret-key length or trailing bytes")
-    secret = data[at:] if m else None
+    public, secret = _split_context(data, _BFV_MAGIC, "BFV context")
     return BFVContext(_inner=_he.BfvContext.from_bytes(public, secret,
                                                        insecure_allow_below_128_bit_security))
 
