@@ -518,9 +518,17 @@ def _ints(values, what: str = "values") -> list:
         raise HeError(f"{what} must be integers: {e}") from None
     if arr.ndim != 1:
         raise HeError(f"{what} must be one-dimensional, got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "iub":
+    if arr.size and arr.dtype.kind not in "iubO":
         raise HeError(f"{what} must be integers, got {arr.dtype}")
-    return [int(x) for x in arr]
+    out = []
+    for x in arr:
+        if not isinstance(x, (int, np.integer, np.bool_)):
+            raise HeError(f"{what} must be integers, got {type(x).__name__}")
+        v = int(x)
+        if not -(2 ** 63) <= v < 2 ** 63:
+            raise HeError(f"{what}: {v} is outside the plaintext range")
+        out.append(v)
+    return out
 
 
 class BFVContext:

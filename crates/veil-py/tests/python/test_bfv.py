@@ -82,6 +82,12 @@ def test_forged_and_bad_input_raise_he_error(bctx):
         he.bfv_vector(bctx, [T])
     with pytest.raises(veil.HeError, match="integers"):
         he.bfv_vector(bctx, [1.5])
+    with pytest.raises(veil.HeError, match="integers"):
+        he.bfv_vector(bctx, [1, "2"])
+    with pytest.raises(veil.HeError, match="range"):
+        he.bfv_vector(bctx, [2 ** 70])
+    with pytest.raises(veil.HeError, match="range"):
+        he.bfv_vector(bctx, [1]) * [2 ** 64]
     with pytest.raises(veil.HeError):
         he.bfv_vector(bctx, list(range(8193)))
     with pytest.raises(veil.HeError):
