@@ -154,7 +154,12 @@ pub async fn serve_tls(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut shutdown = std::pin::pin!(shutdown);
+    // Every connection task holds a clone of the router and so of the state behind it (a
+    // room's locked state directory, a ledger): `serve` returns only once they have ended,
+    // so the state is released when it returns and another server may open it.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -182,7 +187,7 @@ pub async fn serve_tls(
             .clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             let result = match acceptor {
                 None => {
@@ -218,11 +223,14 @@ pub async fn serve_tls(
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drop(router);
+    let drained = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
         tracing::warn!("requests still in flight after the grace period were dropped");
+        connections.shutdown().await;
     }
     Ok(())
 }

@@ -142,7 +142,7 @@ async fn a_session_is_built_from_participants_requests_and_runs() {
     assert_eq!(a, 404);
 
     // A restart in the middle loses nothing.
-    server.stop_keeping_dir();
+    server.stop_keeping_dir().await;
     let server = start(&root).await;
     let url = server.url.clone();
     let status: Value = http()

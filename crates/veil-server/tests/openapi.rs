@@ -117,6 +117,6 @@ async fn every_documented_operation_is_routed_and_nothing_else_is_documented() {
     let d = doc(&bare.url).await;
     let paths: Vec<&String> = d["paths"].as_object().unwrap().keys().collect();
     assert_eq!(paths, ["/health", "/openapi.json"]);
-    bare.stop_keeping_dir();
+    bare.stop_keeping_dir().await;
     drop(server);
 }

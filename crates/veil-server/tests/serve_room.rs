@@ -94,7 +94,7 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
     let before = client.verify().await.unwrap();
     let input = encode_csv(client.manifest().code.input, &csv(&data[0]), None).unwrap();
     client.upload(&keys[0], "a.csv", &input).await.unwrap();
-    server.stop_keeping_dir();
+    server.stop_keeping_dir().await;
 
     let server = site::serve(&with_console(), &dir).await;
     let client = RoomClient::new(&format!("{}/rooms/study", server.url), &text).unwrap();
@@ -141,6 +141,36 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
     assert!((values[1].1 - 6.0).abs() < 1e-9, "{values:?}");
     // Only the named recipient reads the output.
     assert!(client.fetch_output(&keys[1]).await.is_err());
+    drop(server);
+}
+
+/// The restart race CI once lost: a stopped server whose connection tasks still held the
+/// router (and so the room's locked state directory) made the next server on the same
+/// directory fail with "in use by another room server". Once `serve` returns, the lock is free,
+/// however many keep-alive connections were open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_has_let_go_of_its_room_state_when_it_returns() {
+    let dir = site::fresh_dir("room-release");
+    let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
+        .iter()
+        .map(|n| PartyKey::generate(n).unwrap())
+        .collect();
+    let text = manifest_text(&keys);
+    std::fs::write(dir.join("room.toml"), &text).unwrap();
+    std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    let mut server = site::serve(CONFIG, &dir).await;
+    for _ in 0..6 {
+        let clients: Vec<RoomClient> = (0..4)
+            .map(|_| RoomClient::new(&format!("{}/rooms/study", server.url), &text).unwrap())
+            .collect();
+        for c in &clients {
+            c.verify().await.unwrap();
+        }
+        server.stop_keeping_dir().await;
+        // The clients (and their pooled connections) are still alive here.
+        server = site::serve(CONFIG, &dir).await;
+        drop(clients);
+    }
     drop(server);
 }
 

@@ -17,13 +17,21 @@ pub struct Site {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
     keep_dir: bool,
 }
 
 impl Site {
-    /// Stops the server and keeps `dir` (to start another server on it).
-    pub fn stop_keeping_dir(mut self) {
+    /// Stops the server, waits until it has let go of its state (a room's locked state
+    /// directory), and keeps `dir` (to start another server on it).
+    pub async fn stop_keeping_dir(mut self) {
         self.keep_dir = true;
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
     }
 }
 
@@ -78,13 +86,18 @@ pub async fn serve(text: &str, dir: &Path) -> Site {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(veil_server::serve(listener, app, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(async move {
+        veil_server::serve(listener, app, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
     Site {
         dir: dir.to_path_buf(),
         url,
         stop: Some(stop),
+        task: Some(task),
         keep_dir: false,
     }
 }
