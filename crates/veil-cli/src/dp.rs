@@ -96,9 +96,13 @@ pub struct DataArgs {
     #[arg(long)]
     pub epsilon: f64,
     /// δ for τ-thresholding of private grouping keys (spent only when the query groups by
-    /// a column without public_keys).
+    /// a column without public_keys) and, with Gaussian noise, for its conversion to (ε, δ).
     #[arg(long, default_value_t = 1e-6)]
     pub delta: f64,
+    /// laplace or gaussian (zCDP-accounted, sized by L2 sensitivity; needs δ > 0). Default:
+    /// the metadata's [budget] noise, else laplace.
+    #[arg(long, value_name = "KIND", value_parser = parse_noise)]
+    pub noise: Option<veil_dp_sql::Noise>,
     /// The ledger: a SQLite file (default: NAME.budget.db beside the metadata) or a
     /// PostgreSQL URL.
     #[arg(long)]
@@ -475,7 +479,12 @@ fn options(a: &DataArgs) -> veil_dp_sql::QueryOptions {
         delta: a.delta,
         max_groups_per_unit: a.max_groups_per_unit,
         max_rows_per_group: a.max_rows_per_group,
+        noise: a.noise,
     }
+}
+
+fn parse_noise(s: &str) -> std::result::Result<veil_dp_sql::Noise, String> {
+    s.parse().map_err(|e: veil_dp_sql::SqlError| e.to_string())
 }
 
 fn query(a: &QueryArgs) -> Result<()> {
@@ -524,9 +533,17 @@ fn query(a: &QueryArgs) -> Result<()> {
                         "no: the query would be refused"
                     }
                 );
+                if let Some(rho) = p.rho {
+                    outln!("noise      Gaussian: ρ {rho} (zCDP), whose (ε, δ) is the cost above");
+                }
                 for m in &p.measurements {
+                    let scale = match (m.scale, m.mechanism.as_str()) {
+                        (Some(s), "Gaussian") => format!(", σ {s:.4}"),
+                        (Some(s), _) => format!(", b {s:.4}"),
+                        (None, _) => String::new(),
+                    };
                     outln!(
-                        "measure    {} ({}, ε {}, sensitivity {})",
+                        "measure    {} ({}, ε {}, sensitivity {}{scale})",
                         m.what,
                         m.mechanism,
                         m.epsilon,
@@ -571,6 +588,9 @@ fn query(a: &QueryArgs) -> Result<()> {
                 result.remaining_epsilon,
                 result.remaining_delta
             );
+            if let Some(rho) = result.rho {
+                outln!("noise      Gaussian: ρ {rho} (zCDP), charged as the (ε, δ) above");
+            }
             for (column, half) in &result.accuracy {
                 match half {
                     Some(h) => outln!("accuracy   {column}: ± {h:.3} (95% confidence, noise only)"),

@@ -570,6 +570,27 @@ fn a_dry_run_announces_the_cost_and_charges_nothing() {
     assert!(err.contains("EXPLAIN ANALYZE is not supported"), "{err}");
     let v = budget(&m, None, &[]);
     assert!(close(&v["spent_epsilon"], 1.5), "{v}");
+    // Gaussian noise (issue 18): the dry run states ρ and σ; without δ it is refused; an
+    // unknown noise is a usage error. None of it charges.
+    let mut gauss = args("table", "0.1");
+    let at = gauss.len() - 1;
+    gauss.splice(at..at, ["--noise", "gaussian"].map(String::from));
+    let table = ok(&as_refs(&gauss));
+    assert!(table.contains("noise      Gaussian: ρ "), "{table}");
+    assert!(table.contains("(Gaussian, ε "), "{table}");
+    assert!(table.contains(", σ "), "{table}");
+    gauss.splice(at..at, ["--delta", "0"].map(String::from));
+    let err = refused(&as_refs(&gauss));
+    assert!(err.contains("δ > 0"), "{err}");
+    *gauss.iter_mut().find(|a| *a == "gaussian").unwrap() = "uniform".into();
+    let out = veil(&as_refs(&gauss));
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("laplace or gaussian"),
+        "{err}"
+    );
+    let v = budget(&m, None, &[]);
+    assert!(close(&v["spent_epsilon"], 1.5), "{v}");
     // A refused shape is refused by the dry run, before anything is read.
     let mut bad = args("json", "0.1");
     *bad.last_mut().unwrap() = "SELECT age FROM persons".into();

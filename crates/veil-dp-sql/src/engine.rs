@@ -27,12 +27,12 @@ use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::logical_expr::{col, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use veil_dp::ledger::Ledger;
-use veil_dp::mechanisms::{LaplaceMechanism, ReportNoisyMax};
+use veil_dp::mechanisms::{GaussianMechanism, LaplaceMechanism, ReportNoisyMax};
 
 use crate::backend::{self, Backend, Registered, Version};
 use crate::bounding::{self, Facts};
 use crate::error::{Result, SqlError};
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, Noise};
 use crate::planner::{self, DpPlan, Measurement, Output};
 
 /// How much privacy one query may spend.
@@ -48,6 +48,9 @@ pub struct QueryOptions {
     /// Rows one unit may bring to one group (L∞); `None`: the metadata's
     /// `max_rows_per_group`, if any.
     pub max_rows_per_group: Option<u64>,
+    /// Laplace or Gaussian noise; `None`: the metadata's `[budget] noise` (Laplace unless it
+    /// says otherwise).
+    pub noise: Option<Noise>,
 }
 
 impl Default for QueryOptions {
@@ -57,6 +60,7 @@ impl Default for QueryOptions {
             delta: 1e-6,
             max_groups_per_unit: None,
             max_rows_per_group: None,
+            noise: None,
         }
     }
 }
@@ -102,6 +106,10 @@ pub struct DpResult {
     pub epsilon: f64,
     /// δ charged.
     pub delta: f64,
+    /// The noise the statistics got.
+    pub noise: Noise,
+    /// With Gaussian noise, the query's ρ (zCDP), whose conversion the (ε, δ) charge is.
+    pub rho: Option<f64>,
     /// What the dataset has left after the charge.
     pub remaining_epsilon: f64,
     /// δ left.
@@ -122,8 +130,13 @@ pub struct DpResult {
 pub struct Preview {
     /// ε the query would charge.
     pub epsilon: f64,
-    /// δ the query would charge (0 unless it groups by a private key set).
+    /// δ the query would charge (0 unless it groups by a private key set or uses Gaussian
+    /// noise).
     pub delta: f64,
+    /// The noise the statistics would get.
+    pub noise: Noise,
+    /// With Gaussian noise, the query's ρ (zCDP), whose conversion the (ε, δ) charge is.
+    pub rho: Option<f64>,
     /// What the dataset has left now.
     pub remaining_epsilon: f64,
     /// δ the dataset has left now.
@@ -152,12 +165,19 @@ pub struct Preview {
 pub struct PreviewMeasurement {
     /// What is measured (`rows`, `sum of income clamped to [0, 500000]`, …).
     pub what: String,
-    /// The mechanism: `Laplace` (exact discrete noise) or `report noisy max` (quantiles).
+    /// The mechanism: `Laplace` or `Gaussian` (exact discrete noise) or `report noisy max`
+    /// (quantiles).
     pub mechanism: String,
-    /// Its share of the query's ε.
+    /// Its share of the query's ε (with Gaussian noise: the ε of its own ρ at the query's δ;
+    /// the query's ε is the conversion of the sum of the ρs, not the sum of these).
     pub epsilon: f64,
-    /// How much one privacy unit can move it (its contribution bound included).
+    /// Its share of the query's ρ (Gaussian noise only).
+    pub rho: Option<f64>,
+    /// How much one privacy unit can move it (its contribution bound included): L1 for
+    /// Laplace and quantiles, L2 for Gaussian noise.
     pub sensitivity: f64,
+    /// The noise's scale: Laplace `b` or Gaussian `σ` (none for quantiles).
+    pub scale: Option<f64>,
 }
 
 /// A planned query that passed every check that reads no data.
@@ -165,6 +185,7 @@ struct Checked {
     plan: DpPlan,
     epsilon: f64,
     delta_spent: f64,
+    noise: Noise,
     warnings: Vec<String>,
     mechanisms: Mechanisms,
 }
@@ -193,6 +214,8 @@ impl DpResult {
             "rows": self.rows()?,
             "epsilon": self.epsilon,
             "delta": self.delta,
+            "noise": self.noise,
+            "rho": self.rho,
             "remaining_epsilon": self.remaining_epsilon,
             "remaining_delta": self.remaining_delta,
             "accuracy": self.accuracy,
@@ -403,10 +426,10 @@ impl Engine {
             plan,
             epsilon,
             delta_spent,
+            noise,
             warnings,
             mechanisms,
         } = self.check(sql, options).await?;
-        let delta = options.delta;
         let left = ledger.remaining(dataset, None)?;
         if epsilon > left.epsilon || delta_spent > left.delta {
             return Err(veil_dp::DpError::BudgetExhausted {
@@ -436,7 +459,7 @@ impl Engine {
         let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
         let mut exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
         center(&plan, &mut exact)?;
-        let (groups, threshold) = release(&plan, &mechanisms, exact, delta)?;
+        let (groups, threshold) = release(&plan, &mechanisms, exact)?;
         let (batch, accuracy_by_agg) = result_batch(&plan, &mechanisms, &groups)?;
         let final_plan = replace_aggregate(&plan, batch)?;
         let columns: Vec<String> = final_plan
@@ -457,6 +480,8 @@ impl Engine {
             batches,
             epsilon,
             delta: delta_spent,
+            noise,
+            rho: mechanisms.rho,
             remaining_epsilon: remaining.epsilon,
             remaining_delta: remaining.delta,
             accuracy,
@@ -474,7 +499,9 @@ impl Engine {
             delta,
             max_groups_per_unit,
             max_rows_per_group,
+            noise,
         } = options;
+        let noise = noise.unwrap_or(self.meta.budget.noise);
         for (what, v) in [
             ("max_groups_per_unit", max_groups_per_unit),
             ("max_rows_per_group", max_rows_per_group),
@@ -506,13 +533,24 @@ impl Engine {
                  (e.g. --delta 1e-6)",
             ));
         }
-        let delta_spent = if private { delta } else { 0.0 };
+        if noise == Noise::Gaussian && delta == 0.0 {
+            return Err(SqlError::rejected(
+                "Gaussian noise is (ε, δ)-DP, never pure: it needs δ > 0 (e.g. --delta 1e-6), \
+                 or use Laplace noise",
+            ));
+        }
+        let delta_spent = if private || noise == Noise::Gaussian {
+            delta
+        } else {
+            0.0
+        };
         let warnings = self.check_delta(delta_spent)?;
-        let mechanisms = Mechanisms::new(&plan, epsilon)?;
+        let mechanisms = Mechanisms::new(&plan, epsilon, delta_spent, noise)?;
         Ok(Checked {
             plan,
             epsilon,
             delta_spent,
+            noise,
             warnings,
             mechanisms,
         })
@@ -552,6 +590,8 @@ impl Engine {
         Ok(Preview {
             epsilon: checked.epsilon,
             delta: checked.delta_spent,
+            noise: checked.noise,
+            rho: checked.mechanisms.rho,
             remaining_epsilon: left.epsilon,
             remaining_delta: left.delta,
             analyst_remaining_epsilon: own.epsilon,
@@ -559,7 +599,7 @@ impl Engine {
             affordable,
             accuracy,
             warnings: checked.warnings,
-            measurements: checked.mechanisms.describe(&checked.plan, checked.epsilon),
+            measurements: checked.mechanisms.describe(&checked.plan),
             keys: keys_policy(&checked.plan),
             contribution: contribution(&checked.plan),
         })
@@ -904,72 +944,178 @@ struct Exact {
     histograms: HashMap<(usize, Key), BTreeMap<i64, f64>>,
 }
 
+/// Additive noise on one measurement (every group's value of it).
+enum Additive {
+    Laplace(LaplaceMechanism),
+    Gaussian(GaussianMechanism),
+}
+
+impl Additive {
+    fn release(&self, value: f64) -> Result<f64> {
+        Ok(match self {
+            Additive::Laplace(m) => m.release(value)?,
+            Additive::Gaussian(m) => m.release(value)?,
+        })
+    }
+
+    /// 95% confidence half-width of the noise.
+    fn half_width(&self) -> f64 {
+        match self {
+            Additive::Laplace(m) => m.confidence_half_width(0.05),
+            Additive::Gaussian(m) => m.confidence_half_width_95(),
+        }
+    }
+
+    /// A `t` with `P(noise ≥ t) ≤ p`.
+    fn upper_tail(&self, p: f64) -> f64 {
+        match self {
+            // P(Lap(b) ≥ t) = e^{−t/b} / 2.
+            Additive::Laplace(m) => m.scale() * (1.0 / (2.0 * p)).ln().max(0.0),
+            Additive::Gaussian(m) => m.upper_tail(p),
+        }
+    }
+
+    fn scale(&self) -> f64 {
+        match self {
+            Additive::Laplace(m) => m.scale(),
+            Additive::Gaussian(m) => m.sigma(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Additive::Laplace(_) => "Laplace",
+            Additive::Gaussian(_) => "Gaussian",
+        }
+    }
+}
+
 /// One mechanism per measurement.
+///
+/// A measurement is a vector (its value in every group) that one privacy unit moves in at
+/// most L0 groups, by at most L∞ rows in each and L1 = min(L0·L∞, its row bound) in all.
+/// Laplace noise is sized by the L1 sensitivity (`L1 × magnitude`) and the query's ε split
+/// equally; Gaussian noise by the L2 sensitivity (`√(L1·L∞) × magnitude`, since
+/// `Σ cᵢ² ≤ max cᵢ · Σ cᵢ`) and the query's ρ split equally, where ρ is the largest whose
+/// (ε, δ) conversion is within the query's ε (quantiles, ε-DP, then cost ε²/2 each).
 struct Mechanisms {
-    laplace: Vec<Option<LaplaceMechanism>>,
+    noisy: Vec<Option<Additive>>,
     selection: Vec<Option<ReportNoisyMax>>,
     /// Per quantile: how far from the ends its target rank is kept.
     margins: Vec<f64>,
-    /// Per measurement: its sensitivity.
+    /// Per measurement: its sensitivity (L1, or L2 under Gaussian noise).
     sensitivities: Vec<f64>,
+    /// Per measurement: the ε it alone is (or converts to, at `delta_conversion`).
+    epsilons: Vec<f64>,
+    /// The query's ρ (Gaussian noise).
+    rho: Option<f64>,
+    /// δ that τ-thresholding of private keys may spend.
+    delta_threshold: f64,
 }
 
 impl Mechanisms {
-    fn new(plan: &DpPlan, epsilon: f64) -> Result<Self> {
+    fn new(plan: &DpPlan, epsilon: f64, delta: f64, noise: Noise) -> Result<Self> {
         let n = plan.measurements.len().max(1) as f64;
-        let each = epsilon / n;
         // A unit moves at most `l1` rows in all (L0 groups × L∞ rows, and its row bound), and
         // at most L0 distinct-unit counts by one each.
         let k = plan.l1() as f64;
-        let mut laplace = Vec::new();
+        let l0 = plan.l0();
+        let l2_rows = (k * plan.linf() as f64).sqrt();
+        let (rho, delta_conversion, delta_threshold) = match noise {
+            Noise::Laplace => (None, 0.0, delta),
+            Noise::Gaussian => {
+                // Private keys: half of δ for the conversion, half for the threshold.
+                let (conversion, threshold) = if plan.private_keys() {
+                    (delta / 2.0, delta / 2.0)
+                } else {
+                    (delta, 0.0)
+                };
+                let rho = veil_dp::accountant::epsilon_to_zcdp(epsilon, conversion)?;
+                (Some(rho), conversion, threshold)
+            }
+        };
+        let mut noisy = Vec::new();
         let mut selection = Vec::new();
         let mut margins = Vec::new();
         let mut sensitivities = Vec::new();
+        let mut epsilons = Vec::new();
         for m in &plan.measurements {
-            let sensitivity = match m {
-                Measurement::Rows | Measurement::NonNull(_) => k,
-                Measurement::DistinctUnits => plan.l0() as f64,
-                Measurement::DistinctValues(_) => k,
-                Measurement::Sum(b) => k * b.magnitude(),
-                Measurement::CenteredSum(b) => k * b.half_range(),
-                Measurement::CenteredSumSquares(b) => k * b.half_range() * b.half_range(),
-                Measurement::Quantile(..) => k,
+            let (l1, l2) = match m {
+                Measurement::Rows | Measurement::NonNull(_) | Measurement::DistinctValues(_) => {
+                    (k, l2_rows)
+                }
+                Measurement::DistinctUnits => (l0 as f64, (l0 as f64).sqrt()),
+                Measurement::Sum(b) => (k * b.magnitude(), l2_rows * b.magnitude()),
+                Measurement::CenteredSum(b) => (k * b.half_range(), l2_rows * b.half_range()),
+                Measurement::CenteredSumSquares(b) => {
+                    let h2 = b.half_range() * b.half_range();
+                    (k * h2, l2_rows * h2)
+                }
+                Measurement::Quantile(..) => (k, k),
             };
             // A column bounded to [0, 0] has nothing to hide.
-            let sensitivity = sensitivity.max(f64::MIN_POSITIVE);
-            sensitivities.push(sensitivity);
-            margins.push(match m {
-                Measurement::Quantile(b, _) => {
-                    let (c, _) = bounding::grid(b);
-                    (2.0 * sensitivity / each) * ((c.max(2) as f64) / QUANTILE_FAILURE).ln() + k
+            let (l1, l2) = (l1.max(f64::MIN_POSITIVE), l2.max(f64::MIN_POSITIVE));
+            // The ε of a pure-DP share: ε/n, or under zCDP the ε whose ε²/2 is ρ/n.
+            let each = match rho {
+                None => epsilon / n,
+                Some(rho) => (2.0 * rho / n).sqrt(),
+            };
+            if let Measurement::Quantile(b, _) = m {
+                let (c, _) = bounding::grid(b);
+                margins.push((2.0 * l1 / each) * ((c.max(2) as f64) / QUANTILE_FAILURE).ln() + k);
+                sensitivities.push(l1);
+                noisy.push(None);
+                selection.push(Some(ReportNoisyMax::new(l1, each)?));
+                epsilons.push(match rho {
+                    None => each,
+                    Some(rho) => veil_dp::accountant::zcdp_to_epsilon(rho / n, delta_conversion)?,
+                });
+                continue;
+            }
+            margins.push(0.0);
+            selection.push(None);
+            match rho {
+                None => {
+                    sensitivities.push(l1);
+                    noisy.push(Some(Additive::Laplace(LaplaceMechanism::for_vector(
+                        l1, each, l0,
+                    )?)));
+                    epsilons.push(each);
                 }
-                _ => 0.0,
-            });
-            if let Measurement::Quantile(..) = m {
-                laplace.push(None);
-                selection.push(Some(ReportNoisyMax::new(sensitivity, each)?));
-            } else {
-                laplace.push(Some(LaplaceMechanism::new(sensitivity, each)?));
-                selection.push(None);
+                Some(rho) => {
+                    sensitivities.push(l2);
+                    noisy.push(Some(Additive::Gaussian(GaussianMechanism::for_vector(
+                        l2,
+                        rho / n,
+                        l0,
+                    )?)));
+                    epsilons.push(veil_dp::accountant::zcdp_to_epsilon(
+                        rho / n,
+                        delta_conversion,
+                    )?);
+                }
             }
         }
         Ok(Self {
-            laplace,
+            noisy,
             selection,
             margins,
             sensitivities,
+            epsilons,
+            rho,
+            delta_threshold,
         })
     }
 
     /// The measurements as the preview shows them.
-    fn describe(&self, plan: &DpPlan, epsilon: f64) -> Vec<PreviewMeasurement> {
-        let each = epsilon / plan.measurements.len().max(1) as f64;
+    fn describe(&self, plan: &DpPlan) -> Vec<PreviewMeasurement> {
+        let n = plan.measurements.len().max(1) as f64;
         let range =
             |b: &crate::planner::Bounded| format!("{} in [{}, {}]", b.label, b.lower, b.upper);
         plan.measurements
             .iter()
-            .zip(&self.sensitivities)
-            .map(|(m, s)| PreviewMeasurement {
+            .enumerate()
+            .map(|(i, m)| PreviewMeasurement {
                 what: match m {
                     Measurement::Rows => "rows".into(),
                     Measurement::NonNull(Expr::Column(c)) => format!("non-NULL {}", c.name),
@@ -986,23 +1132,24 @@ impl Mechanisms {
                     Measurement::DistinctValues(_) => "distinct values".into(),
                     Measurement::Quantile(b, q) => format!("{q} quantile of {}", range(b)),
                 },
-                mechanism: if matches!(m, Measurement::Quantile(..)) {
-                    "report noisy max".into()
-                } else {
-                    "Laplace".into()
+                mechanism: match self.noisy.get(i) {
+                    Some(Some(a)) => a.name().into(),
+                    _ => "report noisy max".into(),
                 },
-                epsilon: each,
-                sensitivity: *s,
+                epsilon: self.epsilons.get(i).copied().unwrap_or(0.0),
+                rho: self.rho.map(|r| r / n),
+                sensitivity: self.sensitivities.get(i).copied().unwrap_or(0.0),
+                scale: match self.noisy.get(i) {
+                    Some(Some(a)) => Some(a.scale()),
+                    _ => None,
+                },
             })
             .collect()
     }
 
-    /// 95% confidence half-width of measurement `i` (Laplace: `b ln 20`).
+    /// 95% confidence half-width of measurement `i`'s noise.
     fn half_width(&self, i: usize) -> Option<f64> {
-        self.laplace
-            .get(i)?
-            .as_ref()
-            .map(|m| m.confidence_half_width(0.05))
+        self.noisy.get(i)?.as_ref().map(Additive::half_width)
     }
 }
 
@@ -1063,7 +1210,6 @@ fn release(
     plan: &DpPlan,
     mechanisms: &Mechanisms,
     exact: Exact,
-    delta: f64,
 ) -> Result<(Vec<Released>, Option<f64>)> {
     let m = plan.measurements.len();
     let public_only = !plan.groups.is_empty() && !plan.private_keys();
@@ -1108,14 +1254,15 @@ fn release(
     }
     let threshold = match plan.threshold_count {
         Some(i) => {
-            let b = mechanisms.laplace[i]
-                .as_ref()
-                .ok_or_else(|| SqlError::Internal("threshold count has no mechanism".into()))?
-                .scale();
+            let noise = mechanisms
+                .noisy
+                .get(i)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| SqlError::Internal("threshold count has no mechanism".into()))?;
             // A key only one unit holds has a count of at most L∞; that unit holds at most L0
             // keys, each passing with probability at most δ / L0.
             let (l0, linf) = (plan.l0() as f64, plan.linf() as f64);
-            Some(linf + b * (l0 / (2.0 * delta)).ln().max(0.0))
+            Some(linf + noise.upper_tail(mechanisms.delta_threshold / l0))
         }
         None => None,
     };
@@ -1125,7 +1272,7 @@ fn release(
     let mut out = Vec::new();
     for (key, values) in candidates {
         let mut noisy = vec![0.0; m];
-        for (i, mech) in mechanisms.laplace.iter().enumerate() {
+        for (i, mech) in mechanisms.noisy.iter().enumerate() {
             if let Some(mech) = mech {
                 noisy[i] = mech.release(values[i])?;
             }

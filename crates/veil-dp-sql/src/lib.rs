@@ -45,4 +45,4 @@ pub mod sample;
 
 pub use engine::{explained, DpResult, Engine, Preview, PreviewMeasurement, QueryOptions};
 pub use error::{Result, SqlError};
-pub use metadata::Metadata;
+pub use metadata::{Metadata, Noise};

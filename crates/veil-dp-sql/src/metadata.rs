@@ -56,6 +56,47 @@ pub struct Budget {
     /// declares one: a query's δ must then be below `1/population`.
     #[serde(default)]
     pub population: Option<u64>,
+    /// The noise queries get unless they ask for another ([`Noise::Laplace`] by default).
+    #[serde(default)]
+    pub noise: Noise,
+}
+
+/// The noise a query's statistics get.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Noise {
+    /// Exact discrete Laplace noise: the query's ε is split over its measurements (pure DP;
+    /// δ is spent only by τ-thresholding of private keys).
+    #[default]
+    Laplace,
+    /// Exact discrete Gaussian noise, accounted in zCDP: the query's (ε, δ) is converted to
+    /// ρ, split over its measurements, and each is sized by its L2 sensitivity (a person in
+    /// many groups costs √groups, not groups). Needs δ > 0.
+    Gaussian,
+}
+
+impl Noise {
+    /// `laplace` or `gaussian`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Noise::Laplace => "laplace",
+            Noise::Gaussian => "gaussian",
+        }
+    }
+}
+
+impl std::str::FromStr for Noise {
+    type Err = crate::error::SqlError;
+
+    fn from_str(s: &str) -> crate::error::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "laplace" => Ok(Noise::Laplace),
+            "gaussian" => Ok(Noise::Gaussian),
+            other => Err(crate::error::SqlError::rejected(format!(
+                "noise must be laplace or gaussian, not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// A column's type.
@@ -185,7 +226,14 @@ impl Metadata {
             epsilon,
             delta,
             population,
+            noise,
         } = self.budget;
+        if noise == Noise::Gaussian && delta == 0.0 {
+            return Err(err(
+                "[budget] noise = \"gaussian\" needs a total delta above 0 (Gaussian noise is \
+                 (ε, δ)-DP, never pure)",
+            ));
+        }
         if population == Some(0) {
             return Err(err("[budget] population must be at least 1"));
         }
@@ -324,6 +372,7 @@ mod tests {
                 epsilon: 10.0,
                 delta: 1e-5,
                 population: None,
+                noise: Noise::Laplace,
             }
         );
         let (name, t) = m.table("PERSONS").unwrap();

@@ -229,9 +229,10 @@ fn rounded_cdf(step: f64, s: f64) -> impl Fn(i64) -> f64 {
 }
 
 /// The claimed Laplace measurement for sensitivity `sensitivity` at `epsilon`: its scale, in
-/// grid units, and the grid step.
+/// grid units, and the grid step. Every query here groups by `g`, and a unit's K rows can fall
+/// in K groups: the noise covers one grid step of rounding in each.
 fn claimed(sensitivity: f64, epsilon: f64) -> (LaplaceMechanism, f64, f64) {
-    let m = LaplaceMechanism::new(sensitivity, epsilon).unwrap();
+    let m = LaplaceMechanism::for_vector(sensitivity, epsilon, K as u64).unwrap();
     let step = Grid::for_scale(sensitivity / epsilon).spacing();
     let s = m.scale() / step;
     (m, s, step)

@@ -12,3 +12,4 @@
 mod accounting;
 mod attacks;
 mod engine;
+mod gaussian;

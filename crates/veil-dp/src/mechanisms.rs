@@ -29,17 +29,28 @@ pub struct LaplaceMechanism {
     sensitivity: f64,
     epsilon: f64,
     grid: Grid,
+    coordinates: u64,
 }
 
 impl LaplaceMechanism {
     /// A mechanism spending `epsilon` on a query of L1 sensitivity `sensitivity`.
     pub fn new(sensitivity: f64, epsilon: f64) -> Result<Self> {
+        Self::for_vector(sensitivity, epsilon, 1)
+    }
+
+    /// A mechanism spending `epsilon` on a vector query (one value per group, each released
+    /// with [`LaplaceMechanism::release`]) of L1 sensitivity `sensitivity`, where one person
+    /// changes at most `coordinates` of the values. Snapping to the grid can move each changed
+    /// value by up to one step, so the noise covers `sensitivity + coordinates` steps, not
+    /// `sensitivity + 1`.
+    pub fn for_vector(sensitivity: f64, epsilon: f64, coordinates: u64) -> Result<Self> {
         positive("sensitivity", sensitivity)?;
         positive("ε", epsilon)?;
         Ok(Self {
             sensitivity,
             epsilon,
             grid: Grid::for_scale(sensitivity / epsilon),
+            coordinates: coordinates.max(1),
         })
     }
 
@@ -50,10 +61,15 @@ impl LaplaceMechanism {
         }
     }
 
-    /// Noise scale on real values: the grid step is added to the sensitivity because snapping
-    /// to the grid can move a value by up to one step.
+    /// Noise scale on real values: a grid step per changed value is added to the sensitivity
+    /// because snapping to the grid can move each value by up to one step.
     pub fn scale(&self) -> f64 {
-        (self.sensitivity + self.grid.spacing()) / self.epsilon
+        (self.sensitivity + self.coordinates as f64 * self.grid.spacing()) / self.epsilon
+    }
+
+    /// The grid values are snapped to before noise is added.
+    pub fn grid(&self) -> Grid {
+        self.grid
     }
 
     /// Releases a real value.
@@ -82,11 +98,21 @@ pub struct GaussianMechanism {
     sensitivity: f64,
     rho: f64,
     grid: Grid,
+    coordinates: u64,
 }
 
 impl GaussianMechanism {
     /// A mechanism spending ρ (zCDP).
     pub fn from_rho(sensitivity: f64, rho: f64) -> Result<Self> {
+        Self::for_vector(sensitivity, rho, 1)
+    }
+
+    /// A mechanism spending ρ on a vector query (one value per group) of L2 sensitivity
+    /// `sensitivity`, where one person changes at most `coordinates` of the values. Snapping
+    /// moves each changed value by up to one grid step, which adds at most `√coordinates`
+    /// steps to the L2 distance (triangle inequality): σ covers `sensitivity + √coordinates`
+    /// steps.
+    pub fn for_vector(sensitivity: f64, rho: f64, coordinates: u64) -> Result<Self> {
         positive("sensitivity", sensitivity)?;
         positive("ρ", rho)?;
         let sigma = sensitivity / (2.0 * rho).sqrt();
@@ -94,6 +120,7 @@ impl GaussianMechanism {
             sensitivity,
             rho,
             grid: Grid::for_scale(sigma),
+            coordinates: coordinates.max(1),
         })
     }
 
@@ -109,7 +136,19 @@ impl GaussianMechanism {
 
     /// Noise standard deviation on real values (grid step added to the sensitivity).
     pub fn sigma(&self) -> f64 {
-        (self.sensitivity + self.grid.spacing()) / (2.0 * self.rho).sqrt()
+        (self.sensitivity + (self.coordinates as f64).sqrt() * self.grid.spacing())
+            / (2.0 * self.rho).sqrt()
+    }
+
+    /// The grid values are snapped to before noise is added.
+    pub fn grid(&self) -> Grid {
+        self.grid
+    }
+
+    /// A `t` with `P(noise ≥ t) ≤ p`: the discrete Gaussian is σ²-subgaussian (Canonne,
+    /// Kamath, Steinke 2020), so `t = σ √(2 ln(1/p))`.
+    pub fn upper_tail(&self, p: f64) -> f64 {
+        self.sigma() * (2.0 * (1.0 / p).ln().max(0.0)).sqrt()
     }
 
     /// Releases a real value.
@@ -250,6 +289,58 @@ pub fn quantile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two neighbouring vectors, each value moved by `changes[i]`, placed on the grid where
+    /// snapping adds the most: returns the snapped L1 and L2 distances in grid steps.
+    fn worst_snapping(grid: Grid, changes: &[f64]) -> (f64, f64) {
+        let s = grid.spacing();
+        let (mut l1, mut l2) = (0.0, 0.0);
+        for c in changes {
+            let steps = (0..64)
+                .map(|j| {
+                    let x = f64::from(j) * s / 64.0;
+                    (grid.snap_clamped(x + c) - grid.snap_clamped(x)).abs() as f64
+                })
+                .fold(0.0, f64::max);
+            l1 += steps;
+            l2 += steps * steps;
+        }
+        (l1, l2.sqrt())
+    }
+
+    /// The audit of the SQL engine's grouped queries: one person changes up to L0 groups'
+    /// values, and rounding each to the grid moves each by up to a step. A mechanism sized
+    /// for one step (the old `scale`) covered `sensitivity + 1` steps while snapped
+    /// neighbours could be almost `sensitivity + L0` apart: ε was exceeded for L0 ≥ 2.
+    #[test]
+    fn grid_rounding_of_every_changed_value_is_covered() {
+        for l0 in [1u64, 2, 5, 40] {
+            // 10.3 is no multiple of the grid step: every changed value can gain a step.
+            let changes = vec![10.3; l0 as usize];
+            let l1_sens: f64 = changes.iter().sum();
+            let eps = 0.7;
+            let m = LaplaceMechanism::for_vector(l1_sens, eps, l0).unwrap();
+            let s = m.grid().spacing();
+            assert!((10.3 / s).fract() > 0.01);
+            let (l1, _) = worst_snapping(m.grid(), &changes);
+            let covered = m.scale() * eps / s;
+            assert!(
+                l1 <= covered * (1.0 + 1e-12),
+                "L0 {l0}: {l1} steps > {covered}"
+            );
+
+            let l2_sens = 10.3 * (l0 as f64).sqrt();
+            let rho = 0.3;
+            let g = GaussianMechanism::for_vector(l2_sens, rho, l0).unwrap();
+            let s = g.grid().spacing();
+            let (_, l2) = worst_snapping(g.grid(), &changes);
+            let covered = g.sigma() * (2.0f64 * rho).sqrt() / s;
+            assert!(
+                l2 <= covered * (1.0 + 1e-12),
+                "L0 {l0}: {l2} steps > {covered}"
+            );
+        }
+    }
 
     #[test]
     fn laplace_noise_has_the_right_spread_and_cost() {

@@ -445,7 +445,7 @@ impl SqlEngine {
     /// Runs `sql` with noise after charging the budget; returns the result as JSON text
     /// (`columns`, `rows`, `epsilon`, `delta`, `remaining_*`, `accuracy`, `threshold`,
     /// `warnings`). `EXPLAIN <query>` is refused here: use `preview`.
-    #[pyo3(signature = (sql_text, analyst, epsilon, delta, max_groups_per_unit = None, max_rows_per_group = None))]
+    #[pyo3(signature = (sql_text, analyst, epsilon, delta, max_groups_per_unit = None, max_rows_per_group = None, noise = None))]
     #[allow(
         clippy::too_many_arguments,
         reason = "the Python signature's keyword arguments"
@@ -459,6 +459,7 @@ impl SqlEngine {
         delta: f64,
         max_groups_per_unit: Option<u64>,
         max_rows_per_group: Option<u64>,
+        noise: Option<&str>,
     ) -> PyResult<String> {
         if veil_dp_sql::explained(sql_text).map_err(sql)?.is_some() {
             return Err(DpError::new_err(
@@ -470,6 +471,7 @@ impl SqlEngine {
             delta,
             max_groups_per_unit,
             max_rows_per_group,
+            noise: noise.map(str::parse).transpose().map_err(sql)?,
         };
         let rt = runtime()?;
         let text = py
@@ -493,7 +495,7 @@ impl SqlEngine {
 
     /// What `sql` would cost and how accurate it would be, as JSON text: nothing is read and
     /// nothing is charged. `EXPLAIN <query>` is accepted too.
-    #[pyo3(signature = (sql_text, analyst, epsilon, delta, max_groups_per_unit = None, max_rows_per_group = None))]
+    #[pyo3(signature = (sql_text, analyst, epsilon, delta, max_groups_per_unit = None, max_rows_per_group = None, noise = None))]
     #[allow(
         clippy::too_many_arguments,
         reason = "the Python signature's keyword arguments"
@@ -507,6 +509,7 @@ impl SqlEngine {
         delta: f64,
         max_groups_per_unit: Option<u64>,
         max_rows_per_group: Option<u64>,
+        noise: Option<&str>,
     ) -> PyResult<String> {
         let inner = veil_dp_sql::explained(sql_text)
             .map_err(sql)?
@@ -516,6 +519,7 @@ impl SqlEngine {
             delta,
             max_groups_per_unit,
             max_rows_per_group,
+            noise: noise.map(str::parse).transpose().map_err(sql)?,
         };
         let rt = runtime()?;
         py.detach(|| {

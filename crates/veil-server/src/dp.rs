@@ -73,6 +73,10 @@ pub struct QueryRequest {
     /// Rows one privacy unit may bring to one group (L∞); default: the metadata's.
     #[serde(default)]
     pub max_rows_per_group: Option<u64>,
+    /// `laplace` or `gaussian` (zCDP-accounted, needs δ > 0); default: the metadata's.
+    #[serde(default)]
+    #[schema(example = "gaussian")]
+    pub noise: Option<String>,
 }
 
 /// One dataset in `GET /dp/datasets`.
@@ -247,6 +251,12 @@ async fn query_route(
         delta: req.delta,
         max_groups_per_unit: req.max_groups_per_unit,
         max_rows_per_group: req.max_rows_per_group,
+        noise: req
+            .noise
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(sql_error)?,
     };
     let ledger = s.ledger.as_ref();
     // `EXPLAIN <query>` is the dry run of the query.

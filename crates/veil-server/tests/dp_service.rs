@@ -220,6 +220,23 @@ async fn a_dry_run_is_free() {
     explain["sql"] = format!("EXPLAIN ANALYZE {sql}").into();
     let (status, e) = query(&s.url, Some(ALICE), &explain).await;
     assert_eq!(status.as_u16() / 100, 4, "{e}");
+    // Gaussian noise (issue 18) is asked by name; an unknown name or δ = 0 is a 400.
+    let mut gauss = dry.clone();
+    gauss["epsilon"] = 0.25.into();
+    gauss["delta"] = 1e-6.into();
+    gauss["noise"] = "gaussian".into();
+    let (status, p) = query(&s.url, Some(ALICE), &gauss).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["noise"], "gaussian");
+    assert!(p["rho"].as_f64().unwrap() > 0.0, "{p}");
+    assert_eq!(p["measurements"][0]["mechanism"], "Gaussian");
+    gauss["noise"] = "uniform".into();
+    let (status, e) = query(&s.url, Some(ALICE), &gauss).await;
+    assert_eq!(status, 400, "{e}");
+    gauss["noise"] = "gaussian".into();
+    gauss["delta"] = 0.0.into();
+    let (status, e) = query(&s.url, Some(ALICE), &gauss).await;
+    assert_eq!(status, 400, "{e}");
     assert_eq!(charges(&s.dir).len(), 1);
 }
 

@@ -187,6 +187,7 @@ class dp:
             delta: float,
             max_groups_per_unit: Optional[int] = None,
             max_rows_per_group: Optional[int] = None,
+            noise: Optional[str] = None,
         ) -> str: ...
         def preview(
             self,
@@ -196,6 +197,7 @@ class dp:
             delta: float,
             max_groups_per_unit: Optional[int] = None,
             max_rows_per_group: Optional[int] = None,
+            noise: Optional[str] = None,
         ) -> str: ...
         dataset: str
 

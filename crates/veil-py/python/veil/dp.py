@@ -98,6 +98,10 @@ class Result:
     threshold: Optional[float] = None
     #: What to know about the guarantee of this answer.
     warnings: List[str] = field(default_factory=list)
+    #: ``"laplace"`` or ``"gaussian"``.
+    noise: str = "laplace"
+    #: With Gaussian noise, the query's ρ (zCDP) that the (ε, δ) charge converts.
+    rho: Optional[float] = None
 
     def __repr__(self) -> str:
         return (f"Result(rows={len(self.df)}, epsilon={self.epsilon}, delta={self.delta}, "
@@ -139,12 +143,14 @@ class Dataset:
 
     def query(self, sql: str, *, epsilon: float = 1.0, delta: float = 1e-6,
               analyst: str = "analyst", max_groups_per_unit: Optional[int] = None,
-              max_rows_per_group: Optional[int] = None) -> Result:
+              max_rows_per_group: Optional[int] = None,
+              noise: Optional[str] = None) -> Result:
         """Charges ``(epsilon, δ spent)`` to the budget, then answers ``sql`` with noise.
-        Refused queries raise :class:`DpError` and cost nothing; a budget that cannot pay
-        raises :class:`BudgetExhausted`."""
+        ``noise`` is ``"laplace"`` or ``"gaussian"`` (zCDP-accounted, needs ``delta > 0``;
+        default: the metadata's). Refused queries raise :class:`DpError` and cost nothing; a
+        budget that cannot pay raises :class:`BudgetExhausted`."""
         out = json.loads(self._engine.query(sql, analyst, float(epsilon), float(delta),
-                                            max_groups_per_unit, max_rows_per_group))
+                                            max_groups_per_unit, max_rows_per_group, noise))
         import pandas as pd
 
         df = pd.DataFrame(out["rows"], columns=out["columns"])
@@ -152,16 +158,19 @@ class Dataset:
                       remaining_epsilon=out["remaining_epsilon"],
                       remaining_delta=out["remaining_delta"],
                       accuracy=out.get("accuracy", {}), threshold=out.get("threshold"),
-                      warnings=out.get("warnings", []))
+                      warnings=out.get("warnings", []), noise=out.get("noise", "laplace"),
+                      rho=out.get("rho"))
 
     def preview(self, sql: str, *, epsilon: float = 1.0, delta: float = 1e-6,
                 analyst: str = "analyst", max_groups_per_unit: Optional[int] = None,
-                max_rows_per_group: Optional[int] = None) -> dict:
+                max_rows_per_group: Optional[int] = None,
+                noise: Optional[str] = None) -> dict:
         """What ``sql`` (or ``EXPLAIN sql``) would cost and how accurate it would be: the
         measurements, their ε share, each column's 95% half-width, the keys policy, whether
         the budgets can pay. Nothing is read and nothing is charged."""
         return json.loads(self._engine.preview(sql, analyst, float(epsilon), float(delta),
-                                               max_groups_per_unit, max_rows_per_group))
+                                               max_groups_per_unit, max_rows_per_group,
+                                               noise))
 
     explain = preview
 

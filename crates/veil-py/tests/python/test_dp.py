@@ -35,6 +35,23 @@ def test_query_on_a_dataframe_is_noisy_within_its_interval_and_charged(ledger, p
     assert charge["analyst"] == "analyst" and "COUNT(*)" in charge["note"]
 
 
+def test_gaussian_noise_is_charged_as_asked_and_needs_delta(ledger, persons):
+    data = dp.Dataset("persons", PERSONS_METADATA, ledger, tables={"persons": persons})
+    p = data.preview("SELECT COUNT(*) AS n FROM persons", epsilon=1.0, delta=1e-6,
+                     noise="gaussian")
+    assert p["noise"] == "gaussian" and p["rho"] > 0
+    assert p["measurements"][0]["mechanism"] == "Gaussian"
+    r = data.query("SELECT COUNT(*) AS n FROM persons", epsilon=1.0, delta=1e-6,
+                   noise="gaussian")
+    assert r.noise == "gaussian" and r.rho == pytest.approx(p["rho"])
+    assert abs(r.df.n[0] - len(persons)) <= 3 * r.accuracy["n"]
+    assert ledger.remaining("persons") == pytest.approx((9.0, 1e-5 - 1e-6))
+    for bad in [dict(noise="gaussian", delta=0.0), dict(noise="uniform")]:
+        with pytest.raises(veil.DpError):
+            data.query("SELECT COUNT(*) AS n FROM persons", **bad)
+    assert len(ledger.history("persons")) == 1
+
+
 def test_group_by_with_public_keys_returns_both_groups(ledger, persons):
     data = dp.Dataset("persons", PERSONS_METADATA, ledger, tables={"persons": persons})
     r = data.query("SELECT sex, COUNT(*) AS n FROM persons GROUP BY sex ORDER BY sex",
