@@ -77,9 +77,8 @@ fn csv(values: &[f64]) -> String {
         + "\n"
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
-    let dir = site::fresh_dir("room");
+/// Two hospitals' keys, and the room's manifest and platform seed written into `dir`.
+fn room_files(dir: &std::path::Path) -> (Vec<PartyKey>, String) {
     let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
         .iter()
         .map(|n| PartyKey::generate(n).unwrap())
@@ -87,6 +86,13 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
     let text = manifest_text(&keys);
     std::fs::write(dir.join("room.toml"), &text).unwrap();
     std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    (keys, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
+    let dir = site::fresh_dir("room");
+    let (keys, text) = room_files(&dir);
     let data = [vec![4.0, 5.0, 6.0], vec![7.0, 8.0]];
 
     let server = site::serve(CONFIG, &dir).await;
@@ -151,13 +157,7 @@ async fn a_mounted_room_resumes_after_a_restart_with_its_uploads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_server_has_let_go_of_its_room_state_when_it_returns() {
     let dir = site::fresh_dir("room-release");
-    let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
-        .iter()
-        .map(|n| PartyKey::generate(n).unwrap())
-        .collect();
-    let text = manifest_text(&keys);
-    std::fs::write(dir.join("room.toml"), &text).unwrap();
-    std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    let (_, text) = room_files(&dir);
     let mut server = site::serve(CONFIG, &dir).await;
     for _ in 0..6 {
         let clients: Vec<RoomClient> = (0..4)
@@ -177,12 +177,7 @@ async fn a_stopped_server_has_let_go_of_its_room_state_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_room_sections_are_refused_at_start() {
     let dir = site::fresh_dir("room-bad");
-    let keys: Vec<PartyKey> = ["hospital-a", "hospital-b"]
-        .iter()
-        .map(|n| PartyKey::generate(n).unwrap())
-        .collect();
-    std::fs::write(dir.join("room.toml"), manifest_text(&keys)).unwrap();
-    std::fs::write(dir.join("platform.seed"), hex::encode(SEED)).unwrap();
+    room_files(&dir);
     for config in [
         format!("{CONFIG}{CONFIG}"),
         CONFIG.replace("\"study\"", "\"../x\""),
