@@ -125,7 +125,21 @@ fn python_suite_and_notebooks() {
     copy_dir(&crate_dir().join("python/veil"), &package).expect("stage the Python sources");
     std::fs::copy(&module, package.join("_native.abi3.so")).expect("stage the module");
 
-    let (ok, out) = run(Command::new(&python)
+    // A throwaway PostgreSQL server on loopback for the shared-ledger test (CI installs
+    // Debian's package; elsewhere that one test skips without it).
+    let postgres = match veil_dp::testing::PostgresServer::start("veil-py") {
+        Ok(Some(server)) => Some(server),
+        Ok(None) => {
+            assert!(!in_ci(), "PostgreSQL (initdb, pg_ctl) is not installed");
+            None
+        }
+        Err(e) => panic!("cannot start PostgreSQL: {e}"),
+    };
+    let mut pytest = Command::new(&python);
+    if let Some(server) = &postgres {
+        pytest.env("VEIL_TEST_POSTGRES_PORT", server.port.to_string());
+    }
+    let (ok, out) = run(pytest
         .args([
             "-m",
             "pytest",

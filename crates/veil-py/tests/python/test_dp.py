@@ -120,6 +120,46 @@ def test_concurrent_queries_never_overspend(persons):
     assert len(lg.history("persons")) == 4
 
 
+def test_a_postgres_ledger_is_shared_by_two_processes_and_never_overspent(persons):
+    """Two ledgers on one PostgreSQL server (two notebooks, two machines) race sixteen
+    threads for a budget that pays six: six answers, never more; a third connection made
+    afterwards (a restart) sees the same charges."""
+    port = os.environ.get("VEIL_TEST_POSTGRES_PORT")
+    if not port:
+        if os.environ.get("CI") in ("true", "1"):
+            pytest.fail("CI runs this test against PostgreSQL (the harness starts it)")
+        pytest.skip("no PostgreSQL server (crates/veil-py/tests/python.rs starts one)")
+    url = f"postgres://veil@127.0.0.1:{port}/postgres"
+    a, b = dp.Ledger(url), dp.Ledger(url)
+    a.register("persons", PERSONS_METADATA, epsilon=3.0, delta=1e-6)
+    sets = [dp.Dataset("persons", PERSONS_METADATA, lg, tables={"persons": persons})
+            for lg in (a, b)]
+    answered, refused, other = [], [], []
+
+    def ask(data):
+        try:
+            answered.append(data.query("SELECT COUNT(*) AS n FROM persons", epsilon=0.5))
+        except veil.BudgetExhausted:
+            refused.append(1)
+        except Exception as e:  # noqa: BLE001 - reported below
+            other.append(e)
+
+    threads = [threading.Thread(target=ask, args=(sets[i % 2],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert other == []
+    assert (len(answered), len(refused)) == (6, 10)
+    again = dp.Ledger(url)
+    assert again.remaining("persons")[0] == pytest.approx(0.0, abs=1e-9)
+    assert len(again.history("persons")) == 6
+    with pytest.raises(veil.BudgetExhausted):
+        dp.Dataset("persons", PERSONS_METADATA, again,
+                   tables={"persons": persons}).query("SELECT COUNT(*) FROM persons",
+                                                      epsilon=0.1)
+
+
 def test_unregistered_or_changed_metadata_is_refused(persons):
     lg = dp.Ledger.temporary()
     with pytest.raises(veil.DpError, match="not registered"):
