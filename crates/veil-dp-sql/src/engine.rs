@@ -168,7 +168,8 @@ pub struct PreviewMeasurement {
     /// The mechanism: `Laplace` or `Gaussian` (exact discrete noise) or `report noisy max`
     /// (quantiles).
     pub mechanism: String,
-    /// Its share of the query's ε (with Gaussian noise: the ε of its own ρ at the query's δ;
+    /// Its share of the query's ε (with Gaussian noise: the ε of its own ρ at the query's δ,
+    /// or for a quantile the pure ε whose ε²/2 is its ρ share;
     /// the query's ε is the conversion of the sum of the ρs, not the sum of these).
     pub epsilon: f64,
     /// Its share of the query's ρ (Gaussian noise only).
@@ -1005,7 +1006,8 @@ struct Mechanisms {
     margins: Vec<f64>,
     /// Per measurement: its sensitivity (L1, or L2 under Gaussian noise).
     sensitivities: Vec<f64>,
-    /// Per measurement: the ε it alone is (or converts to, at `delta_conversion`).
+    /// Per measurement: the ε it alone is (Gaussian: its ρ share converted at the query's
+    /// δ for the conversion).
     epsilons: Vec<f64>,
     /// The query's ρ (Gaussian noise).
     rho: Option<f64>,
@@ -1066,10 +1068,8 @@ impl Mechanisms {
                 sensitivities.push(l1);
                 noisy.push(None);
                 selection.push(Some(ReportNoisyMax::new(l1, each)?));
-                epsilons.push(match rho {
-                    None => each,
-                    Some(rho) => veil_dp::accountant::zcdp_to_epsilon(rho / n, delta_conversion)?,
-                });
+                // Report-noisy-max is pure: `each`-DP, whichever accounting chose `each`.
+                epsilons.push(each);
                 continue;
             }
             margins.push(0.0);

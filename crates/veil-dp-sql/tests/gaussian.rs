@@ -125,6 +125,20 @@ fn gaussian_noise_is_sized_by_l2_and_charged_as_its_zcdp_conversion() {
         let (lap_w, gau_w) = (lap.accuracy["n"].unwrap(), p.accuracy["n"].unwrap());
         assert!(gau_w < lap_w, "Gaussian ±{gau_w} vs Laplace ±{lap_w}");
 
+        // A quantile keeps report-noisy-max, pure at the ε whose ε²/2 is its ρ share.
+        let q = e
+            .preview(
+                &l,
+                "trips",
+                "t",
+                "SELECT city, MEDIAN(fare) AS m FROM trips GROUP BY city",
+                gaussian(eps, delta),
+            )
+            .await
+            .unwrap();
+        let m = &q.measurements[0];
+        assert_eq!(m.mechanism, "report noisy max", "{q:?}");
+        assert!((m.epsilon - (2.0 * rho).sqrt()).abs() < 1e-12, "{m:?}");
         // The charge is exactly the (ε, δ) asked, and the answer says what it was.
         let before = l.remaining("trips", None).unwrap();
         let r = e
