@@ -351,11 +351,12 @@ fn dp_sql_demo(dir: &std::path::Path) -> Result<()> {
     let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA)?;
     let ledger = SqliteLedger::open(dir.join("persons.budget.db"))?;
     // The operator's step: register the dataset's metadata and its total budget.
-    ledger.register(
+    ledger.register_with(
         "persons",
         &veil_dp_sql::dataset::metadata_sha256(veil_dp_sql::sample::PERSONS_METADATA.as_bytes()),
         meta.budget.epsilon,
         meta.budget.delta,
+        meta.budget.accounting(),
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

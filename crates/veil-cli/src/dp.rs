@@ -280,7 +280,8 @@ fn register(a: &RegisterArgs) -> Result<()> {
     let before = ledger.registration(&name)?;
     let epsilon = a.total_epsilon.unwrap_or(meta.budget.epsilon);
     let delta = a.total_delta.unwrap_or(meta.budget.delta);
-    ledger.register(&name, &sha256, epsilon, delta)?;
+    let accounting = meta.budget.accounting();
+    ledger.register_with(&name, &sha256, epsilon, delta, accounting)?;
     let left = ledger.remaining(&name, None)?;
     outln!("dataset    {name} ({})", a.metadata.display());
     outln!("ledger     {shown}");
@@ -291,7 +292,15 @@ fn register(a: &RegisterArgs) -> Result<()> {
         }
         outln!("was        ε {}  δ {:e}", b.epsilon, b.delta);
     }
-    outln!("budget     ε {epsilon}  δ {delta:e}");
+    outln!("budget     ε {epsilon}  δ {delta:e}  ({accounting} accounting)");
+    if accounting == veil_dp::ledger::Accounting::Zcdp {
+        outln!(
+            "           = ρ {} (zCDP, converted at δ {:e}) + δ {:e} to spend outright",
+            left.rho,
+            delta / 2.0,
+            left.delta
+        );
+    }
     outln!("remaining  ε {}  δ {:e}", left.epsilon, left.delta);
     Ok(())
 }
@@ -338,6 +347,7 @@ fn budget(a: &BudgetArgs) -> Result<()> {
     // A fold from +0.0: `sum()` of no charges is -0.0, which would print as "-0".
     let spent_eps = history.iter().fold(0.0, |acc, c| acc + c.epsilon);
     let spent_delta = history.iter().fold(0.0, |acc, c| acc + c.delta);
+    let spent_rho = history.iter().fold(0.0, |acc, c| acc + c.rho);
     let time = |at: u64| {
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(at)).to_string()
     };
@@ -351,6 +361,7 @@ fn budget(a: &BudgetArgs) -> Result<()> {
                         "analyst": c.analyst,
                         "epsilon": c.epsilon,
                         "delta": c.delta,
+                        "rho": c.rho,
                         "note": c.note,
                     })
                 })
@@ -364,13 +375,16 @@ fn budget(a: &BudgetArgs) -> Result<()> {
                     "registered_at": time(reg.at),
                     "epsilon": reg.epsilon,
                     "delta": reg.delta,
+                    "accounting": reg.accounting.name(),
                     "analyst": a.analyst,
                     "analyst_remaining_epsilon": own.flatten().map(|r| r.epsilon),
                     "analyst_remaining_delta": own.flatten().map(|r| r.delta),
                     "spent_epsilon": spent_eps,
                     "spent_delta": spent_delta,
+                    "spent_rho": spent_rho,
                     "remaining_epsilon": left.epsilon,
                     "remaining_delta": left.delta,
+                    "remaining_rho": left.rho,
                     "charges": charges,
                 })
             );
@@ -383,9 +397,24 @@ fn budget(a: &BudgetArgs) -> Result<()> {
                 time(reg.at),
                 reg.metadata_sha256
             );
-            outln!("budget     ε {}  δ {:e}", reg.epsilon, reg.delta);
-            outln!("spent      ε {spent_eps}  δ {spent_delta:e}");
-            outln!("remaining  ε {}  δ {:e}", left.epsilon, left.delta);
+            outln!(
+                "budget     ε {}  δ {:e}  ({} accounting)",
+                reg.epsilon,
+                reg.delta,
+                reg.accounting
+            );
+            if reg.accounting == veil_dp::ledger::Accounting::Zcdp {
+                outln!("spent      ρ {spent_rho}  δ {spent_delta:e}");
+                outln!(
+                    "remaining  ρ {}  δ {:e}  (ε {} after converting the ρ spent)",
+                    left.rho,
+                    left.delta,
+                    left.epsilon
+                );
+            } else {
+                outln!("spent      ε {spent_eps}  δ {spent_delta:e}");
+                outln!("remaining  ε {}  δ {:e}", left.epsilon, left.delta);
+            }
             match (&a.analyst, own) {
                 (Some(who), Some(Some(r))) => {
                     outln!(
@@ -487,6 +516,25 @@ fn parse_noise(s: &str) -> std::result::Result<veil_dp_sql::Noise, String> {
     s.parse().map_err(|e: veil_dp_sql::SqlError| e.to_string())
 }
 
+/// What the ledger charges, in words.
+fn charge_line(
+    accounting: veil_dp::ledger::Accounting,
+    c: &veil_dp_sql::Charged,
+    rho: Option<f64>,
+) -> String {
+    match (accounting, rho) {
+        (veil_dp::ledger::Accounting::Zcdp, _) => format!(
+            "ρ {}  δ {:e}  (zCDP accounting: the ledger adds up ρ and converts the total once)",
+            c.rho, c.delta
+        ),
+        (_, Some(rho)) => format!(
+            "ε {}  δ {:e}  (Gaussian noise: ρ {rho}, converted at the query's δ)",
+            c.epsilon, c.delta
+        ),
+        _ => format!("ε {}  δ {:e}", c.epsilon, c.delta),
+    }
+}
+
 fn query(a: &QueryArgs) -> Result<()> {
     let rt = runtime()?;
     let (ledger, name, engine) = engine(&a.data, &rt)?;
@@ -533,9 +581,10 @@ fn query(a: &QueryArgs) -> Result<()> {
                         "no: the query would be refused"
                     }
                 );
-                if let Some(rho) = p.rho {
-                    outln!("noise      Gaussian: ρ {rho} (zCDP), whose (ε, δ) is the cost above");
-                }
+                outln!(
+                    "charge     {}",
+                    charge_line(p.accounting, &p.charged, p.rho)
+                );
                 for m in &p.measurements {
                     let scale = match (m.scale, m.mechanism.as_str()) {
                         (Some(s), "Gaussian") => format!(", σ {s:.4}"),
@@ -588,9 +637,10 @@ fn query(a: &QueryArgs) -> Result<()> {
                 result.remaining_epsilon,
                 result.remaining_delta
             );
-            if let Some(rho) = result.rho {
-                outln!("noise      Gaussian: ρ {rho} (zCDP), charged as the (ε, δ) above");
-            }
+            outln!(
+                "charge     {}",
+                charge_line(result.accounting, &result.charged, result.rho)
+            );
             for (column, half) in &result.accuracy {
                 match half {
                     Some(h) => outln!("accuracy   {column}: ± {h:.3} (95% confidence, noise only)"),

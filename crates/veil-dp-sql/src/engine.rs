@@ -26,13 +26,13 @@ use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::logical_expr::{col, Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use veil_dp::ledger::Ledger;
+use veil_dp::ledger::{Ledger, Remaining, Spend};
 use veil_dp::mechanisms::{GaussianMechanism, LaplaceMechanism, ReportNoisyMax};
 
 use crate::backend::{self, Backend, Registered, Version};
 use crate::bounding::{self, Facts};
 use crate::error::{Result, SqlError};
-use crate::metadata::{Metadata, Noise};
+use crate::metadata::{Accounting, Metadata, Noise};
 use crate::planner::{self, DpPlan, Measurement, Output};
 
 /// How much privacy one query may spend.
@@ -102,18 +102,26 @@ pub struct DpResult {
     pub columns: Vec<String>,
     /// The noisy rows (as record batches, for display and further processing).
     pub batches: Vec<RecordBatch>,
-    /// ε charged.
+    /// The query's ε: alone, the answer is (ε, δ)-DP.
     pub epsilon: f64,
-    /// δ charged.
+    /// The query's δ (0 unless it groups by a private key set or uses Gaussian noise).
     pub delta: f64,
     /// The noise the statistics got.
     pub noise: Noise,
-    /// With Gaussian noise, the query's ρ (zCDP), whose conversion the (ε, δ) charge is.
+    /// The query's ρ (zCDP): with Gaussian noise, the ρ its (ε, δ) converts to; with Laplace
+    /// noise on a dataset under zCDP accounting, the sum of its measurements' ε²/2.
     pub rho: Option<f64>,
-    /// What the dataset has left after the charge.
+    /// How the dataset's budget composes.
+    pub accounting: Accounting,
+    /// What the ledger charged.
+    pub charged: Charged,
+    /// What the dataset has left after the charge (under zCDP: its ε less the conversion of
+    /// the ρ spent).
     pub remaining_epsilon: f64,
-    /// δ left.
+    /// δ left to spend outright.
     pub remaining_delta: f64,
+    /// ρ left (zCDP accounting; 0 otherwise).
+    pub remaining_rho: f64,
     /// Per output column that is an aggregate: half-width of the 95% confidence interval of
     /// its noise (`None` where no closed form is known, e.g. quantiles and variances).
     pub accuracy: BTreeMap<String, Option<f64>>,
@@ -124,27 +132,57 @@ pub struct DpResult {
     pub warnings: Vec<String>,
 }
 
+/// What the ledger charges for a query: under approx accounting its (ε, δ); under zCDP
+/// accounting its ρ and the δ that τ-thresholding spends outright.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Charged {
+    /// ε charged (0 under zCDP accounting).
+    pub epsilon: f64,
+    /// δ charged.
+    pub delta: f64,
+    /// ρ charged (0 under approx accounting).
+    pub rho: f64,
+}
+
+impl From<Spend> for Charged {
+    fn from(s: Spend) -> Self {
+        Self {
+            epsilon: s.epsilon,
+            delta: s.delta,
+            rho: s.rho,
+        }
+    }
+}
+
 /// What a query would cost and how accurate it would be ([`Engine::preview`]): nothing read,
 /// nothing charged.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Preview {
-    /// ε the query would charge.
+    /// The query's ε (alone, its answer would be (ε, δ)-DP).
     pub epsilon: f64,
-    /// δ the query would charge (0 unless it groups by a private key set or uses Gaussian
-    /// noise).
+    /// The query's δ (0 unless it groups by a private key set or uses Gaussian noise).
     pub delta: f64,
     /// The noise the statistics would get.
     pub noise: Noise,
-    /// With Gaussian noise, the query's ρ (zCDP), whose conversion the (ε, δ) charge is.
+    /// The query's ρ (zCDP): see [`DpResult::rho`].
     pub rho: Option<f64>,
-    /// What the dataset has left now.
+    /// How the dataset's budget composes (`approx` or `zcdp`).
+    #[serde(serialize_with = "accounting_name")]
+    pub accounting: Accounting,
+    /// What the ledger would charge.
+    pub charged: Charged,
+    /// What the dataset has left now (under zCDP: its ε less the conversion of the ρ spent).
     pub remaining_epsilon: f64,
     /// δ the dataset has left now.
     pub remaining_delta: f64,
+    /// ρ the dataset has left now (zCDP accounting).
+    pub remaining_rho: f64,
     /// What the analyst's own budget has left now (infinite without one).
     pub analyst_remaining_epsilon: f64,
     /// δ the analyst's own budget has left now.
     pub analyst_remaining_delta: f64,
+    /// ρ the analyst's own budget has left now.
+    pub analyst_remaining_rho: f64,
     /// Whether both budgets could pay now.
     pub affordable: bool,
     /// Per output column that is an aggregate: the half-width of the 95% confidence interval
@@ -181,6 +219,13 @@ pub struct PreviewMeasurement {
     pub scale: Option<f64>,
 }
 
+fn accounting_name<S: serde::Serializer>(
+    a: &Accounting,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
 /// A planned query that passed every check that reads no data.
 struct Checked {
     plan: DpPlan,
@@ -189,6 +234,35 @@ struct Checked {
     noise: Noise,
     warnings: Vec<String>,
     mechanisms: Mechanisms,
+}
+
+impl Checked {
+    /// What the ledger charges for the query on a budget that composes by `accounting`.
+    ///
+    /// Approx: the query's (ε, δ), as basic composition adds them. zCDP: its ρ — Gaussian
+    /// noise is ρ-zCDP by construction; each Laplace measurement and each report-noisy-max
+    /// quantile is pure (ε/n)-DP, hence (ε/n)²/2-zCDP (Bun–Steinke 2016, Prop. 1.4), n of
+    /// them ε²/(2n) — plus the δ of τ-thresholding, which no ρ covers (approximate zCDP: the
+    /// δs add up). The query's own conversion δ is not charged: the ledger converts the
+    /// total ρ once, at the δ it set aside at registration.
+    fn spend(&self, accounting: Accounting) -> Spend {
+        match accounting {
+            Accounting::Approx => Spend::approx(self.epsilon, self.delta_spent),
+            Accounting::Zcdp => {
+                let n = self.plan.measurements.len().max(1) as f64;
+                let rho = self
+                    .mechanisms
+                    .rho
+                    .unwrap_or(self.epsilon * self.epsilon / (2.0 * n));
+                Spend::zcdp(rho, self.mechanisms.delta_threshold)
+            }
+        }
+    }
+}
+
+/// The query's ρ as reported: its Gaussian ρ, or the ρ a zCDP ledger charged.
+fn query_rho(mechanisms: &Mechanisms, spend: Spend) -> Option<f64> {
+    mechanisms.rho.or((spend.rho > 0.0).then_some(spend.rho))
 }
 
 impl DpResult {
@@ -217,8 +291,11 @@ impl DpResult {
             "delta": self.delta,
             "noise": self.noise,
             "rho": self.rho,
+            "accounting": self.accounting.name(),
+            "charged": self.charged,
             "remaining_epsilon": self.remaining_epsilon,
             "remaining_delta": self.remaining_delta,
+            "remaining_rho": self.remaining_rho,
             "accuracy": self.accuracy,
             "warnings": self.warnings,
         }))
@@ -423,6 +500,9 @@ impl Engine {
         sql: &str,
         options: QueryOptions,
     ) -> Result<DpResult> {
+        let checked = self.check(sql, options).await?;
+        let left = ledger.remaining(dataset, None)?;
+        let spend = checked.spend(left.accounting);
         let Checked {
             plan,
             epsilon,
@@ -430,16 +510,17 @@ impl Engine {
             noise,
             warnings,
             mechanisms,
-        } = self.check(sql, options).await?;
-        let left = ledger.remaining(dataset, None)?;
-        if epsilon > left.epsilon || delta_spent > left.delta {
+        } = checked;
+        if !left.can_pay(&spend) {
             return Err(veil_dp::DpError::BudgetExhausted {
                 dataset: dataset.to_string(),
                 analyst: String::new(),
-                requested_epsilon: epsilon,
-                requested_delta: delta_spent,
+                requested_epsilon: spend.epsilon,
+                requested_delta: spend.delta,
                 remaining_epsilon: left.epsilon,
                 remaining_delta: left.delta,
+                requested_rho: spend.rho,
+                remaining_rho: left.rho,
             }
             .into());
         }
@@ -457,7 +538,7 @@ impl Engine {
             self.backend.check(&self.ctx, p).await?;
         }
         // The charge is atomic and happens before any statistic over the data is computed.
-        let remaining = ledger.charge(dataset, analyst, epsilon, delta_spent, sql)?;
+        let remaining = ledger.charge_spend(dataset, analyst, spend, sql)?;
         let mut exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
         center(&plan, &mut exact)?;
         let (groups, threshold) = release(&plan, &mechanisms, exact)?;
@@ -482,9 +563,12 @@ impl Engine {
             epsilon,
             delta: delta_spent,
             noise,
-            rho: mechanisms.rho,
+            rho: query_rho(&mechanisms, spend),
+            accounting: left.accounting,
+            charged: spend.into(),
             remaining_epsilon: remaining.epsilon,
             remaining_delta: remaining.delta,
+            remaining_rho: remaining.rho,
             accuracy,
             threshold,
             warnings,
@@ -578,25 +662,24 @@ impl Engine {
         let left = ledger.remaining(dataset, None)?;
         // The dataset exists (above): an unknown analyst budget means the analyst has none.
         let own = match ledger.remaining(dataset, Some(analyst)) {
-            Err(veil_dp::DpError::UnknownDataset(_)) => veil_dp::ledger::Remaining {
-                epsilon: f64::INFINITY,
-                delta: f64::INFINITY,
-            },
+            Err(veil_dp::DpError::UnknownDataset(_)) => Remaining::unlimited(left.accounting),
             other => other?,
         };
-        let affordable = checked.epsilon <= left.epsilon
-            && checked.delta_spent <= left.delta
-            && checked.epsilon <= own.epsilon
-            && checked.delta_spent <= own.delta;
+        let spend = checked.spend(left.accounting);
+        let affordable = left.can_pay(&spend) && own.can_pay(&spend);
         Ok(Preview {
             epsilon: checked.epsilon,
             delta: checked.delta_spent,
             noise: checked.noise,
-            rho: checked.mechanisms.rho,
+            rho: query_rho(&checked.mechanisms, spend),
+            accounting: left.accounting,
+            charged: spend.into(),
             remaining_epsilon: left.epsilon,
             remaining_delta: left.delta,
+            remaining_rho: left.rho,
             analyst_remaining_epsilon: own.epsilon,
             analyst_remaining_delta: own.delta,
+            analyst_remaining_rho: own.rho,
             affordable,
             accuracy,
             warnings: checked.warnings,

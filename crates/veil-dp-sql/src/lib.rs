@@ -43,6 +43,6 @@ pub mod metadata;
 mod planner;
 pub mod sample;
 
-pub use engine::{explained, DpResult, Engine, Preview, PreviewMeasurement, QueryOptions};
+pub use engine::{explained, Charged, DpResult, Engine, Preview, PreviewMeasurement, QueryOptions};
 pub use error::{Result, SqlError};
-pub use metadata::{Metadata, Noise};
+pub use metadata::{Accounting, Metadata, Noise};

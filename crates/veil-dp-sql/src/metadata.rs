@@ -7,6 +7,8 @@
 //! epsilon = 10.0
 //! delta = 1e-5
 //! population = 100000           # optional: at most this many people; δ < 1/population
+//! # noise = "gaussian"          # optional: the default noise (laplace unless given)
+//! # accounting = "zcdp"         # optional: how the budget composes (zcdp with gaussian noise)
 //!
 //! [table.persons]
 //! privacy_unit = "person_id"
@@ -35,6 +37,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Result, SqlError};
+pub use veil_dp::ledger::Accounting;
 
 /// Largest contribution bound accepted (rows per privacy unit).
 pub const MAX_ROWS_PER_UNIT: u64 = 1_000_000;
@@ -59,6 +62,30 @@ pub struct Budget {
     /// The noise queries get unless they ask for another ([`Noise::Laplace`] by default).
     #[serde(default)]
     pub noise: Noise,
+    /// How the budget composes once registered (`approx` or `zcdp`); unset, zCDP with
+    /// Gaussian noise and approx with Laplace noise ([`Budget::accounting`]).
+    #[serde(default, deserialize_with = "accounting")]
+    pub accounting: Option<Accounting>,
+}
+
+impl Budget {
+    /// How the budget composes: the one declared, else zCDP with Gaussian noise (many
+    /// Gaussian queries compose in √k, not k) and basic composition with Laplace noise (a few
+    /// pure-DP queries compose best by addition).
+    pub fn accounting(&self) -> Accounting {
+        self.accounting.unwrap_or(match self.noise {
+            Noise::Gaussian => Accounting::Zcdp,
+            Noise::Laplace => Accounting::Approx,
+        })
+    }
+}
+
+fn accounting<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Accounting>, D::Error> {
+    let name: Option<String> = Option::deserialize(d)?;
+    name.map(|n| n.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// The noise a query's statistics get.
@@ -227,7 +254,14 @@ impl Metadata {
             delta,
             population,
             noise,
+            accounting: _,
         } = self.budget;
+        if self.budget.accounting() == Accounting::Zcdp && delta == 0.0 {
+            return Err(err(
+                "[budget] accounting = \"zcdp\" needs a total delta above 0 (zCDP converts to \
+                 (ε, δ)-DP with δ > 0)",
+            ));
+        }
         if noise == Noise::Gaussian && delta == 0.0 {
             return Err(err(
                 "[budget] noise = \"gaussian\" needs a total delta above 0 (Gaussian noise is \
@@ -373,6 +407,7 @@ mod tests {
                 delta: 1e-5,
                 population: None,
                 noise: Noise::Laplace,
+                accounting: None,
             }
         );
         let (name, t) = m.table("PERSONS").unwrap();

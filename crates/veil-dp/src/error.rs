@@ -9,8 +9,9 @@ pub enum DpError {
     InvalidParameter(String),
     /// The budget cannot pay for the request; nothing was charged.
     #[error(
-        "budget exhausted for dataset {dataset:?}{analyst}: requested ε = {requested_epsilon}, δ = {requested_delta}; \
-         remaining ε = {remaining_epsilon}, δ = {remaining_delta} (nothing was charged)"
+        "budget exhausted for dataset {dataset:?}{analyst}: requested ε = {requested_epsilon}, δ = {requested_delta}, \
+         ρ = {requested_rho}; remaining ε = {remaining_epsilon}, δ = {remaining_delta}, ρ = {remaining_rho} \
+         (nothing was charged)"
     )]
     BudgetExhausted {
         /// Dataset name.
@@ -25,6 +26,10 @@ pub enum DpError {
         remaining_epsilon: f64,
         /// δ remaining.
         remaining_delta: f64,
+        /// ρ requested (zCDP accounting; 0 otherwise).
+        requested_rho: f64,
+        /// ρ remaining (zCDP accounting; 0 otherwise).
+        remaining_rho: f64,
     },
     /// The ledger has no budget for this dataset.
     #[error("no budget is set for dataset {0:?}; set one with Ledger::set_budget")]

@@ -44,4 +44,4 @@ mod release;
 pub mod testing;
 
 pub use error::{DpError, Result};
-pub use release::release;
+pub use release::{release, spend_of};

@@ -11,3 +11,4 @@
 
 mod ledger;
 mod mechanisms;
+mod zcdp_ledger;

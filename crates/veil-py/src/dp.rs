@@ -129,8 +129,12 @@ impl Ledger {
         let sha = metadata_sha256(metadata.as_bytes());
         let epsilon = epsilon.unwrap_or(meta.budget.epsilon);
         let delta = delta.unwrap_or(meta.budget.delta);
-        py.detach(|| self.inner.register(dataset, &sha, epsilon, delta))
-            .map_err(dp)
+        let accounting = meta.budget.accounting();
+        py.detach(|| {
+            self.inner
+                .register_with(dataset, &sha, epsilon, delta, accounting)
+        })
+        .map_err(dp)
     }
 
     /// Sets an analyst's own budget on a dataset (`analyst=None`: the dataset's total).

@@ -137,12 +137,14 @@ impl Console {
                             queries: 0,
                             epsilon: 0.0,
                             delta: 0.0,
+                            rho: 0.0,
                             last_query: String::new(),
                             last_at: 0,
                         });
                     a.queries += 1;
                     a.epsilon += c.epsilon;
                     a.delta += c.delta;
+                    a.rho += c.rho;
                     if c.at >= a.last_at {
                         a.last_at = c.at;
                         a.last_query = c.note;
@@ -154,6 +156,8 @@ impl Console {
                     total_delta: reg.as_ref().map_or(0.0, |r| r.delta),
                     remaining_epsilon: left.epsilon,
                     remaining_delta: left.delta,
+                    remaining_rho: left.rho,
+                    accounting: left.accounting.name().to_string(),
                     charges: charges.into_values().collect(),
                 });
             }
@@ -246,6 +250,10 @@ pub struct DatasetOverview {
     pub remaining_epsilon: f64,
     /// δ left.
     pub remaining_delta: f64,
+    /// ρ left (zCDP accounting; 0 otherwise).
+    pub remaining_rho: f64,
+    /// How its budget composes: `approx` or `zcdp`.
+    pub accounting: String,
     /// What each analyst spent.
     pub charges: Vec<AnalystCharges>,
 }
@@ -261,6 +269,8 @@ pub struct AnalystCharges {
     pub epsilon: f64,
     /// δ spent.
     pub delta: f64,
+    /// ρ spent (zCDP accounting).
+    pub rho: f64,
     /// The latest query's text.
     pub last_query: String,
     /// When it was charged (Unix seconds).

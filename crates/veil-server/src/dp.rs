@@ -88,10 +88,16 @@ pub struct DatasetInfo {
     pub remaining_epsilon: f64,
     /// δ the dataset has left.
     pub remaining_delta: f64,
+    /// ρ the dataset has left (zCDP accounting; 0 otherwise).
+    pub remaining_rho: f64,
+    /// How the dataset's budget composes: `approx` or `zcdp`.
+    pub accounting: String,
     /// ε the caller's own budget has left (`null`: no own budget, the dataset's total binds).
     pub analyst_remaining_epsilon: Option<f64>,
     /// δ the caller's own budget has left.
     pub analyst_remaining_delta: Option<f64>,
+    /// ρ the caller's own budget has left.
+    pub analyst_remaining_rho: Option<f64>,
 }
 
 impl DpService {
@@ -153,8 +159,11 @@ impl DpService {
                 name: name.clone(),
                 remaining_epsilon: all.epsilon,
                 remaining_delta: all.delta,
+                remaining_rho: all.rho,
+                accounting: all.accounting.name().to_string(),
                 analyst_remaining_epsilon: own.map(|r| r.epsilon),
                 analyst_remaining_delta: own.map(|r| r.delta),
+                analyst_remaining_rho: own.map(|r| r.rho),
             });
         }
         Ok(out)
@@ -290,6 +299,7 @@ async fn query_route(
             ("veil-epsilon", result.epsilon),
             ("veil-delta", result.delta),
             ("veil-remaining-epsilon", result.remaining_epsilon),
+            ("veil-charged-rho", result.charged.rho),
         ] {
             if let Ok(v) = axum::http::HeaderValue::from_str(&value.to_string()) {
                 response.headers_mut().insert(name, v);

@@ -35,19 +35,98 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::accountant::{epsilon_to_zcdp, zcdp_to_epsilon};
 use crate::error::{delta as check_delta, DpError, Result};
 
 const EPS_UNIT: f64 = 1e12;
 const DELTA_UNIT: f64 = 1e18;
+const RHO_UNIT: f64 = 1e15;
 /// The analyst name that stands for "everyone" (the dataset's total budget).
 const ALL: &str = "*";
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+/// How a dataset's budget composes (chosen when it is registered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accounting {
+    /// Basic composition: ε and δ add up. Pure-DP (Laplace) releases spend only ε.
+    #[default]
+    Approx,
+    /// zCDP: releases are charged in ρ (a Gaussian release its ρ, an ε-DP one ε²/2), ρs add
+    /// up, and the total is converted to (ε, δ) for reporting. A budget (ε, δ) becomes the ρ
+    /// whose conversion at δ/2 is ε, plus δ/2 for the releases that spend δ outright
+    /// (τ-thresholding). Many releases cost far less than under basic composition.
+    Zcdp,
+}
+
+impl Accounting {
+    /// `approx` or `zcdp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accounting::Approx => "approx",
+            Accounting::Zcdp => "zcdp",
+        }
+    }
+}
+
+impl std::fmt::Display for Accounting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Accounting {
+    type Err = DpError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "approx" | "approx-dp" | "basic" => Ok(Accounting::Approx),
+            "zcdp" => Ok(Accounting::Zcdp),
+            other => Err(DpError::InvalidParameter(format!(
+                "accounting is \"approx\" or \"zcdp\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What one release costs, in the ledger's three amounts: ε and δ (basic composition) and ρ
+/// (zCDP). A dataset under [`Accounting::Approx`] has no ρ to spend; one under
+/// [`Accounting::Zcdp`] has no ε (its ε is ρ's conversion).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spend {
+    /// ε, composed by addition.
+    pub epsilon: f64,
+    /// δ spent outright, composed by addition.
+    pub delta: f64,
+    /// ρ, composed by addition (zCDP).
+    pub rho: f64,
+}
+
+impl Spend {
+    /// An (ε, δ) charge.
+    pub fn approx(epsilon: f64, delta: f64) -> Self {
+        Self {
+            epsilon,
+            delta,
+            rho: 0.0,
+        }
+    }
+
+    /// A ρ charge, with the δ the release spends outright (e.g. thresholding).
+    pub fn zcdp(rho: f64, delta: f64) -> Self {
+        Self {
+            epsilon: 0.0,
+            delta,
+            rho,
+        }
+    }
+}
+
 /// A persistent privacy-budget store with an atomic check-and-charge.
 pub trait Ledger {
-    /// Sets the total budget of `dataset` (`analyst = None`) or one analyst's budget on it.
+    /// Sets the total budget of `dataset` (`analyst = None`) or one analyst's budget on it, as
+    /// (ε, δ); on a dataset registered with [`Accounting::Zcdp`] it is split as the dataset's
+    /// total is (see [`Accounting`]).
     fn set_budget(
         &self,
         dataset: &str,
@@ -56,8 +135,16 @@ pub trait Ledger {
         delta: f64,
     ) -> Result<()>;
     /// Atomically checks that both the dataset's total budget and (if set) the analyst's own
-    /// budget can pay `(epsilon, delta)`, and records the charge. On
-    /// [`DpError::BudgetExhausted`] nothing is recorded. Returns what the dataset has left.
+    /// budget can pay `spend`, and records the charge. On [`DpError::BudgetExhausted`]
+    /// nothing is recorded. Returns what the dataset has left.
+    fn charge_spend(
+        &self,
+        dataset: &str,
+        analyst: &str,
+        spend: Spend,
+        note: &str,
+    ) -> Result<Remaining>;
+    /// [`Ledger::charge_spend`] of an (ε, δ) charge.
     fn charge(
         &self,
         dataset: &str,
@@ -65,21 +152,36 @@ pub trait Ledger {
         epsilon: f64,
         delta: f64,
         note: &str,
-    ) -> Result<Remaining>;
+    ) -> Result<Remaining> {
+        self.charge_spend(dataset, analyst, Spend::approx(epsilon, delta), note)
+    }
     /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
     fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining>;
     /// All charges on a dataset, oldest first.
     fn history(&self, dataset: &str) -> Result<Vec<Charge>>;
     /// Registers `dataset` (an operator's act): records the SHA-256 (64 hex digits) of the
-    /// metadata the operator approved and sets the dataset's total budget, in one
-    /// transaction. Registering again replaces both; recorded charges stay.
+    /// metadata the operator approved, how its budget composes, and its total budget
+    /// (ε, δ), in one transaction. Registering again replaces all three; recorded charges
+    /// stay. The accounting of a dataset that has charges or analyst budgets cannot change
+    /// (what was spent under one would be forgotten by the other).
+    fn register_with(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+        accounting: Accounting,
+    ) -> Result<()>;
+    /// [`Ledger::register_with`] under [`Accounting::Approx`].
     fn register(
         &self,
         dataset: &str,
         metadata_sha256: &str,
         epsilon: f64,
         delta: f64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.register_with(dataset, metadata_sha256, epsilon, delta, Accounting::Approx)
+    }
     /// The registration of `dataset`, `None` if it was never registered.
     fn registration(&self, dataset: &str) -> Result<Option<Registration>>;
 }
@@ -91,10 +193,12 @@ pub struct Registration {
     pub dataset: String,
     /// SHA-256 of the approved metadata (64 lowercase hex digits).
     pub metadata_sha256: String,
-    /// The dataset's total ε (as the ledger holds it now).
+    /// The dataset's total ε (as the ledger holds it now; under zCDP, its ρ converted).
     pub epsilon: f64,
     /// The dataset's total δ.
     pub delta: f64,
+    /// How its budget composes.
+    pub accounting: Accounting,
     /// Unix time in seconds of the (latest) registration.
     pub at: u64,
 }
@@ -140,19 +244,36 @@ fn registration_row(
     metadata_sha256: &str,
     epsilon: f64,
     delta: f64,
-) -> Result<(String, i64, i64)> {
+    accounting: Accounting,
+) -> Result<(String, [i64; 3])> {
     if dataset.is_empty() {
         return Err(DpError::InvalidParameter(
             "a dataset needs a non-empty name".into(),
         ));
     }
     let h = check_sha256(metadata_sha256)?;
-    let (_, e, d) = budget_row(None, epsilon, delta)?;
-    Ok((h, e, d))
+    let (_, units) = budget_row(None, epsilon, delta, accounting)?;
+    Ok((h, units))
 }
 
-/// Checks a budget to set; returns the row's analyst name and the amounts in units.
-fn budget_row(analyst: Option<&str>, epsilon: f64, delta: f64) -> Result<(&str, i64, i64)> {
+/// The refusal of a registration that would change the accounting of a dataset in use.
+fn accounting_change(dataset: &str, from: Accounting, to: Accounting) -> DpError {
+    DpError::InvalidParameter(format!(
+        "dataset {dataset:?} is registered with {from} accounting and has charges or analyst \
+         budgets: its accounting cannot change to {to} (what was spent would be counted in \
+         the wrong currency); register the data under a new name with its own budget"
+    ))
+}
+
+/// Checks a budget to set; returns the row's analyst name and the amounts in units
+/// (ε, δ, ρ), rounded down. Under zCDP, (ε, δ) becomes δ/2 to spend outright and the ρ
+/// whose conversion at δ/2 is ε.
+fn budget_row(
+    analyst: Option<&str>,
+    epsilon: f64,
+    delta: f64,
+    accounting: Accounting,
+) -> Result<(&str, [i64; 3])> {
     if !(epsilon.is_finite() && epsilon >= 0.0) {
         return Err(DpError::InvalidParameter(format!(
             "budget ε must be finite and non-negative, got {epsilon}"
@@ -165,54 +286,137 @@ fn budget_row(analyst: Option<&str>, epsilon: f64, delta: f64) -> Result<(&str, 
             "\"*\" is reserved for the dataset's total budget".into(),
         ));
     }
-    Ok((who, eps_down(epsilon), delta_down(delta)))
+    let units = match accounting {
+        Accounting::Approx => [eps_down(epsilon), delta_down(delta), 0],
+        Accounting::Zcdp => {
+            let rho = if epsilon == 0.0 {
+                0.0
+            } else if delta == 0.0 {
+                return Err(DpError::InvalidParameter(
+                    "zCDP accounting converts ρ to (ε, δ) with δ > 0: a budget with δ = 0 \
+                     is pure DP, use approx accounting"
+                        .into(),
+                ));
+            } else {
+                epsilon_to_zcdp(epsilon, delta / 2.0)?
+            };
+            [0, delta_down(delta / 2.0), rho_down(rho)]
+        }
+    };
+    Ok((who, units))
 }
 
 /// Checks a charge; returns its amounts in units (rounded up).
-fn charge_units(analyst: &str, epsilon: f64, delta: f64) -> Result<(i64, i64)> {
-    if !(epsilon.is_finite() && epsilon >= 0.0) {
-        return Err(DpError::InvalidParameter(format!(
-            "ε must be finite and non-negative, got {epsilon}"
-        )));
+fn charge_units(analyst: &str, spend: Spend) -> Result<[i64; 3]> {
+    for (what, v) in [("ε", spend.epsilon), ("ρ", spend.rho)] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(DpError::InvalidParameter(format!(
+                "{what} must be finite and non-negative, got {v}"
+            )));
+        }
     }
-    check_delta("δ", delta)?;
+    check_delta("δ", spend.delta)?;
     if analyst == ALL {
         return Err(DpError::InvalidParameter(
             "\"*\" is not an analyst name".into(),
         ));
     }
-    Ok((eps_up(epsilon), delta_up(delta)))
+    Ok([
+        eps_up(spend.epsilon),
+        delta_up(spend.delta),
+        rho_up(spend.rho),
+    ])
 }
 
-/// Refuses a charge of `units` that does not fit in one of the remaining budgets (in units).
+/// One budget row in units: what it allows, what its charges sum to, and how it composes.
+#[derive(Clone, Copy, Debug)]
+struct Pools {
+    budget: [i64; 3],
+    spent: [i64; 3],
+    accounting: Accounting,
+}
+
+impl Pools {
+    fn left(&self) -> [i64; 3] {
+        [0, 1, 2].map(|i| self.budget[i].saturating_sub(self.spent[i]))
+    }
+
+    /// The row after a charge of `units`.
+    fn after(mut self, units: [i64; 3]) -> Self {
+        for (s, u) in self.spent.iter_mut().zip(units) {
+            *s = s.saturating_add(u);
+        }
+        self
+    }
+
+    /// The (ε, δ) a ρ in units amounts to under this row's conversion δ (its δ pool).
+    fn converted(&self, rho_units: i64) -> f64 {
+        if rho_units <= 0 {
+            return 0.0;
+        }
+        zcdp_to_epsilon(
+            rho_units as f64 / RHO_UNIT,
+            self.budget[1] as f64 / DELTA_UNIT,
+        )
+        .unwrap_or(f64::INFINITY)
+    }
+
+    /// The budget as (ε, δ).
+    fn total(&self) -> (f64, f64) {
+        match self.accounting {
+            Accounting::Approx => (
+                self.budget[0] as f64 / EPS_UNIT,
+                self.budget[1] as f64 / DELTA_UNIT,
+            ),
+            Accounting::Zcdp => (
+                self.budget[0] as f64 / EPS_UNIT + self.converted(self.budget[2]),
+                2.0 * self.budget[1] as f64 / DELTA_UNIT,
+            ),
+        }
+    }
+
+    fn remaining(&self) -> Remaining {
+        let [le, ld, lr] = self.left().map(|v| v.max(0));
+        let epsilon = match self.accounting {
+            Accounting::Approx => le as f64 / EPS_UNIT,
+            Accounting::Zcdp => (le as f64 / EPS_UNIT + self.converted(self.budget[2])
+                - self.converted(self.spent[2]))
+            .max(0.0),
+        };
+        Remaining {
+            epsilon,
+            delta: ld as f64 / DELTA_UNIT,
+            rho: lr as f64 / RHO_UNIT,
+            accounting: self.accounting,
+        }
+    }
+}
+
+/// Refuses a charge of `units` that does not fit in one of the budgets.
 fn check_fits(
-    left: [(Option<(i64, i64)>, String); 2],
-    units: (i64, i64),
+    rows: [(Option<Pools>, String); 2],
+    units: [i64; 3],
     dataset: &str,
-    (epsilon, delta): (f64, f64),
+    spend: Spend,
 ) -> Result<()> {
-    for (limit, who) in left {
-        let Some((re, rd)) = limit else { continue };
-        if units.0 > re || units.1 > rd {
-            let r = to_remaining((re, rd));
+    for (row, who) in rows {
+        let Some(row) = row else { continue };
+        let left = row.left();
+        if (0..3).any(|i| units[i] > left[i]) {
+            let r = row.remaining();
             return Err(DpError::BudgetExhausted {
                 dataset: dataset.to_string(),
                 analyst: who,
-                requested_epsilon: epsilon,
-                requested_delta: delta,
+                requested_epsilon: spend.epsilon,
+                requested_delta: spend.delta,
                 remaining_epsilon: r.epsilon,
                 remaining_delta: r.delta,
+                requested_rho: spend.rho,
+                remaining_rho: r.rho,
             });
         }
     }
     Ok(())
-}
-
-fn to_remaining((e, d): (i64, i64)) -> Remaining {
-    Remaining {
-        epsilon: e.max(0) as f64 / EPS_UNIT,
-        delta: d.max(0) as f64 / DELTA_UNIT,
-    }
 }
 
 fn now_secs() -> u64 {
@@ -234,14 +438,46 @@ fn delta_up(d: f64) -> i64 {
 fn delta_down(d: f64) -> i64 {
     (d * DELTA_UNIT).floor() as i64
 }
+fn rho_up(r: f64) -> i64 {
+    (r * RHO_UNIT).ceil() as i64
+}
+fn rho_down(r: f64) -> i64 {
+    (r * RHO_UNIT).floor() as i64
+}
 
 /// What remains of a budget.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Remaining {
-    /// ε left.
+    /// ε left (under zCDP: the budget's ε less the conversion of the ρ spent, for reporting;
+    /// what a release can take is `rho`).
     pub epsilon: f64,
-    /// δ left.
+    /// δ left to spend outright.
     pub delta: f64,
+    /// ρ left (zCDP accounting; 0 otherwise).
+    pub rho: f64,
+    /// How the budget composes.
+    pub accounting: Accounting,
+}
+
+impl Remaining {
+    /// Whether `spend` fits in what is left (the ledger's charge decides, in exact units).
+    pub fn can_pay(&self, spend: &Spend) -> bool {
+        let epsilon_ok = match self.accounting {
+            Accounting::Approx => spend.epsilon <= self.epsilon,
+            Accounting::Zcdp => spend.epsilon == 0.0,
+        };
+        epsilon_ok && spend.delta <= self.delta && spend.rho <= self.rho
+    }
+
+    /// No limit (an analyst without a budget of their own): everything can be paid.
+    pub fn unlimited(accounting: Accounting) -> Self {
+        Self {
+            epsilon: f64::INFINITY,
+            delta: f64::INFINITY,
+            rho: f64::INFINITY,
+            accounting,
+        }
+    }
 }
 
 /// One recorded charge.
@@ -255,6 +491,8 @@ pub struct Charge {
     pub epsilon: f64,
     /// δ charged.
     pub delta: f64,
+    /// ρ charged (zCDP accounting).
+    pub rho: f64,
     /// What was released (e.g. the query text).
     pub note: String,
     /// Unix time in seconds.
@@ -267,16 +505,31 @@ pub struct SqliteLedger {
     path: PathBuf,
 }
 
+/// Adds a column to a ledger made before it existed.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
 impl SqliteLedger {
-    /// Opens (creating if needed) the ledger at `path`.
+    /// Opens (creating if needed) the ledger at `path`. A ledger written by an earlier
+    /// version gains the columns of zCDP accounting (its budgets keep approx accounting).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let ledger = Self {
             path: path.as_ref().to_path_buf(),
         };
-        let conn = ledger.connect()?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             CREATE TABLE IF NOT EXISTS budgets (
+        let mut conn = ledger.connect()?;
+        conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS budgets (
                  dataset TEXT NOT NULL, analyst TEXT NOT NULL,
                  epsilon INTEGER NOT NULL, delta INTEGER NOT NULL,
                  PRIMARY KEY (dataset, analyst));
@@ -290,6 +543,15 @@ impl SqliteLedger {
                  dataset TEXT NOT NULL PRIMARY KEY, metadata_sha256 TEXT NOT NULL,
                  registered_at INTEGER NOT NULL);",
         )?;
+        add_column(&tx, "budgets", "rho", "INTEGER NOT NULL DEFAULT 0")?;
+        add_column(&tx, "charges", "rho", "INTEGER NOT NULL DEFAULT 0")?;
+        add_column(
+            &tx,
+            "datasets",
+            "accounting",
+            "TEXT NOT NULL DEFAULT 'approx'",
+        )?;
+        tx.commit()?;
         Ok(ledger)
     }
 
@@ -304,6 +566,18 @@ impl SqliteLedger {
         Ok(conn)
     }
 
+    /// How `dataset`'s budget composes (approx if it was never registered).
+    fn accounting_in(tx: &Connection, dataset: &str) -> Result<Accounting> {
+        let a: Option<String> = tx
+            .query_row(
+                "SELECT accounting FROM datasets WHERE dataset = ?1",
+                params![dataset],
+                |r| r.get(0),
+            )
+            .optional()?;
+        a.map_or(Ok(Accounting::Approx), |a| a.parse())
+    }
+
     /// Sets the total budget of `dataset` (`analyst = None`) or one analyst's budget on it.
     pub fn set_budget(
         &self,
@@ -312,54 +586,64 @@ impl SqliteLedger {
         epsilon: f64,
         delta: f64,
     ) -> Result<()> {
-        let (who, e, d) = budget_row(analyst, epsilon, delta)?;
-        self.connect()?.execute(
-            "INSERT INTO budgets (dataset, analyst, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
-            params![dataset, who, e, d],
+        let mut conn = self.connect()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let accounting = Self::accounting_in(&tx, dataset)?;
+        let (who, [e, d, r]) = budget_row(analyst, epsilon, delta, accounting)?;
+        tx.execute(
+            "INSERT INTO budgets (dataset, analyst, epsilon, delta, rho) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon,
+                 delta = excluded.delta, rho = excluded.rho",
+            params![dataset, who, e, d, r],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn remaining_in(tx: &Connection, dataset: &str, analyst: &str) -> Result<Option<(i64, i64)>> {
-        let budget: Option<(i64, i64)> = tx
+    fn remaining_in(tx: &Connection, dataset: &str, analyst: &str) -> Result<Option<Pools>> {
+        let budget: Option<[i64; 3]> = tx
             .query_row(
-                "SELECT epsilon, delta FROM budgets WHERE dataset = ?1 AND analyst = ?2",
+                "SELECT epsilon, delta, rho FROM budgets WHERE dataset = ?1 AND analyst = ?2",
                 params![dataset, analyst],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
             )
             .optional()?;
-        let Some((be, bd)) = budget else {
+        let Some(budget) = budget else {
             return Ok(None);
         };
-        let (se, sd): (i64, i64) = if analyst == ALL {
+        let spent: [i64; 3] = if analyst == ALL {
             tx.query_row(
-                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM charges WHERE dataset = ?1",
+                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0), COALESCE(SUM(rho), 0)
+                 FROM charges WHERE dataset = ?1",
                 params![dataset],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
             )?
         } else {
             tx.query_row(
-                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM charges WHERE dataset = ?1 AND analyst = ?2",
+                "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0), COALESCE(SUM(rho), 0)
+                 FROM charges WHERE dataset = ?1 AND analyst = ?2",
                 params![dataset, analyst],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
             )?
         };
-        Ok(Some((be - se, bd - sd)))
+        Ok(Some(Pools {
+            budget,
+            spent,
+            accounting: Self::accounting_in(tx, dataset)?,
+        }))
     }
 
     /// Atomically checks that both the dataset's total budget and (if set) the analyst's own
-    /// budget can pay `(epsilon, delta)`, and records the charge. On
-    /// [`DpError::BudgetExhausted`] nothing is recorded. Returns what the dataset has left.
-    pub fn charge(
+    /// budget can pay `spend`, and records the charge. On [`DpError::BudgetExhausted`]
+    /// nothing is recorded. Returns what the dataset has left.
+    pub fn charge_spend(
         &self,
         dataset: &str,
         analyst: &str,
-        epsilon: f64,
-        delta: f64,
+        spend: Spend,
         note: &str,
     ) -> Result<Remaining> {
-        let (ce, cd) = charge_units(analyst, epsilon, delta)?;
+        let units = charge_units(analyst, spend)?;
         let mut conn = self.connect()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let total = Self::remaining_in(&tx, dataset, ALL)?
@@ -370,27 +654,40 @@ impl SqliteLedger {
                 (Some(total), String::new()),
                 (own, format!(" (analyst {analyst:?})")),
             ],
-            (ce, cd),
+            units,
             dataset,
-            (epsilon, delta),
+            spend,
         )?;
         tx.execute(
-            "INSERT INTO charges (dataset, analyst, epsilon, delta, note, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![dataset, analyst, ce, cd, note, now_secs() as i64],
+            "INSERT INTO charges (dataset, analyst, epsilon, delta, rho, note, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                dataset,
+                analyst,
+                units[0],
+                units[1],
+                units[2],
+                note,
+                now_secs() as i64
+            ],
         )?;
         tx.commit()?;
-        Ok(to_remaining((total.0 - ce, total.1 - cd)))
+        Ok(total.after(units).remaining())
     }
 
-    /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
-    pub fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
-        let conn = self.connect()?;
-        let left = Self::remaining_in(&conn, dataset, analyst.unwrap_or(ALL))?
-            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
-        Ok(to_remaining(left))
+    /// [`SqliteLedger::charge_spend`] of an (ε, δ) charge.
+    pub fn charge(
+        &self,
+        dataset: &str,
+        analyst: &str,
+        epsilon: f64,
+        delta: f64,
+        note: &str,
+    ) -> Result<Remaining> {
+        self.charge_spend(dataset, analyst, Spend::approx(epsilon, delta), note)
     }
 
-    /// Registers `dataset`: see [`Ledger::register`].
+    /// [`SqliteLedger::register_with`] under approx accounting.
     pub fn register(
         &self,
         dataset: &str,
@@ -398,19 +695,54 @@ impl SqliteLedger {
         epsilon: f64,
         delta: f64,
     ) -> Result<()> {
-        let (h, e, d) = registration_row(dataset, metadata_sha256, epsilon, delta)?;
+        self.register_with(dataset, metadata_sha256, epsilon, delta, Accounting::Approx)
+    }
+
+    /// What is left of the dataset's total budget (`analyst = None`) or an analyst's own.
+    pub fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
+        let conn = self.connect()?;
+        let left = Self::remaining_in(&conn, dataset, analyst.unwrap_or(ALL))?
+            .ok_or_else(|| DpError::UnknownDataset(dataset.to_string()))?;
+        Ok(left.remaining())
+    }
+
+    /// Registers `dataset`: see [`Ledger::register_with`].
+    pub fn register_with(
+        &self,
+        dataset: &str,
+        metadata_sha256: &str,
+        epsilon: f64,
+        delta: f64,
+        accounting: Accounting,
+    ) -> Result<()> {
+        let (h, [e, d, r]) =
+            registration_row(dataset, metadata_sha256, epsilon, delta, accounting)?;
         let mut conn = self.connect()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before = Self::accounting_in(&tx, dataset)?;
+        if before != accounting {
+            let in_use: i64 = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM charges WHERE dataset = ?1)
+                      + (SELECT COUNT(*) FROM budgets WHERE dataset = ?1 AND analyst <> ?2)",
+                params![dataset, ALL],
+                |r| r.get(0),
+            )?;
+            if in_use > 0 {
+                return Err(accounting_change(dataset, before, accounting));
+            }
+        }
         tx.execute(
-            "INSERT INTO datasets (dataset, metadata_sha256, registered_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO datasets (dataset, metadata_sha256, registered_at, accounting)
+             VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (dataset) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256,
-                 registered_at = excluded.registered_at",
-            params![dataset, h, now_secs() as i64],
+                 registered_at = excluded.registered_at, accounting = excluded.accounting",
+            params![dataset, h, now_secs() as i64, accounting.name()],
         )?;
         tx.execute(
-            "INSERT INTO budgets (dataset, analyst, epsilon, delta) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta",
-            params![dataset, ALL, e, d],
+            "INSERT INTO budgets (dataset, analyst, epsilon, delta, rho) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon,
+                 delta = excluded.delta, rho = excluded.rho",
+            params![dataset, ALL, e, d, r],
         )?;
         tx.commit()?;
         Ok(())
@@ -419,20 +751,25 @@ impl SqliteLedger {
     /// The registration of `dataset`: see [`Ledger::registration`].
     pub fn registration(&self, dataset: &str) -> Result<Option<Registration>> {
         let conn = self.connect()?;
-        let row: Option<(String, i64, Option<i64>, Option<i64>)> = conn
+        let row: Option<(String, i64, String)> = conn
             .query_row(
-                "SELECT d.metadata_sha256, d.registered_at, b.epsilon, b.delta FROM datasets d
-                 LEFT JOIN budgets b ON b.dataset = d.dataset AND b.analyst = ?2
-                 WHERE d.dataset = ?1",
-                params![dataset, ALL],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                "SELECT metadata_sha256, registered_at, accounting FROM datasets WHERE dataset = ?1",
+                params![dataset],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        Ok(row.map(|(h, at, e, d)| Registration {
+        let Some((h, at, accounting)) = row else {
+            return Ok(None);
+        };
+        let accounting = accounting.parse()?;
+        let (epsilon, delta) = Self::remaining_in(&conn, dataset, ALL)?
+            .map_or((0.0, 0.0), |p| Pools { accounting, ..p }.total());
+        Ok(Some(Registration {
             dataset: dataset.to_string(),
             metadata_sha256: h,
-            epsilon: e.unwrap_or(0) as f64 / EPS_UNIT,
-            delta: d.unwrap_or(0) as f64 / DELTA_UNIT,
+            epsilon,
+            delta,
+            accounting,
             at: at.max(0) as u64,
         }))
     }
@@ -441,7 +778,8 @@ impl SqliteLedger {
     pub fn history(&self, dataset: &str) -> Result<Vec<Charge>> {
         let conn = self.connect()?;
         let mut stmt = conn.prepare(
-            "SELECT dataset, analyst, epsilon, delta, note, at FROM charges WHERE dataset = ?1 ORDER BY id",
+            "SELECT dataset, analyst, epsilon, delta, rho, note, at FROM charges
+             WHERE dataset = ?1 ORDER BY id",
         )?;
         let rows = stmt.query_map(params![dataset], |r| {
             Ok(Charge {
@@ -449,8 +787,9 @@ impl SqliteLedger {
                 analyst: r.get(1)?,
                 epsilon: r.get::<_, i64>(2)? as f64 / EPS_UNIT,
                 delta: r.get::<_, i64>(3)? as f64 / DELTA_UNIT,
-                note: r.get(4)?,
-                at: r.get::<_, i64>(5)?.max(0) as u64,
+                rho: r.get::<_, i64>(4)? as f64 / RHO_UNIT,
+                note: r.get(5)?,
+                at: r.get::<_, i64>(6)?.max(0) as u64,
             })
         })?;
         Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
@@ -468,15 +807,14 @@ impl Ledger for SqliteLedger {
         SqliteLedger::set_budget(self, dataset, analyst, epsilon, delta)
     }
 
-    fn charge(
+    fn charge_spend(
         &self,
         dataset: &str,
         analyst: &str,
-        epsilon: f64,
-        delta: f64,
+        spend: Spend,
         note: &str,
     ) -> Result<Remaining> {
-        SqliteLedger::charge(self, dataset, analyst, epsilon, delta, note)
+        SqliteLedger::charge_spend(self, dataset, analyst, spend, note)
     }
 
     fn remaining(&self, dataset: &str, analyst: Option<&str>) -> Result<Remaining> {
@@ -487,14 +825,15 @@ impl Ledger for SqliteLedger {
         SqliteLedger::history(self, dataset)
     }
 
-    fn register(
+    fn register_with(
         &self,
         dataset: &str,
         metadata_sha256: &str,
         epsilon: f64,
         delta: f64,
+        accounting: Accounting,
     ) -> Result<()> {
-        SqliteLedger::register(self, dataset, metadata_sha256, epsilon, delta)
+        SqliteLedger::register_with(self, dataset, metadata_sha256, epsilon, delta, accounting)
     }
 
     fn registration(&self, dataset: &str) -> Result<Option<Registration>> {

@@ -38,8 +38,9 @@ use std::thread::JoinHandle;
 use postgres::{Client, GenericClient, NoTls};
 
 use super::{
-    budget_row, charge_units, check_fits, now_secs, registration_row, to_remaining, Charge, Ledger,
-    Registration, Remaining, ALL, DELTA_UNIT, EPS_UNIT,
+    accounting_change, budget_row, charge_units, check_fits, now_secs, registration_row,
+    Accounting, Charge, Ledger, Pools, Registration, Remaining, Spend, ALL, DELTA_UNIT, EPS_UNIT,
+    RHO_UNIT,
 };
 use crate::error::{DpError, Result};
 
@@ -107,7 +108,22 @@ fn open(url: &str) -> Result<Client> {
         .try_get(0)
         .map_err(pg)?;
     if exists {
-        // An analyst's role may lack the right to create tables: do not try.
+        // An analyst's role may lack the right to create tables: do not try, unless the tables
+        // predate zCDP accounting (then only their owner can add its columns).
+        if has_zcdp_columns(&mut client)? {
+            return Ok(client);
+        }
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(pg)?;
+        tx.batch_execute(ADD_ZCDP_COLUMNS).map_err(|e| {
+            DpError::Ledger(format!(
+                "the ledger's tables predate zCDP accounting and this role cannot add its \
+                 columns: connect once as the tables' owner to upgrade them ({})",
+                pg(e)
+            ))
+        })?;
+        tx.commit().map_err(pg)?;
         return Ok(client);
     }
     let mut tx = client.transaction().map_err(pg)?;
@@ -131,8 +147,46 @@ fn open(url: &str) -> Result<Client> {
              registered_at BIGINT NOT NULL);",
     )
     .map_err(pg)?;
+    tx.batch_execute(ADD_ZCDP_COLUMNS).map_err(pg)?;
     tx.commit().map_err(pg)?;
     Ok(client)
+}
+
+/// The columns of zCDP accounting, added to tables made before it existed.
+const ADD_ZCDP_COLUMNS: &str =
+    "ALTER TABLE veil_dp_budgets ADD COLUMN IF NOT EXISTS rho BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE veil_dp_charges ADD COLUMN IF NOT EXISTS rho BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE veil_dp_datasets ADD COLUMN IF NOT EXISTS accounting TEXT NOT NULL DEFAULT 'approx';";
+
+/// Whether the tables have the columns of zCDP accounting (readable by any role).
+fn has_zcdp_columns(client: &mut Client) -> Result<bool> {
+    let n: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_attribute
+             WHERE NOT attisdropped AND (
+                 (attrelid = to_regclass('veil_dp_budgets') AND attname = 'rho')
+              OR (attrelid = to_regclass('veil_dp_charges') AND attname = 'rho')
+              OR (attrelid = to_regclass('veil_dp_datasets') AND attname = 'accounting'))",
+            &[],
+        )
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    Ok(n == 3)
+}
+
+/// How `dataset`'s budget composes (approx if it was never registered).
+fn accounting_in(c: &mut impl GenericClient, dataset: &str) -> Result<Accounting> {
+    let row = c
+        .query_opt(
+            "SELECT accounting FROM veil_dp_datasets WHERE dataset = $1",
+            &[&dataset],
+        )
+        .map_err(pg)?;
+    match row {
+        None => Ok(Accounting::Approx),
+        Some(r) => r.try_get::<_, String>(0).map_err(pg)?.parse(),
+    }
 }
 
 /// Serializes every charge and budget change on `dataset` until the transaction ends.
@@ -205,45 +259,60 @@ impl PostgresLedger {
         rx.recv().map_err(|_| stopped())?
     }
 
-    /// What remains of `(dataset, analyst)`'s budget, `None` if it has none.
+    /// What `(dataset, analyst)`'s budget allows and what it spent, `None` if it has none.
     fn remaining_in(
         c: &mut impl GenericClient,
         dataset: &str,
         analyst: &str,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<Pools>> {
         let Some(row) = c
             .query_opt(
-                "SELECT epsilon, delta FROM veil_dp_budgets WHERE dataset = $1 AND analyst = $2",
+                "SELECT epsilon, delta, rho FROM veil_dp_budgets WHERE dataset = $1 AND analyst = $2",
                 &[&dataset, &analyst],
             )
             .map_err(pg)?
         else {
             return Ok(None);
         };
-        let (be, bd): (i64, i64) = (row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
+        let budget = triple(&row)?;
         let spent = if analyst == ALL {
             c.query_one(
-                "SELECT COALESCE(SUM(epsilon), 0)::BIGINT, COALESCE(SUM(delta), 0)::BIGINT
+                "SELECT COALESCE(SUM(epsilon), 0)::BIGINT, COALESCE(SUM(delta), 0)::BIGINT,
+                        COALESCE(SUM(rho), 0)::BIGINT
                  FROM veil_dp_charges WHERE dataset = $1",
                 &[&dataset],
             )
         } else {
             c.query_one(
-                "SELECT COALESCE(SUM(epsilon), 0)::BIGINT, COALESCE(SUM(delta), 0)::BIGINT
+                "SELECT COALESCE(SUM(epsilon), 0)::BIGINT, COALESCE(SUM(delta), 0)::BIGINT,
+                        COALESCE(SUM(rho), 0)::BIGINT
                  FROM veil_dp_charges WHERE dataset = $1 AND analyst = $2",
                 &[&dataset, &analyst],
             )
         }
         .map_err(pg)?;
-        let (se, sd): (i64, i64) = (spent.try_get(0).map_err(pg)?, spent.try_get(1).map_err(pg)?);
-        Ok(Some((be - se, bd - sd)))
+        Ok(Some(Pools {
+            budget,
+            spent: triple(&spent)?,
+            accounting: accounting_in(c, dataset)?,
+        }))
     }
+}
+
+/// The first three columns of a row, as units.
+fn triple(row: &postgres::Row) -> Result<[i64; 3]> {
+    Ok([
+        row.try_get(0).map_err(pg)?,
+        row.try_get(1).map_err(pg)?,
+        row.try_get(2).map_err(pg)?,
+    ])
 }
 
 /// Inserts or replaces a budget row.
 const UPSERT_BUDGET: &str =
-    "INSERT INTO veil_dp_budgets (dataset, analyst, epsilon, delta) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta";
+    "INSERT INTO veil_dp_budgets (dataset, analyst, epsilon, delta, rho) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (dataset, analyst) DO UPDATE SET epsilon = excluded.epsilon,
+         delta = excluded.delta, rho = excluded.rho";
 
 impl Ledger for PostgresLedger {
     fn set_budget(
@@ -253,26 +322,28 @@ impl Ledger for PostgresLedger {
         epsilon: f64,
         delta: f64,
     ) -> Result<()> {
-        let (who, e, d) = budget_row(analyst, epsilon, delta)?;
-        let (dataset, who) = (dataset.to_string(), who.to_string());
+        // Checked here for the error; the units are computed under the lock.
+        budget_row(analyst, epsilon, delta, Accounting::Approx)?;
+        let (dataset, analyst) = (dataset.to_string(), analyst.map(str::to_string));
         self.call(move |c| {
             let mut tx = c.transaction().map_err(pg)?;
             lock_dataset(&mut tx, &dataset)?;
-            tx.execute(UPSERT_BUDGET, &[&dataset, &who, &e, &d])
+            let accounting = accounting_in(&mut tx, &dataset)?;
+            let (who, [e, d, r]) = budget_row(analyst.as_deref(), epsilon, delta, accounting)?;
+            tx.execute(UPSERT_BUDGET, &[&dataset, &who, &e, &d, &r])
                 .map_err(pg)?;
             tx.commit().map_err(pg)
         })
     }
 
-    fn charge(
+    fn charge_spend(
         &self,
         dataset: &str,
         analyst: &str,
-        epsilon: f64,
-        delta: f64,
+        spend: Spend,
         note: &str,
     ) -> Result<Remaining> {
-        let (ce, cd) = charge_units(analyst, epsilon, delta)?;
+        let units = charge_units(analyst, spend)?;
         let (dataset, analyst, note) = (dataset.to_string(), analyst.to_string(), note.to_string());
         self.call(move |c| {
             let mut tx = c.transaction().map_err(pg)?;
@@ -286,19 +357,21 @@ impl Ledger for PostgresLedger {
                     (Some(total), String::new()),
                     (own, format!(" (analyst {analyst:?})")),
                 ],
-                (ce, cd),
+                units,
                 &dataset,
-                (epsilon, delta),
+                spend,
             )?;
             let at = i64::try_from(now_secs()).unwrap_or(i64::MAX);
             tx.execute(
-                "INSERT INTO veil_dp_charges (dataset, analyst, epsilon, delta, note, at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&dataset, &analyst, &ce, &cd, &note, &at],
+                "INSERT INTO veil_dp_charges (dataset, analyst, epsilon, delta, rho, note, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &dataset, &analyst, &units[0], &units[1], &units[2], &note, &at,
+                ],
             )
             .map_err(pg)?;
             tx.commit().map_err(pg)?;
-            Ok(to_remaining((total.0 - ce, total.1 - cd)))
+            Ok(total.after(units).remaining())
         })
     }
 
@@ -307,7 +380,7 @@ impl Ledger for PostgresLedger {
         self.call(move |c| {
             let left = Self::remaining_in(c, &dataset, &who)?
                 .ok_or_else(|| DpError::UnknownDataset(dataset.clone()))?;
-            Ok(to_remaining(left))
+            Ok(left.remaining())
         })
     }
 
@@ -316,7 +389,7 @@ impl Ledger for PostgresLedger {
         self.call(move |c| {
             let rows = c
                 .query(
-                    "SELECT dataset, analyst, epsilon, delta, note, at FROM veil_dp_charges
+                    "SELECT dataset, analyst, epsilon, delta, rho, note, at FROM veil_dp_charges
                      WHERE dataset = $1 ORDER BY id",
                     &[&dataset],
                 )
@@ -328,36 +401,55 @@ impl Ledger for PostgresLedger {
                         analyst: r.try_get(1).map_err(pg)?,
                         epsilon: r.try_get::<_, i64>(2).map_err(pg)? as f64 / EPS_UNIT,
                         delta: r.try_get::<_, i64>(3).map_err(pg)? as f64 / DELTA_UNIT,
-                        note: r.try_get(4).map_err(pg)?,
-                        at: r.try_get::<_, i64>(5).map_err(pg)?.max(0) as u64,
+                        rho: r.try_get::<_, i64>(4).map_err(pg)? as f64 / RHO_UNIT,
+                        note: r.try_get(5).map_err(pg)?,
+                        at: r.try_get::<_, i64>(6).map_err(pg)?.max(0) as u64,
                     })
                 })
                 .collect()
         })
     }
 
-    fn register(
+    fn register_with(
         &self,
         dataset: &str,
         metadata_sha256: &str,
         epsilon: f64,
         delta: f64,
+        accounting: Accounting,
     ) -> Result<()> {
-        let (h, e, d) = registration_row(dataset, metadata_sha256, epsilon, delta)?;
+        let (h, [e, d, r]) =
+            registration_row(dataset, metadata_sha256, epsilon, delta, accounting)?;
         let dataset = dataset.to_string();
         self.call(move |c| {
             let mut tx = c.transaction().map_err(pg)?;
             lock_dataset(&mut tx, &dataset)?;
+            let before = accounting_in(&mut tx, &dataset)?;
+            if before != accounting {
+                let in_use: i64 = tx
+                    .query_one(
+                        "SELECT (SELECT COUNT(*) FROM veil_dp_charges WHERE dataset = $1)
+                              + (SELECT COUNT(*) FROM veil_dp_budgets
+                                 WHERE dataset = $1 AND analyst <> $2)",
+                        &[&dataset, &ALL],
+                    )
+                    .map_err(pg)?
+                    .try_get(0)
+                    .map_err(pg)?;
+                if in_use > 0 {
+                    return Err(accounting_change(&dataset, before, accounting));
+                }
+            }
             let at = i64::try_from(now_secs()).unwrap_or(i64::MAX);
             tx.execute(
-                "INSERT INTO veil_dp_datasets (dataset, metadata_sha256, registered_at)
-                 VALUES ($1, $2, $3)
+                "INSERT INTO veil_dp_datasets (dataset, metadata_sha256, registered_at, accounting)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (dataset) DO UPDATE SET metadata_sha256 = excluded.metadata_sha256,
-                     registered_at = excluded.registered_at",
-                &[&dataset, &h, &at],
+                     registered_at = excluded.registered_at, accounting = excluded.accounting",
+                &[&dataset, &h, &at, &accounting.name()],
             )
             .map_err(pg)?;
-            tx.execute(UPSERT_BUDGET, &[&dataset, &ALL, &e, &d])
+            tx.execute(UPSERT_BUDGET, &[&dataset, &ALL, &e, &d, &r])
                 .map_err(pg)?;
             tx.commit().map_err(pg)
         })
@@ -368,21 +460,23 @@ impl Ledger for PostgresLedger {
         self.call(move |c| {
             let Some(r) = c
                 .query_opt(
-                    "SELECT d.metadata_sha256, d.registered_at, b.epsilon, b.delta
-                     FROM veil_dp_datasets d LEFT JOIN veil_dp_budgets b
-                         ON b.dataset = d.dataset AND b.analyst = $2
-                     WHERE d.dataset = $1",
-                    &[&dataset, &ALL],
+                    "SELECT metadata_sha256, registered_at, accounting FROM veil_dp_datasets
+                     WHERE dataset = $1",
+                    &[&dataset],
                 )
                 .map_err(pg)?
             else {
                 return Ok(None);
             };
+            let accounting: Accounting = r.try_get::<_, String>(2).map_err(pg)?.parse()?;
+            let (epsilon, delta) = Self::remaining_in(c, &dataset, ALL)?
+                .map_or((0.0, 0.0), |p| Pools { accounting, ..p }.total());
             Ok(Some(Registration {
                 metadata_sha256: r.try_get(0).map_err(pg)?,
                 at: r.try_get::<_, i64>(1).map_err(pg)?.max(0) as u64,
-                epsilon: r.try_get::<_, Option<i64>>(2).map_err(pg)?.unwrap_or(0) as f64 / EPS_UNIT,
-                delta: r.try_get::<_, Option<i64>>(3).map_err(pg)?.unwrap_or(0) as f64 / DELTA_UNIT,
+                epsilon,
+                delta,
+                accounting,
                 dataset,
             }))
         })

@@ -84,9 +84,9 @@ class Result:
 
     #: The noisy rows (a pandas DataFrame).
     df: "object"
-    #: ε charged for it.
+    #: The query's ε (alone, the answer is (ε, δ)-DP).
     epsilon: float
-    #: δ charged for it.
+    #: The query's δ.
     delta: float
     #: What the dataset has left.
     remaining_epsilon: float
@@ -100,8 +100,16 @@ class Result:
     warnings: List[str] = field(default_factory=list)
     #: ``"laplace"`` or ``"gaussian"``.
     noise: str = "laplace"
-    #: With Gaussian noise, the query's ρ (zCDP) that the (ε, δ) charge converts.
+    #: The query's ρ (zCDP): with Gaussian noise the ρ its (ε, δ) converts to; on a dataset
+    #: under zCDP accounting, what the ledger charged.
     rho: Optional[float] = None
+    #: How the dataset's budget composes: ``"approx"`` (ε and δ add up) or ``"zcdp"`` (ρ adds
+    #: up and is converted once).
+    accounting: str = "approx"
+    #: What the ledger charged: ``{"epsilon", "delta", "rho"}``.
+    charged: Dict[str, float] = field(default_factory=dict)
+    #: ρ the dataset has left (zCDP accounting).
+    remaining_rho: float = 0.0
 
     def __repr__(self) -> str:
         return (f"Result(rows={len(self.df)}, epsilon={self.epsilon}, delta={self.delta}, "
@@ -159,7 +167,9 @@ class Dataset:
                       remaining_delta=out["remaining_delta"],
                       accuracy=out.get("accuracy", {}), threshold=out.get("threshold"),
                       warnings=out.get("warnings", []), noise=out.get("noise", "laplace"),
-                      rho=out.get("rho"))
+                      rho=out.get("rho"), accounting=out.get("accounting", "approx"),
+                      charged=out.get("charged", {}),
+                      remaining_rho=out.get("remaining_rho", 0.0))
 
     def preview(self, sql: str, *, epsilon: float = 1.0, delta: float = 1e-6,
                 analyst: str = "analyst", max_groups_per_unit: Optional[int] = None,
