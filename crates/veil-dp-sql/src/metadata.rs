@@ -256,16 +256,16 @@ impl Metadata {
             noise,
             accounting: _,
         } = self.budget;
-        if self.budget.accounting() == Accounting::Zcdp && delta == 0.0 {
-            return Err(err(
-                "[budget] accounting = \"zcdp\" needs a total delta above 0 (zCDP converts to \
-                 (ε, δ)-DP with δ > 0)",
-            ));
-        }
         if noise == Noise::Gaussian && delta == 0.0 {
             return Err(err(
                 "[budget] noise = \"gaussian\" needs a total delta above 0 (Gaussian noise is \
                  (ε, δ)-DP, never pure)",
+            ));
+        }
+        if self.budget.accounting() == Accounting::Zcdp && delta == 0.0 {
+            return Err(err(
+                "[budget] accounting = \"zcdp\" needs a total delta above 0 (zCDP converts to \
+                 (ε, δ)-DP with δ > 0)",
             ));
         }
         if population == Some(0) {
@@ -393,6 +393,29 @@ pub fn dataset_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How the budget composes: zCDP by default with Gaussian noise, as declared otherwise;
+    /// zCDP without δ, or an unknown accounting, refused when read.
+    #[test]
+    fn the_accounting_is_declared_or_follows_the_noise() {
+        let with = |extra: &str| {
+            EXAMPLE.replace("epsilon = 10.0\n", &format!("epsilon = 10.0\n{extra}\n"))
+        };
+        let m = Metadata::from_toml(EXAMPLE).unwrap();
+        assert_eq!(m.budget.accounting(), Accounting::Approx);
+        let m = Metadata::from_toml(&with("noise = \"gaussian\"")).unwrap();
+        assert_eq!(m.budget.accounting(), Accounting::Zcdp);
+        let m =
+            Metadata::from_toml(&with("noise = \"gaussian\"\naccounting = \"approx\"")).unwrap();
+        assert_eq!(m.budget.accounting(), Accounting::Approx);
+        let m = Metadata::from_toml(&with("accounting = \"zcdp\"")).unwrap();
+        assert_eq!(m.budget.accounting(), Accounting::Zcdp);
+        let e = Metadata::from_toml(&with("accounting = \"renyi\"")).unwrap_err();
+        assert!(e.to_string().contains("zcdp"), "{e}");
+        let pure = EXAMPLE.replace("delta = 1e-5", "delta = 0.0\naccounting = \"zcdp\"");
+        let e = Metadata::from_toml(&pure).unwrap_err();
+        assert!(e.to_string().contains("delta above 0"), "{e}");
+    }
 
     /// The documented shape, exactly (the sample dataset's metadata).
     const EXAMPLE: &str = crate::sample::PERSONS_METADATA;

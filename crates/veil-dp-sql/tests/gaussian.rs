@@ -301,3 +301,115 @@ fn laplace_noise_covers_the_rounding_of_every_group_a_person_moves() {
         assert!((b - want).abs() <= 1e-12 * want, "b {b} ≠ {want}");
     });
 }
+
+/// The ledger composes Gaussian queries in zCDP (a dataset whose metadata chooses Gaussian
+/// noise is registered with zCDP accounting): at (0.5, 10⁻⁶) each against a total of
+/// (2, 10⁻⁵), basic composition pays for 4 queries and zCDP for ⌊ρ_total / ρ_each⌋ = 17. Each
+/// answer says what was charged; a Laplace query is charged ε²/2 per measurement share; the
+/// δ of private-key thresholding is charged outright; the preview agrees with the charge, and
+/// a refused query costs nothing.
+#[test]
+fn a_zcdp_dataset_pays_for_many_more_gaussian_queries_than_basic_composition() {
+    use veil_dp::ledger::Accounting;
+    let d = trips("zcdp-ledger");
+    let meta_text = TRIPS
+        .replace("epsilon = 1000000.0", "epsilon = 2.0")
+        .replace("delta = 0.5", "delta = 1e-5\nnoise = \"gaussian\"");
+    let meta = Metadata::from_toml(&meta_text).unwrap();
+    assert_eq!(meta.budget.accounting(), Accounting::Zcdp);
+    let l = SqliteLedger::open(d.0.join("budget.db")).unwrap();
+    for (name, accounting) in [("trips", Accounting::Zcdp), ("basic", Accounting::Approx)] {
+        l.register_with(
+            name,
+            &veil_dp_sql::dataset::metadata_sha256(meta_text.as_bytes()),
+            2.0,
+            1e-5,
+            accounting,
+        )
+        .unwrap();
+    }
+    let count = "SELECT COUNT(*) AS n FROM trips";
+    rt().block_on(async {
+        let e = engine(&d.0, &meta_text).await;
+        let (eps, delta) = (0.5, 1e-6);
+        let rho_each = epsilon_to_zcdp(eps, delta).unwrap();
+        let rho_total = epsilon_to_zcdp(2.0, 5e-6).unwrap();
+        let until_refused = |dataset: &'static str| {
+            let e = &e;
+            let l = &l;
+            async move {
+                let mut n = 0;
+                loop {
+                    match e.query(l, dataset, "t", count, gaussian(eps, delta)).await {
+                        Ok(r) => {
+                            n += 1;
+                            if dataset == "trips" {
+                                assert_eq!(r.accounting, Accounting::Zcdp);
+                                assert_eq!(r.charged.epsilon, 0.0);
+                                assert_eq!(r.charged.delta, 0.0, "public keys: no δ outright");
+                                assert_eq!(r.charged.rho, rho_each);
+                                assert_eq!(r.rho, Some(rho_each));
+                                assert_eq!(r.to_json().unwrap()["accounting"], "zcdp");
+                            } else {
+                                assert_eq!((r.charged.epsilon, r.charged.delta), (eps, delta));
+                            }
+                        }
+                        Err(err) => {
+                            assert!(err.to_string().contains("budget"), "{err}");
+                            return n;
+                        }
+                    }
+                    assert!(n < 1000);
+                }
+            }
+        };
+        assert_eq!(until_refused("basic").await, 4);
+        let n = until_refused("trips").await;
+        let expected = (rho_total / rho_each).floor() as usize;
+        assert!(n + 1 >= expected && n <= expected, "{n} vs {expected}");
+        assert!(n >= 4 * 4, "{n}: four times basic composition's 4");
+        let spent: f64 = l.history("trips").unwrap().iter().map(|c| c.rho).sum();
+        assert!(zcdp_to_epsilon(spent, 5e-6).unwrap() <= 2.0);
+        // The preview says the next one is not affordable, and the refusal costs nothing.
+        let p = e
+            .preview(&l, "trips", "t", count, gaussian(eps, delta))
+            .await
+            .unwrap();
+        assert!(!p.affordable);
+        assert_eq!(p.charged.rho, rho_each);
+        assert_eq!(l.history("trips").unwrap().len(), n);
+    });
+
+    // Laplace on a zCDP budget: one measurement at ε is ε²/2; private keys spend δ outright.
+    let d2 = trips("zcdp-laplace");
+    let l = SqliteLedger::open(d2.0.join("budget.db")).unwrap();
+    l.register_with("trips", &"a".repeat(64), 100.0, 1e-3, Accounting::Zcdp)
+        .unwrap();
+    rt().block_on(async {
+        let e = engine(&d2.0, &meta_text).await;
+        let lap = QueryOptions {
+            epsilon: 0.4,
+            delta: 1e-6,
+            noise: Some(Noise::Laplace),
+            ..QueryOptions::default()
+        };
+        let p = e.preview(&l, "trips", "t", count, lap).await.unwrap();
+        assert_eq!(p.measurements.len(), 1);
+        let r = e.query(&l, "trips", "t", count, lap).await.unwrap();
+        assert!((r.charged.rho - 0.08).abs() < 1e-12, "{:?}", r.charged);
+        assert_eq!((r.charged.epsilon, r.charged.delta), (0.0, 0.0));
+        assert_eq!(p.charged, r.charged);
+        let places = "SELECT place, COUNT(*) AS n FROM trips GROUP BY place";
+        let r = e
+            .query(&l, "trips", "t", places, gaussian(1.0, 1e-6))
+            .await
+            .unwrap();
+        assert_eq!(
+            r.charged.delta, 5e-7,
+            "half of δ thresholds the private keys"
+        );
+        assert_eq!(r.charged.rho, epsilon_to_zcdp(1.0, 5e-7).unwrap());
+        let left = l.remaining("trips", None).unwrap();
+        assert!((left.delta - (5e-4 - 5e-7)).abs() < 1e-15, "{left:?}");
+    });
+}
