@@ -576,7 +576,7 @@ fn a_dry_run_announces_the_cost_and_charges_nothing() {
     let at = gauss.len() - 1;
     gauss.splice(at..at, ["--noise", "gaussian"].map(String::from));
     let table = ok(&as_refs(&gauss));
-    assert!(table.contains("noise      Gaussian: ρ "), "{table}");
+    assert!(table.contains("(Gaussian noise: ρ "), "{table}");
     assert!(table.contains("(Gaussian, ε "), "{table}");
     assert!(table.contains(", σ "), "{table}");
     gauss.splice(at..at, ["--delta", "0"].map(String::from));
@@ -596,4 +596,71 @@ fn a_dry_run_announces_the_cost_and_charges_nothing() {
     *bad.last_mut().unwrap() = "SELECT age FROM persons".into();
     let err = refused(&as_refs(&bad));
     assert!(err.contains("row-level output"), "{err}");
+}
+
+/// Issue 18: metadata that chooses Gaussian noise is registered with zCDP accounting; the
+/// ledger charges each query its ρ and `dp budget` reports ρ spent and left. Gaussian queries
+/// at (1, 10⁻⁶) against a total of (3, 10⁻⁵): basic composition would pay for 3, zCDP pays for
+/// ⌊ρ_total / ρ_each⌋ = 9. An analyst budget without δ is refused with what to give.
+#[test]
+fn a_gaussian_dataset_is_accounted_in_zcdp() {
+    let d = Data::new("zcdp", 300);
+    let (m, t) = (d.meta(), d.table());
+    let toml = std::fs::read_to_string(&m).unwrap();
+    assert!(toml.contains("delta = 1e-5\n"));
+    std::fs::write(
+        &m,
+        toml.replace("delta = 1e-5\n", "delta = 1e-5\nnoise = \"gaussian\"\n"),
+    )
+    .unwrap();
+    let out = register(&m, None, &["--total-epsilon", "3"]);
+    assert!(
+        out.contains("(zcdp accounting)") && out.contains("= ρ "),
+        "{out}"
+    );
+    let mut passed = 0;
+    loop {
+        let out = veil(&query(&m, &t, None, "alice", "1"));
+        if !out.status.success() {
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("budget exhausted") && err.contains("ρ"),
+                "{err}"
+            );
+            break;
+        }
+        let v = json(&text(&out.stdout));
+        assert_eq!(v["accounting"], "zcdp", "{v}");
+        assert_eq!(v["noise"], "gaussian", "{v}");
+        assert!(close(&v["charged"]["epsilon"], 0.0), "{v}");
+        assert!(
+            close(&v["charged"]["rho"], v["rho"].as_f64().unwrap()),
+            "{v}"
+        );
+        passed += 1;
+        assert!(passed < 100);
+    }
+    assert_eq!(
+        passed, 9,
+        "zCDP: 9 queries where basic composition pays for 3"
+    );
+    let v = budget(&m, None, &[]);
+    assert_eq!(v["accounting"], "zcdp", "{v}");
+    assert!(v["spent_rho"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["remaining_rho"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["epsilon"].as_f64().unwrap() <= 3.0 + 1e-9, "{v}");
+    let table = ok(&["dp", "budget", "--metadata", &m]);
+    assert!(table.contains("remaining  ρ "), "{table}");
+    let err = refused(&[
+        "dp",
+        "budget",
+        "set",
+        "--metadata",
+        &m,
+        "--analyst",
+        "bob",
+        "--epsilon",
+        "1",
+    ]);
+    assert!(err.contains("needs δ > 0"), "{err}");
 }

@@ -176,6 +176,7 @@ impl Ledger {
                 d.set_item("analyst", c.analyst)?;
                 d.set_item("epsilon", c.epsilon)?;
                 d.set_item("delta", c.delta)?;
+                d.set_item("rho", c.rho)?;
                 d.set_item("note", c.note)?;
                 d.set_item("at", c.at)?;
                 Ok(d)

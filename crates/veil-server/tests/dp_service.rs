@@ -181,6 +181,7 @@ async fn an_analyst_spends_only_their_own_budget() {
     assert_eq!(list[0]["name"], "persons");
     assert_eq!(list[0]["analyst_remaining_epsilon"], 0.0);
     assert_eq!(list[0]["remaining_epsilon"], 7.0);
+    assert_eq!(list[0]["accounting"], "approx");
     assert_eq!(
         charges(&s.dir),
         [
@@ -230,6 +231,10 @@ async fn a_dry_run_is_free() {
     assert_eq!(p["noise"], "gaussian");
     assert!(p["rho"].as_f64().unwrap() > 0.0, "{p}");
     assert_eq!(p["measurements"][0]["mechanism"], "Gaussian");
+    // This dataset composes by addition: the ledger would charge the (ε, δ) asked.
+    assert_eq!(p["accounting"], "approx", "{p}");
+    assert_eq!(p["charged"]["epsilon"], 0.25, "{p}");
+    assert_eq!(p["charged"]["rho"], 0.0, "{p}");
     gauss["noise"] = "uniform".into();
     let (status, e) = query(&s.url, Some(ALICE), &gauss).await;
     assert_eq!(status, 400, "{e}");

@@ -293,8 +293,8 @@ fn budget_row(
                 0.0
             } else if delta == 0.0 {
                 return Err(DpError::InvalidParameter(
-                    "zCDP accounting converts ρ to (ε, δ) with δ > 0: a budget with δ = 0 \
-                     is pure DP, use approx accounting"
+                    "under zCDP accounting a budget needs δ > 0: ρ converts to (ε, δ)-DP \
+                     only with δ > 0 (a pure ε-DP budget uses approx accounting)"
                         .into(),
                 ));
             } else {

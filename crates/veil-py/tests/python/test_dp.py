@@ -52,6 +52,29 @@ def test_gaussian_noise_is_charged_as_asked_and_needs_delta(ledger, persons):
     assert len(ledger.history("persons")) == 1
 
 
+def test_a_gaussian_dataset_composes_in_zcdp(persons):
+    """Metadata that chooses Gaussian noise registers with zCDP accounting: the ledger charges
+    each query its ρ, and at (1, 1e-6) against (3, 1e-5) pays for 9 queries, not 3."""
+    meta = PERSONS_METADATA.replace("epsilon = 10.0\ndelta = 1e-5\n",
+                                    'epsilon = 3.0\ndelta = 1e-5\nnoise = "gaussian"\n')
+    assert meta != PERSONS_METADATA
+    ledger = dp.Ledger.temporary()
+    ledger.register("persons", meta)
+    data = dp.Dataset("persons", meta, ledger, tables={"persons": persons})
+    answered = []
+    with pytest.raises(veil.BudgetExhausted):
+        for _ in range(100):
+            answered.append(data.query("SELECT COUNT(*) AS n FROM persons", epsilon=1.0,
+                                       delta=1e-6))
+    assert len(answered) == 9
+    r = answered[0]
+    assert r.noise == "gaussian" and r.accounting == "zcdp"
+    assert r.charged["epsilon"] == 0 and r.charged["rho"] == pytest.approx(r.rho)
+    assert answered[-1].remaining_rho >= 0 and answered[0].remaining_rho > answered[-1].remaining_rho
+    charges = ledger.history("persons")
+    assert len(charges) == 9 and all(c["rho"] == pytest.approx(r.rho) for c in charges)
+
+
 def test_group_by_with_public_keys_returns_both_groups(ledger, persons):
     data = dp.Dataset("persons", PERSONS_METADATA, ledger, tables={"persons": persons})
     r = data.query("SELECT sex, COUNT(*) AS n FROM persons GROUP BY sex ORDER BY sex",
