@@ -184,7 +184,8 @@ function renderDatasets(datasets) {
         cell(d.name),
         cell(c.analyst),
         cell(String(c.queries), 'num'),
-        cell(fmt(c.epsilon), 'num spent-epsilon'),
+        // A zCDP dataset is charged in ρ (its ε is the conversion of the total).
+        cell(d.accounting === 'zcdp' ? 'ρ ' + fmt(c.rho) : fmt(c.epsilon), 'num spent-epsilon'),
         cell(fmt(c.delta), 'num'),
         cell(c.last_query, 'mono'),
       ]);

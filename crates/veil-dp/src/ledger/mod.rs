@@ -24,6 +24,17 @@
 //! budget (the new name is not registered), and editing the total in the file changes its
 //! hash. Re-registering keeps every recorded charge: what was spent stays spent.
 //!
+//! ## zCDP accounting
+//!
+//! A dataset registered with [`Accounting::Zcdp`] is charged in ρ: its (ε, δ) becomes a ρ pool
+//! (the largest ρ whose conversion at δ/2 is ε) and δ/2 to spend outright, and every charge is
+//! a [`Spend`] of ρ plus the δ it spends outright. ρ is a third integer column (units of
+//! 10⁻¹⁵), checked in the same transaction, so many Gaussian releases compose in √k rather than
+//! k and the converted total never exceeds the registered (ε, δ). Ledgers written before this
+//! gain the columns when opened (SQLite) or when their owner connects (PostgreSQL); their
+//! datasets stay under approx accounting, and the accounting of a dataset in use cannot
+//! change.
+//!
 //! Threat model: the analyst controls the arguments and files of a query, not the ledger's
 //! tables. Whoever can write the ledger (the SQLite file, or the PostgreSQL tables with write
 //! rights) is an operator: the ledger cannot tell an operator's `register` from anyone
