@@ -1326,3 +1326,87 @@ fn a_preview_costs_nothing_and_announces_the_query() {
             .is_err());
     });
 }
+
+/// Issue 18: a join with a public table on PostgreSQL answers as the embedded backend does,
+/// and the public table's key uniqueness is checked against the live table at every query: a
+/// duplicate inserted after a first answer (a join on it would count every Californian
+/// twice) is refused before the charge.
+#[test]
+fn postgres_joins_a_public_table_and_rechecks_its_keys_at_every_query() {
+    let Some(server) = veil_dp::testing::PostgresServer::start("dpsql-public").unwrap() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PostgreSQL (initdb, pg_ctl) is not installed"
+        );
+        eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("veil-dp-sql-pgpublic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let l = SqliteLedger::open(dir.join("budget.db")).unwrap();
+    l.set_budget("geo", None, 1e6, 1e-3).unwrap();
+    let opts = QueryOptions {
+        epsilon: 100.0,
+        delta: 1e-6,
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let (client, conn) = tokio_postgres::connect(&server.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let states = [("CA", "West", 39.0), ("OR", "West", 4.0), ("NY", "East", 20.0), ("MA", "East", 7.0)];
+        let persons: Vec<String> = (0..400)
+            .map(|i| format!("({i}, '{}', {})", states[i % 4].0, 10 * (i % 4) + 100))
+            .collect();
+        let rows: Vec<String> = states
+            .iter()
+            .map(|(c, r, p)| format!("('{c}', '{r}', {p})"))
+            .collect();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE persons (person_id bigint PRIMARY KEY, state text, income double precision);
+                 CREATE TABLE states (code text, region text, population double precision);
+                 INSERT INTO persons VALUES {};
+                 INSERT INTO states VALUES {};",
+                persons.join(","),
+                rows.join(",")
+            ))
+            .await
+            .unwrap();
+        let engine = Engine::postgres(Metadata::from_toml(GEO).unwrap(), &server.url)
+            .await
+            .unwrap();
+        let sql = "SELECT s.region, COUNT(*) AS n, SUM(p.income) AS i, SUM(s.population) AS pop \
+                   FROM persons p JOIN states s ON p.state = s.code \
+                   GROUP BY s.region ORDER BY s.region";
+        let r = engine.query(&l, "geo", "tester", sql, opts).await.unwrap();
+        let rows = r.rows().unwrap();
+        for (row, (region, income, pop)) in rows
+            .iter()
+            .zip([("East", 100.0 * 250.0, 100.0 * 27.0), ("West", 100.0 * 210.0, 100.0 * 43.0)])
+        {
+            assert_eq!(row[0], Value::from(region));
+            close("n", num(&row[1]), 200.0, 1.0);
+            close("income", num(&row[2]), income, 300.0);
+            close("population", num(&row[3]), pop, 30.0);
+        }
+        let spent = l.history("geo").unwrap().len();
+        client
+            .batch_execute("INSERT INTO states VALUES ('CA', 'West', 39.0)")
+            .await
+            .unwrap();
+        let e = engine.query(&l, "geo", "tester", sql, opts).await.unwrap_err();
+        assert!(e.to_string().contains("holds some value of code more than once"), "{e}");
+        assert_eq!(l.history("geo").unwrap().len(), spent, "nothing charged");
+        // Reading only the public table is refused on this backend too.
+        let e = engine
+            .query(&l, "geo", "tester", "SELECT region, COUNT(*) FROM states GROUP BY region", opts)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("only the public table"), "{e}");
+        assert_eq!(l.history("geo").unwrap().len(), spent);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
