@@ -97,6 +97,23 @@ impl PostgresServer {
         server.pg_ctl_start()?;
         Ok(Some(server))
     }
+
+    /// [`PostgresServer::start`] for a test: `None` (the test skips) only outside CI when
+    /// PostgreSQL is not installed; under CI (`CI` set) a missing server fails the test, and
+    /// a server that does not start fails it anywhere. (Test support: failing a test is what
+    /// a panic here is for.)
+    #[allow(clippy::panic, reason = "a test helper fails the test that calls it")]
+    pub fn for_test(name: &str) -> Option<Self> {
+        match Self::start(name) {
+            Ok(Some(server)) => Some(server),
+            Ok(None) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
+                None
+            }
+            Ok(None) => panic!("PostgreSQL (initdb, pg_ctl) is not installed"),
+            Err(e) => panic!("PostgreSQL did not start: {e}"),
+        }
+    }
 }
 
 impl PostgresServer {
