@@ -88,8 +88,9 @@ pub struct DataArgs {
     /// The dataset's metadata (TOML: [budget], [table.NAME], columns with bounds).
     #[arg(long)]
     pub metadata: PathBuf,
-    /// A table of the metadata and its data file: NAME=FILE (.csv with a header line, or
-    /// .parquet). Repeat for joins. Not used with --backend.
+    /// A table of the metadata and its data: NAME=FILE (.csv with a header line, or
+    /// .parquet) or NAME=DIRECTORY (partition files of one format). Repeat for joins. Not
+    /// used with --backend postgres://….
     #[arg(long = "table", value_name = "NAME=FILE")]
     pub tables: Vec<String>,
     /// ε each query may spend (split over the noisy measurements it needs).
@@ -107,10 +108,14 @@ pub struct DataArgs {
     /// PostgreSQL URL.
     #[arg(long)]
     pub ledger: Option<String>,
-    /// Run the bounded statistics on a PostgreSQL server (postgres://user@host:port/db)
-    /// instead of the embedded engine over files.
+    /// Run the bounded statistics on a PostgreSQL server (postgres://user@host:port/db) or
+    /// on an Apache Ballista cluster over the --table files (ballista://host:port; needs a
+    /// veil built with `--features ballista`) instead of the embedded engine.
     #[arg(long)]
     pub backend: Option<String>,
+    /// With --backend ballista://…: seconds one statistics job may run before the query fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub cluster_timeout: u64,
     /// Who is asking (charged to this analyst's own budget too, if one is set).
     #[arg(long, default_value = "analyst")]
     pub analyst: String,
@@ -472,6 +477,18 @@ fn engine(
     let tables = table_args(&a.tables)?;
     let engine = rt.block_on(async {
         match &a.backend {
+            Some(url) if url.starts_with("ballista://") => {
+                if tables.is_empty() {
+                    anyhow::bail!(
+                        "give the data the executors read: --table NAME=FILE or NAME=DIRECTORY"
+                    );
+                }
+                let pairs: Vec<(String, &Path)> = tables
+                    .iter()
+                    .map(|(n, p)| (n.clone(), p.as_path()))
+                    .collect();
+                ballista_engine(meta, url, &pairs, a.cluster_timeout).await
+            }
             Some(url) => {
                 if !tables.is_empty() {
                     anyhow::bail!(
@@ -493,6 +510,33 @@ fn engine(
         }
     })?;
     Ok((ledger, name, engine))
+}
+
+/// The engine on a Ballista cluster.
+#[cfg(feature = "ballista")]
+async fn ballista_engine(
+    meta: veil_dp_sql::Metadata,
+    url: &str,
+    tables: &[(String, &Path)],
+    timeout: u64,
+) -> Result<veil_dp_sql::Engine> {
+    let timeout = std::time::Duration::from_secs(timeout.max(1));
+    Ok(veil_dp_ballista::engine(meta, url, tables, timeout).await?)
+}
+
+/// Without the `ballista` feature: says how to get it.
+#[cfg(not(feature = "ballista"))]
+async fn ballista_engine(
+    _meta: veil_dp_sql::Metadata,
+    url: &str,
+    _tables: &[(String, &Path)],
+    _timeout: u64,
+) -> Result<veil_dp_sql::Engine> {
+    anyhow::bail!(
+        "--backend {url}: this veil was built without Ballista; build it with \
+         `cargo build --release -p veil-cli --features ballista` (and run the cluster with \
+         `veil-ballista scheduler` and `veil-ballista executor`)"
+    )
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

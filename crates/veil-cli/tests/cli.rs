@@ -1168,6 +1168,19 @@ fn dp_query_answers_refuses_and_charges_through_the_cli() {
             "{args:?}"
         );
     }
+    // A Ballista backend in a veil built without it: refused before anything runs, saying
+    // how to get it (the cluster itself is tested in veil-dp-ballista's tests).
+    if !cfg!(feature = "ballista") {
+        let out = q(
+            &["--epsilon", "1", "--backend", "ballista://127.0.0.1:9"],
+            "SELECT COUNT(*) AS n FROM persons",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("--features ballista"),
+            "{err}"
+        );
+    }
     // The same through a live PostgreSQL backend, charged to the same ledger.
     if let Some(server) = veil_dp::testing::PostgresServer::start("cli").unwrap() {
         let psql = |sql: &str| {

@@ -6,10 +6,15 @@
 //!   `Unparser` and run by a real server; only the noise-free, clamped, per-group statistics
 //!   come back, and Veil adds the noise. Planning uses empty tables with the metadata's schema,
 //!   so no data crosses into Veil's planner.
+//! - **A cluster** (Apache Ballista, through `veil-dp-ballista`): the same statistics plans as
+//!   the embedded engine, over the same files (or directories of partitions), executed by a
+//!   Ballista scheduler and its executors. The files are registered in the cluster's session
+//!   as listing tables (never loaded into Veil's memory: the executors read them); what comes
+//!   back is the per-group statistics, and noise, budget and post-processing stay in Veil.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
@@ -51,6 +56,8 @@ fn table_err(table: &str, message: impl Into<String>) -> SqlError {
 pub(crate) enum Version {
     /// A file: its path, length and modification time.
     File(PathBuf, u64, Option<SystemTime>),
+    /// A directory of partition files: each file's name, length and modification time.
+    Dir(PathBuf, Vec<(String, u64, Option<SystemTime>)>),
     /// A file loaded into memory when registered: what the engine reads never changes.
     Loaded(PathBuf),
     /// A server table: it may change between two queries (and between the proof and the
@@ -66,6 +73,10 @@ impl Version {
                 Ok(m) => Version::File(path.clone(), m.len(), m.modified().ok()),
                 Err(_) => Version::Live,
             },
+            Version::Dir(path, _) => match partitions(path) {
+                Ok(files) => Version::Dir(path.clone(), files),
+                Err(_) => Version::Live,
+            },
             other => other.clone(),
         }
     }
@@ -78,12 +89,43 @@ pub(crate) struct Registered {
     pub version: Version,
 }
 
+/// The files of a directory of partitions (hidden files and subdirectories skipped), sorted
+/// by name, with their lengths and modification times.
+fn partitions(dir: &Path) -> std::io::Result<Vec<(String, u64, Option<SystemTime>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let m = entry.metadata()?;
+        if name.starts_with('.') || name.starts_with('_') || !m.is_file() {
+            continue;
+        }
+        files.push((name, m.len(), m.modified().ok()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A cluster the statistics run on.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// What to call it in messages (e.g. `ballista://127.0.0.1:50050`).
+    pub name: String,
+    /// The scheduler's address (`host:port`), checked to answer before a query is charged.
+    pub scheduler: String,
+    /// How long one statistics job may take before the query fails (a cluster that lost
+    /// every executor otherwise keeps the job queued forever).
+    pub timeout: Duration,
+}
+
 /// Where statistics run.
 pub(crate) enum Backend {
     /// DataFusion in this process.
     Embedded,
     /// A PostgreSQL server.
     Postgres(tokio_postgres::Client),
+    /// A distributed engine (the context's query planner sends the plans to it).
+    Cluster(Cluster),
 }
 
 impl std::fmt::Debug for Backend {
@@ -91,16 +133,23 @@ impl std::fmt::Debug for Backend {
         match self {
             Backend::Embedded => f.write_str("Embedded"),
             Backend::Postgres(_) => f.write_str("Postgres"),
+            Backend::Cluster(c) => write!(f, "Cluster({})", c.name),
         }
     }
 }
 
 /// Registers a CSV or Parquet file as metadata table `name`.
+///
+/// `path` may be a directory of partition files of one format (every file's name ends in
+/// the same extension), read as one table. With `in_memory`, a CSV file up to
+/// [`IN_MEMORY_CSV`] is parsed once and kept as Arrow batches; a cluster's executors read
+/// the files themselves, so the cluster backend registers without it.
 pub(crate) async fn register_file(
     ctx: &SessionContext,
     meta: &Metadata,
     name: &str,
     path: &Path,
+    in_memory: bool,
 ) -> Result<Registered> {
     let Some((tname, table)) = meta.table(name) else {
         return Err(table_err(
@@ -113,22 +162,59 @@ pub(crate) async fn register_file(
     };
     let fs = std::fs::metadata(path)
         .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
-    if !fs.is_file() {
+    // A directory: its partition files, which must share one extension.
+    let (first, version) = if fs.is_dir() {
+        let files = partitions(path)
+            .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
+        let Some((first, _, _)) = files.first() else {
+            return Err(table_err(
+                tname,
+                format!("the directory {} holds no data files", path.display()),
+            ));
+        };
+        let ext = |n: &str| {
+            Path::new(n)
+                .extension()
+                .map(|e| e.to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        if let Some((other, _, _)) = files.iter().find(|(n, _, _)| ext(n) != ext(first)) {
+            return Err(table_err(
+                tname,
+                format!(
+                    "the directory {} mixes file types ({first} and {other}): a table's \
+                     partitions are all CSV or all Parquet",
+                    path.display()
+                ),
+            ));
+        }
+        let first = path.join(first);
+        let version = Version::Dir(path.to_path_buf(), files);
+        (first, version)
+    } else if fs.is_file() {
+        let version = Version::File(path.to_path_buf(), fs.len(), fs.modified().ok());
+        (path.to_path_buf(), version)
+    } else {
         return Err(table_err(
             tname,
-            format!("{} is not a file", path.display()),
+            format!("{} is not a file or a directory", path.display()),
         ));
-    }
+    };
     let location = path
         .to_str()
         .ok_or_else(|| table_err(tname, "the path is not UTF-8"))?;
-    let ext = path
+    let ext = first
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let dotted = format!(
+        ".{}",
+        first.extension().and_then(|e| e.to_str()).unwrap_or("")
+    );
     if ext == "parquet" {
-        ctx.register_parquet(tname, location, ParquetReadOptions::default())
+        let options = ParquetReadOptions::default().file_extension(&dotted);
+        ctx.register_parquet(tname, location, options)
             .await
             .map_err(|e| table_err(tname, e.to_string()))?;
         let provider = ctx
@@ -137,16 +223,12 @@ pub(crate) async fn register_file(
             .map_err(|e| table_err(tname, e.to_string()))?;
         check_schema(tname, table, &provider.schema())?;
     } else {
-        let schema = csv_schema(tname, table, path)?;
-        let dotted = format!(
-            ".{}",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("")
-        );
+        let schema = csv_schema(tname, table, &first)?;
         let options = CsvReadOptions::new()
             .has_header(true)
             .schema(&schema)
             .file_extension(&dotted);
-        if fs.len() <= IN_MEMORY_CSV {
+        if in_memory && fs.is_file() && fs.len() <= IN_MEMORY_CSV {
             // Parsed once: every query then scans Arrow batches, not text.
             let partitions = ctx
                 .read_csv(location, options)
@@ -165,9 +247,7 @@ pub(crate) async fn register_file(
             .await
             .map_err(|e| table_err(tname, e.to_string()))?;
     }
-    Ok(Registered {
-        version: Version::File(path.to_path_buf(), fs.len(), fs.modified().ok()),
-    })
+    Ok(Registered { version })
 }
 
 /// The schema of a CSV file: its header's columns in order, typed as the metadata declares
@@ -329,6 +409,20 @@ impl Backend {
                     .await
                     .map_err(|e| SqlError::rejected(format!("the query cannot run: {e}")))?;
             }
+            Backend::Cluster(cluster) => {
+                // Planned here, on a plain local state (the context's own planner would only
+                // wrap the plan for the scheduler): what cannot run is refused before the
+                // charge, as on the embedded engine.
+                let local = datafusion::execution::SessionStateBuilder::new()
+                    .with_config(ctx.state().config().clone())
+                    .with_default_features()
+                    .build();
+                local
+                    .create_physical_plan(plan)
+                    .await
+                    .map_err(|e| SqlError::rejected(format!("the query cannot run: {e}")))?;
+                cluster.reachable().await?;
+            }
             Backend::Postgres(client) => {
                 let sql = to_postgres_sql(plan)?;
                 client
@@ -358,6 +452,34 @@ impl Backend {
                 .await?
                 .collect()
                 .await?),
+            Backend::Cluster(cluster) => {
+                let job = async {
+                    ctx.execute_logical_plan(plan.clone())
+                        .await?
+                        .collect()
+                        .await
+                };
+                match tokio::time::timeout(cluster.timeout, job).await {
+                    Ok(Ok(batches)) => Ok(batches),
+                    Ok(Err(e)) => {
+                        // The cluster's error may quote data (a row that does not parse): the
+                        // analyst gets what failed, the operator's log gets the text.
+                        tracing::debug!("{}: the statistics job failed: {e}", cluster.name);
+                        Err(SqlError::Cluster(format!(
+                            "{} did not complete the statistics (an executor died or could \
+                             not be reached, or the data could not be read; details are in \
+                             the operator's log, VEIL_LOG=debug)",
+                            cluster.name
+                        )))
+                    }
+                    Err(_) => Err(SqlError::Cluster(format!(
+                        "{} did not complete the statistics within {} s (is any executor \
+                         running?)",
+                        cluster.name,
+                        cluster.timeout.as_secs()
+                    ))),
+                }
+            }
             Backend::Postgres(client) => {
                 let sql = to_postgres_sql(plan)?;
                 tracing::debug!("PostgreSQL: {sql}");
@@ -370,6 +492,27 @@ impl Backend {
                     .map_err(|e| SqlError::Backend(format!("{e} (running {sql})")))?;
                 Ok(vec![batch])
             }
+        }
+    }
+}
+
+impl Cluster {
+    /// Whether the scheduler accepts a connection (within 5 s): checked before the charge, so
+    /// a query to a cluster that is down costs nothing.
+    pub(crate) async fn reachable(&self) -> Result<()> {
+        let wait = Duration::from_secs(5).min(self.timeout);
+        match tokio::time::timeout(wait, tokio::net::TcpStream::connect(&self.scheduler)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(SqlError::Cluster(format!(
+                "cannot reach the scheduler of {} at {}: {e} (nothing was charged)",
+                self.name, self.scheduler
+            ))),
+            Err(_) => Err(SqlError::Cluster(format!(
+                "the scheduler of {} at {} did not answer within {} s (nothing was charged)",
+                self.name,
+                self.scheduler,
+                wait.as_secs()
+            ))),
         }
     }
 }

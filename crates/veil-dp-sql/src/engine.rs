@@ -373,7 +373,11 @@ fn json_value(v: &ScalarValue) -> serde_json::Value {
 
 /// A DP SQL engine over one dataset: its metadata, its tables, one backend.
 pub struct Engine {
+    /// Where queries are planned and the statistics plans execute.
     ctx: SessionContext,
+    /// Where post-processing of the noisy table runs: always this process (the same context
+    /// as `ctx` except on a cluster, whose planner would ship the noisy table to it).
+    post: SessionContext,
     meta: Metadata,
     backend: Backend,
     tables: HashMap<String, Registered>,
@@ -390,9 +394,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn session() -> SessionContext {
+/// The session configuration every backend's context is made with (a cluster's client
+/// context too: see [`Engine::cluster`]).
+pub fn session_config() -> SessionConfig {
     // Identifiers are matched case-insensitively, as the metadata is.
-    SessionContext::new_with_config(SessionConfig::new().with_information_schema(false))
+    SessionConfig::new().with_information_schema(false)
+}
+
+fn session() -> SessionContext {
+    SessionContext::new_with_config(session_config())
 }
 
 impl Engine {
@@ -405,7 +415,7 @@ impl Engine {
         let ctx = session();
         let mut registered = HashMap::new();
         for (name, path) in tables {
-            let r = backend::register_file(&ctx, &meta, name, path).await?;
+            let r = backend::register_file(&ctx, &meta, name, path, true).await?;
             let (tname, _) = meta
                 .table(name)
                 .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
@@ -418,9 +428,54 @@ impl Engine {
             });
         }
         Ok(Self {
+            post: ctx.clone(),
             ctx,
             meta,
             backend: Backend::Embedded,
+            tables: registered,
+            proofs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The engine on a cluster: `ctx` is a client context whose query planner sends physical
+    /// plans to a distributed engine (`veil-dp-ballista` makes one for Apache Ballista, with
+    /// [`session_config`]). Each file or directory of partitions is registered as a listing
+    /// table the executors read themselves, so give paths they can reach (the same absolute
+    /// paths on a machine shared with them, or a shared file system). Planning, bounding,
+    /// the charge, noise and post-processing stay in this process; the cluster returns only
+    /// the bounded, per-group statistics. Before a query is charged the engine checks that
+    /// the scheduler answers; a statistics job that fails or outlives `cluster.timeout` fails
+    /// the query with a [`SqlError::Cluster`] that says it was charged once.
+    pub async fn cluster(
+        meta: Metadata,
+        ctx: SessionContext,
+        cluster: backend::Cluster,
+        tables: &[(String, &Path)],
+    ) -> Result<Self> {
+        meta.check()?;
+        let mut registered = HashMap::new();
+        for (name, path) in tables {
+            let path = std::fs::canonicalize(path).map_err(|e| SqlError::Table {
+                table: name.clone(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let r = backend::register_file(&ctx, &meta, name, &path, false).await?;
+            let (tname, _) = meta
+                .table(name)
+                .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
+            registered.insert(tname.to_string(), r);
+        }
+        if registered.is_empty() {
+            return Err(SqlError::Table {
+                table: "(none)".into(),
+                message: "give at least one table (NAME=FILE or NAME=DIRECTORY)".into(),
+            });
+        }
+        Ok(Self {
+            ctx,
+            post: session(),
+            meta,
+            backend: Backend::Cluster(cluster),
             tables: registered,
             proofs: Mutex::new(HashMap::new()),
         })
@@ -445,6 +500,7 @@ impl Engine {
             })
             .collect();
         Ok(Self {
+            post: ctx.clone(),
             ctx,
             meta,
             backend,
@@ -527,7 +583,10 @@ impl Engine {
         for (table, column) in &plan.public_joins {
             self.check_public_key(table, column).await?;
         }
-        let facts = self.facts(&plan).await.map_err(opaque)?;
+        let facts = self
+            .facts(&plan)
+            .await
+            .map_err(|e| opaque_after(e, "nothing was charged"))?;
         let stats = bounding::stats_plans(&plan, &facts)?;
         // Whatever the backend refuses to plan is refused now, before the charge.
         self.backend.check(&self.ctx, &stats.rows).await?;
@@ -539,7 +598,12 @@ impl Engine {
         }
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge_spend(dataset, analyst, spend, sql)?;
-        let mut exact = self.run_stats(&plan, &stats).await.map_err(opaque)?;
+        let mut exact = self.run_stats(&plan, &stats).await.map_err(|e| {
+            opaque_after(
+                e,
+                "the query was charged once, before its statistics ran; nothing was released",
+            )
+        })?;
         center(&plan, &mut exact)?;
         let (groups, threshold) = release(&plan, &mechanisms, exact)?;
         let (batch, accuracy_by_agg) = result_batch(&plan, &mechanisms, &groups)?;
@@ -552,7 +616,7 @@ impl Engine {
             .collect();
         let accuracy = output_accuracy(&plan, &final_plan, &accuracy_by_agg);
         let batches = self
-            .ctx
+            .post
             .execute_logical_plan(final_plan)
             .await?
             .collect()
@@ -573,6 +637,50 @@ impl Engine {
             threshold,
             warnings,
         })
+    }
+
+    /// **Testing only** (feature `testing`): the exact, noise-free statistics `sql` would
+    /// release with noise — every group's key and measurements (after contribution bounding
+    /// and clamping), then every quantile histogram — sorted, as text. Nothing is charged and
+    /// no noise is added: this bypasses differential privacy and exists so that tests can
+    /// check two backends compute the same statistics. Never enable the feature in a build
+    /// that serves analysts.
+    #[cfg(feature = "testing")]
+    pub async fn exact_statistics(
+        &self,
+        sql: &str,
+        options: QueryOptions,
+    ) -> Result<Vec<(String, Vec<f64>)>> {
+        let checked = self.check(sql, options).await?;
+        let plan = checked.plan;
+        for (table, column) in &plan.public_joins {
+            self.check_public_key(table, column).await?;
+        }
+        let facts = self.facts(&plan).await?;
+        let stats = bounding::stats_plans(&plan, &facts)?;
+        let mut exact = self.run_stats(&plan, &stats).await?;
+        center(&plan, &mut exact)?;
+        let key = |k: &Key| {
+            k.iter()
+                .map(ScalarValue::to_string)
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        let mut out: Vec<(String, Vec<f64>)> = exact
+            .groups
+            .iter()
+            .map(|(k, v)| (format!("group {}", key(k)), v.clone()))
+            .collect();
+        for ((m, k), h) in &exact.histograms {
+            for (bucket, w) in h {
+                out.push((
+                    format!("histogram {m} {} bucket {bucket}", key(k)),
+                    vec![*w],
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Plans and checks `sql` with `options` without reading data: the checks every query
@@ -936,6 +1044,15 @@ impl Engine {
             }
         }
         Ok(exact)
+    }
+}
+
+/// [`opaque`], except that a cluster's failure (whose text Veil wrote and which quotes no
+/// data) is passed on, saying what happened to the budget.
+fn opaque_after(e: SqlError, budget: &str) -> SqlError {
+    match e {
+        SqlError::Cluster(m) => SqlError::Cluster(format!("{m}; {budget}")),
+        other => opaque(other),
     }
 }
 

@@ -27,6 +27,10 @@ pub enum SqlError {
     /// The backend failed while running the bounded query (after the charge).
     #[error("backend error: {0}")]
     Backend(String),
+    /// The cluster the statistics run on is unreachable or failed; the message says whether
+    /// the query was charged (it never quotes data).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A differential-privacy error (budget, parameters).
     #[error(transparent)]
     Dp(#[from] veil_dp::DpError),

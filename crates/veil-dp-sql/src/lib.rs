@@ -43,6 +43,7 @@ pub mod metadata;
 mod planner;
 pub mod sample;
 
+pub use backend::Cluster;
 pub use engine::{explained, Charged, DpResult, Engine, Preview, PreviewMeasurement, QueryOptions};
 pub use error::{Result, SqlError};
 pub use metadata::{Accounting, Metadata, Noise};
