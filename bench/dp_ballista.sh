@@ -5,6 +5,7 @@
 #
 #   bash bench/dp_ballista.sh                # 10^8 rows, release build
 #   ROWS=10000000 PROFILE=dev bash bench/dp_ballista.sh
+#   BIN_DIR=target/debug bash bench/dp_ballista.sh --sql "…" --delta 1e-6   # built already
 #
 # Prints the plain query's time, the first DP query's (it proves the contribution bound with
 # one scan, cached per file version), the DP query's afterwards, and the ratio.
@@ -16,11 +17,15 @@ PROFILE="${PROFILE:-release}"
 DATA="${DATA:-${TMPDIR:-/tmp}/veil-ballista-persons-$ROWS}"
 PORT="${PORT:-50150}"
 
-flag=()
-[ "$PROFILE" = release ] && flag=(--release)
-cargo build "${flag[@]}" -p veil-dp-ballista --bins --examples
-dir="target/$([ "$PROFILE" = release ] && echo release || echo debug)"
-[ -n "${CARGO_TARGET_DIR:-}" ] && dir="$CARGO_TARGET_DIR/$([ "$PROFILE" = release ] && echo release || echo debug)"
+# BIN_DIR: use binaries already built there (veil-ballista and examples/cluster_bench).
+if [ -n "${BIN_DIR:-}" ]; then
+  dir="$BIN_DIR"
+else
+  flag=()
+  [ "$PROFILE" = release ] && flag=(--release)
+  cargo build "${flag[@]}" -p veil-dp-ballista --bins --examples
+  dir="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = release ] && echo release || echo debug)"
+fi
 
 work="$(mktemp -d)"
 pids=()
@@ -32,6 +37,7 @@ trap cleanup EXIT
 
 "$dir/veil-ballista" scheduler --bind "127.0.0.1:$PORT" >"$work/scheduler.log" 2>&1 &
 pids+=($!)
+disown
 sleep 2
 for i in 0 1; do
   mkdir -p "$work/e$i"
@@ -39,8 +45,9 @@ for i in 0 1; do
     --flight-port $((PORT + 1 + 2 * i)) --grpc-port $((PORT + 2 + 2 * i)) \
     --vcores 1 --work-dir "$work/e$i" >"$work/executor-$i.log" 2>&1 &
   pids+=($!)
+  disown
 done
 sleep 3
 
 echo "machine: $(nproc) cores, $(uname -m); profile: $PROFILE; 2 executors with 1 task slot each"
-"$dir/examples/cluster_bench" --url "ballista://127.0.0.1:$PORT" --data "$DATA" --rows "$ROWS"
+"$dir/examples/cluster_bench" --url "ballista://127.0.0.1:$PORT" --data "$DATA" --rows "$ROWS" "$@"
