@@ -16,98 +16,17 @@
     reason = "a benchmark fails by panicking"
 )]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ballista::prelude::SessionContextExt;
-use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use veil_dp::ledger::SqliteLedger;
 use veil_dp_sql::{Metadata, QueryOptions};
 
 const PARTITIONS: u64 = 8;
-const BATCH: u64 = 1 << 20;
-const STATES: [&str; 8] = ["CA", "TX", "FL", "NY", "PA", "IL", "OH", "GA"];
-
-fn mix(mut x: u64) -> u64 {
-    // SplitMix64's finalizer: a cheap, deterministic spread of the row number.
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// Writes `rows` persons as `PARTITIONS` Parquet files (two at a time).
-fn generate(dir: &Path, rows: u64) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("person_id", DataType::Int64, false),
-        Field::new("age", DataType::Int64, false),
-        Field::new("income", DataType::Float64, false),
-        Field::new("sex", DataType::Utf8, false),
-        Field::new("state", DataType::Utf8, false),
-    ]));
-    let per = rows.div_ceil(PARTITIONS);
-    std::thread::scope(|s| -> anyhow::Result<()> {
-        let mut handles = Vec::new();
-        for half in 0..2u64 {
-            let schema = Arc::clone(&schema);
-            handles.push(s.spawn(move || -> anyhow::Result<()> {
-                for p in (half..PARTITIONS).step_by(2) {
-                    let path = dir.join(format!("part-{p}.parquet"));
-                    let tmp = dir.join(format!(".part-{p}.tmp"));
-                    let file = std::fs::File::create(&tmp)?;
-                    let mut w = ArrowWriter::try_new(file, Arc::clone(&schema), None)?;
-                    let (start, end) = (p * per, ((p + 1) * per).min(rows));
-                    let mut at = start;
-                    while at < end {
-                        let n = BATCH.min(end - at);
-                        let ids: Vec<i64> = (at..at + n).map(|i| i as i64).collect();
-                        let h: Vec<u64> = (at..at + n).map(mix).collect();
-                        let age: Vec<i64> = h.iter().map(|x| (x % 90) as i64 + 5).collect();
-                        let income: Vec<f64> = h
-                            .iter()
-                            .map(|x| ((x >> 8) % 200_000) as f64 + 0.5)
-                            .collect();
-                        let sex: Vec<&str> = h
-                            .iter()
-                            .map(|x| if x >> 40 & 1 == 0 { "F" } else { "M" })
-                            .collect();
-                        let state: Vec<&str> = h
-                            .iter()
-                            .map(|x| STATES[(x >> 20) as usize % STATES.len()])
-                            .collect();
-                        let batch = RecordBatch::try_new(
-                            Arc::clone(&schema),
-                            vec![
-                                Arc::new(Int64Array::from(ids)),
-                                Arc::new(Int64Array::from(age)),
-                                Arc::new(Float64Array::from(income)),
-                                Arc::new(StringArray::from(sex)),
-                                Arc::new(StringArray::from(state)),
-                            ],
-                        )?;
-                        w.write(&batch)?;
-                        at += n;
-                    }
-                    w.close()?;
-                    std::fs::rename(&tmp, &path)?;
-                }
-                Ok(())
-            }));
-        }
-        for h in handles {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
-        }
-        Ok(())
-    })
-}
 
 const METADATA: &str = r#"
 [budget]
@@ -160,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     {
         let t = Instant::now();
         eprintln!("generating {rows} rows under {} …", data.display());
-        generate(&data, rows)?;
+        veil_dp_ballista::sample::write_parquet(&data, rows, PARTITIONS, None)?;
         eprintln!("generated in {:.1} s", t.elapsed().as_secs_f64());
     }
     let data = std::fs::canonicalize(&data)?;

@@ -19,9 +19,10 @@
 //! job that fails or outlives its timeout (an executor killed, every executor gone) fails the
 //! query after the charge, which is made once, atomically, before any statistic is computed —
 //! Ballista's own retries of a lost task never reach the ledger. Its error text never quotes
-//! the cluster's (which could quote a row): the details go to the operator's log. The
-//! connection between Veil, the scheduler and the executors is plain gRPC: run them on
-//! loopback or a private network (Ballista 55 has no mutual TLS between its processes).
+//! the cluster's (which could quote a row): the details go to the operator's log. Veil, the
+//! scheduler and the executors speak plain gRPC to each other (Ballista 55's TLS needs
+//! endpoint overrides that `veil-ballista` does not configure): run them on loopback or a
+//! private network.
 //!
 //! ```no_run
 //! # async fn demo() -> veil_dp_sql::Result<()> {
@@ -57,6 +58,8 @@ use ballista::prelude::SessionContextExt;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use veil_dp_sql::{Cluster, Engine, Metadata, SqlError};
+
+pub mod sample;
 
 /// The scheduler port when a `ballista://` URL names none (Ballista's default).
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
