@@ -21,29 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ballista::prelude::SessionContextExt;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use veil_dp::ledger::SqliteLedger;
 use veil_dp_sql::{Metadata, QueryOptions};
 
 const PARTITIONS: u64 = 8;
-
-const METADATA: &str = r#"
-[budget]
-epsilon = 1000.0
-delta = 1e-5
-
-[table.persons]
-privacy_unit = "person_id"
-max_rows_per_unit = 1
-
-[table.persons.columns]
-person_id = { type = "int" }
-age = { type = "int", lower = 0, upper = 100 }
-income = { type = "float", lower = 0, upper = 500000 }
-sex = { type = "string", public_keys = ["F", "M"] }
-state = { type = "string" }
-"#;
 
 /// The default query (`--sql` gives another; `--delta` its δ, needed to group by `state`,
 /// whose keys are private).
@@ -86,10 +68,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The plain query on the cluster.
     let (host, port) = veil_dp_ballista::parse_url(&url)?;
-    let state = SessionStateBuilder::new()
-        .with_config(veil_dp_sql::engine::session_config())
-        .with_default_features()
-        .build();
+    let state = veil_dp_sql::engine::session_state()?;
     let plain = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state).await?;
     plain
         .register_parquet(
@@ -111,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let ledger = SqliteLedger::open(dir.path().join("budget.db"))?;
     ledger.set_budget("persons", None, 1000.0, 1e-5)?;
-    let meta = Metadata::from_toml(METADATA)?;
+    let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA)?;
     let engine = veil_dp_ballista::engine(
         meta,
         &url,

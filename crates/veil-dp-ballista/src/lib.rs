@@ -55,7 +55,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ballista::prelude::SessionContextExt;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use veil_dp_sql::{Cluster, Engine, Metadata, SqlError};
 
@@ -116,10 +115,7 @@ pub async fn engine(
     timeout: Duration,
 ) -> veil_dp_sql::Result<Engine> {
     let (host, port) = parse_url(url)?;
-    let state = SessionStateBuilder::new()
-        .with_config(veil_dp_sql::engine::session_config())
-        .with_default_features()
-        .build();
+    let state = veil_dp_sql::engine::session_state()?;
     let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await
         .map_err(|e| SqlError::Cluster(format!("cannot make a Ballista session: {e}")))?;

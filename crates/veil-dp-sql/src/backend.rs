@@ -89,21 +89,33 @@ pub(crate) struct Registered {
     pub version: Version,
 }
 
-/// The files of a directory of partitions (hidden files and subdirectories skipped), sorted
-/// by name, with their lengths and modification times.
+/// Every file of a directory of partitions — hidden ones too, since the version must change
+/// whenever anything the query engine might read changes — sorted by name, with its length
+/// and modification time. A subdirectory is an error: DataFusion lists directories
+/// recursively, and a partition nested out of sight of the version could change a proven
+/// contribution bound without the proof being redone.
 fn partitions(dir: &Path) -> std::io::Result<Vec<(String, u64, Option<SystemTime>)>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let m = entry.metadata()?;
-        if name.starts_with('.') || name.starts_with('_') || !m.is_file() {
-            continue;
+        if !m.is_file() {
+            return Err(std::io::Error::other(format!(
+                "it holds {name:?}, which is not a file: a table's partitions are files \
+                 directly in its directory"
+            )));
         }
         files.push((name, m.len(), m.modified().ok()));
     }
     files.sort();
     Ok(files)
+}
+
+/// Whether a partition file is hidden (a temporary file being written, `_SUCCESS`, …): it
+/// does not decide the table's format.
+fn hidden(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
 }
 
 /// A cluster the statistics run on.
@@ -166,7 +178,7 @@ pub(crate) async fn register_file(
     let (first, version) = if fs.is_dir() {
         let files = partitions(path)
             .map_err(|e| table_err(tname, format!("cannot read {}: {e}", path.display())))?;
-        let Some((first, _, _)) = files.first() else {
+        let Some((first, _, _)) = files.iter().find(|(n, _, _)| !hidden(n)) else {
             return Err(table_err(
                 tname,
                 format!("the directory {} holds no data files", path.display()),
@@ -178,7 +190,10 @@ pub(crate) async fn register_file(
                 .map(|e| e.to_ascii_lowercase())
                 .unwrap_or_default()
         };
-        if let Some((other, _, _)) = files.iter().find(|(n, _, _)| ext(n) != ext(first)) {
+        if let Some((other, _, _)) = files
+            .iter()
+            .find(|(n, _, _)| !hidden(n) && ext(n) != ext(first))
+        {
             return Err(table_err(
                 tname,
                 format!(

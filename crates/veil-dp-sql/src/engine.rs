@@ -401,32 +401,71 @@ pub fn session_config() -> SessionConfig {
     SessionConfig::new().with_information_schema(false)
 }
 
-fn session() -> SessionContext {
-    SessionContext::new_with_config(session_config())
+/// The session state every backend's context is made from: [`session_config`], DataFusion's
+/// default functions, and a runtime **without the list-files cache**. DataFusion caches a
+/// table's file listing by default (forever, within a memory limit), while the engine decides
+/// whether a contribution proof still holds from the files as they are now; a listing served
+/// from the cache would let the proof and the statistics see different files — a partition
+/// added after the proof, read once the cached listing is evicted, would escape the bound.
+/// Without the cache, DataFusion lists the files at every query, as the engine does.
+pub fn session_state() -> Result<datafusion::execution::SessionState> {
+    use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()?;
+    Ok(datafusion::execution::SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build())
+}
+
+fn session() -> Result<SessionContext> {
+    Ok(SessionContext::new_with_state(session_state()?))
+}
+
+/// Registers every (metadata table, file or directory) pair in `ctx`, by absolute path
+/// (what a cluster's executors are sent). `in_memory`: small CSV files are parsed once and
+/// kept as Arrow batches (the embedded engine; a cluster's executors read the files).
+async fn register_all(
+    ctx: &SessionContext,
+    meta: &Metadata,
+    tables: &[(String, &Path)],
+    in_memory: bool,
+) -> Result<HashMap<String, Registered>> {
+    let mut registered = HashMap::new();
+    for (name, path) in tables {
+        let path = std::fs::canonicalize(path).map_err(|e| SqlError::Table {
+            table: name.clone(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let r = backend::register_file(ctx, meta, name, &path, in_memory).await?;
+        let (tname, _) = meta
+            .table(name)
+            .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
+        registered.insert(tname.to_string(), r);
+    }
+    if registered.is_empty() {
+        return Err(SqlError::Table {
+            table: "(none)".into(),
+            message: "give at least one table (NAME=FILE or NAME=DIRECTORY)".into(),
+        });
+    }
+    Ok(registered)
 }
 
 impl Engine {
-    /// The embedded engine: DataFusion over files (`.parquet`, else CSV with a header line),
-    /// each registered as the metadata table it is paired with. CSV files up to 256 MiB are
-    /// parsed once, here, and queried from memory; larger ones and Parquet are read at every
-    /// query (and their contribution proof is redone when the file changes).
+    /// The embedded engine: DataFusion over files (`.parquet`, else CSV with a header line)
+    /// or directories of partition files of one format, each registered as the metadata
+    /// table it is paired with. CSV files up to 256 MiB are parsed once, here, and queried
+    /// from memory; larger ones, directories and Parquet are read at every query (and their
+    /// contribution proof is redone when a file changes).
     pub async fn embedded(meta: Metadata, tables: &[(String, &Path)]) -> Result<Self> {
         meta.check()?;
-        let ctx = session();
-        let mut registered = HashMap::new();
-        for (name, path) in tables {
-            let r = backend::register_file(&ctx, &meta, name, path, true).await?;
-            let (tname, _) = meta
-                .table(name)
-                .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
-            registered.insert(tname.to_string(), r);
-        }
-        if registered.is_empty() {
-            return Err(SqlError::Table {
-                table: "(none)".into(),
-                message: "give at least one table (NAME=FILE)".into(),
-            });
-        }
+        let ctx = session()?;
+        let registered = register_all(&ctx, &meta, tables, true).await?;
         Ok(Self {
             post: ctx.clone(),
             ctx,
@@ -453,27 +492,10 @@ impl Engine {
         tables: &[(String, &Path)],
     ) -> Result<Self> {
         meta.check()?;
-        let mut registered = HashMap::new();
-        for (name, path) in tables {
-            let path = std::fs::canonicalize(path).map_err(|e| SqlError::Table {
-                table: name.clone(),
-                message: format!("cannot read {}: {e}", path.display()),
-            })?;
-            let r = backend::register_file(&ctx, &meta, name, &path, false).await?;
-            let (tname, _) = meta
-                .table(name)
-                .ok_or_else(|| SqlError::Internal("registered an unknown table".into()))?;
-            registered.insert(tname.to_string(), r);
-        }
-        if registered.is_empty() {
-            return Err(SqlError::Table {
-                table: "(none)".into(),
-                message: "give at least one table (NAME=FILE or NAME=DIRECTORY)".into(),
-            });
-        }
+        let registered = register_all(&ctx, &meta, tables, false).await?;
         Ok(Self {
             ctx,
-            post: session(),
+            post: session()?,
             meta,
             backend: Backend::Cluster(cluster),
             tables: registered,
@@ -485,7 +507,7 @@ impl Engine {
     /// (`postgres://user@host:port/db` or `host=… port=… user=… dbname=…`).
     pub async fn postgres(meta: Metadata, url: &str) -> Result<Self> {
         meta.check()?;
-        let ctx = session();
+        let ctx = session()?;
         let backend = backend::connect_postgres(&ctx, &meta, url).await?;
         let tables = meta
             .tables

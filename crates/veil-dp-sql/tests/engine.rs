@@ -1405,3 +1405,69 @@ fn postgres_joins_a_public_table_and_rechecks_its_keys_at_every_query() {
     });
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_directory_of_partitions_is_one_table_and_a_new_partition_is_proven_again() {
+    // 400 persons in two CSV partitions, one row each: the bound (1 row per person) is proven
+    // by the first query and cached for this version of the directory.
+    let dir = std::env::temp_dir().join(format!("veil-dp-sql-parts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let parts = dir.join("persons");
+    std::fs::create_dir_all(&parts).unwrap();
+    let header = "person_id,age,income,sex,state\n";
+    for (k, range) in [(0, 1..=200), (1, 201..=400)] {
+        let mut csv = String::from(header);
+        for i in range {
+            csv.push_str(&format!("{i},40,1000.0,F,CA\n"));
+        }
+        std::fs::write(parts.join(format!("part-{k}.csv")), csv).unwrap();
+    }
+    let l = ledger(&dir, 1000.0);
+    let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA).unwrap();
+    rt().block_on(async {
+        let engine = Engine::embedded(meta.clone(), &[("persons".into(), parts.as_path())])
+            .await
+            .unwrap();
+        let count = || async {
+            let r = ask(&engine, &l, "SELECT COUNT(*) FROM persons", 40.0).await;
+            num(&r.rows().unwrap()[0][0])
+        };
+        close("COUNT(*) over two partitions", count().await, 400.0, 3.0);
+        // The attack: a partition added after the proof repeats person 7 a thousand times. A
+        // proof cached for the old directory would skip enforcing the bound and count 1000
+        // more rows; the directory's version changed, so the bound is proven again, found
+        // exceeded, and enforced: person 7 still counts once.
+        let mut csv = String::from(header);
+        for _ in 0..1000 {
+            csv.push_str("7,40,1000.0,F,CA\n");
+        }
+        std::fs::write(parts.join("part-2.csv"), csv).unwrap();
+        close(
+            "COUNT(*) after a heavy partition",
+            count().await,
+            400.0,
+            3.0,
+        );
+        // A partition beside a file of another format, or a subdirectory (which DataFusion
+        // would read recursively, out of sight of the version): refused when registered.
+        std::fs::write(parts.join("part-3.parquet"), b"PAR1").unwrap();
+        let e = Engine::embedded(meta.clone(), &[("persons".into(), parts.as_path())])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("mixes file types"), "{e}");
+        std::fs::remove_file(parts.join("part-3.parquet")).unwrap();
+        std::fs::create_dir_all(parts.join("more")).unwrap();
+        let e = Engine::embedded(meta.clone(), &[("persons".into(), parts.as_path())])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not a file"), "{e}");
+        std::fs::remove_dir_all(parts.join("more")).unwrap();
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let e = Engine::embedded(meta, &[("persons".into(), empty.as_path())])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("holds no data files"), "{e}");
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
