@@ -58,8 +58,9 @@ pub(crate) enum Version {
     File(PathBuf, u64, Option<SystemTime>),
     /// A directory of partition files: each file's name, length and modification time.
     Dir(PathBuf, Vec<(String, u64, Option<SystemTime>)>),
-    /// A file loaded into memory when registered: what the engine reads never changes.
-    Loaded(PathBuf),
+    /// A file loaded into memory when registered, with its length and modification time
+    /// then: what the engine reads never changes.
+    Loaded(PathBuf, u64, Option<SystemTime>),
     /// A server table: it may change between two queries (and between the proof and the
     /// statistics), so the bound is never proven by a scan, only by a primary key.
     Live,
@@ -79,6 +80,31 @@ impl Version {
             },
             other => other.clone(),
         }
+    }
+
+    /// A stable name of this version across processes (what results derived from the data
+    /// are kept under in the ledger): the SHA-256 of the path, lengths and modification
+    /// times; `live` for a server table, which has no versions.
+    pub(crate) fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let time = |m: &Option<SystemTime>| {
+            m.and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(|| "-".to_string(), |d| d.as_nanos().to_string())
+        };
+        let text = match self {
+            Version::File(p, n, m) | Version::Loaded(p, n, m) => {
+                format!("file\0{}\0{n}\0{}", p.display(), time(m))
+            }
+            Version::Dir(p, files) => {
+                let mut t = format!("dir\0{}", p.display());
+                for (name, n, m) in files {
+                    t.push_str(&format!("\0{name}\0{n}\0{}", time(m)));
+                }
+                t
+            }
+            Version::Live => return "live".into(),
+        };
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 }
 
@@ -255,7 +281,7 @@ pub(crate) async fn register_file(
             let table = MemTable::try_new(Arc::new(schema), partitions)?;
             ctx.register_table(tname, Arc::new(table))?;
             return Ok(Registered {
-                version: Version::Loaded(path.to_path_buf()),
+                version: Version::Loaded(path.to_path_buf(), fs.len(), fs.modified().ok()),
             });
         }
         ctx.register_csv(tname, location, options)

@@ -29,11 +29,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use veil_dp::ledger::{Ledger, Remaining, Spend};
 use veil_dp::mechanisms::{GaussianMechanism, LaplaceMechanism, ReportNoisyMax};
 
+use crate::autobounds::{self, Bins, EstimatedBounds, Kept};
 use crate::backend::{self, Backend, Registered, Version};
 use crate::bounding::{self, Facts};
 use crate::error::{Result, SqlError};
 use crate::metadata::{Accounting, Metadata, Noise};
-use crate::planner::{self, DpPlan, Measurement, Output};
+use crate::planner::{self, DpPlan, GroupKey, Measurement, Output};
 
 /// How much privacy one query may spend.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -130,6 +131,10 @@ pub struct DpResult {
     /// What the analyst should know about the guarantee of this answer (e.g. δ that could
     /// not be checked against the population because the metadata declares none).
     pub warnings: Vec<String>,
+    /// Bounds this answer used that were estimated with differential privacy (columns with
+    /// `auto_bounds`): made and charged for this query, or reused from the ledger. Their
+    /// charges are not in [`DpResult::charged`] (each is its own ledger entry).
+    pub estimated_bounds: Vec<EstimatedBounds>,
 }
 
 /// What the ledger charges for a query: under approx accounting its (ε, δ); under zCDP
@@ -169,7 +174,8 @@ pub struct Preview {
     /// How the dataset's budget composes (`approx` or `zcdp`).
     #[serde(serialize_with = "accounting_name")]
     pub accounting: Accounting,
-    /// What the ledger would charge.
+    /// What the ledger would charge: the query, plus the automatic bounds it would estimate
+    /// first ([`Preview::bounds_to_estimate`]).
     pub charged: Charged,
     /// What the dataset has left now (under zCDP: its ε less the conversion of the ρ spent).
     pub remaining_epsilon: f64,
@@ -190,6 +196,12 @@ pub struct Preview {
     pub accuracy: BTreeMap<String, Option<f64>>,
     /// What the analyst should know about the guarantee.
     pub warnings: Vec<String>,
+    /// Automatic bounds the query would reuse from the ledger (free).
+    pub estimated_bounds: Vec<EstimatedBounds>,
+    /// Automatic bounds the query would first estimate, each charged its own ε (included in
+    /// [`Preview::charged`] and [`Preview::affordable`]); the accuracy of the columns that
+    /// depend on them is unknown until then (`None`).
+    pub bounds_to_estimate: Vec<BoundsToEstimate>,
     /// The noisy measurements the query takes per group, each with its share of ε.
     pub measurements: Vec<PreviewMeasurement>,
     /// How the grouping keys are released.
@@ -217,6 +229,43 @@ pub struct PreviewMeasurement {
     pub sensitivity: f64,
     /// The noise's scale: Laplace `b` or Gaussian `σ` (none for quantiles).
     pub scale: Option<f64>,
+}
+
+/// A column whose bounds a query would estimate before it runs ([`Preview`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BoundsToEstimate {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The ε the estimate costs.
+    pub epsilon: f64,
+}
+
+/// The metadata a query is planned with: automatic bounds filled in from the ledger, or
+/// placeholders for those never estimated on the data's current version.
+struct Resolved {
+    meta: Metadata,
+    known: Vec<EstimatedBounds>,
+    pending: Vec<(String, String)>,
+}
+
+/// The placeholder bounds of a column awaiting its estimate: small, positive and away from
+/// zero, so that every check a query passes with them it passes with real bounds too, short
+/// of those on the size of derived bounds (redone once the estimate is known).
+const PLACEHOLDER: (f64, f64) = (1.0, 2.0);
+
+/// `meta` with `bounds` declared.
+fn with_bounds(mut meta: Metadata, bounds: &[EstimatedBounds]) -> Metadata {
+    for b in bounds {
+        if let Some(t) = meta.tables.get_mut(&b.table) {
+            if let Some(c) = t.columns.get_mut(&b.column) {
+                c.lower = Some(b.lower);
+                c.upper = Some(b.upper);
+            }
+        }
+    }
+    meta
 }
 
 fn accounting_name<S: serde::Serializer>(
@@ -298,6 +347,7 @@ impl DpResult {
             "remaining_rho": self.remaining_rho,
             "accuracy": self.accuracy,
             "warnings": self.warnings,
+            "estimated_bounds": self.estimated_bounds,
         }))
     }
 
@@ -383,6 +433,9 @@ pub struct Engine {
     tables: HashMap<String, Registered>,
     /// What was proven per table, with the data version it was proven on.
     proofs: Mutex<HashMap<String, (Version, Proof)>>,
+    /// Held while automatic bounds are estimated: queries of one engine that need the same
+    /// estimate wait for it instead of paying for it twice.
+    estimating: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -473,6 +526,7 @@ impl Engine {
             backend: Backend::Embedded,
             tables: registered,
             proofs: Mutex::new(HashMap::new()),
+            estimating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -500,6 +554,7 @@ impl Engine {
             backend: Backend::Cluster(cluster),
             tables: registered,
             proofs: Mutex::new(HashMap::new()),
+            estimating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -528,6 +583,7 @@ impl Engine {
             backend,
             tables,
             proofs: Mutex::new(HashMap::new()),
+            estimating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -555,6 +611,11 @@ impl Engine {
     /// (type coercion): the implicit casts it adds are part of what will execute, and a cast
     /// that fails on some rows is as much an oracle as an explicit one.
     async fn plan(&self, sql: &str) -> Result<DpPlan> {
+        self.plan_with(sql, &self.meta).await
+    }
+
+    /// [`Engine::plan`] with `meta` (the metadata with automatic bounds resolved).
+    async fn plan_with(&self, sql: &str, meta: &Metadata) -> Result<DpPlan> {
         let state = self.ctx.state();
         let logical = state
             .create_logical_plan(sql)
@@ -564,7 +625,7 @@ impl Engine {
             .analyzer()
             .execute_and_check(logical, state.config_options(), |_, _| {})
             .map_err(|e| SqlError::Sql(e.to_string()))?;
-        planner::plan(&analyzed, &self.meta)
+        planner::plan(&analyzed, meta)
     }
 
     /// Answers `sql` with differential privacy: plans and checks it (a rejected query reads
@@ -578,7 +639,57 @@ impl Engine {
         sql: &str,
         options: QueryOptions,
     ) -> Result<DpResult> {
-        let checked = self.check(sql, options).await?;
+        let resolved = self.resolve(Some(ledger), dataset)?;
+        let mut checked = self.check(sql, options, &resolved.meta).await?;
+        let reads = |b: &EstimatedBounds, plan: &DpPlan| {
+            plan.bounds_read
+                .iter()
+                .any(|(t, c)| *t == b.table && *c == b.column)
+        };
+        let mut estimated_bounds: Vec<EstimatedBounds> = resolved
+            .known
+            .iter()
+            .filter(|b| reads(b, &checked.plan))
+            .cloned()
+            .collect();
+        let needed: Vec<(String, String)> = resolved
+            .pending
+            .iter()
+            .filter(|p| checked.plan.bounds_read.contains(p))
+            .cloned()
+            .collect();
+        if !needed.is_empty() {
+            // Every check that reads no value passes first (with placeholder bounds): a query
+            // refused for its shape costs nothing, not even the estimate.
+            let left = ledger.remaining(dataset, None)?;
+            self.pre_charge(&checked.plan).await?;
+            let fresh = self
+                .estimate_bounds(
+                    ledger,
+                    dataset,
+                    analyst,
+                    sql,
+                    &needed,
+                    checked.spend(left.accounting),
+                )
+                .await?;
+            let meta = with_bounds(resolved.meta, &fresh);
+            checked = self.check(sql, options, &meta).await.map_err(|e| match e {
+                SqlError::Rejected(m) => SqlError::RejectedAfterEstimate(m),
+                other => other,
+            })?;
+            estimated_bounds.extend(fresh.into_iter().filter(|b| reads(b, &checked.plan)));
+        }
+        if resolved.pending.iter().any(|p| {
+            checked.plan.bounds_read.contains(p)
+                && !estimated_bounds
+                    .iter()
+                    .any(|b| b.table == p.0 && b.column == p.1)
+        }) {
+            return Err(SqlError::Internal(
+                "a placeholder bound reached the statistics".into(),
+            ));
+        }
         let left = ledger.remaining(dataset, None)?;
         let spend = checked.spend(left.accounting);
         let Checked {
@@ -602,22 +713,7 @@ impl Engine {
             }
             .into());
         }
-        for (table, column) in &plan.public_joins {
-            self.check_public_key(table, column).await?;
-        }
-        let facts = self
-            .facts(&plan)
-            .await
-            .map_err(|e| opaque_after(e, "nothing was charged"))?;
-        let stats = bounding::stats_plans(&plan, &facts)?;
-        // Whatever the backend refuses to plan is refused now, before the charge.
-        self.backend.check(&self.ctx, &stats.rows).await?;
-        if let Some((_, p)) = &stats.distinct_units {
-            self.backend.check(&self.ctx, p).await?;
-        }
-        for (_, p) in stats.histograms.iter().chain(&stats.distinct_values) {
-            self.backend.check(&self.ctx, p).await?;
-        }
+        let stats = self.pre_charge(&plan).await?;
         // The charge is atomic and happens before any statistic over the data is computed.
         let remaining = ledger.charge_spend(dataset, analyst, spend, sql)?;
         let mut exact = self.run_stats(&plan, &stats).await.map_err(|e| {
@@ -658,7 +754,245 @@ impl Engine {
             accuracy,
             threshold,
             warnings,
+            estimated_bounds,
         })
+    }
+
+    /// What a query passes before its charge, reading no value the analyst could learn
+    /// from: public tables' keys are unique, the contribution proof (cached per version), the
+    /// statistics plans, and the backend's acceptance of them.
+    async fn pre_charge(&self, plan: &DpPlan) -> Result<bounding::StatsPlans> {
+        for (table, column) in &plan.public_joins {
+            self.check_public_key(table, column).await?;
+        }
+        let facts = self
+            .facts(plan)
+            .await
+            .map_err(|e| opaque_after(e, "nothing was charged"))?;
+        let stats = bounding::stats_plans(plan, &facts)?;
+        // Whatever the backend refuses to plan is refused now, before the charge.
+        self.backend.check(&self.ctx, &stats.rows).await?;
+        if let Some((_, p)) = &stats.distinct_units {
+            self.backend.check(&self.ctx, p).await?;
+        }
+        for (_, p) in stats.histograms.iter().chain(&stats.distinct_values) {
+            self.backend.check(&self.ctx, p).await?;
+        }
+        Ok(stats)
+    }
+
+    /// The metadata with automatic bounds resolved: each `auto_bounds` column of a
+    /// registered table gets the estimate the ledger keeps for the table's current data
+    /// version, or a placeholder (listed as pending). Without a ledger, every one is
+    /// pending.
+    fn resolve(&self, ledger: Option<&(dyn Ledger + Sync)>, dataset: &str) -> Result<Resolved> {
+        let mut meta = self.meta.clone();
+        let mut known = Vec::new();
+        let mut pending = Vec::new();
+        for (tname, table) in meta.tables.iter_mut() {
+            let Some(registered) = self.tables.get(tname) else {
+                continue;
+            };
+            let mut version = None;
+            for (cname, column) in table.columns.iter_mut() {
+                if !column.auto_bounds {
+                    continue;
+                }
+                let version = version.get_or_insert_with(|| registered.version.current());
+                let key = autobounds::ledger_key(tname, cname, &version.fingerprint());
+                let kept = match ledger {
+                    Some(l) => l.recorded_release(dataset, &key)?,
+                    None => None,
+                };
+                let kept: Option<Kept> = kept
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|e| {
+                    SqlError::Internal(format!("the ledger's bounds of {tname}.{cname}: {e}"))
+                })?;
+                match kept {
+                    Some(k) => {
+                        column.lower = Some(k.lower);
+                        column.upper = Some(k.upper);
+                        known.push(EstimatedBounds {
+                            table: tname.clone(),
+                            column: cname.clone(),
+                            lower: k.lower,
+                            upper: k.upper,
+                            epsilon: k.epsilon,
+                            estimated_now: false,
+                        });
+                    }
+                    None => {
+                        column.lower = Some(PLACEHOLDER.0);
+                        column.upper = Some(PLACEHOLDER.1);
+                        pending.push((tname.clone(), cname.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Resolved {
+            meta,
+            known,
+            pending,
+        })
+    }
+
+    /// What one automatic bounds estimate is charged on a budget that composes by
+    /// `accounting`: ε, or under zCDP the ε²/2 of a pure ε-DP release.
+    fn estimate_spend(&self, accounting: Accounting) -> Spend {
+        let e = self.meta.budget.auto_bounds_epsilon();
+        match accounting {
+            Accounting::Approx => Spend::approx(e, 0.0),
+            Accounting::Zcdp => Spend::zcdp(e * e / 2.0, 0.0),
+        }
+    }
+
+    /// Estimates the bounds of `needed` (table, column) pairs ([`crate::autobounds`]): the
+    /// budget must pay for every estimate **and** the query (`then`) now, or nothing is
+    /// charged; each estimate is charged on its own before its histogram is computed, and
+    /// kept in the ledger under the data's version.
+    async fn estimate_bounds(
+        &self,
+        ledger: &(dyn Ledger + Sync),
+        dataset: &str,
+        analyst: &str,
+        sql: &str,
+        needed: &[(String, String)],
+        then: Spend,
+    ) -> Result<Vec<EstimatedBounds>> {
+        let _one_at_a_time = self.estimating.lock().await;
+        let epsilon = self.meta.budget.auto_bounds_epsilon();
+        let left = ledger.remaining(dataset, None)?;
+        let each = self.estimate_spend(left.accounting);
+        let n = needed.len() as f64;
+        let total = Spend {
+            epsilon: each.epsilon * n + then.epsilon,
+            delta: then.delta,
+            rho: each.rho * n + then.rho,
+        };
+        if !left.can_pay(&total) {
+            return Err(veil_dp::DpError::BudgetExhausted {
+                dataset: dataset.to_string(),
+                analyst: String::new(),
+                requested_epsilon: total.epsilon,
+                requested_delta: total.delta,
+                remaining_epsilon: left.epsilon,
+                remaining_delta: left.delta,
+                requested_rho: total.rho,
+                remaining_rho: left.rho,
+            }
+            .into());
+        }
+        let mut out = Vec::new();
+        for (table, column) in needed {
+            let version = self
+                .tables
+                .get(table)
+                .map(|r| r.version.current())
+                .unwrap_or(Version::Live);
+            let key = autobounds::ledger_key(table, column, &version.fingerprint());
+            // Another query of this process may have made it while this one waited.
+            if let Some(text) = ledger.recorded_release(dataset, &key)? {
+                let k: Kept = serde_json::from_str(&text).map_err(|e| {
+                    SqlError::Internal(format!("the ledger's bounds of {table}.{column}: {e}"))
+                })?;
+                out.push(EstimatedBounds {
+                    table: table.clone(),
+                    column: column.clone(),
+                    lower: k.lower,
+                    upper: k.upper,
+                    epsilon: k.epsilon,
+                    estimated_now: false,
+                });
+                continue;
+            }
+            let (plan, bins) = self.estimation_plan(table, column).await?;
+            let stats = self.pre_charge(&plan).await?;
+            ledger.charge_spend(
+                dataset,
+                analyst,
+                each,
+                &format!("automatic bounds of {table}.{column}, for: {sql}"),
+            )?;
+            let exact = self.run_stats(&plan, &stats).await.map_err(|e| {
+                opaque_after(
+                    e,
+                    "the bounds estimate was charged once, before its histogram ran; nothing was \
+                     released",
+                )
+            })?;
+            let mechanism =
+                LaplaceMechanism::for_vector(plan.bound as f64, epsilon, bins.count() as u64)?;
+            let mut noisy = Vec::with_capacity(bins.count());
+            for j in bins.all() {
+                let count = exact
+                    .groups
+                    .get(&vec![ScalarValue::Int64(Some(j))])
+                    .and_then(|v| v.first().copied())
+                    .unwrap_or(0.0);
+                noisy.push((j, mechanism.release(count)?));
+            }
+            let tau = autobounds::threshold(mechanism.scale(), bins.count());
+            let (lower, upper) = autobounds::choose(&bins, &noisy, tau);
+            let kept = Kept {
+                lower,
+                upper,
+                epsilon,
+            };
+            let text = serde_json::to_string(&kept)
+                .map_err(|e| SqlError::Internal(format!("bounds as JSON: {e}")))?;
+            ledger.record_release(dataset, &key, &text)?;
+            out.push(EstimatedBounds {
+                table: table.clone(),
+                column: column.clone(),
+                lower,
+                upper,
+                epsilon,
+                estimated_now: true,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The plan of one estimate's histogram: the table's rows with the column not NULL,
+    /// grouped by the column's power-of-two bin, counted — contributions bounded as any
+    /// query's (the same proof, or the same down-weighting) — with the bins as a public key
+    /// set (every bin gets noise, present or not).
+    async fn estimation_plan(&self, table: &str, column: &str) -> Result<(DpPlan, Bins)> {
+        let (tname, t) = self
+            .meta
+            .table(table)
+            .ok_or_else(|| SqlError::Internal(format!("no metadata for {table}")))?;
+        let (cname, c) = t
+            .column(column)
+            .ok_or_else(|| SqlError::Internal(format!("no column {column} in {table}")))?;
+        let sql = format!("SELECT COUNT(*) FROM \"{}\"", tname.replace('"', "\"\""));
+        let mut plan = self.plan_with(&sql, &self.meta).await?;
+        let input = plan.aggregate.input.as_ref().clone();
+        let x = input
+            .schema()
+            .columns()
+            .into_iter()
+            .find(|c| c.name.eq_ignore_ascii_case(cname))
+            .ok_or_else(|| SqlError::Internal(format!("no column {cname} in {tname}")))?;
+        let bins = Bins::of(c.kind);
+        let filtered = LogicalPlanBuilder::from(input)
+            .filter(Expr::Column(x.clone()).is_not_null())?
+            .build()?;
+        plan.aggregate.input = Arc::new(filtered);
+        plan.groups = vec![GroupKey {
+            expr: bins.expr(Expr::Column(x))?,
+            public: Some(Vec::new()),
+        }];
+        plan.measurements = vec![Measurement::Rows];
+        plan.outputs = vec![Output::Count(0)];
+        plan.threshold_count = None;
+        plan.max_groups = None;
+        plan.max_per_group = None;
+        plan.public_joins = Vec::new();
+        plan.bounds_read = Vec::new();
+        Ok((plan, bins))
     }
 
     /// **Testing only** (feature `testing`): the exact, noise-free statistics `sql` would
@@ -673,7 +1007,7 @@ impl Engine {
         sql: &str,
         options: QueryOptions,
     ) -> Result<Vec<(String, Vec<f64>)>> {
-        let checked = self.check(sql, options).await?;
+        let checked = self.check(sql, options, &self.meta).await?;
         let plan = checked.plan;
         for (table, column) in &plan.public_joins {
             self.check_public_key(table, column).await?;
@@ -707,8 +1041,8 @@ impl Engine {
 
     /// Plans and checks `sql` with `options` without reading data: the checks every query
     /// passes before it may be charged.
-    async fn check(&self, sql: &str, options: QueryOptions) -> Result<Checked> {
-        let mut plan = self.plan(sql).await?;
+    async fn check(&self, sql: &str, options: QueryOptions, meta: &Metadata) -> Result<Checked> {
+        let mut plan = self.plan_with(sql, meta).await?;
         let QueryOptions {
             epsilon,
             delta,
@@ -785,23 +1119,64 @@ impl Engine {
         sql: &str,
         options: QueryOptions,
     ) -> Result<Preview> {
-        let checked = self.check(sql, options).await?;
+        let resolved = self.resolve(Some(ledger), dataset)?;
+        let mut checked = self.check(sql, options, &resolved.meta).await?;
+        let read = &checked.plan.bounds_read;
+        let estimated_bounds: Vec<EstimatedBounds> = resolved
+            .known
+            .into_iter()
+            .filter(|b| read.iter().any(|(t, c)| *t == b.table && *c == b.column))
+            .collect();
+        let epsilon = self.meta.budget.auto_bounds_epsilon();
+        let bounds_to_estimate: Vec<BoundsToEstimate> = resolved
+            .pending
+            .into_iter()
+            .filter(|p| read.contains(p))
+            .map(|(table, column)| BoundsToEstimate {
+                table,
+                column,
+                epsilon,
+            })
+            .collect();
         let (batch, by_agg) = result_batch(&checked.plan, &checked.mechanisms, &[])?;
         let final_plan = replace_aggregate(&checked.plan, batch)?;
-        let accuracy = output_accuracy(&checked.plan, &final_plan, &by_agg);
+        let mut accuracy = output_accuracy(&checked.plan, &final_plan, &by_agg);
+        if !bounds_to_estimate.is_empty() {
+            accuracy.values_mut().for_each(|a| *a = None);
+            let names: Vec<String> = bounds_to_estimate
+                .iter()
+                .map(|b| format!("{}.{}", b.table, b.column))
+                .collect();
+            checked.warnings.push(format!(
+                "the bounds of {} are estimated with differential privacy first (ε = \
+                 {epsilon} each, charged once and kept until the data changes): the \
+                 measurements below show placeholder bounds [{}, {}], and the accuracy is \
+                 known once the estimate is made",
+                names.join(", "),
+                PLACEHOLDER.0,
+                PLACEHOLDER.1
+            ));
+        }
         let left = ledger.remaining(dataset, None)?;
         // The dataset exists (above): an unknown analyst budget means the analyst has none.
         let own = match ledger.remaining(dataset, Some(analyst)) {
             Err(veil_dp::DpError::UnknownDataset(_)) => Remaining::unlimited(left.accounting),
             other => other?,
         };
-        let spend = checked.spend(left.accounting);
+        let query_spend = checked.spend(left.accounting);
+        let each = self.estimate_spend(left.accounting);
+        let n = bounds_to_estimate.len() as f64;
+        let spend = Spend {
+            epsilon: query_spend.epsilon + n * each.epsilon,
+            delta: query_spend.delta,
+            rho: query_spend.rho + n * each.rho,
+        };
         let affordable = left.can_pay(&spend) && own.can_pay(&spend);
         Ok(Preview {
             epsilon: checked.epsilon,
             delta: checked.delta_spent,
             noise: checked.noise,
-            rho: query_rho(&checked.mechanisms, spend),
+            rho: query_rho(&checked.mechanisms, query_spend),
             accounting: left.accounting,
             charged: spend.into(),
             remaining_epsilon: left.epsilon,
@@ -813,6 +1188,8 @@ impl Engine {
             affordable,
             accuracy,
             warnings: checked.warnings,
+            estimated_bounds,
+            bounds_to_estimate,
             measurements: checked.mechanisms.describe(&checked.plan),
             keys: keys_policy(&checked.plan),
             contribution: contribution(&checked.plan),

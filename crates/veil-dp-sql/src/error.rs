@@ -11,6 +11,14 @@ pub enum SqlError {
     /// says why and, where there is one, what to ask instead.
     #[error("query rejected (nothing was charged): {0}")]
     Rejected(String),
+    /// The query was refused by a check on the bounds that were estimated for it
+    /// (`auto_bounds`): the estimate was charged (and is kept for later queries), the query
+    /// was not.
+    #[error(
+        "query rejected once its automatic bounds were estimated (the estimate was charged and \
+         is kept for later queries; the query itself was not charged): {0}"
+    )]
+    RejectedAfterEstimate(String),
     /// A table could not be registered (missing file, columns that do not match the
     /// metadata, …).
     #[error("table {table:?}: {message}")]

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod autobounds;
 mod backend;
 mod bounding;
 pub mod dataset;
@@ -43,7 +44,11 @@ pub mod metadata;
 mod planner;
 pub mod sample;
 
+pub use autobounds::EstimatedBounds;
 pub use backend::Cluster;
-pub use engine::{explained, Charged, DpResult, Engine, Preview, PreviewMeasurement, QueryOptions};
+pub use engine::{
+    explained, BoundsToEstimate, Charged, DpResult, Engine, Preview, PreviewMeasurement,
+    QueryOptions,
+};
 pub use error::{Result, SqlError};
 pub use metadata::{Accounting, Metadata, Noise};

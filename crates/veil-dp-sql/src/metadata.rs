@@ -9,6 +9,7 @@
 //! population = 100000           # optional: at most this many people; δ < 1/population
 //! # noise = "gaussian"          # optional: the default noise (laplace unless given)
 //! # accounting = "zcdp"         # optional: how the budget composes (zcdp with gaussian noise)
+//! # auto_bounds_epsilon = 0.1   # optional: ε of each automatic bounds estimate (below)
 //!
 //! [table.persons]
 //! privacy_unit = "person_id"
@@ -22,7 +23,16 @@
 //! income = { type = "float", lower = 0, upper = 500000 }
 //! sex = { type = "string", public_keys = ["F", "M"] }   # public key set
 //! state = { type = "string" }                           # private key set
+//! # hours = { type = "int", auto_bounds = true }       # bounds estimated with DP on first use
 //! ```
+//!
+//! **Automatic bounds.** A numeric column of a private table may say `auto_bounds = true`
+//! instead of giving `lower` and `upper`: the operator allows the engine to *estimate* its
+//! bounds with differential privacy the first time a query needs them (a noisy histogram of
+//! the values' magnitudes, see [`crate::autobounds`]). The estimate is charged to the
+//! budget (`[budget] auto_bounds_epsilon`, default 0.1) before any value is read, kept in the
+//! ledger per version of the table's files, and reused for free by later queries until the
+//! files change; every answer that uses it says which bounds it used.
 //!
 //! Everything is checked when the file is read ([`Metadata::from_toml`]), with errors that
 //! name the table and column: a privacy unit that is not a column, bounds the wrong way round
@@ -66,9 +76,22 @@ pub struct Budget {
     /// Gaussian noise and approx with Laplace noise ([`Budget::accounting`]).
     #[serde(default, deserialize_with = "accounting")]
     pub accounting: Option<Accounting>,
+    /// The ε each automatic bounds estimate costs (columns with `auto_bounds = true`);
+    /// unset, [`DEFAULT_AUTO_BOUNDS_EPSILON`].
+    #[serde(default)]
+    pub auto_bounds_epsilon: Option<f64>,
 }
 
+/// The ε of an automatic bounds estimate unless the metadata gives another.
+pub const DEFAULT_AUTO_BOUNDS_EPSILON: f64 = 0.1;
+
 impl Budget {
+    /// The ε of each automatic bounds estimate.
+    pub fn auto_bounds_epsilon(&self) -> f64 {
+        self.auto_bounds_epsilon
+            .unwrap_or(DEFAULT_AUTO_BOUNDS_EPSILON)
+    }
+
     /// How the budget composes: the one declared, else zCDP with Gaussian noise (many
     /// Gaussian queries compose in √k, not k) and basic composition with Laplace noise (a few
     /// pure-DP queries compose best by addition).
@@ -153,6 +176,11 @@ pub struct Column {
     /// The public set of values of a key column: grouping by it releases every listed key
     /// (no thresholding needed) and nothing else.
     pub public_keys: Option<Vec<String>>,
+    /// The operator allows the engine to estimate the bounds with differential privacy
+    /// (instead of declaring `lower` and `upper`), charged to the budget on first use and
+    /// cached per data version ([`crate::autobounds`]).
+    #[serde(default)]
+    pub auto_bounds: bool,
 }
 
 impl Column {
@@ -255,7 +283,16 @@ impl Metadata {
             population,
             noise,
             accounting: _,
+            auto_bounds_epsilon,
         } = self.budget;
+        if let Some(e) = auto_bounds_epsilon {
+            if !(e.is_finite() && e > 0.0 && e <= epsilon) {
+                return Err(err(format!(
+                    "[budget] auto_bounds_epsilon must be a positive number no larger than the \
+                     total epsilon, not {e}"
+                )));
+            }
+        }
         if noise == Noise::Gaussian && delta == 0.0 {
             return Err(err(
                 "[budget] noise = \"gaussian\" needs a total delta above 0 (Gaussian noise is \
@@ -356,6 +393,28 @@ impl Metadata {
                     }
                     (None, None) => {}
                 }
+                if c.auto_bounds {
+                    if c.lower.is_some() || c.upper.is_some() {
+                        return Err(err(format!(
+                            "{}: declare lower and upper, or allow auto_bounds, not both",
+                            at(col)
+                        )));
+                    }
+                    if !c.is_numeric() {
+                        return Err(err(format!(
+                            "{}: auto_bounds on a {:?} column (only numbers have bounds)",
+                            at(col),
+                            c.kind
+                        )));
+                    }
+                    if t.public {
+                        return Err(err(format!(
+                            "{}: auto_bounds on a public table (declare its bounds: public data \
+                             needs no private estimate)",
+                            at(col)
+                        )));
+                    }
+                }
                 if let Some(keys) = &c.public_keys {
                     if c.kind != ColumnType::String {
                         return Err(err(format!(
@@ -378,6 +437,17 @@ impl Metadata {
                     }
                 }
             }
+        }
+        let auto = self
+            .tables
+            .values()
+            .any(|t| t.columns.values().any(|c| c.auto_bounds));
+        if auto && self.budget.auto_bounds_epsilon() > epsilon {
+            return Err(err(format!(
+                "[budget] auto_bounds_epsilon ({}) exceeds the total epsilon ({epsilon}): set \
+                 a smaller auto_bounds_epsilon",
+                self.budget.auto_bounds_epsilon()
+            )));
         }
         Ok(())
     }
@@ -431,6 +501,7 @@ mod tests {
                 population: None,
                 noise: Noise::Laplace,
                 accounting: None,
+                auto_bounds_epsilon: None,
             }
         );
         let (name, t) = m.table("PERSONS").unwrap();

@@ -182,6 +182,9 @@ pub(crate) struct DpPlan {
     pub measurements: Vec<Measurement>,
     /// Index of the row count among the measurements, when keys are private (τ threshold).
     pub threshold_count: Option<usize>,
+    /// The (table, column) pairs whose metadata bounds the measurements use (a column
+    /// aggregated, or read by an aggregated expression): what automatic bounds must cover.
+    pub bounds_read: Vec<(String, String)>,
 }
 
 impl DpPlan {
@@ -767,6 +770,30 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
     } else {
         None
     };
+    let mut bounds_read: Vec<(String, String)> = Vec::new();
+    let mut read = |origin: &(String, String)| {
+        if !origin.0.is_empty() && !bounds_read.contains(origin) {
+            bounds_read.push(origin.clone());
+        }
+    };
+    for m in &measurements {
+        if let Measurement::Sum(b)
+        | Measurement::CenteredSum(b)
+        | Measurement::CenteredSumSquares(b)
+        | Measurement::Quantile(b, _) = m
+        {
+            read(&b.origin);
+        }
+    }
+    for d in &derived {
+        for c in d.expr.column_refs() {
+            if let Some((m, origin)) = source.columns.get(c) {
+                if m.is_numeric() {
+                    read(origin);
+                }
+            }
+        }
+    }
     // The per-group bounds of the tables read: the smallest declared (any choice is private;
     // the sensitivities follow it).
     let declared = |f: fn(&crate::metadata::Table) -> Option<u64>| {
@@ -788,6 +815,7 @@ pub(crate) fn plan(query: &LogicalPlan, meta: &Metadata) -> Result<DpPlan> {
         outputs,
         measurements,
         threshold_count,
+        bounds_read,
         aggregate,
     })
 }

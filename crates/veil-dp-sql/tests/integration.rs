@@ -11,5 +11,6 @@
 
 mod accounting;
 mod attacks;
+mod autobounds;
 mod engine;
 mod gaussian;

@@ -195,6 +195,13 @@ pub trait Ledger {
     }
     /// The registration of `dataset`, `None` if it was never registered.
     fn registration(&self, dataset: &str) -> Result<Option<Registration>>;
+    /// Keeps a value that was released with differential privacy — already charged with
+    /// [`Ledger::charge_spend`] — under `key` on `dataset` (replacing any value there), so
+    /// that later releases can reuse it for free: reusing a released value is
+    /// post-processing. Used for DP estimates of column bounds, cached per data version.
+    fn record_release(&self, dataset: &str, key: &str, value: &str) -> Result<()>;
+    /// The value [`Ledger::record_release`] kept under `key` on `dataset`, if any.
+    fn recorded_release(&self, dataset: &str, key: &str) -> Result<Option<String>>;
 }
 
 /// A dataset's registration: the metadata its operator approved and the total budget.
@@ -552,7 +559,10 @@ impl SqliteLedger {
              CREATE INDEX IF NOT EXISTS charges_by_dataset ON charges (dataset, analyst);
              CREATE TABLE IF NOT EXISTS datasets (
                  dataset TEXT NOT NULL PRIMARY KEY, metadata_sha256 TEXT NOT NULL,
-                 registered_at INTEGER NOT NULL);",
+                 registered_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS releases (
+                 dataset TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+                 at INTEGER NOT NULL, PRIMARY KEY (dataset, key));",
         )?;
         add_column(&tx, "budgets", "rho", "INTEGER NOT NULL DEFAULT 0")?;
         add_column(&tx, "charges", "rho", "INTEGER NOT NULL DEFAULT 0")?;
@@ -807,6 +817,31 @@ impl SqliteLedger {
     }
 }
 
+impl SqliteLedger {
+    /// Keeps a released value under `key` (see [`Ledger::record_release`]).
+    pub fn record_release(&self, dataset: &str, key: &str, value: &str) -> Result<()> {
+        let conn = self.connect()?;
+        conn.execute(
+            "INSERT INTO releases (dataset, key, value, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (dataset, key) DO UPDATE SET value = excluded.value, at = excluded.at",
+            params![dataset, key, value, now_secs() as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The value kept under `key` (see [`Ledger::recorded_release`]).
+    pub fn recorded_release(&self, dataset: &str, key: &str) -> Result<Option<String>> {
+        let conn = self.connect()?;
+        Ok(conn
+            .query_row(
+                "SELECT value FROM releases WHERE dataset = ?1 AND key = ?2",
+                params![dataset, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
 impl Ledger for SqliteLedger {
     fn set_budget(
         &self,
@@ -849,5 +884,13 @@ impl Ledger for SqliteLedger {
 
     fn registration(&self, dataset: &str) -> Result<Option<Registration>> {
         SqliteLedger::registration(self, dataset)
+    }
+
+    fn record_release(&self, dataset: &str, key: &str, value: &str) -> Result<()> {
+        SqliteLedger::record_release(self, dataset, key, value)
+    }
+
+    fn recorded_release(&self, dataset: &str, key: &str) -> Result<Option<String>> {
+        SqliteLedger::recorded_release(self, dataset, key)
     }
 }

@@ -111,6 +111,7 @@ fn open(url: &str) -> Result<Client> {
         // An analyst's role may lack the right to create tables: do not try, unless the tables
         // predate zCDP accounting (then only their owner can add its columns).
         if has_zcdp_columns(&mut client)? {
+            ensure_releases(&mut client)?;
             return Ok(client);
         }
         let mut tx = client.transaction().map_err(pg)?;
@@ -124,6 +125,7 @@ fn open(url: &str) -> Result<Client> {
             ))
         })?;
         tx.commit().map_err(pg)?;
+        ensure_releases(&mut client)?;
         return Ok(client);
     }
     let mut tx = client.transaction().map_err(pg)?;
@@ -148,8 +150,39 @@ fn open(url: &str) -> Result<Client> {
     )
     .map_err(pg)?;
     tx.batch_execute(ADD_ZCDP_COLUMNS).map_err(pg)?;
+    tx.batch_execute(CREATE_RELEASES).map_err(pg)?;
     tx.commit().map_err(pg)?;
     Ok(client)
+}
+
+/// The table of released values ([`Ledger::record_release`]).
+const CREATE_RELEASES: &str = "CREATE TABLE IF NOT EXISTS veil_dp_releases (
+         dataset TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, at BIGINT NOT NULL,
+         PRIMARY KEY (dataset, key));";
+
+/// Creates the table of released values in a ledger made before it existed (only the
+/// tables' owner can; a role that cannot is told so).
+fn ensure_releases(client: &mut Client) -> Result<()> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('veil_dp_releases') IS NOT NULL", &[])
+        .map_err(pg)?
+        .try_get(0)
+        .map_err(pg)?;
+    if exists {
+        return Ok(());
+    }
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(pg)?;
+    tx.batch_execute(CREATE_RELEASES).map_err(|e| {
+        DpError::Ledger(format!(
+            "the ledger's tables predate cached releases and this role cannot create their \
+             table: connect once as the tables' owner to upgrade them ({})",
+            pg(e)
+        ))
+    })?;
+    tx.commit().map_err(pg)?;
+    Ok(())
 }
 
 /// The columns of zCDP accounting, added to tables made before it existed.
@@ -452,6 +485,32 @@ impl Ledger for PostgresLedger {
             tx.execute(UPSERT_BUDGET, &[&dataset, &ALL, &e, &d, &r])
                 .map_err(pg)?;
             tx.commit().map_err(pg)
+        })
+    }
+
+    fn record_release(&self, dataset: &str, key: &str, value: &str) -> Result<()> {
+        let (dataset, key, value) = (dataset.to_string(), key.to_string(), value.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO veil_dp_releases (dataset, key, value, at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (dataset, key) DO UPDATE SET value = excluded.value, at = excluded.at",
+                &[&dataset, &key, &value, &(now_secs() as i64)],
+            )
+            .map_err(pg)?;
+            Ok(())
+        })
+    }
+
+    fn recorded_release(&self, dataset: &str, key: &str) -> Result<Option<String>> {
+        let (dataset, key) = (dataset.to_string(), key.to_string());
+        self.call(move |c| {
+            c.query_opt(
+                "SELECT value FROM veil_dp_releases WHERE dataset = $1 AND key = $2",
+                &[&dataset, &key],
+            )
+            .map_err(pg)?
+            .map(|r| r.try_get(0).map_err(pg))
+            .transpose()
         })
     }
 
