@@ -651,6 +651,23 @@ fn query(a: &QueryArgs) -> Result<()> {
                         None => outln!("accuracy   {column}: depends on the data (no closed form)"),
                     }
                 }
+                for b in &p.estimated_bounds {
+                    outln!(
+                        "estimated  {}.{} in [{}, {}] (a DP estimate kept in the ledger; free)",
+                        b.table,
+                        b.column,
+                        b.lower,
+                        b.upper
+                    );
+                }
+                for b in &p.bounds_to_estimate {
+                    outln!(
+                        "estimate   {}.{}: its bounds are estimated first (ε {}, in the charge)",
+                        b.table,
+                        b.column,
+                        b.epsilon
+                    );
+                }
                 outln!("keys       {}", p.keys);
                 outln!("bounds     {}", p.contribution);
             }
@@ -693,6 +710,20 @@ fn query(a: &QueryArgs) -> Result<()> {
             }
             if let Some(tau) = result.threshold {
                 outln!("threshold  private keys released only above a noisy count of {tau:.1}");
+            }
+            for b in &result.estimated_bounds {
+                outln!(
+                    "estimated  {}.{} clamped to [{}, {}] ({})",
+                    b.table,
+                    b.column,
+                    b.lower,
+                    b.upper,
+                    if b.estimated_now {
+                        format!("a DP estimate made now, charged ε {} on its own", b.epsilon)
+                    } else {
+                        "a DP estimate kept in the ledger, free".to_string()
+                    }
+                );
             }
         }
     }

@@ -1044,6 +1044,75 @@ fn dp_budget_shows_the_ledger_of_a_metadata_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `auto_bounds = true` through the CLI: the dry run announces the estimate and its cost;
+/// the first query makes it (its own charge) and says so; the next one — another process —
+/// reuses it from the ledger for free.
+#[test]
+fn dp_query_estimates_automatic_bounds_once_through_the_cli() {
+    let dir = std::env::temp_dir().join(format!("veil-cli-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    assert!(veil(&["dp", "sample", "--dir", &d, "--rows", "3000"])
+        .status
+        .success());
+    let text = std::fs::read_to_string(dir.join("persons.toml")).unwrap();
+    let auto = text.replace(
+        "income = { type = \"float\", lower = 0, upper = 500000 }",
+        "income = { type = \"float\", auto_bounds = true }",
+    );
+    assert_ne!(auto, text);
+    let m = dir.join("persons.toml");
+    std::fs::write(&m, auto).unwrap();
+    let m = m.to_string_lossy().into_owned();
+    assert!(veil(&["dp", "dataset", "register", "--metadata", &m])
+        .status
+        .success());
+    let t = format!("persons={}", dir.join("persons.csv").display());
+    let q = |extra: &[&str]| {
+        let mut args = vec![
+            "dp",
+            "query",
+            "--metadata",
+            &m,
+            "--table",
+            &t,
+            "--epsilon",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        args.push("SELECT AVG(income) FROM persons");
+        veil(&args)
+    };
+    let out = q(&["--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("estimate   persons.income"), "{text}");
+    let spent = || {
+        let out = veil(&["dp", "budget", "--metadata", &m, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["spent_epsilon"].as_f64().unwrap()
+    };
+    assert_eq!(spent(), 0.0);
+    let out = q(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a DP estimate made now"), "{text}");
+    assert!((spent() - 1.1).abs() < 1e-9);
+    let out = q(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["estimated_bounds"][0]["estimated_now"], false, "{v}");
+    assert!(
+        v["estimated_bounds"][0]["upper"].as_f64().unwrap() >= 65_536.0,
+        "{v}"
+    );
+    assert!((spent() - 2.1).abs() < 1e-9);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn dp_query_answers_refuses_and_charges_through_the_cli() {
     let dir = std::env::temp_dir().join(format!("veil-cli-dpq-{}", std::process::id()));

@@ -449,7 +449,7 @@ impl SqlEngine {
 
     /// Runs `sql` with noise after charging the budget; returns the result as JSON text
     /// (`columns`, `rows`, `epsilon`, `delta`, `remaining_*`, `accuracy`, `threshold`,
-    /// `warnings`). `EXPLAIN <query>` is refused here: use `preview`.
+    /// `warnings`, `estimated_bounds`). `EXPLAIN <query>` is refused here: use `preview`.
     #[pyo3(signature = (sql_text, analyst, epsilon, delta, max_groups_per_unit = None, max_rows_per_group = None, noise = None))]
     #[allow(
         clippy::too_many_arguments,

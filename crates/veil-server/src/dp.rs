@@ -336,7 +336,7 @@ fn dp_error(e: DpError) -> HttpError {
 /// public metadata); failures after the plan was accepted say nothing of their detail.
 pub fn sql_error(e: SqlError) -> HttpError {
     match e {
-        SqlError::Rejected(_) | SqlError::Sql(_) => {
+        SqlError::Rejected(_) | SqlError::Sql(_) | SqlError::RejectedAfterEstimate(_) => {
             HttpError::new(StatusCode::BAD_REQUEST, "query_rejected", e.to_string())
         }
         SqlError::Dp(d) => dp_error(d),
