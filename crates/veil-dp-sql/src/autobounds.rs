@@ -224,6 +224,56 @@ mod tests {
         }
     }
 
+    /// The SQL the backends run bins every value exactly as the definition does, at the
+    /// edges (exact powers of two, either sign) too.
+    #[tokio::test]
+    async fn the_sql_bins_values_as_defined() {
+        use datafusion::arrow::array::{Array, Float64Array, Int64Array};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion::prelude::{col, SessionContext};
+        use std::sync::Arc;
+
+        let mut xs = vec![0.0, 1e-12, -1e-12, 0.3, 1e300, -1e300, 9.3e18];
+        for e in -33..=63 {
+            let p = f64::from(e).exp2();
+            xs.extend([p, -p, p * 1.5, -p * 1.5, p * (1.0 - f64::EPSILON)]);
+        }
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "x",
+                datafusion::arrow::datatypes::DataType::Float64,
+                false,
+            )])),
+            vec![Arc::new(Float64Array::from(xs.clone()))],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_batch("v", batch).unwrap();
+        for kind in [ColumnType::Float, ColumnType::Int] {
+            let bins = Bins::of(kind);
+            let out = ctx
+                .table("v")
+                .await
+                .unwrap()
+                .select(vec![bins.expr(col("x")).unwrap().alias("b")])
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let got: Vec<i64> = out
+                .iter()
+                .flat_map(|b| {
+                    let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                    (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+                })
+                .collect();
+            for (x, g) in xs.iter().zip(&got) {
+                assert_eq!(*g, bins.of_value(*x), "{kind:?}: bin of {x}");
+            }
+        }
+    }
+
     #[test]
     fn bounds_are_the_outer_edges_of_the_bins_that_pass() {
         let b = Bins::of(ColumnType::Int);
