@@ -15,9 +15,10 @@
 //!   the bounded plan below would return exactly the same numbers.
 //! - *Enforced bound* (otherwise): a per-unit hash aggregation computes each unit's row count
 //!   `N` and number of groups `G`; each row of a unit is weighted by `min(1, k/N)`, and a
-//!   unit that falls into more than `k` private groups is dropped. A unit's total weight is
-//!   then at most `k` and it touches at most `k` new keys, which is what the sensitivities and
-//!   the τ threshold assume. This is a hash join against a per-unit aggregate, not the
+//!   unit that falls into more than `k` groups is dropped. A unit's total weight is then at
+//!   most `k` and it touches at most `k` groups — new keys, or noisy cells of a public key
+//!   set — which is what the sensitivities, the τ threshold and the noise's grid term (one
+//!   grid step per cell a unit moves) assume. This is a hash join against a per-unit aggregate, not the
 //!   `ROW_NUMBER() OVER (PARTITION BY unit ORDER BY random())` sort that makes naive
 //!   rewrites 15–25× slower (and never a database's `random()`).
 //!
@@ -222,7 +223,7 @@ fn per_unit_and_group(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
 }
 
 /// `(__wunit, __weight)`: each unit's weight `min(1, k/N)`, or 0 when it falls into more than
-/// `k` groups of a private key.
+/// `k` groups.
 fn unit_weights(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
     let k = plan.bound as f64;
     let per_unit = LogicalPlanBuilder::from(per_unit_and_group(plan, facts)?)
@@ -236,12 +237,11 @@ fn unit_weights(plan: &DpPlan, facts: &Facts) -> Result<LogicalPlan> {
         .build()?;
     let total = col(Column::from_name("__total"));
     let groups = col(Column::from_name("__groups"));
-    let mut w = if plan.private_keys() {
-        when(groups.gt(lit(k)), lit(0.0)).when(total.clone().lt_eq(lit(k)), lit(1.0))
-    } else {
-        when(total.clone().lt_eq(lit(k)), lit(1.0))
-    };
-    let weight = w.otherwise(lit(k) / total)?;
+    // Public keys too: a unit down-weighted over N > k public cells would move N noisy
+    // values, each by a sliver, and the discrete noise's grid term counts k of them.
+    let weight = when(groups.gt(lit(k)), lit(0.0))
+        .when(total.clone().lt_eq(lit(k)), lit(1.0))
+        .otherwise(lit(k) / total)?;
     Ok(LogicalPlanBuilder::from(per_unit)
         .project(vec![
             col(Column::from_name(UNIT)).alias(WEIGHT_UNIT),

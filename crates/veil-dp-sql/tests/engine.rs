@@ -763,6 +763,50 @@ fn contributions_beyond_the_bound_are_cut_not_assumed() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Attack (found while building automatic bounds): one unit spreads rows over many cells of a
+/// public key set. Down-weighted to `k/N` per row it moved N noisy cells by a sliver each,
+/// while the discrete noise's grid term (one grid step per moved cell) counts `k` — at
+/// ~10⁶ cells the privacy loss doubles. Under the enforced bound a unit in more than `k`
+/// groups is now dropped, public keys or not: the cells do not see it at all.
+#[test]
+fn a_unit_spread_over_many_public_cells_is_dropped_from_them() {
+    let dir = std::env::temp_dir().join(format!("veil-dp-sql-spread-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // 300 persons with one row each (F or M); person 9999 with 500 rows in each of F and M.
+    let mut csv = String::from("person_id,age,income,sex,state\n");
+    for i in 1..=300 {
+        let sex = if i % 2 == 0 { "F" } else { "M" };
+        csv.push_str(&format!("{i},40,1000.0,{sex},CA\n"));
+    }
+    for sex in ["F", "M"] {
+        for _ in 0..500 {
+            csv.push_str(&format!("9999,100,500000.0,{sex},NY\n"));
+        }
+    }
+    std::fs::write(dir.join("persons.csv"), &csv).unwrap();
+    let l = ledger(&dir, 1000.0);
+    let meta = Metadata::from_toml(veil_dp_sql::sample::PERSONS_METADATA).unwrap();
+    rt().block_on(async {
+        let path = dir.join("persons.csv");
+        let engine = Engine::embedded(meta, &[("persons".into(), path.as_path())])
+            .await
+            .unwrap();
+        let r = ask(
+            &engine,
+            &l,
+            "SELECT sex, SUM(age) AS s FROM persons GROUP BY sex ORDER BY sex",
+            200.0,
+        )
+        .await;
+        let rows = r.rows().unwrap();
+        // Down-weighted, the unit would add 0.5 × 100 to each cell (6050); dropped, nothing.
+        close("F", num(&rows[0][1]), 6000.0, 5.0);
+        close("M", num(&rows[1][1]), 6000.0, 5.0);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Metadata for trips: a person may bring 100 rows, into at most 2 cities, 1 row per city.
 const TRIPS: &str = r#"
 [budget]
