@@ -871,18 +871,29 @@ impl Engine {
             delta: then.delta,
             rho: each.rho * n + then.rho,
         };
-        if !left.can_pay(&total) {
-            return Err(veil_dp::DpError::BudgetExhausted {
-                dataset: dataset.to_string(),
-                analyst: String::new(),
-                requested_epsilon: total.epsilon,
-                requested_delta: total.delta,
-                remaining_epsilon: left.epsilon,
-                remaining_delta: left.delta,
-                requested_rho: total.rho,
-                remaining_rho: left.rho,
+        // The analyst's own budget too: an estimate it could pay for, followed by a query it
+        // could not, would spend the analyst's budget on bounds alone.
+        let own = match ledger.remaining(dataset, Some(analyst)) {
+            Err(veil_dp::DpError::UnknownDataset(_)) => Remaining::unlimited(left.accounting),
+            other => other?,
+        };
+        for (budget, who) in [
+            (left, String::new()),
+            (own, format!(" (analyst {analyst:?})")),
+        ] {
+            if !budget.can_pay(&total) {
+                return Err(veil_dp::DpError::BudgetExhausted {
+                    dataset: dataset.to_string(),
+                    analyst: who,
+                    requested_epsilon: total.epsilon,
+                    requested_delta: total.delta,
+                    remaining_epsilon: budget.epsilon,
+                    remaining_delta: budget.delta,
+                    requested_rho: total.rho,
+                    remaining_rho: budget.rho,
+                }
+                .into());
             }
-            .into());
         }
         let mut out = Vec::new();
         for (table, column) in needed {

@@ -243,6 +243,14 @@ fn refusals_and_a_short_budget_charge_nothing() {
         assert_eq!(estimates(&l), 2);
         let d = dir("refused-2");
         let l = ledger(&d, Accounting::Approx);
+        // An analyst whose own budget pays the estimate but not the query too: neither.
+        l.set_budget("t", Some("eve"), 1.2, 0.0).unwrap();
+        let err = e
+            .query(&l, "t", "eve", "SELECT SUM(income) FROM t", options(1.0))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("budget"), "{err}");
+        assert!(l.history("t").unwrap().is_empty());
         // 10 − 0.5 (estimate) < 9.8: neither is charged.
         let err = e
             .query(&l, "t", "ana", "SELECT SUM(income) FROM t", options(9.8))
