@@ -74,6 +74,14 @@ pub enum HeError {
         /// The ciphertext's level.
         level: usize,
     },
+    /// The relinearization key was made for lower levels than the product's.
+    #[error("the relinearization key serves levels up to {key_level}, the product is at level {level}; generate it for higher levels")]
+    RelinKeyLevel {
+        /// The highest level the key serves.
+        key_level: usize,
+        /// The product's level.
+        level: usize,
+    },
     /// The conjugation key was not generated.
     #[error(
         "missing conjugation key; generate it with KeyGenerator::galois_keys_with_conjugation"

@@ -532,24 +532,34 @@ impl Plan {
             return Vec::new();
         }
         let slots = self.params.degree / 2;
-        let blocked = blocked_first(&self.steps).is_some();
         let mut level = self.depth;
         let mut out: std::collections::BTreeMap<i64, usize> = Default::default();
-        for (k, step) in self.steps.iter().enumerate() {
-            if let Some((i, o)) = step.dims() {
-                let steps = if k == 0 && blocked {
-                    CkksVector::matmul_blocked_rotation_steps(slots, i, o)
-                } else {
-                    CkksVector::matmul_replicated_rotation_steps(i, o)
-                };
-                for s in steps.into_iter().filter(|&s| s != 0) {
-                    let e = out.entry(s).or_insert(level);
-                    *e = (*e).max(level);
-                }
+        for k in 0..self.steps.len() {
+            for s in product_rotations(&self.steps, k, slots) {
+                let e = out.entry(s).or_insert(level);
+                *e = (*e).max(level);
+            }
+            level = level.saturating_sub(self.steps[k].depth());
+        }
+        out.into_iter().collect()
+    }
+
+    /// The highest level a ciphertext product (x², a polynomial's powers, a forest's product
+    /// tree) happens at: the
+    /// relinearization key [`Plan::keygen`] makes serves up to it and no higher, which makes
+    /// it smaller when the first product comes after a layer or two (0 when there is none).
+    pub fn relin_level(&self) -> usize {
+        let mut level = self.depth;
+        let mut highest = 0;
+        for step in &self.steps {
+            // Everything but an affine step multiplies ciphertexts (x², a polynomial's
+            // powers, a forest's product tree).
+            if !matches!(step, Step::Affine { .. }) {
+                highest = highest.max(level);
             }
             level = level.saturating_sub(step.depth());
         }
-        out.into_iter().collect()
+        highest
     }
 
     /// Checks that `ctx` (a client's public context) was made for this plan: the same CKKS
@@ -582,6 +592,16 @@ impl Plan {
                 reason: format!(
                     "the context lacks the Galois keys for rotations {missing:?} that the plan \
                      needs"
+                ),
+            });
+        }
+        if ctx.relin_key().level() < self.relin_level() {
+            return Err(MlError::Input {
+                reason: format!(
+                    "the context's relinearization key serves levels up to {}, the plan \
+                     multiplies at level {}: make keys for this plan",
+                    ctx.relin_key().level(),
+                    self.relin_level()
                 ),
             });
         }
@@ -650,7 +670,7 @@ impl Plan {
         let ctx = CkksContext::new(self.parameters()?)?;
         let mut keygen = KeyGenerator::new(&ctx)?;
         let pk = keygen.public_key()?;
-        let rlk = keygen.relin_key()?;
+        let rlk = keygen.relin_key_at_level(self.relin_level())?;
         let gk = keygen.galois_keys_at_levels(&self.rotation_levels())?;
         let sk = keygen.secret_key().clone();
         Ok(VectorContext::from_keys(&ctx, pk, Some(sk), rlk, gk)?)
@@ -732,9 +752,13 @@ impl Plan {
         self.require_single()?;
         self.check_query(input)?;
         let mut v = input.clone();
-        for s in &self.steps {
+        for (k, s) in self.steps.iter().enumerate() {
             v = match s {
-                Step::Affine { rows, bias } => v.matmul(rows)?.add_plain(bias)?,
+                Step::Affine { bias, .. } => {
+                    let m = encode_product(input.context(), &self.steps, k, v.level())?
+                        .ok_or(MlError::Internal("an affine step without its matrix"))?;
+                    v.matmul_encoded(&m)?.add_plain(bias)?
+                }
                 Step::Square => v.square()?,
                 Step::Polynomial(p) => v.polyval(&p.coeffs)?,
                 Step::Leaves { .. } => {
@@ -843,18 +867,9 @@ impl Plan {
         }
         let mut level = ctx.ckks().max_level();
         let mut matrices = Vec::with_capacity(self.steps.len());
-        let blocked = blocked_first(&self.steps).is_some();
-        for (k, step) in self.steps.iter().enumerate() {
-            matrices.push(match step {
-                Step::Affine { rows, .. } if k == 0 && blocked => {
-                    Some(CkksVector::encode_matrix_blocked(ctx, rows, level)?)
-                }
-                Step::Affine { rows, .. } => {
-                    Some(CkksVector::encode_matrix_replicated(ctx, rows, level)?)
-                }
-                _ => None,
-            });
-            level = level.saturating_sub(step.depth());
+        for k in 0..self.steps.len() {
+            matrices.push(encode_product(ctx, &self.steps, k, level)?);
+            level = level.saturating_sub(self.steps[k].depth());
         }
         Ok(PreparedPlan {
             plan: self,
@@ -1098,6 +1113,53 @@ fn query_layout(steps: &[Step], slots: usize) -> Result<Layout> {
     })
 }
 
+/// How a single-packed plan multiplies at an affine step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Product {
+    /// The first step: the client did the baby steps ([`CkksVector::encode_matrix_blocked`]).
+    Blocked,
+    /// Replicated in, replicated out ([`CkksVector::encode_matrix_replicated`]).
+    Replicated,
+}
+
+/// The product step `k` of a single-packed plan uses (`None` if it is not an affine step).
+fn product_kind(steps: &[Step], k: usize) -> Option<Product> {
+    steps.get(k)?.dims()?;
+    Some(if k == 0 {
+        Product::Blocked
+    } else {
+        Product::Replicated
+    })
+}
+
+/// The rotations step `k` makes (at its input's level).
+fn product_rotations(steps: &[Step], k: usize, slots: usize) -> Vec<i64> {
+    let Some((i, o)) = steps.get(k).and_then(Step::dims) else {
+        return Vec::new();
+    };
+    let rotations = match product_kind(steps, k) {
+        Some(Product::Blocked) => CkksVector::matmul_blocked_rotation_steps(slots, i, o),
+        Some(Product::Replicated) | None => CkksVector::matmul_replicated_rotation_steps(i, o),
+    };
+    rotations.into_iter().filter(|&s| s != 0).collect()
+}
+
+/// Step `k`'s matrix encoded at `level` for the product it uses (`None` if not affine).
+fn encode_product(
+    ctx: &Arc<VectorContext>,
+    steps: &[Step],
+    k: usize,
+    level: usize,
+) -> Result<Option<veil_he::ckks::EncodedMatrix>> {
+    let Some(Step::Affine { rows, .. }) = steps.get(k) else {
+        return Ok(None);
+    };
+    Ok(Some(match product_kind(steps, k) {
+        Some(Product::Blocked) => CkksVector::encode_matrix_blocked(ctx, rows, level)?,
+        Some(Product::Replicated) | None => CkksVector::encode_matrix_replicated(ctx, rows, level)?,
+    }))
+}
+
 /// The Galois keys a plan's products need with single packing (none with batch packing):
 /// the blocked product's giant steps and block sums for a first product, the replicated
 /// diagonal method's rotations for the others.
@@ -1105,19 +1167,8 @@ fn rotation_steps_for(steps: &[Step], packing: Packing, slots: usize) -> Vec<i64
     if packing == Packing::Batch {
         return Vec::new();
     }
-    let blocked = blocked_first(steps).is_some();
-    let mut rotation_steps: Vec<i64> = steps
-        .iter()
-        .filter_map(Step::dims)
-        .enumerate()
-        .flat_map(|(k, (i, o))| {
-            if k == 0 && blocked {
-                CkksVector::matmul_blocked_rotation_steps(slots, i, o)
-            } else {
-                CkksVector::matmul_replicated_rotation_steps(i, o)
-            }
-        })
-        .filter(|&s| s != 0)
+    let mut rotation_steps: Vec<i64> = (0..steps.len())
+        .flat_map(|k| product_rotations(steps, k, slots))
         .collect();
     rotation_steps.sort_unstable();
     rotation_steps.dedup();

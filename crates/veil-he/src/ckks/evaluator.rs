@@ -379,6 +379,12 @@ impl Evaluator {
             return Ok(a.clone());
         }
         Self::require_size(a, 3)?;
+        if rlk.0.level < a.level() {
+            return Err(HeError::RelinKeyLevel {
+                key_level: rlk.0.level,
+                level: a.level(),
+            });
+        }
         let dec = keyswitch::decompose(&self.ctx, &a.parts[2])?;
         let (k0, k1) = keyswitch::apply(&self.ctx, &dec, None, &rlk.0)?;
         let mut c0 = a.parts[0].clone();

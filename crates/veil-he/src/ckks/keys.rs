@@ -132,6 +132,12 @@ impl RelinearizationKey {
     pub fn switching_key(&self) -> &SwitchingKey {
         &self.0
     }
+
+    /// The highest ciphertext level the key relinearizes
+    /// ([`KeyGenerator::relin_key_at_level`]).
+    pub fn level(&self) -> usize {
+        self.0.level
+    }
 }
 
 /// Galois keys: switching keys from `s(X^g)` to `s`, by Galois element `g`.
@@ -346,8 +352,22 @@ impl KeyGenerator {
 
     /// The relinearization key (switches `s²` to `s`).
     pub fn relin_key(&mut self) -> Result<RelinearizationKey> {
+        self.relin_key_at_level(self.ctx.max_level())
+    }
+
+    /// A relinearization key for products of ciphertexts up to `level` only: it holds only
+    /// the digits and limbs that level needs, so a computation whose products all happen
+    /// below the top level ships a smaller key. Relinearizing above `level` is an error
+    /// ([`HeError::RelinKeyLevel`]).
+    pub fn relin_key_at_level(&mut self, level: usize) -> Result<RelinearizationKey> {
+        if level > self.ctx.max_level() {
+            return Err(HeError::OutOfLevels {
+                needed: level,
+                left: self.ctx.max_level(),
+            });
+        }
         let s2 = Zeroizing::new(RnsPoly::mul(&self.sk.s, &self.sk.s)?);
-        Ok(RelinearizationKey(self.switching_key(&s2)?))
+        Ok(RelinearizationKey(self.switching_key_at_level(&s2, level)?))
     }
 
     /// The Galois key for element `g` (odd, modulo 2N).

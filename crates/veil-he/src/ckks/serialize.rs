@@ -608,11 +608,17 @@ impl RelinearizationKey {
     /// Reads a relinearization key made for `ctx`'s parameters.
     pub fn from_bytes(ctx: &Arc<CkksContext>, bytes: &[u8]) -> Result<Self> {
         let mut r = reader(bytes, ObjectKind::RelinearizationKey, ctx)?;
-        r.expect_remaining(switching_key_len(ctx))?;
-        let key = read_switching_key(&mut r, ctx)?;
-        if key.level != ctx.max_level() {
-            return Err(r.err("a relinearization key must serve every level"));
+        // A key made for a lower level (`KeyGenerator::relin_key_at_level`) is shorter: the
+        // length is checked as it is read.
+        if r.remaining() > switching_key_len(ctx) {
+            return Err(r.err(format!(
+                "{} bytes, a relinearization key takes at most {}",
+                r.remaining(),
+                switching_key_len(ctx)
+            )));
         }
+        let key = read_switching_key(&mut r, ctx)?;
+        r.finish()?;
         Ok(RelinearizationKey(key))
     }
 }

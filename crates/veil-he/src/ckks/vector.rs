@@ -301,6 +301,11 @@ impl VectorContext {
         &self.gk
     }
 
+    /// The relinearization key (see [`RelinearizationKey::level`] for the levels it serves).
+    pub fn relin_key(&self) -> &RelinearizationKey {
+        &self.rlk
+    }
+
     /// The scale a vector at `level` has.
     pub fn scale_at(&self, level: usize) -> f64 {
         self.level_scales[level.min(self.level_scales.len() - 1)]

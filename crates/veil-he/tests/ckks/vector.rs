@@ -478,3 +478,47 @@ fn galois_keys_for_low_levels_are_smaller_and_refuse_higher_ciphertexts() {
     // A key for a level the parameters do not have is refused.
     assert!(kg.galois_keys_at_levels(&[(1, top + 1)]).is_err());
 }
+
+/// A relinearization key made for a lower level: smaller, relinearizes products at that
+/// level, refuses higher ones by name, and survives serialization (a top-level-length or
+/// longer blob is refused).
+#[test]
+fn relin_keys_for_low_levels_are_smaller_and_refuse_higher_products() {
+    let params = small(2048, &[60, 40, 40, 40, 60], 40.0);
+    let ckks = Arc::new(CkksContext::new(params).unwrap());
+    let mut kg = KeyGenerator::new(&ckks).unwrap();
+    let top = ckks.max_level();
+    let low = kg.relin_key_at_level(top - 1).unwrap();
+    let full = kg.relin_key().unwrap();
+    assert_eq!((low.level(), full.level()), (top - 1, top));
+    let (low_bytes, full_bytes) = (low.to_bytes(), full.to_bytes());
+    assert!(low_bytes.len() < full_bytes.len() * 3 / 4);
+    let low = RelinearizationKey::from_bytes(&ckks, &low_bytes).unwrap();
+    assert_eq!(low.level(), top - 1);
+    let mut longer = low_bytes.clone();
+    longer.push(0);
+    assert!(RelinearizationKey::from_bytes(&ckks, &longer).is_err());
+    assert!(RelinearizationKey::from_bytes(&ckks, &low_bytes[..low_bytes.len() - 1]).is_err());
+    assert!(kg.relin_key_at_level(top + 1).is_err());
+
+    let pk = kg.public_key().unwrap();
+    let sk = kg.secret_key().clone();
+    let c = VectorContext::from_keys(&ckks, pk, Some(sk), low, GaloisKeys::default()).unwrap();
+    let v = values(8, 41);
+    let x = CkksVector::encrypt(&c, &v).unwrap();
+    assert_eq!(x.level(), top);
+    assert!(matches!(
+        x.square(),
+        Err(HeError::RelinKeyLevel { key_level, level }) if key_level == top - 1 && level == top
+    ));
+    // One level down (a product by a plaintext first), the square works.
+    let y = x.mul_plain(&[1.0; 8]).unwrap();
+    assert_eq!(y.level(), top - 1);
+    let got = y
+        .square()
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    let expect: Vec<f64> = v.iter().map(|a| a * a).collect();
+    assert!(max_err(&got, &expect) < 1e-4);
+}
