@@ -966,14 +966,7 @@ pub fn psi(a: &PsiArgs) -> Result<()> {
         .filter(|l| !l.is_empty())
         .map(String::into_bytes)
         .collect();
-    let program = format!(
-        "psi{} normalize={normalization}",
-        if a.cardinality_only {
-            " cardinality"
-        } else {
-            ""
-        }
-    );
+    let program = veil_mpc::psi::program(normalization, a.cardinality_only);
     let id = match a.role {
         PsiRole::Receiver => 0,
         PsiRole::Sender => 1,

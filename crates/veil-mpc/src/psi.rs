@@ -139,6 +139,16 @@ impl std::fmt::Display for Normalization {
     }
 }
 
+/// The session program of an intersection (or of its size only) under `normalization`: what
+/// both sides announce when they connect, so that a side with other options is refused
+/// before anything is sent (`veil psi` and Python's `veil.mpc.psi` use the same).
+pub fn program(normalization: Normalization, cardinality_only: bool) -> String {
+    format!(
+        "psi{} normalize={normalization}",
+        if cardinality_only { " cardinality" } else { "" }
+    )
+}
+
 /// What the receiver learns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PsiOutcome {

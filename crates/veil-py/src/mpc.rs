@@ -17,6 +17,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats_spec, m)?)?;
     m.add_function(wrap_pyfunction!(run_dealer, m)?)?;
     m.add_function(wrap_pyfunction!(stats_party, m)?)?;
+    m.add_function(wrap_pyfunction!(psi_party, m)?)?;
     Ok(())
 }
 
@@ -122,4 +123,65 @@ fn stats_party(
         .map_err(mpc)?;
     r.map(|r| serde_json::to_string(&r).map_err(|e| MpcError::new_err(e.to_string())))
         .transpose()
+}
+
+/// Runs party `id` of private set intersection in a two-party session: party 0 receives
+/// (learns the common identifiers, or only their number), party 1 sends (learns only the
+/// receiver's set size). Identifiers are normalised with `normalize` (`trim`, `casefold`,
+/// `nfkc`, comma-separated, or `none`; both sides must give the same, as with `veil psi`,
+/// which a Python party interoperates with). Returns JSON.
+#[pyfunction]
+#[pyo3(signature = (config, id, items, normalize, cardinality_only))]
+fn psi_party(
+    py: Python<'_>,
+    config: PathBuf,
+    id: usize,
+    items: Vec<String>,
+    normalize: &str,
+    cardinality_only: bool,
+) -> PyResult<String> {
+    let normalization = veil_mpc::psi::Normalization::parse(normalize).map_err(mpc)?;
+    let c = SessionConfig::load(&config).map_err(mpc)?;
+    if c.parties() != 2 {
+        return Err(MpcError::new_err(format!(
+            "PSI is between 2 parties; {} lists {}",
+            config.display(),
+            c.parties()
+        )));
+    }
+    if id > 1 {
+        return Err(MpcError::new_err(format!(
+            "party {id} is not in the session (0 receives, 1 sends)"
+        )));
+    }
+    let items: Vec<Vec<u8>> = items
+        .iter()
+        .map(|i| normalization.apply(i))
+        .filter(|i| !i.is_empty())
+        .map(String::into_bytes)
+        .collect();
+    let program = veil_mpc::psi::program(normalization, cardinality_only);
+    let result = py.detach(|| -> veil_mpc::error::Result<serde_json::Value> {
+        let mut ex = veil_mpc::net::connect_peers(&c, id, &program)?;
+        if id == 1 {
+            let theirs = veil_mpc::psi::send(&mut ex, 0, &items, cardinality_only)?;
+            ex.finish()?;
+            return Ok(serde_json::json!({ "role": "sender", "other_set_size": theirs }));
+        }
+        let out = veil_mpc::psi::receive(&mut ex, 1, &items, cardinality_only)?;
+        ex.finish()?;
+        let mut common: Vec<String> = out
+            .intersection
+            .iter()
+            .map(|i| String::from_utf8_lossy(i).into_owned())
+            .collect();
+        common.sort();
+        Ok(serde_json::json!({
+            "role": "receiver",
+            "size": out.size,
+            "other_set_size": out.other_set_size,
+            "intersection": if cardinality_only { serde_json::Value::Null } else { common.into() },
+        }))
+    });
+    serde_json::to_string(&result.map_err(mpc)?).map_err(|e| MpcError::new_err(e.to_string()))
 }

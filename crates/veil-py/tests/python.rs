@@ -104,6 +104,104 @@ fn venv(tmp: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// An attestation service and a key broker on loopback for the `veil.tee` client tests, kept
+/// running by `runtime` while pytest runs. The simulated platform of seed `[9; 32]` is
+/// trusted; measurement `0x11 × 48` at security version ≥ 2 gets tokens; the broker holds
+/// `model-key` for that measurement and `other-key` for another workload.
+struct TeeServices {
+    attest_url: String,
+    kbs_url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const TEE_SEED: [u8; 32] = [9; 32];
+const TEE_GOOD: [u8; 48] = [0x11; 48];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn start_tee_services(tmp: &Path) -> TeeServices {
+    use std::sync::Arc;
+    use veil_attest::audit::AuditLog;
+    use veil_attest::evidence::sim::{SimVerifier, SimulatedPlatform};
+    use veil_attest::policy::Policy;
+    use veil_attest::service::{AttestationService, Verifiers};
+    use veil_attest::token::{TokenAlgorithm, TokenIssuer};
+    use veil_kbs::{KeyBroker, SecretStore};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the TEE services");
+    let dir = tmp.join("veil-py-tee");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("the TEE services' directory");
+    let (attest_url, kbs_url) = runtime.block_on(async {
+        async fn spawn(router: axum::Router) -> String {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let addr = listener.local_addr().expect("its address");
+            tokio::spawn(veil_server::serve(listener, router, std::future::pending()));
+            format!("http://{addr}")
+        }
+        let platform = SimulatedPlatform::from_seed(&TEE_SEED);
+        let policy = Policy::toml(
+            "workload.toml",
+            &format!(
+                "tee = [\"sim\"]\nmin_security_version = 2\n[measurements]\nmeasurement = [\"{}\"]\n",
+                hex(&TEE_GOOD)
+            ),
+        )
+        .expect("the attestation policy");
+        let verifiers = Verifiers {
+            sim: vec![SimVerifier::new(&platform.public_key()).expect("the sim verifier")],
+            ..Verifiers::default()
+        };
+        let service = AttestationService::new(
+            verifiers,
+            policy,
+            TokenIssuer::generate(TokenAlgorithm::ES256).expect("a token key"),
+            AuditLog::open(&dir.join("attest.jsonl")).expect("the attestation audit log"),
+        );
+        let attest_url = spawn(veil_server::attest::router(Arc::new(service))).await;
+        let store = SecretStore::open(&dir.join("kbs")).expect("the secret store");
+        let good = format!(
+            "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{}\"]\n",
+            hex(&TEE_GOOD)
+        );
+        store
+            .put("model-key", b"the model key", "toml", "release.toml", &good, 0)
+            .expect("store model-key");
+        let other = format!(
+            "tee = [\"sim\"]\n[measurements]\nmeasurement = [\"{}\"]\n",
+            hex(&[0x22; 48])
+        );
+        store
+            .put("other-key", b"for another workload", "toml", "other.toml", &other, 0)
+            .expect("store other-key");
+        let jwks_url = format!("{attest_url}/.well-known/jwks.json");
+        let verifier = veil_server::client::fetch_jwks(&jwks_url)
+            .await
+            .expect("the service's JWKS");
+        let broker = KeyBroker::new(
+            store,
+            verifier,
+            Some(veil_server::client::jwks_source(&jwks_url)),
+            AuditLog::open(&dir.join("kbs.jsonl")).expect("the broker's audit log"),
+        );
+        let kbs_url = spawn(veil_server::kbs::router(Arc::new(broker))).await;
+        (attest_url, kbs_url)
+    });
+    TeeServices {
+        attest_url,
+        kbs_url,
+        _runtime: runtime,
+    }
+}
+
 #[test]
 fn python_suite_and_notebooks() {
     let Some(module) = extension_module() else {
@@ -139,6 +237,12 @@ fn python_suite_and_notebooks() {
     if let Some(server) = &postgres {
         pytest.env("VEIL_TEST_POSTGRES_PORT", server.port.to_string());
     }
+    let tee = start_tee_services(&tmp);
+    pytest
+        .env("VEIL_TEST_ATTEST_URL", &tee.attest_url)
+        .env("VEIL_TEST_KBS_URL", &tee.kbs_url)
+        .env("VEIL_TEST_SIM_SEED", hex(&TEE_SEED))
+        .env("VEIL_TEST_SIM_MEASUREMENT", hex(&TEE_GOOD));
     let (ok, out) = run(pytest
         .args([
             "-m",

@@ -6,14 +6,22 @@ from typing import List
 
 import numpy as np
 
-from veil.mpc import MpcError, dealer, party_stats
+from veil.mpc import MpcError, dealer, party_stats, psi
 
 
 def _main(argv: List[str]) -> int:
     """``python -m veil._mpc_worker dealer CONFIG LOW HIGH BINS MAX_ABS`` or
     ``python -m veil._mpc_worker party CONFIG ID VALUES.npy LOW HIGH BINS MAX_ABS``: one participant
-    of :meth:`Session.stats`, printing its result (JSON) on stdout."""
+    of :meth:`Session.stats`; ``python -m veil._mpc_worker psi CONFIG ID ITEMS.json NORMALIZE
+    CARDINALITY_ONLY``: one side of :meth:`Session.psi`. Prints its result (JSON) on stdout."""
     try:
+        if len(argv) == 6 and argv[0] == "psi":
+            with open(argv[3], encoding="utf-8") as f:
+                items = json.load(f)
+            r = psi(argv[1], int(argv[2]), items, normalize=argv[4],
+                    cardinality_only=argv[5] == "1")
+            print(json.dumps(r))
+            return 0
         if len(argv) == 6 and argv[0] == "dealer":
             low, high, bins, max_abs = float(argv[2]), float(argv[3]), int(argv[4]), float(argv[5])
             dealer(argv[1], low=low, high=high, bins=bins, max_abs=max_abs)

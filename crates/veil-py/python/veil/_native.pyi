@@ -1,6 +1,6 @@
 """Type stubs of the native module (`veil._native`), which `veil.he` and `veil.dp` wrap."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 __version__: str
 
@@ -276,6 +276,26 @@ class tee:
         def issue(
             self, measurement: bytes, report_data: bytes, debug: bool = False, svn: int = 0
         ) -> bytes: ...
+    @staticmethod
+    def nonce(service: str) -> str: ...
+    @staticmethod
+    def report_data(nonce: str, public_key: bytes, runtime_data: Optional[bytes] = None) -> bytes: ...
+    @staticmethod
+    def attest(
+        service: str,
+        evidence: bytes,
+        nonce: str,
+        public_key: bytes,
+        runtime_data: Optional[bytes] = None,
+    ) -> str: ...
+    @staticmethod
+    def release(kbs: str, name: str, token: str) -> str: ...
+
+    class WorkloadKey:
+        def __init__(self, private_key: Optional[bytes] = None) -> None: ...
+        def public_key(self) -> bytes: ...
+        def private_key(self) -> bytes: ...
+        def open(self, released: Union[str, Dict[str, str]]) -> bytes: ...
 
 class MpcError(VeilError): ...
 
@@ -292,3 +312,7 @@ class mpc:
     def stats_party(
         config: str, id: int, values_le: bytes, low: float, high: float, bins: int, max_abs: float
     ) -> Optional[str]: ...
+    @staticmethod
+    def psi_party(
+        config: str, id: int, items: Sequence[str], normalize: str, cardinality_only: bool
+    ) -> str: ...

@@ -12,6 +12,18 @@ Evidence is checked at ``at`` (now by default): evidence whose collateral, certi
 CRLs are not valid at that time is refused — a quote is not accepted at any date. Anything
 that does not verify raises :class:`TeeError` with the reason. :class:`SimulatedTee` issues
 evidence for development without TEE hardware (claims say ``"tee": "sim"``: no protection).
+
+Inside a TEE, a workload gets a key from Veil's key broker in three requests — a nonce from
+the attestation service, a token for evidence binding that nonce and the workload's key, the
+secret sealed to that key::
+
+    key = tee.WorkloadKey()
+    secret = tee.fetch_secret("https://attest.example", "https://kbs.example", "model-key",
+                              key=key, evidence=my_platform_quote)   # report_data -> evidence
+
+or step by step with :func:`nonce`, :func:`report_data`, :func:`attest`, :func:`release` and
+:meth:`WorkloadKey.open`. The services' refusals (policy, replayed nonce, evidence not binding
+the key, a token for another workload) raise :class:`TeeError` with their reason.
 """
 
 from __future__ import annotations
@@ -25,11 +37,16 @@ from typing import Optional, Union
 from ._native import TeeError
 from ._native import tee as _tee
 
-__all__ = ["verify", "evidence_kind", "SimulatedTee", "TeeError"]
+__all__ = ["verify", "evidence_kind", "SimulatedTee", "TeeError", "WorkloadKey", "nonce",
+           "report_data", "attest", "release", "fetch_secret"]
 
 #: A simulated TEE platform: ``SimulatedTee(seed=None)``, ``.public_key()``,
 #: ``.issue(measurement48, report_data64, debug=False, svn=0)`` → evidence bytes.
 SimulatedTee = _tee.SimulatedTee
+
+#: A workload's HPKE key pair: ``WorkloadKey(private_key=None)``, ``.public_key()``,
+#: ``.private_key()``, ``.open(release(...))`` → the secret's bytes.
+WorkloadKey = _tee.WorkloadKey
 
 BytesOrPath = Union[bytes, bytearray, str, os.PathLike]
 
@@ -101,3 +118,51 @@ def verify(evidence: BytesOrPath, *, at=None, collateral: Optional[Union[str, os
                       _bytes(vlek, "vlek"), snp_min_tcb,
                       None if sim_platform_key is None else bytes(sim_platform_key))
     return json.loads(out)
+
+
+def _url(url, what: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise TeeError(f"{what} must be an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def nonce(service: str) -> str:
+    """A fresh single-use nonce (base64url) from the attestation service at ``service``."""
+    return _tee.nonce(_url(service, "service"))
+
+
+def report_data(nonce: str, public_key: bytes, runtime_data: bytes = b"") -> bytes:
+    """The 64 bytes of report data the evidence must carry to bind ``nonce``, the workload's
+    ``public_key`` (the key secrets are sealed to) and ``runtime_data``."""
+    return _tee.report_data(str(nonce), bytes(public_key), bytes(runtime_data))
+
+
+def attest(service: str, evidence: BytesOrPath, *, nonce: str, public_key: bytes,
+           runtime_data: bytes = b"") -> dict:
+    """Sends evidence to the attestation service; returns ``{"token": JWT, "claims": {…}}``.
+    The evidence must bind ``nonce`` (from :func:`nonce`, single use), ``public_key`` and
+    ``runtime_data`` (:func:`report_data`) and satisfy the service's policy."""
+    out = _tee.attest(_url(service, "service"), _bytes(evidence, "evidence"), str(nonce),
+                      bytes(public_key), bytes(runtime_data))
+    return json.loads(out)
+
+
+def release(kbs: str, name: str, token: str) -> dict:
+    """Asks the key broker at ``kbs`` for the secret ``name`` with an attestation ``token``;
+    returns the secret sealed to the key the token names (open it with
+    :meth:`WorkloadKey.open`)."""
+    return json.loads(_tee.release(_url(kbs, "kbs"), str(name), str(token)))
+
+
+def fetch_secret(service: str, kbs: str, name: str, *, key, evidence,
+                 runtime_data: bytes = b"") -> bytes:
+    """The whole flow: a nonce, evidence from ``evidence(report_data)`` (the platform's quote
+    over those 64 bytes), a token, the secret released and opened with ``key`` (a
+    :class:`WorkloadKey`)."""
+    if not isinstance(key, WorkloadKey):
+        raise TeeError(f"key must be a WorkloadKey, got {type(key).__name__}")
+    n = nonce(service)
+    public = key.public_key()
+    ev = evidence(report_data(n, public, runtime_data))
+    token = attest(service, ev, nonce=n, public_key=public, runtime_data=runtime_data)["token"]
+    return key.open(release(kbs, name, token))
