@@ -55,7 +55,8 @@ fn report_data<'py>(
     runtime_data: Option<&[u8]>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let n = veil_attest::util::decode_b64("nonce", nonce).map_err(tee)?;
-    let rd = veil_attest::binding::expected_report_data(&n, public_key, runtime_data.unwrap_or(b""));
+    let rd =
+        veil_attest::binding::expected_report_data(&n, public_key, runtime_data.unwrap_or(b""));
     Ok(PyBytes::new(py, &rd))
 }
 
