@@ -960,12 +960,7 @@ pub fn psi(a: &PsiArgs) -> Result<()> {
     let normalization = veil_mpc::psi::Normalization::parse(&a.normalize)?;
     let text = std::fs::read_to_string(&a.input)
         .with_context(|| format!("cannot read {}", a.input.display()))?;
-    let items: Vec<Vec<u8>> = text
-        .lines()
-        .map(|l| normalization.apply(l))
-        .filter(|l| !l.is_empty())
-        .map(String::into_bytes)
-        .collect();
+    let items = normalization.identifiers(text.lines());
     let program = veil_mpc::psi::program(normalization, a.cardinality_only);
     let id = match a.role {
         PsiRole::Receiver => 0,

@@ -117,6 +117,17 @@ impl Normalization {
         }
         s
     }
+
+    /// A party's set as it is intersected: each identifier normalised, the empty ones
+    /// dropped (`veil psi` reads one per line; Python's `veil.mpc.psi` takes a list).
+    pub fn identifiers<'a>(&self, items: impl IntoIterator<Item = &'a str>) -> Vec<Vec<u8>> {
+        items
+            .into_iter()
+            .map(|i| self.apply(i))
+            .filter(|i| !i.is_empty())
+            .map(String::into_bytes)
+            .collect()
+    }
 }
 
 /// The canonical name (`trim+casefold+nfkc`, `none`), as it goes into a session's program.

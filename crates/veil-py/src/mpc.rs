@@ -154,12 +154,7 @@ fn psi_party(
             "party {id} is not in the session (0 receives, 1 sends)"
         )));
     }
-    let items: Vec<Vec<u8>> = items
-        .iter()
-        .map(|i| normalization.apply(i))
-        .filter(|i| !i.is_empty())
-        .map(String::into_bytes)
-        .collect();
+    let items = normalization.identifiers(items.iter().map(String::as_str));
     let program = veil_mpc::psi::program(normalization, cardinality_only);
     let result = py.detach(|| -> veil_mpc::error::Result<serde_json::Value> {
         let mut ex = veil_mpc::net::connect_peers(&c, id, &program)?;
