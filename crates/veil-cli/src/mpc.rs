@@ -884,12 +884,6 @@ fn run_local(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// A throwaway session on free loopback ports in a temp dir.
 pub fn temp_session(tag: &str, parties: usize, names: &[&str]) -> Result<(PathBuf, PathBuf)> {
     let dir = std::env::temp_dir().join(format!("veil-mpc-{tag}-{}", std::process::id()));
@@ -899,13 +893,7 @@ pub fn temp_session(tag: &str, parties: usize, names: &[&str]) -> Result<(PathBu
     } else {
         names.iter().map(|s| (*s).to_string()).collect()
     };
-    let path = init(&dir, &names, 20000)?;
-    let mut config = SessionConfig::load(&path)?;
-    config.dealer.address = format!("127.0.0.1:{}", free_port()?);
-    for p in &mut config.parties {
-        p.address = format!("127.0.0.1:{}", free_port()?);
-    }
-    std::fs::write(&path, toml::to_string(&config)?)?;
+    let path = veil_mpc::config::init_loopback(&dir, &names)?;
     Ok((dir, path))
 }
 

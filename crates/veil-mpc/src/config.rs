@@ -208,6 +208,17 @@ impl SessionConfig {
         crate::fixed::FixedPoint::new(self.session.frac_bits).unwrap_or_default()
     }
 
+    /// Moves the dealer and every party to loopback ports that are free now
+    /// ([`loopback_ports`]): a session run on one machine.
+    pub fn use_loopback_ports(&mut self) -> Result<()> {
+        let ports = loopback_ports(self.parties.len() + 1)?;
+        self.dealer.address = format!("127.0.0.1:{}", ports[0]);
+        for (p, port) in self.parties.iter_mut().zip(&ports[1..]) {
+            p.address = format!("127.0.0.1:{port}");
+        }
+        Ok(())
+    }
+
     /// The peer timeout.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.session.timeout_secs)
@@ -277,6 +288,80 @@ fn leaf_params(name: &str) -> Result<rcgen::CertificateParams> {
 /// Between organisations, each participant runs [`keygen`] and the organiser [`certify`].
 pub fn init(dir: &Path, names: &[String], base_port: u16) -> Result<PathBuf> {
     write_session(dir, names, base_port, Keys::Generate)
+}
+
+/// Like [`init`], on loopback ports that are free now ([`loopback_ports`]): a session for
+/// the tests, the notebook and `veil mpc run` to start on one machine.
+pub fn init_loopback(dir: &Path, names: &[String]) -> Result<PathBuf> {
+    let path = init(dir, names, 20000)?;
+    let mut config = SessionConfig::load(&path)?;
+    config.use_loopback_ports()?;
+    let text =
+        toml::to_string(&config).map_err(|e| MpcError::Config(format!("parties.toml: {e}")))?;
+    std::fs::write(&path, text)
+        .map_err(|e| MpcError::Config(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// Ports this process has handed out already: never handed out twice.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// The ports a loopback session may take: below the kernel's ephemeral range, so that the
+/// source port of some other connection cannot take a port between the moment it is chosen
+/// and the moment the dealer or a party listens on it (asking the kernel for port 0 and
+/// releasing it had exactly that race).
+fn port_range() -> std::ops::Range<u16> {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        });
+    match ephemeral {
+        Some((low, _)) if low >= 12_000 => 10_000..u16::try_from(low).unwrap_or(32_768),
+        Some((_, high)) if high < 60_000 => u16::try_from(high + 1).unwrap_or(61_000)..65_535,
+        _ => 10_000..32_768,
+    }
+}
+
+/// `count` distinct loopback ports that are free now, none handed out before by this process,
+/// outside the kernel's ephemeral range; each process starts at its own place in the range.
+pub fn loopback_ports(count: usize) -> Result<Vec<u16>> {
+    let range = port_range();
+    let span = u64::from(range.end - range.start);
+    let seed = u64::from(std::process::id()).wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut handed = HANDED_OUT
+        .lock()
+        .map_err(|_| MpcError::Config("port allocator poisoned".into()))?;
+    let mut held = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for step in 0..span {
+        if ports.len() == count {
+            break;
+        }
+        let port = range.start + u16::try_from((seed + step) % span).unwrap_or(0);
+        if handed.contains(&port) {
+            continue;
+        }
+        // Held until every port is found, so that one call never returns a port twice.
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+            ports.push(port);
+        }
+    }
+    if ports.len() < count {
+        return Err(MpcError::Config(format!(
+            "only {} of {count} loopback ports are free in {}..{}",
+            ports.len(),
+            range.start,
+            range.end
+        )));
+    }
+    handed.extend_from_slice(&ports);
+    Ok(ports)
 }
 
 /// A participant's own credentials: generates its key pair in `dir` — `party-{i}.key`
@@ -428,4 +513,59 @@ fn write_session(dir: &Path, names: &[String], base_port: u16, keys: Keys<'_>) -
     let path = dir.join("parties.toml");
     write(&path, &text, false)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
+
+    use super::*;
+
+    /// The race a session on loopback had: a port taken from the kernel's ephemeral range and
+    /// released could become the source port of any other connection (or another test's
+    /// "free" port) before the dealer listened on it. Ports now come from outside that range
+    /// and one process never hands the same port out twice, even from many threads.
+    #[test]
+    fn loopback_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let range = port_range();
+        let threads: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| loopback_ports(8).unwrap()))
+            .collect();
+        let mut all: Vec<u16> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(
+            all.iter().all(|p| range.contains(p)),
+            "{all:?} vs {range:?}"
+        );
+        if let Ok(s) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") {
+            let bounds: Vec<u16> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            assert!(
+                all.iter().all(|p| *p < bounds[0] || *p > bounds[1]),
+                "{all:?} in the ephemeral range {bounds:?}"
+            );
+        }
+        all.sort_unstable();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n, "a port was handed out twice");
+    }
+
+    #[test]
+    fn a_loopback_session_listens_where_its_file_says() {
+        let dir = std::env::temp_dir().join(format!("veil-mpc-loop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = init_loopback(&dir, &["a".into(), "b".into(), "c".into()]).unwrap();
+        let config = SessionConfig::load(&path).unwrap();
+        let mut addresses: Vec<&str> = config.parties.iter().map(|p| p.address.as_str()).collect();
+        addresses.push(&config.dealer.address);
+        for a in &addresses {
+            std::net::TcpListener::bind(a).unwrap();
+        }
+        addresses.sort_unstable();
+        addresses.dedup();
+        assert_eq!(addresses.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

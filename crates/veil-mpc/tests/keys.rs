@@ -16,14 +16,6 @@ use veil_mpc::config::{certify, keygen, SessionConfig};
 use veil_mpc::net::{connect_party, run_dealer};
 use veil_mpc::protocol::Party;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn files(dir: &Path, ext: &str) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
@@ -61,10 +53,7 @@ fn participants_keep_their_keys_and_the_session_runs() {
     assert_eq!(files(&session, "key"), 0, "the organiser holds no key");
     assert_eq!(files(&session, "pem"), 4, "CA, dealer, two parties");
     let mut config = SessionConfig::load(&path).unwrap();
-    config.dealer.address = format!("127.0.0.1:{}", free_port());
-    for p in &mut config.parties {
-        p.address = format!("127.0.0.1:{}", free_port());
-    }
+    config.use_loopback_ports().unwrap();
     config.session.timeout_secs = 10;
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     // Each participant puts its own key next to its copy of the session (one copy here).

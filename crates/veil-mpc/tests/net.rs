@@ -17,14 +17,6 @@ use veil_mpc::net::{connect_party, run_dealer};
 use veil_mpc::protocol::Party;
 use veil_mpc::{MpcError, Result};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A fresh session in a temp dir with free loopback ports and the given timeout.
 fn session(name: &str, parties: usize, timeout: u64) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("veil-mpc-{name}-{}", std::process::id()));
@@ -32,10 +24,7 @@ fn session(name: &str, parties: usize, timeout: u64) -> PathBuf {
     let names: Vec<String> = (0..parties).map(|i| format!("p{i}")).collect();
     let path = init(&dir, &names, 20000).unwrap();
     let mut config = SessionConfig::load(&path).unwrap();
-    config.dealer.address = format!("127.0.0.1:{}", free_port());
-    for p in &mut config.parties {
-        p.address = format!("127.0.0.1:{}", free_port());
-    }
+    config.use_loopback_ports().unwrap();
     config.session.timeout_secs = timeout;
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     path

@@ -33,6 +33,8 @@ mod ml;
 #[cfg(not(test))]
 mod mpc;
 #[cfg(not(test))]
+mod room;
+#[cfg(not(test))]
 mod tee;
 
 #[cfg(not(test))]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use veil_mpc::config::{init, SessionConfig};
+use veil_mpc::config::{init_loopback, SessionConfig};
 use veil_mpc::programs::Stats;
 
 use crate::errors::{mpc, MpcError};
@@ -21,13 +21,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-fn free_port() -> PyResult<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| MpcError::new_err(format!("no free loopback port: {e}")))
-}
-
 /// Makes a session for `names` in `dir` (a CA, one certificate and key per participant) on
 /// free loopback ports; returns the path of its `parties.toml`. For a session across
 /// machines, make it with `veil mpc init` / `keygen` / `certify` instead.
@@ -36,16 +29,7 @@ fn local_session(dir: PathBuf, names: Vec<String>) -> PyResult<PathBuf> {
     if names.len() < 2 {
         return Err(MpcError::new_err("a session needs at least two parties"));
     }
-    let path = init(&dir, &names, 20000).map_err(mpc)?;
-    let mut config = SessionConfig::load(&path).map_err(mpc)?;
-    config.dealer.address = format!("127.0.0.1:{}", free_port()?);
-    for p in &mut config.parties {
-        p.address = format!("127.0.0.1:{}", free_port()?);
-    }
-    let text = toml::to_string(&config).map_err(|e| MpcError::new_err(e.to_string()))?;
-    std::fs::write(&path, text)
-        .map_err(|e| MpcError::new_err(format!("cannot write {}: {e}", path.display())))?;
-    Ok(path)
+    init_loopback(&dir, &names).map_err(mpc)
 }
 
 /// The parties' names in the session's order.

@@ -22,12 +22,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attest, m)?)?;
     m.add_function(wrap_pyfunction!(release, m)?)?;
     m.add_class::<WorkloadKey>()?;
-    Ok(())
+    crate::room::register(m)
 }
 
 /// Runs one client request to completion on a runtime of its own (the GIL released by the
 /// caller).
-fn block_on<F: std::future::Future>(f: F) -> PyResult<F::Output> {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> PyResult<F::Output> {
     veil_server::client::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -108,9 +108,16 @@ fn venv(tmp: &Path) -> Result<PathBuf, String> {
 /// running by `runtime` while pytest runs. The simulated platform of seed `[9; 32]` is
 /// trusted; measurement `0x11 × 48` at security version ≥ 2 gets tokens; the broker holds
 /// `model-key` for that measurement and `other-key` for another workload.
+///
+/// A data room (the shipped `stats` workload) of parties `hospital-a` and `hospital-b` (output
+/// to `hospital-a` only) runs on a simulated platform of seed `[7; 32]`; the parties' secret
+/// key files and the manifest (`room.toml`) are in `room_dir`, with `impostor.key` (keys of
+/// the name `hospital-a` that the manifest does not hold).
 struct TeeServices {
     attest_url: String,
     kbs_url: String,
+    room_url: String,
+    room_dir: PathBuf,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -138,7 +145,8 @@ fn start_tee_services(tmp: &Path) -> TeeServices {
     let dir = tmp.join("veil-py-tee");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("the TEE services' directory");
-    let (attest_url, kbs_url) = runtime.block_on(async {
+    let room_dir = dir.join("room");
+    let (attest_url, kbs_url, room_url) = runtime.block_on(async {
         async fn spawn(router: axum::Router) -> String {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
@@ -193,13 +201,78 @@ fn start_tee_services(tmp: &Path) -> TeeServices {
             AuditLog::open(&dir.join("kbs.jsonl")).expect("the broker's audit log"),
         );
         let kbs_url = spawn(veil_server::kbs::router(Arc::new(broker))).await;
-        (attest_url, kbs_url)
+        let room = start_room(&room_dir);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let room_url = format!("http://{}", listener.local_addr().expect("its address"));
+        tokio::spawn(veil_server::room::serve(
+            listener,
+            Arc::new(room),
+            std::future::pending(),
+        ));
+        (attest_url, kbs_url, room_url)
     });
     TeeServices {
         attest_url,
         kbs_url,
+        room_url,
+        room_dir,
         _runtime: runtime,
     }
+}
+
+/// Writes the room's keys and manifest into `dir` and launches it (see [`TeeServices`]).
+fn start_room(dir: &Path) -> veil_room::RoomServer {
+    use veil_attest::evidence::sim::SimulatedPlatform;
+    use veil_room::workload::LaunchConfig;
+    use veil_room::{builtin, Manifest, PartyKey, RoomServer, RoomSpec};
+
+    std::fs::create_dir_all(dir).expect("the room's directory");
+    let a = PartyKey::generate("hospital-a").expect("a party key");
+    let b = PartyKey::generate("hospital-b").expect("a party key");
+    let impostor = PartyKey::generate("hospital-a").expect("a party key");
+    for (file, key) in [
+        ("hospital-a.key", &a),
+        ("hospital-b.key", &b),
+        ("impostor.key", &impostor),
+    ] {
+        let text = key.to_text().expect("the key file's text");
+        std::fs::write(dir.join(file), text.as_bytes()).expect("write a key file");
+    }
+    let stats = builtin("stats").expect("the shipped stats workload");
+    let seed = [7u8; 32];
+    let spec = RoomSpec {
+        name: "joint study".into(),
+        file: "builtin:stats".into(),
+        input: stats.input,
+        output_labels: stats
+            .output_labels
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect(),
+        launch: LaunchConfig::default(),
+        parties: vec![a.public(), b.public()],
+        output_to: vec!["hospital-a".into()],
+        sim_platform_keys: vec![hex(&SimulatedPlatform::from_seed(&seed).public_key())],
+        min_security_version: Some(1),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock")
+        .as_secs();
+    let text = Manifest::create(stats.wat.as_bytes(), spec, now)
+        .and_then(|m| m.to_toml())
+        .expect("the room's manifest");
+    std::fs::write(dir.join("room.toml"), &text).expect("write the manifest");
+    RoomServer::launch(
+        &text,
+        stats.wat.as_bytes(),
+        SimulatedPlatform::from_seed(&seed),
+        1,
+        Some(&dir.join("audit.jsonl")),
+    )
+    .expect("launch the room")
 }
 
 #[test]
@@ -241,6 +314,8 @@ fn python_suite_and_notebooks() {
     pytest
         .env("VEIL_TEST_ATTEST_URL", &tee.attest_url)
         .env("VEIL_TEST_KBS_URL", &tee.kbs_url)
+        .env("VEIL_TEST_ROOM_URL", &tee.room_url)
+        .env("VEIL_TEST_ROOM_DIR", &tee.room_dir)
         .env("VEIL_TEST_SIM_SEED", hex(&TEE_SEED))
         .env("VEIL_TEST_SIM_MEASUREMENT", hex(&TEE_GOOD));
     let (ok, out) = run(pytest

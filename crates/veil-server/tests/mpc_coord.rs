@@ -68,14 +68,6 @@ async fn fetch(url: &str, id: &str, file: &str, token: &str) -> (u16, Vec<u8>) {
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_built_from_participants_requests_and_runs() {
     let root = site::fresh_dir("mpc-coord");
@@ -217,10 +209,7 @@ async fn a_session_is_built_from_participants_requests_and_runs() {
     }
     let path = session.join("parties.toml");
     let mut config = SessionConfig::load(&path).unwrap();
-    config.dealer.address = format!("127.0.0.1:{}", free_port());
-    for p in &mut config.parties {
-        p.address = format!("127.0.0.1:{}", free_port());
-    }
+    config.use_loopback_ports().unwrap();
     config.session.timeout_secs = 10;
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     let result = tokio::task::spawn_blocking(move || {
