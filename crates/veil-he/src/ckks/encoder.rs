@@ -197,6 +197,34 @@ impl CkksEncoder {
         })
     }
 
+    /// The residues, modulo each prime of `level`, of the constant polynomial that holds
+    /// `value` in every slot at `scale` (`round(value · scale)`): what
+    /// [`Evaluator::add_scalar`](crate::ckks::Evaluator::add_scalar) adds to every NTT
+    /// coefficient instead of encoding a plaintext. Refuses what [`encode_constant`](Self::encode_constant)
+    /// refuses.
+    pub fn constant_residues(&self, value: f64, scale: f64, level: usize) -> Result<Vec<u64>> {
+        if !value.is_finite() {
+            return Err(HeError::NonFiniteValue(value));
+        }
+        let c = (value * scale).round();
+        let modulus_bits = self.ctx.modulus_bits_at(level);
+        if c != 0.0 && c.abs().log2() >= modulus_bits - 1.0 {
+            return Err(HeError::EncodingOverflow {
+                value: value.abs(),
+                scale_bits: scale.log2(),
+                level,
+                modulus_bits: modulus_bits.floor() as u32,
+            });
+        }
+        let moduli = self.ctx.ring().moduli();
+        Ok(self
+            .ctx
+            .q_basis(level)
+            .iter()
+            .map(|&p| reduce_f64(&moduli[p], c))
+            .collect())
+    }
+
     /// Encodes the same real value in every slot (a constant polynomial).
     pub fn encode_constant(&self, value: f64, scale: f64, level: usize) -> Result<Plaintext> {
         if !value.is_finite() {

@@ -186,11 +186,14 @@ impl Evaluator {
         Ok(Self::unseeded(out))
     }
 
-    /// Adds the real constant `x` to every slot.
+    /// Adds the real constant `x` to every slot: `round(x · scale)` added to every NTT
+    /// coefficient of the first part (a constant polynomial; no plaintext is encoded).
     pub fn add_scalar(&self, a: &Ciphertext, x: f64) -> Result<Ciphertext> {
         self.check(a)?;
-        let pt = self.encoder.encode_constant(x, a.scale, a.level())?;
-        self.add_plain(a, &pt)
+        let constants = self.encoder.constant_residues(x, a.scale, a.level())?;
+        let mut out = a.clone();
+        out.parts[0].add_constants_assign(&constants)?;
+        Ok(Self::unseeded(out))
     }
 
     /// Subtracts the real constant `x` from every slot.

@@ -774,14 +774,26 @@ impl CkksVector {
         self.rescaled_elementwise(self.ev().multiply_plain(&self.ct, &pt)?, false)
     }
 
-    /// `self + x` in every element.
+    /// `self + x` in every element. When the constant may go into every slot — the vector
+    /// fills them, or its padding is dirty anyway, or it is replicated — it is added to the
+    /// ciphertext's coefficients directly (no encoding: ~20× cheaper); otherwise a plaintext
+    /// with `x` in the first `len` slots and zero past them is encoded, so that the padding
+    /// stays zero for sums, dot products and rotations.
     pub fn add_scalar(&self, x: f64) -> Result<Self> {
+        let everywhere = match self.layout {
+            Layout::Plain => self.dirty || self.len == self.ctx.ckks.slots(),
+            Layout::Replicated => true,
+            Layout::Blocked { .. } => false,
+        };
+        if everywhere {
+            return Ok(self.elementwise(self.ev().add_scalar(&self.ct, x)?, self.dirty));
+        }
         self.add_plain(&vec![x; self.len])
     }
 
-    /// `self − x` in every element.
+    /// `self − x` in every element (see [`CkksVector::add_scalar`]).
     pub fn sub_scalar(&self, x: f64) -> Result<Self> {
-        self.add_plain(&vec![-x; self.len])
+        self.add_scalar(-x)
     }
 
     /// `self × x` (one level).

@@ -522,3 +522,48 @@ fn relin_keys_for_low_levels_are_smaller_and_refuse_higher_products() {
     let expect: Vec<f64> = v.iter().map(|a| a * a).collect();
     assert!(max_err(&got, &expect) < 1e-4);
 }
+
+/// A constant goes into every slot without an encoding when the vector fills the slots (or
+/// its padding is dirty anyway); a shorter clean vector keeps its padding at zero, so a sum
+/// after `+ x` counts `x` once per element, not once per slot.
+#[test]
+fn scalars_reach_every_element_and_never_the_padding_of_a_short_vector() {
+    let c = ctx();
+    let slots = c.ckks().params().slots();
+    let full = values(slots, 3);
+    let x = CkksVector::encrypt(&c, &full).unwrap();
+    for k in [2.5, -1e3, 0.0] {
+        let got = (&x + k)
+            .unwrap()
+            .decrypt_unflooded_for_key_holder_only()
+            .unwrap();
+        let want: Vec<f64> = full.iter().map(|v| v + k).collect();
+        assert!(max_err(&got, &want) < 1e-7, "{k}");
+        let got = (&x - k)
+            .unwrap()
+            .decrypt_unflooded_for_key_holder_only()
+            .unwrap();
+        let want: Vec<f64> = full.iter().map(|v| v - k).collect();
+        assert!(max_err(&got, &want) < 1e-7, "{k}");
+    }
+    // A short vector: the padding stays zero, so the sum sees 100 elements.
+    let short = values(100, 4);
+    let y = (&CkksVector::encrypt(&c, &short).unwrap() + 1.5).unwrap();
+    let s = y
+        .sum()
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    let want = short.iter().sum::<f64>() + 1.5 * 100.0;
+    assert!((s[0] - want).abs() < 1e-5, "{} vs {want}", s[0]);
+    // After the product, the scale is different: the constant follows the vector's scale.
+    let sq = (&(&x * &x).unwrap() + 0.25)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    let want: Vec<f64> = full.iter().map(|v| v * v + 0.25).collect();
+    assert!(max_err(&sq, &want) < 1e-6);
+    // What the encoder refuses, the fast path refuses too.
+    assert!(matches!(&x + f64::NAN, Err(HeError::NonFiniteValue(_))));
+    assert!(matches!(&x + 1e80, Err(HeError::EncodingOverflow { .. })));
+}
