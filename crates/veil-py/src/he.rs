@@ -290,14 +290,15 @@ impl Vector {
         Ok(PyBytes::new(py, &f64s_to_le_bytes(&v)))
     }
 
-    /// `self + other`.
-    fn add(&self, py: Python<'_>, other: &Vector) -> PyResult<Self> {
-        Self::wrap(py.detach(|| self.inner.add(&other.inner)))
+    /// `self + other`. Additions take tens of microseconds: they keep the GIL (releasing and
+    /// taking it back would be a tenth of the operation); every longer operation releases it.
+    fn add(&self, other: &Vector) -> PyResult<Self> {
+        Self::wrap(self.inner.add(&other.inner))
     }
 
-    /// `self - other`.
-    fn sub(&self, py: Python<'_>, other: &Vector) -> PyResult<Self> {
-        Self::wrap(py.detach(|| self.inner.sub(&other.inner)))
+    /// `self - other` (keeps the GIL, as `add`).
+    fn sub(&self, other: &Vector) -> PyResult<Self> {
+        Self::wrap(self.inner.sub(&other.inner))
     }
 
     /// `self * other` (element-wise; relinearized and rescaled).
@@ -323,14 +324,18 @@ impl Vector {
         Self::wrap(py.detach(|| self.inner.mul_plain(&p)))
     }
 
-    /// `self + x` on every element.
+    /// `self + x` on every element (keeps the GIL, as `add`, when the constant goes into
+    /// every slot; a short vector's padding-preserving encoding releases it).
     fn add_scalar(&self, py: Python<'_>, x: f64) -> PyResult<Self> {
+        if self.inner.len() == self.inner.context().ckks().params().slots() {
+            return Self::wrap(self.inner.add_scalar(x));
+        }
         Self::wrap(py.detach(|| self.inner.add_scalar(x)))
     }
 
-    /// `self - x` on every element.
+    /// `self - x` on every element (see `add_scalar`).
     fn sub_scalar(&self, py: Python<'_>, x: f64) -> PyResult<Self> {
-        Self::wrap(py.detach(|| self.inner.sub_scalar(x)))
+        self.add_scalar(py, -x)
     }
 
     /// `self * x` on every element.

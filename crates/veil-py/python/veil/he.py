@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from math import isfinite as _isfinite
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -302,6 +303,9 @@ def context_from(data: bytes, *, insecure_allow_below_128_bit_security: bool = F
 Operand = Union["CKKSVector", float, int, Sequence[float], np.ndarray]
 
 
+_new_ckks = object.__new__
+
+
 class CKKSVector:
     """An encrypted vector of reals. ``+ - *`` take another vector, a scalar or a plain
     array of the same length; the result is a new vector (the ``*_`` methods work in place)."""
@@ -316,30 +320,39 @@ class CKKSVector:
                                                                          _f64(values))
 
     def _new(self, native) -> "CKKSVector":
-        return CKKSVector(self._ctx, _native=native)
+        # Not through __init__: the context is already checked (a microsecond per operation,
+        # which is 5% of an addition).
+        v = _new_ckks(CKKSVector)
+        v._ctx = self._ctx
+        v._v = native
+        return v
 
-    def _binary(self, other: Operand, vec, plain, scalar):
-        if isinstance(other, CKKSVector):
-            return self._new(vec(other._v))
-        if isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(other, bool):
+    def _binary(self, other: Operand, op: str):
+        # Checked in order of how cheap the test is; a Python float is the common scalar.
+        if type(other) is CKKSVector:
+            return self._new(getattr(self._v, op)(other._v))
+        if type(other) is float or (isinstance(other, (int, float, np.integer, np.floating))
+                                    and not isinstance(other, bool)):
             x = float(other)
-            if not np.isfinite(x):
+            if not _isfinite(x):
                 raise HeError("scalars must be finite")
-            return self._new(scalar(x))
-        return self._new(plain(_f64(other, "the plain operand")))
+            return self._new(getattr(self._v, op + "_scalar")(x))
+        if isinstance(other, CKKSVector):
+            return self._new(getattr(self._v, op)(other._v))
+        return self._new(getattr(self._v, op + "_plain")(_f64(other, "the plain operand")))
 
     # -- arithmetic -----------------------------------------------------------------------
     def add(self, other: Operand) -> "CKKSVector":
         """``self + other``."""
-        return self._binary(other, self._v.add, self._v.add_plain, self._v.add_scalar)
+        return self._binary(other, "add")
 
     def sub(self, other: Operand) -> "CKKSVector":
         """``self - other``."""
-        return self._binary(other, self._v.sub, self._v.sub_plain, self._v.sub_scalar)
+        return self._binary(other, "sub")
 
     def mul(self, other: Operand) -> "CKKSVector":
         """``self * other`` (element-wise)."""
-        return self._binary(other, self._v.mul, self._v.mul_plain, self._v.mul_scalar)
+        return self._binary(other, "mul")
 
     __add__ = add
     __radd__ = add
