@@ -6,6 +6,7 @@ Usage
     python3 bench/dp_sql_vs_smartnoise.py                  # 100k rows, ε = 1, 10 runs
     python3 bench/dp_sql_vs_smartnoise.py --rows 1000000 --runs 5 --markdown
     python3 bench/dp_sql_vs_smartnoise.py --veil target/release/veil
+    python3 bench/dp_sql_vs_smartnoise.py --python-build target/wheel   # veil.dp on a DataFrame
 
 What it does
 ------------
@@ -19,7 +20,9 @@ What it does
   count, so it costs 2ε), Veil splits the ε it is given, so each query runs on Veil at the
   total (ε, δ) that SmartNoise's ``get_privacy_cost`` reports for it. SmartNoise runs in
   process over a pandas DataFrame loaded once; Veil with ``veil dp bench`` (one engine, the
-  CSV registered once, every run charged to the ledger).
+  CSV registered once, every run charged to the ledger), or with ``--python-build DIR`` through
+  the ``veil.dp`` Python package (the extension module of that cargo output directory) over
+  the same pandas DataFrame, in process too: the notebook user's comparison.
 * Computes the exact answers with pandas, and prints per query the median latency of each
   system, the ratio SmartNoise / Veil (higher is better for Veil), and the mean absolute
   error of each over the runs (the first numeric output column, averaged over groups).
@@ -110,6 +113,41 @@ for name, sql in queries:
 """
 
 
+VEIL_PY_RUNNER = r"""
+import json, sys, time
+import pandas as pd
+import veil.dp as dp
+csv, meta_path, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+queries = json.loads(sys.stdin.read())
+df = pd.read_csv(csv)
+meta = open(meta_path).read()
+ledger = dp.Ledger.temporary()
+ledger.register("persons", meta, epsilon=1e9, delta=0.5)
+ds = dp.Dataset("persons", meta, ledger, tables={"persons": df})
+for name, sql, eps, delta in queries:
+    ds.query(sql, epsilon=eps, delta=delta)      # warm-up (charged like the rest)
+    for run in range(runs):
+        t = time.perf_counter()
+        r = ds.query(sql, epsilon=eps, delta=delta)
+        ms = (time.perf_counter() - t) * 1e3
+        print(json.dumps({"sql": sql, "run": run, "ms": ms, "rows": r.df.values.tolist()},
+                         default=float))
+"""
+
+
+def veil_python(build, csv, meta, queries, runs):
+    """The Veil side through veil.dp (staged from the cargo output directory ``build``)."""
+    sys.path.insert(0, str(HERE))
+    import python_overhead as po
+
+    py = po.make_venv(False)
+    staged = po.stage(Path(build).resolve())
+    out = sh([str(py), "-c", VEIL_PY_RUNNER, str(csv), str(meta), str(runs)],
+             input=json.dumps(queries), capture_output=True, text=True,
+             env=dict(os.environ, PYTHONPATH=str(staged)))
+    return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+
+
 def truth(csv):
     import csv as csvmod
     rows = list(csvmod.DictReader(open(csv)))
@@ -159,11 +197,17 @@ def main():
     ap.add_argument("--epsilon", type=float, default=1.0)
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--veil", default=None, help="path to the veil binary (default: build it)")
+    ap.add_argument("--python-build", default=None,
+                    help="time veil.dp from Python with this cargo output directory's module")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
 
     py = ensure_smartnoise()
     veil = a.veil
+    if veil is None and a.python_build is not None:
+        veil = str(Path(a.python_build).resolve() / "veil")
+        if not Path(veil).exists():
+            veil = None
     if veil is None:
         sh(["cargo", "build", "--release", "-q", "-p", "veil-cli"], cwd=ROOT)
         veil = str(ROOT / "target" / "release" / "veil")
@@ -190,7 +234,10 @@ def main():
     cost = {r["name"]: r["cost"] for r in lines_sn if "cost" in r}
 
     vl = []
-    for name, q in queries:
+    if a.python_build is not None:
+        qs = [[n, q, float(cost[n][0]), max(float(cost[n][1]), a.delta)] for n, q in queries]
+        vl = veil_python(a.python_build, csv, meta, qs, a.runs)
+    for name, q in queries if a.python_build is None else []:
         eps, delta = cost[name]
         cmd = [veil, "dp", "bench", "--metadata", str(meta), "--table", f"persons={csv}",
                "--epsilon", repr(float(eps)), "--delta", repr(max(float(delta), a.delta)),
@@ -200,6 +247,8 @@ def main():
 
     lines = []
     head = f"{a.rows} rows, ε = {a.epsilon}, δ = {a.delta}, {a.runs} runs per query"
+    if a.python_build is not None:
+        head += ", both over one pandas DataFrame in process (veil.dp)"
     if a.markdown:
         lines.append(f"| query | total ε | SmartNoise ms | Veil ms | speed-up | SmartNoise error | Veil error | groups released (SN / Veil) |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")

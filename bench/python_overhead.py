@@ -16,7 +16,9 @@ Options
                     --example python_overhead`` when missing, so both sides have the same
                     optimization)
     --runs R        timed runs per operation; medians are reported (default 20)
+    --veil PATH     the ``veil`` binary that writes the DP data set (default: the one in --build)
     --no-tenseal    skip the TenSEAL comparison (no download)
+    --no-smartnoise skip SmartNoise SQL vs veil.dp (bench/dp_sql_vs_smartnoise.py --python-build)
     --markdown      print markdown tables (for docs/benchmarks.md)
 
 What it does
@@ -37,6 +39,9 @@ and imports it from there.
    getting-started tutorial with ``import tenseal as ts`` and with ``import veil.he as ts``,
    the same code, N = 8192, [60, 40, 40, 60], scale 2^40, 4096 values. TenSEAL's own thread
    pool is left at its default. Veil's decrypt includes noise flooding (TenSEAL's does not).
+3. SmartNoise SQL side by side (target: veil.dp ≥ 20× faster): the queries of
+   ``bench/dp_sql_vs_smartnoise.py`` over one pandas DataFrame, SmartNoise's ``from_df``
+   reader vs ``veil.dp.Dataset(tables={"persons": df})``, each query at the same total cost.
 """
 
 import argparse
@@ -56,9 +61,8 @@ VENV = HERE / ".venv-python"
 REQUIREMENTS = ["numpy==2.3.5", "pandas==2.3.3", "tenseal>=0.3,<0.4"]
 
 
-def ensure_venv(need_tenseal: bool):
-    if os.environ.get("VEIL_BENCH_IN_VENV") == "1":
-        return
+def make_venv(need_tenseal: bool) -> pathlib.Path:
+    """bench/.venv-python with numpy and pandas (and TenSEAL), made once; its python."""
     py = VENV / "bin" / "python"
     stamp = VENV / "installed.txt"
     wanted = " ".join(REQUIREMENTS if need_tenseal else REQUIREMENTS[:2])
@@ -68,6 +72,13 @@ def ensure_venv(need_tenseal: bool):
         subprocess.check_call([str(py), "-m", "pip", "install", "-q",
                                "--disable-pip-version-check", *wanted.split()])
         stamp.write_text(wanted)
+    return py
+
+
+def ensure_venv(need_tenseal: bool):
+    if os.environ.get("VEIL_BENCH_IN_VENV") == "1":
+        return
+    py = make_venv(need_tenseal)
     env = dict(os.environ, VEIL_BENCH_IN_VENV="1")
     os.execve(str(py), [str(py), __file__, *sys.argv[1:]], env)
 
@@ -203,6 +214,9 @@ def main():
     ap.add_argument("--build", default=str(REPO / "target" / "debug"))
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--no-tenseal", action="store_true")
+    ap.add_argument("--no-smartnoise", action="store_true")
+    ap.add_argument("--veil", default=None,
+                    help="the veil binary for `veil dp sample` (default: the one in --build)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     ensure_venv(not args.no_tenseal)
@@ -210,13 +224,17 @@ def main():
     sys.path.insert(0, str(stage(build)))
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="veil-bench-dp-"))
-    subprocess.check_call([str(build / "veil"), "dp", "sample", "--dir", str(work),
+    veil = pathlib.Path(args.veil).resolve() if args.veil else build / "veil"
+    subprocess.check_call([str(veil), "dp", "sample", "--dir", str(work),
                            "--rows", "100000"], stdout=subprocess.DEVNULL)
     persons = work / "persons.csv"
     example = build / "examples" / "python_overhead"
     if not example.exists():
-        subprocess.check_call(["cargo", "build", "--profile", "test", "--workspace", "--example",
-                               "python_overhead"], cwd=REPO)
+        # The same profile as the module's: `debug` is the test build's directory.
+        profile = "test" if build.name == "debug" else build.name
+        subprocess.check_call(["cargo", "build", "--profile", profile, "-p", "veil-py",
+                               "--example", "python_overhead"], cwd=REPO,
+                              env=dict(os.environ, CARGO_TARGET_DIR=str(build.parent)))
     rust, py = interleaved(example, persons, args.runs, python_side(persons))
     rows = []
     for op, r in rust.items():
@@ -236,6 +254,16 @@ def main():
         print(f"TenSEAL {tenseal.__version__ if hasattr(tenseal, '__version__') else '0.3'} "
               f"vs veil.he, the same tutorial code, median of {args.runs}\n")
         table(rows, ["op", "TenSEAL µs", "veil.he µs", "Veil faster by"], args.markdown)
+
+    if not args.no_smartnoise:
+        # SmartNoise SQL over a pandas DataFrame vs veil.dp over the same DataFrame, both in
+        # process, each query at SmartNoise's total privacy cost (bench/dp_sql_vs_smartnoise.py
+        # installs smartnoise-sql in a virtualenv of its own: its pins differ from ours).
+        print("\nSmartNoise SQL vs veil.dp on the same pandas DataFrame (100,000 rows)\n",
+              flush=True)
+        cmd = [sys.executable, str(HERE / "dp_sql_vs_smartnoise.py"), "--python-build",
+               str(build), "--veil", str(veil), "--runs", str(min(args.runs, 10))]
+        subprocess.check_call(cmd + (["--markdown"] if args.markdown else []))
     shutil.rmtree(work, ignore_errors=True)
 
 
