@@ -185,6 +185,10 @@ pub struct CompileArgs {
     /// to the parties and the dealer of `veil ml party/dealer`).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// HE: also save the client's plan here — the same plan without the model's weights, all
+    /// a client needs for `veil ml keygen/encrypt/decrypt` (give it this, not `--out`'s).
+    #[arg(long, value_name = "FILE")]
+    pub client_plan: Option<PathBuf>,
     /// Every feature read from a CSV file is multiplied by this (1/16 for the digits pixels).
     #[arg(long, default_value_t = 0.0625)]
     pub scale: f64,
@@ -812,6 +816,12 @@ fn describe_plan(plan: &Plan) -> Result<()> {
 fn compile(args: &CompileArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     if args.mpc {
+        if args.client_plan.is_some() {
+            bail!(
+                "--client-plan is for HE plans: an MPC plan holds the architecture only, every \
+                 participant gets the same one (--out)"
+            );
+        }
         return compile_mpc(args, &model.graph);
     }
     let mut options = compile_options(&args.range, args.scale, &model.graph)?;
@@ -879,6 +889,15 @@ fn compile(args: &CompileArgs) -> Result<()> {
             );
         }
         None => outln!("  (not saved: add --out FILE for keygen/encrypt/eval/decrypt)"),
+    }
+    if let Some(path) = &args.client_plan {
+        let b = plan.without_weights().to_bytes();
+        write_file(path, &b, "client plan")?;
+        outln!(
+            "  client plan (no weights) saved to {} ({}): give clients this one",
+            path.display(),
+            bytes(b.len())
+        );
     }
     Ok(())
 }

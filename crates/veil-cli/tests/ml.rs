@@ -341,6 +341,8 @@ fn client_and_server_split_over_files() {
     let f = |name: &str| dir.join(name).to_string_lossy().into_owned();
     for (name, pack) in [("cnn", "batch"), ("logreg", "single")] {
         let plan = f(&format!("{name}-{pack}.plan"));
+        // The client gets the plan without the model's weights.
+        let client = f(&format!("{name}-{pack}.client"));
         let (public, secret) = (
             f(&format!("{name}-{pack}.pub")),
             f(&format!("{name}-{pack}.key")),
@@ -359,10 +361,13 @@ fn client_and_server_split_over_files() {
             pack,
             "--out",
             &plan,
+            "--client-plan",
+            &client,
         ]);
         assert!(out.contains("plan saved to"), "{out}");
+        assert!(out.contains("client plan (no weights) saved to"), "{out}");
         ok(&[
-            "ml", "keygen", "--plan", &plan, "--public", &public, "--secret", &secret,
+            "ml", "keygen", "--plan", &client, "--public", &public, "--secret", &secret,
         ]);
         #[cfg(unix)]
         {
@@ -376,7 +381,7 @@ fn client_and_server_split_over_files() {
         }
         // The secret key is never overwritten.
         let again = veil(&[
-            "ml", "keygen", "--plan", &plan, "--public", &public, "--secret", &secret,
+            "ml", "keygen", "--plan", &client, "--public", &public, "--secret", &secret,
         ]);
         fails_cleanly(&again);
         let query_pk = format!("{query}.pk");
@@ -384,7 +389,7 @@ fn client_and_server_split_over_files() {
             "ml",
             "encrypt",
             "--plan",
-            &plan,
+            &client,
             "--public",
             &public,
             "--data",
@@ -399,7 +404,7 @@ fn client_and_server_split_over_files() {
             "ml",
             "encrypt",
             "--plan",
-            &plan,
+            &client,
             "--public",
             &public,
             "--secret",
@@ -420,6 +425,12 @@ fn client_and_server_split_over_files() {
             seeded_len * 10 < pk_len * 6,
             "seeded {seeded_len} vs {pk_len}"
         );
+        // A server given the client's plan would answer a constant: refused.
+        let err = fails_cleanly(&veil(&[
+            "ml", "eval", "--plan", &client, "--public", &public, "--query", &query, "--out",
+            &answer,
+        ]));
+        assert!(err.contains("client plan"), "{err}");
         let out = ok(&[
             "ml", "eval", "--plan", &plan, "--public", &public, "--query", &query, "--out", &answer,
         ]);
@@ -428,7 +439,7 @@ fn client_and_server_split_over_files() {
             "ml",
             "decrypt",
             "--plan",
-            &plan,
+            &client,
             "--public",
             &public,
             "--secret",

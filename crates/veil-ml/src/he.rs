@@ -718,6 +718,43 @@ impl Plan {
         Ok(())
     }
 
+    /// Whether the plan carries no model value: every affine step's weights and bias and every
+    /// polynomial's coefficients are zero — a client plan ([`Plan::without_weights`]). Its
+    /// encrypted evaluation is refused: it would answer every query with the same constant.
+    pub fn is_weight_free(&self) -> bool {
+        let mut valued = false;
+        for step in &self.steps {
+            match step {
+                Step::Affine { rows, bias } => {
+                    valued = true;
+                    if rows.iter().flatten().chain(bias).any(|w| *w != 0.0) {
+                        return false;
+                    }
+                }
+                Step::Polynomial(p) => {
+                    valued = true;
+                    if p.coeffs.iter().any(|c| *c != 0.0) {
+                        return false;
+                    }
+                }
+                Step::Square | Step::Leaves { .. } => {}
+            }
+        }
+        valued
+    }
+
+    /// Refuses to evaluate a client plan on ciphertexts (see [`Plan::is_weight_free`]).
+    fn require_weights(&self) -> Result<()> {
+        if self.is_weight_free() {
+            return Err(MlError::Input {
+                reason: "this is a client plan (its weights were removed): only the server's \
+                         plan, from `veil ml compile --out`, evaluates queries"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
     fn require_single(&self) -> Result<()> {
         match self.packing {
             Packing::Single => Ok(()),
@@ -750,6 +787,7 @@ impl Plan {
     /// Server side: runs the steps on an encrypted sample (needs only public keys).
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
         self.require_single()?;
+        self.require_weights()?;
         self.check_query(input)?;
         let mut v = input.clone();
         for (k, s) in self.steps.iter().enumerate() {
@@ -860,6 +898,7 @@ impl Plan {
     /// affine step, at the level the step runs at).
     pub fn prepare(&self, ctx: &Arc<VectorContext>) -> Result<PreparedPlan<'_>> {
         self.require_single()?;
+        self.require_weights()?;
         if ctx.ckks().params().fingerprint() != self.parameters()?.fingerprint() {
             return Err(MlError::Input {
                 reason: "the context was made for other parameters than the plan's".into(),
@@ -880,6 +919,7 @@ impl Plan {
     /// Server side: runs the steps on encrypted samples (public keys only). With
     /// [`Packing::Batch`], the ciphertexts of each group are processed in parallel.
     pub fn evaluate_samples(&self, input: &EncryptedSamples) -> Result<EncryptedSamples> {
+        self.require_weights()?;
         self.check_encrypted(input, self.input_len)?;
         let vectors = match self.packing {
             Packing::Single => match input.vectors.first() {

@@ -474,6 +474,33 @@ mod encrypted {
         assert!(agree >= 59.0 / 60.0, "agreement {agree}");
     }
 
+    /// A client plan (the plan without the model's weights) makes keys, encrypts and decrypts,
+    /// but a server given it by mistake would answer every query with the same constant: its
+    /// encrypted evaluation is refused by name.
+    #[test]
+    fn a_client_plan_is_refused_for_evaluation() {
+        let data = test_set();
+        let model = onnx::import_file(model_path("logreg")).unwrap();
+        let options = CompileOptions {
+            calibration: data.samples[..20].to_vec(),
+            ..CompileOptions::default()
+        };
+        let plan = Plan::compile(&model.graph, &options).unwrap();
+        let client = Plan::from_bytes(&plan.without_weights().to_bytes()).unwrap();
+        assert!(!plan.is_weight_free() && client.is_weight_free());
+        let ctx = client.keygen().unwrap();
+        let query = client.encrypt(&ctx, &data.samples[0]).unwrap();
+        for err in [
+            client.evaluate(&query).unwrap_err(),
+            client.prepare(query.context()).err().unwrap(),
+        ] {
+            assert!(err.to_string().contains("client plan"), "{err}");
+        }
+        // The server's plan evaluates the client's query.
+        let (scores, _) = client.decrypt(&plan.evaluate(&query).unwrap()).unwrap();
+        assert_eq!(scores.len(), 10);
+    }
+
     #[test]
     fn plans_have_the_expected_depth_and_keys() {
         let data = test_set();

@@ -202,6 +202,12 @@ impl InferenceService {
         let plan = Plan::from_bytes(&bytes).map_err(|e| format!("model {name:?}: {e}"))?;
         plan.parameters()
             .map_err(|e| format!("model {name:?}: {e}"))?;
+        if plan.is_weight_free() {
+            return Err(format!(
+                "model {name:?}: this is a client plan (no weights): register the plan \
+                 `veil ml compile --out` wrote"
+            ));
+        }
         // Clients get the plan's shape, never the model's weights.
         let bytes = plan.without_weights().to_bytes();
         let info = ModelInfo {

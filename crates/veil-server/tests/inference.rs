@@ -551,3 +551,20 @@ async fn thirty_two_clients_under_sustained_load_at_n_8192() {
     );
     drop(server);
 }
+
+/// An operator who registers the client's plan (no weights) by mistake would serve the same
+/// constant to every query: refused when the model is added, naming the model.
+#[test]
+fn a_client_plan_is_not_served() {
+    let mut service = veil_server::inference::InferenceService::new(
+        veil_server::inference::InferenceLimits::default(),
+    );
+    let err = service
+        .add_model("linear", plan(0.125).without_weights().to_bytes())
+        .unwrap_err();
+    assert!(
+        err.contains("\"linear\"") && err.contains("client plan"),
+        "{err}"
+    );
+    service.add_model("linear", plan(0.125).to_bytes()).unwrap();
+}
