@@ -63,6 +63,18 @@ def _bytes(value: Optional[BytesOrPath], what: str) -> Optional[bytes]:
     raise TeeError(f"{what} must be bytes or a file path, got {type(value).__name__}")
 
 
+def _text(value, what: str, inline: bool, kind: str) -> str:
+    """``value`` itself when ``inline`` (the caller saw the text), else the UTF-8 ``kind``
+    text of the file (or bytes) it gives."""
+    if inline:
+        return value
+    raw = _bytes(value, what)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TeeError(f"{what} must be UTF-8 {kind}") from None
+
+
 def _time(at) -> int:
     if at is None:
         return int(time.time())
@@ -106,14 +118,8 @@ def verify(evidence: BytesOrPath, *, at=None, collateral: Optional[Union[str, os
     ``sim_platform_key`` for the simulated TEE."""
     coll = None
     if collateral is not None:
-        if isinstance(collateral, str) and collateral.lstrip().startswith("{"):
-            coll = collateral
-        else:
-            raw = _bytes(collateral, "collateral")
-            try:
-                coll = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise TeeError("collateral must be UTF-8 JSON") from None
+        inline = isinstance(collateral, str) and collateral.lstrip().startswith("{")
+        coll = _text(collateral, "collateral", inline, "JSON")
     out = _tee.verify(_bytes(evidence, "evidence"), _time(at), coll, _bytes(vcek, "vcek"),
                       _bytes(vlek, "vlek"), snp_min_tcb,
                       None if sim_platform_key is None else bytes(sim_platform_key))
@@ -196,12 +202,7 @@ class PartyKey:
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "PartyKey":
         """The keys in a secret key file (``veil room keygen``'s ``name.key``)."""
-        raw = _bytes(path, "key file")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise TeeError(f"{path}: not a party key file") from None
-        return cls(_tee.PartyKey.from_text(text))
+        return cls(_tee.PartyKey.from_text(_text(path, "key file", False, "TOML")))
 
     @property
     def name(self) -> str:
@@ -256,15 +257,8 @@ class Room:
 
     def __init__(self, url: str, manifest: Union[str, os.PathLike]):
         self.url = _url(url, "url")
-        if isinstance(manifest, str) and "\n" in manifest:
-            text = manifest
-        else:
-            raw = _bytes(manifest, "manifest")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise TeeError("the manifest must be UTF-8 TOML") from None
-        self._client = _tee.RoomClient(self.url, text)
+        inline = isinstance(manifest, str) and "\n" in manifest
+        self._client = _tee.RoomClient(self.url, _text(manifest, "manifest", inline, "TOML"))
 
     @property
     def room_id(self) -> str:
