@@ -224,8 +224,8 @@ def main():
     sys.path.insert(0, str(stage(build)))
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="veil-bench-dp-"))
-    veil = pathlib.Path(args.veil).resolve() if args.veil else build / "veil"
-    subprocess.check_call([str(veil), "dp", "sample", "--dir", str(work),
+    veil_bin = pathlib.Path(args.veil).resolve() if args.veil else build / "veil"
+    subprocess.check_call([str(veil_bin), "dp", "sample", "--dir", str(work),
                            "--rows", "100000"], stdout=subprocess.DEVNULL)
     persons = work / "persons.csv"
     example = build / "examples" / "python_overhead"
@@ -262,7 +262,7 @@ def main():
         print("\nSmartNoise SQL vs veil.dp on the same pandas DataFrame (100,000 rows)\n",
               flush=True)
         cmd = [sys.executable, str(HERE / "dp_sql_vs_smartnoise.py"), "--python-build",
-               str(build), "--veil", str(veil), "--runs", str(min(args.runs, 10))]
+               str(build), "--veil", str(veil_bin), "--runs", str(min(args.runs, 10))]
         subprocess.check_call(cmd + (["--markdown"] if args.markdown else []))
     shutil.rmtree(work, ignore_errors=True)
 
