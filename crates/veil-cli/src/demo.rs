@@ -654,19 +654,14 @@ fn room_demo() -> Result<()> {
     let manifest = Manifest::create(
         stats.wat.as_bytes(),
         RoomSpec {
-            name: "joint glucose study".into(),
-            file: "builtin:stats".into(),
-            input: stats.input,
-            output_labels: stats
-                .output_labels
-                .iter()
-                .map(|s| (*s).to_string())
-                .collect(),
-            launch: veil_room::workload::LaunchConfig::default(),
-            parties: keys.iter().map(PartyKey::public).collect(),
-            output_to: vec!["hospital-a".into(), "hospital-b".into()],
             sim_platform_keys: vec![hex::encode(platform.public_key())],
             min_security_version: Some(1),
+            ..RoomSpec::builtin(
+                stats,
+                "joint glucose study",
+                keys.iter().map(PartyKey::public).collect(),
+                vec!["hospital-a".into(), "hospital-b".into()],
+            )
         },
         veil_attest::util::unix_now(),
     )?;

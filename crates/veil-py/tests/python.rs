@@ -225,7 +225,6 @@ fn start_tee_services(tmp: &Path) -> TeeServices {
 /// Writes the room's keys and manifest into `dir` and launches it (see [`TeeServices`]).
 fn start_room(dir: &Path) -> veil_room::RoomServer {
     use veil_attest::evidence::sim::SimulatedPlatform;
-    use veil_room::workload::LaunchConfig;
     use veil_room::{builtin, Manifest, PartyKey, RoomServer, RoomSpec};
 
     std::fs::create_dir_all(dir).expect("the room's directory");
@@ -243,19 +242,14 @@ fn start_room(dir: &Path) -> veil_room::RoomServer {
     let stats = builtin("stats").expect("the shipped stats workload");
     let seed = [7u8; 32];
     let spec = RoomSpec {
-        name: "joint study".into(),
-        file: "builtin:stats".into(),
-        input: stats.input,
-        output_labels: stats
-            .output_labels
-            .iter()
-            .map(|s| (*s).to_string())
-            .collect(),
-        launch: LaunchConfig::default(),
-        parties: vec![a.public(), b.public()],
-        output_to: vec!["hospital-a".into()],
         sim_platform_keys: vec![hex(&SimulatedPlatform::from_seed(&seed).public_key())],
         min_security_version: Some(1),
+        ..RoomSpec::builtin(
+            stats,
+            "joint study",
+            vec![a.public(), b.public()],
+            vec!["hospital-a".into()],
+        )
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -216,6 +216,26 @@ pub struct RoomSpec {
     pub min_security_version: Option<u16>,
 }
 
+impl RoomSpec {
+    /// A room `name` of `parties` running the shipped workload `b` (its input format and
+    /// output labels, default launch limits), its output to `output_to`; no platform trusted
+    /// yet and no minimum security version (set `sim_platform_keys` and
+    /// `min_security_version`).
+    pub fn builtin(b: &Builtin, name: &str, parties: Vec<Party>, output_to: Vec<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            file: format!("builtin:{}", b.name),
+            input: b.input,
+            output_labels: b.output_labels.iter().map(|s| (*s).to_string()).collect(),
+            launch: LaunchConfig::default(),
+            parties,
+            output_to,
+            sim_platform_keys: Vec::new(),
+            min_security_version: None,
+        }
+    }
+}
+
 impl Manifest {
     /// A manifest for `module` (binary or text WebAssembly): measures it under the launch
     /// configuration and pins that measurement in the policy.
