@@ -320,10 +320,17 @@ class Room:
         if pd is not None and isinstance(data, pd.Series):
             data = data.to_frame(name=str(data.name) if data.name is not None else "value")
         if pd is not None and isinstance(data, pd.DataFrame):
-            if fmt == "f64-column" and column is None and data.shape[1] != 1:
+            if column is not None:
+                if column not in data.columns:
+                    raise TeeError(f"the DataFrame has no column {column!r}")
+                data = data[[column]]
+            if fmt == "f64-column" and data.shape[1] != 1:
                 raise TeeError(f"the DataFrame has {data.shape[1]} columns: name the one to "
                                "upload (column=...)")
-            return self._client.encode_csv(data.to_csv(index=False), column), "dataframe"
+            # Without the header: column names that look like numbers (a DataFrame made from
+            # an array has 0, 1, …) would otherwise be read as a row of data.
+            return self._client.encode_csv(data.to_csv(index=False, header=False), None), \
+                "dataframe"
         import numpy as np
         try:
             array = np.asarray(data, dtype=np.float64)

@@ -111,7 +111,10 @@ def test_two_parties_pool_data_and_only_the_recipient_gets_the_output(room):
     r, keys, _ = room
     a, b = keys["hospital-a"], keys["hospital-b"]
     ages_a = pd.DataFrame({"age": [34.0, 51.0, 47.5, 29.0], "weight": [70, 82, 64, 90]})
-    ages_b = np.array([62.0, 38.0, 45.0])
+    ages_b = pd.DataFrame(np.array([[62.0], [38.0], [45.0]]))   # one column named 0
+    # A DataFrame made from an array has columns named 0, 1, …: its header is not data.
+    with pytest.raises(tee.TeeError, match="2 columns"):
+        r.upload(a, pd.DataFrame(np.ones((3, 2))))
     receipt = r.upload(a, ages_a, column="age")
     assert receipt["party"] == "hospital-a" and receipt["label"] == "dataframe"
     assert receipt["room_id"] == r.room_id
@@ -119,7 +122,7 @@ def test_two_parties_pool_data_and_only_the_recipient_gets_the_output(room):
     summary = r.run(b)
     assert summary["output_to"] == ["hospital-a"] and summary["output_bytes"] > 0
     out = r.output(a)
-    pooled = np.concatenate([ages_a["age"].to_numpy(), ages_b])
+    pooled = np.concatenate([ages_a["age"].to_numpy(), ages_b[0].to_numpy()])
     assert out["count"] == len(pooled)
     assert abs(out["mean"] - pooled.mean()) < 1e-9
     assert out["min"] == pooled.min() and out["max"] == pooled.max()
