@@ -19,6 +19,9 @@ use crate::error::{HeError, Result};
 /// Relative tolerance under which two scales count as equal.
 const SCALE_TOLERANCE: f64 = 1e-9;
 
+/// Scales this close are equal up to floating-point rounding.
+const EXACT_SCALE_TOLERANCE: f64 = 1e-14;
+
 /// Evaluates operations on ciphertexts of one context.
 #[derive(Clone, Debug)]
 pub struct Evaluator {
@@ -471,8 +474,12 @@ impl Evaluator {
     }
 
     /// Brings `a` to `level` with scale `scale`. If only the level differs, primes are dropped;
-    /// if the scale differs too, `a` is dropped to `level + 1`, multiplied by the integer
-    /// `round(scale · q_{level+1} / a.scale)` and rescaled (relative error ≤ 1/(2·that integer)).
+    /// if the scale differs too — by any amount more than rounding, since the primes are
+    /// dropped anyway — `a` is dropped to `level + 1`, multiplied by the integer
+    /// `round(scale · q_{level+1} / a.scale)` and rescaled (relative error ≤ 1/(2·that
+    /// integer), about 2^-50 where merely relabelling scales that differ by 10^-9, as the
+    /// level scales of a chain do, would be off by that much). At the same level, scales
+    /// within a relative 10^-9 pass unchanged.
     pub fn align_to(&self, a: &Ciphertext, level: usize, scale: f64) -> Result<Ciphertext> {
         self.check(a)?;
         if level > a.level() {
@@ -481,7 +488,8 @@ impl Evaluator {
                 right: level,
             });
         }
-        if scales_close(a.scale, scale) {
+        let same = ((a.scale - scale) / a.scale.max(scale)).abs() < EXACT_SCALE_TOLERANCE;
+        if same || (level == a.level() && scales_close(a.scale, scale)) {
             return self.mod_switch_to_level(a, level);
         }
         if level == a.level() {

@@ -10,6 +10,7 @@
 //! ([`Decryptor::decrypt`] with [`CkksEncoder::decode`],
 //! [`CkksVector::decrypt_unflooded_for_key_holder_only`]) are for results the key holder keeps.
 
+pub mod bootstrap;
 pub mod ciphertext;
 pub mod context;
 pub mod encoder;
@@ -22,6 +23,7 @@ pub mod params;
 pub mod serialize;
 pub mod vector;
 
+pub use bootstrap::{BootstrapReport, Bootstrapper};
 pub use ciphertext::{Ciphertext, Plaintext};
 pub use context::CkksContext;
 pub use encoder::CkksEncoder;

@@ -567,6 +567,17 @@ impl CkksVector {
         Ok(v)
     }
 
+    /// Every slot, complex, without flooding (tests of the bootstrapper's stages).
+    #[cfg(test)]
+    pub(crate) fn decrypt_complex_for_tests(&self) -> Result<Vec<num_complex::Complex64>> {
+        let dec = self
+            .ctx
+            .decryptor
+            .as_ref()
+            .ok_or(HeError::MissingSecretKey)?;
+        self.ctx.encoder.decode_complex(&dec.decrypt(&self.ct)?)
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -594,6 +605,28 @@ impl CkksVector {
 
     fn ev(&self) -> &Evaluator {
         &self.ctx.evaluator
+    }
+
+    /// Wraps a ciphertext (at its level's canonical scale) as a vector: for the bootstrapper.
+    pub(crate) fn from_parts(
+        ctx: &Arc<VectorContext>,
+        ct: Ciphertext,
+        len: usize,
+        dirty: bool,
+        layout: Layout,
+    ) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            ct,
+            len,
+            dirty: dirty || layout != Layout::Plain,
+            layout,
+        }
+    }
+
+    /// Whether slots past the end may hold anything.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// A vector in the plain layout (not replicated).

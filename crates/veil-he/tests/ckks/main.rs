@@ -9,6 +9,7 @@
 )]
 
 mod adversary;
+mod bootstrap;
 mod common;
 mod operations;
 mod properties;

@@ -1,0 +1,781 @@
+//! CKKS bootstrapping: refreshes a ciphertext that has run out of levels.
+//!
+//! A ciphertext at level 0 decrypts to `m` modulo `q_0` only. Bootstrapping evaluates the
+//! decryption homomorphically (Cheon–Han–Kim–Kim–Song 2018, with Chen–Chillotti–Song's
+//! improvements):
+//!
+//! 1. **ModRaise**: the level-0 parts are lifted (centred) to the whole chain `q_0 … q_L`;
+//!    the ciphertext now decrypts to `m + q_0·I` for a small integer polynomial `I`
+//!    (`|I_i| ≤ K`, [`Bootstrapper::bound`]).
+//! 2. **SubSum** (sparse packing, `n < N/2` slots): `log2(N/2n)` rotations project onto the
+//!    subring `Z[X^{N/2n}]` the `n` replicated slots live in.
+//! 3. **CoeffsToSlots**: the linear map `w = U^H z / n` puts the coefficients in the slots
+//!    (`w_c = p_c + i·p_{c+n}`, baby-step giant-step diagonals, one level), then the real and
+//!    imaginary parts are split with one conjugation.
+//! 4. **EvalMod**: `x mod 1 ≈ sin(2πx) / 2π`, evaluated as a Taylor polynomial of
+//!    `cos(2π(x − 1/4) / 2^r)` followed by `r` double-angle steps `y ← 2y² − 1`.
+//! 5. **SlotsToCoeffs**: the map `z = U·w` back (one level).
+//!
+//! What it costs in levels is [`Bootstrapper::depth`]; what is left for computation is
+//! [`Bootstrapper::levels_after`]. The messages must be small compared with `q_0 / Δ`:
+//! values of magnitude ≤ 1 with the usual 60-bit `q_0` and 50-bit scale (the sine's
+//! curvature costs `≈ 2·log2(q_0/Δ) − 2.7` bits of precision at `|x| = 1`).
+//!
+//! **Limits of this version** (stated, not hidden): the secret key is the scheme's dense
+//! uniform ternary one (no sparse-secret encapsulation yet), so `K` grows as `√N` and EvalMod
+//! needs `r ≈ log2(2πK/2.2)` double angles; the two linear maps are dense `n × n` (n plaintext
+//! diagonals each, `2√n` rotations), not factored into radix stages, so full-slot
+//! bootstrapping at N = 2^16 is out of reach in memory; sparse packing (`n ≪ N/2`) is the
+//! practical mode.
+
+use std::sync::Arc;
+
+use num_complex::Complex64;
+use veil_math::RnsPoly;
+
+use crate::ckks::ciphertext::{Ciphertext, Plaintext};
+use crate::ckks::evaluator::Evaluator;
+use crate::ckks::vector::{CkksVector, Layout, VectorContext};
+use crate::error::{HeError, Result};
+
+/// Taylor coefficients are cut once the remainder bound falls below this.
+const TAYLOR_TOLERANCE: f64 = 1e-17;
+
+/// How far the EvalMod polynomial's argument may reach, `|2πK / 2^r|` (radians).
+const MAX_ARGUMENT: f64 = 2.3;
+
+/// Standard deviations of `I`'s coefficients covered by the bound `K`.
+const SIGMAS: f64 = 6.0;
+
+/// A linear map on `n` replicated slots as baby-step giant-step diagonals.
+struct EncodedMap {
+    baby: usize,
+    giants: usize,
+    /// `diagonals[g·baby + i]`, pre-rotated right by `g·baby`; `None` where zero.
+    diagonals: Vec<Option<Plaintext>>,
+}
+
+/// What a bootstrapping did: levels and timing of each phase.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BootstrapReport {
+    /// Level of the refreshed ciphertext.
+    pub level_after: usize,
+    /// Seconds per phase: ModRaise + SubSum, CoeffsToSlots, EvalMod, SlotsToCoeffs.
+    pub seconds: [f64; 4],
+}
+
+/// Bootstraps [`CkksVector`]s (and raw ciphertexts) of one context with `n` slots.
+///
+/// The context's Galois keys must hold [`Bootstrapper::rotation_steps`] and the conjugation
+/// key (build it with [`VectorContextBuilder::rotation_steps`](crate::ckks::vector::VectorContextBuilder::rotation_steps)
+/// and [`conjugation(true)`](crate::ckks::vector::VectorContextBuilder::conjugation)).
+pub struct Bootstrapper {
+    ctx: Arc<VectorContext>,
+    slots: usize,
+    bound: f64,
+    double_angles: usize,
+    taylor_degree: usize,
+    cts: EncodedMap,
+    stc: EncodedMap,
+    /// Level the EvalMod polynomial starts at, and the StC map's level.
+    evalmod_level: usize,
+    stc_level: usize,
+}
+
+impl std::fmt::Debug for Bootstrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapper")
+            .field("slots", &self.slots)
+            .field("bound", &self.bound)
+            .field("double_angles", &self.double_angles)
+            .field("taylor_degree", &self.taylor_degree)
+            .field("depth", &self.depth())
+            .finish_non_exhaustive()
+    }
+}
+
+fn ceil_log2(x: usize) -> usize {
+    x.next_power_of_two().trailing_zeros() as usize
+}
+
+/// Baby-step count for an `n`-diagonal map: a power of two near `√n`.
+fn baby_steps(n: usize) -> usize {
+    1usize << ceil_log2(n).div_ceil(2)
+}
+
+/// The bound `K` on `|m/q_0 + I|` for the dense ternary secret of degree `degree`: `I`'s
+/// coefficients are sums of ~2N/3 products of a uniform residue in `[−1/2, 1/2)` with ±1, of
+/// standard deviation `√(N/18)`; `K` covers [`SIGMAS`] of them plus the rounding.
+fn dense_secret_bound(degree: usize) -> f64 {
+    (SIGMAS * (degree as f64 / 18.0).sqrt() + 1.0).ceil()
+}
+
+/// Smallest `r` with `2πK / 2^r ≤ MAX_ARGUMENT`.
+fn double_angles_for(bound: f64) -> usize {
+    let mut r = 0;
+    while 2.0 * std::f64::consts::PI * bound / f64::from(1u32 << r) > MAX_ARGUMENT {
+        r += 1;
+    }
+    r
+}
+
+/// Smallest Taylor degree `d` with `a^{d+1} / (d+1)! ≤ TAYLOR_TOLERANCE`.
+fn taylor_degree_for(a: f64) -> usize {
+    let mut term = a;
+    let mut d = 0usize;
+    while term > TAYLOR_TOLERANCE {
+        d += 1;
+        term *= a / (d + 1) as f64;
+    }
+    d
+}
+
+impl Bootstrapper {
+    /// The rotation steps bootstrapping `slots` slots needs (besides conjugation): the
+    /// baby and giant steps of the two maps and the SubSum steps `n·2^j`.
+    pub fn rotation_steps(total_slots: usize, slots: usize) -> Vec<i64> {
+        let b = baby_steps(slots);
+        let mut steps: Vec<i64> = (1..b.min(slots)).map(|i| i as i64).collect();
+        let mut g = b;
+        while g < slots {
+            steps.push(g as i64);
+            g += b;
+        }
+        let mut s = slots;
+        while s < total_slots {
+            steps.push(s as i64);
+            s *= 2;
+        }
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// Prepares bootstrapping for vectors of `slots` slots (a power of two ≤ N/2: the period
+    /// of a replicated vector, or N/2 for a full one): checks the keys and the levels and
+    /// encodes the two linear maps.
+    pub fn new(ctx: &Arc<VectorContext>, slots: usize) -> Result<Self> {
+        let ckks = ctx.ckks();
+        let total = ckks.slots();
+        if !slots.is_power_of_two() || slots > total || slots < 2 {
+            return Err(HeError::InvalidParameters(format!(
+                "bootstrapping slots must be a power of two between 2 and N/2 = {total}, not {slots}"
+            )));
+        }
+        let gk = ctx.galois_keys();
+        if !gk.contains(ckks.conjugation_element()) {
+            return Err(HeError::MissingConjugationKey);
+        }
+        if let Some(&missing) = Self::rotation_steps(total, slots)
+            .iter()
+            .find(|&&s| !gk.contains(ckks.galois_element_for_step(s)))
+        {
+            return Err(HeError::MissingGaloisKey { step: missing });
+        }
+        let bound = dense_secret_bound(ckks.degree());
+        let double_angles = double_angles_for(bound);
+        let a = 2.0 * std::f64::consts::PI * bound / f64::from(1u32 << double_angles)
+            + std::f64::consts::PI / f64::from(1u32 << (double_angles + 1));
+        // The argument reaches a little past `a` (values up to 1 + 2^-20 of the bound).
+        let taylor_degree = taylor_degree_for(a * 1.01);
+        let max_level = ckks.max_level();
+        let depth = 3 + ceil_log2(taylor_degree + 1) + double_angles + 1;
+        if depth > max_level {
+            return Err(HeError::OutOfLevels {
+                needed: depth,
+                left: max_level,
+            });
+        }
+        let evalmod_level = max_level - 2;
+        let stc_level = evalmod_level - ceil_log2(taylor_degree + 1) - double_angles - 1;
+        let params = ckks.params();
+        let q = |l: usize| params.ciphertext_moduli()[l].value() as f64;
+        // CoeffsToSlots: w = U^H z / n, halved (the real part comes back as w + w̄).
+        let n = slots;
+        let xi = |j: usize, c: usize| -> Complex64 {
+            // ξ_j^c with ξ_j = e^{iπ·5^j/(2n)}: exponents modulo 4n.
+            let e = (pow5_mod(j, 4 * n) * c as u64) % (4 * n as u64);
+            Complex64::from_polar(1.0, std::f64::consts::PI * e as f64 / (2 * n) as f64)
+        };
+        let cts_entry = |c: usize, j: usize| xi(j, c).conj() / (2.0 * n as f64);
+        let stc_entry = |j: usize, c: usize| xi(j, c);
+        let cts = encode_map(ctx, n, max_level, q(max_level), &cts_entry)?;
+        let stc_scale = ctx.scale_at(stc_level - 1) * q(stc_level) / ctx.scale_at(stc_level);
+        let stc = encode_map(ctx, n, stc_level, stc_scale, &stc_entry)?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            slots,
+            bound,
+            double_angles,
+            taylor_degree,
+            cts,
+            stc,
+            evalmod_level,
+            stc_level,
+        })
+    }
+
+    /// Slots this bootstrapper refreshes.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The bound `K` on `|m/q_0 + I|` EvalMod is built for.
+    pub fn bound(&self) -> f64 {
+        self.bound
+    }
+
+    /// Levels one bootstrapping consumes from the top of the chain.
+    pub fn depth(&self) -> usize {
+        self.ctx.ckks().max_level() - (self.stc_level - 1)
+    }
+
+    /// The level of a refreshed ciphertext.
+    pub fn levels_after(&self) -> usize {
+        self.stc_level - 1
+    }
+
+    /// Refreshes a vector: its values come back at level [`levels_after`](Self::levels_after).
+    /// A replicated vector must have this bootstrapper's period; a plain one must fill the
+    /// slots (`N/2` bootstrapper) or have clean padding and at most `slots` values (it is
+    /// replicated first and comes back with dirty padding).
+    pub fn bootstrap(&self, v: &CkksVector) -> Result<CkksVector> {
+        self.bootstrap_with_report(v).map(|(v, _)| v)
+    }
+
+    /// [`bootstrap`](Self::bootstrap), with the time of each phase.
+    pub fn bootstrap_with_report(&self, v: &CkksVector) -> Result<(CkksVector, BootstrapReport)> {
+        if !Arc::ptr_eq(v.context(), &self.ctx)
+            && v.context().ckks().fingerprint() != self.ctx.ckks().fingerprint()
+        {
+            return Err(HeError::ParameterMismatch {
+                expected: self.ctx.ckks().params().fingerprint_hex(),
+                found: v.context().ckks().params().fingerprint_hex(),
+            });
+        }
+        let total = self.ctx.ckks().slots();
+        let ev = self.ctx.evaluator();
+        let ct = match v.layout() {
+            Layout::Replicated if v.len().next_power_of_two() == self.slots => {
+                v.ciphertext().clone()
+            }
+            Layout::Plain if self.slots == total => v.ciphertext().clone(),
+            Layout::Plain if !v.is_dirty() && v.len() <= self.slots => {
+                // Zero padding: replicate the first `slots` slots across all of them.
+                let mut acc = v.ciphertext().clone();
+                let mut step = self.slots;
+                while step < total {
+                    let r = ev.rotate(&acc, -(step as i64), self.ctx.galois_keys())?;
+                    ev.add_assign(&mut acc, &r)?;
+                    step *= 2;
+                }
+                acc
+            }
+            layout => {
+                return Err(HeError::ShapeMismatch(format!(
+                "this bootstrapper refreshes {} slots; a {:?} vector of length {}{} does not fit \
+                     (encrypt it replicated with period {}, or keep its padding clean)",
+                self.slots,
+                layout,
+                v.len(),
+                if v.is_dirty() {
+                    " with dirty padding"
+                } else {
+                    ""
+                },
+                self.slots
+            )))
+            }
+        };
+        let (out, report) = self.bootstrap_ciphertext_with_report(&ct)?;
+        let layout = match v.layout() {
+            Layout::Replicated => Layout::Replicated,
+            _ => Layout::Plain,
+        };
+        let dirty = v.len() < total;
+        Ok((
+            CkksVector::from_parts(&self.ctx, out, v.len(), dirty, layout),
+            report,
+        ))
+    }
+
+    /// Refreshes a ciphertext whose `n` slots are replicated with period `n` (any level, any
+    /// scale; 2 parts). The result is at [`levels_after`](Self::levels_after) with that level's
+    /// canonical scale ([`VectorContext::scale_at`]).
+    pub fn bootstrap_ciphertext(&self, ct: &Ciphertext) -> Result<Ciphertext> {
+        self.bootstrap_ciphertext_with_report(ct).map(|(c, _)| c)
+    }
+
+    fn bootstrap_ciphertext_with_report(
+        &self,
+        ct: &Ciphertext,
+    ) -> Result<(Ciphertext, BootstrapReport)> {
+        self.run(ct, &mut |_, _, _| {})
+    }
+
+    /// Taylor coefficients in `u` of `sin θ` and `cos θ` for the small angle
+    /// `θ = 2π·K·u / (ρ·2^r)` (`x = K·u/ρ`, so that `2^r` doublings reach `2πx`).
+    fn evalmod_coefficients(&self, rho: f64) -> (Vec<f64>, Vec<f64>) {
+        let scale_r = f64::from(1u32 << self.double_angles);
+        let alpha = 2.0 * std::f64::consts::PI * self.bound / (rho * scale_r);
+        let term = |j: usize| {
+            let fact: f64 = (1..=j).map(|t| t as f64).product();
+            let sign = if (j / 2).is_multiple_of(2) { 1.0 } else { -1.0 };
+            sign * alpha.powi(j as i32) / fact
+        };
+        let sin = (0..=self.taylor_degree)
+            .map(|j| if j % 2 == 1 { term(j) } else { 0.0 })
+            .collect();
+        let cos = (0..=self.taylor_degree)
+            .map(|j| if j % 2 == 0 { term(j) } else { 0.0 })
+            .collect();
+        (sin, cos)
+    }
+
+    /// The bootstrapping, showing `probe` each stage's ciphertext (and a stage parameter).
+    fn run(
+        &self,
+        ct: &Ciphertext,
+        probe: &mut dyn FnMut(&str, &Ciphertext, f64),
+    ) -> Result<(Ciphertext, BootstrapReport)> {
+        let ckks = self.ctx.ckks();
+        let ev = self.ctx.evaluator();
+        let gk = self.ctx.galois_keys();
+        let params = ckks.params();
+        let q = |l: usize| params.ciphertext_moduli()[l].value() as f64;
+        if ct.size() != 2 {
+            return Err(HeError::WrongCiphertextSize {
+                expected: 2,
+                found: ct.size(),
+            });
+        }
+        let mut report = BootstrapReport::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |report: &mut BootstrapReport, i: usize| {
+            report.seconds[i] = clock.elapsed().as_secs_f64();
+            clock = std::time::Instant::now();
+        };
+        let input_scale = ct.scale();
+        let low = ev.mod_switch_to_level(ct, 0)?;
+        let total = ckks.slots();
+        let k = (total / self.slots) as f64;
+        let max_level = ckks.max_level();
+        // Declared scale q_0·k·K: the slots then hold (m/q_0 + I)/K after SubSum and CtS.
+        let mut raised = mod_raise(ev, &low, q(0) * k * self.bound)?;
+        let mut step = self.slots;
+        while step < total {
+            let r = ev.rotate(&raised, step as i64, gk)?;
+            ev.add_assign(&mut raised, &r)?;
+            step *= 2;
+        }
+        lap(&mut report, 0);
+        probe("raised", &raised, 0.0);
+
+        // CoeffsToSlots (scale preserved: the diagonals are at scale q_L), then one integer
+        // product brings the scale to the canonical Δ_{L−2}; ρ records how far it lands.
+        let w = ev.rescale(&apply_map(ev, &raised, &self.cts, gk)?)?;
+        let s1 = w.scale();
+        let target = self.ctx.scale_at(max_level - 2);
+        let c = (target * q(max_level - 1) / s1).round();
+        let mut w = ev.rescale(&ev.multiply_integer_f64(&w, c)?)?;
+        let rho = s1 * c / q(max_level - 1) / target;
+        w.set_scale(target);
+        probe("cts", &w, rho);
+        debug_assert_eq!(w.level(), self.evalmod_level);
+        let wc = ev.conjugate(&w, gk)?;
+        let re = ev.add(&w, &wc)?;
+        let mut im = ev.sub(&w, &wc)?;
+        im = times_i(ev, &im)?;
+        im = ev.negate(&im)?;
+        lap(&mut report, 1);
+        probe("re", &re, rho);
+
+        // EvalMod on the real parts: re, im hold ρ·x/K with x = m/q_0 + I.
+        let r = self.double_angles;
+        let (sin, cos) = self.evalmod_coefficients(rho);
+        let out_factor = q(0) / (2.0 * std::f64::consts::PI * input_scale);
+        let n = self.slots;
+        // sin and cos of the small angle, then r doublings of the pair: sin 2θ = 2·sin θ·cos θ,
+        // cos 2θ = 1 − 2·sin² θ. Doubling through cos alone (cos 2θ = 2cos² θ − 1) would
+        // start from cos θ ≈ 1, where the angle is lost in the second order.
+        let eval_mod = |part: Ciphertext| -> Result<Ciphertext> {
+            let v = CkksVector::from_parts(&self.ctx, part, n, true, Layout::Replicated);
+            let mut s = v.polyval(&sin)?;
+            if r == 0 {
+                return Ok(s.mul_scalar(out_factor)?.ciphertext().clone());
+            }
+            let mut c = v.polyval(&cos)?;
+            for _ in 1..r {
+                let sc = s.mul(&c)?;
+                let ss = s.square()?;
+                s = sc.add(&sc)?;
+                c = ss.add(&ss)?.neg()?.add_scalar(1.0)?;
+            }
+            let sc = s.mul(&c)?;
+            Ok(sc.mul_scalar(2.0 * out_factor)?.ciphertext().clone())
+        };
+        let (re, im) = if veil_math::par::should_parallelize(ckks.degree() * max_level, 2) {
+            rayon::join(|| eval_mod(re), || eval_mod(im))
+        } else {
+            (eval_mod(re), eval_mod(im))
+        };
+        let (re, im) = (re?, im?);
+        probe("evalmod", &re, out_factor);
+        let mut coeffs_ct = re;
+        ev.add_assign(&mut coeffs_ct, &times_i(ev, &im)?)?;
+        lap(&mut report, 2);
+        debug_assert_eq!(coeffs_ct.level(), self.stc_level);
+
+        // SlotsToCoeffs: z = U·w, landing on the canonical scale of the level below.
+        let mut out = ev.rescale(&apply_map(ev, &coeffs_ct, &self.stc, gk)?)?;
+        out.set_scale(self.ctx.scale_at(out.level()));
+        lap(&mut report, 3);
+        report.level_after = out.level();
+        Ok((out, report))
+    }
+}
+
+/// `5^j mod m`.
+fn pow5_mod(j: usize, m: usize) -> u64 {
+    let m = m as u64;
+    let mut acc = 1u64 % m;
+    let mut base = 5u64 % m;
+    let mut e = j;
+    while e > 0 {
+        if e & 1 == 1 {
+            acc = acc * base % m;
+        }
+        base = base * base % m;
+        e >>= 1;
+    }
+    acc
+}
+
+/// Encodes the `n × n` map `entry(row, col)` as baby-step giant-step diagonals at `level`
+/// and `scale`, each tiled over all the slots.
+fn encode_map(
+    ctx: &Arc<VectorContext>,
+    n: usize,
+    level: usize,
+    scale: f64,
+    entry: &dyn Fn(usize, usize) -> Complex64,
+) -> Result<EncodedMap> {
+    let total = ctx.ckks().slots();
+    let baby = baby_steps(n).min(n);
+    let giants = n / baby;
+    let encoder = crate::ckks::CkksEncoder::new(ctx.ckks());
+    let mut diagonals = Vec::with_capacity(n);
+    for g in 0..giants {
+        for i in 0..baby {
+            let t = g * baby + i;
+            // diag_t[j] = M[j][j + t], rotated right by g·baby.
+            let diag: Vec<Complex64> = (0..n)
+                .map(|j| {
+                    let jj = (j + n - g * baby) % n;
+                    entry(jj, (jj + t) % n)
+                })
+                .collect();
+            if diag.iter().all(|z| z.norm() < 1e-300) {
+                diagonals.push(None);
+                continue;
+            }
+            let tiled: Vec<Complex64> = (0..total).map(|s| diag[s % n]).collect();
+            diagonals.push(Some(encoder.encode_complex(&tiled, scale, level)?));
+        }
+    }
+    Ok(EncodedMap {
+        baby,
+        giants,
+        diagonals,
+    })
+}
+
+/// `Σ_g rot_{g·b}(Σ_i D'_{g·b+i} ⊙ rot_i(ct))` (not rescaled).
+fn apply_map(
+    ev: &Evaluator,
+    ct: &Ciphertext,
+    map: &EncodedMap,
+    gk: &crate::ckks::GaloisKeys,
+) -> Result<Ciphertext> {
+    let steps: Vec<i64> = (0..map.baby as i64).collect();
+    let babies = ev.rotate_hoisted(ct, &steps, gk)?;
+    let mut acc: Option<Ciphertext> = None;
+    for g in 0..map.giants {
+        let mut inner: Option<Ciphertext> = None;
+        for (i, baby) in babies.iter().enumerate() {
+            let Some(pt) = &map.diagonals[g * map.baby + i] else {
+                continue;
+            };
+            let term = ev.multiply_plain(baby, pt)?;
+            match inner.as_mut() {
+                Some(a) => ev.add_assign(a, &term)?,
+                None => inner = Some(term),
+            }
+        }
+        let Some(mut inner) = inner else { continue };
+        if g > 0 {
+            inner = ev.rotate(&inner, (g * map.baby) as i64, gk)?;
+        }
+        match acc.as_mut() {
+            Some(a) => ev.add_assign(a, &inner)?,
+            None => acc = Some(inner),
+        }
+    }
+    acc.ok_or(HeError::Internal("a linear map with no non-zero diagonal"))
+}
+
+/// Lifts a level-0 ciphertext's parts (centred modulo `q_0`) to the whole chain, declaring
+/// `scale`.
+fn mod_raise(ev: &Evaluator, ct: &Ciphertext, scale: f64) -> Result<Ciphertext> {
+    let ctx = ev.context();
+    let q0 = ctx.params().ciphertext_moduli()[0].value();
+    let half = q0 / 2;
+    let basis = ctx.q_basis(ctx.max_level());
+    let mut parts = Vec::with_capacity(ct.parts.len());
+    for p in &ct.parts {
+        let mut c = p.clone();
+        c.to_coefficient();
+        let centred: Vec<i64> = c
+            .limb(0)
+            .iter()
+            .map(|&x| {
+                if x > half {
+                    -((q0 - x) as i64)
+                } else {
+                    x as i64
+                }
+            })
+            .collect();
+        let mut lifted = RnsPoly::from_signed(ctx.ring(), &basis, &centred)?;
+        lifted.to_ntt();
+        parts.push(lifted);
+    }
+    ctx.check_scale(ctx.max_level(), scale)?;
+    Ok(Ciphertext {
+        parts,
+        scale,
+        fingerprint: ct.fingerprint,
+        seed: None,
+    })
+}
+
+/// Multiplies every slot by `i`: the monomial `X^{N/2}` (exact, no level).
+fn times_i(ev: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
+    let ctx = ev.context();
+    let n = ctx.degree();
+    let mut mono = vec![0i64; n];
+    mono[n / 2] = 1;
+    let primes = ct.parts[0].primes().to_vec();
+    let mut m = RnsPoly::from_signed(ctx.ring(), &primes, &mono)?;
+    m.to_ntt();
+    let mut out = ct.clone();
+    for p in out.parts.iter_mut() {
+        p.mul_assign(&m)?;
+    }
+    out.seed = None;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each stage's error against the same stage computed in the clear from the previous
+    /// stage's decryption.
+    #[test]
+    #[allow(clippy::needless_range_loop, reason = "c is the coefficient index")]
+    fn every_stage_is_accurate() {
+        use crate::ckks::{CkksContext, CkksParameters};
+        let mut bits = vec![60];
+        bits.extend(std::iter::repeat_n(50, 18));
+        bits.extend([60, 60]);
+        let params = CkksParameters::builder()
+            .degree(4096)
+            .moduli_bits(&bits)
+            .special_primes(2)
+            .scale_bits(50.0)
+            .insecure_allow_below_128_bit_security()
+            .build()
+            .unwrap();
+        let ckks = CkksContext::new(params).unwrap();
+        let n = 64;
+        let total = ckks.slots();
+        let ctx = VectorContext::builder(ckks.clone())
+            .rotation_steps(&Bootstrapper::rotation_steps(total, n))
+            .conjugation(true)
+            .build()
+            .unwrap();
+        let boot = Bootstrapper::new(&ctx, n).unwrap();
+        let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.77).sin()).collect();
+        let v = CkksVector::encrypt_replicated(&ctx, &x, false).unwrap();
+        let dec = |ct: &Ciphertext| {
+            CkksVector::from_parts(&ctx, ct.clone(), total, false, Layout::Plain)
+                .decrypt_complex_for_tests()
+                .unwrap()
+        };
+        let mut z = Vec::new();
+        let mut u = Vec::new();
+        let mut worst = std::collections::BTreeMap::new();
+        let k = boot.bound;
+        boot.run(v.ciphertext(), &mut |stage, ct, param| {
+            let got = dec(ct);
+            match stage {
+                "raised" => z = got,
+                "cts" => {
+                    let rho = param;
+                    let mut err = 0f64;
+                    let mut big = 0f64;
+                    for c in 0..n {
+                        let mut w = Complex64::new(0.0, 0.0);
+                        for (j, zj) in z.iter().take(n).enumerate() {
+                            let e = (pow5_mod(j, 4 * n) * c as u64) % (4 * n as u64);
+                            let xi = Complex64::from_polar(
+                                1.0,
+                                std::f64::consts::PI * e as f64 / (2 * n) as f64,
+                            );
+                            w += xi.conj() * zj / (2.0 * n as f64);
+                        }
+                        err = err.max((got[c] / rho - w).norm());
+                        big = big.max(w.re.abs().max(w.im.abs()) * k);
+                    }
+                    eprintln!("cts: rho {rho}, largest |x| {big}");
+                    worst.insert("cts", err);
+                }
+                "re" => {
+                    let rho = param;
+                    u = got.iter().map(|c| c.re).collect();
+                    worst.insert(
+                        "re imaginary",
+                        got.iter().map(|c| c.im.abs()).fold(0.0, f64::max),
+                    );
+                    let coeffs = boot.evalmod_coefficients(rho).0;
+                    let pv = CkksVector::from_parts(&ctx, ct.clone(), n, true, Layout::Replicated)
+                        .polyval(&coeffs)
+                        .unwrap();
+                    let p = dec(pv.ciphertext());
+                    let r = f64::from(1u32 << boot.double_angles);
+                    let mut err = 0f64;
+                    let mut approx = 0f64;
+                    for (i, ui) in u.iter().enumerate().take(n) {
+                        let exact = (2.0 * std::f64::consts::PI * (k * ui / rho) / r).sin();
+                        let taylor: f64 = coeffs.iter().rev().fold(0.0, |acc, c| acc * ui + c);
+                        err = err.max((p[i].re - taylor).abs());
+                        approx = approx.max((taylor - exact).abs());
+                    }
+                    worst.insert("polyval vs clear polynomial", err);
+                    worst.insert("taylor vs cos", approx);
+                    u.iter_mut().for_each(|ui| *ui = k * *ui / rho);
+                }
+                "evalmod" => {
+                    let mut err = 0f64;
+                    for (i, xi) in u.iter().enumerate().take(n) {
+                        let want = param * (2.0 * std::f64::consts::PI * xi).sin();
+                        err = err.max((got[i].re - want).abs());
+                    }
+                    worst.insert("evalmod vs sin of its input", err);
+                }
+                _ => {}
+            }
+        })
+        .unwrap();
+        eprintln!("{worst:#?}");
+        let limits = [
+            ("cts", 1e-10),
+            ("re imaginary", 1e-9),
+            ("polyval vs clear polynomial", 2e-11),
+            ("taylor vs cos", 1e-15),
+            ("evalmod vs sin of its input", 2e-6),
+        ];
+        for (stage, limit) in limits {
+            let err = worst.get(stage).copied().unwrap_or(f64::INFINITY);
+            assert!(err < limit, "{stage}: {err:e} ≥ {limit:e}");
+        }
+    }
+
+    #[test]
+    fn taylor_degree_meets_the_tolerance() {
+        for a in [0.5, 1.0, 2.3] {
+            let d = taylor_degree_for(a);
+            let fact: f64 = (1..=d + 1).map(|t| t as f64).product();
+            assert!(a.powi(d as i32 + 1) / fact <= TAYLOR_TOLERANCE);
+        }
+    }
+
+    #[test]
+    fn double_angles_bring_the_argument_in_range() {
+        for k in [10.0, 91.0, 363.0] {
+            let r = double_angles_for(k);
+            assert!(2.0 * std::f64::consts::PI * k / f64::from(1u32 << r) <= MAX_ARGUMENT);
+            assert!(
+                r == 0
+                    || 2.0 * std::f64::consts::PI * k / f64::from(1u32 << (r - 1)) > MAX_ARGUMENT
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_steps_cover_the_maps_and_subsum() {
+        let steps = Bootstrapper::rotation_steps(2048, 64);
+        for s in [1, 7, 8, 56, 64, 128, 1024] {
+            assert!(steps.contains(&s), "{s} missing from {steps:?}");
+        }
+        assert!(!steps.contains(&2048));
+    }
+}
+#[cfg(test)]
+mod polyval_tests {
+    use super::*;
+
+    fn sin_coeffs(d: usize, a: f64) -> Vec<f64> {
+        (0..=d)
+            .map(|j| {
+                if j % 2 == 0 {
+                    return 0.0;
+                }
+                let f: f64 = (1..=j).map(|t| t as f64).product();
+                let sign = if (j / 2).is_multiple_of(2) { 1.0 } else { -1.0 };
+                sign * a.powi(j as i32) / f
+            })
+            .collect()
+    }
+
+    /// A polynomial deep enough to combine powers from different levels is as exact as a
+    /// shallow one: bringing a power down a level re-targets its scale exactly (the level
+    /// scales of a chain differ by ~10^-9, which relabelling alone turned into a 7·10^-11
+    /// error here, ten times the noise).
+    #[test]
+    fn polyval_across_levels_is_exact_to_the_noise() {
+        use crate::ckks::{CkksContext, CkksParameters};
+        let mut bits = vec![60];
+        bits.extend(std::iter::repeat_n(50, 18));
+        bits.extend([60, 60]);
+        let params = CkksParameters::builder()
+            .degree(4096)
+            .moduli_bits(&bits)
+            .special_primes(2)
+            .scale_bits(50.0)
+            .insecure_allow_below_128_bit_security()
+            .build()
+            .unwrap();
+        let ckks = CkksContext::new(params).unwrap();
+        let ctx = VectorContext::builder(ckks.clone()).build().unwrap();
+        let u: Vec<f64> = (0..64).map(|i| (i as f64 * 0.77).sin() * 0.2).collect();
+        let v = CkksVector::encrypt_replicated(&ctx, &u, false).unwrap();
+        let v = v.mul_scalar(1.0).unwrap().mul_scalar(1.0).unwrap();
+        let d0 = v.decrypt_unflooded_for_key_holder_only().unwrap();
+        for degree in [3, 9, 15, 25] {
+            let coeffs = sin_coeffs(degree, 2.26);
+            let got = v
+                .polyval(&coeffs)
+                .unwrap()
+                .decrypt_unflooded_for_key_holder_only()
+                .unwrap();
+            let mut err = 0f64;
+            for (g, x) in got.iter().zip(&d0) {
+                let want: f64 = coeffs.iter().rev().fold(0.0, |acc, c| acc * x + c);
+                err = err.max((g - want).abs());
+            }
+            assert!(err < 2e-11, "degree {degree}: error {err:e}");
+        }
+    }
+}
