@@ -23,7 +23,7 @@ pub mod params;
 pub mod serialize;
 pub mod vector;
 
-pub use bootstrap::{BootstrapReport, Bootstrapper};
+pub use bootstrap::{BootstrapConfig, BootstrapReport, Bootstrapper};
 pub use ciphertext::{Ciphertext, Plaintext};
 pub use context::CkksContext;
 pub use encoder::CkksEncoder;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use veil_he::ckks::*;
 use veil_he::HeError;
 
-/// N = 4096 (insecure: small and fast), q_0 of 60 bits, 50-bit primes, scale 2^50.
+/// N = 4096 (insecure: small and fast), q_0 of 60 bits, 50-bit primes, scale 2^50: the
+/// levels bootstrapping `slots` slots takes plus `levels_left`.
 fn context(levels_left: usize, slots: usize) -> (Arc<VectorContext>, Bootstrapper) {
+    let config = BootstrapConfig::new(slots);
     let mut bits = vec![60];
-    bits.extend(std::iter::repeat_n(50, 17 + levels_left));
+    bits.extend(std::iter::repeat_n(50, config.depth(4096) + levels_left));
     bits.extend([60, 60]);
     let params = CkksParameters::builder()
         .degree(4096)
@@ -21,11 +23,11 @@ fn context(levels_left: usize, slots: usize) -> (Arc<VectorContext>, Bootstrappe
         .unwrap();
     let ckks = CkksContext::new(params).unwrap();
     let ctx = VectorContext::builder(ckks.clone())
-        .rotation_steps(&Bootstrapper::rotation_steps(ckks.slots(), slots))
+        .rotation_steps(&config.rotation_steps(ckks.slots()))
         .conjugation(true)
         .build()
         .unwrap();
-    let boot = Bootstrapper::new(&ctx, slots).unwrap();
+    let boot = Bootstrapper::new(&ctx, config).unwrap();
     (ctx, boot)
 }
 
@@ -43,7 +45,8 @@ fn max_error(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn a_refreshed_vector_decrypts_to_its_values() {
     let (ctx, boot) = context(3, 64);
-    assert_eq!(boot.depth(), 17, "{boot:?}");
+    // 2 + 1 + 5 (degree-25 polynomials) + 8 double angles + 1 + 2.
+    assert_eq!(boot.depth(), 19, "{boot:?}");
     let x = values(64);
     let v = CkksVector::encrypt_replicated(&ctx, &x, false).unwrap();
     // One product first; the bootstrapper drops the rest of the chain itself.
@@ -144,26 +147,49 @@ fn bootstrapping_refuses_what_it_cannot_do() {
         .unwrap();
     let ckks = CkksContext::new(params).unwrap();
     let bare = VectorContext::builder(ckks.clone()).build().unwrap();
+    let config = BootstrapConfig::new(16);
     assert!(matches!(
-        Bootstrapper::new(&bare, 16),
+        Bootstrapper::new(&bare, config),
         Err(HeError::MissingConjugationKey)
     ));
     let keyed = VectorContext::builder(ckks.clone())
-        .rotation_steps(&Bootstrapper::rotation_steps(ckks.slots(), 16))
+        .rotation_steps(&config.rotation_steps(ckks.slots()))
         .conjugation(true)
         .build()
         .unwrap();
     assert!(matches!(
-        Bootstrapper::new(&keyed, 16),
+        Bootstrapper::new(&keyed, config),
         Err(HeError::OutOfLevels { needed: 17, .. })
     ));
-    assert!(matches!(
-        Bootstrapper::new(&keyed, 24),
-        Err(HeError::InvalidParameters(_))
-    ));
+    for bad in [
+        BootstrapConfig::new(24),
+        BootstrapConfig::new(4096),
+        config.levels(0, 1),
+        config.levels(1, 5),
+    ] {
+        assert!(matches!(
+            Bootstrapper::new(&keyed, bad),
+            Err(HeError::InvalidParameters(_))
+        ));
+    }
     // Keys for 16 slots do not cover 64.
     assert!(matches!(
-        Bootstrapper::new(&keyed, 64),
+        Bootstrapper::new(&keyed, BootstrapConfig::new(64)),
         Err(HeError::MissingGaloisKey { .. })
     ));
+}
+
+#[test]
+fn a_full_vector_is_refreshed() {
+    // N/2 = 2048 slots: each map in 3 factors of at most 31 diagonals.
+    let (ctx, boot) = context(1, 2048);
+    assert_eq!(boot.config().cts_levels, 3);
+    let x = values(2048);
+    let v = CkksVector::encrypt(&ctx, &x).unwrap();
+    let (fresh, report) = boot.bootstrap_with_report(&v).unwrap();
+    let got = fresh.decrypt_unflooded_for_key_holder_only().unwrap();
+    let err = max_error(&got, &x);
+    eprintln!("full slots: {report:?}, max error {err:e} ({:.1} bits)", -err.log2());
+    // Noise of 2048 coefficients summed per slot: two bits below the 64-slot case.
+    assert!(err < 2f64.powi(-14), "max error {err:e}");
 }

@@ -10,28 +10,29 @@
 //! 2. **SubSum** (sparse packing, `n < N/2` slots): `log2(N/2n)` rotations project onto the
 //!    subring `Z[X^{N/2n}]` the `n` replicated slots live in.
 //! 3. **CoeffsToSlots**: the linear map `w = U^H z / n` puts the coefficients in the slots
-//!    (`w_c = p_c + i·p_{c+n}`, baby-step giant-step diagonals, one level), then the real and
-//!    imaginary parts are split with one conjugation.
+//!    (`w_c = p_c + i·p_{c+n}`, in bit-reversed order), factored into
+//!    [`BootstrapConfig::cts_levels`] sparse matrices ([`dft`]: the special FFT's butterfly
+//!    stages, merged), each applied by baby-step giant-step with hoisted rotations; then the
+//!    real and imaginary parts are split with one conjugation.
 //! 4. **EvalMod**: `x mod 1 ≈ sin(2πx) / 2π`, evaluated as a Taylor polynomial of
 //!    `cos(2π(x − 1/4) / 2^r)` followed by `r` double-angle steps `y ← 2y² − 1`.
-//! 5. **SlotsToCoeffs**: the map `z = U·w` back (one level).
+//! 5. **SlotsToCoeffs**: the map `z = U·w` back, in [`BootstrapConfig::stc_levels`] levels.
 //!
-//! What it costs in levels is [`Bootstrapper::depth`]; what is left for computation is
+//! What it costs in levels is [`BootstrapConfig::depth`]; what is left for computation is
 //! [`Bootstrapper::levels_after`]. The messages must be small compared with `q_0 / Δ`:
 //! values of magnitude ≤ 1 with the usual 60-bit `q_0` and 50-bit scale (the sine's
 //! curvature costs `≈ 2·log2(q_0/Δ) − 2.7` bits of precision at `|x| = 1`).
 //!
 //! **Limits of this version** (stated, not hidden): the secret key is the scheme's dense
-//! uniform ternary one (no sparse-secret encapsulation yet), so `K` grows as `√N` and EvalMod
-//! needs `r ≈ log2(2πK/2.2)` double angles; the two linear maps are dense `n × n` (n plaintext
-//! diagonals each, `2√n` rotations), not factored into radix stages, so full-slot
-//! bootstrapping at N = 2^16 is out of reach in memory; sparse packing (`n ≪ N/2`) is the
-//! practical mode.
+//! uniform ternary one (no sparse-secret encapsulation yet), so `K` grows as `√N` (92 at
+//! N = 4096, 364 at N = 2^16) and EvalMod needs `r ≈ log2(2πK/2.3)` double angles (8 and 10).
 
 use std::sync::Arc;
 
 use num_complex::Complex64;
 use veil_math::RnsPoly;
+
+mod dft;
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::evaluator::Evaluator;
@@ -47,12 +48,108 @@ const MAX_ARGUMENT: f64 = 2.3;
 /// Standard deviations of `I`'s coefficients covered by the bound `K`.
 const SIGMAS: f64 = 6.0;
 
-/// A linear map on `n` replicated slots as baby-step giant-step diagonals.
-struct EncodedMap {
-    baby: usize,
-    giants: usize,
-    /// `diagonals[g·baby + i]`, pre-rotated right by `g·baby`; `None` where zero.
-    diagonals: Vec<Option<Plaintext>>,
+/// One factor of a linear map, encoded for baby-step giant-step (see [`dft::Plan`]).
+struct EncodedStage {
+    plan: dft::Plan,
+    /// For every giant step `g`, the diagonals `(i, D)` pre-rotated right by `g·baby·unit`.
+    giants: Vec<(i64, Vec<(usize, Plaintext)>)>,
+}
+
+/// How to bootstrap: the slot count and the levels of the two linear maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootstrapConfig {
+    /// Slots refreshed: a power of two ≤ N/2 (the period of a replicated vector, or N/2).
+    pub slots: usize,
+    /// Levels (factors) of CoeffsToSlots: more levels, fewer diagonals and rotations.
+    pub cts_levels: usize,
+    /// Levels (factors) of SlotsToCoeffs.
+    pub stc_levels: usize,
+}
+
+impl BootstrapConfig {
+    /// `slots` slots, each map in `⌈log2(slots)/4⌉` levels (4 for N/2 = 2^15 slots, as
+    /// OpenFHE's default level budget).
+    pub fn new(slots: usize) -> Self {
+        let levels = (slots.max(2).trailing_zeros() as usize).div_ceil(4).max(1);
+        Self {
+            slots,
+            cts_levels: levels,
+            stc_levels: levels,
+        }
+    }
+
+    /// Sets the levels of the two maps (each at least 1, at most `log2(slots)`).
+    pub fn levels(mut self, cts: usize, stc: usize) -> Self {
+        self.cts_levels = cts;
+        self.stc_levels = stc;
+        self
+    }
+
+    fn stages(&self) -> usize {
+        self.slots.trailing_zeros() as usize
+    }
+
+    fn check(&self, total_slots: usize) -> Result<()> {
+        let n = self.slots;
+        if !n.is_power_of_two() || n > total_slots || n < 2 {
+            return Err(HeError::InvalidParameters(format!(
+                "bootstrapping slots must be a power of two between 2 and N/2 = {total_slots}, not {n}"
+            )));
+        }
+        for (name, l) in [
+            ("CoeffsToSlots", self.cts_levels),
+            ("SlotsToCoeffs", self.stc_levels),
+        ] {
+            if l == 0 || l > self.stages() {
+                return Err(HeError::InvalidParameters(format!(
+                    "{name} in {l} levels: between 1 and log2(slots) = {}",
+                    self.stages()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The EvalMod shape for ring degree `degree`: `(K, r, Taylor degree)`.
+    fn evalmod_shape(degree: usize) -> (f64, usize, usize) {
+        let bound = dense_secret_bound(degree);
+        let r = double_angles_for(bound);
+        let a = 2.0 * std::f64::consts::PI * bound / f64::from(1u32 << r);
+        // The argument reaches a little past `a` (|x| up to K plus the message).
+        (bound, r, taylor_degree_for(a * 1.01))
+    }
+
+    /// Levels one bootstrapping consumes at ring degree `degree`: CoeffsToSlots, one
+    /// scale adjustment, the sine and cosine polynomials, the double angles, one constant,
+    /// SlotsToCoeffs. A chain needs this many levels above `q_0` plus those to compute with.
+    pub fn depth(&self, degree: usize) -> usize {
+        let (_, r, d) = Self::evalmod_shape(degree);
+        self.cts_levels + 1 + ceil_log2(d + 1) + r + 1 + self.stc_levels
+    }
+
+    /// The rotation steps bootstrapping needs (besides conjugation): the baby and giant
+    /// steps of every factor of the two maps and the SubSum steps `slots·2^j`. Generate the
+    /// keys with [`VectorContextBuilder::rotation_steps`](crate::ckks::vector::VectorContextBuilder::rotation_steps).
+    pub fn rotation_steps(&self, total_slots: usize) -> Vec<i64> {
+        let n = self.slots;
+        let mut steps = Vec::new();
+        if self.check(total_slots).is_ok() {
+            for m in dft::coeffs_to_slots(n, self.cts_levels)
+                .iter()
+                .chain(&dft::slots_to_coeffs(n, self.stc_levels))
+            {
+                steps.extend(dft::Plan::of(m).steps());
+            }
+            let mut s = n;
+            while s < total_slots {
+                steps.push(s as i64);
+                s *= 2;
+            }
+        }
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
 }
 
 /// What a bootstrapping did: levels and timing of each phase.
@@ -66,7 +163,7 @@ pub struct BootstrapReport {
 
 /// Bootstraps [`CkksVector`]s (and raw ciphertexts) of one context with `n` slots.
 ///
-/// The context's Galois keys must hold [`Bootstrapper::rotation_steps`] and the conjugation
+/// The context's Galois keys must hold [`BootstrapConfig::rotation_steps`] and the conjugation
 /// key (build it with [`VectorContextBuilder::rotation_steps`](crate::ckks::vector::VectorContextBuilder::rotation_steps)
 /// and [`conjugation(true)`](crate::ckks::vector::VectorContextBuilder::conjugation)).
 pub struct Bootstrapper {
@@ -75,8 +172,9 @@ pub struct Bootstrapper {
     bound: f64,
     double_angles: usize,
     taylor_degree: usize,
-    cts: EncodedMap,
-    stc: EncodedMap,
+    cts: Vec<EncodedStage>,
+    stc: Vec<EncodedStage>,
+    config: BootstrapConfig,
     /// Level the EvalMod polynomial starts at, and the StC map's level.
     evalmod_level: usize,
     stc_level: usize,
@@ -96,11 +194,6 @@ impl std::fmt::Debug for Bootstrapper {
 
 fn ceil_log2(x: usize) -> usize {
     x.next_power_of_two().trailing_zeros() as usize
-}
-
-/// Baby-step count for an `n`-diagonal map: a power of two near `√n`.
-fn baby_steps(n: usize) -> usize {
-    1usize << ceil_log2(n).div_ceil(2)
 }
 
 /// The bound `K` on `|m/q_0 + I|` for the dense ternary secret of degree `degree`: `I`'s
@@ -131,88 +224,75 @@ fn taylor_degree_for(a: f64) -> usize {
 }
 
 impl Bootstrapper {
-    /// The rotation steps bootstrapping `slots` slots needs (besides conjugation): the
-    /// baby and giant steps of the two maps and the SubSum steps `n·2^j`.
-    pub fn rotation_steps(total_slots: usize, slots: usize) -> Vec<i64> {
-        let b = baby_steps(slots);
-        let mut steps: Vec<i64> = (1..b.min(slots)).map(|i| i as i64).collect();
-        let mut g = b;
-        while g < slots {
-            steps.push(g as i64);
-            g += b;
-        }
-        let mut s = slots;
-        while s < total_slots {
-            steps.push(s as i64);
-            s *= 2;
-        }
-        steps.sort_unstable();
-        steps.dedup();
-        steps
-    }
-
-    /// Prepares bootstrapping for vectors of `slots` slots (a power of two ≤ N/2: the period
-    /// of a replicated vector, or N/2 for a full one): checks the keys and the levels and
-    /// encodes the two linear maps.
-    pub fn new(ctx: &Arc<VectorContext>, slots: usize) -> Result<Self> {
+    /// Prepares bootstrapping (see [`BootstrapConfig`]): checks the keys and the levels and
+    /// encodes the factors of the two linear maps.
+    pub fn new(ctx: &Arc<VectorContext>, config: BootstrapConfig) -> Result<Self> {
         let ckks = ctx.ckks();
         let total = ckks.slots();
-        if !slots.is_power_of_two() || slots > total || slots < 2 {
-            return Err(HeError::InvalidParameters(format!(
-                "bootstrapping slots must be a power of two between 2 and N/2 = {total}, not {slots}"
-            )));
-        }
+        config.check(total)?;
         let gk = ctx.galois_keys();
         if !gk.contains(ckks.conjugation_element()) {
             return Err(HeError::MissingConjugationKey);
         }
-        if let Some(&missing) = Self::rotation_steps(total, slots)
+        if let Some(&missing) = config
+            .rotation_steps(total)
             .iter()
             .find(|&&s| !gk.contains(ckks.galois_element_for_step(s)))
         {
             return Err(HeError::MissingGaloisKey { step: missing });
         }
-        let bound = dense_secret_bound(ckks.degree());
-        let double_angles = double_angles_for(bound);
-        let a = 2.0 * std::f64::consts::PI * bound / f64::from(1u32 << double_angles)
-            + std::f64::consts::PI / f64::from(1u32 << (double_angles + 1));
-        // The argument reaches a little past `a` (values up to 1 + 2^-20 of the bound).
-        let taylor_degree = taylor_degree_for(a * 1.01);
+        let (bound, double_angles, taylor_degree) = BootstrapConfig::evalmod_shape(ckks.degree());
         let max_level = ckks.max_level();
-        let depth = 3 + ceil_log2(taylor_degree + 1) + double_angles + 1;
+        let depth = config.depth(ckks.degree());
         if depth > max_level {
             return Err(HeError::OutOfLevels {
                 needed: depth,
                 left: max_level,
             });
         }
-        let evalmod_level = max_level - 2;
+        let evalmod_level = max_level - config.cts_levels - 1;
         let stc_level = evalmod_level - ceil_log2(taylor_degree + 1) - double_angles - 1;
         let params = ckks.params();
         let q = |l: usize| params.ciphertext_moduli()[l].value() as f64;
-        // CoeffsToSlots: w = U^H z / n, halved (the real part comes back as w + w̄).
-        let n = slots;
-        let xi = |j: usize, c: usize| -> Complex64 {
-            // ξ_j^c with ξ_j = e^{iπ·5^j/(2n)}: exponents modulo 4n.
-            let e = (pow5_mod(j, 4 * n) * c as u64) % (4 * n as u64);
-            Complex64::from_polar(1.0, std::f64::consts::PI * e as f64 / (2 * n) as f64)
-        };
-        let cts_entry = |c: usize, j: usize| xi(j, c).conj() / (2.0 * n as f64);
-        let stc_entry = |j: usize, c: usize| xi(j, c);
-        let cts = encode_map(ctx, n, max_level, q(max_level), &cts_entry)?;
-        let stc_scale = ctx.scale_at(stc_level - 1) * q(stc_level) / ctx.scale_at(stc_level);
-        let stc = encode_map(ctx, n, stc_level, stc_scale, &stc_entry)?;
+        let n = config.slots;
+        // CoeffsToSlots, halved (the real part comes back as w + w̄); each factor at scale
+        // q_ℓ, so that its rescale gives the input scale back exactly.
+        let mut cts = Vec::with_capacity(config.cts_levels);
+        for (t, m) in dft::coeffs_to_slots(n, config.cts_levels)
+            .into_iter()
+            .enumerate()
+        {
+            let m = if t == 0 { m.scaled(0.5) } else { m };
+            let level = max_level - t;
+            cts.push(encode_stage(ctx, &m, level, q(level))?);
+        }
+        // SlotsToCoeffs: each factor lands on the canonical scale of the level below.
+        let mut stc = Vec::with_capacity(config.stc_levels);
+        for (t, m) in dft::slots_to_coeffs(n, config.stc_levels)
+            .into_iter()
+            .enumerate()
+        {
+            let level = stc_level - t;
+            let scale = ctx.scale_at(level - 1) * q(level) / ctx.scale_at(level);
+            stc.push(encode_stage(ctx, &m, level, scale)?);
+        }
         Ok(Self {
             ctx: ctx.clone(),
-            slots,
+            slots: n,
             bound,
             double_angles,
             taylor_degree,
             cts,
             stc,
+            config,
             evalmod_level,
             stc_level,
         })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> BootstrapConfig {
+        self.config
     }
 
     /// Slots this bootstrapper refreshes.
@@ -227,12 +307,12 @@ impl Bootstrapper {
 
     /// Levels one bootstrapping consumes from the top of the chain.
     pub fn depth(&self) -> usize {
-        self.ctx.ckks().max_level() - (self.stc_level - 1)
+        self.ctx.ckks().max_level() - self.levels_after()
     }
 
     /// The level of a refreshed ciphertext.
     pub fn levels_after(&self) -> usize {
-        self.stc_level - 1
+        self.stc_level - self.config.stc_levels
     }
 
     /// Refreshes a vector: its values come back at level [`levels_after`](Self::levels_after).
@@ -371,14 +451,18 @@ impl Bootstrapper {
         lap(&mut report, 0);
         probe("raised", &raised, 0.0);
 
-        // CoeffsToSlots (scale preserved: the diagonals are at scale q_L), then one integer
-        // product brings the scale to the canonical Δ_{L−2}; ρ records how far it lands.
-        let w = ev.rescale(&apply_map(ev, &raised, &self.cts, gk)?)?;
+        // CoeffsToSlots (scale preserved: each factor's diagonals are at scale q_ℓ), then one
+        // integer product brings the scale to the canonical one; ρ records how far it lands.
+        let mut w = raised;
+        for stage in &self.cts {
+            w = ev.rescale(&apply_stage(ev, &w, stage, gk)?)?;
+        }
         let s1 = w.scale();
-        let target = self.ctx.scale_at(max_level - 2);
-        let c = (target * q(max_level - 1) / s1).round();
+        let top = w.level();
+        let target = self.ctx.scale_at(top - 1);
+        let c = (target * q(top) / s1).round();
         let mut w = ev.rescale(&ev.multiply_integer_f64(&w, c)?)?;
-        let rho = s1 * c / q(max_level - 1) / target;
+        let rho = s1 * c / q(top) / target;
         w.set_scale(target);
         probe("cts", &w, rho);
         debug_assert_eq!(w.level(), self.evalmod_level);
@@ -426,86 +510,70 @@ impl Bootstrapper {
         lap(&mut report, 2);
         debug_assert_eq!(coeffs_ct.level(), self.stc_level);
 
-        // SlotsToCoeffs: z = U·w, landing on the canonical scale of the level below.
-        let mut out = ev.rescale(&apply_map(ev, &coeffs_ct, &self.stc, gk)?)?;
-        out.set_scale(self.ctx.scale_at(out.level()));
+        // SlotsToCoeffs: z = U·w, each factor landing on the canonical scale of its level.
+        let mut out = coeffs_ct;
+        for stage in &self.stc {
+            out = ev.rescale(&apply_stage(ev, &out, stage, gk)?)?;
+            out.set_scale(self.ctx.scale_at(out.level()));
+        }
         lap(&mut report, 3);
         report.level_after = out.level();
         Ok((out, report))
     }
 }
 
-/// `5^j mod m`.
-fn pow5_mod(j: usize, m: usize) -> u64 {
-    let m = m as u64;
-    let mut acc = 1u64 % m;
-    let mut base = 5u64 % m;
-    let mut e = j;
-    while e > 0 {
-        if e & 1 == 1 {
-            acc = acc * base % m;
-        }
-        base = base * base % m;
-        e >>= 1;
-    }
-    acc
-}
-
-/// Encodes the `n × n` map `entry(row, col)` as baby-step giant-step diagonals at `level`
-/// and `scale`, each tiled over all the slots.
-fn encode_map(
+/// Encodes one factor at `level` and `scale`: every diagonal tiled over all the slots and
+/// pre-rotated for its giant step.
+fn encode_stage(
     ctx: &Arc<VectorContext>,
-    n: usize,
+    m: &dft::Diagonals,
     level: usize,
     scale: f64,
-    entry: &dyn Fn(usize, usize) -> Complex64,
-) -> Result<EncodedMap> {
+) -> Result<EncodedStage> {
     let total = ctx.ckks().slots();
-    let baby = baby_steps(n).min(n);
-    let giants = n / baby;
+    let n = m.n;
+    let plan = dft::Plan::of(m);
     let encoder = crate::ckks::CkksEncoder::new(ctx.ckks());
-    let mut diagonals = Vec::with_capacity(n);
-    for g in 0..giants {
-        for i in 0..baby {
-            let t = g * baby + i;
-            // diag_t[j] = M[j][j + t], rotated right by g·baby.
-            let diag: Vec<Complex64> = (0..n)
-                .map(|j| {
-                    let jj = (j + n - g * baby) % n;
-                    entry(jj, (jj + t) % n)
-                })
-                .collect();
-            if diag.iter().all(|z| z.norm() < 1e-300) {
-                diagonals.push(None);
-                continue;
-            }
-            let tiled: Vec<Complex64> = (0..total).map(|s| diag[s % n]).collect();
-            diagonals.push(Some(encoder.encode_complex(&tiled, scale, level)?));
+    let mut giants: Vec<(i64, Vec<(usize, Plaintext)>)> = Vec::new();
+    for &(offset, g, i) in &plan.terms {
+        let diag = &m.diagonals[&offset];
+        let shift = (g * (plan.baby * plan.unit) as i64).rem_euclid(n as i64) as usize;
+        // Rotated right by the giant step: D'[x] = D[x − g·b·u].
+        let tiled: Vec<Complex64> = (0..total).map(|s| diag[(s % n + n - shift) % n]).collect();
+        let pt = encoder.encode_complex(&tiled, scale, level)?;
+        match giants.iter_mut().find(|(h, _)| *h == g) {
+            Some((_, list)) => list.push((i, pt)),
+            None => giants.push((g, vec![(i, pt)])),
         }
     }
-    Ok(EncodedMap {
-        baby,
-        giants,
-        diagonals,
-    })
+    Ok(EncodedStage { plan, giants })
 }
 
-/// `Σ_g rot_{g·b}(Σ_i D'_{g·b+i} ⊙ rot_i(ct))` (not rescaled).
-fn apply_map(
+/// `Σ_g rot_{g·b·u}(Σ_i D'_{g,i} ⊙ rot_{i·u}(ct))` (not rescaled); the baby rotations that
+/// some diagonal uses share one decomposition.
+fn apply_stage(
     ev: &Evaluator,
     ct: &Ciphertext,
-    map: &EncodedMap,
+    stage: &EncodedStage,
     gk: &crate::ckks::GaloisKeys,
 ) -> Result<Ciphertext> {
-    let steps: Vec<i64> = (0..map.baby as i64).collect();
-    let babies = ev.rotate_hoisted(ct, &steps, gk)?;
+    let unit = stage.plan.unit as i64;
+    let mut used: Vec<usize> = stage.plan.terms.iter().map(|&(_, _, i)| i).collect();
+    used.sort_unstable();
+    used.dedup();
+    let steps: Vec<i64> = used.iter().map(|&i| i as i64 * unit).collect();
+    let rotated = ev.rotate_hoisted(ct, &steps, gk)?;
+    let mut babies: Vec<Option<Ciphertext>> = vec![None; stage.plan.baby];
+    for (i, r) in used.into_iter().zip(rotated) {
+        babies[i] = Some(r);
+    }
     let mut acc: Option<Ciphertext> = None;
-    for g in 0..map.giants {
+    for (g, list) in &stage.giants {
         let mut inner: Option<Ciphertext> = None;
-        for (i, baby) in babies.iter().enumerate() {
-            let Some(pt) = &map.diagonals[g * map.baby + i] else {
-                continue;
-            };
+        for (i, pt) in list {
+            let baby = babies[*i]
+                .as_ref()
+                .ok_or(HeError::Internal("a diagonal without its baby rotation"))?;
             let term = ev.multiply_plain(baby, pt)?;
             match inner.as_mut() {
                 Some(a) => ev.add_assign(a, &term)?,
@@ -513,8 +581,8 @@ fn apply_map(
             }
         }
         let Some(mut inner) = inner else { continue };
-        if g > 0 {
-            inner = ev.rotate(&inner, (g * map.baby) as i64, gk)?;
+        if *g != 0 {
+            inner = ev.rotate(&inner, g * stage.plan.baby as i64 * unit, gk)?;
         }
         match acc.as_mut() {
             Some(a) => ev.add_assign(a, &inner)?,
@@ -586,8 +654,10 @@ mod tests {
     #[allow(clippy::needless_range_loop, reason = "c is the coefficient index")]
     fn every_stage_is_accurate() {
         use crate::ckks::{CkksContext, CkksParameters};
+        let n = 64;
+        let config = BootstrapConfig::new(n);
         let mut bits = vec![60];
-        bits.extend(std::iter::repeat_n(50, 18));
+        bits.extend(std::iter::repeat_n(50, config.depth(4096) + 1));
         bits.extend([60, 60]);
         let params = CkksParameters::builder()
             .degree(4096)
@@ -598,14 +668,13 @@ mod tests {
             .build()
             .unwrap();
         let ckks = CkksContext::new(params).unwrap();
-        let n = 64;
         let total = ckks.slots();
         let ctx = VectorContext::builder(ckks.clone())
-            .rotation_steps(&Bootstrapper::rotation_steps(total, n))
+            .rotation_steps(&config.rotation_steps(total))
             .conjugation(true)
             .build()
             .unwrap();
-        let boot = Bootstrapper::new(&ctx, n).unwrap();
+        let boot = Bootstrapper::new(&ctx, config).unwrap();
         let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.77).sin()).collect();
         let v = CkksVector::encrypt_replicated(&ctx, &x, false).unwrap();
         let dec = |ct: &Ciphertext| {
@@ -628,14 +697,16 @@ mod tests {
                     for c in 0..n {
                         let mut w = Complex64::new(0.0, 0.0);
                         for (j, zj) in z.iter().take(n).enumerate() {
-                            let e = (pow5_mod(j, 4 * n) * c as u64) % (4 * n as u64);
+                            let e = (dft::pow5_mod(j, 4 * n) * c as u64) % (4 * n as u64);
                             let xi = Complex64::from_polar(
                                 1.0,
                                 std::f64::consts::PI * e as f64 / (2 * n) as f64,
                             );
                             w += xi.conj() * zj / (2.0 * n as f64);
                         }
-                        err = err.max((got[c] / rho - w).norm());
+                        // CoeffsToSlots leaves the coefficients in bit-reversed order.
+                        let slot = c.reverse_bits() >> (usize::BITS - n.trailing_zeros());
+                        err = err.max((got[slot] / rho - w).norm());
                         big = big.max(w.re.abs().max(w.im.abs()) * k);
                     }
                     eprintln!("cts: rho {rho}, largest |x| {big}");
@@ -715,11 +786,18 @@ mod tests {
 
     #[test]
     fn rotation_steps_cover_the_maps_and_subsum() {
-        let steps = Bootstrapper::rotation_steps(2048, 64);
-        for s in [1, 7, 8, 56, 64, 128, 1024] {
+        let steps = BootstrapConfig::new(64).rotation_steps(2048);
+        for s in [64, 128, 1024] {
             assert!(steps.contains(&s), "{s} missing from {steps:?}");
         }
         assert!(!steps.contains(&2048));
+        assert!(!steps.contains(&0));
+        // Invalid configurations need no keys (and are refused by Bootstrapper::new).
+        assert!(BootstrapConfig::new(48).rotation_steps(2048).is_empty());
+        assert!(BootstrapConfig::new(64)
+            .levels(0, 2)
+            .rotation_steps(2048)
+            .is_empty());
     }
 }
 #[cfg(test)]
