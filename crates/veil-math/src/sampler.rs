@@ -51,6 +51,32 @@ pub fn ternary<R: RngCore + CryptoRng>(rng: &mut R, out: &mut [i64]) {
     buf.iter_mut().for_each(|b| *b = 0);
 }
 
+/// Fills `out` with a uniformly random ternary vector of exactly `weight` non-zero entries
+/// (each ±1 with probability 1/2, at `weight` distinct uniform positions: a partial
+/// Fisher–Yates shuffle with unbiased draws). A `weight` above `out.len()` fills every entry.
+pub fn sparse_ternary<R: RngCore + CryptoRng>(rng: &mut R, weight: usize, out: &mut [i64]) {
+    let n = out.len();
+    out.iter_mut().for_each(|o| *o = 0);
+    let mut positions: Vec<usize> = (0..n).collect();
+    for i in 0..weight.min(n) {
+        let j = i + below(rng, (n - i) as u64) as usize;
+        positions.swap(i, j);
+        out[positions[i]] = if rng.next_u32() & 1 == 1 { 1 } else { -1 };
+    }
+    positions.iter_mut().for_each(|p| *p = 0);
+}
+
+/// A uniform value in `[0, bound)` (`bound ≥ 1`) by rejection, unbiased.
+fn below<R: RngCore + CryptoRng>(rng: &mut R, bound: u64) -> u64 {
+    let zone = u64::MAX - u64::MAX % bound;
+    loop {
+        let v = rng.next_u64();
+        if v < zone {
+            return v % bound;
+        }
+    }
+}
+
 /// A centred discrete Gaussian sampler over the integers, tail-cut at `6σ`.
 #[derive(Clone, Debug)]
 pub struct DiscreteGaussian {
@@ -127,6 +153,28 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+
+    #[test]
+    fn sparse_ternary_has_its_weight_at_uniform_positions() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let n = 64;
+        let mut hits = vec![0u32; n];
+        let (mut plus, mut minus) = (0u32, 0u32);
+        for _ in 0..4000 {
+            let mut v = vec![7i64; n];
+            sparse_ternary(&mut rng, 8, &mut v);
+            assert_eq!(v.iter().filter(|&&x| x != 0).count(), 8);
+            assert!(v.iter().all(|&x| (-1..=1).contains(&x)));
+            for (h, &x) in hits.iter_mut().zip(&v) {
+                *h += u32::from(x != 0);
+                plus += u32::from(x == 1);
+                minus += u32::from(x == -1);
+            }
+        }
+        // Each position is hit with probability 8/64: 500 of 4000 expected.
+        assert!(hits.iter().all(|&h| (380..=620).contains(&h)), "{hits:?}");
+        assert!(plus.abs_diff(minus) < 600, "{plus} vs {minus}");
+    }
 
     /// Pearson χ² statistic of observed counts against expected probabilities.
     fn chi_square(counts: &[u64], probs: &[f64], total: u64) -> f64 {

@@ -123,6 +123,22 @@ impl SwitchingKey {
     }
 }
 
+/// The two keys of sparse-secret encapsulation ([`KeyGenerator::encapsulation_keys`]): public,
+/// like the other switching keys.
+#[derive(Clone, Debug)]
+pub struct EncapsulationKeys {
+    pub(crate) to_sparse: SwitchingKey,
+    pub(crate) to_dense: SwitchingKey,
+    pub(crate) weight: usize,
+}
+
+impl EncapsulationKeys {
+    /// The ephemeral secret's Hamming weight `h`.
+    pub fn weight(&self) -> usize {
+        self.weight
+    }
+}
+
 /// The relinearization key: switches `s²` to `s`.
 #[derive(Clone, Debug)]
 pub struct RelinearizationKey(pub(crate) SwitchingKey);
@@ -309,6 +325,18 @@ impl KeyGenerator {
         s_prime: &RnsPoly,
         level: usize,
     ) -> Result<SwitchingKey> {
+        let target = Zeroizing::new(self.sk.s.clone());
+        self.switching_key_between(s_prime, &target, level)
+    }
+
+    /// A switching key from `s_prime` to `target` (both NTT form over all primes), for
+    /// ciphertexts up to `level`.
+    fn switching_key_between(
+        &mut self,
+        s_prime: &RnsPoly,
+        target: &RnsPoly,
+        level: usize,
+    ) -> Result<SwitchingKey> {
         let ctx = self.ctx.clone();
         let tables = ctx.key_switch.get(level).ok_or(HeError::OutOfLevels {
             needed: level,
@@ -318,7 +346,7 @@ impl KeyGenerator {
         // The secret key's limbs over the key's basis (a secret copy, zeroized on drop).
         let mut s = Zeroizing::new(RnsPoly::zero(ctx.ring(), &basis, Representation::Ntt)?);
         for (pos, &prime) in basis.iter().enumerate() {
-            s.limb_mut(pos).copy_from_slice(self.sk.s.limb(prime));
+            s.limb_mut(pos).copy_from_slice(target.limb(prime));
         }
         let seed = self.fresh_seed();
         let mut a_rng = ChaCha20Rng::from_seed(seed);
@@ -347,6 +375,36 @@ impl KeyGenerator {
             level,
             seed,
             fingerprint: ctx.fingerprint(),
+        })
+    }
+
+    /// Keys for sparse-secret encapsulation in bootstrapping (Bossuat, Troncoso-Pastoriza and
+    /// Hubaux, ePrint 2022/024): a fresh ternary secret `s'` of exactly `weight` non-zero
+    /// coefficients, a key switching level-0 ciphertexts from `s` to `s'` and one switching
+    /// top-level ciphertexts from `s'` back to `s`. `s'` itself is zeroized when this returns:
+    /// nothing else ever needs it.
+    pub fn encapsulation_keys(&mut self, weight: usize) -> Result<EncapsulationKeys> {
+        let n = self.ctx.degree();
+        if weight == 0 || weight > n {
+            return Err(HeError::InvalidParameters(format!(
+                "an ephemeral secret weight must be between 1 and N = {n}, not {weight}"
+            )));
+        }
+        let mut t = Zeroizing::new(vec![0i64; n]);
+        sampler::sparse_ternary(&mut self.rng, weight, &mut t);
+        let mut sparse = Zeroizing::new(RnsPoly::from_signed(
+            self.ctx.ring(),
+            &self.ctx.full_basis(),
+            &t,
+        )?);
+        sparse.to_ntt();
+        let dense = Zeroizing::new(self.sk.s.clone());
+        let to_sparse = self.switching_key_between(&dense, &sparse, 0)?;
+        let to_dense = self.switching_key_between(&sparse, &dense, self.ctx.max_level())?;
+        Ok(EncapsulationKeys {
+            to_sparse,
+            to_dense,
+            weight,
         })
     }
 

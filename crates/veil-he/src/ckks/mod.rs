@@ -30,7 +30,10 @@ pub use encoder::CkksEncoder;
 pub use encryptor::{Decryptor, Encryptor, SymmetricEncryptor};
 pub use evaluator::Evaluator;
 pub use flooding::{FloodedValues, NoiseFlooding};
-pub use keys::{GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey, SwitchingKey};
+pub use keys::{
+    EncapsulationKeys, GaloisKeys, KeyGenerator, PublicKey, RelinearizationKey, SecretKey,
+    SwitchingKey,
+};
 pub use params::{CkksParameters, CkksParametersBuilder, Preset, SecurityLevel};
 pub use vector::{CkksVector, EncodedMatrix, Layout, VectorContext};
 

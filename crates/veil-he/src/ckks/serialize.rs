@@ -51,6 +51,8 @@ pub enum ObjectKind {
     RelinearizationKey = 6,
     /// [`GaloisKeys`].
     GaloisKeys = 7,
+    /// [`EncapsulationKeys`](crate::ckks::EncapsulationKeys).
+    EncapsulationKeys = 8,
 }
 
 impl ObjectKind {
@@ -63,6 +65,7 @@ impl ObjectKind {
             ObjectKind::SecretKey => "secret key",
             ObjectKind::RelinearizationKey => "relinearization key",
             ObjectKind::GaloisKeys => "Galois keys",
+            ObjectKind::EncapsulationKeys => "encapsulation keys",
         }
     }
 }
@@ -620,6 +623,43 @@ impl RelinearizationKey {
         let key = read_switching_key(&mut r, ctx)?;
         r.finish()?;
         Ok(RelinearizationKey(key))
+    }
+}
+
+impl crate::ckks::EncapsulationKeys {
+    /// Serializes the two encapsulation keys and the ephemeral weight.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = header(ObjectKind::EncapsulationKeys, &self.to_sparse.fingerprint);
+        v.extend_from_slice(&(self.weight as u32).to_le_bytes());
+        write_switching_key(&mut v, &self.to_sparse);
+        write_switching_key(&mut v, &self.to_dense);
+        v
+    }
+
+    /// Reads encapsulation keys made for `ctx`'s parameters: the key to the sparse secret
+    /// serves level 0, the one back serves the top level, the weight is in `1..=N`.
+    pub fn from_bytes(ctx: &Arc<CkksContext>, bytes: &[u8]) -> Result<Self> {
+        let mut r = reader(bytes, ObjectKind::EncapsulationKeys, ctx)?;
+        let weight = r.u32()? as usize;
+        if weight == 0 || weight > ctx.degree() {
+            return Err(r.err(format!("ephemeral weight {weight} outside 1..=N")));
+        }
+        let to_sparse = read_switching_key(&mut r, ctx)?;
+        let to_dense = read_switching_key(&mut r, ctx)?;
+        if to_sparse.level != 0 || to_dense.level != ctx.max_level() {
+            return Err(r.err(format!(
+                "keys for levels {} and {}, expected 0 and {}",
+                to_sparse.level,
+                to_dense.level,
+                ctx.max_level()
+            )));
+        }
+        r.finish()?;
+        Ok(Self {
+            to_sparse,
+            to_dense,
+            weight,
+        })
     }
 }
 

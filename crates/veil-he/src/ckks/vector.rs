@@ -32,7 +32,7 @@ use crate::ckks::encoder::CkksEncoder;
 use crate::ckks::encryptor::{Decryptor, Encryptor};
 use crate::ckks::evaluator::Evaluator;
 use crate::ckks::flooding::{FloodedValues, NoiseFlooding};
-use crate::ckks::keys::{GaloisKeys, KeyGenerator, RelinearizationKey};
+use crate::ckks::keys::{EncapsulationKeys, GaloisKeys, KeyGenerator, RelinearizationKey};
 use crate::error::{HeError, Result};
 
 /// Progress callback: `(phase, done, total)`.
@@ -49,6 +49,7 @@ pub struct VectorContext {
     gk: GaloisKeys,
     level_scales: Vec<f64>,
     flooding: NoiseFlooding,
+    encapsulation: Option<EncapsulationKeys>,
 }
 
 impl std::fmt::Debug for VectorContext {
@@ -67,6 +68,7 @@ pub struct VectorContextBuilder {
     ckks: Arc<CkksContext>,
     steps: Vec<i64>,
     conjugation: bool,
+    ephemeral_weight: Option<usize>,
     progress: Option<ProgressFn>,
     flooding: NoiseFlooding,
 }
@@ -98,6 +100,18 @@ impl VectorContextBuilder {
         self
     }
 
+    /// Also generates what bootstrapping with `config` needs: its rotation keys, the
+    /// conjugation key and, for sparse-secret encapsulation, the encapsulation keys
+    /// (see [`Bootstrapper`](crate::ckks::Bootstrapper)).
+    pub fn bootstrapping(mut self, config: crate::ckks::BootstrapConfig) -> Self {
+        self.steps.extend(config.rotation_steps(self.ckks.slots()));
+        self.conjugation = true;
+        if let Some(h) = config.ephemeral_weight {
+            self.ephemeral_weight = Some(h);
+        }
+        self
+    }
+
     /// Generates a fresh secret key and the public, relinearization and Galois keys.
     pub fn build(mut self) -> Result<Arc<VectorContext>> {
         let ctx = self.ckks.clone();
@@ -118,8 +132,21 @@ impl VectorContextBuilder {
         let gk = keygen.galois_keys_with_progress(&steps, self.conjugation, &mut |d, t| {
             report("Galois keys", d, t)
         })?;
+        let encapsulation = match self.ephemeral_weight {
+            Some(h) => {
+                report("encapsulation keys", 0, 1);
+                let keys = keygen.encapsulation_keys(h)?;
+                report("encapsulation keys", 1, 1);
+                Some(keys)
+            }
+            None => None,
+        };
         let sk = keygen.secret_key().clone();
-        VectorContext::from_keys_with(&ctx, pk, Some(sk), rlk, gk, self.flooding)
+        let ctx = VectorContext::from_keys_with(&ctx, pk, Some(sk), rlk, gk, self.flooding)?;
+        Ok(match encapsulation {
+            Some(keys) => ctx.with_encapsulation_keys(keys),
+            None => ctx,
+        })
     }
 }
 
@@ -130,6 +157,7 @@ impl VectorContext {
             ckks,
             steps: Vec::new(),
             conjugation: false,
+            ephemeral_weight: None,
             progress: None,
             flooding: NoiseFlooding::default(),
         }
@@ -172,28 +200,26 @@ impl VectorContext {
             gk,
             level_scales,
             flooding,
+            encapsulation: None,
             ckks: ckks.clone(),
         }))
     }
 
-    /// The same keys without the secret key, for the party that computes.
-    pub fn make_public(&self) -> Arc<Self> {
-        Arc::new(Self {
-            ckks: self.ckks.clone(),
-            encoder: self.encoder.clone(),
-            encryptor: self.encryptor.clone(),
-            decryptor: None,
-            evaluator: self.evaluator.clone(),
-            rlk: self.rlk.clone(),
-            gk: self.gk.clone(),
-            level_scales: self.level_scales.clone(),
-            flooding: self.flooding,
-        })
+    /// The same context with the encapsulation keys bootstrapping with an ephemeral sparse
+    /// secret needs ([`KeyGenerator::encapsulation_keys`]).
+    pub fn with_encapsulation_keys(&self, keys: EncapsulationKeys) -> Arc<Self> {
+        let mut c = self.copy();
+        c.encapsulation = Some(keys);
+        Arc::new(c)
     }
 
-    /// The same keys with another decryption flooding setting.
-    pub fn with_decryption_flooding(&self, flooding: NoiseFlooding) -> Arc<Self> {
-        Arc::new(Self {
+    /// The encapsulation keys, if this context has them.
+    pub fn encapsulation_keys(&self) -> Option<&EncapsulationKeys> {
+        self.encapsulation.as_ref()
+    }
+
+    fn copy(&self) -> Self {
+        Self {
             ckks: self.ckks.clone(),
             encoder: self.encoder.clone(),
             encryptor: self.encryptor.clone(),
@@ -202,8 +228,23 @@ impl VectorContext {
             rlk: self.rlk.clone(),
             gk: self.gk.clone(),
             level_scales: self.level_scales.clone(),
-            flooding,
-        })
+            flooding: self.flooding,
+            encapsulation: self.encapsulation.clone(),
+        }
+    }
+
+    /// The same keys without the secret key, for the party that computes.
+    pub fn make_public(&self) -> Arc<Self> {
+        let mut c = self.copy();
+        c.decryptor = None;
+        Arc::new(c)
+    }
+
+    /// The same keys with another decryption flooding setting.
+    pub fn with_decryption_flooding(&self, flooding: NoiseFlooding) -> Arc<Self> {
+        let mut c = self.copy();
+        c.flooding = flooding;
+        Arc::new(c)
     }
 
     /// The noise flooding [`CkksVector::decrypt`] applies.
@@ -212,16 +253,22 @@ impl VectorContext {
     }
 
     /// Serializes what a computing party needs: the parameters and the public,
-    /// relinearization and Galois keys (no secret key). Read it back with
-    /// [`VectorContext::from_public_bytes`].
+    /// relinearization and Galois keys (no secret key), and the encapsulation keys if the
+    /// context has them. Read it back with [`VectorContext::from_public_bytes`].
     pub fn public_to_bytes(&self) -> Vec<u8> {
-        let parts = [
+        let mut parts = vec![
             self.ckks.params().to_bytes(),
             self.encryptor.public_key().to_bytes(),
             self.rlk.to_bytes(),
             self.gk.to_bytes(&self.ckks),
         ];
-        join_length_prefixed(b"VEILCTX1", &parts)
+        match &self.encapsulation {
+            Some(keys) => {
+                parts.push(keys.to_bytes());
+                join_length_prefixed(b"VEILCTX2", &parts)
+            }
+            None => join_length_prefixed(b"VEILCTX1", &parts),
+        }
     }
 
     /// Rebuilds a public context (no secret key) from [`VectorContext::public_to_bytes`];
@@ -254,10 +301,15 @@ impl VectorContext {
             what: "vector context",
             reason: r.to_string(),
         };
-        let body = bytes
-            .strip_prefix(b"VEILCTX1")
-            .ok_or_else(|| bad("bad magic or version"))?;
-        let parts = split_length_prefixed(body, 4).map_err(bad)?;
+        let (body, count) = match (
+            bytes.strip_prefix(b"VEILCTX1"),
+            bytes.strip_prefix(b"VEILCTX2"),
+        ) {
+            (Some(body), _) => (body, 4),
+            (_, Some(body)) => (body, 5),
+            _ => return Err(bad("bad magic or version")),
+        };
+        let parts = split_length_prefixed(body, count).map_err(bad)?;
         let params = if allow_insecure {
             crate::ckks::CkksParameters::from_bytes_insecure_allow_below_128_bit_security(parts[0])?
         } else {
@@ -270,7 +322,13 @@ impl VectorContext {
         let sk = secret_key
             .map(|b| crate::ckks::keys::SecretKey::from_bytes(&ckks, b))
             .transpose()?;
-        Self::from_keys(&ckks, pk, sk, rlk, gk)
+        let ctx = Self::from_keys(&ckks, pk, sk, rlk, gk)?;
+        match parts.get(4) {
+            Some(enc) => {
+                Ok(ctx.with_encapsulation_keys(EncapsulationKeys::from_bytes(&ckks, enc)?))
+            }
+            None => Ok(ctx),
+        }
     }
 
     /// The serialized secret key (a zeroizing buffer), if this context holds one.

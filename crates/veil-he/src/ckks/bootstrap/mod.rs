@@ -36,6 +36,9 @@ mod dft;
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::evaluator::Evaluator;
+use crate::ckks::keys::{EncapsulationKeys, SwitchingKey};
+use crate::ckks::keyswitch;
+use crate::ckks::params::SecurityLevel;
 use crate::ckks::vector::{CkksVector, Layout, VectorContext};
 use crate::error::{HeError, Result};
 
@@ -44,6 +47,9 @@ const TAYLOR_TOLERANCE: f64 = 1e-17;
 
 /// How far the EvalMod polynomial's argument may reach, `|2πK / 2^r|` (radians).
 const MAX_ARGUMENT: f64 = 2.3;
+
+/// The ephemeral secret's default Hamming weight (as Lattigo's and the paper's parameters).
+const DEFAULT_EPHEMERAL_WEIGHT: usize = 32;
 
 /// Standard deviations of `I`'s coefficients covered by the bound `K`.
 const SIGMAS: f64 = 6.0;
@@ -64,6 +70,10 @@ pub struct BootstrapConfig {
     pub cts_levels: usize,
     /// Levels (factors) of SlotsToCoeffs.
     pub stc_levels: usize,
+    /// Sparse-secret encapsulation: the Hamming weight `h` of the ephemeral secret the
+    /// ciphertext is switched to before ModRaise (`None`: raise under the dense secret, with
+    /// the much larger `K` that implies). Default 32.
+    pub ephemeral_weight: Option<usize>,
 }
 
 impl BootstrapConfig {
@@ -75,7 +85,14 @@ impl BootstrapConfig {
             slots,
             cts_levels: levels,
             stc_levels: levels,
+            ephemeral_weight: Some(DEFAULT_EPHEMERAL_WEIGHT),
         }
+    }
+
+    /// Sets the ephemeral secret's weight (`None`: no encapsulation).
+    pub fn ephemeral_weight(mut self, weight: Option<usize>) -> Self {
+        self.ephemeral_weight = weight;
+        self
     }
 
     /// Sets the levels of the two maps (each at least 1, at most `log2(slots)`).
@@ -110,9 +127,20 @@ impl BootstrapConfig {
         Ok(())
     }
 
+    /// The bound `K` on `|x| = |m/q_0 + I|`: with an ephemeral secret of weight `h`,
+    /// `x = (c_0 + c_1·s')/q_0` is a sum of `h + 1` terms of magnitude ≤ 1/2, so
+    /// `K = (h+1)/2` holds always (no failure probability); with the dense secret,
+    /// [`dense_secret_bound`].
+    fn bound(&self, degree: usize) -> f64 {
+        match self.ephemeral_weight {
+            Some(h) => (h as f64 + 1.0) / 2.0,
+            None => dense_secret_bound(degree),
+        }
+    }
+
     /// The EvalMod shape for ring degree `degree`: `(K, r, Taylor degree)`.
-    fn evalmod_shape(degree: usize) -> (f64, usize, usize) {
-        let bound = dense_secret_bound(degree);
+    fn evalmod_shape(&self, degree: usize) -> (f64, usize, usize) {
+        let bound = self.bound(degree);
         let r = double_angles_for(bound);
         let a = 2.0 * std::f64::consts::PI * bound / f64::from(1u32 << r);
         // The argument reaches a little past `a` (|x| up to K plus the message).
@@ -123,7 +151,7 @@ impl BootstrapConfig {
     /// scale adjustment, the sine and cosine polynomials, the double angles, one constant,
     /// SlotsToCoeffs. A chain needs this many levels above `q_0` plus those to compute with.
     pub fn depth(&self, degree: usize) -> usize {
-        let (_, r, d) = Self::evalmod_shape(degree);
+        let (_, r, d) = self.evalmod_shape(degree);
         self.cts_levels + 1 + ceil_log2(d + 1) + r + 1 + self.stc_levels
     }
 
@@ -175,6 +203,7 @@ pub struct Bootstrapper {
     cts: Vec<EncodedStage>,
     stc: Vec<EncodedStage>,
     config: BootstrapConfig,
+    encapsulation: Option<EncapsulationKeys>,
     /// Level the EvalMod polynomial starts at, and the StC map's level.
     evalmod_level: usize,
     stc_level: usize,
@@ -241,7 +270,11 @@ impl Bootstrapper {
         {
             return Err(HeError::MissingGaloisKey { step: missing });
         }
-        let (bound, double_angles, taylor_degree) = BootstrapConfig::evalmod_shape(ckks.degree());
+        let encapsulation = match config.ephemeral_weight {
+            Some(h) => Some(encapsulation_keys(ctx, h)?),
+            None => None,
+        };
+        let (bound, double_angles, taylor_degree) = config.evalmod_shape(ckks.degree());
         let max_level = ckks.max_level();
         let depth = config.depth(ckks.degree());
         if depth > max_level {
@@ -285,6 +318,7 @@ impl Bootstrapper {
             cts,
             stc,
             config,
+            encapsulation,
             evalmod_level,
             stc_level,
         })
@@ -436,12 +470,18 @@ impl Bootstrapper {
             clock = std::time::Instant::now();
         };
         let input_scale = ct.scale();
-        let low = ev.mod_switch_to_level(ct, 0)?;
+        let mut low = ev.mod_switch_to_level(ct, 0)?;
+        if let Some(keys) = &self.encapsulation {
+            low = switch_key(ev, &low, &keys.to_sparse)?;
+        }
         let total = ckks.slots();
         let k = (total / self.slots) as f64;
         let max_level = ckks.max_level();
         // Declared scale q_0·k·K: the slots then hold (m/q_0 + I)/K after SubSum and CtS.
         let mut raised = mod_raise(ev, &low, q(0) * k * self.bound)?;
+        if let Some(keys) = &self.encapsulation {
+            raised = switch_key(ev, &raised, &keys.to_dense)?;
+        }
         let mut step = self.slots;
         while step < total {
             let r = ev.rotate(&raised, step as i64, gk)?;
@@ -592,6 +632,67 @@ fn apply_stage(
     acc.ok_or(HeError::Internal("a linear map with no non-zero diagonal"))
 }
 
+/// The context's encapsulation keys for weight `h`, refused where the ephemeral secret is
+/// not known to be 128-bit secure.
+fn encapsulation_keys(ctx: &Arc<VectorContext>, h: usize) -> Result<EncapsulationKeys> {
+    let ckks = ctx.ckks();
+    let keys = ctx.encapsulation_keys().ok_or_else(|| {
+        HeError::InvalidParameters(
+            "bootstrapping with an ephemeral sparse secret needs the encapsulation keys: build \
+             the context with VectorContextBuilder::bootstrapping (or set ephemeral_weight(None))"
+                .into(),
+        )
+    })?;
+    if keys.weight() != h {
+        return Err(HeError::InvalidParameters(format!(
+            "the context's encapsulation keys are for weight {}, the configuration asks {h}",
+            keys.weight()
+        )));
+    }
+    let params = ckks.params();
+    if params.security() == SecurityLevel::Bits128 {
+        // The key to s' is an RLWE instance with a sparse secret modulo q_0·P only. Accepted
+        // where a published estimate covers it (Bossuat–Troncoso-Pastoriza–Hubaux, ePrint
+        // 2022/024, h = 32): log2(q_0·P) ≤ 365 at N = 2^16, ≤ 134 at N = 2^15.
+        let bits = (params.ciphertext_moduli()[0].value() as f64).log2()
+            + params
+                .special_moduli()
+                .iter()
+                .map(|m| (m.value() as f64).log2())
+                .sum::<f64>();
+        let limit = match ckks.degree() {
+            65536 => 365.0,
+            32768 => 134.0,
+            _ => 0.0,
+        };
+        if h < 32 || bits > limit {
+            return Err(HeError::InvalidParameters(format!(
+                "an ephemeral secret of weight {h} modulo q_0·P of {bits:.0} bits at N = {} is not \
+                 covered by a 128-bit estimate (h ≥ 32 and log2(q_0·P) ≤ 365 at N = 2^16, ≤ 134 \
+                 at N = 2^15); use fewer special primes, ephemeral_weight(None), or insecure \
+                 test parameters",
+                ckks.degree()
+            )));
+        }
+    }
+    Ok(keys.clone())
+}
+
+/// Switches a 2-part ciphertext to another secret with `key` (same level and scale).
+fn switch_key(ev: &Evaluator, ct: &Ciphertext, key: &SwitchingKey) -> Result<Ciphertext> {
+    let ctx = ev.context();
+    let dec = keyswitch::decompose(ctx, &ct.parts[1])?;
+    let (k0, k1) = keyswitch::apply(ctx, &dec, None, key)?;
+    let mut c0 = ct.parts[0].clone();
+    c0.add_assign(&k0)?;
+    Ok(Ciphertext {
+        parts: vec![c0, k1],
+        scale: ct.scale,
+        fingerprint: ct.fingerprint,
+        seed: None,
+    })
+}
+
 /// Lifts a level-0 ciphertext's parts (centred modulo `q_0`) to the whole chain, declaring
 /// `scale`.
 fn mod_raise(ev: &Evaluator, ct: &Ciphertext, scale: f64) -> Result<Ciphertext> {
@@ -670,8 +771,7 @@ mod tests {
         let ckks = CkksContext::new(params).unwrap();
         let total = ckks.slots();
         let ctx = VectorContext::builder(ckks.clone())
-            .rotation_steps(&config.rotation_steps(total))
-            .conjugation(true)
+            .bootstrapping(config)
             .build()
             .unwrap();
         let boot = Bootstrapper::new(&ctx, config).unwrap();
