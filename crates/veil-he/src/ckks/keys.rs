@@ -473,6 +473,17 @@ impl KeyGenerator {
     /// chain ships smaller keys; rotating a ciphertext above a key's level is an error
     /// ([`HeError::GaloisKeyLevel`]).
     pub fn galois_keys_at_levels(&mut self, steps: &[(i64, usize)]) -> Result<GaloisKeys> {
+        self.galois_keys_at_levels_with_progress(steps, None, &mut |_, _| {})
+    }
+
+    /// [`galois_keys_at_levels`](Self::galois_keys_at_levels), plus the conjugation key for
+    /// ciphertexts up to `conjugation` if given; `progress(done, total)` after each key.
+    pub fn galois_keys_at_levels_with_progress(
+        &mut self,
+        steps: &[(i64, usize)],
+        conjugation: Option<usize>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<GaloisKeys> {
         let mut levels: BTreeMap<u64, usize> = BTreeMap::new();
         for &(step, level) in steps {
             if step.rem_euclid(self.ctx.slots() as i64) == 0 {
@@ -488,11 +499,25 @@ impl KeyGenerator {
             let entry = levels.entry(g).or_insert(level);
             *entry = (*entry).max(level);
         }
+        if let Some(level) = conjugation {
+            if level > self.ctx.max_level() {
+                return Err(HeError::OutOfLevels {
+                    needed: level,
+                    left: self.ctx.max_level(),
+                });
+            }
+            let entry = levels
+                .entry(self.ctx.conjugation_element())
+                .or_insert(level);
+            *entry = (*entry).max(level);
+        }
+        let total = levels.len();
         let mut keys = GaloisKeys::default();
-        for (g, level) in levels {
+        for (done, (g, level)) in levels.into_iter().enumerate() {
             let sg = Zeroizing::new(self.sk.s.automorphism(g)?);
             keys.keys
                 .insert(g, self.switching_key_at_level(&sg, level)?);
+            progress(done + 1, total);
         }
         Ok(keys)
     }

@@ -68,7 +68,8 @@ pub struct VectorContextBuilder {
     ckks: Arc<CkksContext>,
     steps: Vec<i64>,
     conjugation: bool,
-    ephemeral_weight: Option<usize>,
+    power_of_two: bool,
+    bootstrap: Option<crate::ckks::BootstrapConfig>,
     progress: Option<ProgressFn>,
     flooding: NoiseFlooding,
 }
@@ -103,12 +104,19 @@ impl VectorContextBuilder {
     /// Also generates what bootstrapping with `config` needs: its rotation keys, the
     /// conjugation key and, for sparse-secret encapsulation, the encapsulation keys
     /// (see [`Bootstrapper`](crate::ckks::Bootstrapper)).
+    /// Each key is made for the highest level it serves
+    /// ([`BootstrapConfig::key_levels`](crate::ckks::BootstrapConfig::key_levels)).
     pub fn bootstrapping(mut self, config: crate::ckks::BootstrapConfig) -> Self {
-        self.steps.extend(config.rotation_steps(self.ckks.slots()));
-        self.conjugation = true;
-        if let Some(h) = config.ephemeral_weight {
-            self.ephemeral_weight = Some(h);
-        }
+        self.bootstrap = Some(config);
+        self
+    }
+
+    /// Whether to generate the power-of-two rotation keys (`±1, ±2, …, ±N/4`) every context
+    /// has by default, from which any rotation is composed (default `true`). A context made
+    /// only to bootstrap, or with all its steps listed, can skip them: at N = 2^16 they are
+    /// 30 keys of ~200 MB.
+    pub fn power_of_two_rotations(mut self, yes: bool) -> Self {
+        self.power_of_two = yes;
         self
     }
 
@@ -127,12 +135,29 @@ impl VectorContextBuilder {
         report("relinearization key", 0, 1);
         let rlk = keygen.relin_key()?;
         report("relinearization key", 1, 1);
-        let mut steps = KeyGenerator::power_of_two_steps(&ctx);
+        let mut steps = if self.power_of_two {
+            KeyGenerator::power_of_two_steps(&ctx)
+        } else {
+            Vec::new()
+        };
         steps.extend_from_slice(&self.steps);
-        let gk = keygen.galois_keys_with_progress(&steps, self.conjugation, &mut |d, t| {
+        let mut gk = keygen.galois_keys_with_progress(&steps, self.conjugation, &mut |d, t| {
             report("Galois keys", d, t)
         })?;
-        let encapsulation = match self.ephemeral_weight {
+        if let Some(config) = &self.bootstrap {
+            let (pairs, conj_level) = config.key_levels(&ctx)?;
+            let missing: Vec<(i64, usize)> = pairs
+                .into_iter()
+                .filter(|&(s, _)| !gk.contains(ctx.galois_element_for_step(s)))
+                .collect();
+            let conj = (!gk.contains(ctx.conjugation_element())).then_some(conj_level);
+            gk.extend(keygen.galois_keys_at_levels_with_progress(
+                &missing,
+                conj,
+                &mut |d, t| report("bootstrapping keys", d, t),
+            )?);
+        }
+        let encapsulation = match self.bootstrap.and_then(|c| c.ephemeral_weight) {
             Some(h) => {
                 report("encapsulation keys", 0, 1);
                 let keys = keygen.encapsulation_keys(h)?;
@@ -157,7 +182,8 @@ impl VectorContext {
             ckks,
             steps: Vec::new(),
             conjugation: false,
-            ephemeral_weight: None,
+            power_of_two: true,
+            bootstrap: None,
             progress: None,
             flooding: NoiseFlooding::default(),
         }

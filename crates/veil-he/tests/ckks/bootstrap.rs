@@ -149,21 +149,36 @@ fn bootstrapping_refuses_what_it_cannot_do() {
         .build()
         .unwrap();
     let ckks = CkksContext::new(params).unwrap();
-    let bare = VectorContext::builder(ckks.clone()).build().unwrap();
     let config = BootstrapConfig::new(16);
+    let dense = config.ephemeral_weight(None);
+    let bare = VectorContext::builder(ckks.clone()).build().unwrap();
     assert!(matches!(
-        Bootstrapper::new(&bare, config),
+        Bootstrapper::new(&bare, dense),
         Err(HeError::MissingConjugationKey)
     ));
-    let keyed = VectorContext::builder(ckks.clone())
-        .bootstrapping(config)
-        .build()
-        .unwrap();
-    // 1 + 1 + 5 + 6 + 1 + 1 levels on a chain of 8.
+    // 1 + 1 + 5 + 6 + 1 + 1 levels on a chain of 8: refused when the keys are made.
     assert_eq!(config.depth(4096), 15);
     assert!(matches!(
-        Bootstrapper::new(&keyed, config),
-        Err(HeError::OutOfLevels { needed: 15, left: 8 })
+        VectorContext::builder(ckks.clone())
+            .bootstrapping(config)
+            .build(),
+        Err(HeError::OutOfLevels {
+            needed: 15,
+            left: 8
+        })
+    ));
+    let keyed = VectorContext::builder(ckks.clone())
+        .rotation_steps(&config.rotation_steps(ckks.slots()))
+        .conjugation(true)
+        .build()
+        .unwrap();
+    // The dense secret: 8 double angles.
+    assert!(matches!(
+        Bootstrapper::new(&keyed, dense),
+        Err(HeError::OutOfLevels {
+            needed: 17,
+            left: 8
+        })
     ));
     for bad in [
         BootstrapConfig::new(24),
@@ -178,7 +193,7 @@ fn bootstrapping_refuses_what_it_cannot_do() {
     }
     // Keys for 16 slots do not cover 64.
     assert!(matches!(
-        Bootstrapper::new(&keyed, BootstrapConfig::new(64)),
+        Bootstrapper::new(&keyed, BootstrapConfig::new(64).ephemeral_weight(None)),
         Err(HeError::MissingGaloisKey { .. })
     ));
 }
@@ -223,7 +238,8 @@ fn without_encapsulation_the_dense_secret_costs_levels_and_precision() {
 fn encapsulation_needs_its_keys_and_a_covered_modulus() {
     let config = BootstrapConfig::new(16);
     let mut bits = vec![60];
-    bits.extend(std::iter::repeat_n(50, config.depth(4096)));
+    // Room for weight 64 too (K = 32.5: one more double angle).
+    bits.extend(std::iter::repeat_n(50, config.depth(4096) + 1));
     bits.extend([60, 60]);
     let params = CkksParameters::builder()
         .degree(4096)
@@ -236,7 +252,8 @@ fn encapsulation_needs_its_keys_and_a_covered_modulus() {
     let ckks = CkksContext::new(params).unwrap();
     // Rotation keys alone: the encapsulation keys are missing.
     let no_enc = VectorContext::builder(ckks.clone())
-        .bootstrapping(config.ephemeral_weight(None))
+        .rotation_steps(&config.rotation_steps(ckks.slots()))
+        .conjugation(true)
         .build()
         .unwrap();
     match Bootstrapper::new(&no_enc, config) {
@@ -285,12 +302,16 @@ fn an_ephemeral_secret_modulo_an_uncovered_modulus_is_refused_at_128_bits() {
         .unwrap();
     assert_eq!(params.security(), SecurityLevel::Bits128);
     let ckks = CkksContext::new(params).unwrap();
-    let config = BootstrapConfig::new(2);
+    // Encapsulation keys made for this context (by another key holder: the refusal comes
+    // before any key is used).
+    let mut keygen = KeyGenerator::new(&ckks).unwrap();
+    let keys = keygen.encapsulation_keys(32).unwrap();
     let ctx = VectorContext::builder(ckks)
-        .bootstrapping(config)
+        .power_of_two_rotations(false)
         .build()
-        .unwrap();
-    match Bootstrapper::new(&ctx, config) {
+        .unwrap()
+        .with_encapsulation_keys(keys);
+    match Bootstrapper::new(&ctx, BootstrapConfig::new(2)) {
         Err(HeError::InvalidParameters(m)) => assert!(m.contains("not covered"), "{m}"),
         r => panic!("expected a refusal, got {r:?}"),
     }

@@ -35,10 +35,11 @@ use veil_math::RnsPoly;
 mod dft;
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
+use crate::ckks::context::CkksContext;
 use crate::ckks::evaluator::Evaluator;
 use crate::ckks::keys::{EncapsulationKeys, SwitchingKey};
 use crate::ckks::keyswitch;
-use crate::ckks::params::SecurityLevel;
+use crate::ckks::params::{CkksParameters, SecurityLevel};
 use crate::ckks::vector::{CkksVector, Layout, VectorContext};
 use crate::error::{HeError, Result};
 
@@ -155,6 +156,86 @@ impl BootstrapConfig {
         self.cts_levels + 1 + ceil_log2(d + 1) + r + 1 + self.stc_levels
     }
 
+    /// The levels EvalMod starts at and SlotsToCoeffs starts at, on a chain of `max_level`.
+    fn levels_on(&self, degree: usize, max_level: usize) -> Result<(usize, usize)> {
+        let depth = self.depth(degree);
+        if depth > max_level {
+            return Err(HeError::OutOfLevels {
+                needed: depth,
+                left: max_level,
+            });
+        }
+        let (_, r, d) = self.evalmod_shape(degree);
+        let evalmod = max_level - self.cts_levels - 1;
+        Ok((evalmod, evalmod - ceil_log2(d + 1) - r - 1))
+    }
+
+    /// Every rotation step with the highest level it happens at (CoeffsToSlots factor `t` at
+    /// `L − t`, SubSum at `L`, SlotsToCoeffs factor `t` below EvalMod), and the level of the
+    /// conjugation: keys made for those levels only
+    /// ([`KeyGenerator::galois_keys_at_levels_with_progress`](crate::ckks::KeyGenerator::galois_keys_at_levels_with_progress))
+    /// are smaller, the more so the lower they serve.
+    pub fn key_levels(&self, ckks: &CkksContext) -> Result<(Vec<(i64, usize)>, usize)> {
+        let total = ckks.slots();
+        self.check(total)?;
+        let max_level = ckks.max_level();
+        let (evalmod, stc) = self.levels_on(ckks.degree(), max_level)?;
+        let n = self.slots;
+        let mut pairs = Vec::new();
+        for (t, m) in dft::coeffs_to_slots(n, self.cts_levels).iter().enumerate() {
+            pairs.extend(
+                dft::Plan::of(m)
+                    .steps()
+                    .into_iter()
+                    .map(|s| (s, max_level - t)),
+            );
+        }
+        for (t, m) in dft::slots_to_coeffs(n, self.stc_levels).iter().enumerate() {
+            pairs.extend(dft::Plan::of(m).steps().into_iter().map(|s| (s, stc - t)));
+        }
+        let mut s = n;
+        while s < total {
+            pairs.push((s as i64, max_level));
+            s *= 2;
+        }
+        Ok((pairs, evalmod))
+    }
+
+    /// A 128-bit secure chain for bootstrapping at ring degree `degree` (2^16, or 2^15 for
+    /// small configurations): `q_0` of 60 bits, 50-bit primes (scale 2^50) for the
+    /// bootstrapping's [`depth`](Self::depth) and as many more levels as the 128-bit bound
+    /// leaves, and special primes `P` of 5 × 60 bits at 2^16 (so that `q_0·P` stays within the
+    /// encapsulation estimate) or 2 × 60 bits otherwise. Errors if the depth does not fit.
+    pub fn secure_parameters(&self, degree: usize) -> Result<CkksParameters> {
+        let special: u32 = if degree >= 65536 { 5 } else { 2 };
+        let max_bits = crate::ckks::params::SECURITY_TABLE_128
+            .iter()
+            .find(|(d, _)| *d == degree)
+            .map(|&(_, b)| b)
+            .ok_or_else(|| {
+                HeError::InvalidParameters(format!("no 128-bit bound known for N = {degree}"))
+            })?;
+        let fixed = 60 + 60 * special;
+        let levels = max_bits.saturating_sub(fixed) / 50;
+        let depth = self.depth(degree);
+        if (levels as usize) < depth + 1 {
+            return Err(HeError::InvalidParameters(format!(
+                "bootstrapping {} slots takes {depth} levels at N = {degree}; a 128-bit chain there \
+                 holds {levels} (N = 65536 is needed)",
+                self.slots
+            )));
+        }
+        let mut bits = vec![60u32];
+        bits.extend(std::iter::repeat_n(50u32, levels as usize));
+        bits.extend(std::iter::repeat_n(60u32, special as usize));
+        CkksParameters::builder()
+            .degree(degree)
+            .moduli_bits(&bits)
+            .special_primes(special as usize)
+            .scale_bits(50.0)
+            .build()
+    }
+
     /// The rotation steps bootstrapping needs (besides conjugation): the baby and giant
     /// steps of every factor of the two maps and the SubSum steps `slots·2^j`. Generate the
     /// keys with [`VectorContextBuilder::rotation_steps`](crate::ckks::vector::VectorContextBuilder::rotation_steps).
@@ -259,6 +340,10 @@ impl Bootstrapper {
         let ckks = ctx.ckks();
         let total = ckks.slots();
         config.check(total)?;
+        let encapsulation = match config.ephemeral_weight {
+            Some(h) => Some(encapsulation_keys(ctx, h)?),
+            None => None,
+        };
         let gk = ctx.galois_keys();
         if !gk.contains(ckks.conjugation_element()) {
             return Err(HeError::MissingConjugationKey);
@@ -270,21 +355,9 @@ impl Bootstrapper {
         {
             return Err(HeError::MissingGaloisKey { step: missing });
         }
-        let encapsulation = match config.ephemeral_weight {
-            Some(h) => Some(encapsulation_keys(ctx, h)?),
-            None => None,
-        };
         let (bound, double_angles, taylor_degree) = config.evalmod_shape(ckks.degree());
         let max_level = ckks.max_level();
-        let depth = config.depth(ckks.degree());
-        if depth > max_level {
-            return Err(HeError::OutOfLevels {
-                needed: depth,
-                left: max_level,
-            });
-        }
-        let evalmod_level = max_level - config.cts_levels - 1;
-        let stc_level = evalmod_level - ceil_log2(taylor_degree + 1) - double_angles - 1;
+        let (evalmod_level, stc_level) = config.levels_on(ckks.degree(), max_level)?;
         let params = ckks.params();
         let q = |l: usize| params.ciphertext_moduli()[l].value() as f64;
         let n = config.slots;
@@ -861,6 +934,29 @@ mod tests {
             let err = worst.get(stage).copied().unwrap_or(f64::INFINITY);
             assert!(err < limit, "{stage}: {err:e} ≥ {limit:e}");
         }
+    }
+
+    #[test]
+    fn the_secure_chain_fits_full_slot_bootstrapping_at_n_65536_only() {
+        let config = BootstrapConfig::new(1 << 15);
+        // 4 + 1 + 5 + 6 + 1 + 4.
+        assert_eq!(config.depth(65536), 21);
+        let params = config.secure_parameters(65536).unwrap();
+        assert_eq!(params.security(), SecurityLevel::Bits128);
+        assert_eq!(params.max_level(), 28);
+        assert!(params.total_bits() <= 1772.0);
+        // q_0·P within the encapsulation estimate.
+        let q0p = (params.ciphertext_moduli()[0].value() as f64).log2()
+            + params
+                .special_moduli()
+                .iter()
+                .map(|m| (m.value() as f64).log2())
+                .sum::<f64>();
+        assert!(q0p <= 365.0, "{q0p}");
+        assert!(BootstrapConfig::new(1 << 14)
+            .secure_parameters(32768)
+            .is_err());
+        assert!(config.secure_parameters(8192).is_err());
     }
 
     #[test]
