@@ -398,14 +398,6 @@ fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-fn peak_memory() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// `veil he bench --ops bootstrap`.
 fn bench_bootstrap(args: &BenchArgs) -> Result<()> {
     if args.moduli.is_some() || args.scale_bits.is_some() {
@@ -416,111 +408,61 @@ fn bench_bootstrap(args: &BenchArgs) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let config = BootstrapConfig::new(slots);
-    let params = config
-        .secure_parameters(args.degree)
-        .context("bootstrapping needs --degree 65536 for 128-bit security")?;
-    let bits = params.bit_sizes().to_vec();
-    let ckks = CkksContext::new(params)?;
-    let started = Instant::now();
-    let ctx = VectorContext::builder(ckks.clone())
-        .bootstrapping(config)
-        .power_of_two_rotations(false)
-        .progress(progress::key_progress(progress::interactive()))
-        .build()?;
-    let keygen_s = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    let boot = Bootstrapper::new(&ctx, config)?;
-    let prepare_s = started.elapsed().as_secs_f64();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(42);
-    let x: Vec<f64> = (0..slots)
-        .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-        .collect();
-    let v = if slots == ckks.slots() {
-        CkksVector::encrypt(&ctx, &x)?
-    } else {
-        CkksVector::encrypt_replicated(&ctx, &x, false)?
-    };
-    let mut totals = Vec::with_capacity(runs);
-    let mut phases = [0f64; 4];
-    let mut out = None;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let (fresh, report) = boot.bootstrap_with_report(&v)?;
-        totals.push(t.elapsed().as_secs_f64());
-        for (p, s) in phases.iter_mut().zip(report.seconds) {
-            *p += s / runs as f64;
-        }
-        out = Some(fresh);
-    }
-    let out = out.context("no run")?;
-    let got = out.decrypt_unflooded_for_key_holder_only()?;
-    let errors: Vec<f64> = got.iter().zip(&x).map(|(g, w)| (g - w).abs()).collect();
-    let worst = errors.iter().copied().fold(0.0, f64::max);
-    let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
-    totals.sort_by(f64::total_cmp);
-    let median = totals[totals.len() / 2];
-    let peak = peak_memory();
+    let b = veil_he::ckks::bootstrap::bench::run(
+        args.degree,
+        slots,
+        runs,
+        progress::key_progress(progress::interactive()),
+    )
+    .context("bootstrapping needs --degree 65536 for 128-bit security")?;
     let threads = rayon::current_num_threads();
     if args.json {
         let line = serde_json::json!({
-            "op": "bootstrap", "degree": args.degree, "slots": slots, "runs": runs,
-            "threads": threads, "median_s": median, "phases_s": phases,
-            "keygen_s": keygen_s, "prepare_s": prepare_s,
-            "precision_worst_bits": -worst.log2(), "precision_mean_bits": -mean.log2(),
-            "levels_after": out.level(), "depth": boot.depth(),
-            "peak_memory_bytes": peak,
+            "op": "bootstrap", "degree": b.degree, "slots": b.slots, "runs": b.runs,
+            "threads": threads, "median_s": b.median_s, "phases_s": b.phases_s,
+            "keygen_s": b.keygen_s, "prepare_s": b.prepare_s,
+            "precision_worst_bits": b.worst_bits, "precision_mean_bits": b.mean_bits,
+            "levels_after": b.levels_after, "depth": b.depth,
+            "peak_memory_bytes": b.peak_memory_bytes,
         });
         outln!("{line}");
-    } else {
-        outln!(
-            "CKKS bootstrapping: N = {}, {slots} slots, moduli = {bits:?} (scale 2^50), ephemeral secret weight {}, {threads} thread(s), {runs} run(s)",
-            args.degree,
-            config.ephemeral_weight.unwrap_or(0)
-        );
-        outln!(
-            "{:<34} {:>12}",
-            "key generation (all keys)",
-            format!("{keygen_s:.1} s")
-        );
-        outln!(
-            "{:<34} {:>12}",
-            "encoding the linear maps",
-            format!("{prepare_s:.1} s")
-        );
-        outln!(
-            "{:<34} {:>12}",
-            "bootstrap (median)",
-            format!("{median:.2} s")
-        );
-        for (name, s) in [
-            "ModRaise + SubSum",
-            "CoeffsToSlots",
-            "EvalMod",
-            "SlotsToCoeffs",
-        ]
-        .iter()
-        .zip(phases)
-        {
-            outln!("{:<34} {:>12}", format!("  {name}"), format!("{s:.2} s"));
-        }
-        outln!(
-            "{:<34} {:>12}",
-            "levels used / left",
-            format!("{} / {}", boot.depth(), out.level())
-        );
-        outln!(
-            "{:<34} {:>12}",
-            "precision (worst / mean bits)",
-            format!("{:.1} / {:.1}", -worst.log2(), -mean.log2())
-        );
-        if let Some(p) = peak {
-            outln!(
-                "{:<34} {:>12}",
-                "peak memory",
-                format!("{:.2} GB", p as f64 / 1e9)
-            );
-        }
+        return Ok(());
+    }
+    outln!(
+        "CKKS bootstrapping: N = {}, {} slots, moduli = {:?} (scale 2^50), ephemeral secret of weight 32, {threads} thread(s), {} run(s)",
+        b.degree,
+        b.slots,
+        b.moduli_bits,
+        b.runs
+    );
+    let row = |name: &str, value: String| -> Result<()> {
+        outln!("{name:<34} {value:>12}");
+        Ok(())
+    };
+    row("key generation (all keys)", format!("{:.1} s", b.keygen_s))?;
+    row("encoding the linear maps", format!("{:.1} s", b.prepare_s))?;
+    row("bootstrap (median)", format!("{:.2} s", b.median_s))?;
+    for (name, s) in [
+        "ModRaise + SubSum",
+        "CoeffsToSlots",
+        "EvalMod",
+        "SlotsToCoeffs",
+    ]
+    .iter()
+    .zip(b.phases_s)
+    {
+        row(&format!("  {name}"), format!("{s:.2} s"))?;
+    }
+    row(
+        "levels used / left",
+        format!("{} / {}", b.depth, b.levels_after),
+    )?;
+    row(
+        "precision (worst / mean bits)",
+        format!("{:.1} / {:.1}", b.worst_bits, b.mean_bits),
+    )?;
+    if let Some(p) = b.peak_memory_bytes {
+        row("peak memory", format!("{:.2} GB", p as f64 / 1e9))?;
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use num_complex::Complex64;
 use veil_math::RnsPoly;
 
+pub mod bench;
 mod dft;
 
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
