@@ -1044,18 +1044,35 @@ impl CkksVector {
     /// The result therefore uses exactly `ceil(log2(degree + 1))` levels, and about
     /// `degree / b + b + log2(degree)` ciphertext multiplications.
     pub fn polyval(&self, coeffs: &[f64]) -> Result<Self> {
-        if let Some(&bad) = coeffs.iter().find(|c| !c.is_finite()) {
-            return Err(HeError::NonFiniteValue(bad));
+        let mut out = self.polyval_many(&[coeffs])?;
+        out.pop()
+            .ok_or(HeError::Internal("polyval_many returned nothing"))
+    }
+
+    /// [`polyval`](Self::polyval) of several polynomials of the same vector, sharing the
+    /// powers of `x` (the ciphertext products): all results come out at the same level,
+    /// `ceil(log2(d + 1))` below `self` for the largest degree `d`. Two polynomials of degree
+    /// 25 cost 13 + 6 products instead of 2 × 13.
+    pub fn polyval_many(&self, polys: &[&[f64]]) -> Result<Vec<Self>> {
+        let mut trimmed = Vec::with_capacity(polys.len());
+        for coeffs in polys {
+            if let Some(&bad) = coeffs.iter().find(|c| !c.is_finite()) {
+                return Err(HeError::NonFiniteValue(bad));
+            }
+            let mut coeffs = coeffs.to_vec();
+            while coeffs.len() > 1 && coeffs.last() == Some(&0.0) {
+                coeffs.pop();
+            }
+            if coeffs.is_empty() {
+                coeffs.push(0.0);
+            }
+            trimmed.push(coeffs);
         }
-        let mut coeffs = coeffs.to_vec();
-        while coeffs.len() > 1 && coeffs.last() == Some(&0.0) {
-            coeffs.pop();
-        }
-        if coeffs.is_empty() {
-            coeffs.push(0.0);
-        }
-        let degree = coeffs.len() - 1;
-        let depth = ceil_log2(degree + 1).max(1);
+        let depth = trimmed
+            .iter()
+            .map(|c| ceil_log2(c.len()).max(1))
+            .max()
+            .unwrap_or(1);
         if depth > self.level() {
             return Err(HeError::OutOfLevels {
                 needed: depth,
@@ -1067,9 +1084,14 @@ impl CkksVector {
             base: self.clone(),
             powers: Vec::new(),
         };
-        let out = self.poly_eval(&coeffs, depth, baby, &mut powers)?;
-        debug_assert_eq!(out.level(), self.level() - depth);
-        Ok(out)
+        trimmed
+            .iter()
+            .map(|coeffs| {
+                let out = self.poly_eval(coeffs, depth, baby, &mut powers)?;
+                debug_assert_eq!(out.level(), self.level() - depth);
+                Ok(out)
+            })
+            .collect()
     }
 
     /// Evaluates `coeffs` (degree < 2^budget) to a vector exactly `budget` levels below `self`.

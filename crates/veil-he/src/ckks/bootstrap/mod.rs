@@ -598,11 +598,17 @@ impl Bootstrapper {
         // start from cos θ ≈ 1, where the angle is lost in the second order.
         let eval_mod = |part: Ciphertext| -> Result<Ciphertext> {
             let v = CkksVector::from_parts(&self.ctx, part, n, true, Layout::Replicated);
-            let mut s = v.polyval(&sin)?;
             if r == 0 {
-                return Ok(s.mul_scalar(out_factor)?.ciphertext().clone());
+                return Ok(v
+                    .polyval(&sin)?
+                    .mul_scalar(out_factor)?
+                    .ciphertext()
+                    .clone());
             }
-            let mut c = v.polyval(&cos)?;
+            let mut both = v.polyval_many(&[&sin, &cos])?.into_iter();
+            let (Some(mut s), Some(mut c)) = (both.next(), both.next()) else {
+                return Err(HeError::Internal("two polynomials, two results"));
+            };
             for _ in 1..r {
                 let sc = s.mul(&c)?;
                 let ss = s.square()?;
@@ -1051,6 +1057,19 @@ mod polyval_tests {
                 err = err.max((g - want).abs());
             }
             assert!(err < 2e-11, "degree {degree}: error {err:e}");
+        }
+        // Several polynomials over shared powers: each as exact, all at one level.
+        let (sin, short) = (sin_coeffs(25, 2.26), sin_coeffs(5, 1.0));
+        let both = v.polyval_many(&[&sin, &short]).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0].level(), both[1].level());
+        assert_eq!(both[0].level(), v.level() - 5);
+        for (out, coeffs) in both.iter().zip([&sin, &short]) {
+            let got = out.decrypt_unflooded_for_key_holder_only().unwrap();
+            for (g, x) in got.iter().zip(&d0) {
+                let want: f64 = coeffs.iter().rev().fold(0.0, |acc, c| acc * x + c);
+                assert!((g - want).abs() < 2e-11, "{g} vs {want}");
+            }
         }
     }
 }
