@@ -50,6 +50,9 @@ pub struct VectorContext {
     level_scales: Vec<f64>,
     flooding: NoiseFlooding,
     encapsulation: Option<EncapsulationKeys>,
+    /// The bootstrapper products call when a vector is out of levels (held weakly: it holds
+    /// this context).
+    auto_bootstrap: std::sync::RwLock<Option<std::sync::Weak<crate::ckks::Bootstrapper>>>,
 }
 
 impl std::fmt::Debug for VectorContext {
@@ -227,8 +230,40 @@ impl VectorContext {
             level_scales,
             flooding,
             encapsulation: None,
+            auto_bootstrap: std::sync::RwLock::new(None),
             ckks: ckks.clone(),
         }))
+    }
+
+    /// From now on, a product (`mul`, `square`, `mul_plain`, `mul_scalar`, `polyval`) of a
+    /// vector of this context that has too few levels left bootstraps it with `boot` first.
+    /// The context holds `boot` weakly (it holds the context): dropping the last `Arc`
+    /// turns automatic bootstrapping off again.
+    pub fn set_auto_bootstrap(&self, boot: &Arc<crate::ckks::Bootstrapper>) -> Result<()> {
+        if boot.context().ckks().fingerprint() != self.ckks.fingerprint() {
+            return Err(HeError::ParameterMismatch {
+                expected: self.ckks.params().fingerprint_hex(),
+                found: boot.context().ckks().params().fingerprint_hex(),
+            });
+        }
+        if let Ok(mut slot) = self.auto_bootstrap.write() {
+            *slot = Some(Arc::downgrade(boot));
+        }
+        Ok(())
+    }
+
+    /// Turns automatic bootstrapping off.
+    pub fn clear_auto_bootstrap(&self) {
+        if let Ok(mut slot) = self.auto_bootstrap.write() {
+            *slot = None;
+        }
+    }
+
+    fn auto_bootstrapper(&self) -> Option<Arc<crate::ckks::Bootstrapper>> {
+        self.auto_bootstrap
+            .read()
+            .ok()
+            .and_then(|slot| slot.as_ref().and_then(std::sync::Weak::upgrade))
     }
 
     /// The same context with the encapsulation keys bootstrapping with an ephemeral sparse
@@ -256,6 +291,7 @@ impl VectorContext {
             level_scales: self.level_scales.clone(),
             flooding: self.flooding,
             encapsulation: self.encapsulation.clone(),
+            auto_bootstrap: std::sync::RwLock::new(None),
         }
     }
 
@@ -845,8 +881,26 @@ impl CkksVector {
         Ok(self.elementwise(self.ev().sub(&a, &b)?, self.dirty || other.dirty))
     }
 
+    /// This vector bootstrapped, if it has fewer than `needed` levels and its context has an
+    /// automatic bootstrapper that leaves enough ([`VectorContext::set_auto_bootstrap`]).
+    fn refreshed(&self, needed: usize) -> Result<Option<Self>> {
+        if self.level() >= needed {
+            return Ok(None);
+        }
+        match self.ctx.auto_bootstrapper() {
+            Some(boot) if boot.levels_after() >= needed => boot.bootstrap(self).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// `self × other` (one level).
     pub fn mul(&self, other: &Self) -> Result<Self> {
+        if let Some(v) = self.refreshed(1)? {
+            return v.mul(other);
+        }
+        if let Some(o) = other.refreshed(1)? {
+            return self.mul(&o);
+        }
         let (a, b) = self.aligned(other)?;
         if a.level() == 0 {
             return Err(HeError::OutOfLevels { needed: 1, left: 0 });
@@ -857,6 +911,9 @@ impl CkksVector {
 
     /// `self²` (one level).
     pub fn square(&self) -> Result<Self> {
+        if let Some(v) = self.refreshed(1)? {
+            return v.square();
+        }
         self.need_level()?;
         let sq = self
             .ev()
@@ -886,6 +943,9 @@ impl CkksVector {
     /// `self × plain` element-wise (one level; also clears the slots past the end).
     pub fn mul_plain(&self, plain: &[f64]) -> Result<Self> {
         self.same_len(plain.len())?;
+        if let Some(v) = self.refreshed(1)? {
+            return v.mul_plain(plain);
+        }
         self.need_level()?;
         let pt = self.plain(plain, self.ctx.scale_at(self.level()), self.level())?;
         self.rescaled_elementwise(self.ev().multiply_plain(&self.ct, &pt)?, false)
@@ -915,6 +975,9 @@ impl CkksVector {
 
     /// `self × x` (one level).
     pub fn mul_scalar(&self, x: f64) -> Result<Self> {
+        if let Some(v) = self.refreshed(1)? {
+            return v.mul_scalar(x);
+        }
         self.need_level()?;
         let prod = self
             .ev()
@@ -1073,6 +1136,9 @@ impl CkksVector {
             .map(|c| ceil_log2(c.len()).max(1))
             .max()
             .unwrap_or(1);
+        if let Some(v) = self.refreshed(depth)? {
+            return v.polyval_many(polys);
+        }
         if depth > self.level() {
             return Err(HeError::OutOfLevels {
                 needed: depth,

@@ -316,3 +316,47 @@ fn an_ephemeral_secret_modulo_an_uncovered_modulus_is_refused_at_128_bits() {
         r => panic!("expected a refusal, got {r:?}"),
     }
 }
+
+#[test]
+fn products_bootstrap_by_themselves_once_asked() {
+    let (ctx, boot) = context(3, 16);
+    let boot = Arc::new(boot);
+    let x = values(16);
+    let mut v = CkksVector::encrypt_replicated(&ctx, &x, false).unwrap();
+    // Without automatic bootstrapping, the chain runs out.
+    let mut w = v.clone();
+    let err = loop {
+        match w.square() {
+            Ok(next) => w = next,
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, HeError::OutOfLevels { .. }), "{err:?}");
+    ctx.set_auto_bootstrap(&boot).unwrap();
+    let mut want = x.clone();
+    for _ in 0..30 {
+        v = v
+            .square()
+            .unwrap()
+            .mul_scalar(0.5)
+            .unwrap()
+            .add_scalar(0.25)
+            .unwrap();
+        want.iter_mut().for_each(|w| *w = *w * *w * 0.5 + 0.25);
+    }
+    let got = v.decrypt_unflooded_for_key_holder_only().unwrap();
+    assert!(max_error(&got, &want) < 2f64.powi(-20));
+    // Polynomials too: a degree-7 one on a vector with 2 levels left.
+    let low = v.square().unwrap();
+    let low = (0..low.level())
+        .try_fold(low, |u, _| u.mul_scalar(1.0))
+        .unwrap();
+    assert_eq!(low.level(), 0);
+    let p = low
+        .polyval(&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+        .unwrap();
+    assert!(p.level() < boot.levels_after());
+    // Dropping the bootstrapper turns it off.
+    drop(boot);
+    assert!(matches!(low.square(), Err(HeError::OutOfLevels { .. })));
+}

@@ -398,6 +398,11 @@ impl Bootstrapper {
         })
     }
 
+    /// The context it bootstraps for.
+    pub fn context(&self) -> &Arc<VectorContext> {
+        &self.ctx
+    }
+
     /// The configuration.
     pub fn config(&self) -> BootstrapConfig {
         self.config
