@@ -27,21 +27,20 @@ compared (OpenFHE caches the relinearization key).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openfhe_venv import openfhe_python, python310  # noqa: E402
+
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
-VENV = SCRIPT.parent / ".venv-openfhe"
-REQUIREMENT = "openfhe==1.6.1.0.22.4"
 MARKER = "VEIL_OPENFHE_BENCH_IN_VENV"
 #: degree -> Veil's prime bit sizes (ciphertext primes, then the special one). OpenFHE gets the
 #: same number and size of ciphertext primes; at N = 8192 its special primes are larger, so 54-bit
@@ -55,32 +54,12 @@ def log(msg: str) -> None:
     print(f"[bgv_vs_openfhe] {msg}", file=sys.stderr, flush=True)
 
 
-def python310(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    found = sorted(glob.glob(f"{root}/versions/3.10.*/bin/python"))
-    if found:
-        return found[-1]
-    exe = shutil.which("python3.10")
-    if exe:
-        return exe
-    raise SystemExit("OpenFHE's wheel needs CPython 3.10: install it (pyenv install 3.10) or pass --python")
-
-
 def ensure_venv(interpreter: str) -> None:
     if os.environ.get(MARKER):
         return
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        log(f"creating {VENV} with {interpreter}")
-        subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True, stdout=sys.stderr)
-    if subprocess.run([str(py), "-c", "import openfhe"], capture_output=True).returncode:
-        log(f"installing {REQUIREMENT}")
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", REQUIREMENT],
-                       check=True, stdout=sys.stderr)
+    py = openfhe_python(interpreter, log)
     env = dict(os.environ, **{MARKER: "1", "OMP_NUM_THREADS": "1"})
-    os.execve(str(py), [str(py), str(SCRIPT), *sys.argv[1:]], env)
+    os.execve(py, [py, str(SCRIPT), *sys.argv[1:]], env)
 
 
 def median_us(runs: int, f) -> float:

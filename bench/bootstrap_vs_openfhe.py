@@ -29,18 +29,17 @@ runs OpenFHE's side with it.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openfhe_venv import openfhe_python, python310  # noqa: E402
+
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
-VENV = SCRIPT.parent / ".venv-openfhe"
-REQUIREMENT = "openfhe==1.6.1.0.22.4"
 
 OPENFHE_SIDE = r"""
 import json, random, resource, statistics, sys, time
@@ -109,31 +108,6 @@ def log(msg: str) -> None:
     print(f"[bootstrap_vs_openfhe] {msg}", file=sys.stderr, flush=True)
 
 
-def python310(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    found = sorted(glob.glob(f"{root}/versions/3.10.*/bin/python"))
-    if found:
-        return found[-1]
-    exe = shutil.which("python3.10")
-    if exe:
-        return exe
-    raise SystemExit("OpenFHE's wheel needs CPython 3.10: install it (pyenv install 3.10) or pass --python")
-
-
-def openfhe_python(interpreter: str) -> str:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        log(f"creating {VENV} with {interpreter}")
-        subprocess.run([interpreter, "-m", "venv", str(VENV)], check=True, stdout=sys.stderr)
-    if subprocess.run([str(py), "-c", "import openfhe"], capture_output=True).returncode:
-        log(f"installing {REQUIREMENT}")
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", REQUIREMENT],
-                       check=True, stdout=sys.stderr)
-    return str(py)
-
-
 def single_thread() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", RAYON_NUM_THREADS="1")
 
@@ -171,7 +145,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.veil.exists():
         raise SystemExit(f"{args.veil} not found: build it (cargo build --release -p veil-cli) or pass --veil")
-    py = openfhe_python(python310(args.python))
+    py = openfhe_python(python310(args.python), log)
     log("Veil")
     v = run_veil(args.veil, args.runs)
     log(f"OpenFHE (up to {v['levels_after']} levels after bootstrapping, as Veil)")

@@ -242,21 +242,9 @@ impl CkksContext {
 
     /// The Galois element rotating slots left by `step` (negative: right).
     pub fn galois_element_for_step(&self, step: i64) -> u64 {
-        let slots = self.slots() as i64;
-        let two_n = 2 * self.degree() as u64;
-        let s = step.rem_euclid(slots) as u64;
-        // 5^s mod 2N by square-and-multiply (2N ≤ 2^17, so products fit in u64).
-        let mut acc = 1u64;
-        let mut base = 5u64;
-        let mut e = s;
-        while e > 0 {
-            if e & 1 == 1 {
-                acc = acc * base % two_n;
-            }
-            base = base * base % two_n;
-            e >>= 1;
-        }
-        acc
+        let s = step.rem_euclid(self.slots() as i64) as usize;
+        // 2N ≤ 2^17: the products of square-and-multiply fit in u64.
+        crate::ckks::bootstrap::pow5_mod(s, 2 * self.degree())
     }
 
     /// The Galois element of complex conjugation, `2N − 1`.

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use veil_he::ckks::*;
 use veil_he::HeError;
 
-/// N = 4096 (insecure: small and fast), q_0 of 60 bits, 50-bit primes, scale 2^50: the
-/// levels bootstrapping with `config` takes plus `levels_left`.
-fn context_for(config: BootstrapConfig, levels_left: usize) -> (Arc<VectorContext>, Bootstrapper) {
+/// N = 4096 (insecure: small and fast), q_0 of 60 bits, `levels` primes of 50 bits (scale
+/// 2^50), two special primes of 60.
+fn test_context(levels: usize) -> Arc<CkksContext> {
     let mut bits = vec![60];
-    bits.extend(std::iter::repeat_n(50, config.depth(4096) + levels_left));
+    bits.extend(std::iter::repeat_n(50, levels));
     bits.extend([60, 60]);
     let params = CkksParameters::builder()
         .degree(4096)
@@ -20,7 +20,12 @@ fn context_for(config: BootstrapConfig, levels_left: usize) -> (Arc<VectorContex
         .insecure_allow_below_128_bit_security()
         .build()
         .unwrap();
-    let ckks = CkksContext::new(params).unwrap();
+    CkksContext::new(params).unwrap()
+}
+
+/// A [`test_context`] with the levels bootstrapping with `config` takes plus `levels_left`.
+fn context_for(config: BootstrapConfig, levels_left: usize) -> (Arc<VectorContext>, Bootstrapper) {
+    let ckks = test_context(config.depth(4096) + levels_left);
     let ctx = VectorContext::builder(ckks)
         .bootstrapping(config)
         .build()
@@ -137,18 +142,7 @@ fn a_computation_three_times_deeper_than_the_chain_completes() {
 
 #[test]
 fn bootstrapping_refuses_what_it_cannot_do() {
-    let mut bits = vec![60];
-    bits.extend(std::iter::repeat_n(50, 8));
-    bits.extend([60, 60]);
-    let params = CkksParameters::builder()
-        .degree(4096)
-        .moduli_bits(&bits)
-        .special_primes(2)
-        .scale_bits(50.0)
-        .insecure_allow_below_128_bit_security()
-        .build()
-        .unwrap();
-    let ckks = CkksContext::new(params).unwrap();
+    let ckks = test_context(8);
     let config = BootstrapConfig::new(16);
     let dense = config.ephemeral_weight(None);
     let bare = VectorContext::builder(ckks.clone()).build().unwrap();
@@ -237,19 +231,7 @@ fn without_encapsulation_the_dense_secret_costs_levels_and_precision() {
 #[test]
 fn encapsulation_needs_its_keys_and_a_covered_modulus() {
     let config = BootstrapConfig::new(16);
-    let mut bits = vec![60];
-    // Room for weight 64 too (K = 32.5: one more double angle).
-    bits.extend(std::iter::repeat_n(50, config.depth(4096) + 1));
-    bits.extend([60, 60]);
-    let params = CkksParameters::builder()
-        .degree(4096)
-        .moduli_bits(&bits)
-        .special_primes(2)
-        .scale_bits(50.0)
-        .insecure_allow_below_128_bit_security()
-        .build()
-        .unwrap();
-    let ckks = CkksContext::new(params).unwrap();
+    let ckks = test_context(config.depth(4096) + 1);
     // Rotation keys alone: the encapsulation keys are missing.
     let no_enc = VectorContext::builder(ckks.clone())
         .rotation_steps(&config.rotation_steps(ckks.slots()))

@@ -35,6 +35,8 @@ use veil_math::RnsPoly;
 pub mod bench;
 mod dft;
 
+pub(crate) use dft::pow5_mod;
+
 use crate::ckks::ciphertext::{Ciphertext, Plaintext};
 use crate::ckks::context::CkksContext;
 use crate::ckks::evaluator::Evaluator;
@@ -830,6 +832,24 @@ fn times_i(ev: &Evaluator, ct: &Ciphertext) -> Result<Ciphertext> {
     Ok(out)
 }
 
+/// An insecure N = 4096 context for tests: 60-bit `q_0`, `levels` primes of 50 bits (scale
+/// 2^50), two 60-bit special primes.
+#[cfg(test)]
+pub(crate) fn test_context(levels: usize) -> Arc<CkksContext> {
+    let mut bits = vec![60];
+    bits.extend(std::iter::repeat_n(50, levels));
+    bits.extend([60, 60]);
+    let params = CkksParameters::builder()
+        .degree(4096)
+        .moduli_bits(&bits)
+        .special_primes(2)
+        .scale_bits(50.0)
+        .insecure_allow_below_128_bit_security()
+        .build()
+        .unwrap_or_else(|e| panic!("test parameters: {e}"));
+    CkksContext::new(params).unwrap_or_else(|e| panic!("test context: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -839,21 +859,9 @@ mod tests {
     #[test]
     #[allow(clippy::needless_range_loop, reason = "c is the coefficient index")]
     fn every_stage_is_accurate() {
-        use crate::ckks::{CkksContext, CkksParameters};
         let n = 64;
         let config = BootstrapConfig::new(n);
-        let mut bits = vec![60];
-        bits.extend(std::iter::repeat_n(50, config.depth(4096) + 1));
-        bits.extend([60, 60]);
-        let params = CkksParameters::builder()
-            .degree(4096)
-            .moduli_bits(&bits)
-            .special_primes(2)
-            .scale_bits(50.0)
-            .insecure_allow_below_128_bit_security()
-            .build()
-            .unwrap();
-        let ckks = CkksContext::new(params).unwrap();
+        let ckks = test_context(config.depth(4096) + 1);
         let total = ckks.slots();
         let ctx = VectorContext::builder(ckks.clone())
             .bootstrapping(config)
@@ -1031,19 +1039,7 @@ mod polyval_tests {
     /// error here, ten times the noise).
     #[test]
     fn polyval_across_levels_is_exact_to_the_noise() {
-        use crate::ckks::{CkksContext, CkksParameters};
-        let mut bits = vec![60];
-        bits.extend(std::iter::repeat_n(50, 18));
-        bits.extend([60, 60]);
-        let params = CkksParameters::builder()
-            .degree(4096)
-            .moduli_bits(&bits)
-            .special_primes(2)
-            .scale_bits(50.0)
-            .insecure_allow_below_128_bit_security()
-            .build()
-            .unwrap();
-        let ckks = CkksContext::new(params).unwrap();
+        let ckks = test_context(18);
         let ctx = VectorContext::builder(ckks.clone()).build().unwrap();
         let u: Vec<f64> = (0..64).map(|i| (i as f64 * 0.77).sin() * 0.2).collect();
         let v = CkksVector::encrypt_replicated(&ctx, &u, false).unwrap();
