@@ -342,3 +342,55 @@ fn products_bootstrap_by_themselves_once_asked() {
     drop(boot);
     assert!(matches!(low.square(), Err(HeError::OutOfLevels { .. })));
 }
+
+#[test]
+fn bootstrapping_keys_are_the_plan_s_and_made_for_their_levels() {
+    // SlotsToCoeffs in 3 factors, CoeffsToSlots in 2: their steps differ, so SlotsToCoeffs
+    // has keys of its own.
+    let config = BootstrapConfig::new(64).levels(2, 3);
+    let ckks = test_context(config.depth(4096) + 1);
+    let ctx = VectorContext::builder(ckks.clone())
+        .bootstrapping(config)
+        .power_of_two_rotations(false)
+        .build()
+        .unwrap();
+    let (pairs, conj_level) = config.key_levels(&ckks).unwrap();
+    let gk = ctx.galois_keys();
+    // One key per planned step (some steps serve two factors) and the conjugation key.
+    let mut steps: Vec<i64> = pairs.iter().map(|&(s, _)| s).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    assert_eq!(gk.len(), steps.len() + 1);
+    for &(step, level) in &pairs {
+        let key = gk.get(ckks.galois_element_for_step(step)).unwrap();
+        assert!(
+            key.level() >= level,
+            "step {step}: key for {} < {level}",
+            key.level()
+        );
+    }
+    assert_eq!(
+        gk.get(ckks.conjugation_element()).unwrap().level(),
+        conj_level
+    );
+    // SlotsToCoeffs' keys serve low levels only: fewer digits than a top-level key.
+    let top_digits = ckks.params().dnum();
+    let low = pairs
+        .iter()
+        .filter(|&&(_, l)| l < conj_level)
+        .map(|&(s, _)| gk.get(ckks.galois_element_for_step(s)).unwrap())
+        .filter(|k| k.level() < conj_level)
+        .collect::<Vec<_>>();
+    assert!(!low.is_empty());
+    assert!(low.iter().all(|k| k.digits() < top_digits));
+    // And it bootstraps.
+    let boot = Bootstrapper::new(&ctx, config).unwrap();
+    let x = values(64);
+    let v = CkksVector::encrypt_replicated(&ctx, &x, false).unwrap();
+    let got = boot
+        .bootstrap(&v)
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    assert!(max_error(&got, &x) < 2f64.powi(-18));
+}
