@@ -749,6 +749,11 @@ impl CkksVector {
         self.dirty
     }
 
+    /// [`cleaned`](Self::cleaned), for the bootstrapper.
+    pub(crate) fn clean_padding(&self) -> Result<Self> {
+        self.cleaned()
+    }
+
     /// A vector in the plain layout (not replicated).
     fn with(&self, ct: Ciphertext, len: usize, dirty: bool) -> Self {
         Self {

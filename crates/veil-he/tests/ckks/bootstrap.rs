@@ -94,8 +94,24 @@ fn a_plain_vector_with_clean_padding_is_replicated_and_refreshed() {
     let v = CkksVector::encrypt(&ctx, &x).unwrap();
     let fresh = boot.bootstrap(&v).unwrap();
     assert_eq!(fresh.len(), 20);
+    // Plain again, padding cleared with the one level left: it bootstraps again, and its
+    // sum is the sum of its 20 values.
+    assert_eq!(fresh.layout(), Layout::Plain);
+    assert_eq!(fresh.level(), boot.levels_after() - 1);
     let got = fresh.decrypt_unflooded_for_key_holder_only().unwrap();
-    assert!(max_error(&got, &x) < 2f64.powi(-14));
+    assert!(max_error(&got, &x) < 2f64.powi(-16));
+    let again = boot.bootstrap(&fresh).unwrap();
+    let got = again.decrypt_unflooded_for_key_holder_only().unwrap();
+    assert!(max_error(&got, &x) < 2f64.powi(-15));
+    let sum = again
+        .sum()
+        .unwrap()
+        .decrypt_unflooded_for_key_holder_only()
+        .unwrap();
+    assert!(
+        (sum[0] - x.iter().sum::<f64>()).abs() < 2f64.powi(-12),
+        "{sum:?}"
+    );
     // A replicated vector of another period is refused by name.
     let other = CkksVector::encrypt_replicated(&ctx, &values(64), false).unwrap();
     match boot.bootstrap(&other) {

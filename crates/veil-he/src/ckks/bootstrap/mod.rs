@@ -433,7 +433,8 @@ impl Bootstrapper {
     /// Refreshes a vector: its values come back at level [`levels_after`](Self::levels_after).
     /// A replicated vector must have this bootstrapper's period; a plain one must fill the
     /// slots (`N/2` bootstrapper) or have clean padding and at most `slots` values (it is
-    /// replicated first and comes back with dirty padding).
+    /// replicated first). A plain vector shorter than `N/2` comes back with its padding
+    /// cleared, one level lower (see [`levels_after`](Self::levels_after)).
     pub fn bootstrap(&self, v: &CkksVector) -> Result<CkksVector> {
         self.bootstrap_with_report(v).map(|(v, _)| v)
     }
@@ -483,15 +484,20 @@ impl Bootstrapper {
             }
         };
         let (out, report) = self.bootstrap_ciphertext_with_report(&ct)?;
-        let layout = match v.layout() {
-            Layout::Replicated => Layout::Replicated,
-            _ => Layout::Plain,
-        };
-        let dirty = v.len() < total;
-        Ok((
-            CkksVector::from_parts(&self.ctx, out, v.len(), dirty, layout),
-            report,
-        ))
+        if v.layout() == Layout::Replicated {
+            return Ok((
+                CkksVector::from_parts(&self.ctx, out, v.len(), true, Layout::Replicated),
+                report,
+            ));
+        }
+        let fresh = CkksVector::from_parts(&self.ctx, out, v.len(), v.len() < total, Layout::Plain);
+        // A plain vector comes back plain: its padding (copies, or noise where there were
+        // zeros) is cleared with the level bootstrapping left, so that it adds, sums and
+        // bootstraps again like any plain vector. Without a level left it stays dirty.
+        if fresh.is_dirty() && fresh.level() > 0 {
+            return Ok((fresh.clean_padding()?, report));
+        }
+        Ok((fresh, report))
     }
 
     /// Refreshes a ciphertext whose `n` slots are replicated with period `n` (any level, any
