@@ -14,9 +14,8 @@
 //!    [`BootstrapConfig::cts_levels`] sparse matrices ([`dft`]: the special FFT's butterfly
 //!    stages, merged), each applied by baby-step giant-step with hoisted rotations; then the
 //!    real and imaginary parts are split with one conjugation.
-//! 4. **EvalMod**: `x mod 1 ≈ sin(2πx) / 2π`: `e^{iθ}` for the small angle `θ = 2πx/2^r`
-//!    from Taylor polynomials of its cosine and sine (over shared powers), squared `r` times,
-//!    and its imaginary part (one conjugation for the real and imaginary coefficients alike).
+//! 4. **EvalMod**: `x mod 1 ≈ sin(2πx) / 2π`, evaluated as a Taylor polynomial of
+//!    `cos(2π(x − 1/4) / 2^r)` followed by `r` double-angle steps `y ← 2y² − 1`.
 //! 5. **SlotsToCoeffs**: the map `z = U·w` back, in [`BootstrapConfig::stc_levels`] levels.
 //!
 //! What it costs in levels is [`BootstrapConfig::depth`]; what is left for computation is
@@ -607,40 +606,40 @@ impl Bootstrapper {
         let (sin, cos) = self.evalmod_coefficients(rho);
         let out_factor = q(0) / (2.0 * std::f64::consts::PI * input_scale);
         let n = self.slots;
-        // e^{iθ} = cos θ + i·sin θ of the small angle θ = 2πx/2^r (two real polynomials over
-        // shared powers, then one exact product by i), squared r times: e^{i·2πx}, one product
-        // per doubling for both sine and cosine. (Doubling cos alone, cos 2θ = 2cos² θ − 1,
-        // would start from cos θ ≈ 1, where the angle is lost in the second order.)
-        let exp_i = |part: Ciphertext| -> Result<Ciphertext> {
+        // sin and cos of the small angle, then r doublings of the pair: sin 2θ = 2·sin θ·cos θ,
+        // cos 2θ = 1 − 2·sin² θ. Doubling through cos alone (cos 2θ = 2cos² θ − 1) would
+        // start from cos θ ≈ 1, where the angle is lost in the second order.
+        let eval_mod = |part: Ciphertext| -> Result<Ciphertext> {
             let v = CkksVector::from_parts(&self.ctx, part, n, true, Layout::Replicated);
+            if r == 0 {
+                return Ok(v
+                    .polyval(&sin)?
+                    .mul_scalar(out_factor)?
+                    .ciphertext()
+                    .clone());
+            }
             let mut both = v.polyval_many(&[&sin, &cos])?.into_iter();
-            let (Some(s), Some(c)) = (both.next(), both.next()) else {
+            let (Some(mut s), Some(mut c)) = (both.next(), both.next()) else {
                 return Err(HeError::Internal("two polynomials, two results"));
             };
-            let mut z = c.ciphertext().clone();
-            ev.add_assign(&mut z, &times_i(ev, s.ciphertext())?)?;
-            let mut z = CkksVector::from_parts(&self.ctx, z, n, true, Layout::Replicated);
-            for _ in 0..r {
-                z = z.square()?;
+            for _ in 1..r {
+                let sc = s.mul(&c)?;
+                let ss = s.square()?;
+                s = sc.add(&sc)?;
+                c = ss.add(&ss)?.neg()?.add_scalar(1.0)?;
             }
-            Ok(z.ciphertext().clone())
+            let sc = s.mul(&c)?;
+            Ok(sc.mul_scalar(2.0 * out_factor)?.ciphertext().clone())
         };
-        let (z_re, z_im) = if veil_math::par::should_parallelize(ckks.degree() * max_level, 2) {
-            rayon::join(|| exp_i(re), || exp_i(im))
+        let (re, im) = if veil_math::par::should_parallelize(ckks.degree() * max_level, 2) {
+            rayon::join(|| eval_mod(re), || eval_mod(im))
         } else {
-            (exp_i(re), exp_i(im))
+            (eval_mod(re), eval_mod(im))
         };
-        let (z_re, z_im) = (z_re?, z_im?);
-        // sin(2πx) = (z − z̄)/2i for each part, and the coefficients are
-        // EM(re) + i·EM(im) = (A − conj(B))/2 with A = −i·z_re + z_im, B = i·z_re + z_im:
-        // one conjugation for both parts. Then the factor q_0/(2π·Δ) back to the message.
-        let i_re = times_i(ev, &z_re)?;
-        let a = ev.sub(&z_im, &i_re)?;
-        let b = ev.add(&z_im, &i_re)?;
-        let d = ev.sub(&a, &ev.conjugate(&b, gk)?)?;
-        let d = CkksVector::from_parts(&self.ctx, d, n, true, Layout::Replicated);
-        let coeffs_ct = d.mul_scalar(out_factor / 2.0)?.ciphertext().clone();
-        probe("evalmod", &coeffs_ct, out_factor);
+        let (re, im) = (re?, im?);
+        probe("evalmod", &re, out_factor);
+        let mut coeffs_ct = re;
+        ev.add_assign(&mut coeffs_ct, &times_i(ev, &im)?)?;
         lap(&mut report, 2);
         debug_assert_eq!(coeffs_ct.level(), self.stc_level);
 
