@@ -4,13 +4,44 @@
 
 use rayon::prelude::*;
 
-/// Below this many coefficient-operations an operation stays on the calling thread.
-const PARALLEL_THRESHOLD: usize = 1 << 15;
+/// Below this much work per task (in the units of `cost` below: an NTT of 8192 words is
+/// 2^18, about 20 µs here) an operation stays on the calling thread. Handing a task to
+/// another rayon worker costs tens of microseconds (a wake-up, often through the
+/// hypervisor on a small VM), so smaller tasks run faster in sequence: measured on 2 cores
+/// at N = 8192, splitting a rescale's or a plaintext product's limbs made them 10–50%
+/// *slower*, while at N = 16384 key switching's limbs (about 2^19 each) gain 1.4×.
+const MIN_TASK_WORK: usize = 1 << 19;
 
-/// Whether an operation touching `work` coefficients with `limbs` limbs should go parallel.
+/// Whether an operation of total `work` split into `tasks` equal tasks (limbs, digits, …)
+/// should go parallel: more than one task, each worth a hand-over, and more than one thread.
+/// From a thread outside the rayon pool (a program's main thread), a parallel region also
+/// blocks the caller and wakes it afterwards: tasks must be this many times larger to pay.
+/// Long computations pay less overhead run inside the pool ([`in_pool`]).
+const OUTSIDE_POOL_FACTOR: usize = 4;
+
+/// Whether an operation of total `work` split into `tasks` equal tasks (limbs, digits, …)
+/// should go parallel: more than one task, each worth a hand-over, and more than one thread.
 #[inline]
-pub fn should_parallelize(work: usize, limbs: usize) -> bool {
-    limbs > 1 && work >= PARALLEL_THRESHOLD && rayon::current_num_threads() > 1
+pub fn should_parallelize(work: usize, tasks: usize) -> bool {
+    if tasks < 2 || rayon::current_num_threads() < 2 {
+        return false;
+    }
+    let min = if rayon::current_thread_index().is_some() {
+        MIN_TASK_WORK
+    } else {
+        MIN_TASK_WORK * OUTSIDE_POOL_FACTOR
+    };
+    work / tasks >= min
+}
+
+/// Runs `f` on a thread of the rayon pool (the calling thread if it already is one), so that
+/// the parallel regions inside it hand work over without blocking and waking a thread
+/// outside the pool each time. For a sequence of many operations (a model evaluation).
+pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() < 2 || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
 }
 
 /// Calls `f(limb_index, limb)` for each `n`-sized limb of `data`, in parallel when worthwhile.

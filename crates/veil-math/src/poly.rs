@@ -99,6 +99,33 @@ impl RnsPoly {
         })
     }
 
+    /// [`RnsPoly::from_limbs`] without the scan that checks every coefficient is reduced:
+    /// for hot paths whose output is reduced by construction (checked in debug builds).
+    pub fn from_reduced_limbs(
+        ctx: &Arc<RingContext>,
+        primes: &[usize],
+        repr: Representation,
+        data: Vec<u64>,
+    ) -> Result<Self> {
+        let n = ctx.degree();
+        if data.len() != primes.len() * n {
+            return Err(MathError::LengthMismatch {
+                expected: primes.len() * n,
+                found: data.len(),
+            });
+        }
+        for (limb, &i) in data.chunks(n).zip(primes) {
+            let q = ctx.modulus(i)?.value();
+            debug_assert!(limb.iter().all(|&c| c < q), "unreduced limb");
+        }
+        Ok(Self {
+            ctx: ctx.clone(),
+            primes: primes.to_vec(),
+            repr,
+            data,
+        })
+    }
+
     /// A coefficient-form polynomial from small signed coefficients (length N).
     pub fn from_signed(ctx: &Arc<RingContext>, primes: &[usize], coeffs: &[i64]) -> Result<Self> {
         let n = ctx.degree();

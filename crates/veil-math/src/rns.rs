@@ -113,6 +113,26 @@ impl BaseConverter {
         self.convert_impl(n, input, output, Lift::Exact)
     }
 
+    /// With a single source prime, converts one limb in place to target prime `j` (centred:
+    /// residues above half the source prime stand for negative values): `limb` holds the
+    /// source residues on entry and the target residues on return. The allocation-free form
+    /// of [`BaseConverter::convert_centered`] for key-switching digits of one prime.
+    pub fn convert_single_in_place(
+        &self,
+        j: usize,
+        limb: &mut [u64],
+        centered: bool,
+    ) -> Result<()> {
+        let (Some(from), Some(to), 1) = (self.from.first(), self.to.get(j), self.from.len()) else {
+            return Err(MathError::LengthMismatch {
+                expected: 1,
+                found: self.from.len(),
+            });
+        };
+        to.convert_from_single_in_place(limb, from.value(), centered);
+        Ok(())
+    }
+
     fn convert_impl(&self, n: usize, input: &[u64], output: &mut [u64], lift: Lift) -> Result<()> {
         let centered = lift != Lift::Plain;
         if input.len() != self.from.len() * n {
@@ -132,21 +152,9 @@ impl BaseConverter {
             // (minus `a` for residues above `a/2` when centring).
             let to = &self.to;
             let a = self.from[0].value();
-            let half = if centered { a / 2 } else { u64::MAX };
             for_each_limb(output, n, 2, |j, out| {
-                let b = &to[j];
-                let a_mod_b = b.reduce(a);
-                b.reduce_slice(out, input);
-                if centered {
-                    let q = b.value();
-                    crate::simd::vectorize(|| {
-                        for (o, &x) in out.iter_mut().zip(input) {
-                            let fix = if x > half { a_mod_b } else { 0 };
-                            let d = o.wrapping_sub(fix);
-                            *o = d.min(d.wrapping_add(q));
-                        }
-                    });
-                }
+                out.copy_from_slice(input);
+                to[j].convert_from_single_in_place(out, a, centered);
             });
             return Ok(());
         }

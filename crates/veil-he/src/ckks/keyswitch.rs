@@ -43,6 +43,9 @@ pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
     let ring = ctx.ring();
     let mut d_coeff = d.clone();
     d_coeff.to_coefficient();
+    if ks.digit_positions.iter().all(|dp| dp.len() == 1) {
+        return decompose_single_primes(ctx, d, &d_coeff, level);
+    }
     let digits = map_range(
         ks.digit_positions.len(),
         n * ext.len() * NTT_COST,
@@ -66,6 +69,52 @@ pub(crate) fn decompose(ctx: &CkksContext, d: &RnsPoly) -> Result<Decomposed> {
                 out.limb_mut(p).copy_from_slice(&conv[t * n..(t + 1) * n]);
             }
             Ok(out)
+        },
+    );
+    Ok(Decomposed {
+        level,
+        digits: digits.into_iter().collect::<Result<Vec<_>>>()?,
+    })
+}
+
+/// [`decompose`] when every digit is one prime (`dnum` = the number of primes, as with one
+/// special prime): each lifted digit is built in one buffer, its own limb copied from `d` and every other limb converted in place from the
+/// digit's coefficients and transformed — no zeroed buffers, no intermediate copies.
+fn decompose_single_primes(
+    ctx: &CkksContext,
+    d: &RnsPoly,
+    d_coeff: &RnsPoly,
+    level: usize,
+) -> Result<Decomposed> {
+    let ks = &ctx.key_switch[level];
+    let n = ctx.degree();
+    let ext = ctx.ext_basis(level);
+    let ring = ctx.ring();
+    let digits = map_range(
+        ks.digit_positions.len(),
+        n * ext.len() * NTT_COST,
+        |j| -> Result<RnsPoly> {
+            let own = ks.digit_positions[j][0];
+            let source = d_coeff.limb(own);
+            let mut data = Vec::with_capacity(ext.len() * n);
+            let mut t = 0;
+            for (pos, &prime) in ext.iter().enumerate() {
+                if pos == own {
+                    data.extend_from_slice(d.limb(pos));
+                    continue;
+                }
+                data.extend_from_slice(source);
+                let limb = &mut data[pos * n..];
+                ks.mod_up[j].convert_single_in_place(t, limb, true)?;
+                ring.ntt_forward(prime, limb);
+                t += 1;
+            }
+            Ok(RnsPoly::from_reduced_limbs(
+                ring,
+                &ext,
+                Representation::Ntt,
+                data,
+            )?)
         },
     );
     Ok(Decomposed {
@@ -120,7 +169,9 @@ pub(crate) fn apply(
             ring.mul_accumulate(prime, l1, src, key.a[j].limb(pos));
         }
     };
-    let total = n * ext.len() * dec.digits.len() * 4;
+    // Two modular products per digit and coefficient: about 5 units each on the scale of
+    // `NTT_COST` (an element product costs about what one NTT butterfly does).
+    let total = n * ext.len() * dec.digits.len() * 10;
     if should_parallelize(total, ext.len()) {
         acc0.data_mut()
             .par_chunks_mut(n)
@@ -205,6 +256,23 @@ fn mod_down_rounding(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Resul
         let m = ring.moduli()[prime];
         m.add_constant_slice(limb, ctx.half_p_mod[special_start + t]);
     });
+    acc.truncate_limbs(level + 1)?;
+    let moduli = acc.moduli();
+    if special.len() == n {
+        // One special prime: each limb converts, transforms and subtracts in its own buffer
+        // (no zeroed conversion output for all limbs).
+        let p = ring.moduli()[ext[level + 1]].value();
+        for_each_limb(acc.data_mut(), n, NTT_COST + 4, |i, limb| {
+            let m = &moduli[i];
+            let mut conv = special.clone();
+            m.convert_from_single_in_place(&mut conv, p, false);
+            m.add_constant_slice(&mut conv, m.neg(ctx.half_p_mod[i]));
+            ring.ntt_forward(i, &mut conv);
+            m.sub_assign_slices(limb, &conv);
+            ring.mul_constant_assign(i, limb, ks.p_inv[i].value);
+        });
+        return Ok(acc);
+    }
     let mut conv = vec![0u64; (level + 1) * n];
     ks.mod_down.convert(n, &special, &mut conv)?;
     for_each_limb(&mut conv, n, NTT_COST, |i, limb| {
@@ -212,8 +280,6 @@ fn mod_down_rounding(ctx: &CkksContext, mut acc: RnsPoly, level: usize) -> Resul
         m.add_constant_slice(limb, m.neg(ctx.half_p_mod[i]));
         ring.ntt_forward(i, limb);
     });
-    acc.truncate_limbs(level + 1)?;
-    let moduli = acc.moduli();
     for_each_limb(acc.data_mut(), n, 4, |i, limb| {
         let m = &moduli[i];
         m.sub_assign_slices(limb, &conv[i * n..(i + 1) * n]);

@@ -35,6 +35,6 @@ pub use keys::{
     SwitchingKey,
 };
 pub use params::{CkksParameters, CkksParametersBuilder, Preset, SecurityLevel};
-pub use vector::{CkksVector, EncodedMatrix, Layout, VectorContext};
+pub use vector::{CkksVector, EncodedMatrix, Layout, RotationKeys, VectorContext};
 
 pub(crate) use encoder::reduce_f64 as encoder_reduce_f64;

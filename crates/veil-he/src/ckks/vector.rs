@@ -462,6 +462,22 @@ pub enum Layout {
     },
 }
 
+/// Which Galois keys a matrix product's rotations use: a trade between the size of the
+/// public context (the keys a client uploads) and the number of key switches per product.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RotationKeys {
+    /// One key per power-of-two sum stride and per baby and giant step (hoisted baby
+    /// steps): the fewest key switches.
+    #[default]
+    Fast,
+    /// Sums over `2^m` strided terms in radix 4 (`x + rot(x + rot(x + rot x))`, one key
+    /// per power of four instead of per power of two); baby steps by repeated rotation by 1
+    /// and giant steps in Horner form by repeated rotation by the giant stride. About half the
+    /// keys (a 64-term sum: 3 keys, 9 key switches instead of 6 keys, 6), for products whose
+    /// keys dominate the context.
+    Compact,
+}
+
 /// A plaintext matrix whose diagonals are encoded once, for many
 /// [`CkksVector::matmul_encoded`] products (see [`CkksVector::encode_matrix`]).
 #[derive(Clone)]
@@ -477,9 +493,25 @@ pub struct EncodedMatrix {
     /// replicated ([`CkksVector::encode_matrix_replicated`]) or blocked
     /// ([`CkksVector::encode_matrix_blocked`]).
     input: Layout,
+    /// The rotation keys replicated and blocked products use.
+    keys: RotationKeys,
 }
 
 impl EncodedMatrix {
+    /// This matrix, multiplying with `keys` (replicated and blocked products; plain-layout
+    /// products ignore it). The Galois keys needed are then
+    /// [`CkksVector::matmul_replicated_rotation_steps_with`] /
+    /// [`CkksVector::matmul_blocked_rotation_steps_with`] for the same choice.
+    pub fn with_rotation_keys(mut self, keys: RotationKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The rotation keys its products use.
+    pub fn rotation_keys(&self) -> RotationKeys {
+        self.keys
+    }
+
     /// Rows and columns.
     pub fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
@@ -1315,6 +1347,7 @@ impl CkksVector {
             fingerprint: ctx.ckks.fingerprint(),
             diagonals,
             input: Layout::Plain,
+            keys: RotationKeys::Fast,
         })
     }
 
@@ -1332,10 +1365,33 @@ impl CkksVector {
     /// giant steps over the `min(p_in, p_out)` diagonals, and `log2(p_in / p_out)` steps that
     /// fold the partial sums when the product shrinks the vector.
     pub fn matmul_replicated_rotation_steps(rows: usize, cols: usize) -> Vec<i64> {
+        Self::matmul_replicated_rotation_steps_with(rows, cols, RotationKeys::Fast)
+    }
+
+    /// [`CkksVector::matmul_replicated_rotation_steps`] for a matrix multiplying with `keys`
+    /// ([`EncodedMatrix::with_rotation_keys`]): with [`RotationKeys::Compact`], 1 (the baby
+    /// steps), the giant stride and the fold's powers of four.
+    pub fn matmul_replicated_rotation_steps_with(
+        rows: usize,
+        cols: usize,
+        keys: RotationKeys,
+    ) -> Vec<i64> {
         let (np, mp, _, g1, g2) = Self::replicated_shape(rows, cols);
-        let mut steps: Vec<i64> = (1..g1 as i64).collect();
-        steps.extend((1..g2).map(|a| (a * g1) as i64));
-        steps.extend(doubling(mp, np).map(|s| s as i64));
+        let fold: Vec<usize> = doubling(mp, np).collect();
+        let mut steps: Vec<i64> = match keys {
+            RotationKeys::Fast => {
+                let mut steps: Vec<i64> = (1..g1 as i64).collect();
+                steps.extend((1..g2).map(|a| (a * g1) as i64));
+                steps
+            }
+            RotationKeys::Compact => [(g1 > 1, 1), (g2 > 1, g1 as i64)]
+                .into_iter()
+                .filter_map(|(used, s)| used.then_some(s))
+                .collect(),
+        };
+        steps.extend(sum_keys(&fold, keys).into_iter().map(|s| s as i64));
+        steps.sort_unstable();
+        steps.dedup();
         steps
     }
 
@@ -1343,6 +1399,18 @@ impl CkksVector {
     /// `rows × cols` matrix uses on `slots` slots: the giant steps, the block sums and the
     /// fold of a narrowing product.
     pub fn matmul_blocked_rotation_steps(slots: usize, rows: usize, cols: usize) -> Vec<i64> {
+        Self::matmul_blocked_rotation_steps_with(slots, rows, cols, RotationKeys::Fast)
+    }
+
+    /// [`CkksVector::matmul_blocked_rotation_steps`] for a matrix multiplying with `keys`
+    /// ([`EncodedMatrix::with_rotation_keys`]): with [`RotationKeys::Compact`], the block
+    /// sums and the fold take one key per power of four.
+    pub fn matmul_blocked_rotation_steps_with(
+        slots: usize,
+        rows: usize,
+        cols: usize,
+        keys: RotationKeys,
+    ) -> Vec<i64> {
         let Ok(Layout::Blocked { block, babies }) = Self::blocked_layout(slots, rows, cols) else {
             return Vec::new();
         };
@@ -1350,11 +1418,12 @@ impl CkksVector {
         let mut steps: Vec<i64> = (1..d.div_ceil(babies))
             .map(|a| (a * babies) as i64)
             .collect();
-        steps.extend(
-            doubling(block, block * babies)
-                .chain(doubling(mp, np))
-                .map(|s| s as i64),
-        );
+        let sums: Vec<usize> = doubling(block, block * babies)
+            .chain(doubling(mp, np))
+            .collect();
+        steps.extend(sum_keys(&sums, keys).into_iter().map(|s| s as i64));
+        steps.sort_unstable();
+        steps.dedup();
         steps
     }
 
@@ -1409,6 +1478,7 @@ impl CkksVector {
             fingerprint: ctx.ckks.fingerprint(),
             diagonals: plains,
             input,
+            keys: RotationKeys::Fast,
         })
     }
 
@@ -1461,6 +1531,7 @@ impl CkksVector {
             fingerprint: ctx.ckks.fingerprint(),
             diagonals,
             input: Layout::Replicated,
+            keys: RotationKeys::Fast,
         })
     }
 
@@ -1507,7 +1578,7 @@ impl CkksVector {
             f *= 2;
         }
         let diagonals = self.diagonals_at(matrix, level)?;
-        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, n)?;
+        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, n, RotationKeys::Fast)?;
         let acc = match acc {
             Some(a) => a,
             // All-zero matrix: the product is zero.
@@ -1528,27 +1599,49 @@ impl CkksVector {
         g1: usize,
         g2: usize,
         count: usize,
+        keys: RotationKeys,
     ) -> Result<Option<Ciphertext>> {
         let ev = self.ev();
         let gk = &self.ctx.gk;
-        let baby_steps: Vec<i64> = (0..g1 as i64).collect();
-        let babies = ev.rotate_hoisted(w, &baby_steps, gk)?;
+        let babies = match keys {
+            RotationKeys::Fast => {
+                let baby_steps: Vec<i64> = (0..g1 as i64).collect();
+                ev.rotate_hoisted(w, &baby_steps, gk)?
+            }
+            RotationKeys::Compact => {
+                // Each baby step is the previous one rotated by 1.
+                let mut babies = vec![w.clone()];
+                while babies.len() < g1 {
+                    let last = babies.last().ok_or(HeError::Internal("no baby step"))?;
+                    let next = ev.rotate(last, 1, gk)?;
+                    babies.push(next);
+                }
+                babies
+            }
+        };
+        if keys == RotationKeys::Compact {
+            // Horner form over the giant steps: acc ← inner_a + rot(acc, g1), a = g2−1 … 0.
+            let mut acc: Option<Ciphertext> = None;
+            for a in (0..g2).rev() {
+                let inner = self.inner_sum(&babies, diagonals, a, g1, count)?;
+                acc = match (acc, inner) {
+                    (None, inner) => inner,
+                    (Some(acc), inner) => {
+                        let mut r = ev.rotate(&acc, g1 as i64, gk)?;
+                        if let Some(inner) = inner {
+                            ev.add_assign(&mut r, &inner)?;
+                        }
+                        Some(r)
+                    }
+                };
+            }
+            return Ok(acc);
+        }
         let mut acc: Option<Ciphertext> = None;
         for a in 0..g2 {
-            let mut inner: Option<Ciphertext> = None;
-            for (b, baby) in babies.iter().enumerate() {
-                let i = a * g1 + b;
-                if i >= count {
-                    break;
-                }
-                let Some(pt) = &diagonals[i] else { continue };
-                let term = ev.multiply_plain(baby, pt)?;
-                match inner.as_mut() {
-                    Some(acc) => ev.add_assign(acc, &term)?,
-                    None => inner = Some(term),
-                }
-            }
-            let Some(inner) = inner else { continue };
+            let Some(inner) = self.inner_sum(&babies, diagonals, a, g1, count)? else {
+                continue;
+            };
             let rotated = if a == 0 {
                 inner
             } else {
@@ -1560,6 +1653,35 @@ impl CkksVector {
             }
         }
         Ok(acc)
+    }
+
+    /// Giant step `a`'s inner sum `Σ_b diagonal[a·g1 + b] · baby_b` (`None` if every
+    /// diagonal of it is zero).
+    fn inner_sum(
+        &self,
+        babies: &[Ciphertext],
+        diagonals: &[Option<crate::ckks::Plaintext>],
+        a: usize,
+        g1: usize,
+        count: usize,
+    ) -> Result<Option<Ciphertext>> {
+        let ev = self.ev();
+        let mut inner: Option<Ciphertext> = None;
+        for (b, baby) in babies.iter().enumerate() {
+            let i = a * g1 + b;
+            if i >= count {
+                break;
+            }
+            let Some(pt) = diagonals.get(i).and_then(Option::as_ref) else {
+                continue;
+            };
+            let term = ev.multiply_plain(baby, pt)?;
+            match inner.as_mut() {
+                Some(acc) => ev.add_assign(acc, &term)?,
+                None => inner = Some(term),
+            }
+        }
+        Ok(inner)
     }
 
     /// The diagonals of `matrix` at `level` (below the level they were encoded at: mod-switched).
@@ -1622,7 +1744,7 @@ impl CkksVector {
         let strides: Vec<usize> = doubling(block, block * babies)
             .chain(doubling(mp, np))
             .collect();
-        self.summed_product(acc, &w, &strides, matrix.cols)
+        self.summed_product(acc, &w, &strides, matrix.keys, matrix.cols)
     }
 
     /// [`CkksVector::matmul_encoded`] for a replicated vector and a matrix encoded with
@@ -1638,10 +1760,10 @@ impl CkksVector {
         let (np, mp, d, g1, g2) = Self::replicated_shape(matrix.rows, matrix.cols);
         let w = self.input_for(matrix)?;
         let diagonals = self.diagonals_at(matrix, w.level())?;
-        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, d)?;
+        let acc = self.baby_giant_sum(&w, &diagonals, g1, g2, d, matrix.keys)?;
         // Fold the p/q partial sums of a narrowing product.
         let strides: Vec<usize> = doubling(mp, np).collect();
-        self.summed_product(acc, &w, &strides, matrix.cols)
+        self.summed_product(acc, &w, &strides, matrix.keys, matrix.cols)
     }
 
     /// This vector's ciphertext brought to `matrix`'s level, which must leave a level.
@@ -1665,6 +1787,7 @@ impl CkksVector {
         acc: Option<Ciphertext>,
         w: &Ciphertext,
         strides: &[usize],
+        keys: RotationKeys,
         cols: usize,
     ) -> Result<Self> {
         let ev = self.ev();
@@ -1676,9 +1799,14 @@ impl CkksVector {
                 ev.multiply_plain(w, &self.ctx.encoder.encode(&[0.0], scale, level)?)?
             }
         };
-        for &s in strides {
-            let r = ev.rotate(&acc, s as i64, &self.ctx.gk)?;
-            ev.add_assign(&mut acc, &r)?;
+        for (stride, terms) in sum_plan(strides, keys) {
+            // acc ← acc + rot(acc) + … + rot^{terms−1}(acc), in Horner form with one key.
+            let mut h = ev.rotate(&acc, stride as i64, &self.ctx.gk)?;
+            for _ in 2..terms {
+                ev.add_assign(&mut h, &acc)?;
+                h = ev.rotate(&h, stride as i64, &self.ctx.gk)?;
+            }
+            ev.add_assign(&mut acc, &h)?;
         }
         let mut out = ev.rescale(&acc)?;
         out.set_scale(self.ctx.scale_at(out.level()));
@@ -1782,6 +1910,41 @@ fn encode_nonzero(
 /// `from, 2·from, 4·from, …` below `to` (`from` a power of two).
 fn doubling(from: usize, to: usize) -> impl Iterator<Item = usize> {
     std::iter::successors(Some(from.max(1)), |&s| s.checked_mul(2)).take_while(move |&s| s < to)
+}
+
+/// How a sum over the doubling `strides` (`x += rot(x, s)` for each, in order: the offsets
+/// `Σ_i b_i·s_i`, `b_i ∈ {0, 1}`) is done: `(stride, terms)` steps, each
+/// `x ← Σ_{k<terms} rot(x, k·stride)` with the single key `stride`. [`RotationKeys::Fast`]
+/// keeps one two-term step per stride; [`RotationKeys::Compact`] merges a stride with the
+/// next when it is twice it into one four-term step (the same offsets: `{0,s} + {0,2s} =
+/// {0,s,2s,3s}`).
+fn sum_plan(strides: &[usize], keys: RotationKeys) -> Vec<(usize, usize)> {
+    let mut sorted = strides.to_vec();
+    if keys == RotationKeys::Fast {
+        return sorted.into_iter().map(|s| (s, 2)).collect();
+    }
+    sorted.sort_unstable();
+    let mut plan = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let s = sorted[i];
+        if sorted.get(i + 1) == s.checked_mul(2).as_ref() {
+            plan.push((s, 4));
+            i += 2;
+        } else {
+            plan.push((s, 2));
+            i += 1;
+        }
+    }
+    plan
+}
+
+/// The rotation keys [`sum_plan`] uses.
+fn sum_keys(strides: &[usize], keys: RotationKeys) -> Vec<usize> {
+    sum_plan(strides, keys)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect()
 }
 
 /// A matrix to encode at `level`: rows of one non-zero length, finite entries, a level the

@@ -428,6 +428,75 @@ fn replicated_products_chain_like_a_network() {
     assert!(CkksVector::encrypt_replicated(&c, &[], false).is_err());
 }
 
+/// Compact rotation keys (sums in radix 4, baby steps by repeated rotation, giant steps in
+/// Horner form): the same products as the fast key set from a context that holds only the
+/// compact keys — fewer of them — while a fast-keyed matrix is refused there for want of its
+/// keys.
+#[test]
+fn compact_rotation_keys_give_the_same_products_with_fewer_keys() {
+    let params = small(2048, &[60, 40, 40, 40, 40, 60], 40.0);
+    let ckks = CkksContext::new(params).unwrap();
+    let slots = 1024;
+    let compact = RotationKeys::Compact;
+    // Shapes like the digits MLP: a blocked 64 → 32 first layer, a replicated 32 → 10 one.
+    let blocked = CkksVector::matmul_blocked_rotation_steps_with(slots, 64, 32, compact);
+    let replicated = CkksVector::matmul_replicated_rotation_steps_with(32, 10, compact);
+    // The blocked product: a hoisted giant step (16) and the block sums with the fold,
+    // offsets 32·{0..32}, in radix 4 (32, 128) and a last doubling (512).
+    assert_eq!(blocked, vec![16, 32, 128, 512]);
+    assert_eq!(replicated, vec![1, 4, 16]);
+    let fast_count = CkksVector::matmul_blocked_rotation_steps(slots, 64, 32).len()
+        + CkksVector::matmul_replicated_rotation_steps(32, 10).len();
+    assert_eq!(fast_count, 6 + 7);
+    let mut steps = blocked.clone();
+    steps.extend(&replicated);
+    let c = VectorContext::builder(ckks)
+        .rotation_steps(&steps)
+        .power_of_two_rotations(false)
+        .build()
+        .unwrap();
+    // 16 serves both products.
+    assert_eq!(c.galois_keys().len(), 6);
+    let v = values(64, 21);
+    let w1: Vec<Vec<f64>> = (0..64).map(|i| values(32, 400 + i as u64)).collect();
+    let w2: Vec<Vec<f64>> = (0..32).map(|i| values(10, 500 + i as u64)).collect();
+    let affine = |x: &[f64], w: &[Vec<f64>]| -> Vec<f64> {
+        (0..w[0].len())
+            .map(|j| x.iter().zip(w).map(|(xi, row)| xi * row[j]).sum::<f64>())
+            .collect()
+    };
+    let h = affine(&v, &w1);
+    let expect = affine(&h, &w2);
+
+    let x = CkksVector::encrypt_blocked(&c, &v, 32, false).unwrap();
+    let m1 = CkksVector::encode_matrix_blocked(&c, &w1, x.level())
+        .unwrap()
+        .with_rotation_keys(compact);
+    assert_eq!(m1.rotation_keys(), compact);
+    let y = x.matmul_encoded(&m1).unwrap();
+    let got = y.decrypt_unflooded_for_key_holder_only().unwrap();
+    assert!(max_err(&got, &h) < 1e-4, "blocked: {}", max_err(&got, &h));
+    let m2 = CkksVector::encode_matrix_replicated(&c, &w2, y.level())
+        .unwrap()
+        .with_rotation_keys(compact);
+    let z = y.matmul_encoded(&m2).unwrap();
+    let got = z.decrypt_unflooded_for_key_holder_only().unwrap();
+    let e = max_err(&got, &expect);
+    assert!(e < 1e-4, "replicated: error {e}: {got:?} vs {expect:?}");
+
+    // The fast key set's matrices need keys this context does not have.
+    let fast1 = CkksVector::encode_matrix_blocked(&c, &w1, x.level()).unwrap();
+    assert!(matches!(
+        x.matmul_encoded(&fast1),
+        Err(HeError::MissingGaloisKey { .. })
+    ));
+    let fast2 = CkksVector::encode_matrix_replicated(&c, &w2, y.level()).unwrap();
+    assert!(matches!(
+        y.matmul_encoded(&fast2),
+        Err(HeError::MissingGaloisKey { .. })
+    ));
+}
+
 /// Galois keys made for low levels only: they rotate ciphertexts at those levels, refuse
 /// higher ones by name, and are smaller on the wire.
 #[test]
