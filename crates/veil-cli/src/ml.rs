@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use veil_he::ckks::params::SECURITY_TABLE_128;
-use veil_he::ckks::{CkksVector, VectorContext};
+use veil_he::ckks::{CkksVector, RotationKeys, VectorContext};
 use veil_ml::data::LabelledData;
 use veil_ml::he::{CompileOptions, EncryptedSamples, Packing, Plan, Step};
 use veil_ml::ir::Graph;
@@ -65,6 +65,17 @@ pub enum PackArg {
     Batch,
     /// `run`: batch when there are at least 16 samples, single otherwise.
     Auto,
+}
+
+/// Which Galois keys single-packed products use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeysArg {
+    /// The compiler chooses: compact when a top-level key switch has four digits or more.
+    Auto,
+    /// One key per power of two: the fewest rotations.
+    Fast,
+    /// One key per power of four (radix-4 sums): about half the keys, more rotations.
+    Compact,
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +180,10 @@ pub struct RangeArgs {
     /// input interval (default: the library's).
     #[arg(long, value_name = "ERR")]
     pub activation_precision: Option<f64>,
+    /// HE, single packing: the Galois key set — a smaller public context (`compact`) or
+    /// fewer rotations per query (`fast`).
+    #[arg(long, value_enum, default_value_t = KeysArg::Auto)]
+    pub rotation_keys: KeysArg,
 }
 
 #[derive(Args, Debug)]
@@ -280,6 +295,10 @@ pub struct RunArgs {
     /// HE: largest error of each activation's polynomial (default: the library's).
     #[arg(long, value_name = "ERR")]
     pub activation_precision: Option<f64>,
+    /// HE, single packing: the Galois key set (`compact`: a smaller public context;
+    /// `fast`: fewer rotations per query).
+    #[arg(long, value_enum, default_value_t = KeysArg::Auto)]
+    pub rotation_keys: KeysArg,
     /// HE: declare the input range instead of calibrating on the first 60 samples.
     #[arg(long, value_name = "LO,HI")]
     pub input_range: Option<String>,
@@ -690,6 +709,11 @@ fn inspect(args: &InspectArgs) -> Result<()> {
 fn compile_options(range: &RangeArgs, scale: f64, graph: &Graph) -> Result<CompileOptions> {
     let mut options = CompileOptions {
         precision: range.precision,
+        rotation_keys: match range.rotation_keys {
+            KeysArg::Auto => None,
+            KeysArg::Fast => Some(RotationKeys::Fast),
+            KeysArg::Compact => Some(RotationKeys::Compact),
+        },
         ..CompileOptions::default()
     };
     if !(range.precision.is_finite() && range.precision > 0.0) {
@@ -794,8 +818,12 @@ fn describe_plan(plan: &Plan) -> Result<()> {
         ),
     }
     outln!(
-        "  Galois keys: {} (rotation steps {:?})",
+        "  Galois keys: {} {} (rotation steps {:?})",
         plan.rotation_steps().len(),
+        match plan.rotation_keys() {
+            RotationKeys::Fast => "fast",
+            RotationKeys::Compact => "compact",
+        },
         plan.rotation_steps()
     );
     for a in plan.activations() {
@@ -912,6 +940,7 @@ fn run_he(args: &RunArgs) -> Result<()> {
         calibration: None,
         precision: args.precision,
         activation_precision: args.activation_precision,
+        rotation_keys: args.rotation_keys,
     };
     let mut options = compile_options(&range, args.scale, graph)?;
     if args.input_range.is_none() {

@@ -5,19 +5,20 @@
 use rayon::prelude::*;
 
 /// Below this much work per task (in the units of `cost` below: an NTT of 8192 words is
-/// 2^18, about 20 µs here) an operation stays on the calling thread. Handing a task to
-/// another rayon worker costs tens of microseconds (a wake-up, often through the
-/// hypervisor on a small VM), so smaller tasks run faster in sequence: measured on 2 cores
-/// at N = 8192, splitting a rescale's or a plaintext product's limbs made them 10–50%
-/// *slower*, while at N = 16384 key switching's limbs (about 2^19 each) gain 1.4×.
-const MIN_TASK_WORK: usize = 1 << 19;
+/// 2^18, about 20 µs here), an operation inside the rayon pool stays on its thread. Handing
+/// a task to another worker costs tens of microseconds (a wake-up, often through the
+/// hypervisor on a small VM). Measured on this project's 2-core machine (server time per
+/// image of the digits models, `he_digits`): 2^18 gave logistic regression 6.3 ms, the MLP
+/// 17.5 ms and the CNN (N = 16384) 114 ms; 2^19 gave 5.4, 18.7 and 124 ms; the old
+/// threshold of 2^15 in total (any split) 8.1, 21.7 and 120 ms.
+const MIN_TASK_WORK: usize = 1 << 18;
 
-/// Whether an operation of total `work` split into `tasks` equal tasks (limbs, digits, …)
-/// should go parallel: more than one task, each worth a hand-over, and more than one thread.
 /// From a thread outside the rayon pool (a program's main thread), a parallel region also
-/// blocks the caller and wakes it afterwards: tasks must be this many times larger to pay.
-/// Long computations pay less overhead run inside the pool ([`in_pool`]).
-const OUTSIDE_POOL_FACTOR: usize = 4;
+/// blocks the caller and wakes it afterwards: tasks must be this many times larger to pay
+/// (measured at N = 8192: splitting a rescale's or a plaintext product's limbs from the main
+/// thread made them 10–50% *slower*). A sequence of many operations (a model evaluation)
+/// pays less run inside the pool ([`in_pool`]).
+const OUTSIDE_POOL_FACTOR: usize = 8;
 
 /// Whether an operation of total `work` split into `tasks` equal tasks (limbs, digits, …)
 /// should go parallel: more than one task, each worth a hand-over, and more than one thread.

@@ -496,6 +496,29 @@ impl RnsPoly {
         Ok(out)
     }
 
+    /// A new polynomial `out[j] = self[perm[j]]` limb by limb (the NTT-form Galois action
+    /// with a precomputed permutation from [`RingContext::ntt_galois_permutation`]), built
+    /// without zeroing a buffer first. `perm` must have N entries below N.
+    pub fn permuted(&self, perm: &[u32]) -> Result<Self> {
+        let n = self.degree();
+        if perm.len() != n || perm.iter().any(|&p| p as usize >= n) {
+            return Err(MathError::LengthMismatch {
+                expected: n,
+                found: perm.len(),
+            });
+        }
+        let mut data = Vec::with_capacity(self.data.len());
+        for limb in self.data.chunks(n) {
+            data.extend(perm.iter().map(|&p| limb[p as usize]));
+        }
+        Ok(Self {
+            ctx: self.ctx.clone(),
+            primes: self.primes.clone(),
+            repr: self.repr,
+            data,
+        })
+    }
+
     /// `self[j] = src[perm[j]]` limb by limb (NTT-form Galois action with a precomputed
     /// permutation from [`RingContext::ntt_galois_permutation`]).
     pub fn apply_permutation_from(&mut self, src: &Self, perm: &[u32]) {

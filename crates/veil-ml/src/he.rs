@@ -56,7 +56,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use veil_he::ckks::params::SECURITY_TABLE_128;
-use veil_he::ckks::{CkksContext, CkksParameters, CkksVector, KeyGenerator, Layout, VectorContext};
+use veil_he::ckks::{
+    CkksContext, CkksParameters, CkksVector, KeyGenerator, Layout, RotationKeys, VectorContext,
+};
 
 use crate::approx::PolyApprox;
 use crate::error::{MlError, Result};
@@ -116,6 +118,13 @@ pub struct CompileOptions {
     /// calibration data or from intervals propagated from `input_range`; when false, such an
     /// activation is an error (use it when no input range was actually declared).
     pub propagate_activation_ranges: bool,
+    /// Which Galois keys single-packed products use ([`RotationKeys`]): `None` (the
+    /// default) lets the compiler choose — [`RotationKeys::Compact`] when a top-level key
+    /// switch has four digits or more (one special prime over four or more primes, as at
+    /// N = 8192 with depth 3: each top-level key is then as large as the keys of a whole
+    /// lower level, and halving their number halves the public context for about 1.5× the
+    /// rotations of the first product), [`RotationKeys::Fast`] otherwise.
+    pub rotation_keys: Option<RotationKeys>,
 }
 
 impl Default for CompileOptions {
@@ -130,6 +139,7 @@ impl Default for CompileOptions {
             max_activation_degree: 31,
             activation_ranges: Vec::new(),
             propagate_activation_ranges: true,
+            rotation_keys: None,
         }
     }
 }
@@ -226,6 +236,7 @@ pub struct Plan {
     pub(crate) bound: f64,
     pub(crate) depth: usize,
     pub(crate) params: ParameterChoice,
+    pub(crate) rotation_keys: RotationKeys,
     pub(crate) rotation_steps: Vec<i64>,
 }
 
@@ -246,6 +257,10 @@ impl std::fmt::Debug for PreparedPlan<'_> {
 impl PreparedPlan<'_> {
     /// [`Plan::evaluate`] with the encoded matrices.
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
+        veil_math::par::in_pool(|| self.evaluate_here(input))
+    }
+
+    fn evaluate_here(&self, input: &CkksVector) -> Result<CkksVector> {
         let plan = self.plan;
         plan.check_query(input)?;
         let mut v = input.clone();
@@ -450,7 +465,15 @@ impl Plan {
             options.packing,
             output_len,
         )?;
-        let rotation_steps = rotation_steps_for(&steps, options.packing, params.degree / 2);
+        // Batch packing rotates nothing: the choice is moot there, recorded as fast.
+        let rotation_keys = match options.packing {
+            Packing::Batch => RotationKeys::Fast,
+            Packing::Single => options
+                .rotation_keys
+                .unwrap_or_else(|| automatic_rotation_keys(&params)),
+        };
+        let rotation_steps =
+            rotation_steps_for(&steps, options.packing, params.degree / 2, rotation_keys);
         let tail = tail
             .into_iter()
             .map(|n| match n.op {
@@ -470,6 +493,7 @@ impl Plan {
             bound,
             depth,
             params,
+            rotation_keys,
             rotation_steps,
         })
     }
@@ -519,6 +543,11 @@ impl Plan {
         &self.params
     }
 
+    /// The Galois key set its single-packed products use ([`CompileOptions::rotation_keys`]).
+    pub fn rotation_keys(&self) -> RotationKeys {
+        self.rotation_keys
+    }
+
     /// Rotation steps the plan needs Galois keys for.
     pub fn rotation_steps(&self) -> &[i64] {
         &self.rotation_steps
@@ -535,7 +564,7 @@ impl Plan {
         let mut level = self.depth;
         let mut out: std::collections::BTreeMap<i64, usize> = Default::default();
         for k in 0..self.steps.len() {
-            for s in product_rotations(&self.steps, k, slots) {
+            for s in product_rotations(&self.steps, k, slots, self.rotation_keys) {
                 let e = out.entry(s).or_insert(level);
                 *e = (*e).max(level);
             }
@@ -786,6 +815,10 @@ impl Plan {
 
     /// Server side: runs the steps on an encrypted sample (needs only public keys).
     pub fn evaluate(&self, input: &CkksVector) -> Result<CkksVector> {
+        veil_math::par::in_pool(|| self.evaluate_single(input))
+    }
+
+    fn evaluate_single(&self, input: &CkksVector) -> Result<CkksVector> {
         self.require_single()?;
         self.require_weights()?;
         self.check_query(input)?;
@@ -793,8 +826,14 @@ impl Plan {
         for (k, s) in self.steps.iter().enumerate() {
             v = match s {
                 Step::Affine { bias, .. } => {
-                    let m = encode_product(input.context(), &self.steps, k, v.level())?
-                        .ok_or(MlError::Internal("an affine step without its matrix"))?;
+                    let m = encode_product(
+                        input.context(),
+                        &self.steps,
+                        k,
+                        v.level(),
+                        self.rotation_keys,
+                    )?
+                    .ok_or(MlError::Internal("an affine step without its matrix"))?;
                     v.matmul_encoded(&m)?.add_plain(bias)?
                 }
                 Step::Square => v.square()?,
@@ -907,7 +946,13 @@ impl Plan {
         let mut level = ctx.ckks().max_level();
         let mut matrices = Vec::with_capacity(self.steps.len());
         for k in 0..self.steps.len() {
-            matrices.push(encode_product(ctx, &self.steps, k, level)?);
+            matrices.push(encode_product(
+                ctx,
+                &self.steps,
+                k,
+                level,
+                self.rotation_keys,
+            )?);
             level = level.saturating_sub(self.steps[k].depth());
         }
         Ok(PreparedPlan {
@@ -1173,13 +1218,15 @@ fn product_kind(steps: &[Step], k: usize) -> Option<Product> {
 }
 
 /// The rotations step `k` makes (at its input's level).
-fn product_rotations(steps: &[Step], k: usize, slots: usize) -> Vec<i64> {
+fn product_rotations(steps: &[Step], k: usize, slots: usize, keys: RotationKeys) -> Vec<i64> {
     let Some((i, o)) = steps.get(k).and_then(Step::dims) else {
         return Vec::new();
     };
     let rotations = match product_kind(steps, k) {
-        Some(Product::Blocked) => CkksVector::matmul_blocked_rotation_steps(slots, i, o),
-        Some(Product::Replicated) | None => CkksVector::matmul_replicated_rotation_steps(i, o),
+        Some(Product::Blocked) => CkksVector::matmul_blocked_rotation_steps_with(slots, i, o, keys),
+        Some(Product::Replicated) | None => {
+            CkksVector::matmul_replicated_rotation_steps_with(i, o, keys)
+        }
     };
     rotations.into_iter().filter(|&s| s != 0).collect()
 }
@@ -1190,25 +1237,47 @@ fn encode_product(
     steps: &[Step],
     k: usize,
     level: usize,
+    keys: RotationKeys,
 ) -> Result<Option<veil_he::ckks::EncodedMatrix>> {
     let Some(Step::Affine { rows, .. }) = steps.get(k) else {
         return Ok(None);
     };
-    Ok(Some(match product_kind(steps, k) {
+    let m = match product_kind(steps, k) {
         Some(Product::Blocked) => CkksVector::encode_matrix_blocked(ctx, rows, level)?,
         Some(Product::Replicated) | None => CkksVector::encode_matrix_replicated(ctx, rows, level)?,
-    }))
+    };
+    Ok(Some(m.with_rotation_keys(keys)))
+}
+
+/// The compiler's choice of [`RotationKeys`] for `params` ([`CompileOptions::rotation_keys`]):
+/// compact when a top-level key switch has four digits or more.
+fn automatic_rotation_keys(params: &ParameterChoice) -> RotationKeys {
+    let primes = params
+        .moduli_bits
+        .len()
+        .saturating_sub(params.special_primes);
+    let digits = primes.div_ceil(params.special_primes.max(1));
+    if digits >= 4 {
+        RotationKeys::Compact
+    } else {
+        RotationKeys::Fast
+    }
 }
 
 /// The Galois keys a plan's products need with single packing (none with batch packing):
 /// the blocked product's giant steps and block sums for a first product, the replicated
 /// diagonal method's rotations for the others.
-fn rotation_steps_for(steps: &[Step], packing: Packing, slots: usize) -> Vec<i64> {
+fn rotation_steps_for(
+    steps: &[Step],
+    packing: Packing,
+    slots: usize,
+    keys: RotationKeys,
+) -> Vec<i64> {
     if packing == Packing::Batch {
         return Vec::new();
     }
     let mut rotation_steps: Vec<i64> = (0..steps.len())
-        .flat_map(|k| product_rotations(steps, k, slots))
+        .flat_map(|k| product_rotations(steps, k, slots, keys))
         .collect();
     rotation_steps.sort_unstable();
     rotation_steps.dedup();
@@ -1722,6 +1791,10 @@ struct PlanFile {
     value_bound: f64,
     depth: usize,
     parameters: ParameterChoice,
+    /// Whether the products use [`RotationKeys::Compact`] (absent in plans saved before
+    /// the choice existed: fast).
+    #[serde(default)]
+    compact_rotation_keys: bool,
     rotation_steps: Vec<i64>,
     steps: Vec<Step>,
     client_side: Vec<ClientOp>,
@@ -1747,6 +1820,7 @@ impl Plan {
             value_bound: self.bound,
             depth: self.depth,
             parameters: self.params.clone(),
+            compact_rotation_keys: self.rotation_keys == RotationKeys::Compact,
             rotation_steps: self.rotation_steps.clone(),
             steps: self.steps.clone(),
             client_side: self.tail.clone(),
@@ -1865,8 +1939,17 @@ impl Plan {
         if !(file.value_bound.is_finite() && file.value_bound > 0.0) {
             return Err(bad(format!("value bound {}", file.value_bound)));
         }
-        let rotation_steps =
-            rotation_steps_for(&file.steps, file.packing, file.parameters.degree / 2);
+        let rotation_keys = if file.compact_rotation_keys {
+            RotationKeys::Compact
+        } else {
+            RotationKeys::Fast
+        };
+        let rotation_steps = rotation_steps_for(
+            &file.steps,
+            file.packing,
+            file.parameters.degree / 2,
+            rotation_keys,
+        );
         if rotation_steps != file.rotation_steps {
             return Err(bad("the Galois keys do not match the steps".into()));
         }
@@ -1886,6 +1969,7 @@ impl Plan {
             bound: file.value_bound,
             depth,
             params: file.parameters,
+            rotation_keys,
             rotation_steps,
         };
         // Validates the parameters, 128-bit security included.

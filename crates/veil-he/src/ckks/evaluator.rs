@@ -565,13 +565,11 @@ impl Evaluator {
             ));
         }
         let perm = self.ctx.ring().ntt_galois_permutation(g)?;
-        let mut c1 = RnsPoly::zero(self.ctx.ring(), a.parts[1].primes(), Representation::Ntt)?;
-        c1.apply_permutation_from(&a.parts[1], &perm);
+        let c1 = a.parts[1].permuted(&perm)?;
         let dec = keyswitch::decompose(&self.ctx, &c1)?;
         drop(c1);
         let (k0, k1) = keyswitch::apply(&self.ctx, &dec, None, key)?;
-        let mut c0 = RnsPoly::zero(self.ctx.ring(), a.parts[0].primes(), Representation::Ntt)?;
-        c0.apply_permutation_from(&a.parts[0], &perm);
+        let mut c0 = a.parts[0].permuted(&perm)?;
         c0.add_assign(&k0)?;
         Ok(Ciphertext {
             parts: vec![c0, k1],

@@ -169,9 +169,9 @@ pub(crate) fn apply(
             ring.mul_accumulate(prime, l1, src, key.a[j].limb(pos));
         }
     };
-    // Two modular products per digit and coefficient: about 5 units each on the scale of
+    // Two modular products per digit and coefficient: about 6 units each on the scale of
     // `NTT_COST` (an element product costs about what one NTT butterfly does).
-    let total = n * ext.len() * dec.digits.len() * 10;
+    let total = n * ext.len() * dec.digits.len() * 12;
     if should_parallelize(total, ext.len()) {
         acc0.data_mut()
             .par_chunks_mut(n)
