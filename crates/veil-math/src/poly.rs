@@ -75,28 +75,7 @@ impl RnsPoly {
         repr: Representation,
         data: Vec<u64>,
     ) -> Result<Self> {
-        let n = ctx.degree();
-        if data.len() != primes.len() * n {
-            return Err(MathError::LengthMismatch {
-                expected: primes.len() * n,
-                found: data.len(),
-            });
-        }
-        for (limb, &i) in data.chunks(n).zip(primes) {
-            let q = ctx.modulus(i)?.value();
-            if limb.iter().any(|&c| c >= q) {
-                return Err(MathError::InvalidModulus {
-                    modulus: q,
-                    reason: "a coefficient is not reduced modulo its prime",
-                });
-            }
-        }
-        Ok(Self {
-            ctx: ctx.clone(),
-            primes: primes.to_vec(),
-            repr,
-            data,
-        })
+        Self::build(ctx, primes, repr, data, true)
     }
 
     /// [`RnsPoly::from_limbs`] without the scan that checks every coefficient is reduced:
@@ -107,6 +86,17 @@ impl RnsPoly {
         repr: Representation,
         data: Vec<u64>,
     ) -> Result<Self> {
+        Self::build(ctx, primes, repr, data, cfg!(debug_assertions))
+    }
+
+    /// Checks the shape and the primes (and, with `check_reduced`, every coefficient).
+    fn build(
+        ctx: &Arc<RingContext>,
+        primes: &[usize],
+        repr: Representation,
+        data: Vec<u64>,
+        check_reduced: bool,
+    ) -> Result<Self> {
         let n = ctx.degree();
         if data.len() != primes.len() * n {
             return Err(MathError::LengthMismatch {
@@ -116,7 +106,12 @@ impl RnsPoly {
         }
         for (limb, &i) in data.chunks(n).zip(primes) {
             let q = ctx.modulus(i)?.value();
-            debug_assert!(limb.iter().all(|&c| c < q), "unreduced limb");
+            if check_reduced && limb.iter().any(|&c| c >= q) {
+                return Err(MathError::InvalidModulus {
+                    modulus: q,
+                    reason: "a coefficient is not reduced modulo its prime",
+                });
+            }
         }
         Ok(Self {
             ctx: ctx.clone(),
